@@ -1,0 +1,1 @@
+"""Development stack: real Kafka and PostgreSQL started by the project itself."""
