@@ -6,9 +6,6 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
-CACHE_ROOT=${SAGA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/saga-orchestrator}
-KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' compose/local/pom.xml)
-KAFKA_LIBS="$CACHE_ROOT/kafka-$KAFKA_VERSION/libs"
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 die() { printf '[bootstrap] error: %s\n' "$*" >&2; exit 1; }
@@ -23,8 +20,11 @@ fi
 stamp="$VENV/.installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installing the package and its dev extras (editable)"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e '.[dev]'
+  mkdir -p .cache
+  if ! { "$VENV/bin/pip" install --upgrade pip && "$VENV/bin/pip" install -e '.[dev]'; } >.cache/pip-install.log 2>&1; then
+    tail -n 30 .cache/pip-install.log >&2
+    die "pip install failed (full log: .cache/pip-install.log)"
+  fi
   touch "$stamp"
 fi
 
@@ -41,12 +41,5 @@ fi
 # --- Apache Kafka jars (only when no KAFKA_BOOTSTRAP_SERVERS is given) -----
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   command -v java >/dev/null || die "Java 17+ is needed to run Kafka locally: apt-get install openjdk-17-jre-headless (or set KAFKA_BOOTSTRAP_SERVERS)"
-  if [ ! -f "$KAFKA_LIBS/.complete" ]; then
-    command -v mvn >/dev/null || die "Maven is needed to fetch Kafka's jars: apt-get install maven (or set KAFKA_BOOTSTRAP_SERVERS)"
-    say "resolving Apache Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIBS"
-    rm -rf "$KAFKA_LIBS" && mkdir -p "$KAFKA_LIBS"
-    (cd compose/local && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS") \
-      || die "Maven could not resolve Kafka's jars (see output above)"
-    touch "$KAFKA_LIBS/.complete"
-  fi
+  "$VENV/bin/python" -m orchestrator.devstack jars >/dev/null
 fi

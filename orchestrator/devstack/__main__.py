@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -15,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.devstack")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("jars", help="resolve Apache Kafka's jars from Maven Central into the cache")
-    up = sub.add_parser("up", help="run Kafka and PostgreSQL until Ctrl-C, printing their addresses")
+    up = sub.add_parser(
+        "up", help="run Kafka and PostgreSQL until Ctrl-C, printing their addresses"
+    )
     up.add_argument("--kafka-nodes", type=int, default=1, choices=(1, 3))
     sub.add_parser("smoke", help="start the stack, send records through a transaction, report")
     args = parser.parse_args(argv)
@@ -33,10 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers}")
         print(f"export DATABASE_URL={pg.dsn}")
         print("# Ctrl-C stops both", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

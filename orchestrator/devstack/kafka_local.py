@@ -47,12 +47,23 @@ def ensure_kafka_jars() -> Path:
     shutil.rmtree(libs, ignore_errors=True)
     libs.mkdir(parents=True)
     result = subprocess.run(
-        ["mvn", "-B", "-q", "dependency:copy-dependencies", "-DincludeScope=runtime",
-         f"-DoutputDirectory={libs}"],
-        cwd=local_infra_dir(), capture_output=True, text=True, check=False,
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={libs}",
+        ],
+        cwd=local_infra_dir(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
-        raise KafkaSetupError(f"Maven could not resolve Kafka's jars:\n{result.stdout}{result.stderr}")
+        raise KafkaSetupError(
+            f"Maven could not resolve Kafka's jars:\n{result.stdout}{result.stderr}"
+        )
     (libs / ".complete").touch()
     return libs
 
@@ -113,18 +124,25 @@ class LocalKafkaNode:
     def _java_argv(self, main: str, *args: str) -> list[str]:
         libs = ensure_kafka_jars()
         return [
-            _java(), *_JVM_OPTS,
+            _java(),
+            *_JVM_OPTS,
             f"-Dkafka.logs.dir={self.home}",
             f"-Dlog4j2.configurationFile={local_infra_dir() / 'log4j2.properties'}",
-            "-cp", f"{libs}/*", main, *args,
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
         ]
 
     def format(self, cluster_id: str) -> None:
-        argv = self._java_argv("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                               "-c", str(self.config_path))
+        argv = self._java_argv(
+            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path)
+        )
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise KafkaSetupError(f"formatting node {self.node_id} failed:\n{result.stdout}{result.stderr}")
+            raise KafkaSetupError(
+                f"formatting node {self.node_id} failed:\n{result.stdout}{result.stderr}"
+            )
 
     def start(self) -> None:
         """Launch the JVM (returns at once; call :meth:`wait_ready`)."""
@@ -146,6 +164,7 @@ class LocalKafkaNode:
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
         """Block until the broker logs that it started (a TCP connect is not enough)."""
+
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise KafkaSetupError(
@@ -154,8 +173,12 @@ class LocalKafkaNode:
                 )
             return _READY_MARKER in self._new_log_text()
 
-        wait_until(ready, timeout_s, f"Kafka node {self.node_id} to start",
-                   on_timeout=lambda: tail(self.log_path))
+        wait_until(
+            ready,
+            timeout_s,
+            f"Kafka node {self.node_id} to start",
+            on_timeout=lambda: tail(self.log_path),
+        )
 
     def kill(self) -> None:
         """Crash the node: SIGKILL, no controlled shutdown."""
@@ -245,8 +268,12 @@ class LocalKafkaCluster:
 
     def _layout(self) -> None:
         self.nodes = [
-            LocalKafkaNode(node_id=i, broker_port=free_port(), controller_port=free_port(),
-                           home=self.workdir / f"node-{i}")
+            LocalKafkaNode(
+                node_id=i,
+                broker_port=free_port(),
+                controller_port=free_port(),
+                home=self.workdir / f"node-{i}",
+            )
             for i in range(1, self.size + 1)
         ]
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
@@ -291,6 +318,9 @@ class LocalKafkaCluster:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

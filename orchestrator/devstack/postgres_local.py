@@ -28,8 +28,9 @@ class PostgresSetupError(RuntimeError):
 
 def postgres_bin_dir() -> Path:
     """Folder with ``initdb`` and ``postgres``: the newest Debian version, else PATH."""
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                        key=lambda p: int(Path(p).parts[-3]))
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
+    )
     if candidates:
         return Path(candidates[-1]).parent
     initdb = shutil.which("initdb")
@@ -87,9 +88,23 @@ class LocalPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._chown(self.data_dir)
         result = subprocess.run(
-            [str(postgres_bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-             "--auth=trust", "-E", "UTF8", "--locale=C", "--no-instructions"],
-            capture_output=True, text=True, check=False, user=self.user, group=self.user,
+            [
+                str(postgres_bin_dir() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            user=self.user,
+            group=self.user,
         )
         if result.returncode != 0:
             raise PostgresSetupError(f"initdb failed:\n{result.stdout}{result.stderr}")
@@ -102,22 +117,39 @@ class LocalPostgres:
         self.log_path.touch()
         self._chown(self.log_path)
         argv = [
-            str(postgres_bin_dir() / "postgres"), "-D", str(self.data_dir),
-            "-p", str(self.port), "-k", str(self.data_dir),
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", "max_connections=200",
+            str(postgres_bin_dir() / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.data_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=200",
             # throwaway data: an OS crash may lose it, a process crash may not
-            "-c", "fsync=off", "-c", "full_page_writes=off",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
         ]
         self.proc = spawn(argv, self.log_path, user=self.user)
-        wait_until(self._accepts_queries, timeout_s, f"PostgreSQL on port {self.port}",
-                   interval_s=0.1, on_timeout=lambda: tail(self.log_path))
+        wait_until(
+            self._accepts_queries,
+            timeout_s,
+            f"PostgreSQL on port {self.port}",
+            interval_s=0.1,
+            on_timeout=lambda: tail(self.log_path),
+        )
         self.started_in_s = time.monotonic() - began
         return self
 
     def _accepts_queries(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise PostgresSetupError(f"postgres exited with {self.proc.returncode}" + tail(self.log_path))
+            raise PostgresSetupError(
+                f"postgres exited with {self.proc.returncode}" + tail(self.log_path)
+            )
         import psycopg
 
         try:
@@ -154,6 +186,9 @@ class LocalPostgres:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()

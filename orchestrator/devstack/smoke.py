@@ -14,14 +14,18 @@ from rich.table import Table
 from orchestrator.devstack import providers
 
 
-def _read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0) -> list[tuple[str, str]]:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"smoke-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        "enable.auto.commit": False,
-    })
+def _read_all(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0
+) -> list[tuple[str, str]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"smoke-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     records: list[tuple[str, str]] = []
     deadline = time.monotonic() + timeout_s
@@ -44,16 +48,28 @@ def run(console: Console | None = None) -> bool:
     console = console or Console()
     checks: list[tuple[str, bool, str]] = []
     began = time.monotonic()
-    with console.status("starting Kafka and PostgreSQL"), providers.kafka() as kafka, providers.postgres() as pg:
+    with (
+        console.status("starting Kafka and PostgreSQL"),
+        providers.kafka() as kafka,
+        providers.postgres() as pg,
+    ):
         stack_s = time.monotonic() - began
-        console.print(f"Kafka ({kafka.source}) at {kafka.bootstrap_servers}; "
-                      f"PostgreSQL ({pg.source}); ready in {stack_s:.1f}s")
+        console.print(
+            f"Kafka ({kafka.source}) at {kafka.bootstrap_servers}; "
+            f"PostgreSQL ({pg.source}); ready in {stack_s:.1f}s"
+        )
         topic = f"smoke.{uuid.uuid4().hex[:8]}"
         admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-        admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})])[topic].result(30)
+        admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})])[
+            topic
+        ].result(30)
 
-        producer = Producer({"bootstrap.servers": kafka.bootstrap_servers,
-                             "transactional.id": f"smoke-{uuid.uuid4().hex[:8]}"})
+        producer = Producer(
+            {
+                "bootstrap.servers": kafka.bootstrap_servers,
+                "transactional.id": f"smoke-{uuid.uuid4().hex[:8]}",
+            }
+        )
         producer.init_transactions(30)
         t0 = time.monotonic()
         producer.begin_transaction()
@@ -69,15 +85,25 @@ def run(console: Console | None = None) -> bool:
 
         seen = _read_all(kafka.bootstrap_servers, topic, expected=2)
         values = [v for _, v in seen]
-        checks.append(("transaction commit visible, abort invisible",
-                       values == ["committed", "committed-later"], f"read {values}"))
+        checks.append(
+            (
+                "transaction commit visible, abort invisible",
+                values == ["committed", "committed-later"],
+                f"read {values}",
+            )
+        )
         checks.append(("compacted topic created", True, topic))
         checks.append(("transaction commit latency", commit_ms < 5000, f"{commit_ms:.1f} ms"))
 
         with psycopg.connect(pg.dsn) as conn:
             row = conn.execute("SELECT %s::text, version()", ("round-trip",)).fetchone()
-        checks.append(("PostgreSQL round trip", row is not None and row[0] == "round-trip",
-                       str(row[1]).split(",")[0] if row else "no row"))
+        checks.append(
+            (
+                "PostgreSQL round trip",
+                row is not None and row[0] == "round-trip",
+                str(row[1]).split(",")[0] if row else "no row",
+            )
+        )
 
     table = Table(title="smoke run")
     table.add_column("check")

@@ -21,13 +21,16 @@ def leader(admin: AdminClient, topic: str) -> int:
     return int(admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader)
 
 
-def test_acks_all_survives_a_killed_broker_which_rejoins(kafka_cluster: KafkaHandle,
-                                                         topic_prefix: str) -> None:
+def test_acks_all_survives_a_killed_broker_which_rejoins(
+    kafka_cluster: KafkaHandle, topic_prefix: str
+) -> None:
     cluster = kafka_cluster.cluster
     assert cluster is not None and len(cluster.nodes) == 3
     admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap_servers})
     topic = f"{topic_prefix}.replicated"
-    admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
+    admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic].result(
+        30
+    )
     deadline = time.monotonic() + 30
     while isr(admin, topic) != [1, 2, 3] and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -42,8 +45,14 @@ def test_acks_all_survives_a_killed_broker_which_rejoins(kafka_cluster: KafkaHan
         else:
             acked.append(int(msg.value() or b"-1"))
 
-    producer = Producer({"bootstrap.servers": kafka_cluster.bootstrap_servers, "acks": "all",
-                         "enable.idempotence": True, "message.timeout.ms": 30000})
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_cluster.bootstrap_servers,
+            "acks": "all",
+            "enable.idempotence": True,
+            "message.timeout.ms": 30000,
+        }
+    )
 
     def write(start: int, count: int) -> None:
         for i in range(start, start + count):

@@ -1,0 +1,105 @@
+"""Settings shared by workers, clients, the CLI and the demo, read from the environment.
+
+Every Kafka client setting passes through: ``SAGA_KAFKA_<NAME>`` becomes the
+librdkafka property ``<name>`` with underscores turned into dots, e.g.
+``SAGA_KAFKA_SECURITY_PROTOCOL=SASL_SSL``, ``SAGA_KAFKA_SASL_MECHANISM=SCRAM-SHA-512``,
+``SAGA_KAFKA_SASL_USERNAME``, ``SAGA_KAFKA_SASL_PASSWORD``, ``SAGA_KAFKA_SSL_CA_LOCATION``.
+Secrets are never printed: :meth:`Settings.redacted` masks them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_BOOTSTRAP_SERVERS = "localhost:9092"
+DEFAULT_DATABASE_URL = "postgresql://saga:saga@localhost:5432/saga"
+DEFAULT_TOPIC_PREFIX = "saga"
+DEFAULT_SHARDS = 8
+DEFAULT_HTTP_PORT = 8080
+
+KAFKA_PASSTHROUGH_PREFIX = "SAGA_KAFKA_"
+ENV_NAMES = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "DATABASE_URL",
+    "SAGA_TOPIC_PREFIX",
+    "SAGA_SHARDS",
+    "SAGA_HTTP_PORT",
+)
+_SECRET_MARKERS = ("password", "secret", "token", "key.pem", "sasl.oauthbearer.config")
+
+
+def is_secret(name: str) -> bool:
+    """True for settings whose value must never reach a log line."""
+    lowered = name.lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+def _kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        name[len(KAFKA_PASSTHROUGH_PREFIX) :].lower().replace("_", "."): value
+        for name, value in env.items()
+        if name.startswith(KAFKA_PASSTHROUGH_PREFIX)
+    }
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the orchestrator's infrastructure is and how its topics are named."""
+
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
+    database_url: str = DEFAULT_DATABASE_URL
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+    shards: int = DEFAULT_SHARDS
+    http_port: int = DEFAULT_HTTP_PORT
+    kafka_extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (the process environment by default)."""
+        env = os.environ if env is None else env
+        try:
+            shards = int(env.get("SAGA_SHARDS", DEFAULT_SHARDS))
+            http_port = int(env.get("SAGA_HTTP_PORT", DEFAULT_HTTP_PORT))
+        except ValueError as exc:
+            raise ValueError(f"SAGA_SHARDS and SAGA_HTTP_PORT must be integers: {exc}") from exc
+        if shards < 1:
+            raise ValueError(f"SAGA_SHARDS must be at least 1, got {shards}")
+        return cls(
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP_SERVERS),
+            database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            topic_prefix=env.get("SAGA_TOPIC_PREFIX", DEFAULT_TOPIC_PREFIX),
+            shards=shards,
+            http_port=http_port,
+            kafka_extra=_kafka_passthrough(env),
+        )
+
+    def kafka_config(self, **overrides: Any) -> dict[str, Any]:
+        """librdkafka settings: bootstrap servers, pass-through security settings, overrides."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka_extra, **overrides}
+
+    def redacted(self) -> dict[str, Any]:
+        """A copy safe to log: secret values and the database password are masked."""
+        kafka = {k: ("***" if is_secret(k) else v) for k, v in self.kafka_extra.items()}
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "database_url": _mask_dsn_password(self.database_url),
+            "topic_prefix": self.topic_prefix,
+            "shards": self.shards,
+            "http_port": self.http_port,
+            "kafka_extra": kafka,
+        }
+
+    def __repr__(self) -> str:
+        return f"Settings({self.redacted()!r})"
+
+
+def _mask_dsn_password(dsn: str) -> str:
+    scheme, sep, rest = dsn.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return dsn
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
