@@ -1,0 +1,1 @@
+"""Kafka adapters: topic layout and admin, shard routing, offset bookkeeping."""

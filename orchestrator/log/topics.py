@@ -1,0 +1,162 @@
+"""The orchestrator's topics, created on demand and checked at start-up.
+
+``<prefix>.commands`` and ``<prefix>.history`` have one partition per execution
+shard and must agree, because owning partition p of commands is owning shard p of
+history. History is compacted (every event has its own key; tombstones reclaim
+closed executions); the other topics are time-retained.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+DAY_MS = 24 * 3600 * 1000
+_TIMEOUT_S = 30.0
+
+
+class TopicLayoutError(RuntimeError):
+    """An existing topic does not fit the layout (cleanup policy or partition count)."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: name, partitions, and the configs that must hold for it."""
+
+    name: str
+    partitions: int
+    config: Mapping[str, str]
+    #: configs checked against an existing topic (the rest are only set at creation)
+    enforced: tuple[str, ...] = ("cleanup.policy",)
+
+
+@dataclass(frozen=True)
+class TopicLayout:
+    """Topic names and configs for one orchestrator deployment (one prefix)."""
+
+    prefix: str = "saga"
+    shards: int = 8
+    replication_factor: int = -1  # -1: the broker's default.replication.factor
+    task_queue_partitions: int | None = None  # default: same as shards
+    history_config: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
+    def history(self) -> str:
+        return f"{self.prefix}.history"
+
+    @property
+    def replies(self) -> str:
+        return f"{self.prefix}.replies"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    def task_queue(self, queue: str) -> str:
+        if not queue or any(c in queue for c in "/\\ \t\n") or queue in (".", ".."):
+            raise ValueError(f"invalid task queue name {queue!r}")
+        return f"{self.prefix}.tasks.{queue}"
+
+    def specs(self, task_queues: Iterable[str] = ()) -> list[TopicSpec]:
+        """Every topic this deployment needs, with its configs."""
+        delete = {"cleanup.policy": "delete"}
+        history = {
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": "0",
+            "delete.retention.ms": str(DAY_MS),  # tombstones stay a day for slow readers
+            "segment.ms": str(DAY_MS),
+            **self.history_config,
+        }
+        queue_partitions = self.task_queue_partitions or self.shards
+        return [
+            TopicSpec(self.commands, self.shards, {**delete, "retention.ms": str(7 * DAY_MS)}),
+            TopicSpec(self.history, self.shards, history),
+            TopicSpec(self.replies, self.shards, {**delete, "retention.ms": str(DAY_MS)}),
+            TopicSpec(self.dlq, 1, {**delete, "retention.ms": str(30 * DAY_MS)}),
+            *(
+                TopicSpec(
+                    self.task_queue(q),
+                    queue_partitions,
+                    {**delete, "retention.ms": str(7 * DAY_MS)},
+                )
+                for q in sorted(set(task_queues))
+            ),
+        ]
+
+
+def ensure_topics(admin: AdminClient, layout: TopicLayout, task_queues: Iterable[str] = ()) -> None:
+    """Create missing topics; refuse existing ones that break the layout.
+
+    Raises :class:`TopicLayoutError` naming every mismatch: a wrong cleanup policy,
+    or commands/history partition counts that differ from each other.
+    """
+    specs = layout.specs(task_queues)
+    existing = admin.list_topics(timeout=_TIMEOUT_S).topics
+    missing = [s for s in specs if s.name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(s.name, s.partitions, layout.replication_factor, config=dict(s.config))
+                for s in missing
+            ],
+            operation_timeout=_TIMEOUT_S,
+            request_timeout=_TIMEOUT_S,
+        )
+        for future in futures.values():
+            try:
+                future.result(_TIMEOUT_S)
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent worker won
+                    raise
+        _wait_visible(admin, [s.name for s in missing])
+    _check(admin, specs, layout)
+
+
+def _wait_visible(admin: AdminClient, names: list[str]) -> None:
+    """Wait until new topics have leaders: creation returns before brokers learn of them."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        topics = admin.list_topics(timeout=_TIMEOUT_S).topics
+        pending = [
+            n
+            for n in names
+            if n not in topics
+            or topics[n].error is not None
+            or any(p.leader < 0 for p in topics[n].partitions.values())
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TopicLayoutError(f"topics not ready after {_TIMEOUT_S:.0f}s: {pending}")
+        time.sleep(0.1)
+
+
+def _check(admin: AdminClient, specs: list[TopicSpec], layout: TopicLayout) -> None:
+    problems: list[str] = []
+    topics = admin.list_topics(timeout=_TIMEOUT_S).topics
+    partitions = {s.name: len(topics[s.name].partitions) for s in specs if s.name in topics}
+    if partitions.get(layout.commands) != partitions.get(layout.history):
+        problems.append(
+            f"{layout.commands} has {partitions.get(layout.commands)} partitions but "
+            f"{layout.history} has {partitions.get(layout.history)}: shards must line up"
+        )
+    resources = [ConfigResource(ResourceType.TOPIC, s.name) for s in specs]
+    described = admin.describe_configs(resources, request_timeout=_TIMEOUT_S)
+    by_name = {s.name: s for s in specs}
+    for resource, future in described.items():
+        actual = future.result(_TIMEOUT_S)
+        spec = by_name[resource.name]
+        for key in spec.enforced:
+            want, have = spec.config.get(key), actual[key].value if key in actual else None
+            if want is not None and have != want:
+                problems.append(f"{spec.name} has {key}={have}, expected {want}")
+    if problems:
+        raise TopicLayoutError("topic layout mismatch:\n  " + "\n  ".join(problems))
