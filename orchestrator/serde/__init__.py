@@ -1,0 +1,86 @@
+"""The wire format: Avro records framed as CloudEvents (binary mode) on every topic.
+
+Build one :class:`WireFormat` per process and call its ``encode_*`` / ``decode_*``
+methods; every decode failure is a :class:`RecordDecodeError` whose ``reason`` goes
+to the DLQ. Payload codecs (encryption) live in :mod:`orchestrator.serde.codecs`.
+"""
+
+from orchestrator.serde.cloudevents import CloudEvent, Headers, InHeaders
+from orchestrator.serde.errors import (
+    DecodeFailure,
+    PayloadCodecError,
+    PayloadKeyError,
+    RecordDecodeError,
+    RecordEncodeError,
+    SchemaError,
+    SerdeError,
+)
+from orchestrator.serde.history import HistoryRecord
+from orchestrator.serde.keys import command_key, event_key, reply_key, snapshot_key, task_key
+from orchestrator.serde.records import (
+    ActivityHeartbeat,
+    ActivityTask,
+    ActivityTaskCompleted,
+    ActivityTaskFailed,
+    CancelWorkflow,
+    Command,
+    IdReusePolicy,
+    ParentExecution,
+    QueryWorkflow,
+    Reply,
+    ReplyKind,
+    SignalWithStart,
+    SignalWorkflow,
+    StartWorkflow,
+    TerminateWorkflow,
+    UpdateWorkflow,
+    WorkflowSnapshot,
+    WorkflowStatus,
+    idempotency_key,
+)
+from orchestrator.serde.registry import SchemaRegistry, SchemaVersion
+from orchestrator.serde.wire import DEFAULT_MAX_RECORD_BYTES, Decoded, EncodedRecord, WireFormat
+
+__all__ = [
+    "DEFAULT_MAX_RECORD_BYTES",
+    "ActivityHeartbeat",
+    "ActivityTask",
+    "ActivityTaskCompleted",
+    "ActivityTaskFailed",
+    "CancelWorkflow",
+    "CloudEvent",
+    "Command",
+    "DecodeFailure",
+    "Decoded",
+    "EncodedRecord",
+    "Headers",
+    "HistoryRecord",
+    "IdReusePolicy",
+    "InHeaders",
+    "ParentExecution",
+    "PayloadCodecError",
+    "PayloadKeyError",
+    "QueryWorkflow",
+    "RecordDecodeError",
+    "RecordEncodeError",
+    "Reply",
+    "ReplyKind",
+    "SchemaError",
+    "SchemaRegistry",
+    "SchemaVersion",
+    "SerdeError",
+    "SignalWithStart",
+    "SignalWorkflow",
+    "StartWorkflow",
+    "TerminateWorkflow",
+    "UpdateWorkflow",
+    "WireFormat",
+    "WorkflowSnapshot",
+    "WorkflowStatus",
+    "command_key",
+    "event_key",
+    "idempotency_key",
+    "reply_key",
+    "snapshot_key",
+    "task_key",
+]

@@ -1,0 +1,112 @@
+"""CloudEvents Kafka protocol binding, binary content mode.
+
+Attributes travel as ``ce_*`` headers, the value is the bare Avro datum, and
+``content-type`` is ``application/avro``. W3C trace context rides along in
+``traceparent`` / ``tracestate`` so OpenTelemetry propagators work unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from orchestrator.serde.errors import DecodeFailure, RecordDecodeError
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/avro"
+
+Headers = list[tuple[str, bytes]]
+"""Kafka headers as confluent-kafka and aiokafka take them."""
+
+InHeaders = Sequence[tuple[str, bytes | None]] | None
+"""Kafka headers as consumers return them (confluent-kafka gives None for no headers)."""
+
+_REQUIRED = ("ce_specversion", "ce_id", "ce_type", "ce_source")
+_MAX_HEADER_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """The CloudEvents attributes of one Kafka record (the data is decoded separately)."""
+
+    type: str
+    id: str
+    source: str
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    def headers(self) -> Headers:
+        """Kafka headers carrying these attributes in binary content mode."""
+        headers = [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", self.id.encode()),
+            ("ce_type", self.type.encode()),
+            ("ce_source", self.source.encode()),
+            ("content-type", b"application/avro"),
+        ]
+        if self.traceparent is not None:
+            headers.append(("traceparent", self.traceparent.encode()))
+        if self.tracestate is not None:
+            headers.append(("tracestate", self.tracestate.encode()))
+        return headers
+
+
+def parse_headers(headers: InHeaders) -> CloudEvent:
+    """Read the CloudEvents attributes of a record; :class:`RecordDecodeError` if invalid.
+
+    When a header repeats, the last one wins, as in Kafka's ``lastHeader``.
+    """
+    found: dict[str, str] = {}
+    for name, raw in headers or ():
+        if name in _REQUIRED or name in ("content-type", "traceparent", "tracestate"):
+            found[name] = _text(name, raw, found.get("ce_type"))
+    ce_type = found.get("ce_type")
+    missing = [name for name in _REQUIRED if not found.get(name)]
+    if missing:
+        hint = (
+            "; structured mode (JSON envelope) is not supported, use binary mode"
+            if found.get("content-type", "").startswith("application/cloudevents")
+            else ""
+        )
+        raise RecordDecodeError(
+            DecodeFailure.MISSING_HEADER,
+            f"missing or empty header(s) {', '.join(missing)}{hint}",
+            ce_type,
+        )
+    if found["ce_specversion"] != SPEC_VERSION:
+        raise RecordDecodeError(
+            DecodeFailure.BAD_HEADER,
+            f"ce_specversion {found['ce_specversion']!r} is not supported (expected '1.0')",
+            ce_type,
+        )
+    content_type = found.get("content-type")
+    if content_type is not None and content_type.split(";", 1)[0].strip() != CONTENT_TYPE:
+        raise RecordDecodeError(
+            DecodeFailure.UNSUPPORTED_CONTENT_TYPE,
+            f"content-type {content_type!r}; values must be bare Avro ({CONTENT_TYPE})",
+            ce_type,
+        )
+    return CloudEvent(
+        type=found["ce_type"],
+        id=found["ce_id"],
+        source=found["ce_source"],
+        traceparent=found.get("traceparent"),
+        tracestate=found.get("tracestate"),
+    )
+
+
+def _text(name: str, raw: bytes | None, ce_type: str | None) -> str:
+    if raw is None:
+        return ""
+    if len(raw) > _MAX_HEADER_BYTES:
+        raise RecordDecodeError(
+            DecodeFailure.BAD_HEADER,
+            f"header {name} is {len(raw)} bytes (limit {_MAX_HEADER_BYTES})",
+            ce_type,
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecordDecodeError(
+            DecodeFailure.BAD_HEADER, f"header {name} is not UTF-8", ce_type
+        ) from None

@@ -1,0 +1,253 @@
+"""Typed records for every non-event Kafka record: commands, activity tasks, replies, snapshots.
+
+Field names and types mirror ``schemas/*.avsc`` one-to-one (checked when a
+:class:`~orchestrator.serde.wire.WireFormat` is built). Times are epoch milliseconds
+UTC and durations are milliseconds (``*_ms``), as in the history event model.
+User values are always encoded :class:`~orchestrator.converter.Payload` objects.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from orchestrator.converter import Payload
+from orchestrator.engine.events import Failure
+
+
+class IdReusePolicy(enum.Enum):
+    """What a start does when a closed execution with the same workflow id exists."""
+
+    ALLOW_DUPLICATE = "allow_duplicate"
+    ALLOW_DUPLICATE_FAILED_ONLY = "allow_duplicate_failed_only"
+    REJECT_DUPLICATE = "reject_duplicate"
+    TERMINATE_IF_RUNNING = "terminate_if_running"
+
+
+class ReplyKind(enum.Enum):
+    """Which command a :class:`Reply` answers."""
+
+    START = "start"
+    SIGNAL = "signal"
+    CANCEL = "cancel"
+    TERMINATE = "terminate"
+    UPDATE = "update"
+    QUERY = "query"
+    RESULT = "result"
+
+
+class WorkflowStatus(enum.Enum):
+    """Status of a run as published in :class:`WorkflowSnapshot`."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TERMINATED = "terminated"
+    CONTINUED_AS_NEW = "continued_as_new"
+    TIMED_OUT = "timed_out"
+    COMPENSATION_FAILED = "compensation_failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalWithStart:
+    """The signal a :class:`StartWorkflow` delivers (starting the workflow if needed)."""
+
+    signal_name: str
+    args: list[Payload] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParentExecution:
+    """The run that started a workflow as its child."""
+
+    workflow_id: str
+    run_id: str
+    child_seq: int
+
+
+# --- commands (topic <prefix>.commands, key = workflow id) ------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartWorkflow:
+    """Start an execution (``saga.command.start.v1``)."""
+
+    workflow_id: str
+    workflow_type: str
+    task_queue: str
+    input: list[Payload] = field(default_factory=list)
+    id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE
+    signal_with_start: SignalWithStart | None = None
+    search_attributes: dict[str, Payload] = field(default_factory=dict)
+    memo: dict[str, Payload] = field(default_factory=dict)
+    parent: ParentExecution | None = None
+    execution_timeout_ms: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalWorkflow:
+    """Deliver a signal (``saga.command.signal.v1``)."""
+
+    workflow_id: str
+    signal_name: str
+    args: list[Payload] = field(default_factory=list)
+    run_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelWorkflow:
+    """Request cancellation (``saga.command.cancel.v1``)."""
+
+    workflow_id: str
+    reason: str = ""
+    run_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TerminateWorkflow:
+    """Stop an execution without running code or compensations (``saga.command.terminate.v1``)."""
+
+    workflow_id: str
+    reason: str
+    details: list[Payload] = field(default_factory=list)
+    run_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateWorkflow:
+    """Run an update handler; the reply's correlation id is ``update_id`` (``...update.v1``)."""
+
+    workflow_id: str
+    update_id: str
+    update_name: str
+    args: list[Payload] = field(default_factory=list)
+    reply_needed: bool = True
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueryWorkflow:
+    """Ask a query handler; the reply's correlation id is ``query_id`` (``...query.v1``)."""
+
+    workflow_id: str
+    query_id: str
+    query_name: str
+    args: list[Payload] = field(default_factory=list)
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityTaskCompleted:
+    """An activity attempt returned (``saga.command.activity-completed.v1``)."""
+
+    workflow_id: str
+    run_id: str
+    activity_seq: int
+    attempt: int
+    result: Payload
+    identity: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityTaskFailed:
+    """An activity attempt raised (``saga.command.activity-failed.v1``)."""
+
+    workflow_id: str
+    run_id: str
+    activity_seq: int
+    attempt: int
+    failure: Failure
+    identity: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityHeartbeat:
+    """An activity attempt is alive (``saga.command.activity-heartbeat.v1``)."""
+
+    workflow_id: str
+    run_id: str
+    activity_seq: int
+    attempt: int
+    details: list[Payload] = field(default_factory=list)
+
+
+Command = (
+    StartWorkflow
+    | SignalWorkflow
+    | CancelWorkflow
+    | TerminateWorkflow
+    | UpdateWorkflow
+    | QueryWorkflow
+    | ActivityTaskCompleted
+    | ActivityTaskFailed
+    | ActivityHeartbeat
+)
+"""Any record of the commands topic."""
+
+
+# --- other topics --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityTask:
+    """One activity attempt for a worker (``<prefix>.tasks.<queue>``, ``saga.task.activity.v1``)."""
+
+    workflow_id: str
+    run_id: str
+    activity_seq: int
+    activity_type: str
+    attempt: int
+    task_queue: str
+    scheduled_time: int
+    args: list[Payload] = field(default_factory=list)
+    idempotency_key: str = ""
+    start_to_close_timeout_ms: int | None = None
+    schedule_to_close_timeout_ms: int | None = None
+    heartbeat_timeout_ms: int | None = None
+    heartbeat_details: list[Payload] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.idempotency_key:
+            key = idempotency_key(self.workflow_id, self.run_id, self.activity_seq)
+            object.__setattr__(self, "idempotency_key", key)
+
+
+def idempotency_key(workflow_id: str, run_id: str, activity_seq: int) -> str:
+    """The stable key of an activity across attempts: ``{workflow_id}/{run_id}/{activity_seq}``."""
+    return f"{workflow_id}/{run_id}/{activity_seq}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """The answer to a command (``<prefix>.replies``, ``saga.reply.v1``)."""
+
+    correlation_id: str
+    kind: ReplyKind
+    workflow_id: str
+    ok: bool
+    run_id: str | None = None
+    result: Payload | None = None
+    error: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowSnapshot:
+    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v1``)."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: WorkflowStatus
+    start_time: int
+    last_seq: int
+    close_time: int | None = None
+    result: Payload | None = None
+    failure: Failure | None = None
+    search_attributes: dict[str, Payload] = field(default_factory=dict)
+    memo: dict[str, Payload] = field(default_factory=dict)
