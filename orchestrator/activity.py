@@ -1,0 +1,176 @@
+"""The API for activity code: ``@activity.defn``, ``activity.info()``, ``heartbeat()``.
+
+An activity is a plain function or ``async def`` that does the real work (calls an
+API, writes a row). It runs at least once per attempt, so it should pass
+``info().idempotency_key`` to whatever it calls; the key is
+``"{workflow_id}/{run_id}/{activity_seq}"`` and stays the same across attempts.
+
+Parameters and return values are converted with the payload converter, guided by
+the type hints, so annotate them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar, get_type_hints, overload
+
+from orchestrator.exceptions import DefinitionError
+
+__all__ = [
+    "ActivityDefinition",
+    "ActivityInfo",
+    "definition_of",
+    "defn",
+    "heartbeat",
+    "in_activity",
+    "info",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DEFN_ATTR = "__activity_definition__"
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityDefinition:
+    """A validated activity: its name, function and the hints used for conversion."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    arg_types: tuple[Any, ...]
+    return_type: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityInfo:
+    """What an activity attempt knows about itself."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    activity_type: str
+    activity_seq: int
+    attempt: int
+    task_queue: str
+    scheduled_time: datetime
+    """When attempt 1 was scheduled (workflow time)."""
+    attempt_started_time: datetime
+    """When this attempt was dispatched (workflow time)."""
+    heartbeat_details: Sequence[Any] = field(default_factory=tuple)
+    """Details of the last heartbeat of an earlier attempt, if any."""
+
+    @property
+    def activity_id(self) -> str:
+        """The activity's id within its run (its sequence number as text)."""
+        return str(self.activity_seq)
+
+    @property
+    def idempotency_key(self) -> str:
+        """``"{workflow_id}/{run_id}/{activity_seq}"``, stable across attempts."""
+        return f"{self.workflow_id}/{self.run_id}/{self.activity_seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Current:
+    info: ActivityInfo
+    heartbeat: Callable[[Sequence[Any]], None]
+
+
+_current: ContextVar[_Current | None] = ContextVar("orchestrator_activity", default=None)
+
+
+def _validate(fn: Callable[..., Any], name: str) -> ActivityDefinition:
+    problems: list[str] = []
+    if not callable(fn):
+        raise DefinitionError(name, ["not callable"])
+    try:
+        hints = get_type_hints(fn)
+    except (NameError, TypeError) as exc:
+        problems.append(f"cannot resolve type hints: {exc}")
+        hints = {}
+    arg_types: list[Any] = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            problems.append(f"parameter {p.name!r}: *args/**kwargs are not supported")
+        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            problems.append(f"parameter {p.name!r}: keyword-only parameters need a default")
+        elif p.kind is not p.KEYWORD_ONLY:
+            if p.name not in hints:
+                problems.append(f"parameter {p.name!r} has no type annotation")
+            arg_types.append(hints.get(p.name))
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        problems.append("generators cannot be activities")
+    if problems:
+        raise DefinitionError(name, problems)
+    return ActivityDefinition(
+        name=name,
+        fn=fn,
+        is_async=inspect.iscoroutinefunction(fn),
+        arg_types=tuple(arg_types),
+        return_type=hints.get("return"),
+    )
+
+
+@overload
+def defn(fn: F, /) -> F: ...
+@overload
+def defn(*, name: str | None = None) -> Callable[[F], F]: ...
+def defn(fn: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Mark a function (sync or async) as an activity named ``name`` (default: its name).
+
+    The signature is validated now; a DefinitionError lists every problem.
+    """
+
+    def deco(f: F) -> F:
+        d = _validate(f, name or f.__name__)
+        setattr(f, _DEFN_ATTR, d)
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+def definition_of(fn: Callable[..., Any]) -> ActivityDefinition:
+    """The definition attached by ``@activity.defn``, or one built from ``fn`` now."""
+    d = getattr(fn, _DEFN_ATTR, None)
+    if isinstance(d, ActivityDefinition):
+        return d
+    return _validate(fn, getattr(fn, "__name__", repr(fn)))
+
+
+def in_activity() -> bool:
+    """True inside a running activity attempt."""
+    return _current.get() is not None
+
+
+def info() -> ActivityInfo:
+    """The running attempt's info; raises RuntimeError outside an activity."""
+    cur = _current.get()
+    if cur is None:
+        raise RuntimeError("activity.info() called outside an activity")
+    return cur.info
+
+
+def heartbeat(*details: Any) -> None:
+    """Report liveness (and progress ``details``, kept for the next attempt)."""
+    cur = _current.get()
+    if cur is None:
+        raise RuntimeError("activity.heartbeat() called outside an activity")
+    cur.heartbeat(details)
+
+
+@contextlib.contextmanager
+def running(
+    activity_info: ActivityInfo, on_heartbeat: Callable[[Sequence[Any]], None]
+) -> Iterator[None]:
+    """For runtimes: make ``info()``/``heartbeat()`` work for the enclosed attempt."""
+    token = _current.set(_Current(activity_info, on_heartbeat))
+    try:
+        yield
+    finally:
+        _current.reset(token)

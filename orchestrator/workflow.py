@@ -1,0 +1,522 @@
+"""The API for workflow (saga) code.
+
+A workflow is ``async def`` code that gets an explicit :class:`WorkflowContext`::
+
+    @workflow.defn(name="transfer")
+    async def transfer(ctx: WorkflowContext, req: TransferRequest) -> Receipt:
+        saga = ctx.saga()
+        await saga.step(withdraw, req, compensate=refund)
+        await ctx.sleep(timedelta(days=3))
+        await saga.step(deposit, req, compensate=reverse_deposit)
+        return await ctx.execute_activity(issue_receipt, req)
+
+or a class with one ``@workflow.run`` method and ``@workflow.signal``,
+``@workflow.query``, ``@workflow.update`` handlers (an instance per run).
+
+Workflow code is replayed against its history after every crash or cache
+eviction, so it must be deterministic: take time, randomness and ids from ``ctx``
+(``now()``, ``random()``, ``uuid4()``), do I/O only in activities, and change
+running code only behind ``ctx.patched()``. See docs/concepts.md.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, get_type_hints, overload
+
+from orchestrator.activity import ActivityDefinition
+from orchestrator.activity import definition_of as activity_definition_of
+from orchestrator.engine.status import WorkflowStatus
+from orchestrator.exceptions import ContinueAsNew, DefinitionError
+from orchestrator.retry import RetryPolicy, days, hours, minutes, seconds
+
+if TYPE_CHECKING:
+    from orchestrator.engine.saga import Saga, SagaScope
+
+__all__ = [
+    "ActivityOptions",
+    "HandlerSpec",
+    "RetryPolicy",
+    "Saga",
+    "SagaScope",
+    "WorkflowContext",
+    "WorkflowDefinition",
+    "WorkflowInfo",
+    "WorkflowStatus",
+    "days",
+    "definition_of",
+    "defn",
+    "hours",
+    "minutes",
+    "query",
+    "run",
+    "seconds",
+    "signal",
+    "update",
+    "update_validator",
+]
+
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C")
+
+_DEFN_ATTR = "__workflow_definition__"
+_ROLE_ATTR = "__workflow_role__"
+
+
+def __getattr__(name: str) -> Any:
+    # The saga helpers are built on this module's API; importing them lazily keeps
+    # the import graph one-way (engine -> workflow).
+    if name in ("Saga", "SagaScope"):
+        from orchestrator.engine import saga
+
+        return getattr(saga, name)
+    raise AttributeError(name)
+
+
+# --- records ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    """Facts about the running workflow run."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    start_time: datetime
+    parent_workflow_id: str | None = None
+    parent_run_id: str | None = None
+    continued_from_run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityOptions:
+    """How one activity call is dispatched, retried and timed out."""
+
+    task_queue: str | None = None
+    retry: RetryPolicy | None = None
+    start_to_close: timedelta | None = None
+    schedule_to_close: timedelta | None = None
+    heartbeat_timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """A signal, query or update handler: its name, callable and conversion hints.
+
+    For class-based workflows ``fn`` is the unbound method (``attr`` names it).
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    arg_types: tuple[Any, ...]
+    return_type: Any
+    is_async: bool
+    attr: str | None = None
+    validator: Callable[..., Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDefinition:
+    """A validated workflow: name, run callable, input/return hints, handlers."""
+
+    name: str
+    run: Callable[..., Awaitable[Any]]
+    arg_types: tuple[Any, ...]
+    return_type: Any
+    cls: type[Any] | None = None
+    signals: Mapping[str, HandlerSpec] = field(default_factory=dict)
+    queries: Mapping[str, HandlerSpec] = field(default_factory=dict)
+    updates: Mapping[str, HandlerSpec] = field(default_factory=dict)
+
+
+# --- validation ---------------------------------------------------------------------
+
+
+def _hints(fn: Callable[..., Any], problems: list[str], where: str) -> dict[str, Any]:
+    try:
+        return get_type_hints(fn)
+    except (NameError, TypeError) as exc:
+        problems.append(f"{where}: cannot resolve type hints: {exc}")
+        return {}
+
+
+def _params(
+    fn: Callable[..., Any], skip: int, problems: list[str], where: str
+) -> tuple[tuple[Any, ...], Any]:
+    hints = _hints(fn, problems, where)
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) < skip:
+        problems.append(f"{where}: expected at least {skip} leading parameter(s)")
+        return (), hints.get("return")
+    out: list[Any] = []
+    for p in params[skip:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            problems.append(f"{where}: *args/**kwargs are not supported ({p.name!r})")
+        elif p.kind is p.KEYWORD_ONLY:
+            if p.default is p.empty:
+                problems.append(f"{where}: keyword-only parameter {p.name!r} needs a default")
+        else:
+            if p.name not in hints:
+                problems.append(f"{where}: parameter {p.name!r} has no type annotation")
+            out.append(hints.get(p.name))
+    return tuple(out), hints.get("return")
+
+
+def _handler(
+    role: str, name: str, fn: Callable[..., Any], attr: str, problems: list[str]
+) -> HandlerSpec:
+    where = f"{role} {name!r}"
+    arg_types, ret = _params(fn, 1, problems, where)
+    is_async = inspect.iscoroutinefunction(fn)
+    if role == "query" and is_async:
+        problems.append(f"{where}: query handlers must be plain (non-async) methods")
+    return HandlerSpec(name, fn, arg_types, ret, is_async, attr)
+
+
+def _from_function(fn: Callable[..., Any], name: str) -> WorkflowDefinition:
+    problems: list[str] = []
+    if not inspect.iscoroutinefunction(fn):
+        problems.append("the workflow function must be 'async def'")
+    arg_types, ret = _params(fn, 1, problems, "workflow function (first parameter: ctx)")
+    if problems:
+        raise DefinitionError(name, problems)
+    return WorkflowDefinition(name=name, run=fn, arg_types=arg_types, return_type=ret)
+
+
+def _collect_class_handlers(
+    cls: type[Any], problems: list[str]
+) -> tuple[list[tuple[str, Callable[..., Any]]], dict[str, dict[str, HandlerSpec]], dict[str, Any]]:
+    runs: list[tuple[str, Callable[..., Any]]] = []
+    specs: dict[str, dict[str, HandlerSpec]] = {"signal": {}, "query": {}, "update": {}}
+    validators: dict[str, Any] = {}
+    for attr, member in inspect.getmembers(cls, inspect.isfunction):
+        role = getattr(member, _ROLE_ATTR, None)
+        if role is None:
+            continue
+        kind, hname = role
+        if kind == "run":
+            runs.append((attr, member))
+        elif kind == "validator":
+            if inspect.iscoroutinefunction(member):
+                problems.append(f"validator for update {hname!r} must not be async")
+            validators[hname] = member
+        else:
+            hname = hname or attr
+            if hname in specs[kind]:
+                problems.append(f"duplicate {kind} handler name {hname!r}")
+            specs[kind][hname] = _handler(kind, hname, member, attr, problems)
+    return runs, specs, validators
+
+
+def _from_class(cls: type[Any], name: str) -> WorkflowDefinition:
+    problems: list[str] = []
+    runs, specs, validators = _collect_class_handlers(cls, problems)
+    if len(runs) != 1:
+        problems.append(f"expected exactly one @workflow.run method, found {len(runs)}")
+    try:
+        init = inspect.signature(cls)
+        if any(p.default is p.empty for p in init.parameters.values()):
+            problems.append("the class must be constructible without arguments")
+    except (TypeError, ValueError):
+        pass
+    arg_types: tuple[Any, ...] = ()
+    ret: Any = None
+    run_fn: Callable[..., Awaitable[Any]] | None = None
+    if runs:
+        attr, run_fn = runs[0]
+        if not inspect.iscoroutinefunction(run_fn):
+            problems.append(f"run method {attr!r} must be 'async def'")
+        arg_types, ret = _params(run_fn, 2, problems, f"run method {attr!r} (self, ctx, ...)")
+    updates = dict(specs["update"])
+    for uname, vfn in validators.items():
+        if uname not in updates:
+            problems.append(f"validator for unknown update {uname!r}")
+            continue
+        u = updates[uname]
+        updates[uname] = HandlerSpec(
+            u.name, u.fn, u.arg_types, u.return_type, u.is_async, u.attr, vfn
+        )
+    if problems or run_fn is None:
+        raise DefinitionError(name, problems)
+    return WorkflowDefinition(
+        name=name,
+        run=run_fn,
+        arg_types=arg_types,
+        return_type=ret,
+        cls=cls,
+        signals=specs["signal"],
+        queries=specs["query"],
+        updates=updates,
+    )
+
+
+@overload
+def defn(target: C, /) -> C: ...
+@overload
+def defn(*, name: str | None = None) -> Callable[[C], C]: ...
+def defn(target: C | None = None, /, *, name: str | None = None) -> C | Callable[[C], C]:
+    """Declare a workflow: an ``async def f(ctx, ...)`` or a class with ``@run``.
+
+    The whole definition is checked now; one DefinitionError lists every problem.
+    """
+
+    def deco(t: C) -> C:
+        wname = name or getattr(t, "__name__", "")
+        d = _from_class(t, wname) if isinstance(t, type) else _from_function(t, wname)  # type: ignore[arg-type]
+        setattr(t, _DEFN_ATTR, d)
+        return t
+
+    return deco(target) if target is not None else deco
+
+
+def definition_of(target: Any) -> WorkflowDefinition:
+    """The definition attached by ``@workflow.defn`` (or a WorkflowDefinition as is)."""
+    if isinstance(target, WorkflowDefinition):
+        return target
+    d = getattr(target, _DEFN_ATTR, None)
+    if isinstance(d, WorkflowDefinition):
+        return d
+    # A declarative Saga compiles to a definition.
+    to_defn = getattr(target, "definition", None)
+    if isinstance(to_defn, WorkflowDefinition):
+        return to_defn
+    raise DefinitionError(repr(target), ["not decorated with @workflow.defn"])
+
+
+def _role(kind: str, name: str | None) -> Callable[[F], F]:
+    def deco(fn: F) -> F:
+        setattr(fn, _ROLE_ATTR, (kind, name))
+        return fn
+
+    return deco
+
+
+def run(fn: F) -> F:
+    """Mark the entry method of a class-based workflow: ``async def run(self, ctx, ...)``."""
+    return _role("run", None)(fn)
+
+
+@overload
+def signal(fn: F, /) -> F: ...
+@overload
+def signal(*, name: str | None = None) -> Callable[[F], F]: ...
+def signal(fn: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Mark a signal handler method (sync or async); it may change workflow state."""
+    return _role("signal", name)(fn) if fn is not None else _role("signal", name)
+
+
+@overload
+def query(fn: F, /) -> F: ...
+@overload
+def query(*, name: str | None = None) -> Callable[[F], F]: ...
+def query(fn: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Mark a query handler: a plain method that reads state and issues no commands."""
+    return _role("query", name)(fn) if fn is not None else _role("query", name)
+
+
+@overload
+def update(fn: F, /) -> F: ...
+@overload
+def update(*, name: str | None = None) -> Callable[[F], F]: ...
+def update(fn: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Mark an update handler: changes state and returns a value to the caller."""
+    return _role("update", name)(fn) if fn is not None else _role("update", name)
+
+
+def update_validator(update_name: str) -> Callable[[F], F]:
+    """Mark a plain method validating an update's arguments; raising rejects it.
+
+    A rejected update writes nothing to history.
+    """
+    return _role("validator", update_name)
+
+
+# --- the context --------------------------------------------------------------------
+
+
+class WorkflowContext(ABC):
+    """Everything workflow code may do that touches time, the outside or history.
+
+    Implemented by the engine; the same code runs under the Kafka runtime and
+    :class:`orchestrator.testing.WorkflowEnvironment`.
+    """
+
+    @property
+    @abstractmethod
+    def info(self) -> WorkflowInfo:
+        """Facts about this run."""
+
+    @property
+    @abstractmethod
+    def is_replaying(self) -> bool:
+        """True while the engine re-runs code against recorded history."""
+
+    @property
+    @abstractmethod
+    def cancel_requested(self) -> bool:
+        """True once cancellation of this run was requested."""
+
+    @abstractmethod
+    def now(self) -> datetime:
+        """Workflow time (UTC): deterministic, advances only between awaits."""
+
+    @abstractmethod
+    def random(self) -> float:
+        """A deterministic random float in [0, 1)."""
+
+    @abstractmethod
+    def uuid4(self) -> uuid.UUID:
+        """A deterministic random UUID."""
+
+    @overload
+    async def execute_activity(
+        self,
+        activity: Callable[..., Awaitable[R]],
+        *args: Any,
+        task_queue: str | None = None,
+        retry: RetryPolicy | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+    ) -> R: ...
+    @overload
+    async def execute_activity(
+        self,
+        activity: Callable[..., R],
+        *args: Any,
+        task_queue: str | None = None,
+        retry: RetryPolicy | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+    ) -> R: ...
+    @overload
+    async def execute_activity(
+        self,
+        activity: str,
+        *args: Any,
+        task_queue: str | None = None,
+        retry: RetryPolicy | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        result_type: type[R] | None = None,
+    ) -> R: ...
+    async def execute_activity(
+        self,
+        activity: Callable[..., Any] | str,
+        *args: Any,
+        task_queue: str | None = None,
+        retry: RetryPolicy | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        result_type: Any = None,
+    ) -> Any:
+        """Run an activity durably and return its result.
+
+        Transient failures are retried under ``retry`` (default: RetryPolicy());
+        a final failure raises ActivityError whose cause is the activity's error.
+        The call is dispatched once per attempt with the same idempotency key.
+        """
+        adef = activity if isinstance(activity, str) else activity_definition_of(activity)
+        opts = ActivityOptions(task_queue, retry, start_to_close, schedule_to_close,
+                               heartbeat_timeout)
+        return await self._execute_activity(adef, args, opts, result_type)
+
+    @abstractmethod
+    async def _execute_activity(
+        self,
+        activity: ActivityDefinition | str,
+        args: tuple[Any, ...],
+        options: ActivityOptions,
+        result_type: Any,
+    ) -> Any: ...
+
+    @abstractmethod
+    async def sleep(self, duration: timedelta | float) -> None:
+        """Sleep durably (``asyncio.sleep`` is durable too); seconds if a float."""
+
+    @abstractmethod
+    async def wait_condition(
+        self, predicate: Callable[[], bool], *, timeout: timedelta | float | None = None  # noqa: ASYNC109
+    ) -> bool:
+        """Wait until ``predicate()`` is true: True, or False if ``timeout`` passed first."""
+
+    @abstractmethod
+    async def wait_signal(
+        self,
+        name: str,
+        *,
+        arg_types: tuple[Any, ...] = (),
+        timeout: timedelta | float | None = None,  # noqa: ASYNC109 - durable workflow timer
+    ) -> tuple[Any, ...] | None:
+        """Wait for the next signal ``name`` without a handler; its decoded args.
+
+        Returns None if ``timeout`` passed first. Signals that arrive before the
+        wait are buffered.
+        """
+
+    @abstractmethod
+    def set_signal_handler(self, name: str, handler: Callable[..., Any]) -> None:
+        """Register a signal handler at run time (buffered signals are delivered)."""
+
+    @abstractmethod
+    def set_query_handler(self, name: str, handler: Callable[..., Any]) -> None:
+        """Register a read-only query handler at run time."""
+
+    @abstractmethod
+    def set_update_handler(
+        self,
+        name: str,
+        handler: Callable[..., Any],
+        *,
+        validator: Callable[..., Any] | None = None,
+    ) -> None:
+        """Register an update handler (and optional validator) at run time."""
+
+    @abstractmethod
+    async def execute_child_workflow(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        result_type: Any = None,
+    ) -> Any:
+        """Start a child workflow and wait for its result (ChildWorkflowError if not)."""
+
+    def continue_as_new(self, *args: Any, workflow: str | None = None) -> NoReturn:
+        """End this run and start a fresh one (same id, empty history) with ``args``."""
+        raise ContinueAsNew(args, workflow)
+
+    @abstractmethod
+    def patched(self, change_id: str) -> bool:
+        """True on runs that reached this point with code containing ``change_id``.
+
+        Runs recorded by older code replay with False; new runs get True.
+        """
+
+    @abstractmethod
+    def side_effect(self, fn: Callable[[], R], result_type: Any = None) -> R:
+        """Run ``fn`` once, record its result, and return the recorded value on replay."""
+
+    @abstractmethod
+    def upsert_search_attributes(self, attributes: Mapping[str, Any]) -> None:
+        """Set search attributes (visible in listings); merged with earlier ones."""
+
+    @abstractmethod
+    def upsert_memo(self, memo: Mapping[str, Any]) -> None:
+        """Set memo entries (free-form, shown when describing the run)."""
+
+    @abstractmethod
+    def saga(self, *, parallel_compensation: bool = False) -> SagaScope:
+        """A compensation stack; see :class:`orchestrator.engine.saga.SagaScope`."""
