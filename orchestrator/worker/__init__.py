@@ -1,0 +1,1 @@
+"""Workers: the engine worker (shard processor) and the activity worker."""

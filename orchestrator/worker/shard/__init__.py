@@ -1,0 +1,1 @@
+"""The engine worker: one shard processor per owned partition of ``<prefix>.commands``."""
