@@ -36,3 +36,4 @@ class HistoryEntry:
     key: bytes
     value: bytes | None
     offset: int
+    headers: Headers = field(default_factory=list)

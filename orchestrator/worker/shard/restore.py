@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from orchestrator.worker.shard.records import HistoryEntry
+from orchestrator.worker.shard.records import HistoryEntry, headers_of
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,14 @@ class HistoryReader:
                         f"restore of {self._topic}[{partition}] stuck at {position} < {end}: "
                         "a transaction stays open longer than the restore timeout"
                     )
-                for msg in self._committed.consume(num_messages=10000, timeout=0.2):
+                for msg in self._committed.consume(num_messages=10000, timeout=0.05):
                     if msg.error():
                         raise KafkaException(msg.error())
                     key, offset = msg.key(), msg.offset()
                     assert offset is not None  # set on fetched records
                     position = offset + 1
                     if key is not None:  # history records always have keys; skip strays
-                        yield HistoryEntry(key, msg.value(), offset)
+                        yield HistoryEntry(key, msg.value(), offset, headers_of(msg))
                 if progress is not None:
                     progress(position, end)
         finally:
