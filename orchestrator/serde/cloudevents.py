@@ -8,7 +8,7 @@ Attributes travel as ``ce_*`` headers, the value is the bare Avro datum, and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from orchestrator.serde.errors import DecodeFailure, RecordDecodeError
 
@@ -22,11 +22,11 @@ InHeaders = Sequence[tuple[str, bytes | None]] | None
 """Kafka headers as consumers return them (confluent-kafka gives None for no headers)."""
 
 _REQUIRED = ("ce_specversion", "ce_id", "ce_type", "ce_source")
+_WANTED = frozenset({*_REQUIRED, "content-type", "traceparent", "tracestate"})
 _MAX_HEADER_BYTES = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class CloudEvent:
+class CloudEvent(NamedTuple):
     """The CloudEvents attributes of one Kafka record (the data is decoded separately)."""
 
     type: str
@@ -56,11 +56,12 @@ def parse_headers(headers: InHeaders) -> CloudEvent:
 
     When a header repeats, the last one wins, as in Kafka's ``lastHeader``.
     """
-    found: dict[str, str] = {}
+    raw_found: dict[str, bytes | None] = {}
     for name, raw in headers or ():
-        if name in _REQUIRED or name in ("content-type", "traceparent", "tracestate"):
-            found[name] = _text(name, raw, found.get("ce_type"))
-    ce_type = found.get("ce_type")
+        if name in _WANTED:
+            raw_found[name] = raw
+    ce_type = _text("ce_type", raw_found.get("ce_type"), None) or None
+    found = {name: _text(name, raw, ce_type) for name, raw in raw_found.items()}
     missing = [name for name in _REQUIRED if not found.get(name)]
     if missing:
         hint = (

@@ -9,8 +9,8 @@ the union and :data:`~orchestrator.engine.events.EVENT_TYPES` match exactly.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import fields
+from typing import Any, NamedTuple
 
 from orchestrator.engine.events import EVENT_TYPES, DecisionEvent, Event
 from orchestrator.serde.errors import SchemaError
@@ -21,8 +21,7 @@ _ENVELOPE_FIELDS = frozenset({"workflow_id", "run_id", "seq", "time", "build_id"
 _BASE_FIELDS = frozenset({"seq", "time", "build_id"})
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryRecord:
+class HistoryRecord(NamedTuple):
     """One decoded history record: the event and the run it belongs to."""
 
     workflow_id: str

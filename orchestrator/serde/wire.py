@@ -77,8 +77,7 @@ class EncodedRecord(NamedTuple):
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded(Generic[T]):
+class Decoded(NamedTuple, Generic[T]):
     """A decoded record: its CloudEvents attributes and its typed content."""
 
     cloud_event: CloudEvent
