@@ -206,9 +206,16 @@ class WorkflowFailedError(OrchestratorError):
     TERMINATED); ``__cause__`` is the workflow's error when there is one.
     """
 
-    def __init__(self, message: str, *, status: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: str,
+        compensation_errors: list[BaseException] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.compensation_errors = compensation_errors or []
 
     @property
     def cause(self) -> BaseException | None:

@@ -36,7 +36,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from orchestrator.exceptions import NondeterministicCallError
 
@@ -100,9 +100,12 @@ class _State(threading.local):
 
 
 _state = _State()
-_lock = threading.Lock()
-_installed = 0
-_originals: list[tuple[Any, str, Any]] = []
+class _Installation:
+    """Process-wide: how many guarded blocks are active, and what was replaced."""
+
+    lock = threading.Lock()
+    depth = 0
+    originals: ClassVar[list[tuple[Any, str, Any]]] = []
 
 
 def _check(label: str) -> None:
@@ -144,25 +147,25 @@ def _wrap(orig: Any, label: str) -> Any:
 
 
 def _install() -> None:
-    global _installed
-    with _lock:
-        _installed += 1
-        if _installed > 1:
+    inst = _Installation
+    with inst.lock:
+        inst.depth += 1
+        if inst.depth > 1:
             return
         for owner, attr, label in _TARGETS:
             orig = getattr(owner, attr)
-            _originals.append((owner, attr, orig))
+            inst.originals.append((owner, attr, orig))
             setattr(owner, attr, _wrap(orig, label))
 
 
 def _uninstall() -> None:
-    global _installed
-    with _lock:
-        _installed -= 1
-        if _installed:
+    inst = _Installation
+    with inst.lock:
+        inst.depth -= 1
+        if inst.depth:
             return
-        while _originals:
-            owner, attr, orig = _originals.pop()
+        while inst.originals:
+            owner, attr, orig = inst.originals.pop()
             setattr(owner, attr, orig)
 
 

@@ -1,0 +1,1138 @@
+"""The replay state machine: history in, new events and commands out. No I/O.
+
+Contract for runtimes (the Kafka shard processor, the test environment)::
+
+    executor = WorkflowExecutor(definition, history, build_id="b-42")
+    decision = executor.apply([input, ...], now_ms)
+    # append decision.events to history and execute decision.commands, atomically
+
+- The constructor replays ``history``: it runs the workflow code on a fresh
+  deterministic loop, feeding every recorded input event and checking that each
+  decision the code makes equals the decision event recorded at that position.
+  A difference raises :class:`~orchestrator.exceptions.NonDeterminismError` naming
+  the event seq, the recorded (expected) and the new (actual) decision. So does
+  calling ``time.time()``, ``random.random()`` or I/O inside the code (see
+  :mod:`orchestrator.engine.guards`). Either way the run must be parked, not failed.
+- ``apply(inputs, now_ms)`` turns inputs (see :mod:`orchestrator.engine.inputs`)
+  into input events, one at a time; after each it runs the code until every
+  coroutine is blocked. It returns a :class:`Decision`: the events to append (with
+  ``seq`` numbers continuing the history, ``time`` = ``now_ms`` or later) and the
+  :mod:`~orchestrator.engine.commands` to execute. Inputs that no longer matter
+  (a result for an old attempt, a cancelled timer, an update its validator
+  rejects) add no events. Decisions the replay made beyond the end of ``history``
+  are returned by the next ``apply`` (``apply([], now)`` fetches them).
+- If ``apply`` raises (a WorkflowTaskError), discard the executor and the batch.
+- Delivering inputs one at a time, each followed by running the code to
+  quiescence, makes the result independent of how a runtime batches inputs, so
+  replay needs no batch markers in history.
+- After a restore, :meth:`pending_timers` and :meth:`running_activities` say what
+  timers to keep and which activity attempts are outstanding.
+- Queries: :meth:`query`. The run's status: :attr:`status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.converter import DataConverter, Payload
+from orchestrator.engine import events as ev
+from orchestrator.engine.commands import (
+    CancelActivityTask,
+    CancelTimer,
+    Command,
+    ContinueAsNewRun,
+    RespondUpdate,
+    ScheduleActivityTask,
+    StartChildWorkflow,
+    StartTimer,
+)
+from orchestrator.engine.failures import (
+    activity_error,
+    child_error,
+    from_failure,
+    timeout_failure,
+    to_failure,
+)
+from orchestrator.engine.guards import GuardMode, guarded
+from orchestrator.engine.inputs import (
+    ActivityTaskCompleted,
+    ActivityTaskFailed,
+    ActivityTaskHeartbeat,
+    CancelWorkflow,
+    ChildCompleted,
+    ChildFailed,
+    ChildStarted,
+    FireTimer,
+    Input,
+    RequestUpdate,
+    SendSignal,
+    StartWorkflow,
+    TerminateWorkflow,
+)
+from orchestrator.engine.loop import WorkflowEventLoop
+from orchestrator.engine.status import WorkflowStatus, is_transition_valid
+from orchestrator.exceptions import (
+    CompensationError,
+    ContinueAsNew,
+    NonDeterminismError,
+    NondeterministicCallError,
+    PayloadConversionError,
+    QueryError,
+    WorkflowTaskError,
+)
+from orchestrator.retry import next_retry_at
+from orchestrator.workflow import ActivityOptions, RetryPolicy, WorkflowDefinition
+
+__all__ = ["Decision", "WorkflowExecutor"]
+
+_RUN_ID_NAMESPACE = uuid.UUID("6f1c2b8e-3d4a-4f5e-9a7b-8c9d0e1f2a3b")
+DEFAULT_RETRY = RetryPolicy()
+
+
+class _ActState(enum.Enum):
+    RUNNING = 1
+    BACKOFF = 2
+    DONE = 3
+    CANCELLED = 4
+
+
+@dataclass(slots=True)
+class _Activity:
+    seq: int
+    activity_type: str
+    task_queue: str
+    args: list[Payload]
+    policy: ev.RetryPolicyRecord
+    start_to_close_ms: int | None
+    schedule_to_close_ms: int | None
+    heartbeat_timeout_ms: int | None
+    scheduled_at: int
+    result_type: Any
+    future: asyncio.Future[Any]
+    attempt: int = 1
+    attempt_started_at: int = 0
+    state: _ActState = _ActState.RUNNING
+    next_retry_at: int = 0
+    last_heartbeat_at: int = 0
+    heartbeat_details: list[Payload] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Child:
+    seq: int
+    workflow_type: str
+    workflow_id: str
+    result_type: Any
+    future: asyncio.Future[Any]
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of :meth:`WorkflowExecutor.apply`: events to append, commands to run."""
+
+    events: list[ev.Event]
+    commands: list[Command]
+    status: WorkflowStatus
+
+
+def _describe(e: ev.Event) -> str:
+    key = _key(e)
+    return f"{key[0]}({', '.join(key[1:])})" if len(key) > 1 else key[0]
+
+
+def _key(e: ev.Event) -> tuple[str, ...]:  # noqa: PLR0911
+    """What must match between a recorded decision and a replayed one."""
+    name = type(e).__name__
+    if isinstance(e, ev.ActivityScheduled):
+        return (name, e.activity_type)
+    if isinstance(e, ev.ActivityCancelRequested):
+        return (name, str(e.activity_seq))
+    if isinstance(e, ev.TimerStarted | ev.TimerCancelled):
+        return (name, e.timer_id)
+    if isinstance(e, ev.ChildWorkflowInitiated):
+        return (name, e.workflow_type)
+    if isinstance(e, ev.MarkerRecorded):
+        return (name, e.marker_name, e.marker_id)
+    if isinstance(e, ev.UpdateCompleted):
+        return (name, e.update_id)
+    if isinstance(e, ev.CompensationStarted | ev.CompensationCompleted):
+        return (name, str(e.saga_id))
+    if isinstance(e, ev.CompensationFailed):
+        return (name, str(e.saga_id), e.activity_type)
+    return (name,)
+
+
+_STATUS_OF: dict[type[ev.Event], WorkflowStatus] = {
+    ev.CompensationStarted: WorkflowStatus.COMPENSATING,
+    ev.CompensationCompleted: WorkflowStatus.RUNNING,
+    ev.WorkflowCompleted: WorkflowStatus.COMPLETED,
+    ev.WorkflowFailed: WorkflowStatus.FAILED,
+    ev.WorkflowCancelled: WorkflowStatus.CANCELLED,
+    ev.WorkflowCompensationFailed: WorkflowStatus.COMPENSATION_FAILED,
+    ev.WorkflowContinuedAsNew: WorkflowStatus.CONTINUED_AS_NEW,
+    ev.WorkflowTerminated: WorkflowStatus.TERMINATED,
+}
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+class WorkflowExecutor:
+    """Runs one workflow run by deterministic replay; see the module docstring."""
+
+    __slots__ = (
+        "_activities",
+        "_build_id",
+        "_children",
+        "_closed",
+        "_commands",
+        "_conditions",
+        "_conv",
+        "_ctx",
+        "_cursor",
+        "_defn",
+        "_fatal",
+        "_guard",
+        "_history",
+        "_live",
+        "_loop",
+        "_main",
+        "_new_events",
+        "_next_activity",
+        "_next_child",
+        "_next_side_effect",
+        "_next_timer",
+        "_now",
+        "_patches",
+        "_read_only",
+        "_rng",
+        "_started",
+        "_status",
+        "_suppress",
+        "_timer_by_handle",
+        "_timer_fire_at",
+        "_timers",
+        "cancel_requested",
+        "memo",
+        "search_attributes",
+    )
+
+    def __init__(
+        self,
+        definition: WorkflowDefinition,
+        history: Sequence[ev.Event] = (),
+        *,
+        build_id: str = "",
+        converter: DataConverter | None = None,
+        guard: GuardMode = "raise",
+    ) -> None:
+        self._defn = definition
+        self._build_id = build_id
+        self._conv = converter or DataConverter()
+        self._guard: GuardMode = guard
+        self._history: list[ev.Event] = list(history)
+        self._cursor = 0
+        self._new_events: list[ev.Event] = []
+        self._commands: list[Command] = []
+        self._status = WorkflowStatus.RUNNING
+        self._fatal: BaseException | None = None
+        self._now = 0
+        self._live = False
+        self._closed = False
+        self._suppress = False
+        self._read_only: str | None = None
+        self._started: ev.WorkflowStarted | None = None
+        self._loop: WorkflowEventLoop | None = None
+        self._ctx: Any = None
+        self._main: asyncio.Task[Any] | None = None
+        self._rng = random.Random(0)
+        self._activities: dict[int, _Activity] = {}
+        self._children: dict[int, _Child] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timer_fire_at: dict[str, int] = {}
+        self._timer_by_handle: dict[int, str] = {}
+        self._conditions: list[tuple[Any, asyncio.Future[bool]]] = []
+        self._patches: dict[str, bool] = {}
+        self._next_activity = 0
+        self._next_timer = 0
+        self._next_child = 0
+        self._next_side_effect = 0
+        self.cancel_requested = False
+        self.search_attributes: dict[str, Payload] = {}
+        self.memo: dict[str, Payload] = {}
+        if self._history:
+            self._replay()
+
+    # --- public surface -------------------------------------------------------------
+
+    @property
+    def status(self) -> WorkflowStatus:
+        """The run's status after the events seen so far."""
+        return self._status
+
+    @property
+    def history(self) -> list[ev.Event]:
+        """The full history (recorded and new events), in order."""
+        return list(self._history)
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while recorded history is being re-run."""
+        return self._cursor < len(self._history)
+
+    @property
+    def definition(self) -> WorkflowDefinition:
+        """The workflow definition this executor runs."""
+        return self._defn
+
+    @property
+    def converter(self) -> DataConverter:
+        """The data converter for arguments and results."""
+        return self._conv
+
+    @property
+    def started(self) -> ev.WorkflowStarted:
+        """The run's WorkflowStarted event."""
+        if self._started is None:
+            raise RuntimeError("the run has not started")
+        return self._started
+
+    @property
+    def now_ms(self) -> int:
+        """Workflow time of the latest event (epoch ms)."""
+        return self._now
+
+    def apply(self, inputs: Sequence[Input], now_ms: int) -> Decision:
+        """Feed inputs at time ``now_ms``; see the module docstring for the contract."""
+        if self._fatal is not None:
+            raise self._fatal
+        self._live = True
+        for inp in inputs:
+            self._now = max(self._now, now_ms)
+            if self._closed and not isinstance(inp, RequestUpdate):
+                continue
+            self._handle(inp)
+            self._raise_fatal()
+        out = Decision(self._new_events, self._commands, self._status)
+        self._new_events, self._commands = [], []
+        return out
+
+    def query(self, name: str, args: Sequence[Payload] = ()) -> Payload:
+        """Answer query ``name`` from the run's current state (no history is written)."""
+        handler = self._context().query_handler(name)
+        if handler is None:
+            known = sorted(self._context().query_names())
+            raise QueryError(f"unknown query {name!r}; known queries: {known}")
+        try:
+            decoded = self._conv.from_payloads(args, handler.arg_types)
+        except PayloadConversionError as exc:
+            raise QueryError(f"query {name!r}: bad arguments: {exc}") from exc
+        result = self._run_read_only(f"query {name!r}", handler.fn, decoded)
+        return self._conv.to_payload(result)
+
+    def pending_timers(self) -> list[StartTimer]:
+        """Every timer the runtime should hold for this run (for restore)."""
+        if self._closed:
+            return []
+        out = [StartTimer(timer_id=t, fire_at=at) for t, at in self._timer_fire_at.items()]
+        for act in self._activities.values():
+            out.extend(self._activity_timers(act))
+        return out
+
+    def running_activities(self) -> list[ScheduleActivityTask]:
+        """Activity attempts that are dispatched and not finished (for restore)."""
+        if self._closed:
+            return []
+        return [
+            self._task(a) for a in self._activities.values() if a.state is _ActState.RUNNING
+        ]
+
+    # --- replay -----------------------------------------------------------------------
+
+    def _replay(self) -> None:
+        first = self._history[0]
+        if not isinstance(first, ev.WorkflowStarted):
+            raise NonDeterminismError(
+                "history must begin with WorkflowStarted",
+                seq=first.seq, expected="WorkflowStarted", actual=type(first).__name__,
+            )
+        while self._cursor < len(self._history):
+            rec = self._history[self._cursor]
+            if isinstance(rec, ev.DecisionEvent):
+                self._fail(
+                    NonDeterminismError(
+                        "history records a command the workflow code did not issue",
+                        seq=rec.seq, expected=_describe(rec), actual="no command",
+                    )
+                )
+                self._raise_fatal()
+            self._cursor += 1
+            self._deliver(rec, live=False)
+            self._raise_fatal()
+
+    # --- inputs -------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        return len(self._history) + 1
+
+    def _accept(self, e: ev.Event) -> None:
+        self._history.append(e)
+        self._cursor = len(self._history)
+        self._new_events.append(e)
+        self._deliver(e, live=True)
+
+    def _handle(self, inp: Input) -> None:  # noqa: PLR0912
+        seq, now = self._next_seq(), self._now
+        if isinstance(inp, StartWorkflow):
+            if self._history:
+                raise ValueError("StartWorkflow must be the first input of an empty history")
+            self._accept(self._started_event(inp, seq, now))
+        elif self._started is None:
+            raise ValueError("the first input must be StartWorkflow")
+        elif isinstance(inp, ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat):
+            self._handle_activity_input(inp)
+        elif isinstance(inp, FireTimer):
+            self._handle_timer(inp.timer_id)
+        elif isinstance(inp, SendSignal):
+            self._accept(ev.SignalReceived(seq=seq, time=now, signal_name=inp.name,
+                                           args=list(inp.args)))
+        elif isinstance(inp, RequestUpdate):
+            self._handle_update(inp)
+        elif isinstance(inp, CancelWorkflow):
+            if not self.cancel_requested:
+                self._accept(ev.WorkflowCancelRequested(seq=seq, time=now, reason=inp.reason))
+        elif isinstance(inp, TerminateWorkflow):
+            self._accept(ev.WorkflowTerminated(seq=seq, time=now, reason=inp.reason))
+        else:
+            child = self._children.get(inp.child_seq)
+            if child is None or child.future.done():
+                return
+            if isinstance(inp, ChildStarted):
+                if child.run_id is None:
+                    self._accept(ev.ChildWorkflowStarted(seq=seq, time=now,
+                                                         child_seq=inp.child_seq,
+                                                         run_id=inp.run_id))
+            elif isinstance(inp, ChildCompleted):
+                self._accept(ev.ChildWorkflowCompleted(seq=seq, time=now,
+                                                       child_seq=inp.child_seq,
+                                                       result=inp.result))
+            elif isinstance(inp, ChildFailed):
+                self._accept(ev.ChildWorkflowFailed(seq=seq, time=now,
+                                                    child_seq=inp.child_seq,
+                                                    failure=inp.failure))
+
+    def _started_event(self, inp: StartWorkflow, seq: int, now: int) -> ev.WorkflowStarted:
+        seed = inp.random_seed
+        if seed is None:
+            seed = int.from_bytes(hashlib.sha256(inp.run_id.encode()).digest()[:8], "big")
+        return ev.WorkflowStarted(
+            seq=seq, time=now, workflow_type=inp.workflow_type, workflow_id=inp.workflow_id,
+            run_id=inp.run_id, task_queue=inp.task_queue, input=list(inp.args),
+            random_seed=seed, parent_workflow_id=inp.parent_workflow_id,
+            parent_run_id=inp.parent_run_id, continued_from_run_id=inp.continued_from_run_id,
+            memo=dict(inp.memo), search_attributes=dict(inp.search_attributes),
+        )
+
+    def _handle_activity_input(
+        self, inp: ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat
+    ) -> None:
+        act = self._activities.get(inp.activity_seq)
+        if act is None or act.state is not _ActState.RUNNING or act.attempt != inp.attempt:
+            return  # a late or duplicate report of an attempt that no longer counts
+        seq, now = self._next_seq(), self._now
+        if isinstance(inp, ActivityTaskCompleted):
+            self._accept(ev.ActivityCompleted(seq=seq, time=now, activity_seq=act.seq,
+                                              attempt=act.attempt, result=inp.result))
+        elif isinstance(inp, ActivityTaskFailed):
+            self._attempt_failed(act, inp.failure, None)
+        else:
+            act.last_heartbeat_at = now
+            act.heartbeat_details = list(inp.details)
+            if act.heartbeat_timeout_ms:
+                self._commands.append(StartTimer(
+                    timer_id=f"activity/{act.seq}/{ev.HEARTBEAT}/{act.attempt}",
+                    fire_at=now + act.heartbeat_timeout_ms,
+                ))
+
+    def _attempt_failed(self, act: _Activity, failure: ev.Failure, timeout: str | None) -> None:
+        seq, now = self._next_seq(), self._now
+        at = next_retry_at(
+            act.policy, attempt=act.attempt, failure=failure, now_ms=now,
+            first_scheduled_ms=act.scheduled_at, schedule_to_close_ms=act.schedule_to_close_ms,
+        )
+        if at is not None:
+            self._accept(ev.ActivityAttemptFailed(seq=seq, time=now, activity_seq=act.seq,
+                                                  attempt=act.attempt, failure=failure,
+                                                  next_retry_at=at))
+        elif timeout is not None:
+            self._accept(ev.ActivityTimedOut(seq=seq, time=now, activity_seq=act.seq,
+                                             attempt=act.attempt, timeout_type=timeout))
+        else:
+            self._accept(ev.ActivityFailed(seq=seq, time=now, activity_seq=act.seq,
+                                           attempt=act.attempt, failure=failure))
+
+    def _handle_timer(self, timer_id: str) -> None:
+        seq, now = self._next_seq(), self._now
+        if timer_id.startswith("timer/"):
+            if timer_id in self._timers:
+                self._accept(ev.TimerFired(seq=seq, time=now, timer_id=timer_id))
+            return
+        parts = timer_id.split("/")
+        if len(parts) < 3 or parts[0] != "activity" or not parts[1].isdigit():
+            return
+        act = self._activities.get(int(parts[1]))
+        if act is None:
+            return
+        kind = parts[2]
+        if kind == ev.SCHEDULE_TO_CLOSE:
+            if act.state in (_ActState.RUNNING, _ActState.BACKOFF):
+                self._accept(ev.ActivityTimedOut(seq=seq, time=now, activity_seq=act.seq,
+                                                 attempt=act.attempt, timeout_type=kind))
+            return
+        if len(parts) != 4 or parts[3] != str(act.attempt):
+            return
+        if kind == "retry" and act.state is _ActState.BACKOFF:
+            self._accept(ev.TimerFired(seq=seq, time=now, timer_id=timer_id))
+        elif act.state is _ActState.RUNNING and kind in (ev.START_TO_CLOSE, ev.HEARTBEAT):
+            limit = act.start_to_close_ms if kind == ev.START_TO_CLOSE else act.heartbeat_timeout_ms
+            since = act.attempt_started_at
+            if kind == ev.HEARTBEAT:
+                since = max(since, act.last_heartbeat_at)
+            if limit is not None and now >= since + limit:
+                self._attempt_failed(act, timeout_failure(kind), kind)
+
+    def _handle_update(self, inp: RequestUpdate) -> None:
+        def reject(message: str, failure: ev.Failure | None = None) -> None:
+            f = failure or ev.Failure(message=message, type="UpdateRejectedError",
+                                      non_retryable=True)
+            self._commands.append(RespondUpdate(update_id=inp.update_id, failure=f,
+                                                rejected=True))
+
+        if self._closed:
+            reject(f"the run is closed ({self._status.value})")
+            return
+        ctx = self._context()
+        handler = ctx.update_handler(inp.name)
+        if handler is None:
+            reject(f"unknown update {inp.name!r}; known updates: {sorted(ctx.update_names())}")
+            return
+        try:
+            args = self._conv.from_payloads(inp.args, handler.arg_types)
+        except PayloadConversionError as exc:
+            reject(f"update {inp.name!r}: bad arguments: {exc}")
+            return
+        if handler.validator is not None:
+            try:
+                self._run_read_only(f"validator of update {inp.name!r}", handler.validator,
+                                    args)
+            except WorkflowTaskError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any validator error rejects the update
+                reject(str(exc), to_failure(exc, self._conv, with_stack=False))
+                return
+        self._accept(ev.UpdateAccepted(seq=self._next_seq(), time=self._now,
+                                       update_id=inp.update_id, update_name=inp.name,
+                                       args=list(inp.args)))
+
+    # --- delivering events to the code ---------------------------------------------------
+
+    def _deliver(self, e: ev.Event, *, live: bool) -> None:
+        self._live = live
+        self._now = e.time
+        if self._loop is not None:
+            self._loop.now_ms = e.time
+        if isinstance(e, ev.WorkflowStarted):
+            self._start(e)
+        elif isinstance(e, ev.ActivityCompleted | ev.ActivityAttemptFailed | ev.ActivityFailed
+                        | ev.ActivityTimedOut):
+            self._deliver_activity(e)
+        elif isinstance(e, ev.TimerFired):
+            self._deliver_timer(e)
+        elif isinstance(e, ev.SignalReceived):
+            self._context().deliver_signal(e.signal_name, e.args)
+        elif isinstance(e, ev.UpdateAccepted):
+            self._context().start_update(e.update_id, e.update_name, e.args)
+        elif isinstance(e, ev.WorkflowCancelRequested):
+            self.cancel_requested = True
+            if self._main is not None and not self._main.done():
+                self._main.cancel()
+        elif isinstance(e, ev.WorkflowTerminated):
+            self._set_status(e)
+            self._close()
+        elif isinstance(e, ev.ChildWorkflowStarted | ev.ChildWorkflowCompleted
+                        | ev.ChildWorkflowFailed):
+            self._deliver_child(e)
+        else:
+            self._fail(NonDeterminismError(
+                "unexpected input event in history", seq=e.seq,
+                expected="an input event", actual=type(e).__name__,
+            ))
+            return
+        self._run()
+
+    def _deliver_activity(
+        self,
+        e: ev.ActivityCompleted | ev.ActivityAttemptFailed | ev.ActivityFailed
+        | ev.ActivityTimedOut,
+    ) -> None:
+        act = self._activities.get(e.activity_seq)
+        if act is None:
+            self._fail(NonDeterminismError(
+                "history has an activity outcome the code never scheduled", seq=e.seq,
+                expected=f"ActivityScheduled(seq {e.activity_seq})", actual="none",
+            ))
+            return
+        if self._live:
+            self._commands.extend(
+                CancelTimer(timer_id=t.timer_id)
+                for t in self._activity_timers(act)
+                if not (isinstance(e, ev.ActivityAttemptFailed)
+                        and t.timer_id.endswith(ev.SCHEDULE_TO_CLOSE))
+            )
+        act.attempt = e.attempt
+        if isinstance(e, ev.ActivityAttemptFailed):
+            act.state = _ActState.BACKOFF
+            act.next_retry_at = e.next_retry_at
+            if self._live:
+                self._commands.append(StartTimer(
+                    timer_id=f"activity/{act.seq}/retry/{act.attempt}", fire_at=e.next_retry_at
+                ))
+            return
+        act.state = _ActState.DONE
+        if act.future.done():
+            return
+        if isinstance(e, ev.ActivityCompleted):
+            try:
+                act.future.set_result(self._conv.from_payload(e.result, act.result_type))
+            except PayloadConversionError as exc:
+                act.future.set_exception(PayloadConversionError(
+                    f"result of activity {act.activity_type!r}: {exc}"
+                ))
+            return
+        failure = e.failure if isinstance(e, ev.ActivityFailed) else timeout_failure(
+            e.timeout_type
+        )
+        act.future.set_exception(activity_error(
+            failure, self._conv, activity_type=act.activity_type, activity_seq=act.seq,
+            attempt=act.attempt,
+        ))
+
+    def _deliver_timer(self, e: ev.TimerFired) -> None:
+        if e.timer_id.startswith("timer/"):
+            handle = self._timers.pop(e.timer_id, None)
+            self._timer_fire_at.pop(e.timer_id, None)
+            if handle is None:
+                self._fail(NonDeterminismError(
+                    "history has a timer firing for a timer the code did not start",
+                    seq=e.seq, expected=f"TimerStarted({e.timer_id})", actual="none",
+                ))
+                return
+            self._timer_by_handle.pop(id(handle), None)
+            self.workflow_loop().fire(handle)
+            return
+        act = self._activities.get(int(e.timer_id.split("/")[1]))
+        if act is None:
+            self._fail(NonDeterminismError(
+                "history has a retry for an activity the code never scheduled",
+                seq=e.seq, expected="ActivityScheduled", actual="none",
+            ))
+            return
+        act.attempt += 1
+        act.state = _ActState.RUNNING
+        act.attempt_started_at = self._now
+        if self._live:
+            self._dispatch(act)
+
+    def _deliver_child(
+        self, e: ev.ChildWorkflowStarted | ev.ChildWorkflowCompleted | ev.ChildWorkflowFailed
+    ) -> None:
+        child = self._children.get(e.child_seq)
+        if child is None:
+            self._fail(NonDeterminismError(
+                "history has a child event for a child the code never started",
+                seq=e.seq, expected=f"ChildWorkflowInitiated(seq {e.child_seq})", actual="none",
+            ))
+            return
+        if isinstance(e, ev.ChildWorkflowStarted):
+            child.run_id = e.run_id
+        elif child.future.done():
+            return
+        elif isinstance(e, ev.ChildWorkflowCompleted):
+            try:
+                child.future.set_result(self._conv.from_payload(e.result, child.result_type))
+            except PayloadConversionError as exc:
+                child.future.set_exception(exc)
+        else:
+            child.future.set_exception(child_error(
+                e.failure, self._conv, workflow_type=child.workflow_type,
+                workflow_id=child.workflow_id,
+            ))
+
+    # --- running the code -----------------------------------------------------------------
+
+    def _context(self) -> Any:
+        if self._ctx is None:
+            raise RuntimeError("the run has not started")
+        return self._ctx
+
+    def workflow_loop(self) -> WorkflowEventLoop:
+        """The run's deterministic loop."""
+        if self._loop is None:
+            raise RuntimeError("the run has not started")
+        return self._loop
+
+    def _start(self, e: ev.WorkflowStarted) -> None:
+        from orchestrator.engine.context import EngineContext
+
+        self._set_status(e)
+        self._started = e
+        self._rng = random.Random(e.random_seed)
+        self.memo = dict(e.memo)
+        self.search_attributes = dict(e.search_attributes)
+        self._loop = WorkflowEventLoop(self, e.time)
+        self._ctx = EngineContext(self)
+        self._main = self._loop.create_task(self._ctx.run_main(e.input))
+        self._main.add_done_callback(self._on_main_done)
+
+    def _run(self) -> None:
+        loop = self.workflow_loop()
+        with guarded(self._guard, self._on_violation):
+            while True:
+                loop.run_ready()
+                if not self._check_conditions():
+                    break
+        if self._closed and not self._suppress:
+            self._cleanup()
+
+    def _check_conditions(self) -> bool:
+        fired = False
+        keep: list[tuple[Any, asyncio.Future[bool]]] = []
+        for pred, fut in self._conditions:
+            if fut.done():
+                continue
+            if pred():
+                fut.set_result(True)
+                fired = True
+            else:
+                keep.append((pred, fut))
+        self._conditions = keep
+        return fired
+
+    def _on_violation(self, message: str) -> None:
+        self._fail(NondeterministicCallError(message))
+
+    def _run_read_only(self, what: str, fn: Any, args: Sequence[Any]) -> Any:
+        self._read_only = what
+        try:
+            with guarded(self._guard, self._on_violation):
+                result = fn(*args)
+        finally:
+            self._read_only = None
+        self._raise_fatal()
+        return result
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+
+    def _raise_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _on_main_done(self, task: asyncio.Task[Any]) -> None:
+        if self._closed:
+            return
+        exc: BaseException | None
+        exc = asyncio.CancelledError() if task.cancelled() else task.exception()
+        seq, now, b = self._next_seq(), self._now, self._build_id
+        if exc is None:
+            try:
+                result = self._conv.to_payload(task.result())
+            except PayloadConversionError as enc_exc:
+                exc = enc_exc
+            else:
+                self._finish(ev.WorkflowCompleted(seq=seq, time=now, build_id=b, result=result))
+                return
+        if isinstance(exc, WorkflowTaskError):
+            self._fail(exc)
+        elif isinstance(exc, ContinueAsNew):
+            self._continue_as_new(exc)
+        elif isinstance(exc, asyncio.CancelledError):
+            self._finish(ev.WorkflowCancelled(seq=seq, time=now, build_id=b))
+        elif isinstance(exc, CompensationError):
+            self._finish(ev.WorkflowCompensationFailed(
+                seq=seq, time=now, build_id=b,
+                failure=to_failure(exc.original, self._conv),
+                compensation_failures=[to_failure(x, self._conv) for x in exc.errors],
+            ))
+        elif isinstance(exc, Exception):
+            self._finish(ev.WorkflowFailed(seq=seq, time=now, build_id=b,
+                                           failure=to_failure(exc, self._conv)))
+        else:
+            self._fail(WorkflowTaskError(f"workflow code raised {exc!r}"))
+
+    def _continue_as_new(self, exc: ContinueAsNew) -> None:
+        started = self.started
+        try:
+            args = self._conv.to_payloads(exc.args)
+        except PayloadConversionError as enc_exc:
+            self._finish(ev.WorkflowFailed(seq=self._next_seq(), time=self._now,
+                                           build_id=self._build_id,
+                                           failure=to_failure(enc_exc, self._conv)))
+            return
+        new_run_id = str(uuid.uuid5(_RUN_ID_NAMESPACE, f"{started.run_id}/continue-as-new"))
+        wtype = exc.workflow or started.workflow_type
+        e = ev.WorkflowContinuedAsNew(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id,
+            new_run_id=new_run_id, workflow_type=wtype, task_queue=started.task_queue,
+            input=args,
+        )
+        if self._finish(e):
+            self._commands.append(ContinueAsNewRun(start=StartWorkflow(
+                workflow_id=started.workflow_id, run_id=new_run_id, workflow_type=wtype,
+                task_queue=started.task_queue, args=args,
+                parent_workflow_id=started.parent_workflow_id,
+                parent_run_id=started.parent_run_id, continued_from_run_id=started.run_id,
+                memo=dict(self.memo), search_attributes=dict(self.search_attributes),
+            )))
+
+    def _finish(self, e: ev.DecisionEvent) -> bool:
+        _, is_new = self.decide(e)
+        self._close()
+        return is_new
+
+    def _close(self) -> None:
+        self._closed = True
+
+    def _cleanup(self) -> None:
+        """Stop leftover coroutines of a closed run without recording anything."""
+        loop = self.workflow_loop()
+        self._suppress = True
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        for fut in [a.future for a in self._activities.values()] + [
+            c.future for c in self._children.values()
+        ]:
+            fut.cancel()
+        for _ in range(10):
+            if not loop.has_ready:
+                break
+            with guarded("off", self._on_violation):
+                loop.run_ready()
+
+    # --- decisions (called by the context) --------------------------------------------
+
+    def decide(self, e: ev.DecisionEvent) -> tuple[ev.DecisionEvent, bool]:
+        """Match ``e`` against history when replaying, else record it.
+
+        Returns the effective event (the recorded one when replaying) and whether it
+        is new (so its commands must be issued).
+        """
+        if self._read_only is not None:
+            raise QueryError(f"{self._read_only} must not change the workflow ({_describe(e)})")
+        if self._suppress or self._closed:
+            return e, False
+        if self._cursor < len(self._history):
+            rec = self._history[self._cursor]
+            if not isinstance(rec, ev.DecisionEvent) or _key(rec) != _key(e):
+                err = NonDeterminismError(
+                    "workflow code issued a different command than history records",
+                    seq=rec.seq, expected=_describe(rec), actual=_describe(e),
+                )
+                self._fail(err)
+                raise err
+            self._cursor += 1
+            self._set_status(rec)
+            return rec, False
+        self._history.append(e)
+        self._cursor = len(self._history)
+        self._new_events.append(e)
+        self._set_status(e)
+        return e, True
+
+    def peek(self) -> ev.Event | None:
+        """The next recorded event when replaying, else None."""
+        if self._cursor < len(self._history):
+            return self._history[self._cursor]
+        return None
+
+    def _set_status(self, e: ev.Event) -> None:
+        new = _STATUS_OF.get(type(e))
+        if new is None or new is self._status:
+            return
+        if not is_transition_valid(self._status, new):
+            self._fail(WorkflowTaskError(
+                f"invalid status transition {self._status.value} -> {new.value} at event {e.seq}"
+            ))
+            return
+        self._status = new
+
+    # --- activities ------------------------------------------------------------------------
+
+    def schedule_activity(
+        self, name: str, args: list[Payload], options: ActivityOptions, result_type: Any
+    ) -> asyncio.Future[Any]:
+        """Record ActivityScheduled and return the future of its result."""
+        self._next_activity += 1
+        seq = self._next_activity
+        policy = (options.retry or DEFAULT_RETRY).to_record()
+
+        def ms(d: Any) -> int | None:
+            return _ms(d.total_seconds()) if d is not None else None
+
+        started = self.started
+        e = ev.ActivityScheduled(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id, activity_seq=seq,
+            activity_type=name, task_queue=options.task_queue or started.task_queue,
+            input=args, retry_policy=policy, start_to_close_ms=ms(options.start_to_close),
+            schedule_to_close_ms=ms(options.schedule_to_close),
+            heartbeat_timeout_ms=ms(options.heartbeat_timeout),
+        )
+        rec, is_new = self.decide(e)
+        assert isinstance(rec, ev.ActivityScheduled)
+        fut: asyncio.Future[Any] = self.workflow_loop().create_future()
+        act = _Activity(
+            seq=seq, activity_type=rec.activity_type, task_queue=rec.task_queue,
+            args=rec.input, policy=rec.retry_policy, start_to_close_ms=rec.start_to_close_ms,
+            schedule_to_close_ms=rec.schedule_to_close_ms,
+            heartbeat_timeout_ms=rec.heartbeat_timeout_ms, scheduled_at=rec.time,
+            result_type=result_type, future=fut, attempt_started_at=rec.time,
+        )
+        self._activities[seq] = act
+        fut.add_done_callback(lambda f: self._on_activity_future_done(act, f))
+        if is_new:
+            self._dispatch(act)
+            if act.schedule_to_close_ms is not None:
+                self._commands.append(StartTimer(
+                    timer_id=f"activity/{seq}/{ev.SCHEDULE_TO_CLOSE}",
+                    fire_at=act.scheduled_at + act.schedule_to_close_ms,
+                ))
+        return fut
+
+    def _task(self, act: _Activity) -> ScheduleActivityTask:
+        started = self.started
+        return ScheduleActivityTask(
+            workflow_id=started.workflow_id, run_id=started.run_id,
+            workflow_type=started.workflow_type, activity_seq=act.seq, attempt=act.attempt,
+            activity_type=act.activity_type, task_queue=act.task_queue, args=act.args,
+            scheduled_at=act.scheduled_at, attempt_started_at=act.attempt_started_at,
+            start_to_close_ms=act.start_to_close_ms,
+            heartbeat_timeout_ms=act.heartbeat_timeout_ms,
+            heartbeat_details=act.heartbeat_details,
+        )
+
+    def _dispatch(self, act: _Activity) -> None:
+        self._commands.append(self._task(act))
+        self._commands.extend(
+            t for t in self._activity_timers(act) if ev.SCHEDULE_TO_CLOSE not in t.timer_id
+        )
+
+    def _activity_timers(self, act: _Activity) -> list[StartTimer]:
+        out: list[StartTimer] = []
+        if act.state is _ActState.BACKOFF:
+            out.append(StartTimer(timer_id=f"activity/{act.seq}/retry/{act.attempt}",
+                                  fire_at=act.next_retry_at))
+        if act.state is _ActState.RUNNING:
+            if act.start_to_close_ms is not None:
+                out.append(StartTimer(
+                    timer_id=f"activity/{act.seq}/{ev.START_TO_CLOSE}/{act.attempt}",
+                    fire_at=act.attempt_started_at + act.start_to_close_ms,
+                ))
+            if act.heartbeat_timeout_ms is not None:
+                since = max(act.attempt_started_at, act.last_heartbeat_at)
+                out.append(StartTimer(
+                    timer_id=f"activity/{act.seq}/{ev.HEARTBEAT}/{act.attempt}",
+                    fire_at=since + act.heartbeat_timeout_ms,
+                ))
+        if act.state in (_ActState.RUNNING, _ActState.BACKOFF) and act.schedule_to_close_ms:
+            out.append(StartTimer(timer_id=f"activity/{act.seq}/{ev.SCHEDULE_TO_CLOSE}",
+                                  fire_at=act.scheduled_at + act.schedule_to_close_ms))
+        return out
+
+    def _on_activity_future_done(self, act: _Activity, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() or act.state not in (_ActState.RUNNING, _ActState.BACKOFF):
+            return
+        timers = self._activity_timers(act)
+        attempt = act.attempt
+        act.state = _ActState.CANCELLED
+        _, is_new = self.decide(ev.ActivityCancelRequested(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id, activity_seq=act.seq,
+        ))
+        if is_new:
+            self._commands.append(CancelActivityTask(activity_seq=act.seq, attempt=attempt))
+            self._commands.extend(CancelTimer(timer_id=t.timer_id) for t in timers)
+
+    # --- timers (called by the loop) ------------------------------------------------------
+
+    def timer_started(self, handle: asyncio.TimerHandle, fire_at_ms: int) -> None:
+        """Record a durable timer for a loop ``call_at``."""
+        if self._suppress or self._closed:
+            return
+        self._next_timer += 1
+        timer_id = f"timer/{self._next_timer}"
+        rec, is_new = self.decide(ev.TimerStarted(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id,
+            timer_id=timer_id, fire_at=fire_at_ms,
+        ))
+        assert isinstance(rec, ev.TimerStarted)
+        self._timers[timer_id] = handle
+        self._timer_fire_at[timer_id] = rec.fire_at
+        self._timer_by_handle[id(handle)] = timer_id
+        if is_new:
+            self._commands.append(StartTimer(timer_id=timer_id, fire_at=rec.fire_at))
+
+    def timer_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        """Record the cancellation of a pending durable timer."""
+        timer_id = self._timer_by_handle.pop(id(handle), None)
+        if timer_id is None or timer_id not in self._timers:
+            return
+        del self._timers[timer_id]
+        self._timer_fire_at.pop(timer_id, None)
+        _, is_new = self.decide(ev.TimerCancelled(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id, timer_id=timer_id,
+        ))
+        if is_new:
+            self._commands.append(CancelTimer(timer_id=timer_id))
+
+    # --- children, markers, metadata (called by the context) ------------------------------
+
+    def start_child(
+        self, workflow_type: str, workflow_id: str | None, args: list[Payload],
+        task_queue: str | None, result_type: Any,
+    ) -> asyncio.Future[Any]:
+        """Record ChildWorkflowInitiated and return the future of the child's result."""
+        self._next_child += 1
+        seq = self._next_child
+        started = self.started
+        wid = workflow_id or f"{started.workflow_id}/child-{seq}"
+        rec, is_new = self.decide(ev.ChildWorkflowInitiated(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id, child_seq=seq,
+            workflow_type=workflow_type, workflow_id=wid,
+            task_queue=task_queue or started.task_queue, input=args,
+        ))
+        assert isinstance(rec, ev.ChildWorkflowInitiated)
+        fut: asyncio.Future[Any] = self.workflow_loop().create_future()
+        self._children[seq] = _Child(seq, rec.workflow_type, rec.workflow_id, result_type, fut)
+        if is_new:
+            run_id = str(uuid.uuid5(_RUN_ID_NAMESPACE, f"{started.run_id}/child/{seq}"))
+            self._commands.append(StartChildWorkflow(child_seq=seq, start=StartWorkflow(
+                workflow_id=rec.workflow_id, run_id=run_id, workflow_type=rec.workflow_type,
+                task_queue=rec.task_queue, args=rec.input,
+                parent_workflow_id=started.workflow_id, parent_run_id=started.run_id,
+            )))
+        return fut
+
+    def patched(self, change_id: str) -> bool:
+        """See WorkflowContext.patched."""
+        if change_id in self._patches:
+            return self._patches[change_id]
+        marker = ev.MarkerRecorded(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id,
+            marker_name=ev.MARKER_PATCH, marker_id=change_id,
+        )
+        rec = self.peek()
+        if rec is None or (isinstance(rec, ev.MarkerRecorded) and _key(rec) == _key(marker)):
+            self.decide(marker)
+            result = True
+        else:
+            result = False
+        self._patches[change_id] = result
+        return result
+
+    def side_effect(self, fn: Any, result_type: Any) -> Any:
+        """See WorkflowContext.side_effect."""
+        self._next_side_effect += 1
+        marker_id = str(self._next_side_effect)
+        rec = self.peek()
+        if isinstance(rec, ev.MarkerRecorded) and rec.marker_name == ev.MARKER_SIDE_EFFECT:
+            got, _ = self.decide(ev.MarkerRecorded(
+                seq=self._next_seq(), time=self._now, build_id=self._build_id,
+                marker_name=ev.MARKER_SIDE_EFFECT, marker_id=marker_id,
+            ))
+            assert isinstance(got, ev.MarkerRecorded)
+            if got.payload is None:
+                return None
+            return self._conv.from_payload(got.payload, result_type)
+        with guarded("off", self._on_violation):
+            value = fn()
+        self.decide(ev.MarkerRecorded(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id,
+            marker_name=ev.MARKER_SIDE_EFFECT, marker_id=marker_id,
+            payload=self._conv.to_payload(value),
+        ))
+        return value
+
+    def upsert(self, *, attributes: dict[str, Payload] | None = None,
+               memo: dict[str, Payload] | None = None) -> None:
+        """Record search attribute or memo changes."""
+        seq, now, b = self._next_seq(), self._now, self._build_id
+        if attributes is not None:
+            self.decide(ev.SearchAttributesUpserted(seq=seq, time=now, build_id=b,
+                                                    attributes=attributes))
+            self.search_attributes.update(attributes)
+        if memo is not None:
+            self.decide(ev.MemoUpserted(seq=self._next_seq(), time=now, build_id=b, memo=memo))
+            self.memo.update(memo)
+
+    def respond_update(self, update_id: str, result: Payload | None,
+                       failure: ev.Failure | None) -> None:
+        """Record an update's outcome and answer the caller."""
+        _, is_new = self.decide(ev.UpdateCompleted(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id,
+            update_id=update_id, result=result, failure=failure,
+        ))
+        if is_new:
+            self._commands.append(RespondUpdate(update_id=update_id, result=result,
+                                                failure=failure))
+
+    def record_compensation_started(
+        self, saga_id: int, compensations: list[str], cause: BaseException | None
+    ) -> None:
+        """Record that saga ``saga_id`` starts compensating."""
+        self.decide(ev.CompensationStarted(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id, saga_id=saga_id,
+            compensations=compensations,
+            cause=to_failure(cause, self._conv, with_stack=False) if cause else None,
+        ))
+
+    def record_compensation_completed(self, saga_id: int) -> None:
+        """Record that every compensation of saga ``saga_id`` succeeded."""
+        self.decide(ev.CompensationCompleted(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id, saga_id=saga_id,
+        ))
+
+    def record_compensation_failed(
+        self, saga_id: int, activity_type: str, error: BaseException
+    ) -> None:
+        """Record that a compensation of saga ``saga_id`` exhausted its policy."""
+        self.decide(ev.CompensationFailed(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id, saga_id=saga_id,
+            activity_type=activity_type, failure=to_failure(error, self._conv),
+        ))
+
+    def add_condition(self, predicate: Any) -> asyncio.Future[bool]:
+        """A future resolved once ``predicate()`` is true (checked after each step)."""
+        fut: asyncio.Future[bool] = self.workflow_loop().create_future()
+        self._conditions.append((predicate, fut))
+        return fut
+
+    def random(self) -> random.Random:
+        """The run's deterministic random generator."""
+        return self._rng
+
+    def failure_of(self, exc: BaseException) -> ev.Failure:
+        """Record an exception as a Failure with this run's converter."""
+        return to_failure(exc, self._conv)
+
+    def exception_of(self, failure: ev.Failure) -> BaseException:
+        """Rebuild an exception from a Failure with this run's converter."""
+        return from_failure(failure, self._conv)

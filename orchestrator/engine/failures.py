@@ -1,0 +1,136 @@
+"""Mapping between Python exceptions and recorded :class:`Failure` records."""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from typing import Any
+
+from orchestrator.converter import DataConverter, JsonPayloadConverter
+from orchestrator.engine.events import Failure
+from orchestrator.exceptions import (
+    ActivityError,
+    ActivityTimeoutError,
+    ApplicationError,
+    ChildWorkflowError,
+    CompensationError,
+    OrchestratorError,
+    PayloadConversionError,
+)
+
+__all__ = ["from_failure", "timeout_failure", "to_failure"]
+
+_MAX_STACK = 4000
+TIMEOUT_TYPE = "ActivityTimeoutError"
+_JSON = JsonPayloadConverter()
+
+
+def _stack(exc: BaseException) -> str:
+    if exc.__traceback__ is None:
+        return ""
+    return "".join(traceback.format_exception(exc))[-_MAX_STACK:]
+
+
+def _details(conv: DataConverter, details: tuple[Any, ...]) -> list[Any]:
+    try:
+        return conv.to_payloads(details)
+    except PayloadConversionError:
+        return [conv.to_payload(repr(d)) for d in details]
+
+
+def to_failure(exc: BaseException, conv: DataConverter, *, with_stack: bool = True) -> Failure:
+    """Record ``exc`` (and its cause chain) as a Failure."""
+    cause = exc.__cause__ if exc.__cause__ is not None else None
+    rec_cause = to_failure(cause, conv, with_stack=False) if cause is not None else None
+    stack = _stack(exc) if with_stack else ""
+    if isinstance(exc, ApplicationError):
+        delay = exc.next_retry_delay
+        return Failure(
+            message=exc.message,
+            type=exc.type,
+            non_retryable=exc.non_retryable,
+            stack_trace=stack,
+            details=_details(conv, exc.details),
+            next_retry_delay_ms=round(delay.total_seconds() * 1000) if delay else None,
+            cause=rec_cause,
+        )
+    if isinstance(exc, ActivityTimeoutError):
+        return timeout_failure(exc.timeout_type)
+    if isinstance(exc, CompensationError):
+        return Failure(
+            message=str(exc),
+            type="CompensationError",
+            non_retryable=True,
+            stack_trace=stack,
+            cause=to_failure(exc.original, conv, with_stack=False),
+        )
+    if isinstance(exc, asyncio.CancelledError):
+        return Failure(message=str(exc) or "cancelled", type="CancelledError", non_retryable=True)
+    retryable = getattr(type(exc), "retryable", True)
+    return Failure(
+        message=str(exc),
+        type=type(exc).__name__,
+        non_retryable=isinstance(exc, OrchestratorError) and retryable is False,
+        stack_trace=stack,
+        cause=rec_cause,
+    )
+
+
+def timeout_failure(timeout_type: str) -> Failure:
+    """The Failure recorded when an attempt times out."""
+    return Failure(
+        message=f"activity timed out ({timeout_type})",
+        type=TIMEOUT_TYPE,
+        details=[_JSON.encode(timeout_type)],
+    )
+
+
+def from_failure(f: Failure, conv: DataConverter) -> BaseException:
+    """Rebuild an exception from a Failure (ApplicationError for user errors)."""
+    exc: BaseException
+    if f.type == TIMEOUT_TYPE:
+        kind = _JSON.decode(f.details[0], str) if f.details else "unknown"
+        exc = ActivityTimeoutError(kind)
+    elif f.type == "CancelledError":
+        exc = asyncio.CancelledError(f.message)
+    else:
+        details: list[Any] = []
+        for p in f.details:
+            try:
+                details.append(conv.from_payload(p))
+            except PayloadConversionError:
+                details.append(p)
+        exc = ApplicationError(
+            f.message, *details, type=f.type, non_retryable=f.non_retryable
+        )
+    if f.cause is not None:
+        exc.__cause__ = from_failure(f.cause, conv)
+    return exc
+
+
+def activity_error(
+    f: Failure, conv: DataConverter, *, activity_type: str, activity_seq: int, attempt: int
+) -> ActivityError:
+    """The ActivityError workflow code sees for a final activity failure."""
+    err = ActivityError(
+        f"activity {activity_type!r} (seq {activity_seq}) failed after {attempt} "
+        f"attempt(s): {f.type}: {f.message}",
+        activity_type=activity_type,
+        activity_seq=activity_seq,
+        attempt=attempt,
+    )
+    err.__cause__ = from_failure(f, conv)
+    return err
+
+
+def child_error(
+    f: Failure, conv: DataConverter, *, workflow_type: str, workflow_id: str
+) -> ChildWorkflowError:
+    """The ChildWorkflowError workflow code sees when a child did not complete."""
+    err = ChildWorkflowError(
+        f"child workflow {workflow_type!r} ({workflow_id}) failed: {f.type}: {f.message}",
+        workflow_type=workflow_type,
+        workflow_id=workflow_id,
+    )
+    err.__cause__ = from_failure(f, conv)
+    return err

@@ -1,0 +1,310 @@
+"""Sagas: a compensation stack inside a workflow, and a declarative form.
+
+Semantics (docs/sagas.md states them for users):
+
+- ``await scope.step(action, *args, compensate=undo)`` runs ``action`` as a durable
+  activity under its retry policy. Only when it succeeds is ``undo`` registered
+  (``register_before=True`` registers it before the call, for one-shot calls whose
+  outcome may be unknown; the compensation must then tolerate "never happened").
+- When the workflow raises (a terminal error) or is cancelled, the engine
+  compensates every saga of the run, newest saga first: it waits until steps still
+  in flight settle, then runs the registered compensations in reverse order of
+  registration, or all at once with ``parallel_compensation=True``.
+- Each compensation is a durable activity with its own policy (default: retry
+  until it succeeds, backoff capped at one hour). Compensating is shielded from
+  cancellation: a cancel request arriving meanwhile does not interrupt it.
+- A compensation that exhausts its policy stops the sequence (earlier steps are not
+  compensated over a failed later one) and the run ends COMPENSATION_FAILED with
+  the original error and every compensation error.
+- ``pivot=True`` marks the point of no return: once that step succeeds nothing is
+  compensated any more, and later steps are retried without a limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from orchestrator.exceptions import CompensationError
+from orchestrator.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from orchestrator.workflow import WorkflowContext, WorkflowDefinition
+
+__all__ = ["DEFAULT_COMPENSATION_RETRY", "Saga", "SagaScope"]
+
+DEFAULT_COMPENSATION_RETRY = RetryPolicy(
+    initial=timedelta(seconds=1), backoff=2.0, maximum=timedelta(hours=1)
+)
+"""Retry until it succeeds, at most one hour between attempts."""
+
+
+class CompensationRecorder(Protocol):
+    """Where a saga records its progress in history (the executor)."""
+
+    def record_compensation_started(
+        self, saga_id: int, compensations: list[str], cause: BaseException | None
+    ) -> None: ...
+
+    def record_compensation_completed(self, saga_id: int) -> None: ...
+
+    def record_compensation_failed(
+        self, saga_id: int, activity_type: str, error: BaseException
+    ) -> None: ...
+
+
+def _name(activity: Callable[..., Any] | str) -> str:
+    if isinstance(activity, str):
+        return activity
+    d = getattr(activity, "__activity_definition__", None)
+    return str(getattr(d, "name", None) or getattr(activity, "__name__", repr(activity)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Compensation:
+    activity: Callable[..., Any] | str
+    args: tuple[Any, ...]
+    retry: RetryPolicy
+    start_to_close: timedelta | None
+    task_queue: str | None
+
+
+class _State(enum.Enum):
+    ACTIVE = "active"
+    COMMITTED = "committed"
+    COMPENSATED = "compensated"
+
+
+class SagaScope:
+    """The compensation stack returned by ``ctx.saga()``."""
+
+    def __init__(
+        self,
+        ctx: WorkflowContext,
+        saga_id: int,
+        recorder: CompensationRecorder,
+        *,
+        parallel_compensation: bool = False,
+    ) -> None:
+        self._ctx = ctx
+        self._id = saga_id
+        self._recorder = recorder
+        self._parallel = parallel_compensation
+        self._compensations: list[_Compensation] = []
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._state = _State.ACTIVE
+        self._compensating: asyncio.Task[None] | None = None
+
+    @property
+    def committed(self) -> bool:
+        """True once a pivot step succeeded: nothing will be compensated."""
+        return self._state is _State.COMMITTED
+
+    @property
+    def pending_compensations(self) -> list[str]:
+        """Names of the registered compensations, in the order they would run."""
+        return [_name(c.activity) for c in self._ordered()]
+
+    def add_compensation(
+        self,
+        activity: Callable[..., Any] | str,
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        start_to_close: timedelta | None = None,
+        task_queue: str | None = None,
+    ) -> None:
+        """Register a compensation by hand (for work not done through ``step``)."""
+        if self._state is _State.ACTIVE:
+            self._compensations.append(_Compensation(
+                activity, args, retry or DEFAULT_COMPENSATION_RETRY, start_to_close, task_queue
+            ))
+
+    async def step(
+        self,
+        activity: Callable[..., Any] | str,
+        *args: Any,
+        compensate: Callable[..., Any] | str | None = None,
+        compensate_args: tuple[Any, ...] | None = None,
+        retry: RetryPolicy | None = None,
+        compensation_retry: RetryPolicy | None = None,
+        pivot: bool = False,
+        register_before: bool = False,
+        task_queue: str | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+    ) -> Any:
+        """Run one step as an activity and register its compensation.
+
+        ``compensate`` gets ``compensate_args`` (default: the step's own ``args``).
+        """
+        if self._state is _State.COMPENSATED:
+            raise RuntimeError("this saga has already compensated")
+        if self._state is _State.COMMITTED:
+            base = retry or RetryPolicy()
+            retry = replace(base, max_attempts=0, expire_after=None)
+        comp = None
+        if compensate is not None and self._state is _State.ACTIVE:
+            comp = _Compensation(
+                compensate,
+                args if compensate_args is None else compensate_args,
+                compensation_retry or DEFAULT_COMPENSATION_RETRY,
+                start_to_close,
+                task_queue,
+            )
+            if register_before:
+                self._compensations.append(comp)
+
+        async def run_step() -> Any:
+            result = await self._ctx.execute_activity(
+                activity, *args, retry=retry, task_queue=task_queue,
+                start_to_close=start_to_close, schedule_to_close=schedule_to_close,
+                heartbeat_timeout=heartbeat_timeout,
+            )
+            if comp is not None and not register_before and self._state is _State.ACTIVE:
+                self._compensations.append(comp)
+            if pivot and self._state is _State.ACTIVE:
+                self._state = _State.COMMITTED
+            return result
+
+        task = asyncio.get_running_loop().create_task(run_step())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return await task
+
+    def _ordered(self) -> list[_Compensation]:
+        return list(reversed(self._compensations))
+
+    async def compensate(self, cause: BaseException | None = None) -> None:
+        """Run the registered compensations now (once); shielded from cancellation.
+
+        Raises CompensationError if one exhausts its retry policy.
+        """
+        if self._compensating is None:
+            if self._state is not _State.ACTIVE:
+                return
+            self._state = _State.COMPENSATED
+            loop = asyncio.get_running_loop()
+            self._compensating = loop.create_task(self._run(cause))
+        task = self._compensating
+        while True:
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done() and task.cancelled():
+                    raise
+                continue  # a cancel request never interrupts compensation
+            return
+
+    async def _run(self, cause: BaseException | None) -> None:
+        if self._inflight:
+            # Steps still running may yet succeed and register their compensation.
+            await asyncio.wait(list(self._inflight))
+        comps = self._ordered()
+        if not comps:
+            return
+        self._recorder.record_compensation_started(
+            self._id, [_name(c.activity) for c in comps], cause
+        )
+        errors: list[BaseException] = []
+        if self._parallel:
+            results = await asyncio.gather(
+                *(self._run_one(c) for c in comps), return_exceptions=True
+            )
+            for c, r in zip(comps, results, strict=True):
+                if isinstance(r, BaseException):
+                    self._recorder.record_compensation_failed(self._id, _name(c.activity), r)
+                    errors.append(r)
+        else:
+            for c in comps:
+                try:
+                    await self._run_one(c)
+                except Exception as exc:  # noqa: BLE001 - every failure is kept and reported
+                    self._recorder.record_compensation_failed(self._id, _name(c.activity), exc)
+                    errors.append(exc)
+                    break
+        if errors:
+            raise CompensationError(cause or RuntimeError("compensation requested"), errors)
+        self._recorder.record_compensation_completed(self._id)
+
+    async def _run_one(self, c: _Compensation) -> Any:
+        return await self._ctx.execute_activity(
+            c.activity, *c.args, retry=c.retry, start_to_close=c.start_to_close,
+            task_queue=c.task_queue,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    activity: Callable[..., Any] | str
+    compensate: Callable[..., Any] | str | None
+    retry: RetryPolicy | None
+    compensation_retry: RetryPolicy | None
+    pivot: bool
+    register_before: bool
+    start_to_close: timedelta | None
+
+
+class Saga:
+    """A declarative saga: ``Saga("transfer").step(withdraw, compensate=refund)...``.
+
+    Every step's activity (and compensation) receives the workflow's input. It
+    compiles to an ordinary workflow (``.definition``) that uses ``ctx.saga()``,
+    returning the last step's result. Register it like any workflow.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        parallel_compensation: bool = False,
+        input_type: Any = None,
+        _steps: tuple[_Step, ...] = (),
+    ) -> None:
+        self.name = name
+        self.parallel_compensation = parallel_compensation
+        self.input_type = input_type
+        self._steps = _steps
+
+    def step(
+        self,
+        activity: Callable[..., Any] | str,
+        *,
+        compensate: Callable[..., Any] | str | None = None,
+        retry: RetryPolicy | None = None,
+        compensation_retry: RetryPolicy | None = None,
+        pivot: bool = False,
+        register_before: bool = False,
+        start_to_close: timedelta | None = None,
+    ) -> Saga:
+        """A new Saga with one more step."""
+        s = _Step(activity, compensate, retry, compensation_retry, pivot, register_before,
+                  start_to_close)
+        return Saga(self.name, parallel_compensation=self.parallel_compensation,
+                    input_type=self.input_type, _steps=(*self._steps, s))
+
+    @property
+    def definition(self) -> WorkflowDefinition:
+        """The workflow this saga compiles to."""
+        from orchestrator.workflow import WorkflowDefinition
+
+        steps, parallel = self._steps, self.parallel_compensation
+
+        async def run(ctx: WorkflowContext, value: Any) -> Any:
+            scope = ctx.saga(parallel_compensation=parallel)
+            result: Any = None
+            for s in steps:
+                result = await scope.step(
+                    s.activity, value, compensate=s.compensate, retry=s.retry,
+                    compensation_retry=s.compensation_retry, pivot=s.pivot,
+                    register_before=s.register_before, start_to_close=s.start_to_close,
+                )
+            return result
+
+        return WorkflowDefinition(
+            name=self.name, run=run, arg_types=(self.input_type,), return_type=None
+        )
