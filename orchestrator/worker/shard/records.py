@@ -7,7 +7,7 @@ from typing import TypeAlias
 
 from confluent_kafka import Message
 
-Headers: TypeAlias = list[tuple[str, str | bytes | None]]
+Headers: TypeAlias = list[tuple[str, bytes | None]]
 
 
 def headers_of(msg: Message) -> Headers:
@@ -15,7 +15,8 @@ def headers_of(msg: Message) -> Headers:
     raw = msg.headers()
     if raw is None:
         return []
-    return list(raw.items()) if isinstance(raw, dict) else [(str(k), v) for k, v in raw]
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ class HistoryReader:
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
                 "fetch.wait.max.ms": 10,
-            "fetch.max.bytes": 52428800,
+                "fetch.max.bytes": 52428800,
                 "max.partition.fetch.bytes": 10485760,
             }
         )
