@@ -37,9 +37,10 @@ class ReplyKind(enum.Enum):
 
 
 class WorkflowStatus(enum.Enum):
-    """Status of a run as published in :class:`WorkflowSnapshot`."""
+    """Status of a run as published in :class:`WorkflowSnapshot` (open: RUNNING, COMPENSATING)."""
 
     RUNNING = "running"
+    COMPENSATING = "compensating"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
