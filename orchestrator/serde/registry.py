@@ -38,11 +38,15 @@ def parse_ce_type(ce_type: str) -> tuple[str, int] | None:
 
 
 def default_schema_dir() -> Path:
-    """``$SAGA_SCHEMA_DIR`` if set, else ``schemas/`` at the repository root."""
+    """``$SAGA_SCHEMA_DIR`` if set, else the schemas shipped with the package.
+
+    ``orchestrator/serde/schemas`` is a symlink to the repository's ``schemas/`` (so an
+    editable install reads them in place) and is copied into wheels as package data.
+    """
     override = os.environ.get(SCHEMA_DIR_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "schemas"
+    return Path(__file__).resolve().parent / "schemas"
 
 
 @dataclass(frozen=True, slots=True)

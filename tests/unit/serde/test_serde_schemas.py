@@ -228,3 +228,10 @@ def test_a_family_without_a_python_type_is_refused(tmp_path: Path) -> None:
     (tmp_path / "saga.command.pause.v1.avsc").write_text(json.dumps(extra))
     with pytest.raises(SchemaError, match=r"saga\.command\.pause"):
         WireFormat(SchemaRegistry(tmp_path))
+
+
+def test_the_packaged_schema_folder_is_the_repository_folder() -> None:
+    """orchestrator/serde/schemas links to schemas/ (and is copied into wheels)."""
+    repository = Path(__file__).resolve().parents[3] / "schemas"
+    assert REGISTRY.directory.resolve() == repository.resolve()
+    assert {p.name for p in repository.glob("*.avsc")} == {s.path.name for s in REGISTRY}
