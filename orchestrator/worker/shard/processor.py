@@ -158,8 +158,8 @@ class ShardProcessor:
     # --- rebalancing ------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self._restore(tp.partition)
+        if partitions:
+            self._restore([tp.partition for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Callbacks run inside consume(), which is never called with a transaction
@@ -170,12 +170,13 @@ class ShardProcessor:
             "shards revoked: %s; owning %s", [tp.partition for tp in partitions], self.owned_shards
         )
 
-    def _restore(self, partition: int) -> None:
-        entries, stats = self._reader.read(partition)
-        handler = self._factory(partition)
-        self._pending += handler.restore(entries, now_ms())
-        self._shards[partition] = handler
-        self.metrics.restores.append(stats)
+    def _restore(self, partitions: list[int]) -> None:
+        now = now_ms()
+        for partition, (entries, stats) in self._reader.read(partitions).items():
+            handler = self._factory(partition)
+            self._pending += handler.restore(entries, now)
+            self._shards[partition] = handler
+            self.metrics.restores.append(stats)
 
     # --- the loop -----------------------------------------------------------------
 
@@ -309,5 +310,5 @@ class ShardProcessor:
         for tp in committed:
             tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self._consumer.seek(tp)
-        for partition in owned:
-            self._restore(partition)
+        if owned:
+            self._restore(owned)

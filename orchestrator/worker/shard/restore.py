@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,26 +63,26 @@ class HistoryReader:
             {**base, "group.id": f"{topic}.restore-hw", "isolation.level": "read_uncommitted"}
         )
 
-    def read(
-        self, partition: int, progress: Callable[[int, int], None] | None = None
-    ) -> tuple[list[HistoryEntry], RestoreStats]:
-        """All committed records of ``partition``, oldest first, and how long it took."""
+    def read(self, partitions: list[int]) -> dict[int, tuple[list[HistoryEntry], RestoreStats]]:
+        """All committed records of each partition, oldest first, read in one pass."""
         began = time.monotonic()
-        entries = list(self._iterate(partition, progress))
-        stats = RestoreStats(
-            partition,
-            len(entries),
-            sum(len(e.key) + len(e.value or b"") for e in entries),
-            time.monotonic() - began,
-        )
-        log.info(
-            "restored shard %d: %d records in %.2fs (%.0f records/s)",
-            partition,
-            stats.records,
-            stats.seconds,
-            stats.records_per_s,
-        )
-        return entries, stats
+        entries: dict[int, list[HistoryEntry]] = {p: [] for p in partitions}
+        for partition, entry in self._iterate(partitions):
+            entries[partition].append(entry)
+        seconds = time.monotonic() - began
+        result = {}
+        for partition, found in entries.items():
+            size = sum(len(e.key) + len(e.value or b"") for e in found)
+            stats = RestoreStats(partition, len(found), size, seconds)
+            log.info(
+                "restored shard %d: %d records in %.2fs (%.0f records/s)",
+                partition,
+                stats.records,
+                stats.seconds,
+                stats.records_per_s,
+            )
+            result[partition] = (found, stats)
+        return result
 
     def _true_end(self, partition: int) -> int:
         _, high = self._uncommitted.get_watermark_offsets(
@@ -90,39 +90,37 @@ class HistoryReader:
         )
         return int(high)
 
-    def _iterate(
-        self, partition: int, progress: Callable[[int, int], None] | None
-    ) -> Iterator[HistoryEntry]:
-        tp = TopicPartition(self._topic, partition, OFFSET_BEGINNING)
-        self._committed.assign([tp])
+    def _iterate(self, partitions: list[int]) -> Iterator[tuple[int, HistoryEntry]]:
+        self._committed.assign(
+            [TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in partitions]
+        )
         deadline = time.monotonic() + self._timeout_s
-        end = self._true_end(partition)
-        position = 0
+        ends = {p: self._true_end(p) for p in partitions}
+        positions = dict.fromkeys(partitions, 0)
         try:
             while True:
-                current = self._committed.position([TopicPartition(self._topic, partition)])[
-                    0
-                ].offset
-                position = max(position, current)
-                if position >= end:
-                    end = self._true_end(partition)  # a decided transaction adds its marker
-                    if position >= end:
+                for tp in self._committed.position(
+                    [TopicPartition(self._topic, p) for p in partitions]
+                ):
+                    positions[tp.partition] = max(positions[tp.partition], tp.offset)
+                if all(positions[p] >= ends[p] for p in partitions):
+                    # a transaction decided meanwhile adds its marker: check the true ends again
+                    ends = {p: self._true_end(p) for p in partitions}
+                    if all(positions[p] >= ends[p] for p in partitions):
                         return
                 if time.monotonic() > deadline:
                     raise TimeoutError(
-                        f"restore of {self._topic}[{partition}] stuck at {position} < {end}: "
-                        "a transaction stays open longer than the restore timeout"
+                        f"restore of {self._topic} stuck at {positions} < {ends}: a transaction "
+                        "stays open longer than the restore timeout"
                     )
                 for msg in self._committed.consume(num_messages=10000, timeout=0.05):
                     if msg.error():
                         raise KafkaException(msg.error())
-                    key, offset = msg.key(), msg.offset()
-                    assert offset is not None  # set on fetched records
-                    position = offset + 1
+                    partition, key, offset = msg.partition(), msg.key(), msg.offset()
+                    assert partition is not None and offset is not None  # set on fetched records
+                    positions[partition] = offset + 1
                     if key is not None:  # history records always have keys; skip strays
-                        yield HistoryEntry(key, msg.value(), offset, headers_of(msg))
-                if progress is not None:
-                    progress(position, end)
+                        yield partition, HistoryEntry(key, msg.value(), offset, headers_of(msg))
         finally:
             self._committed.unassign()
 
