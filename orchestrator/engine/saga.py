@@ -142,8 +142,8 @@ class SagaScope:
 
         ``compensate`` gets ``compensate_args`` (default: the step's own ``args``).
         """
-        if self._state is _State.COMPENSATED:
-            raise RuntimeError("this saga has already compensated")
+        if self._compensating is not None:
+            raise RuntimeError("this saga is compensating; it takes no more steps")
         if self._state is _State.COMMITTED:
             base = retry or RetryPolicy()
             retry = replace(base, max_attempts=0, expire_after=None)
@@ -187,7 +187,6 @@ class SagaScope:
         if self._compensating is None:
             if self._state is not _State.ACTIVE:
                 return
-            self._state = _State.COMPENSATED
             loop = asyncio.get_running_loop()
             self._compensating = loop.create_task(self._run(cause))
         task = self._compensating
@@ -204,6 +203,9 @@ class SagaScope:
         if self._inflight:
             # Steps still running may yet succeed and register their compensation.
             await asyncio.wait(list(self._inflight))
+        if self._state is _State.COMMITTED:
+            return  # a pivot that was in flight succeeded: nothing to undo
+        self._state = _State.COMPENSATED
         comps = self._ordered()
         if not comps:
             return
