@@ -2,10 +2,12 @@
 
 Build one :class:`WireFormat` per process and call its ``encode_*`` / ``decode_*``
 methods; every decode failure is a :class:`RecordDecodeError` whose ``reason`` goes
-to the DLQ. Payload codecs (encryption) live in :mod:`orchestrator.serde.codecs`.
+to the DLQ. Payload codecs: :class:`CodecChain`, :class:`ZlibCodec`, :class:`AesGcmCodec`.
 """
 
 from orchestrator.serde.cloudevents import CloudEvent, Headers, InHeaders
+from orchestrator.serde.codecs import CodecChain, ZlibCodec
+from orchestrator.serde.encryption import AesGcmCodec
 from orchestrator.serde.errors import (
     DecodeFailure,
     PayloadCodecError,
@@ -47,8 +49,10 @@ __all__ = [
     "ActivityTask",
     "ActivityTaskCompleted",
     "ActivityTaskFailed",
+    "AesGcmCodec",
     "CancelWorkflow",
     "CloudEvent",
+    "CodecChain",
     "Command",
     "DecodeFailure",
     "Decoded",
@@ -77,6 +81,7 @@ __all__ = [
     "WireFormat",
     "WorkflowSnapshot",
     "WorkflowStatus",
+    "ZlibCodec",
     "command_key",
     "event_key",
     "idempotency_key",
