@@ -111,8 +111,11 @@ class EngineContext(WorkflowContext):
                 return await defn.run(self._instance, self, *args)
             return await defn.run(self, *args)
         except BaseException as exc:
-            if isinstance(exc, WorkflowControl | WorkflowTaskError) or not self._sagas:
-                raise
+            if (
+                isinstance(exc, WorkflowControl | WorkflowTaskError | GeneratorExit)
+                or not self._sagas
+            ):
+                raise  # GeneratorExit: the run is evicted or terminated, not failing
             await self._compensate_all(exc)
             raise
 

@@ -33,6 +33,7 @@ Contract for runtimes (the Kafka shard processor, the test environment)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import random
@@ -433,7 +434,8 @@ class WorkflowExecutor:
     def _started_event(self, inp: StartWorkflow, seq: int, now: int) -> ev.WorkflowStarted:
         seed = inp.random_seed
         if seed is None:
-            seed = int.from_bytes(hashlib.sha256(inp.run_id.encode()).digest()[:8], "big")
+            # 63 bits: the seed is stored as an Avro long (signed 64-bit)
+            seed = int.from_bytes(hashlib.sha256(inp.run_id.encode()).digest()[:8], "big") >> 1
         return ev.WorkflowStarted(
             seq=seq, time=now, workflow_type=inp.workflow_type, workflow_id=inp.workflow_id,
             run_id=inp.run_id, task_queue=inp.task_queue, input=list(inp.args),
@@ -815,19 +817,27 @@ class WorkflowExecutor:
 
     def _cleanup(self) -> None:
         """Stop leftover coroutines of a closed run without recording anything."""
-        loop = self.workflow_loop()
         self._suppress = True
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        for fut in [a.future for a in self._activities.values()] + [
-            c.future for c in self._children.values()
-        ]:
-            fut.cancel()
-        for _ in range(10):
-            if not loop.has_ready:
-                break
-            with guarded("off", self._on_violation):
-                loop.run_ready()
+        loop = self.workflow_loop()
+        for task in list(asyncio.all_tasks(loop)):
+            coro = task.get_coro()
+            close = getattr(coro, "close", None)
+            if close is None:
+                continue
+            # RuntimeError: "coroutine ignored GeneratorExit" (user code awaited in finally)
+            with contextlib.suppress(RuntimeError):
+                close()
+        loop.close()
+
+    def evict(self) -> None:
+        """Drop the run's coroutines (cache eviction); the executor is unusable after.
+
+        Only ``finally`` blocks of workflow code run, and nothing is recorded: the
+        run continues from its history in a new executor.
+        """
+        if self._loop is not None:
+            self._cleanup()
+        self._fatal = self._fatal or WorkflowTaskError("executor evicted")
 
     # --- decisions (called by the context) --------------------------------------------
 
