@@ -121,6 +121,7 @@ class ShardProcessor:
         self._config = kafka_config
         self._shards: dict[int, ShardHandler] = {}
         self._pending: list[OutRecord] = []  # produced by restore, written in the next cycle
+        self._rebuild: set[int] = set()  # handler raised: its state may be ahead of the log
         self._reader = HistoryReader(kafka_config, layout.history)
         self._consumer = Consumer(
             {
@@ -233,6 +234,12 @@ class ShardProcessor:
         except KafkaException as exc:
             self._recover(exc)
             return 0
+        if self._rebuild:
+            # the handler may have changed state for a command whose output was never
+            # written: replace it with one rebuilt from what the log now holds
+            rebuild, self._rebuild = sorted(self._rebuild & set(self._shards)), set()
+            if rebuild:
+                self._restore(rebuild)
         return len(out)
 
     def _route(self, msg: Message, partition: int, now: int) -> list[OutRecord]:
@@ -255,6 +262,7 @@ class ShardProcessor:
         except Exception as exc:  # a bad record must not stop the shard
             log.exception("shard %d: command for %r failed; dead-lettered", partition, workflow_id)
             self.metrics.dead_lettered += 1
+            self._rebuild.add(partition)
             return [
                 dead_letter(self.layout.dlq, msg, f"handler error: {type(exc).__name__}: {exc}")
             ]
@@ -304,6 +312,7 @@ class ShardProcessor:
         owned = self.owned_shards
         self._shards.clear()
         self._pending.clear()
+        self._rebuild.clear()
         committed = self._consumer.committed(
             [TopicPartition(self.layout.commands, p) for p in owned], timeout=30
         )
