@@ -1,0 +1,89 @@
+"""Run the engine (shard processor + engine shards) for a set of workflow definitions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from orchestrator.log.topics import TopicLayout
+from orchestrator.serde.wire import WireFormat
+from orchestrator.worker.shard.engine_shard import DEFAULT_RETENTION_MS, EngineShard
+from orchestrator.worker.shard.processor import ProcessorOptions, ShardProcessor
+from orchestrator.workflow import WorkflowDefinition, definition_of
+
+
+def definitions(
+    workflows: Iterable[Callable[..., Any] | type[Any] | WorkflowDefinition],
+) -> dict[str, WorkflowDefinition]:
+    """Map workflow type names to definitions; duplicates are an error."""
+    found: dict[str, WorkflowDefinition] = {}
+    for item in workflows:
+        definition = item if isinstance(item, WorkflowDefinition) else definition_of(item)
+        if definition.name in found:
+            raise ValueError(f"workflow type {definition.name!r} is registered twice")
+        found[definition.name] = definition
+    return found
+
+
+class EngineWorker:
+    """The engine worker in a background thread; a context manager stops it cleanly."""
+
+    def __init__(
+        self,
+        kafka_config: dict[str, Any],
+        layout: TopicLayout,
+        workflows: Iterable[Callable[..., Any] | type[Any] | WorkflowDefinition],
+        *,
+        build_id: str = "",
+        retention_ms: int = DEFAULT_RETENTION_MS,
+        options: ProcessorOptions | None = None,
+        wire: WireFormat | None = None,
+    ) -> None:
+        self.workflows = definitions(workflows)
+        self.wire = wire or WireFormat()
+        self.shards: dict[int, EngineShard] = {}
+
+        def factory(partition: int) -> EngineShard:
+            shard = EngineShard(
+                partition,
+                layout,
+                self.workflows,
+                self.wire,
+                build_id=build_id,
+                retention_ms=retention_ms,
+            )
+            self.shards[partition] = shard
+            return shard
+
+        self.processor = ShardProcessor(kafka_config, layout, factory, options)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="engine-worker", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.processor.run(self._stop)
+        except BaseException as exc:  # surfaced to the owner through .error
+            self.error = exc
+            raise
+
+    def start(self) -> EngineWorker:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def __enter__(self) -> EngineWorker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

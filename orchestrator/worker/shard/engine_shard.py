@@ -1,0 +1,642 @@
+"""The engine's shard handler: commands in, replayed workflow decisions out.
+
+One instance per owned shard. It keeps, per workflow id, the latest run's status
+and decoded history; live executors (the suspended workflow coroutines) sit in an
+LRU cache and an evicted one is rebuilt by replay on its next input. Timers live in
+a heap. Everything it returns is written by the processor in one transaction.
+
+Replies: a command's reply carries ``correlation_id`` = the command's
+``request_id`` (or ``update_id`` / ``query_id``), else its CloudEvents ``ce_id``.
+When a run closes, a RESULT reply with correlation id ``result/<workflow_id>`` is
+written, and the snapshot (key ``<workflow_id>/snapshot``) holds the outcome.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import Message
+
+from orchestrator.converter import Payload
+from orchestrator.engine import commands as cmd
+from orchestrator.engine import inputs
+from orchestrator.engine.events import Event, Failure
+from orchestrator.engine.executor import WorkflowExecutor
+from orchestrator.engine.status import WorkflowStatus as EngineStatus
+from orchestrator.exceptions import NonDeterminismError
+from orchestrator.log.topics import TopicLayout
+from orchestrator.serde import records as rec
+from orchestrator.serde.errors import RecordDecodeError
+from orchestrator.serde.keys import SNAPSHOT_SUFFIX, event_key, snapshot_key
+from orchestrator.serde.wire import EncodedRecord, WireFormat
+from orchestrator.worker.shard.dlq import dead_letter
+from orchestrator.worker.shard.records import HistoryEntry, OutRecord, headers_of
+from orchestrator.workflow import WorkflowDefinition
+
+log = logging.getLogger(__name__)
+
+_SNAPSHOT_KEY_SUFFIX = SNAPSHOT_SUFFIX.encode()
+DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+_RUN_ID_NAMESPACE = uuid.UUID("5b0f9a43-58c3-4d4e-9a55-3c4c2b7f6e10")
+
+
+def result_correlation_id(workflow_id: str) -> str:
+    """Correlation id of the RESULT reply written when ``workflow_id``'s run closes."""
+    return f"result/{workflow_id}"
+
+
+def _wire_status(status: EngineStatus) -> rec.WorkflowStatus:
+    """The engine's status as published in snapshots (the wire enum is a superset)."""
+    return rec.WorkflowStatus[status.name]
+
+
+@dataclass(slots=True)
+class Execution:
+    """What a shard keeps per workflow id: the latest run and, while open, its history."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    start_time: int
+    status: EngineStatus = EngineStatus.RUNNING
+    events: list[Event] = field(default_factory=list)
+    snapshot: rec.WorkflowSnapshot | None = None
+    parked: str | None = None  # why the run cannot make progress (non-determinism)
+
+    @property
+    def is_open(self) -> bool:
+        return not self.status.is_terminal
+
+
+@dataclass
+class ShardStats:
+    """Per-shard counters (read by metrics and tests)."""
+
+    started: int = 0
+    closed: int = 0
+    parked: int = 0
+    dead_lettered: int = 0
+    replays: int = 0
+
+
+class EngineShard:
+    """Implements :class:`~orchestrator.worker.shard.processor.ShardHandler` with the engine."""
+
+    def __init__(
+        self,
+        partition: int,
+        layout: TopicLayout,
+        workflows: Mapping[str, WorkflowDefinition],
+        wire: WireFormat,
+        *,
+        build_id: str = "",
+        cache_size: int = 10_000,
+        retention_ms: int = DEFAULT_RETENTION_MS,
+    ) -> None:
+        self.partition = partition
+        self.layout = layout
+        self.workflows = workflows
+        self.wire = wire
+        self.build_id = build_id
+        self.cache_size = cache_size
+        self.retention_ms = retention_ms
+        self.executions: dict[str, Execution] = {}
+        self.stats = ShardStats()
+        self._live: OrderedDict[str, WorkflowExecutor] = OrderedDict()
+        self._timers: list[tuple[int, str, str, str]] = []  # (fire_at, wf id, run id, timer id)
+        self._timer_at: dict[tuple[str, str], int] = {}  # (wf id, timer id) -> fire_at
+        self._expiry: list[tuple[int, str, str, int]] = []  # (expire at, wf id, run id, last seq)
+
+    # --- restore ------------------------------------------------------------------
+
+    def restore(self, entries: list[HistoryEntry], now_ms: int) -> list[OutRecord]:
+        snapshots: dict[bytes, HistoryEntry | None] = {}
+        runs: dict[bytes, dict[int, HistoryEntry]] = {}
+        for entry in entries:
+            if entry.key.endswith(_SNAPSHOT_KEY_SUFFIX):
+                snapshots[entry.key[: -len(_SNAPSHOT_KEY_SUFFIX)]] = entry
+                continue
+            run_key, _, seq = entry.key.rpartition(b"/")
+            events = runs.setdefault(run_key, {})
+            if entry.value is None:
+                events.pop(int(seq), None)
+            else:
+                events[int(seq)] = entry
+        for wf_key, snap_entry in snapshots.items():
+            if snap_entry is None or snap_entry.value is None:
+                continue  # tombstoned: retention ended, the id is free again
+            snapshot = self.wire.decode_snapshot(snap_entry.headers, snap_entry.value).record
+            execution = Execution(
+                snapshot.workflow_id,
+                snapshot.run_id,
+                snapshot.workflow_type,
+                snapshot.task_queue,
+                snapshot.start_time,
+                snapshot=snapshot,
+                status=EngineStatus[snapshot.status.name],
+            )
+            self.executions[snapshot.workflow_id] = execution
+            recorded = runs.pop(wf_key + b"/" + snapshot.run_id.encode(), {})
+            if not execution.is_open:
+                closed_at = snapshot.close_time or snapshot.start_time
+                self._expire_later(
+                    closed_at, snapshot.workflow_id, snapshot.run_id, snapshot.last_seq
+                )
+                continue
+            execution.events = [
+                self.wire.decode_event(e.headers, e.value).record.event
+                for _, e in sorted(recorded.items())
+                if e.value is not None
+            ]
+            executor = self._executor(execution)
+            if executor is not None:
+                for timer in executor.pending_timers():
+                    self._set_timer(execution, timer)
+        for run_key, older in runs.items():  # runs superseded by a newer run of the same id
+            if older:
+                last_seq, last = max(older.items())
+                wf_id, _, run_id = run_key.decode().rpartition("/")
+                closed_at = self.wire.decode_event(last.headers, last.value).record.event.time
+                self._expire_later(closed_at, wf_id, run_id, last_seq)
+        return []
+
+    # --- retention ------------------------------------------------------------------
+
+    def _expire_later(self, closed_at: int, workflow_id: str, run_id: str, last_seq: int) -> None:
+        heapq.heappush(self._expiry, (closed_at + self.retention_ms, workflow_id, run_id, last_seq))
+
+    def _expire(self, now_ms: int) -> list[OutRecord]:
+        """Tombstone closed runs whose retention ended, so compaction reclaims them."""
+        out: list[OutRecord] = []
+        while self._expiry and self._expiry[0][0] <= now_ms:
+            _, wf_id, run_id, last_seq = heapq.heappop(self._expiry)
+            out += [
+                OutRecord(self.layout.history, event_key(wf_id, run_id, seq), None, self.partition)
+                for seq in range(1, last_seq + 1)
+            ]
+            current = self.executions.get(wf_id)
+            if current is not None and current.run_id == run_id and not current.is_open:
+                del self.executions[wf_id]
+                out.append(
+                    OutRecord(self.layout.history, snapshot_key(wf_id), None, self.partition)
+                )
+        return out
+
+    # --- commands -----------------------------------------------------------------
+
+    def handle(self, msg: Message, now_ms: int) -> list[OutRecord]:  # noqa: PLR0911
+        try:
+            decoded = self.wire.decode_command(headers_of(msg), msg.value())
+        except RecordDecodeError as exc:
+            self.stats.dead_lettered += 1
+            return [dead_letter(self.layout.dlq, msg, str(exc))]
+        command, ce_id = decoded.record, decoded.cloud_event.id
+        if isinstance(command, rec.StartWorkflow):
+            return self._start(command, ce_id, msg, now_ms)
+        execution = self.executions.get(command.workflow_id)
+        run_id = getattr(command, "run_id", None)
+        if execution is None or (
+            run_id and run_id != execution.run_id and not isinstance(command, rec.QueryWorkflow)
+        ):
+            return self._no_such_run(command, ce_id, msg)
+        if execution.parked is not None:
+            self.stats.dead_lettered += 1
+            return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
+        if isinstance(command, rec.QueryWorkflow):
+            return self._query(execution, command)
+        if not execution.is_open:
+            return self._reply_closed(command, ce_id, execution)
+        return self._apply(execution, [self._to_input(command)], now_ms, command, ce_id)
+
+    def _start(
+        self, start: rec.StartWorkflow, ce_id: str, msg: Message, now: int
+    ) -> list[OutRecord]:
+        correlation = start.request_id or ce_id
+        existing = self.executions.get(start.workflow_id)
+        if existing is not None and (existing.is_open or not self._reuse_allowed(start, existing)):
+            # idempotent start: the same business id never gets a second running execution
+            ok = existing.is_open
+            return [
+                self._reply(
+                    rec.Reply(
+                        correlation_id=correlation,
+                        kind=rec.ReplyKind.START,
+                        workflow_id=start.workflow_id,
+                        run_id=existing.run_id,
+                        ok=ok,
+                        error=None
+                        if ok
+                        else Failure(
+                            message=f"workflow id {start.workflow_id!r} was "
+                            f"already used and its reuse policy is "
+                            f"{start.id_reuse_policy.value}",
+                            type="WorkflowAlreadyStarted",
+                        ),
+                    )
+                )
+            ]
+        definition = self.workflows.get(start.workflow_type)
+        if definition is None:
+            self.stats.dead_lettered += 1
+            return [
+                dead_letter(
+                    self.layout.dlq,
+                    msg,
+                    f"unknown workflow type {start.workflow_type!r}; this worker "
+                    f"knows {sorted(self.workflows)}",
+                )
+            ]
+        run_id = str(
+            uuid.uuid5(_RUN_ID_NAMESPACE, f"{start.workflow_id}/{msg.partition()}/{msg.offset()}")
+        )
+        execution = Execution(start.workflow_id, run_id, start.workflow_type, start.task_queue, now)
+        self.executions[start.workflow_id] = execution
+        self.stats.started += 1
+        first: list[inputs.Input] = [
+            inputs.StartWorkflow(
+                workflow_id=start.workflow_id,
+                run_id=run_id,
+                workflow_type=start.workflow_type,
+                task_queue=start.task_queue,
+                args=list(start.input),
+                memo=dict(start.memo),
+                search_attributes=dict(start.search_attributes),
+            )
+        ]
+        if start.signal_with_start is not None:
+            first.append(
+                inputs.SendSignal(
+                    name=start.signal_with_start.signal_name,
+                    args=list(start.signal_with_start.args),
+                )
+            )
+        out = self._apply(execution, first, now, None, correlation)
+        out.append(
+            self._reply(
+                rec.Reply(
+                    correlation_id=correlation,
+                    kind=rec.ReplyKind.START,
+                    workflow_id=start.workflow_id,
+                    run_id=run_id,
+                    ok=True,
+                )
+            )
+        )
+        return out
+
+    @staticmethod
+    def _reuse_allowed(start: rec.StartWorkflow, closed: Execution) -> bool:
+        policy = start.id_reuse_policy
+        if policy is rec.IdReusePolicy.REJECT_DUPLICATE:
+            return False
+        if policy is rec.IdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY:
+            return closed.status is not EngineStatus.COMPLETED
+        return True
+
+    def _to_input(self, command: rec.Command) -> inputs.Input:  # noqa: PLR0911
+        match command:
+            case rec.SignalWorkflow():
+                return inputs.SendSignal(name=command.signal_name, args=list(command.args))
+            case rec.CancelWorkflow():
+                return inputs.CancelWorkflow(reason=command.reason)
+            case rec.TerminateWorkflow():
+                return inputs.TerminateWorkflow(reason=command.reason)
+            case rec.UpdateWorkflow():
+                return inputs.RequestUpdate(
+                    update_id=command.update_id, name=command.update_name, args=list(command.args)
+                )
+            case rec.ActivityTaskCompleted():
+                return inputs.ActivityTaskCompleted(
+                    activity_seq=command.activity_seq,
+                    attempt=command.attempt,
+                    result=command.result,
+                )
+            case rec.ActivityTaskFailed():
+                return inputs.ActivityTaskFailed(
+                    activity_seq=command.activity_seq,
+                    attempt=command.attempt,
+                    failure=command.failure,
+                )
+            case rec.ActivityHeartbeat():
+                return inputs.ActivityTaskHeartbeat(
+                    activity_seq=command.activity_seq,
+                    attempt=command.attempt,
+                    details=list(command.details),
+                )
+        raise TypeError(f"no engine input for {type(command).__name__}")
+
+    # --- timers ---------------------------------------------------------------------
+
+    def _set_timer(self, execution: Execution, timer: cmd.StartTimer) -> None:
+        self._timer_at[(execution.workflow_id, timer.timer_id)] = timer.fire_at
+        heapq.heappush(
+            self._timers, (timer.fire_at, execution.workflow_id, execution.run_id, timer.timer_id)
+        )
+
+    def next_due_ms(self) -> int | None:
+        due = [heap[0][0] for heap in (self._timers, self._expiry) if heap]
+        return min(due) if due else None
+
+    def fire_due(self, now_ms: int) -> list[OutRecord]:
+        out = self._expire(now_ms)
+        while self._timers and self._timers[0][0] <= now_ms:
+            fire_at, wf_id, run_id, timer_id = heapq.heappop(self._timers)
+            if self._timer_at.get((wf_id, timer_id)) != fire_at:
+                continue  # cancelled or replaced
+            del self._timer_at[(wf_id, timer_id)]
+            execution = self.executions.get(wf_id)
+            if execution is None or execution.run_id != run_id or not execution.is_open:
+                continue
+            if execution.parked is None:
+                out += self._apply(
+                    execution, [inputs.FireTimer(timer_id=timer_id)], now_ms, None, ""
+                )
+        return out
+
+    # --- running the engine ---------------------------------------------------------
+
+    def _executor(self, execution: Execution) -> WorkflowExecutor | None:
+        """The live executor, replaying history if it was evicted; None if parked."""
+        live = self._live.get(execution.workflow_id)
+        if live is not None:
+            self._live.move_to_end(execution.workflow_id)
+            return live
+        definition = self.workflows.get(execution.workflow_type)
+        if definition is None:
+            self._park(execution, f"unknown workflow type {execution.workflow_type!r}")
+            return None
+        try:
+            executor = WorkflowExecutor(definition, execution.events, build_id=self.build_id)
+        except NonDeterminismError as exc:
+            self._park(execution, str(exc))
+            return None
+        self.stats.replays += 1
+        self._live[execution.workflow_id] = executor
+        while len(self._live) > self.cache_size:
+            self._live.popitem(last=False)  # its history stays; replay rebuilds it when needed
+        return executor
+
+    def _park(self, execution: Execution, reason: str) -> None:
+        execution.parked = reason
+        self.stats.parked += 1
+        self._live.pop(execution.workflow_id, None)
+        log.error("workflow %s run %s parked: %s", execution.workflow_id, execution.run_id, reason)
+
+    def _apply(
+        self,
+        execution: Execution,
+        batch: Sequence[inputs.Input],
+        now: int,
+        command: rec.Command | None,
+        correlation: str,
+    ) -> list[OutRecord]:
+        executor = self._executor(execution)
+        if executor is None:
+            return []
+        try:
+            decision = executor.apply(batch, now)
+        except NonDeterminismError as exc:
+            self._park(execution, str(exc))
+            return []
+        except Exception as exc:  # noqa: BLE001 - the executor is unusable after a failed apply
+            self._park(execution, f"{type(exc).__name__}: {exc}")
+            return []
+        out = [self._event(execution, e) for e in decision.events]
+        execution.events += decision.events
+        for command_out in decision.commands:
+            out += self._command(execution, command_out)
+        if isinstance(command, rec.SignalWorkflow | rec.CancelWorkflow | rec.TerminateWorkflow):
+            kind = {
+                rec.SignalWorkflow: rec.ReplyKind.SIGNAL,
+                rec.CancelWorkflow: rec.ReplyKind.CANCEL,
+                rec.TerminateWorkflow: rec.ReplyKind.TERMINATE,
+            }[type(command)]
+            out.append(
+                self._reply(
+                    rec.Reply(
+                        correlation_id=command.request_id or correlation,
+                        kind=kind,
+                        workflow_id=execution.workflow_id,
+                        run_id=execution.run_id,
+                        ok=True,
+                    )
+                )
+            )
+        previous = execution.status
+        execution.status = decision.status
+        if decision.events and (
+            previous is not decision.status or execution.snapshot is None or not execution.is_open
+        ):
+            out.append(self._snapshot(execution, executor))
+        if not execution.is_open:
+            out += self._closed(execution, executor)
+        return out
+
+    def _command(self, execution: Execution, command: cmd.Command) -> list[OutRecord]:
+        match command:
+            case cmd.ScheduleActivityTask():
+                task = rec.ActivityTask(
+                    workflow_id=command.workflow_id,
+                    run_id=command.run_id,
+                    activity_seq=command.activity_seq,
+                    activity_type=command.activity_type,
+                    attempt=command.attempt,
+                    task_queue=command.task_queue,
+                    scheduled_time=command.attempt_started_at,
+                    args=list(command.args),
+                    start_to_close_timeout_ms=command.start_to_close_ms,
+                    heartbeat_timeout_ms=command.heartbeat_timeout_ms,
+                    heartbeat_details=list(command.heartbeat_details),
+                )
+                return [
+                    self._out(
+                        self.layout.task_queue(command.task_queue), self.wire.encode_task(task)
+                    )
+                ]
+            case cmd.StartTimer():
+                self._set_timer(execution, command)
+            case cmd.CancelTimer():
+                self._timer_at.pop((execution.workflow_id, command.timer_id), None)
+            case cmd.RespondUpdate():
+                return [
+                    self._reply(
+                        rec.Reply(
+                            correlation_id=command.update_id,
+                            kind=rec.ReplyKind.UPDATE,
+                            workflow_id=execution.workflow_id,
+                            run_id=execution.run_id,
+                            ok=command.failure is None,
+                            result=command.result,
+                            error=command.failure,
+                        )
+                    )
+                ]
+            case cmd.CancelActivityTask():
+                pass  # the attempt's result will be ignored; workers time out on their own
+            case cmd.StartChildWorkflow() | cmd.ContinueAsNewRun():
+                log.warning(
+                    "%s is not supported by the Kafka runtime yet (workflow %s)",
+                    type(command).__name__,
+                    execution.workflow_id,
+                )
+        return []
+
+    def _query(self, execution: Execution, query: rec.QueryWorkflow) -> list[OutRecord]:
+        executor = self._executor(execution)
+        error: Failure | None = None
+        result: Payload | None = None
+        if executor is None:
+            error = Failure(message=execution.parked or "cannot be replayed", type="WorkflowParked")
+        else:
+            try:
+                result = executor.query(query.query_name, list(query.args))
+            except Exception as exc:  # noqa: BLE001 - a failing query handler only fails the query
+                error = Failure(message=str(exc), type=type(exc).__name__)
+        reply = rec.Reply(
+            correlation_id=query.query_id,
+            kind=rec.ReplyKind.QUERY,
+            workflow_id=execution.workflow_id,
+            run_id=execution.run_id,
+            ok=error is None,
+            result=result,
+            error=error,
+        )
+        return [self._reply(reply)]
+
+    # --- output records -------------------------------------------------------------
+
+    def _out(self, topic: str, encoded: EncodedRecord, partition: int | None = None) -> OutRecord:
+        return OutRecord(topic, encoded.key, encoded.value, partition, list(encoded.headers))
+
+    def _event(self, execution: Execution, event: Event) -> OutRecord:
+        return self._out(
+            self.layout.history,
+            self.wire.encode_event(execution.workflow_id, execution.run_id, event),
+            self.partition,
+        )
+
+    def _reply(self, reply: rec.Reply) -> OutRecord:
+        return self._out(self.layout.replies, self.wire.encode_reply(reply))
+
+    def _snapshot(self, execution: Execution, executor: WorkflowExecutor) -> OutRecord:
+        result, failure = self._outcome(execution)
+        snapshot = rec.WorkflowSnapshot(
+            workflow_id=execution.workflow_id,
+            run_id=execution.run_id,
+            workflow_type=execution.workflow_type,
+            task_queue=execution.task_queue,
+            status=_wire_status(execution.status),
+            start_time=execution.start_time,
+            last_seq=execution.events[-1].seq if execution.events else 0,
+            close_time=execution.events[-1].time
+            if not execution.is_open and execution.events
+            else None,
+            result=result,
+            failure=failure,
+            search_attributes=dict(executor.search_attributes),
+            memo=dict(executor.memo),
+        )
+        execution.snapshot = snapshot
+        return self._out(self.layout.history, self.wire.encode_snapshot(snapshot), self.partition)
+
+    @staticmethod
+    def _outcome(execution: Execution) -> tuple[Payload | None, Failure | None]:
+        if execution.is_open or not execution.events:
+            return None, None
+        last = execution.events[-1]
+        return getattr(last, "result", None), getattr(last, "failure", None)
+
+    def _closed(self, execution: Execution, executor: WorkflowExecutor) -> list[OutRecord]:
+        self.stats.closed += 1
+        self._live.pop(execution.workflow_id, None)
+        result, failure = self._outcome(execution)
+        last = execution.events[-1] if execution.events else None
+        self._expire_later(
+            last.time if last else execution.start_time,
+            execution.workflow_id,
+            execution.run_id,
+            last.seq if last else 0,
+        )
+        execution.events = []  # a closed run's history is only needed by readers of the log
+        return [
+            self._reply(
+                rec.Reply(
+                    correlation_id=result_correlation_id(execution.workflow_id),
+                    kind=rec.ReplyKind.RESULT,
+                    workflow_id=execution.workflow_id,
+                    run_id=execution.run_id,
+                    ok=execution.status is EngineStatus.COMPLETED,
+                    result=result,
+                    error=failure,
+                )
+            )
+        ]
+
+    def _reply_closed(
+        self, command: rec.Command, ce_id: str, execution: Execution
+    ) -> list[OutRecord]:
+        if isinstance(
+            command, rec.ActivityTaskCompleted | rec.ActivityTaskFailed | rec.ActivityHeartbeat
+        ):
+            return []  # late result for a closed run: nothing waits for it
+        correlation = (
+            getattr(command, "request_id", None) or getattr(command, "update_id", None) or ce_id
+        )
+        return [
+            self._reply(
+                rec.Reply(
+                    correlation_id=correlation,
+                    kind=_reply_kind(command),
+                    workflow_id=execution.workflow_id,
+                    run_id=execution.run_id,
+                    ok=False,
+                    error=Failure(
+                        message=f"workflow {execution.workflow_id!r} is {execution.status.name}",
+                        type="WorkflowClosed",
+                    ),
+                )
+            )
+        ]
+
+    def _no_such_run(self, command: rec.Command, ce_id: str, msg: Message) -> list[OutRecord]:
+        if isinstance(
+            command, rec.ActivityTaskCompleted | rec.ActivityTaskFailed | rec.ActivityHeartbeat
+        ):
+            return []  # late result of an older run
+        correlation = (
+            getattr(command, "request_id", None)
+            or getattr(command, "update_id", None)
+            or getattr(command, "query_id", None)
+            or ce_id
+        )
+        return [
+            self._reply(
+                rec.Reply(
+                    correlation_id=correlation,
+                    kind=_reply_kind(command),
+                    workflow_id=command.workflow_id,
+                    ok=False,
+                    error=Failure(
+                        message=f"no such workflow run: {command.workflow_id!r}",
+                        type="WorkflowNotFound",
+                    ),
+                )
+            )
+        ]
+
+
+def _reply_kind(command: rec.Command) -> rec.ReplyKind:
+    return {
+        rec.SignalWorkflow: rec.ReplyKind.SIGNAL,
+        rec.CancelWorkflow: rec.ReplyKind.CANCEL,
+        rec.TerminateWorkflow: rec.ReplyKind.TERMINATE,
+        rec.UpdateWorkflow: rec.ReplyKind.UPDATE,
+        rec.QueryWorkflow: rec.ReplyKind.QUERY,
+        rec.StartWorkflow: rec.ReplyKind.START,
+    }.get(type(command), rec.ReplyKind.RESULT)
