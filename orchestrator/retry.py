@@ -111,7 +111,10 @@ class RetryPolicy:
 
 def backoff_ms(policy: RetryPolicyRecord, attempt: int) -> int:
     """Delay in ms after attempt ``attempt`` (1-based) failed, before the cap applies."""
-    delay = policy.initial_ms * policy.backoff ** (attempt - 1)
+    try:
+        delay = policy.initial_ms * policy.backoff ** (attempt - 1)
+    except OverflowError:
+        return policy.maximum_ms
     return int(min(delay, policy.maximum_ms))
 
 

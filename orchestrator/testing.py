@@ -61,6 +61,7 @@ from orchestrator.engine.inputs import (
 )
 from orchestrator.engine.status import WorkflowStatus
 from orchestrator.exceptions import (
+    ApplicationError,
     NonDeterminismError,
     NotFoundError,
     PayloadConversionError,
@@ -299,8 +300,10 @@ class WorkflowEnvironment:
     async def _call_activity(self, run: _Run, task: ScheduleActivityTask) -> Payload:
         adef = self._acts.get(task.activity_type)
         if adef is None:
-            raise NotFoundError(
-                f"unknown activity {task.activity_type!r}; registered: {sorted(self._acts)}"
+            # Not retried: in a test, an unregistered activity is a bug, not an outage.
+            raise ApplicationError(
+                f"unknown activity {task.activity_type!r}; registered: {sorted(self._acts)}",
+                type="NotFoundError", non_retryable=True,
             )
         try:
             args = self._conv.from_payloads(task.args, adef.arg_types)

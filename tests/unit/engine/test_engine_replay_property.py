@@ -62,7 +62,7 @@ class Chaos:
             )
             done += sum(1 for r in results if not isinstance(r, BaseException))
             poked = await ctx.wait_condition(
-                lambda i=i: self.pokes > i, timeout=timedelta(hours=1)  # type: ignore[misc]
+                lambda i=i: self.pokes > i, timeout=timedelta(hours=1)
             )
             if not poked:
                 await ctx.sleep(timedelta(minutes=5 + int(ctx.random() * 10)))
