@@ -1,0 +1,124 @@
+"""``saga``: run workers and manage topics from the shell.
+
+Settings come from the environment (see ``orchestrator.config``): Kafka at
+``KAFKA_BOOTSTRAP_SERVERS`` (security settings via ``SAGA_KAFKA_*``), topics named
+``<SAGA_TOPIC_PREFIX>.*`` with ``SAGA_SHARDS`` shards.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+import click
+from confluent_kafka.admin import AdminClient
+
+from orchestrator.config import Settings
+from orchestrator.log.topics import TopicLayout, ensure_topics
+
+log = logging.getLogger("orchestrator.cli")
+
+
+def _layout(settings: Settings) -> TopicLayout:
+    return TopicLayout(prefix=settings.topic_prefix, shards=settings.shards)
+
+
+@click.group()
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+)
+def main(log_level: str) -> None:
+    """Durable sagas on Kafka."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--task-queue", "task_queues", multiple=True, help="Task queue topics to create.")
+def topics(task_queues: tuple[str, ...]) -> None:
+    """Create the orchestrator's topics (idempotent) and check their layout."""
+    settings = Settings.from_env()
+    layout = _layout(settings)
+    ensure_topics(AdminClient(settings.kafka_config()), layout, task_queues)
+    click.echo(f"topics ready: {', '.join(s.name for s in layout.specs(task_queues))}")
+
+
+@main.command()
+@click.option(
+    "--sagas",
+    "modules",
+    multiple=True,
+    required=True,
+    help="Module(s) defining workflows and activities, e.g. sagas.payments.",
+)
+@click.option(
+    "--task-queue",
+    "task_queues",
+    multiple=True,
+    help="Run an activity worker for these task queues (repeatable).",
+)
+@click.option(
+    "--engine/--no-engine",
+    default=True,
+    show_default=True,
+    help="Run the engine (shard processor) in this process.",
+)
+@click.option(
+    "--worker-id", default=None, help="Stable id: a restart fences its predecessor at once."
+)
+@click.option(
+    "--build-id", default="", help="Recorded on every decision, to find a bad build later."
+)
+def worker(
+    modules: tuple[str, ...],
+    task_queues: tuple[str, ...],
+    engine: bool,
+    worker_id: str | None,
+    build_id: str,
+) -> None:
+    """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
+    from orchestrator.worker.discovery import discover
+    from orchestrator.worker.engine_worker import EngineWorker
+    from orchestrator.worker.shard.processor import ProcessorOptions
+
+    settings = Settings.from_env()
+    log.info("settings: %s", settings.redacted())
+    found = discover(modules)
+    layout = _layout(settings)
+    ensure_topics(AdminClient(settings.kafka_config()), layout, task_queues)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    running: list[EngineWorker] = []
+    if engine:
+        if not found.workflows:
+            raise click.UsageError(f"no @workflow.defn found in {', '.join(modules)}")
+        options = ProcessorOptions(worker_id=worker_id) if worker_id else ProcessorOptions()
+        running.append(
+            EngineWorker(
+                settings.kafka_config(),
+                layout,
+                found.workflows.values(),
+                build_id=build_id,
+                options=options,
+            ).start()
+        )
+        log.info("engine worker running workflows %s", sorted(found.workflows))
+    if task_queues:
+        raise click.UsageError("activity workers are not wired into the CLI yet")
+    click.echo("ready", err=True)
+    while not stop.wait(0.5):
+        for w in running:
+            if w.error is not None:
+                log.error("worker failed: %s", w.error)
+                sys.exit(1)
+    for w in running:
+        w.stop()
+
+
+if __name__ == "__main__":
+    main()
