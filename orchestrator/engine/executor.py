@@ -34,31 +34,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import hashlib
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import events as ev
+from orchestrator.engine.activities import ActivityMixin, _Activity, _ActState
 from orchestrator.engine.commands import (
-    CancelActivityTask,
     CancelTimer,
     Command,
     ContinueAsNewRun,
     RespondUpdate,
     ScheduleActivityTask,
-    StartChildWorkflow,
     StartTimer,
 )
 from orchestrator.engine.failures import (
-    activity_error,
-    child_error,
     from_failure,
-    timeout_failure,
     to_failure,
 )
 from orchestrator.engine.guards import GuardMode, guarded
@@ -78,6 +73,7 @@ from orchestrator.engine.inputs import (
     TerminateWorkflow,
 )
 from orchestrator.engine.loop import WorkflowEventLoop
+from orchestrator.engine.recording import RUN_ID_NAMESPACE, Counters, RecordingMixin, _Child
 from orchestrator.engine.status import WorkflowStatus, is_transition_valid
 from orchestrator.exceptions import (
     CompensationError,
@@ -88,51 +84,10 @@ from orchestrator.exceptions import (
     QueryError,
     WorkflowTaskError,
 )
-from orchestrator.retry import next_retry_at
-from orchestrator.workflow import ActivityOptions, RetryPolicy, WorkflowDefinition
+from orchestrator.workflow import WorkflowDefinition
 
 __all__ = ["Decision", "WorkflowExecutor"]
 
-_RUN_ID_NAMESPACE = uuid.UUID("6f1c2b8e-3d4a-4f5e-9a7b-8c9d0e1f2a3b")
-DEFAULT_RETRY = RetryPolicy()
-
-
-class _ActState(enum.Enum):
-    RUNNING = 1
-    BACKOFF = 2
-    DONE = 3
-    CANCELLED = 4
-
-
-@dataclass(slots=True)
-class _Activity:
-    seq: int
-    activity_type: str
-    task_queue: str
-    args: list[Payload]
-    policy: ev.RetryPolicyRecord
-    start_to_close_ms: int | None
-    schedule_to_close_ms: int | None
-    heartbeat_timeout_ms: int | None
-    scheduled_at: int
-    result_type: Any
-    future: asyncio.Future[Any]
-    attempt: int = 1
-    attempt_started_at: int = 0
-    state: _ActState = _ActState.RUNNING
-    next_retry_at: int = 0
-    last_heartbeat_at: int = 0
-    heartbeat_details: list[Payload] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Child:
-    seq: int
-    workflow_type: str
-    workflow_id: str
-    result_type: Any
-    future: asyncio.Future[Any]
-    run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +142,7 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-class WorkflowExecutor:
+class WorkflowExecutor(ActivityMixin, RecordingMixin):
     """Runs one workflow run by deterministic replay; see the module docstring."""
 
     __slots__ = (
@@ -198,6 +153,7 @@ class WorkflowExecutor:
         "_commands",
         "_conditions",
         "_conv",
+        "_counters",
         "_ctx",
         "_cursor",
         "_defn",
@@ -208,10 +164,6 @@ class WorkflowExecutor:
         "_loop",
         "_main",
         "_new_events",
-        "_next_activity",
-        "_next_child",
-        "_next_side_effect",
-        "_next_timer",
         "_now",
         "_patches",
         "_read_only",
@@ -263,10 +215,7 @@ class WorkflowExecutor:
         self._timer_by_handle: dict[int, str] = {}
         self._conditions: list[tuple[Any, asyncio.Future[bool]]] = []
         self._patches: dict[str, bool] = {}
-        self._next_activity = 0
-        self._next_timer = 0
-        self._next_child = 0
-        self._next_side_effect = 0
+        self._counters = Counters()
         self.cancel_requested = False
         self.search_attributes: dict[str, Payload] = {}
         self.memo: dict[str, Payload] = {}
@@ -444,74 +393,13 @@ class WorkflowExecutor:
             memo=dict(inp.memo), search_attributes=dict(inp.search_attributes),
         )
 
-    def _handle_activity_input(
-        self, inp: ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat
-    ) -> None:
-        act = self._activities.get(inp.activity_seq)
-        if act is None or act.state is not _ActState.RUNNING or act.attempt != inp.attempt:
-            return  # a late or duplicate report of an attempt that no longer counts
-        seq, now = self._next_seq(), self._now
-        if isinstance(inp, ActivityTaskCompleted):
-            self._accept(ev.ActivityCompleted(seq=seq, time=now, activity_seq=act.seq,
-                                              attempt=act.attempt, result=inp.result))
-        elif isinstance(inp, ActivityTaskFailed):
-            self._attempt_failed(act, inp.failure, None)
-        else:
-            act.last_heartbeat_at = now
-            act.heartbeat_details = list(inp.details)
-            if act.heartbeat_timeout_ms:
-                self._commands.append(StartTimer(
-                    timer_id=f"activity/{act.seq}/{ev.HEARTBEAT}/{act.attempt}",
-                    fire_at=now + act.heartbeat_timeout_ms,
-                ))
-
-    def _attempt_failed(self, act: _Activity, failure: ev.Failure, timeout: str | None) -> None:
-        seq, now = self._next_seq(), self._now
-        at = next_retry_at(
-            act.policy, attempt=act.attempt, failure=failure, now_ms=now,
-            first_scheduled_ms=act.scheduled_at, schedule_to_close_ms=act.schedule_to_close_ms,
-        )
-        if at is not None:
-            self._accept(ev.ActivityAttemptFailed(seq=seq, time=now, activity_seq=act.seq,
-                                                  attempt=act.attempt, failure=failure,
-                                                  next_retry_at=at))
-        elif timeout is not None:
-            self._accept(ev.ActivityTimedOut(seq=seq, time=now, activity_seq=act.seq,
-                                             attempt=act.attempt, timeout_type=timeout))
-        else:
-            self._accept(ev.ActivityFailed(seq=seq, time=now, activity_seq=act.seq,
-                                           attempt=act.attempt, failure=failure))
-
     def _handle_timer(self, timer_id: str) -> None:
-        seq, now = self._next_seq(), self._now
         if timer_id.startswith("timer/"):
             if timer_id in self._timers:
-                self._accept(ev.TimerFired(seq=seq, time=now, timer_id=timer_id))
+                self._accept(ev.TimerFired(seq=self._next_seq(), time=self._now,
+                                           timer_id=timer_id))
             return
-        parts = timer_id.split("/")
-        if len(parts) < 3 or parts[0] != "activity" or not parts[1].isdigit():
-            return
-        act = self._activities.get(int(parts[1]))
-        if act is None:
-            return
-        kind = parts[2]
-        if kind == ev.SCHEDULE_TO_CLOSE:
-            if act.state in (_ActState.RUNNING, _ActState.BACKOFF):
-                self._accept(ev.ActivityTimedOut(seq=seq, time=now, activity_seq=act.seq,
-                                                 attempt=act.attempt, timeout_type=kind))
-            return
-        if len(parts) != 4 or parts[3] != str(act.attempt):
-            return
-        if kind == "retry" and act.state is _ActState.BACKOFF:
-            self._accept(ev.TimerFired(seq=seq, time=now, timer_id=timer_id))
-        elif act.state is _ActState.RUNNING and kind in (ev.START_TO_CLOSE, ev.HEARTBEAT):
-            limit = act.start_to_close_ms if kind == ev.START_TO_CLOSE else act.heartbeat_timeout_ms
-            since = act.attempt_started_at
-            if kind == ev.HEARTBEAT:
-                since = max(since, act.last_heartbeat_at)
-            if limit is not None and now >= since + limit:
-                self._attempt_failed(act, timeout_failure(kind), kind)
-
+        self._handle_activity_timer(timer_id)
     def _handle_update(self, inp: RequestUpdate) -> None:
         def reject(message: str, failure: ev.Failure | None = None) -> None:
             f = failure or ev.Failure(message=message, type="UpdateRejectedError",
@@ -581,53 +469,6 @@ class WorkflowExecutor:
             return
         self._run()
 
-    def _deliver_activity(
-        self,
-        e: ev.ActivityCompleted | ev.ActivityAttemptFailed | ev.ActivityFailed
-        | ev.ActivityTimedOut,
-    ) -> None:
-        act = self._activities.get(e.activity_seq)
-        if act is None:
-            self._fail(NonDeterminismError(
-                "history has an activity outcome the code never scheduled", seq=e.seq,
-                expected=f"ActivityScheduled(seq {e.activity_seq})", actual="none",
-            ))
-            return
-        if self._live:
-            self._commands.extend(
-                CancelTimer(timer_id=t.timer_id)
-                for t in self._activity_timers(act)
-                if not (isinstance(e, ev.ActivityAttemptFailed)
-                        and t.timer_id.endswith(ev.SCHEDULE_TO_CLOSE))
-            )
-        act.attempt = e.attempt
-        if isinstance(e, ev.ActivityAttemptFailed):
-            act.state = _ActState.BACKOFF
-            act.next_retry_at = e.next_retry_at
-            if self._live:
-                self._commands.append(StartTimer(
-                    timer_id=f"activity/{act.seq}/retry/{act.attempt}", fire_at=e.next_retry_at
-                ))
-            return
-        act.state = _ActState.DONE
-        if act.future.done():
-            return
-        if isinstance(e, ev.ActivityCompleted):
-            try:
-                act.future.set_result(self._conv.from_payload(e.result, act.result_type))
-            except PayloadConversionError as exc:
-                act.future.set_exception(PayloadConversionError(
-                    f"result of activity {act.activity_type!r}: {exc}"
-                ))
-            return
-        failure = e.failure if isinstance(e, ev.ActivityFailed) else timeout_failure(
-            e.timeout_type
-        )
-        act.future.set_exception(activity_error(
-            failure, self._conv, activity_type=act.activity_type, activity_seq=act.seq,
-            attempt=act.attempt,
-        ))
-
     def _deliver_timer(self, e: ev.TimerFired) -> None:
         if e.timer_id.startswith("timer/"):
             handle = self._timers.pop(e.timer_id, None)
@@ -641,43 +482,7 @@ class WorkflowExecutor:
             self._timer_by_handle.pop(id(handle), None)
             self.workflow_loop().fire(handle)
             return
-        act = self._activities.get(int(e.timer_id.split("/")[1]))
-        if act is None:
-            self._fail(NonDeterminismError(
-                "history has a retry for an activity the code never scheduled",
-                seq=e.seq, expected="ActivityScheduled", actual="none",
-            ))
-            return
-        act.attempt += 1
-        act.state = _ActState.RUNNING
-        act.attempt_started_at = self._now
-        if self._live:
-            self._dispatch(act)
-
-    def _deliver_child(
-        self, e: ev.ChildWorkflowStarted | ev.ChildWorkflowCompleted | ev.ChildWorkflowFailed
-    ) -> None:
-        child = self._children.get(e.child_seq)
-        if child is None:
-            self._fail(NonDeterminismError(
-                "history has a child event for a child the code never started",
-                seq=e.seq, expected=f"ChildWorkflowInitiated(seq {e.child_seq})", actual="none",
-            ))
-            return
-        if isinstance(e, ev.ChildWorkflowStarted):
-            child.run_id = e.run_id
-        elif child.future.done():
-            return
-        elif isinstance(e, ev.ChildWorkflowCompleted):
-            try:
-                child.future.set_result(self._conv.from_payload(e.result, child.result_type))
-            except PayloadConversionError as exc:
-                child.future.set_exception(exc)
-        else:
-            child.future.set_exception(child_error(
-                e.failure, self._conv, workflow_type=child.workflow_type,
-                workflow_id=child.workflow_id,
-            ))
+        self._deliver_activity_retry(e)
 
     # --- running the code -----------------------------------------------------------------
 
@@ -791,7 +596,7 @@ class WorkflowExecutor:
                                            build_id=self._build_id,
                                            failure=to_failure(enc_exc, self._conv)))
             return
-        new_run_id = str(uuid.uuid5(_RUN_ID_NAMESPACE, f"{started.run_id}/continue-as-new"))
+        new_run_id = str(uuid.uuid5(RUN_ID_NAMESPACE, f"{started.run_id}/continue-as-new"))
         wtype = exc.workflow or started.workflow_type
         e = ev.WorkflowContinuedAsNew(
             seq=self._next_seq(), time=self._now, build_id=self._build_id,
@@ -886,109 +691,14 @@ class WorkflowExecutor:
             return
         self._status = new
 
-    # --- activities ------------------------------------------------------------------------
-
-    def schedule_activity(
-        self, name: str, args: list[Payload], options: ActivityOptions, result_type: Any
-    ) -> asyncio.Future[Any]:
-        """Record ActivityScheduled and return the future of its result."""
-        self._next_activity += 1
-        seq = self._next_activity
-        policy = (options.retry or DEFAULT_RETRY).to_record()
-
-        def ms(d: Any) -> int | None:
-            return _ms(d.total_seconds()) if d is not None else None
-
-        started = self.started
-        e = ev.ActivityScheduled(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id, activity_seq=seq,
-            activity_type=name, task_queue=options.task_queue or started.task_queue,
-            input=args, retry_policy=policy, start_to_close_ms=ms(options.start_to_close),
-            schedule_to_close_ms=ms(options.schedule_to_close),
-            heartbeat_timeout_ms=ms(options.heartbeat_timeout),
-        )
-        rec, is_new = self.decide(e)
-        assert isinstance(rec, ev.ActivityScheduled)
-        fut: asyncio.Future[Any] = self.workflow_loop().create_future()
-        act = _Activity(
-            seq=seq, activity_type=rec.activity_type, task_queue=rec.task_queue,
-            args=rec.input, policy=rec.retry_policy, start_to_close_ms=rec.start_to_close_ms,
-            schedule_to_close_ms=rec.schedule_to_close_ms,
-            heartbeat_timeout_ms=rec.heartbeat_timeout_ms, scheduled_at=rec.time,
-            result_type=result_type, future=fut, attempt_started_at=rec.time,
-        )
-        self._activities[seq] = act
-        fut.add_done_callback(lambda f: self._on_activity_future_done(act, f))
-        if is_new:
-            self._dispatch(act)
-            if act.schedule_to_close_ms is not None:
-                self._commands.append(StartTimer(
-                    timer_id=f"activity/{seq}/{ev.SCHEDULE_TO_CLOSE}",
-                    fire_at=act.scheduled_at + act.schedule_to_close_ms,
-                ))
-        return fut
-
-    def _task(self, act: _Activity) -> ScheduleActivityTask:
-        started = self.started
-        return ScheduleActivityTask(
-            workflow_id=started.workflow_id, run_id=started.run_id,
-            workflow_type=started.workflow_type, activity_seq=act.seq, attempt=act.attempt,
-            activity_type=act.activity_type, task_queue=act.task_queue, args=act.args,
-            scheduled_at=act.scheduled_at, attempt_started_at=act.attempt_started_at,
-            start_to_close_ms=act.start_to_close_ms,
-            heartbeat_timeout_ms=act.heartbeat_timeout_ms,
-            heartbeat_details=act.heartbeat_details,
-        )
-
-    def _dispatch(self, act: _Activity) -> None:
-        self._commands.append(self._task(act))
-        self._commands.extend(
-            t for t in self._activity_timers(act) if ev.SCHEDULE_TO_CLOSE not in t.timer_id
-        )
-
-    def _activity_timers(self, act: _Activity) -> list[StartTimer]:
-        out: list[StartTimer] = []
-        if act.state is _ActState.BACKOFF:
-            out.append(StartTimer(timer_id=f"activity/{act.seq}/retry/{act.attempt}",
-                                  fire_at=act.next_retry_at))
-        if act.state is _ActState.RUNNING:
-            if act.start_to_close_ms is not None:
-                out.append(StartTimer(
-                    timer_id=f"activity/{act.seq}/{ev.START_TO_CLOSE}/{act.attempt}",
-                    fire_at=act.attempt_started_at + act.start_to_close_ms,
-                ))
-            if act.heartbeat_timeout_ms is not None:
-                since = max(act.attempt_started_at, act.last_heartbeat_at)
-                out.append(StartTimer(
-                    timer_id=f"activity/{act.seq}/{ev.HEARTBEAT}/{act.attempt}",
-                    fire_at=since + act.heartbeat_timeout_ms,
-                ))
-        if act.state in (_ActState.RUNNING, _ActState.BACKOFF) and act.schedule_to_close_ms:
-            out.append(StartTimer(timer_id=f"activity/{act.seq}/{ev.SCHEDULE_TO_CLOSE}",
-                                  fire_at=act.scheduled_at + act.schedule_to_close_ms))
-        return out
-
-    def _on_activity_future_done(self, act: _Activity, fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled() or act.state not in (_ActState.RUNNING, _ActState.BACKOFF):
-            return
-        timers = self._activity_timers(act)
-        attempt = act.attempt
-        act.state = _ActState.CANCELLED
-        _, is_new = self.decide(ev.ActivityCancelRequested(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id, activity_seq=act.seq,
-        ))
-        if is_new:
-            self._commands.append(CancelActivityTask(activity_seq=act.seq, attempt=attempt))
-            self._commands.extend(CancelTimer(timer_id=t.timer_id) for t in timers)
-
     # --- timers (called by the loop) ------------------------------------------------------
 
     def timer_started(self, handle: asyncio.TimerHandle, fire_at_ms: int) -> None:
         """Record a durable timer for a loop ``call_at``."""
         if self._suppress or self._closed:
             return
-        self._next_timer += 1
-        timer_id = f"timer/{self._next_timer}"
+        self._counters.timer += 1
+        timer_id = f"timer/{self._counters.timer}"
         rec, is_new = self.decide(ev.TimerStarted(
             seq=self._next_seq(), time=self._now, build_id=self._build_id,
             timer_id=timer_id, fire_at=fire_at_ms,
@@ -1012,122 +722,6 @@ class WorkflowExecutor:
         ))
         if is_new:
             self._commands.append(CancelTimer(timer_id=timer_id))
-
-    # --- children, markers, metadata (called by the context) ------------------------------
-
-    def start_child(
-        self, workflow_type: str, workflow_id: str | None, args: list[Payload],
-        task_queue: str | None, result_type: Any,
-    ) -> asyncio.Future[Any]:
-        """Record ChildWorkflowInitiated and return the future of the child's result."""
-        self._next_child += 1
-        seq = self._next_child
-        started = self.started
-        wid = workflow_id or f"{started.workflow_id}/child-{seq}"
-        rec, is_new = self.decide(ev.ChildWorkflowInitiated(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id, child_seq=seq,
-            workflow_type=workflow_type, workflow_id=wid,
-            task_queue=task_queue or started.task_queue, input=args,
-        ))
-        assert isinstance(rec, ev.ChildWorkflowInitiated)
-        fut: asyncio.Future[Any] = self.workflow_loop().create_future()
-        self._children[seq] = _Child(seq, rec.workflow_type, rec.workflow_id, result_type, fut)
-        if is_new:
-            run_id = str(uuid.uuid5(_RUN_ID_NAMESPACE, f"{started.run_id}/child/{seq}"))
-            self._commands.append(StartChildWorkflow(child_seq=seq, start=StartWorkflow(
-                workflow_id=rec.workflow_id, run_id=run_id, workflow_type=rec.workflow_type,
-                task_queue=rec.task_queue, args=rec.input,
-                parent_workflow_id=started.workflow_id, parent_run_id=started.run_id,
-            )))
-        return fut
-
-    def patched(self, change_id: str) -> bool:
-        """See WorkflowContext.patched."""
-        if change_id in self._patches:
-            return self._patches[change_id]
-        marker = ev.MarkerRecorded(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id,
-            marker_name=ev.MARKER_PATCH, marker_id=change_id,
-        )
-        rec = self.peek()
-        if rec is None or (isinstance(rec, ev.MarkerRecorded) and _key(rec) == _key(marker)):
-            self.decide(marker)
-            result = True
-        else:
-            result = False
-        self._patches[change_id] = result
-        return result
-
-    def side_effect(self, fn: Any, result_type: Any) -> Any:
-        """See WorkflowContext.side_effect."""
-        self._next_side_effect += 1
-        marker_id = str(self._next_side_effect)
-        rec = self.peek()
-        if isinstance(rec, ev.MarkerRecorded) and rec.marker_name == ev.MARKER_SIDE_EFFECT:
-            got, _ = self.decide(ev.MarkerRecorded(
-                seq=self._next_seq(), time=self._now, build_id=self._build_id,
-                marker_name=ev.MARKER_SIDE_EFFECT, marker_id=marker_id,
-            ))
-            assert isinstance(got, ev.MarkerRecorded)
-            if got.payload is None:
-                return None
-            return self._conv.from_payload(got.payload, result_type)
-        with guarded("off", self._on_violation):
-            value = fn()
-        self.decide(ev.MarkerRecorded(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id,
-            marker_name=ev.MARKER_SIDE_EFFECT, marker_id=marker_id,
-            payload=self._conv.to_payload(value),
-        ))
-        return value
-
-    def upsert(self, *, attributes: dict[str, Payload] | None = None,
-               memo: dict[str, Payload] | None = None) -> None:
-        """Record search attribute or memo changes."""
-        seq, now, b = self._next_seq(), self._now, self._build_id
-        if attributes is not None:
-            self.decide(ev.SearchAttributesUpserted(seq=seq, time=now, build_id=b,
-                                                    attributes=attributes))
-            self.search_attributes.update(attributes)
-        if memo is not None:
-            self.decide(ev.MemoUpserted(seq=self._next_seq(), time=now, build_id=b, memo=memo))
-            self.memo.update(memo)
-
-    def respond_update(self, update_id: str, result: Payload | None,
-                       failure: ev.Failure | None) -> None:
-        """Record an update's outcome and answer the caller."""
-        _, is_new = self.decide(ev.UpdateCompleted(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id,
-            update_id=update_id, result=result, failure=failure,
-        ))
-        if is_new:
-            self._commands.append(RespondUpdate(update_id=update_id, result=result,
-                                                failure=failure))
-
-    def record_compensation_started(
-        self, saga_id: int, compensations: list[str], cause: BaseException | None
-    ) -> None:
-        """Record that saga ``saga_id`` starts compensating."""
-        self.decide(ev.CompensationStarted(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id, saga_id=saga_id,
-            compensations=compensations,
-            cause=to_failure(cause, self._conv, with_stack=False) if cause else None,
-        ))
-
-    def record_compensation_completed(self, saga_id: int) -> None:
-        """Record that every compensation of saga ``saga_id`` succeeded."""
-        self.decide(ev.CompensationCompleted(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id, saga_id=saga_id,
-        ))
-
-    def record_compensation_failed(
-        self, saga_id: int, activity_type: str, error: BaseException
-    ) -> None:
-        """Record that a compensation of saga ``saga_id`` exhausted its policy."""
-        self.decide(ev.CompensationFailed(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id, saga_id=saga_id,
-            activity_type=activity_type, failure=to_failure(error, self._conv),
-        ))
 
     def add_condition(self, predicate: Any) -> asyncio.Future[bool]:
         """A future resolved once ``predicate()`` is true (checked after each step)."""

@@ -1,0 +1,317 @@
+"""The activity state machine of an executor: attempts, retries, timeouts.
+
+Per activity: RUNNING (an attempt is dispatched) -> DONE, or -> BACKOFF (an
+attempt failed, a retry timer is set) -> RUNNING (attempt + 1), or -> CANCELLED
+(the code stopped waiting). Only reports for the current attempt of a RUNNING
+activity count; the rest are dropped without a trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.converter import DataConverter, Payload
+from orchestrator.engine import events as ev
+from orchestrator.engine.commands import (
+    CancelActivityTask,
+    CancelTimer,
+    Command,
+    ScheduleActivityTask,
+    StartTimer,
+)
+from orchestrator.engine.failures import activity_error, timeout_failure
+from orchestrator.engine.inputs import (
+    ActivityTaskCompleted,
+    ActivityTaskFailed,
+    ActivityTaskHeartbeat,
+)
+from orchestrator.exceptions import NonDeterminismError, PayloadConversionError
+from orchestrator.retry import next_retry_at
+from orchestrator.workflow import ActivityOptions, RetryPolicy
+
+if TYPE_CHECKING:
+    from orchestrator.engine.loop import WorkflowEventLoop
+    from orchestrator.engine.recording import Counters
+
+__all__ = ["ActivityMixin"]
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def _ms(d: Any) -> int | None:
+    return round(d.total_seconds() * 1000) if d is not None else None
+
+
+class _ActState(enum.Enum):
+    RUNNING = 1
+    BACKOFF = 2
+    DONE = 3
+    CANCELLED = 4
+
+
+@dataclass(slots=True)
+class _Activity:
+    seq: int
+    activity_type: str
+    task_queue: str
+    args: list[Payload]
+    policy: ev.RetryPolicyRecord
+    start_to_close_ms: int | None
+    schedule_to_close_ms: int | None
+    heartbeat_timeout_ms: int | None
+    scheduled_at: int
+    result_type: Any
+    future: asyncio.Future[Any]
+    attempt: int = 1
+    attempt_started_at: int = 0
+    state: _ActState = _ActState.RUNNING
+    next_retry_at: int = 0
+    last_heartbeat_at: int = 0
+    heartbeat_details: list[Payload] = field(default_factory=list)
+
+
+class ActivityMixin:
+    """Activity handling of :class:`~orchestrator.engine.executor.WorkflowExecutor`."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        _activities: dict[int, _Activity]
+        _commands: list[Command]
+        _conv: DataConverter
+        _build_id: str
+        _now: int
+        _live: bool
+        _counters: Counters
+
+        @property
+        def started(self) -> ev.WorkflowStarted: ...
+        def _next_seq(self) -> int: ...
+        def _accept(self, e: ev.Event) -> None: ...
+        def _fail(self, exc: BaseException) -> None: ...
+        def decide(self, e: ev.DecisionEvent) -> tuple[ev.DecisionEvent, bool]: ...
+        def peek(self) -> ev.Event | None: ...
+        def workflow_loop(self) -> WorkflowEventLoop: ...
+
+    def _handle_activity_input(
+        self, inp: ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat
+    ) -> None:
+        act = self._activities.get(inp.activity_seq)
+        if act is None or act.state is not _ActState.RUNNING or act.attempt != inp.attempt:
+            return  # a late or duplicate report of an attempt that no longer counts
+        seq, now = self._next_seq(), self._now
+        if isinstance(inp, ActivityTaskCompleted):
+            self._accept(ev.ActivityCompleted(seq=seq, time=now, activity_seq=act.seq,
+                                              attempt=act.attempt, result=inp.result))
+        elif isinstance(inp, ActivityTaskFailed):
+            self._attempt_failed(act, inp.failure, None)
+        else:
+            act.last_heartbeat_at = now
+            act.heartbeat_details = list(inp.details)
+            if act.heartbeat_timeout_ms:
+                self._commands.append(StartTimer(
+                    timer_id=f"activity/{act.seq}/{ev.HEARTBEAT}/{act.attempt}",
+                    fire_at=now + act.heartbeat_timeout_ms,
+                ))
+
+
+    def _attempt_failed(self, act: _Activity, failure: ev.Failure, timeout: str | None) -> None:
+        seq, now = self._next_seq(), self._now
+        at = next_retry_at(
+            act.policy, attempt=act.attempt, failure=failure, now_ms=now,
+            first_scheduled_ms=act.scheduled_at, schedule_to_close_ms=act.schedule_to_close_ms,
+        )
+        if at is not None:
+            self._accept(ev.ActivityAttemptFailed(seq=seq, time=now, activity_seq=act.seq,
+                                                  attempt=act.attempt, failure=failure,
+                                                  next_retry_at=at))
+        elif timeout is not None:
+            self._accept(ev.ActivityTimedOut(seq=seq, time=now, activity_seq=act.seq,
+                                             attempt=act.attempt, timeout_type=timeout))
+        else:
+            self._accept(ev.ActivityFailed(seq=seq, time=now, activity_seq=act.seq,
+                                           attempt=act.attempt, failure=failure))
+
+
+    def _handle_activity_timer(self, timer_id: str) -> None:
+        seq, now = self._next_seq(), self._now
+        parts = timer_id.split("/")
+        if len(parts) < 3 or parts[0] != "activity" or not parts[1].isdigit():
+            return
+        act = self._activities.get(int(parts[1]))
+        if act is None:
+            return
+        kind = parts[2]
+        if kind == ev.SCHEDULE_TO_CLOSE:
+            if act.state in (_ActState.RUNNING, _ActState.BACKOFF):
+                self._accept(ev.ActivityTimedOut(seq=seq, time=now, activity_seq=act.seq,
+                                                 attempt=act.attempt, timeout_type=kind))
+            return
+        if len(parts) != 4 or parts[3] != str(act.attempt):
+            return
+        if kind == "retry" and act.state is _ActState.BACKOFF:
+            self._accept(ev.TimerFired(seq=seq, time=now, timer_id=timer_id))
+        elif act.state is _ActState.RUNNING and kind in (ev.START_TO_CLOSE, ev.HEARTBEAT):
+            limit = act.start_to_close_ms if kind == ev.START_TO_CLOSE else act.heartbeat_timeout_ms
+            since = act.attempt_started_at
+            if kind == ev.HEARTBEAT:
+                since = max(since, act.last_heartbeat_at)
+            if limit is not None and now >= since + limit:
+                self._attempt_failed(act, timeout_failure(kind), kind)
+
+
+    def _deliver_activity(
+        self,
+        e: ev.ActivityCompleted | ev.ActivityAttemptFailed | ev.ActivityFailed
+        | ev.ActivityTimedOut,
+    ) -> None:
+        act = self._activities.get(e.activity_seq)
+        if act is None:
+            self._fail(NonDeterminismError(
+                "history has an activity outcome the code never scheduled", seq=e.seq,
+                expected=f"ActivityScheduled(seq {e.activity_seq})", actual="none",
+            ))
+            return
+        if self._live:
+            self._commands.extend(
+                CancelTimer(timer_id=t.timer_id)
+                for t in self._activity_timers(act)
+                if not (isinstance(e, ev.ActivityAttemptFailed)
+                        and t.timer_id.endswith(ev.SCHEDULE_TO_CLOSE))
+            )
+        act.attempt = e.attempt
+        if isinstance(e, ev.ActivityAttemptFailed):
+            act.state = _ActState.BACKOFF
+            act.next_retry_at = e.next_retry_at
+            if self._live:
+                self._commands.append(StartTimer(
+                    timer_id=f"activity/{act.seq}/retry/{act.attempt}", fire_at=e.next_retry_at
+                ))
+            return
+        act.state = _ActState.DONE
+        if act.future.done():
+            return
+        if isinstance(e, ev.ActivityCompleted):
+            try:
+                act.future.set_result(self._conv.from_payload(e.result, act.result_type))
+            except PayloadConversionError as exc:
+                act.future.set_exception(PayloadConversionError(
+                    f"result of activity {act.activity_type!r}: {exc}"
+                ))
+            return
+        failure = e.failure if isinstance(e, ev.ActivityFailed) else timeout_failure(
+            e.timeout_type
+        )
+        act.future.set_exception(activity_error(
+            failure, self._conv, activity_type=act.activity_type, activity_seq=act.seq,
+            attempt=act.attempt,
+        ))
+
+
+    def _deliver_activity_retry(self, e: ev.TimerFired) -> None:
+        act = self._activities.get(int(e.timer_id.split("/")[1]))
+        if act is None:
+            self._fail(NonDeterminismError(
+                "history has a retry for an activity the code never scheduled",
+                seq=e.seq, expected="ActivityScheduled", actual="none",
+            ))
+            return
+        act.attempt += 1
+        act.state = _ActState.RUNNING
+        act.attempt_started_at = self._now
+        if self._live:
+            self._dispatch(act)
+
+
+    def schedule_activity(
+        self, name: str, args: list[Payload], options: ActivityOptions, result_type: Any
+    ) -> asyncio.Future[Any]:
+        """Record ActivityScheduled and return the future of its result."""
+        self._counters.activity += 1
+        seq = self._counters.activity
+        policy = (options.retry or DEFAULT_RETRY).to_record()
+
+        started = self.started
+        e = ev.ActivityScheduled(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id, activity_seq=seq,
+            activity_type=name, task_queue=options.task_queue or started.task_queue,
+            input=args, retry_policy=policy, start_to_close_ms=_ms(options.start_to_close),
+            schedule_to_close_ms=_ms(options.schedule_to_close),
+            heartbeat_timeout_ms=_ms(options.heartbeat_timeout),
+        )
+        rec, is_new = self.decide(e)
+        assert isinstance(rec, ev.ActivityScheduled)
+        fut: asyncio.Future[Any] = self.workflow_loop().create_future()
+        act = _Activity(
+            seq=seq, activity_type=rec.activity_type, task_queue=rec.task_queue,
+            args=rec.input, policy=rec.retry_policy, start_to_close_ms=rec.start_to_close_ms,
+            schedule_to_close_ms=rec.schedule_to_close_ms,
+            heartbeat_timeout_ms=rec.heartbeat_timeout_ms, scheduled_at=rec.time,
+            result_type=result_type, future=fut, attempt_started_at=rec.time,
+        )
+        self._activities[seq] = act
+        fut.add_done_callback(lambda f: self._on_activity_future_done(act, f))
+        if is_new:
+            self._dispatch(act)
+            if act.schedule_to_close_ms is not None:
+                self._commands.append(StartTimer(
+                    timer_id=f"activity/{seq}/{ev.SCHEDULE_TO_CLOSE}",
+                    fire_at=act.scheduled_at + act.schedule_to_close_ms,
+                ))
+        return fut
+
+    def _task(self, act: _Activity) -> ScheduleActivityTask:
+        started = self.started
+        return ScheduleActivityTask(
+            workflow_id=started.workflow_id, run_id=started.run_id,
+            workflow_type=started.workflow_type, activity_seq=act.seq, attempt=act.attempt,
+            activity_type=act.activity_type, task_queue=act.task_queue, args=act.args,
+            scheduled_at=act.scheduled_at, attempt_started_at=act.attempt_started_at,
+            start_to_close_ms=act.start_to_close_ms,
+            heartbeat_timeout_ms=act.heartbeat_timeout_ms,
+            heartbeat_details=act.heartbeat_details,
+        )
+
+    def _dispatch(self, act: _Activity) -> None:
+        self._commands.append(self._task(act))
+        self._commands.extend(
+            t for t in self._activity_timers(act) if ev.SCHEDULE_TO_CLOSE not in t.timer_id
+        )
+
+    def _activity_timers(self, act: _Activity) -> list[StartTimer]:
+        out: list[StartTimer] = []
+        if act.state is _ActState.BACKOFF:
+            out.append(StartTimer(timer_id=f"activity/{act.seq}/retry/{act.attempt}",
+                                  fire_at=act.next_retry_at))
+        if act.state is _ActState.RUNNING:
+            if act.start_to_close_ms is not None:
+                out.append(StartTimer(
+                    timer_id=f"activity/{act.seq}/{ev.START_TO_CLOSE}/{act.attempt}",
+                    fire_at=act.attempt_started_at + act.start_to_close_ms,
+                ))
+            if act.heartbeat_timeout_ms is not None:
+                since = max(act.attempt_started_at, act.last_heartbeat_at)
+                out.append(StartTimer(
+                    timer_id=f"activity/{act.seq}/{ev.HEARTBEAT}/{act.attempt}",
+                    fire_at=since + act.heartbeat_timeout_ms,
+                ))
+        if act.state in (_ActState.RUNNING, _ActState.BACKOFF) and act.schedule_to_close_ms:
+            out.append(StartTimer(timer_id=f"activity/{act.seq}/{ev.SCHEDULE_TO_CLOSE}",
+                                  fire_at=act.scheduled_at + act.schedule_to_close_ms))
+        return out
+
+    def _on_activity_future_done(self, act: _Activity, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() or act.state not in (_ActState.RUNNING, _ActState.BACKOFF):
+            return
+        timers = self._activity_timers(act)
+        attempt = act.attempt
+        act.state = _ActState.CANCELLED
+        _, is_new = self.decide(ev.ActivityCancelRequested(
+            seq=self._next_seq(), time=self._now, build_id=self._build_id, activity_seq=act.seq,
+        ))
+        if is_new:
+            self._commands.append(CancelActivityTask(activity_seq=act.seq, attempt=attempt))
+            self._commands.extend(CancelTimer(timer_id=t.timer_id) for t in timers)
