@@ -363,3 +363,19 @@ async def test_signal_sent_before_wait_is_buffered_and_activity_info_is_stable()
     assert await handle.result() == 42
     assert len(keys) == 3 and len(set(keys)) == 1
     assert keys[0] == f"buf/{handle.first_run_id}/1"
+
+
+async def test_asyncio_timeout_context_manager_is_a_durable_timer() -> None:
+    @workflow.defn(name="with_timeout")
+    async def with_timeout(ctx: WorkflowContext) -> str:
+        try:
+            async with asyncio.timeout(30):
+                await ctx.wait_signal("never")
+        except TimeoutError:
+            return f"gave up at +{(ctx.now() - ctx.info.start_time).total_seconds():.0f}s"
+        return "signalled"
+
+    env = WorkflowEnvironment(workflows=[with_timeout])
+    handle = await env.start_workflow(with_timeout)
+    assert await handle.result() == "gave up at +30s"
+    assert "TimerFired" in types_of(handle.history)
