@@ -88,6 +88,7 @@ class EngineContext(WorkflowContext):
         self._sagas: list[SagaScope] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._instance: Any = None
+        self._handler_error: Exception | None = None
 
     # --- the run ----------------------------------------------------------------------
 
@@ -107,9 +108,14 @@ class EngineContext(WorkflowContext):
             self._instance = defn.cls()
             self._bind_class_handlers(defn.signals, defn.queries, defn.updates)
         try:
-            if defn.cls is not None:
-                return await defn.run(self._instance, self, *args)
-            return await defn.run(self, *args)
+            try:
+                if defn.cls is not None:
+                    return await defn.run(self._instance, self, *args)
+                return await defn.run(self, *args)
+            except asyncio.CancelledError:
+                if self._handler_error is not None:
+                    raise self._handler_error from None
+                raise
         except BaseException as exc:
             if (
                 isinstance(exc, WorkflowControl | WorkflowTaskError | GeneratorExit)
@@ -192,7 +198,20 @@ class EngineContext(WorkflowContext):
         except PayloadConversionError:
             # A signal nobody can read is dropped; the caller had no reply to wait for.
             return
-        self._spawn(self._call(handler.fn, args))
+        task = self._spawn(self._call(handler.fn, args))
+        task.add_done_callback(self._signal_done)
+
+    def _signal_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, Exception) and self._handler_error is None:
+            # A failing signal handler fails the run: the error is raised from the
+            # run's current await, so sagas compensate as for any other error.
+            self._handler_error = exc
+            main = self._x.main_task
+            if main is not None and not main.done():
+                main.cancel()
 
     async def _call(self, fn: Callable[..., Any], args: Sequence[Any]) -> Any:
         result = fn(*args)

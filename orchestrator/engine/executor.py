@@ -27,6 +27,8 @@ Contract for runtimes (the Kafka shard processor, the test environment)::
   replay needs no batch markers in history.
 - After a restore, :meth:`pending_timers` and :meth:`running_activities` say what
   timers to keep and which activity attempts are outstanding.
+- To keep a million sleeping runs cheap, evict idle executors (:meth:`evict`)
+  and keep only their timers; a fired timer restores the run from history.
 - Queries: :meth:`query`. The run's status: :attr:`status`.
 """
 
@@ -255,6 +257,11 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         if self._started is None:
             raise RuntimeError("the run has not started")
         return self._started
+
+    @property
+    def main_task(self) -> asyncio.Task[Any] | None:
+        """The task running the workflow's run function."""
+        return self._main
 
     @property
     def now_ms(self) -> int:

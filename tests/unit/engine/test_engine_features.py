@@ -379,3 +379,65 @@ async def test_asyncio_timeout_context_manager_is_a_durable_timer() -> None:
     handle = await env.start_workflow(with_timeout)
     assert await handle.result() == "gave up at +30s"
     assert "TimerFired" in types_of(handle.history)
+
+
+async def test_failing_signal_handler_fails_the_run_and_compensates() -> None:
+    @workflow.defn(name="picky")
+    class Picky:
+        @workflow.run
+        async def run(self, ctx: WorkflowContext) -> None:
+            saga = ctx.saga()
+            await saga.step(act, "hold", compensate=undo)
+            await ctx.sleep(timedelta(days=1))
+
+        @workflow.signal
+        def poke(self, n: int) -> None:
+            if n < 0:
+                raise ValueError("negative poke")
+
+    env = WorkflowEnvironment(workflows=[Picky], activities=ACTS)
+    handle = await env.start_workflow(Picky)
+    await env.sleep(timedelta(hours=1))  # "hold" has run; the run sleeps
+    await handle.signal("poke", 1)
+    await handle.signal("poke", -1)
+    with pytest.raises(WorkflowFailedError, match="negative poke") as info:
+        await handle.result()
+    assert info.value.status == "FAILED"
+    assert LOG == ["hold", "undo hold"]
+
+
+async def test_async_update_handler_can_run_activities() -> None:
+    @workflow.defn(name="async_update")
+    class AsyncUpdate:
+        def __init__(self) -> None:
+            self.done = False
+
+        @workflow.run
+        async def run(self, ctx: WorkflowContext) -> str:
+            self.ctx = ctx
+            await ctx.wait_condition(lambda: self.done)
+            return "finished"
+
+        @workflow.update
+        async def work(self, name: str) -> str:
+            result: str = await self.ctx.execute_activity(act, name)
+            self.done = True
+            return f"did {result}"
+
+    env = WorkflowEnvironment(workflows=[AsyncUpdate], activities=ACTS)
+    handle = await env.start_workflow(AsyncUpdate)
+    assert await handle.update("work", "job-1") == "did job-1"
+    assert await handle.result() == "finished"
+
+
+async def test_register_before_compensates_a_call_whose_outcome_is_unknown() -> None:
+    @workflow.defn(name="one_shot")
+    async def one_shot(ctx: WorkflowContext) -> None:
+        saga = ctx.saga()
+        await saga.step(act, "a", compensate=undo)
+        await saga.step(fail, "send", compensate=undo, register_before=True)
+
+    env = WorkflowEnvironment(workflows=[one_shot], activities=ACTS)
+    with pytest.raises(WorkflowFailedError):
+        await env.execute_workflow(one_shot)
+    assert LOG == ["a", "undo send", "undo a"]
