@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import importlib
 import json
 import types
@@ -92,6 +93,7 @@ class PayloadCodec(Protocol):
         ...
 
 
+@functools.cache
 def _pydantic_base() -> type[Any] | None:
     try:
         pydantic = importlib.import_module("pydantic")
@@ -190,20 +192,25 @@ def _from_jsonable(value: Any, hint: Any, path: str) -> Any:  # noqa: PLR0911, P
     return _scalar_from_jsonable(value, hint, path)
 
 
+@functools.cache
+def _dataclass_shape(hint: Any) -> tuple[dict[str, Any], tuple[dataclasses.Field[Any], ...]]:
+    return get_type_hints(hint), dataclasses.fields(hint)
+
+
 def _dataclass_from_jsonable(value: Any, hint: type[Any], path: str) -> Any:
     if not isinstance(value, dict):
         raise PayloadConversionError(
             f"{path}: expected an object for {hint.__qualname__}, got {type(value).__name__}"
         )
-    hints = get_type_hints(hint)
+    hints, fields = _dataclass_shape(hint)
     kwargs: dict[str, Any] = {}
-    known = {f.name for f in dataclasses.fields(hint)}
+    known = {f.name for f in fields}
     unknown = set(value) - known
     if unknown:
         raise PayloadConversionError(
             f"{path}: unknown field(s) {sorted(unknown)} for {hint.__qualname__}"
         )
-    for f in dataclasses.fields(hint):
+    for f in fields:
         if f.name in value:
             kwargs[f.name] = _from_jsonable(
                 value[f.name], hints.get(f.name), f"{path}.{f.name}"

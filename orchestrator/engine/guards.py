@@ -105,7 +105,8 @@ class _Installation:
 
     lock = threading.Lock()
     depth = 0
-    originals: ClassVar[list[tuple[Any, str, Any]]] = []
+    # (owner, attribute, original, guard): built once, then only swapped in and out.
+    swaps: ClassVar[list[tuple[Any, str, Any, Any]]] = []
 
 
 def _check(label: str) -> None:
@@ -152,10 +153,12 @@ def _install() -> None:
         inst.depth += 1
         if inst.depth > 1:
             return
-        for owner, attr, label in _TARGETS:
-            orig = getattr(owner, attr)
-            inst.originals.append((owner, attr, orig))
-            setattr(owner, attr, _wrap(orig, label))
+        if not inst.swaps:
+            for owner, attr, label in _TARGETS:
+                orig = getattr(owner, attr)
+                inst.swaps.append((owner, attr, orig, _wrap(orig, label)))
+        for owner, attr, _, guard in inst.swaps:
+            setattr(owner, attr, guard)
 
 
 def _uninstall() -> None:
@@ -164,8 +167,7 @@ def _uninstall() -> None:
         inst.depth -= 1
         if inst.depth:
             return
-        while inst.originals:
-            owner, attr, orig = inst.originals.pop()
+        for owner, attr, orig, _ in inst.swaps:
             setattr(owner, attr, orig)
 
 
