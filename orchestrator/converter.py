@@ -197,7 +197,7 @@ def _dataclass_shape(hint: Any) -> tuple[dict[str, Any], tuple[dataclasses.Field
     return get_type_hints(hint), dataclasses.fields(hint)
 
 
-def _dataclass_from_jsonable(value: Any, hint: type[Any], path: str) -> Any:
+def _dataclass_from_jsonable(value: Any, hint: Any, path: str) -> Any:
     if not isinstance(value, dict):
         raise PayloadConversionError(
             f"{path}: expected an object for {hint.__qualname__}, got {type(value).__name__}"
