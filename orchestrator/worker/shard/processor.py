@@ -83,6 +83,7 @@ class ProcessorOptions:
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_500
+    metrics_interval_s: float = 10.0
 
 
 @dataclass
@@ -98,6 +99,18 @@ class ProcessorMetrics:
     aborted: int = 0
     restores: list[RestoreStats] = field(default_factory=list)
     commit_ms_total: float = 0.0
+    commit_ms_max: float = 0.0
+    cycle_ms_max: float = 0.0
+
+    def summary(self) -> str:
+        avg = self.commit_ms_total / self.transactions if self.transactions else 0.0
+        return (
+            f"cycles={self.cycles} transactions={self.transactions} in={self.records_in} "
+            f"out={self.records_out} forwarded={self.forwarded} dlq={self.dead_lettered} "
+            f"aborted={self.aborted} commit_ms_avg={avg:.1f} "
+            f"commit_ms_max={self.commit_ms_max:.1f} "
+            f"cycle_ms_max={self.cycle_ms_max:.1f}"
+        )
 
 
 def now_ms() -> int:
@@ -149,7 +162,7 @@ class ShardProcessor:
                 **self._config,
                 "transactional.id": f"{self.layout.prefix}.engine.{self.options.worker_id}",
                 "transaction.timeout.ms": self.options.transaction_timeout_ms,
-                "linger.ms": 1,
+                "linger.ms": 5,  # commit flushes at once: linger only makes fewer, larger requests
                 "queue.buffering.max.messages": 1_000_000,
             }
         )
@@ -189,9 +202,14 @@ class ShardProcessor:
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
+        report_at = time.monotonic() + self.options.metrics_interval_s
         try:
             while not stop.is_set():
                 self.cycle()
+                if time.monotonic() >= report_at:
+                    log.info("shards %s: %s", self.owned_shards, self.metrics.summary())
+                    self.metrics.commit_ms_max = self.metrics.cycle_ms_max = 0.0
+                    report_at = time.monotonic() + self.options.metrics_interval_s
         finally:
             self._consumer.close()
             self._reader.close()
@@ -208,6 +226,7 @@ class ShardProcessor:
     def cycle(self) -> int:
         """One consume-decide-commit round; returns how many records it wrote."""
         msgs = self._consumer.consume(self.options.max_batch, self._poll_timeout())
+        began = time.monotonic()
         self.metrics.cycles += 1
         now = now_ms()
         out, self._pending = self._pending, []
@@ -234,6 +253,9 @@ class ShardProcessor:
         except KafkaException as exc:
             self._recover(exc)
             return 0
+        self.metrics.cycle_ms_max = max(
+            self.metrics.cycle_ms_max, (time.monotonic() - began) * 1000
+        )
         if self._rebuild:
             # the handler may have changed state for a command whose output was never
             # written: replace it with one rebuilt from what the log now holds
@@ -284,7 +306,9 @@ class ShardProcessor:
         self._in_transaction = False
         self.metrics.transactions += 1
         self.metrics.records_out += len(out)
-        self.metrics.commit_ms_total += (time.monotonic() - began) * 1000
+        spent = (time.monotonic() - began) * 1000
+        self.metrics.commit_ms_total += spent
+        self.metrics.commit_ms_max = max(self.metrics.commit_ms_max, spent)
 
     def _produce(self, rec: OutRecord) -> None:
         kwargs: dict[str, Any] = {"key": rec.key, "value": rec.value, "headers": rec.headers}

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks (run as scripts; they print figures)."""

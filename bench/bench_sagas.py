@@ -1,0 +1,19 @@
+"""Workflows used by the benchmarks."""
+
+from __future__ import annotations
+
+from orchestrator import workflow
+
+
+@workflow.defn(name="bench.noop")
+async def noop(ctx: workflow.WorkflowContext, n: int) -> int:
+    """Start and complete: measures the engine's fixed cost per execution."""
+    return n
+
+
+@workflow.defn(name="bench.three_step")
+async def three_step(ctx: workflow.WorkflowContext, n: int) -> int:
+    """Three sequential no-op activities: the peers' reference workload."""
+    for step in ("bench.step", "bench.step", "bench.step"):
+        n = await ctx.execute_activity(step, n, task_queue="bench", result_type=int)
+    return n

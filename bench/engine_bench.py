@@ -1,0 +1,217 @@
+"""Sagas/s and start-to-complete latency on a real local broker; then restore time.
+
+    .venv/bin/python bench/engine_bench.py --sagas 5000 --workflow bench.noop
+    .venv/bin/python bench/engine_bench.py --sagas 2000 --rate 250
+
+Starts Kafka (KAFKA_BOOTSTRAP_SERVERS or a local broker from the jars), runs
+``saga worker`` processes, publishes start commands (as fast as possible or at
+``--rate``/s), and times each saga from the produce call to the RESULT reply seen
+by a read_committed consumer. Then it starts one fresh worker and times the
+restore of every shard (which now holds all those closed executions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from orchestrator.converter import DataConverter
+from orchestrator.devstack import providers
+from orchestrator.log.partitioner import shard_for
+from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.serde import records as rec
+from orchestrator.serde.wire import WireFormat
+
+WIRE, CONV = WireFormat(), DataConverter()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spawn(
+    bootstrap: str, prefix: str, shards: int, name: str, logs: Path, extra: list[str]
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SAGA_TOPIC_PREFIX": prefix,
+        "SAGA_SHARDS": str(shards),
+    }
+    with (logs / f"{name}.log").open("ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli",
+                "--log-level",
+                "INFO",
+                "worker",
+                "--sagas",
+                "bench.bench_sagas",
+                "--worker-id",
+                f"{prefix}-{name}",
+                *extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_log(path: Path, pattern: str, count: int, timeout_s: float) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        if path.exists() and len(re.findall(pattern, path.read_text())) >= count:
+            return time.monotonic() - began
+        time.sleep(0.05)
+    raise TimeoutError(f"{path}: {pattern!r} x{count} not seen")
+
+
+class ReplyWatcher(threading.Thread):
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.done: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-{uuid.uuid4()}",
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 5,
+            }
+        )
+        self.consumer.subscribe([topic])
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for msg in self.consumer.consume(1000, 0.05):
+                if msg.error() is not None:
+                    continue
+                reply = WIRE.decode_reply(msg.headers(), msg.value()).record
+                if reply.kind is rec.ReplyKind.RESULT:
+                    self.done.setdefault(reply.workflow_id, time.monotonic())
+        self.consumer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sagas", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=0, help="starts/s (0: as fast as possible)")
+    parser.add_argument("--workers", type=int, default=1, help="engine worker processes")
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--workflow", default="bench.noop")
+    parser.add_argument(
+        "--task-queue-workers",
+        type=int,
+        default=0,
+        help="activity worker processes (for bench.three_step)",
+    )
+    args = parser.parse_args()
+
+    logs = Path(tempfile.mkdtemp(prefix="saga-bench-"))
+    with providers.kafka() as kafka:
+        prefix = f"bench{uuid.uuid4().hex[:6]}"
+        layout = TopicLayout(prefix=prefix, shards=args.shards)
+        ensure_topics(
+            AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), layout, ["bench"]
+        )
+        procs = [
+            spawn(kafka.bootstrap_servers, prefix, args.shards, f"engine-{i}", logs, [])
+            for i in range(args.workers)
+        ]
+        procs += [
+            spawn(
+                kafka.bootstrap_servers,
+                prefix,
+                args.shards,
+                f"activities-{i}",
+                logs,
+                ["--no-engine", "--task-queue", "bench"],
+            )
+            for i in range(args.task_queue_workers)
+        ]
+        try:
+            for i in range(args.workers):
+                wait_log(logs / f"engine-{i}.log", r"restored shard", 1, 60)
+            time.sleep(2)  # let the group settle
+            watcher = ReplyWatcher(kafka.bootstrap_servers, layout.replies)
+            watcher.start()
+            time.sleep(1)
+            producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 2})
+            sent: dict[str, float] = {}
+            began = time.monotonic()
+            for n in range(args.sagas):
+                if args.rate:
+                    delay = began + n / args.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                wf_id = f"b-{n}"
+                enc = WIRE.encode_command(
+                    rec.StartWorkflow(
+                        workflow_id=wf_id,
+                        workflow_type=args.workflow,
+                        task_queue="bench",
+                        input=[CONV.to_payload(n)],
+                    )
+                )
+                producer.produce(
+                    layout.commands,
+                    key=enc.key,
+                    value=enc.value,
+                    headers=list(enc.headers),
+                    partition=shard_for(wf_id, args.shards),
+                )
+                sent[wf_id] = time.monotonic()
+                producer.poll(0)
+            producer.flush(30)
+            deadline = time.monotonic() + 300
+            while len(watcher.done) < args.sagas and time.monotonic() < deadline:
+                time.sleep(0.1)
+            watcher.stop.set()
+            finished = dict(watcher.done)
+            latencies = sorted((finished[k] - sent[k]) * 1000 for k in finished if k in sent)
+            elapsed = max(finished.values()) - began
+            q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+            print(
+                f"workflow={args.workflow} sagas={args.sagas} completed={len(finished)} "
+                f"engine_workers={args.workers} shards={args.shards} rate={args.rate or 'max'}"
+            )
+            print(f"throughput: {len(finished) / elapsed:.0f} sagas/s over {elapsed:.1f}s")
+            print(
+                f"latency start->complete: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, "
+                f"max {latencies[-1]:.0f} ms"
+            )
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(60)
+        fresh = spawn(kafka.bootstrap_servers, prefix, args.shards, "restore", logs, [])
+        try:
+            seconds = wait_log(logs / "restore.log", r"restored shard \d+", args.shards, 300)
+            text = (logs / "restore.log").read_text()
+            records = sum(int(m) for m in re.findall(r"restored shard \d+: (\d+) records", text))
+            print(
+                f"restore: {records} history records ({args.sagas} closed executions) "
+                f"on {args.shards} shards in {seconds:.2f}s from process start"
+            )
+        finally:
+            fresh.terminate()
+            fresh.wait(60)
+    print(f"logs: {logs}")
+
+
+if __name__ == "__main__":
+    main()
