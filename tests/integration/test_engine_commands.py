@@ -201,3 +201,58 @@ def test_closed_runs_are_tombstoned_after_retention(
         replies = client.replies(lambda r: "r2" in r)
     assert replies["r2"].ok
     assert replies["r2"].run_id != replies["r1"].run_id
+
+
+def test_raw_producer_with_librdkafka_default_partitioner_starts_a_saga(
+    kafka_config: dict[str, Any], layout: TopicLayout
+) -> None:
+    """Only fastavro, the published schema file and a plain producer: no project code."""
+    import io
+    import json
+    import uuid
+    import zlib
+
+    import fastavro
+
+    from orchestrator.devstack.paths import REPO_ROOT
+
+    wf_id = next(
+        f"raw-{i}"
+        for i in range(100)
+        if zlib.crc32(f"raw-{i}".encode()) % SHARDS != shard_for(f"raw-{i}", SHARDS)
+    )
+    schema_path = REPO_ROOT / "schemas" / "saga.command.start.v1.avsc"
+    schema = fastavro.parse_schema(json.loads(schema_path.read_text()))
+    value = io.BytesIO()
+    fastavro.schemaless_writer(
+        value,
+        schema,
+        {
+            "workflow_id": wf_id,
+            "workflow_type": "e2e.nap",
+            "task_queue": "q",
+            "input": [
+                {"metadata": {"encoding": b"json/plain"}, "data": json.dumps("raw").encode()}
+            ],
+        },
+    )
+    raw = Producer({**kafka_config, "partitioner": "consistent_random"})  # librdkafka's default
+    raw.produce(
+        layout.commands,
+        key=wf_id.encode(),
+        value=value.getvalue(),
+        headers=[
+            ("ce_specversion", b"1.0"),
+            ("ce_id", str(uuid.uuid4()).encode()),
+            ("ce_type", b"saga.command.start.v1"),
+            ("ce_source", b"/raw-test"),
+            ("content-type", b"application/avro"),
+        ],
+    )
+    raw.flush(10)
+    client = Commands(kafka_config, layout)
+    with EngineWorker(kafka_config, layout, [nap], options=options(layout.prefix)) as worker:
+        replies = client.replies(lambda r: result_correlation_id(wf_id) in r)
+        forwarded = worker.processor.metrics.forwarded
+    assert forwarded >= 1, "the record arrived on the wrong partition and was forwarded"
+    assert CONV.from_payload(replies[result_correlation_id(wf_id)].result, str) == "rested:raw"
