@@ -203,7 +203,8 @@ class WorkflowFailedError(OrchestratorError):
     """Raised to a caller waiting for a result when the run did not complete.
 
     ``status`` is the final status name (FAILED, CANCELLED, COMPENSATION_FAILED,
-    TERMINATED); ``__cause__`` is the workflow's error when there is one.
+    TERMINATED); ``__cause__`` is the workflow's error when there is one, and
+    ``compensation_errors`` are the compensations' errors after COMPENSATION_FAILED.
     """
 
     def __init__(

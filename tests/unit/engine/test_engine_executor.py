@@ -215,3 +215,17 @@ def test_history_must_start_with_workflow_started() -> None:
     with pytest.raises(NonDeterminismError, match="WorkflowStarted"):
         WorkflowExecutor(definition_of(timeouts),
                          [ev.SignalReceived(seq=1, time=T0, signal_name="x")])
+
+
+def test_evicted_executor_is_unusable_and_history_restores_the_run() -> None:
+    x = WorkflowExecutor(definition_of(TwoSignals))
+    x.apply([start(TwoSignals)], T0)
+    x.apply([SendSignal(name="note", args=CONV.to_payloads(["a"]))], T0 + 1)
+    history = x.history
+    x.evict()
+    with pytest.raises(Exception, match="evicted"):
+        x.apply([SendSignal(name="note", args=CONV.to_payloads(["b"]))], T0 + 2)
+
+    restored = WorkflowExecutor(definition_of(TwoSignals), history)
+    d = restored.apply([SendSignal(name="note", args=CONV.to_payloads(["b"]))], T0 + 2)
+    assert [type(e).__name__ for e in d.events] == ["SignalReceived", "ActivityScheduled"]
