@@ -26,7 +26,12 @@ from orchestrator.engine.inputs import (
     StartWorkflow,
 )
 from orchestrator.engine.status import WorkflowStatus
-from orchestrator.exceptions import ActivityError, ActivityTimeoutError, NonDeterminismError
+from orchestrator.exceptions import (
+    ActivityError,
+    ActivityTimeoutError,
+    NonDeterminismError,
+    WorkflowTaskError,
+)
 from orchestrator.workflow import RetryPolicy, WorkflowContext, definition_of
 
 CONV = DataConverter()
@@ -223,7 +228,7 @@ def test_evicted_executor_is_unusable_and_history_restores_the_run() -> None:
     x.apply([SendSignal(name="note", args=CONV.to_payloads(["a"]))], T0 + 1)
     history = x.history
     x.evict()
-    with pytest.raises(Exception, match="evicted"):
+    with pytest.raises(WorkflowTaskError, match="evicted"):
         x.apply([SendSignal(name="note", args=CONV.to_payloads(["b"]))], T0 + 2)
 
     restored = WorkflowExecutor(definition_of(TwoSignals), history)
