@@ -41,7 +41,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import events as ev
@@ -87,6 +87,9 @@ from orchestrator.exceptions import (
     WorkflowTaskError,
 )
 from orchestrator.workflow import WorkflowDefinition
+
+if TYPE_CHECKING:
+    from orchestrator.engine.context import EngineContext
 
 __all__ = ["Decision", "WorkflowExecutor"]
 
@@ -138,10 +141,6 @@ _STATUS_OF: dict[type[ev.Event], WorkflowStatus] = {
     ev.WorkflowContinuedAsNew: WorkflowStatus.CONTINUED_AS_NEW,
     ev.WorkflowTerminated: WorkflowStatus.TERMINATED,
 }
-
-
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
 
 
 class WorkflowExecutor(ActivityMixin, RecordingMixin):
@@ -207,7 +206,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         self._read_only: str | None = None
         self._started: ev.WorkflowStarted | None = None
         self._loop: WorkflowEventLoop | None = None
-        self._ctx: Any = None
+        self._ctx: EngineContext | None = None
         self._main: asyncio.Task[Any] | None = None
         self._rng = random.Random(0)
         self._activities: dict[int, _Activity] = {}
@@ -493,7 +492,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
 
     # --- running the code -----------------------------------------------------------------
 
-    def _context(self) -> Any:
+    def _context(self) -> EngineContext:
         if self._ctx is None:
             raise RuntimeError("the run has not started")
         return self._ctx
