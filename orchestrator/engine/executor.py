@@ -430,8 +430,6 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             try:
                 self._run_read_only(f"validator of update {inp.name!r}", handler.validator,
                                     args)
-            except WorkflowTaskError:
-                raise
             except Exception as exc:  # noqa: BLE001 - any validator error rejects the update
                 reject(str(exc), to_failure(exc, self._conv, with_stack=False))
                 return
@@ -544,13 +542,21 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         self._fail(NondeterministicCallError(message))
 
     def _run_read_only(self, what: str, fn: Any, args: Sequence[Any]) -> Any:
+        """Run a query handler or validator; its misbehaviour is its caller's error.
+
+        It cannot park the run: nothing it did is recorded.
+        """
+        violations: list[str] = []
         self._read_only = what
         try:
-            with guarded(self._guard, self._on_violation):
+            with guarded(self._guard, violations.append):
                 result = fn(*args)
+        except WorkflowTaskError as exc:
+            raise QueryError(f"{what}: {exc}") from None
         finally:
             self._read_only = None
-        self._raise_fatal()
+        if violations:
+            raise QueryError(f"{what}: {violations[0]}")
         return result
 
     def _fail(self, exc: BaseException) -> None:

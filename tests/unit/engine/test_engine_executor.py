@@ -234,3 +234,43 @@ def test_evicted_executor_is_unusable_and_history_restores_the_run() -> None:
     restored = WorkflowExecutor(definition_of(TwoSignals), history)
     d = restored.apply([SendSignal(name="note", args=CONV.to_payloads(["b"]))], T0 + 2)
     assert [type(e).__name__ for e in d.events] == ["SignalReceived", "ActivityScheduled"]
+
+
+@workflow.defn(name="nosy")
+class Nosy:
+    @workflow.run
+    async def run(self, ctx: WorkflowContext) -> None:
+        await ctx.sleep(timedelta(days=1))
+
+    @workflow.query
+    def clock(self) -> float:
+        import time
+
+        return time.time()
+
+    @workflow.update
+    def touch(self) -> None:
+        return None
+
+    @workflow.update_validator("touch")
+    def check_touch(self) -> None:
+        import random
+
+        random.random()
+
+
+def test_misbehaving_query_or_validator_is_the_callers_error_not_the_runs() -> None:
+    from orchestrator.exceptions import QueryError
+
+    x = WorkflowExecutor(definition_of(Nosy))
+    x.apply([start(Nosy)], T0)
+    with pytest.raises(QueryError, match=r"query 'clock': time\.time\(\) called"):
+        x.query("clock")
+    d = x.apply([RequestUpdate(update_id="u", name="touch")], T0 + 1)
+    [reply] = d.commands
+    assert isinstance(reply, RespondUpdate) and reply.rejected
+    assert reply.failure is not None and "random.random" in reply.failure.message
+    assert d.events == []
+    # the run is not parked: it still takes inputs
+    d = x.apply([FireTimer(timer_id="timer/1")], T0 + 86_400_000)
+    assert d.status is WorkflowStatus.COMPLETED
