@@ -1,0 +1,22 @@
+"""Kafka connector: publish Avro events from activities (egress), classified errors.
+
+See docs/connectors.md.
+"""
+
+from connectors.kafka._errors import EXCEPTION_RULES, TERMINAL_CODES, error_for_kafka
+from connectors.kafka._publisher import (
+    CONNECTOR_SCHEMAS,
+    IDEMPOTENCY_HEADER,
+    EventPublisher,
+    Published,
+)
+
+__all__ = [
+    "CONNECTOR_SCHEMAS",
+    "EXCEPTION_RULES",
+    "IDEMPOTENCY_HEADER",
+    "TERMINAL_CODES",
+    "EventPublisher",
+    "Published",
+    "error_for_kafka",
+]
