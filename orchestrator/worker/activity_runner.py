@@ -1,0 +1,291 @@
+"""Runs one activity attempt: decode, call, watch its timeouts, encode the outcome.
+
+Async activities run as asyncio tasks on the worker's loop; sync ones run in the
+worker's bounded thread pool. Either way the attempt ends in exactly one command
+for the shard: :class:`ActivityTaskCompleted` or :class:`ActivityTaskFailed`.
+
+Timeouts: ``start_to_close`` counts from the moment this worker starts the
+attempt; ``heartbeat`` from the start or the last ``activity.heartbeat()``. When
+one passes, an async activity is cancelled (bounded wait for its cleanup) and a
+sync one is abandoned (a thread cannot be interrupted; its result is dropped and
+its pool slot stays busy until it returns). The shard enforces the same timeouts
+with its own timers, so a worker that dies is covered too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator import activity
+from orchestrator.activity import ActivityDefinition, ActivityInfo
+from orchestrator.converter import DataConverter, Payload
+from orchestrator.engine.events import Failure
+from orchestrator.engine.failures import timeout_failure, to_failure
+from orchestrator.serde.records import (
+    ActivityHeartbeat,
+    ActivityTask,
+    ActivityTaskCompleted,
+    ActivityTaskFailed,
+)
+
+__all__ = [
+    "ActivityOutcome",
+    "AttemptRunner",
+    "activity_definitions",
+    "is_timeout",
+]
+
+log = logging.getLogger(__name__)
+
+ActivityOutcome = ActivityTaskCompleted | ActivityTaskFailed
+"""What an attempt produces for the shard."""
+
+START_TO_CLOSE = "start_to_close"
+HEARTBEAT = "heartbeat"
+_CANCEL_GRACE_S = 1.0
+
+
+def activity_definitions(
+    activities: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]],
+) -> dict[str, ActivityDefinition]:
+    """Name → definition. Callables use their ``@activity.defn`` name (or ``__name__``);
+    a mapping registers each callable under its key. A name used twice is an error."""
+    found: dict[str, ActivityDefinition] = {}
+    items: Iterable[tuple[str | None, Callable[..., Any]]] = (
+        activities.items() if isinstance(activities, Mapping) else ((None, f) for f in activities)
+    )
+    for name, fn in items:
+        definition = activity.definition_of(fn)
+        if name is not None and name != definition.name:
+            definition = dataclasses.replace(definition, name=name)
+        if definition.name in found:
+            raise ValueError(f"activity type {definition.name!r} is registered twice")
+        found[definition.name] = definition
+    return found
+
+
+def is_timeout(outcome: ActivityOutcome) -> bool:
+    """True when the attempt was stopped by one of its timeouts."""
+    return isinstance(outcome, ActivityTaskFailed) and outcome.failure.type == (
+        timeout_failure(START_TO_CLOSE).type
+    )
+
+
+class _Beats:
+    """Heartbeats of one attempt: when the last one came, and details not yet sent."""
+
+    __slots__ = ("last_beat", "last_sent", "pending")
+
+    def __init__(self, now: float) -> None:
+        self.last_beat = now
+        self.last_sent = float("-inf")
+        self.pending: list[Payload] | None = None
+
+    def record(self, details: list[Payload]) -> None:
+        self.last_beat = time.monotonic()
+        self.pending = details
+
+
+class AttemptRunner:
+    """Runs attempts of the registered activities and reports heartbeats through a sink.
+
+    ``send_heartbeat`` is called on the event loop thread; heartbeats are sent at
+    most once per ``heartbeat_throttle_s`` per attempt (the latest details win).
+    """
+
+    def __init__(
+        self,
+        activities: Mapping[str, ActivityDefinition],
+        converter: DataConverter,
+        thread_pool: Executor,
+        send_heartbeat: Callable[[ActivityHeartbeat], None],
+        *,
+        identity: str = "",
+        heartbeat_throttle_s: float = 1.0,
+        default_start_to_close_s: float | None = None,
+    ) -> None:
+        self.activities = dict(activities)
+        self.converter = converter
+        self.thread_pool = thread_pool
+        self.send_heartbeat = send_heartbeat
+        self.identity = identity
+        self.heartbeat_throttle_s = heartbeat_throttle_s
+        self.default_start_to_close_s = default_start_to_close_s
+
+    async def run(self, task: ActivityTask) -> ActivityOutcome:
+        """Run one attempt to its outcome (cancellation of the caller propagates)."""
+        definition = self.activities.get(task.activity_type)
+        if definition is None:
+            return self.failed(
+                task,
+                Failure(
+                    message=f"activity type {task.activity_type!r} is not registered on task "
+                    f"queue {task.task_queue!r} (known: {sorted(self.activities)})",
+                    type="NotFoundError",
+                    non_retryable=True,
+                ),
+            )
+        try:
+            args = self.converter.from_payloads(task.args, definition.arg_types)
+            details = self.converter.from_payloads(task.heartbeat_details, ())
+        except Exception as exc:  # noqa: BLE001 - a payload the code cannot take fails the attempt
+            return self.failed(task, to_failure(exc, self.converter))
+        loop = asyncio.get_running_loop()
+        beats = _Beats(time.monotonic())
+        info = _info(task, details)
+        future = self._launch(definition, args, info, beats, loop)
+        try:
+            timed_out = await self._watch(task, future, beats)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        if timed_out is not None:
+            await _abandon(future)
+            self._flush(task, beats)
+            return self.failed(task, timeout_failure(timed_out))
+        self._flush(task, beats)
+        try:
+            result = future.result()
+            payload = self.converter.to_payload(result)
+        except Exception as exc:  # noqa: BLE001 - every user error becomes a recorded failure
+            return self.failed(task, to_failure(exc, self.converter))
+        except asyncio.CancelledError as exc:  # the activity cancelled itself
+            return self.failed(task, to_failure(exc, self.converter))
+        return ActivityTaskCompleted(
+            workflow_id=task.workflow_id,
+            run_id=task.run_id,
+            activity_seq=task.activity_seq,
+            attempt=task.attempt,
+            result=payload,
+            identity=self.identity,
+        )
+
+    def _launch(
+        self,
+        definition: ActivityDefinition,
+        args: Sequence[Any],
+        info: ActivityInfo,
+        beats: _Beats,
+        loop: asyncio.AbstractEventLoop,
+    ) -> asyncio.Future[Any]:
+        converter = self.converter
+        if definition.is_async:
+
+            def on_beat(details: Sequence[Any]) -> None:
+                beats.record(converter.to_payloads(details))
+
+            async def call_async() -> Any:
+                with activity.running(info, on_beat):
+                    return await definition.fn(*args)
+
+            return loop.create_task(call_async(), name=f"activity {info.idempotency_key}")
+
+        def on_beat_threadsafe(details: Sequence[Any]) -> None:
+            payloads = converter.to_payloads(details)  # errors surface in the caller
+            loop.call_soon_threadsafe(beats.record, payloads)
+
+        def call_sync() -> Any:
+            with activity.running(info, on_beat_threadsafe):
+                return definition.fn(*args)
+
+        return loop.run_in_executor(self.thread_pool, call_sync)
+
+    async def _watch(
+        self, task: ActivityTask, future: asyncio.Future[Any], beats: _Beats
+    ) -> str | None:
+        """Wait for the attempt; the name of the timeout that stopped it, if any."""
+        start = time.monotonic()
+        stc_s = (
+            task.start_to_close_timeout_ms / 1000
+            if task.start_to_close_timeout_ms
+            else self.default_start_to_close_s
+        )
+        hb_s = task.heartbeat_timeout_ms / 1000 if task.heartbeat_timeout_ms else None
+        while True:
+            now = time.monotonic()
+            if stc_s is not None and now >= start + stc_s:
+                return START_TO_CLOSE
+            if hb_s is not None and now >= beats.last_beat + hb_s:
+                return HEARTBEAT
+            if beats.pending is not None and now >= beats.last_sent + self.heartbeat_throttle_s:
+                self._flush(task, beats)
+            wake = [
+                t
+                for t in (
+                    start + stc_s if stc_s is not None else None,
+                    beats.last_beat + hb_s if hb_s is not None else None,
+                    beats.last_sent + self.heartbeat_throttle_s
+                    if beats.pending is not None
+                    else None,
+                )
+                if t is not None
+            ]
+            # wake at least once per throttle period: a heartbeat recorded meanwhile
+            # must be sent on time even though it does not wake this wait
+            timeout = min([*(w - now for w in wake), self.heartbeat_throttle_s])
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if done:
+                return None
+
+    def _flush(self, task: ActivityTask, beats: _Beats) -> None:
+        if beats.pending is None:
+            return
+        details, beats.pending = beats.pending, None
+        beats.last_sent = time.monotonic()
+        self.send_heartbeat(
+            ActivityHeartbeat(
+                workflow_id=task.workflow_id,
+                run_id=task.run_id,
+                activity_seq=task.activity_seq,
+                attempt=task.attempt,
+                details=details,
+            )
+        )
+
+    def failed(self, task: ActivityTask, failure: Failure) -> ActivityTaskFailed:
+        """The outcome reporting ``failure`` for ``task``."""
+        return ActivityTaskFailed(
+            workflow_id=task.workflow_id,
+            run_id=task.run_id,
+            activity_seq=task.activity_seq,
+            attempt=task.attempt,
+            failure=failure,
+            identity=self.identity,
+        )
+
+
+async def _abandon(future: asyncio.Future[Any]) -> None:
+    """Cancel a timed-out attempt; give a coroutine a moment to run its cleanup."""
+    future.cancel()
+    if isinstance(future, asyncio.Task):
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(future), _CANCEL_GRACE_S)
+        if not future.done():
+            log.warning("activity %s ignored its cancellation; abandoned", future.get_name())
+    # a sync attempt's thread cannot be stopped: its result is simply never read
+    if future.done() and not future.cancelled():
+        future.exception()  # mark retrieved so asyncio does not log it
+
+
+def _info(task: ActivityTask, heartbeat_details: Sequence[Any]) -> ActivityInfo:
+    scheduled = datetime.fromtimestamp(task.scheduled_time / 1000, tz=UTC)
+    return ActivityInfo(
+        workflow_id=task.workflow_id,
+        run_id=task.run_id,
+        workflow_type="",  # not carried by saga.task.activity.v1
+        activity_type=task.activity_type,
+        activity_seq=task.activity_seq,
+        attempt=task.attempt,
+        task_queue=task.task_queue,
+        scheduled_time=scheduled,
+        attempt_started_time=scheduled,
+        heartbeat_details=tuple(heartbeat_details),
+    )

@@ -1,0 +1,498 @@
+"""The activity worker: consumes a task queue, runs attempts, sends outcomes to the shards.
+
+One consumer (group per task queue, cooperative-sticky) reads
+``<prefix>.tasks.<queue>`` with ``read_committed`` (tasks are written inside the
+shard processor's transactions). Many tasks run at once per partition; a task's
+offset counts as finished only when its outcome record has been acknowledged by
+the broker, and only the contiguous finished prefix of each partition is
+committed (:class:`~orchestrator.worker.offsets.ContiguousOffsetTracker`). A crash
+therefore re-delivers every task whose outcome may not have been written: at
+least once, with the same idempotency key.
+
+Outcomes and heartbeats go to ``<prefix>.commands``, keyed by workflow id, on the
+partition ``shard_for(workflow_id, N)`` chosen explicitly. Records that cannot be
+decoded go to ``<prefix>.dlq`` (reason in ``saga.dlq.reason``) and are committed
+past. At most ``max_in_flight`` tasks run at once; fetched tasks beyond that wait
+in a buffer, and a full buffer pauses fetching until half of it is started.
+
+Every Kafka call happens on the event loop thread (polls never block), so the
+consumer, the producer and the rebalance callbacks need no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, NamedTuple
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from orchestrator.config import Settings
+from orchestrator.converter import DataConverter
+from orchestrator.engine.events import Failure
+from orchestrator.log.partitioner import shard_for
+from orchestrator.log.topics import TopicLayout
+from orchestrator.serde.errors import RecordDecodeError, RecordEncodeError
+from orchestrator.serde.records import ActivityHeartbeat, ActivityTask, ActivityTaskFailed
+from orchestrator.serde.wire import EncodedRecord, WireFormat
+from orchestrator.worker.activity_runner import (
+    ActivityOutcome,
+    AttemptRunner,
+    activity_definitions,
+    is_timeout,
+)
+from orchestrator.worker.offsets import ContiguousOffsetTracker
+from orchestrator.worker.shard.dlq import REASON_HEADER, SOURCE_HEADER
+from orchestrator.worker.shard.records import headers_of
+
+__all__ = ["ActivityWorker", "ActivityWorkerOptions", "ActivityWorkerStats"]
+
+log = logging.getLogger(__name__)
+
+_IDLE_SLEEP_S = (0.001, 0.02)  # adaptive sleep between empty polls: min, max
+_METADATA_TIMEOUT_S = 30.0
+
+
+class _Out(NamedTuple):
+    """A record to produce whose key or value may be absent (dead letters)."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityWorkerOptions:
+    """Tuning of an :class:`ActivityWorker`."""
+
+    max_in_flight: int = 256
+    """Tasks running at once (all partitions); fetched tasks beyond it wait in a buffer."""
+    max_buffered: int | None = None
+    """Fetching pauses when this many tasks wait (default: ``max_in_flight``) and resumes
+    at half of it."""
+    sync_threads: int = 16
+    """Threads for sync activities (abandoned timed-out calls keep theirs until they return)."""
+    drain_timeout_s: float = 30.0
+    """On stop, how long running tasks may finish; the rest are cancelled and re-delivered."""
+    commit_interval_s: float = 0.2
+    heartbeat_throttle_s: float = 1.0
+    """At most one heartbeat record per attempt per this period (latest details win)."""
+    default_start_to_close_s: float | None = None
+    """For tasks without a start-to-close timeout."""
+    session_timeout_ms: int = 10_000
+    """A dead worker's partitions move after this long."""
+    fetch_batch: int = 500
+
+
+@dataclass(slots=True)
+class ActivityWorkerStats:
+    """Counters, for tests and metrics."""
+
+    received: int = 0
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    dead_lettered: int = 0
+    heartbeats: int = 0
+    commits: int = 0
+    pauses: int = 0
+
+
+class ActivityWorker:
+    """Runs the activities of one task queue; ``await run()`` until :meth:`stop`.
+
+    ``config`` is a :class:`~orchestrator.config.Settings` (its Kafka settings and
+    topic layout are used) or a librdkafka config dict (then pass ``layout``).
+    ``activities`` are callables (``@activity.defn`` names them) or a name → callable
+    mapping. ``group_id`` defaults to ``<prefix>.activities.<queue>``.
+    """
+
+    def __init__(
+        self,
+        config: Settings | Mapping[str, Any],
+        task_queue: str,
+        activities: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]],
+        *,
+        layout: TopicLayout | None = None,
+        group_id: str | None = None,
+        options: ActivityWorkerOptions | None = None,
+        converter: DataConverter | None = None,
+        wire: WireFormat | None = None,
+        identity: str | None = None,
+    ) -> None:
+        if isinstance(config, Settings):
+            self._kafka = config.kafka_config()
+            layout = layout or TopicLayout(prefix=config.topic_prefix, shards=config.shards)
+        else:
+            self._kafka = dict(config)
+        self.layout = layout or TopicLayout()
+        self.task_queue = task_queue
+        self.topic = self.layout.task_queue(task_queue)
+        self.group_id = group_id or f"{self.layout.prefix}.activities.{task_queue}"
+        self.options = options or ActivityWorkerOptions()
+        self.converter = converter or DataConverter()
+        self.wire = wire or WireFormat(source=f"/saga/activity-worker/{task_queue}")
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
+        self.activities = activity_definitions(activities)
+        self.stats = ActivityWorkerStats()
+        self._stop = threading.Event()
+        self._tracker: ContiguousOffsetTracker[int] = ContiguousOffsetTracker()
+        self._committed: dict[int, int] = {}
+        self._assigned: set[int] = set()
+        self._paused = False
+        self._running = 0
+        self._backlog: deque[Message] = deque()  # fetched, not started
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._shards = 0
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask for a graceful shutdown (thread-safe): stop fetching, drain, commit, close."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Consume and run tasks until :meth:`stop`; then drain and close."""
+        opts = self.options
+        producer = Producer(
+            {
+                **self._kafka,
+                "enable.idempotence": True,
+                "linger.ms": 2,
+                "client.id": f"activity-worker-{self.identity}",
+            }
+        )
+        consumer = Consumer(
+            {
+                **self._kafka,
+                "group.id": self.group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": opts.session_timeout_ms,
+                "client.id": f"activity-worker-{self.identity}",
+            }
+        )
+        self._producer, self._consumer = producer, consumer
+        loop = asyncio.get_running_loop()
+        self._shards = await loop.run_in_executor(None, self._partitions_of_commands, producer)
+        pool = ThreadPoolExecutor(opts.sync_threads, thread_name_prefix="activity")
+        runner = AttemptRunner(
+            self.activities,
+            self.converter,
+            pool,
+            self._send_heartbeat,
+            identity=self.identity,
+            heartbeat_throttle_s=opts.heartbeat_throttle_s,
+            default_start_to_close_s=opts.default_start_to_close_s,
+        )
+        consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info("activity worker %s consuming %s", self.identity, self.topic)
+        try:
+            await self._consume(consumer, producer, runner)
+            await self._drain(producer)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._commit(sync=True)
+            consumer.close()
+            producer.flush(5)
+            self._producer = self._consumer = None
+            log.info("activity worker %s stopped: %s", self.identity, self.stats)
+
+    def start(self) -> ActivityWorker:
+        """Run in a background thread with its own event loop; ``stop()`` ends it."""
+
+        def target() -> None:
+            try:
+                asyncio.run(self.run())
+            except BaseException as exc:  # surfaced to the owner through .error
+                self.error = exc
+                raise
+
+        self._thread = threading.Thread(target=target, name="activity-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout_s: float | None = None) -> None:
+        """Wait for a :meth:`start`-ed worker to finish."""
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> ActivityWorker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self.join(self.options.drain_timeout_s + 15)
+
+    # --- the loop -----------------------------------------------------------------
+
+    async def _consume(self, consumer: Consumer, producer: Producer, runner: AttemptRunner) -> None:
+        opts = self.options
+        pause_at = opts.max_buffered if opts.max_buffered is not None else opts.max_in_flight
+        idle = _IDLE_SLEEP_S[0]
+        next_commit = time.monotonic() + opts.commit_interval_s
+        while not self._stop.is_set():
+            producer.poll(0)  # delivery callbacks: finished offsets
+            while self._backlog and self._running < opts.max_in_flight:
+                self._launch(self._backlog.popleft(), runner)
+            # a resumed partition costs a fetch round trip: pause only when a whole
+            # buffer is waiting, resume while half of it is still there
+            if not self._paused and len(self._backlog) >= pause_at:
+                self._pause(consumer)
+            elif self._paused and len(self._backlog) <= pause_at // 2:
+                self._resume(consumer)
+            messages = consumer.consume(opts.fetch_batch, 0)  # also serves rebalances
+            for msg in messages:
+                self._accept(msg)
+            now = time.monotonic()
+            if now >= next_commit:
+                self._commit(sync=False)
+                next_commit = now + opts.commit_interval_s
+            if messages:
+                idle = _IDLE_SLEEP_S[0]
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(idle)
+                idle = min(idle * 2, _IDLE_SLEEP_S[1])
+
+    async def _drain(self, producer: Producer) -> None:
+        if self._consumer is not None:
+            self._pause(self._consumer)
+        deadline = time.monotonic() + self.options.drain_timeout_s
+        while self._tasks and time.monotonic() < deadline:
+            producer.poll(0)
+            await asyncio.sleep(0.005)
+        if self._tasks:
+            log.warning("drain timed out: cancelling %d running task(s)", len(self._tasks))
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        producer.flush(10)  # deliveries of what was produced mark their offsets finished
+
+    def _accept(self, msg: Message) -> None:
+        """Buffer a fetched record; its offset is now unfinished until its outcome is acked."""
+        error = msg.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error on %s: %s", self.topic, error)
+            return
+        partition, offset = msg.partition(), msg.offset()
+        if partition is None or offset is None:
+            return
+        self._tracker.start(partition, offset)
+        self.stats.received += 1
+        self._backlog.append(msg)
+
+    def _launch(self, msg: Message, runner: AttemptRunner) -> None:
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        self.stats.started += 1
+        try:
+            decoded = self.wire.decode_task(headers_of(msg), msg.value())
+        except RecordDecodeError as exc:
+            self._dead_letter(msg, partition, offset, str(exc))
+            return
+        self._running += 1
+        task = asyncio.get_running_loop().create_task(
+            self._run_task(
+                partition, offset, decoded.cloud_event.traceparent, decoded.record, runner
+            )
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_task(
+        self,
+        partition: int,
+        offset: int,
+        traceparent: str | None,
+        task: ActivityTask,
+        runner: AttemptRunner,
+    ) -> None:
+        try:
+            outcome: ActivityOutcome = await runner.run(task)
+            record = self._encode(task, outcome, traceparent)
+        except RecordEncodeError as exc:  # e.g. a result over the record size limit
+            outcome = runner.failed(task, Failure(message=str(exc), type="RecordEncodeError"))
+            record = self._encode(task, outcome, traceparent)
+        except Exception as exc:
+            log.exception("activity task %s: worker error", task.idempotency_key)
+            outcome = runner.failed(task, Failure(message=repr(exc), type="WorkerError"))
+            record = self._encode(task, outcome, traceparent)
+        finally:
+            self._running -= 1
+        self._count(outcome)
+        self._produce(
+            self.layout.commands, self._shard(task.workflow_id), record, (partition, offset)
+        )
+
+    def _encode(
+        self, task: ActivityTask, outcome: ActivityOutcome, traceparent: str | None
+    ) -> EncodedRecord:
+        ce_id = f"{task.idempotency_key}/{task.attempt}/outcome"  # the same on re-delivery
+        return self.wire.encode_command(outcome, ce_id=ce_id, traceparent=traceparent)
+
+    def _count(self, outcome: ActivityOutcome) -> None:
+        if is_timeout(outcome):
+            self.stats.timed_out += 1
+        elif isinstance(outcome, ActivityTaskFailed):
+            self.stats.failed += 1
+        else:
+            self.stats.completed += 1
+
+    # --- producing ------------------------------------------------------------------
+
+    def _produce(
+        self,
+        topic: str,
+        partition: int,
+        record: _Out | EncodedRecord,
+        finishes: tuple[int, int] | None,
+    ) -> None:
+        """Produce; once acknowledged, ``finishes`` (task partition, offset) is done."""
+        producer = self._producer
+        if producer is None:
+            return
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                # idempotent retries are exhausted; try again rather than lose an outcome
+                log.warning("produce to %s failed (%s); retrying", topic, err)
+                self._produce(topic, partition, record, finishes)
+                return
+            if finishes is not None:
+                self._tracker.finish(*finishes)
+
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    value=record.value,
+                    key=record.key,
+                    partition=partition,
+                    headers=list[tuple[str, str | bytes | None]](record.headers),
+                    on_delivery=delivered,
+                )
+            except BufferError:  # local queue full: serve callbacks, then retry
+                producer.poll(0.05)
+            else:
+                return
+
+    def _send_heartbeat(self, beat: ActivityHeartbeat) -> None:
+        self.stats.heartbeats += 1
+        record = self.wire.encode_command(beat)
+        self._produce(self.layout.commands, self._shard(beat.workflow_id), record, None)
+
+    def _dead_letter(self, msg: Message, partition: int, offset: int, reason: str) -> None:
+        self.stats.dead_lettered += 1
+        log.warning("task record %s/%d/%d to the DLQ: %s", self.topic, partition, offset, reason)
+        # the original key, value and headers, plus why and where from
+        headers = [(k, v) for k, v in headers_of(msg) if v is not None]
+        headers.append((REASON_HEADER, reason.encode()[:4096]))
+        headers.append((SOURCE_HEADER, f"{self.topic}/{partition}/{offset}".encode()))
+        record = _Out(msg.key(), msg.value(), headers)
+        self._produce(self.layout.dlq, 0, record, (partition, offset))
+
+    def _shard(self, workflow_id: str) -> int:
+        return shard_for(workflow_id, self._shards)
+
+    def _partitions_of_commands(self, producer: Producer) -> int:
+        topic = self.layout.commands
+        metadata = producer.list_topics(topic, timeout=_METADATA_TIMEOUT_S).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise RuntimeError(f"topic {topic} is missing; create the topics first")
+        return len(metadata.partitions)
+
+    # --- offsets, assignment, backpressure -----------------------------------------
+
+    def _commit(self, *, sync: bool, only: Iterable[int] | None = None) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        wanted = set(only) if only is not None else None
+        offsets = [
+            TopicPartition(self.topic, p, o)
+            for p, o in self._tracker.committable().items()
+            if (wanted is None or p in wanted) and self._committed.get(p, -1) < o
+        ]
+        if not offsets:
+            return
+        try:
+            if sync:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=True)
+        except Exception as exc:  # noqa: BLE001 - a failed commit is retried at the next interval
+            log.warning("commit of %s failed: %s", offsets, exc)
+            return
+        self.stats.commits += 1
+        for tp in offsets:
+            self._committed[tp.partition] = tp.offset
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update(tp.partition for tp in partitions)
+        log.info("assigned %s", sorted(tp.partition for tp in partitions))
+        if self._paused:
+            consumer.incremental_assign(partitions)
+            consumer.pause(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = [tp.partition for tp in partitions]
+        log.info("revoked %s", sorted(revoked))
+        self._commit(sync=True, only=revoked)
+        self._forget(revoked)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        lost = [tp.partition for tp in partitions]
+        log.warning("lost %s (their running tasks will be re-delivered elsewhere)", sorted(lost))
+        self._forget(lost)
+
+    def _forget(self, partitions: list[int]) -> None:
+        gone = set(partitions)
+        self._backlog = deque(m for m in self._backlog if m.partition() not in gone)
+        for p in partitions:
+            self._tracker.drop(p)
+            self._committed.pop(p, None)
+            self._assigned.discard(p)
+
+    def _pause(self, consumer: Consumer) -> None:
+        if self._paused:
+            return
+        self._paused = True
+        self.stats.pauses += 1
+        with contextlib.suppress(Exception):
+            consumer.pause(consumer.assignment())
+
+    def _resume(self, consumer: Consumer) -> None:
+        self._paused = False
+        with contextlib.suppress(Exception):
+            consumer.resume(consumer.assignment())
