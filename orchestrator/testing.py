@@ -406,9 +406,14 @@ class WorkflowHandle:
         raise err from from_failure(failure, conv)
 
     async def signal(self, name: str, *args: Any) -> None:
-        """Deliver a signal now (simulated time does not move)."""
-        self._env._apply(self._env._latest(self.id),
-                         [SendSignal(name=name, args=self._env._conv.to_payloads(args))])
+        """Deliver a signal now (simulated time does not move).
+
+        Raises PayloadConversionError if the handler cannot decode the arguments.
+        """
+        d = self._env._apply(self._env._latest(self.id),
+                             [SendSignal(name=name, args=self._env._conv.to_payloads(args))])
+        if d.rejected:
+            raise PayloadConversionError(d.rejected[0])
 
     async def update(self, name: str, *args: Any, result_type: Any = None) -> Any:
         """Send an update and run until it is answered; its result.

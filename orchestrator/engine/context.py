@@ -178,6 +178,17 @@ class EngineContext(WorkflowContext):
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def check_signal(self, name: str, payloads: Sequence[Payload]) -> str | None:
+        """Why signal ``name`` cannot be delivered (bad arguments), or None."""
+        handler = self._signals.get(name)
+        if handler is None:
+            return None  # buffered; decoded when a handler or wait_signal takes it
+        try:
+            self._x.converter.from_payloads(payloads, handler.arg_types)
+        except PayloadConversionError as exc:
+            return f"signal {name!r}: bad arguments: {exc}"
+        return None
+
     def deliver_signal(self, name: str, payloads: list[Payload]) -> None:
         """Run the handler for signal ``name``, or buffer it for wait_signal."""
         if name in self._signals:

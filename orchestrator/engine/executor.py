@@ -40,7 +40,7 @@ import hashlib
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.converter import DataConverter, Payload
@@ -102,6 +102,8 @@ class Decision:
     events: list[ev.Event]
     commands: list[Command]
     status: WorkflowStatus
+    rejected: list[str] = field(default_factory=list)
+    """Inputs refused without a trace, with the reason (e.g. an undecodable signal)."""
 
 
 def _describe(e: ev.Event) -> str:
@@ -168,6 +170,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         "_now",
         "_patches",
         "_read_only",
+        "_rejected",
         "_rng",
         "_started",
         "_status",
@@ -197,6 +200,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         self._cursor = 0
         self._new_events: list[ev.Event] = []
         self._commands: list[Command] = []
+        self._rejected: list[str] = []
         self._status = WorkflowStatus.RUNNING
         self._fatal: BaseException | None = None
         self._now = 0
@@ -278,8 +282,8 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
                 continue
             self._handle(inp)
             self._raise_fatal()
-        out = Decision(self._new_events, self._commands, self._status)
-        self._new_events, self._commands = [], []
+        out = Decision(self._new_events, self._commands, self._status, self._rejected)
+        self._new_events, self._commands, self._rejected = [], [], []
         return out
 
     def query(self, name: str, args: Sequence[Payload] = ()) -> Payload:
@@ -359,6 +363,10 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         elif isinstance(inp, FireTimer):
             self._handle_timer(inp.timer_id)
         elif isinstance(inp, SendSignal):
+            problem = self._context().check_signal(inp.name, inp.args)
+            if problem is not None:
+                self._rejected.append(problem)
+                return
             self._accept(ev.SignalReceived(seq=seq, time=now, signal_name=inp.name,
                                            args=list(inp.args)))
         elif isinstance(inp, RequestUpdate):

@@ -12,6 +12,7 @@ from orchestrator.exceptions import (
     ApplicationError,
     DefinitionError,
     NotFoundError,
+    PayloadConversionError,
     WorkflowFailedError,
 )
 from orchestrator.testing import WorkflowEnvironment
@@ -175,3 +176,28 @@ async def test_activity_error_is_what_the_workflow_sees() -> None:
     cause = seen[0].__cause__
     assert isinstance(cause, ApplicationError)
     assert (cause.type, cause.message, cause.non_retryable) == ("CardDeclined", "bad card", True)
+
+
+async def test_undecodable_signal_is_refused_naming_the_problem() -> None:
+    @workflow.defn(name="listener")
+    class Listener:
+        def __init__(self) -> None:
+            self.total = 0
+
+        @workflow.run
+        async def run(self, ctx: WorkflowContext) -> int:
+            await ctx.wait_condition(lambda: self.total >= 3)
+            return self.total
+
+        @workflow.signal
+        def add(self, n: int) -> None:
+            self.total += n
+
+    env = WorkflowEnvironment(workflows=[Listener])
+    handle = await env.start_workflow(Listener)
+    bad = r"signal 'add': bad arguments: .*expected int"
+    with pytest.raises(PayloadConversionError, match=bad):
+        await handle.signal("add", "three")
+    assert not any(type(e).__name__ == "SignalReceived" for e in handle.history)
+    await handle.signal("add", 3)
+    assert await handle.result() == 3
