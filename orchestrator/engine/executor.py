@@ -19,8 +19,10 @@ Contract for runtimes (the Kafka shard processor, the test environment)::
   ``seq`` numbers continuing the history, ``time`` = ``now_ms`` or later) and the
   :mod:`~orchestrator.engine.commands` to execute. Inputs that no longer matter
   (a result for an old attempt, a cancelled timer, an update its validator
-  rejects) add no events. Decisions the replay made beyond the end of ``history``
-  are returned by the next ``apply`` (``apply([], now)`` fetches them).
+  rejects) add no events; refusals with a reason (a signal whose arguments the
+  handler cannot decode) are listed in ``Decision.rejected``. Decisions the
+  replay made beyond the end of ``history`` are returned by the next ``apply``
+  (``apply([], now)`` fetches them).
 - If ``apply`` raises (a WorkflowTaskError), discard the executor and the batch.
 - Delivering inputs one at a time, each followed by running the code to
   quiescence, makes the result independent of how a runtime batches inputs, so
