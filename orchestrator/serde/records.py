@@ -252,3 +252,5 @@ class WorkflowSnapshot:
     failure: Failure | None = None
     search_attributes: dict[str, Payload] = field(default_factory=dict)
     memo: dict[str, Payload] = field(default_factory=dict)
+    parked: str | None = None
+    """Why the run cannot make progress (non-determinism); None when it can."""

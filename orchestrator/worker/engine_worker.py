@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -12,6 +13,8 @@ from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.shard.engine_shard import DEFAULT_RETENTION_MS, EngineShard
 from orchestrator.worker.shard.processor import ProcessorOptions, ShardProcessor
 from orchestrator.workflow import WorkflowDefinition, definition_of
+
+log = logging.getLogger(__name__)
 
 
 def definitions(
@@ -65,9 +68,9 @@ class EngineWorker:
     def _run(self) -> None:
         try:
             self.processor.run(self._stop)
-        except BaseException as exc:  # surfaced to the owner through .error
+        except Exception as exc:  # surfaced to the owner through .error
+            log.exception("engine worker stopped by an error")
             self.error = exc
-            raise
 
     def start(self) -> EngineWorker:
         self._thread.start()

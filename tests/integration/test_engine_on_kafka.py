@@ -123,3 +123,97 @@ def test_saga_with_activity_and_sleep_survives_worker_restart(
     assert [e.seq for e in events] == list(range(1, len(events) + 1))  # no gap, no duplicate
     snapshots = [h for h in history if isinstance(h, rec.WorkflowSnapshot)]
     assert snapshots[-1].status is rec.WorkflowStatus.COMPLETED
+
+
+def flip_workflow(first_activity: str) -> object:
+    """Two builds of the same workflow type that disagree on their first step."""
+
+    @workflow.defn(name="e2e.flip")
+    async def flip(ctx: workflow.WorkflowContext, item: str) -> str:
+        return await ctx.execute_activity(
+            first_activity,
+            item,
+            task_queue="work",
+            result_type=str,
+            start_to_close=timedelta(minutes=5),
+        )
+
+    return flip
+
+
+def test_non_determinism_parks_visibly_and_fixed_code_resumes(
+    kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str
+) -> None:
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    ensure_topics(admin, layout, ["work"])
+    wire, conv = WireFormat(), DataConverter()
+    options = ProcessorOptions(worker_id=f"{topic_prefix}-w", transaction_timeout_ms=5000)
+    good, bad = flip_workflow("reserve"), flip_workflow("charge")
+    wf_id = "flip-1"
+    producer = Producer(kafka_config)
+
+    def send(command: rec.Command) -> None:
+        encoded = wire.encode_command(command)
+        producer.produce(
+            layout.commands,
+            key=encoded.key,
+            value=encoded.value,
+            headers=list(encoded.headers),
+            partition=shard_for(wf_id, SHARDS),
+        )
+        producer.flush(10)
+
+    def latest_snapshot() -> rec.WorkflowSnapshot | None:
+        found = None
+        for m in read_topic(kafka_config, layout.history, SHARDS):
+            record = wire.decode_history(m.headers(), m.value()).record
+            if isinstance(record, rec.WorkflowSnapshot) and record.workflow_id == wf_id:
+                found = record
+        return found
+
+    with EngineWorker(kafka_config, layout, [good], options=options):
+        send(
+            rec.StartWorkflow(
+                workflow_id=wf_id,
+                workflow_type="e2e.flip",
+                task_queue="work",
+                input=[conv.to_payload("x")],
+            )
+        )
+        task = wait_for(
+            kafka_config,
+            layout.task_queue("work"),
+            SHARDS,
+            lambda m: wire.decode_task(m.headers(), m.value()).record,
+        )
+    # a bad build replays the run, disagrees with its history, and parks it
+    with EngineWorker(kafka_config, layout, [bad], options=options) as worker:
+        deadline = time.monotonic() + 30
+        while (snap := latest_snapshot()) is None or snap.parked is None:
+            assert time.monotonic() < deadline, "the run was not parked"
+            time.sleep(0.3)
+        parked_shards = sum(s.stats.parked for s in worker.shards.values())
+    assert parked_shards == 1
+    assert snap.status is rec.WorkflowStatus.RUNNING
+    assert "reserve" in snap.parked and "charge" in snap.parked  # expected vs actual, named
+    # the fixed build replays it cleanly: unparked, and it finishes
+    with EngineWorker(kafka_config, layout, [good], options=options):
+        send(
+            rec.ActivityTaskCompleted(
+                workflow_id=wf_id,
+                run_id=task.run_id,
+                activity_seq=task.activity_seq,
+                attempt=task.attempt,
+                result=conv.to_payload("reserved"),
+            )
+        )
+
+        def done(_m: Any) -> rec.WorkflowSnapshot | None:
+            snap = latest_snapshot()
+            return (
+                snap if snap is not None and snap.status is rec.WorkflowStatus.COMPLETED else None
+            )
+
+        final = wait_for(kafka_config, layout.replies, SHARDS, done)
+    assert final.parked is None
+    assert conv.from_payload(final.result, str) == "reserved"

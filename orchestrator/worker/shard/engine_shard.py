@@ -108,6 +108,7 @@ class EngineShard:
         self.retention_ms = retention_ms
         self.executions: dict[str, Execution] = {}
         self.stats = ShardStats()
+        self._outbox: list[OutRecord] = []  # records produced on the side (parked snapshots)
         self._live: OrderedDict[str, WorkflowExecutor] = OrderedDict()
         self._timers: list[tuple[int, str, str, str]] = []  # (fire_at, wf id, run id, timer id)
         self._timer_at: dict[tuple[str, str], int] = {}  # (wf id, timer id) -> fire_at
@@ -158,13 +159,16 @@ class EngineShard:
             if executor is not None:
                 for timer in executor.pending_timers():
                     self._set_timer(execution, timer)
+                if snapshot.parked is not None:  # this build replays it: no longer parked
+                    log.info("workflow %s run %s unparked", snapshot.workflow_id, snapshot.run_id)
+                    self._outbox.append(self._snapshot(execution, executor))
         for run_key, older in runs.items():  # runs superseded by a newer run of the same id
             if older:
                 last_seq, last = max(older.items())
                 wf_id, _, run_id = run_key.decode().rpartition("/")
                 closed_at = self.wire.decode_event(last.headers, last.value).record.event.time
                 self._expire_later(closed_at, wf_id, run_id, last_seq)
-        return []
+        return self._take_outbox()
 
     # --- retention ------------------------------------------------------------------
 
@@ -190,7 +194,15 @@ class EngineShard:
 
     # --- commands -----------------------------------------------------------------
 
-    def handle(self, msg: Message, now_ms: int) -> list[OutRecord]:  # noqa: PLR0911
+    def handle(self, msg: Message, now_ms: int) -> list[OutRecord]:
+        out = self._handle(msg, now_ms)
+        return self._take_outbox() + out
+
+    def _take_outbox(self) -> list[OutRecord]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def _handle(self, msg: Message, now_ms: int) -> list[OutRecord]:  # noqa: PLR0911
         try:
             decoded = self.wire.decode_command(headers_of(msg), msg.value())
         except RecordDecodeError as exc:
@@ -357,7 +369,7 @@ class EngineShard:
                 out += self._apply(
                     execution, [inputs.FireTimer(timer_id=timer_id)], now_ms, None, ""
                 )
-        return out
+        return self._take_outbox() + out
 
     # --- running the engine ---------------------------------------------------------
 
@@ -379,14 +391,22 @@ class EngineShard:
         self.stats.replays += 1
         self._live[execution.workflow_id] = executor
         while len(self._live) > self.cache_size:
-            self._live.popitem(last=False)  # its history stays; replay rebuilds it when needed
+            _, evicted = self._live.popitem(last=False)
+            evicted.evict()  # its history stays; replay rebuilds it when needed
         return executor
 
+    def _drop_live(self, workflow_id: str) -> None:
+        executor = self._live.pop(workflow_id, None)
+        if executor is not None:
+            executor.evict()
+
     def _park(self, execution: Execution, reason: str) -> None:
+        """Stop driving a run that cannot be replayed; history stays intact, status says why."""
         execution.parked = reason
         self.stats.parked += 1
-        self._live.pop(execution.workflow_id, None)
+        self._drop_live(execution.workflow_id)
         log.error("workflow %s run %s parked: %s", execution.workflow_id, execution.run_id, reason)
+        self._outbox.append(self._snapshot(execution, None))
 
     def _apply(
         self,
@@ -524,8 +544,17 @@ class EngineShard:
     def _reply(self, reply: rec.Reply) -> OutRecord:
         return self._out(self.layout.replies, self.wire.encode_reply(reply))
 
-    def _snapshot(self, execution: Execution, executor: WorkflowExecutor) -> OutRecord:
+    def _snapshot(self, execution: Execution, executor: WorkflowExecutor | None) -> OutRecord:
         result, failure = self._outcome(execution)
+        previous = execution.snapshot
+        attributes = (
+            executor.search_attributes
+            if executor is not None
+            else previous.search_attributes
+            if previous is not None
+            else {}
+        )
+        memo = executor.memo if executor is not None else previous.memo if previous else {}
         snapshot = rec.WorkflowSnapshot(
             workflow_id=execution.workflow_id,
             run_id=execution.run_id,
@@ -539,8 +568,9 @@ class EngineShard:
             else None,
             result=result,
             failure=failure,
-            search_attributes=dict(executor.search_attributes),
-            memo=dict(executor.memo),
+            search_attributes=dict(attributes),
+            memo=dict(memo),
+            parked=execution.parked,
         )
         execution.snapshot = snapshot
         return self._out(self.layout.history, self.wire.encode_snapshot(snapshot), self.partition)
@@ -554,7 +584,7 @@ class EngineShard:
 
     def _closed(self, execution: Execution, executor: WorkflowExecutor) -> list[OutRecord]:
         self.stats.closed += 1
-        self._live.pop(execution.workflow_id, None)
+        self._drop_live(execution.workflow_id)
         result, failure = self._outcome(execution)
         last = execution.events[-1] if execution.events else None
         self._expire_later(
