@@ -120,5 +120,48 @@ def worker(
         w.stop()
 
 
+@main.group()
+def dlq() -> None:
+    """Inspect and redrive dead letters (<prefix>.dlq)."""
+
+
+@dlq.command("show")
+@click.option("--from-offset", default=0, show_default=True)
+@click.option("--limit", default=50, show_default=True)
+def dlq_show(from_offset: int, limit: int) -> None:
+    """Print dead letters with their reason and origin."""
+    from orchestrator.log.dlq_tools import read_dead_letters
+
+    settings = Settings.from_env()
+    letters = read_dead_letters(settings.kafka_config(), _layout(settings).dlq, from_offset)
+    for shown, letter in enumerate(letters, start=1):
+        key = letter.key.decode(errors="replace") if letter.key else "-"
+        click.echo(
+            f"{letter.offset}\t{letter.source_topic}/{letter.source_partition}/"
+            f"{letter.source_offset}\tkey={key}\t{letter.reason}"
+        )
+        if shown >= limit:
+            break
+
+
+@dlq.command("redrive")
+@click.option("--reason", "reason_pattern", default="", help="Regex the reason must match.")
+@click.option("--from-offset", default=0, show_default=True)
+@click.option("--to-offset", default=None, type=int, help="Exclusive end offset.")
+def dlq_redrive(reason_pattern: str, from_offset: int, to_offset: int | None) -> None:
+    """Send matching dead letters back to where they came from."""
+    from orchestrator.log.dlq_tools import redrive
+
+    settings = Settings.from_env()
+    sent = redrive(
+        settings.kafka_config(),
+        _layout(settings).dlq,
+        reason_pattern=reason_pattern,
+        start_offset=from_offset,
+        end_offset=to_offset,
+    )
+    click.echo(f"redriven: {sent}")
+
+
 if __name__ == "__main__":
     main()

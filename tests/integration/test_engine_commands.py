@@ -256,3 +256,39 @@ def test_raw_producer_with_librdkafka_default_partitioner_starts_a_saga(
         forwarded = worker.processor.metrics.forwarded
     assert forwarded >= 1, "the record arrived on the wrong partition and was forwarded"
     assert CONV.from_payload(replies[result_correlation_id(wf_id)].result, str) == "rested:raw"
+
+
+@workflow.defn(name="e2e.late")
+async def late(ctx: workflow.WorkflowContext, label: str) -> str:
+    return f"late:{label}"
+
+
+def test_dead_letters_can_be_redriven_after_a_deploy(
+    kafka_config: dict[str, Any], layout: TopicLayout
+) -> None:
+    from orchestrator.log.dlq_tools import read_dead_letters, redrive
+
+    client = Commands(kafka_config, layout)
+    client.send(
+        rec.StartWorkflow(
+            workflow_id="late-1",
+            workflow_type="e2e.late",
+            task_queue="q",
+            input=[CONV.to_payload("a")],
+        )
+    )
+    client.producer.flush(10)
+    with EngineWorker(kafka_config, layout, [nap], options=options(layout.prefix)):  # old build
+        deadline = time.monotonic() + 30
+        letters: list[Any] = []
+        while not letters and time.monotonic() < deadline:
+            time.sleep(0.3)
+            letters = list(read_dead_letters(kafka_config, layout.dlq))
+    assert [letter.reason for letter in letters] == [
+        "unknown workflow type 'e2e.late'; this worker knows ['e2e.nap']"
+    ]
+    assert letters[0].source_topic == layout.commands
+    with EngineWorker(kafka_config, layout, [nap, late], options=options(layout.prefix)):
+        assert redrive(kafka_config, layout.dlq, reason_pattern="unknown workflow type") == 1
+        replies = client.replies(lambda r: result_correlation_id("late-1") in r)
+    assert CONV.from_payload(replies[result_correlation_id("late-1")].result, str) == "late:a"

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
+from orchestrator.log.dlq_tools import REASON_HEADER, SOURCE_HEADER
 from orchestrator.worker.shard.records import OutRecord, headers_of
-
-REASON_HEADER = "saga.dlq.reason"
-SOURCE_HEADER = "saga.dlq.source"  # "<topic>/<partition>/<offset>"
 
 
 def dead_letter(dlq_topic: str, msg: Message, reason: str) -> OutRecord:

@@ -1,0 +1,118 @@
+"""Operator tools for ``<prefix>.dlq``: read dead letters, and send them back.
+
+A dead letter keeps the original key, value and headers, plus ``saga.dlq.reason``
+and ``saga.dlq.source`` (``topic/partition/offset``). Redrive re-publishes chosen
+records to the topic they came from (commands go to their shard), without the DLQ
+headers, e.g. the signals that arrived while a workflow was parked, once fixed code
+runs it again. Redriving is at-least-once: choose the records (reason filter,
+offset range) so that each is sent once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+REASON_HEADER = "saga.dlq.reason"
+SOURCE_HEADER = "saga.dlq.source"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One DLQ record, decoded enough for a human or a redrive decision."""
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    headers: list[tuple[str, bytes | None]]
+
+
+def read_dead_letters(
+    kafka_config: dict[str, Any], dlq_topic: str, start_offset: int = 0, timeout_s: float = 30.0
+) -> Iterator[DeadLetter]:
+    """Every dead letter from ``start_offset`` to the current end (the DLQ has one partition)."""
+    consumer = Consumer(
+        {
+            **kafka_config,
+            "group.id": f"{dlq_topic}.reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        _, end = consumer.get_watermark_offsets(TopicPartition(dlq_topic, 0), timeout=10)
+        consumer.assign([TopicPartition(dlq_topic, 0, start_offset)])
+        deadline = time.monotonic() + timeout_s
+        position = start_offset
+        while position < end and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.2):
+                if msg.error() is not None:
+                    continue
+                offset = msg.offset()
+                assert offset is not None  # set on fetched records
+                position = offset + 1
+                yield _parse(msg.key(), msg.value(), offset, msg.headers() or [])
+            position = max(position, consumer.position([TopicPartition(dlq_topic, 0)])[0].offset)
+    finally:
+        consumer.close()
+
+
+def _parse(key: bytes | None, value: bytes | None, offset: int, raw: Any) -> DeadLetter:
+    headers = [
+        (str(k), v.encode() if isinstance(v, str) else v)
+        for k, v in (raw.items() if isinstance(raw, dict) else raw)
+    ]
+    found = dict(headers)
+    source = (found.get(SOURCE_HEADER) or b"?/-1/-1").decode(errors="replace")
+    topic, partition, source_offset = source.rsplit("/", 2)
+    return DeadLetter(
+        offset,
+        key,
+        value,
+        (found.get(REASON_HEADER) or b"").decode(errors="replace"),
+        topic,
+        int(partition),
+        int(source_offset),
+        [h for h in headers if h[0] not in (REASON_HEADER, SOURCE_HEADER)],
+    )
+
+
+def redrive(
+    kafka_config: dict[str, Any],
+    dlq_topic: str,
+    *,
+    reason_pattern: str = "",
+    start_offset: int = 0,
+    end_offset: int | None = None,
+) -> int:
+    """Re-publish dead letters whose reason matches ``reason_pattern``; returns how many."""
+    pattern = re.compile(reason_pattern)
+    producer = Producer({**kafka_config, "enable.idempotence": True})
+    sent = 0
+    for letter in read_dead_letters(kafka_config, dlq_topic, start_offset):
+        if end_offset is not None and letter.offset >= end_offset:
+            break
+        if not pattern.search(letter.reason) or letter.source_topic == "?":
+            continue
+        # same partition as before: commands are routed by the shard processor anyway
+        headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
+        producer.produce(
+            letter.source_topic,
+            key=letter.key,
+            value=letter.value,
+            headers=headers,
+            partition=letter.source_partition,
+        )
+        sent += 1
+    if producer.flush(30) != 0:
+        raise RuntimeError("redrive: some records were not acknowledged; nothing is lost, retry")
+    return sent
