@@ -86,6 +86,26 @@ async def test_money_endpoints_honour_idempotency_keys(bank: BankServer) -> None
         assert r.json() == {"total": 750, "accounts": 2}
 
 
+async def test_twenty_concurrent_requests_with_one_key_are_applied_once(
+    bank: BankServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=bank.url) as http:
+        await _open(http, alice=1_000)
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    "/accounts/alice/withdraw", json={"amount": 10},
+                    headers={"Idempotency-Key": "same"},
+                )
+                for _ in range(20)
+            )
+        )
+        assert {r.status_code for r in answers} == {200}
+        assert len({r.text for r in answers}) == 1
+        assert sum("Idempotent-Replayed" not in r.headers for r in answers) == 1
+        assert await _balance(http, "alice") == 990
+
+
 async def test_refunds_apply_once_and_void_a_withdrawal_that_never_arrived(
     bank: BankServer,
 ) -> None:
