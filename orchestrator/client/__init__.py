@@ -1,0 +1,44 @@
+"""Clients for outside callers: start workflows and signal, cancel, update, query them.
+
+``Client`` blocks (confluent-kafka); ``AsyncClient`` is for asyncio (aiokafka). Both
+write commands to ``<prefix>.commands`` keyed by workflow id, on partition
+``shard_for(workflow_id, N)``, as CloudEvents binary-mode records (``ce_specversion``,
+``ce_id``, ``ce_type``, ``ce_source``, ``content-type``) with a W3C ``traceparent``
+(a fresh one when the caller passes none).
+
+Reply correlation (docs/clients.md): every command a client sends carries a fresh
+UUID (32 hex digits) as its ``request_id`` (start, signal, cancel, terminate),
+``update_id`` or ``query_id``, and the same value as its ``ce_id``. The shard
+answers on ``<prefix>.replies`` with ``Reply.correlation_id`` set to that id (a
+command without one is answered with its ``ce_id``), and the record key is the
+correlation id. When a run closes, the shard also writes a RESULT reply whose
+correlation id is ``result/<workflow_id>``. A client follows every partition of
+the replies topic from its end (read_committed, no consumer group) and picks
+replies by correlation id; ``result()`` falls back to the workflow's snapshot on
+its history partition when the run closed before the client started.
+"""
+
+from orchestrator.client._async import AsyncClient, AsyncWorkflowHandle
+from orchestrator.client._common import (
+    ReplyTimeoutError,
+    WorkflowDescription,
+    WorkflowNotFoundError,
+    new_traceparent,
+    result_correlation_id,
+)
+from orchestrator.client._sync import Client, WorkflowHandle
+from orchestrator.serde.records import IdReusePolicy, WorkflowStatus
+
+__all__ = [
+    "AsyncClient",
+    "AsyncWorkflowHandle",
+    "Client",
+    "IdReusePolicy",
+    "ReplyTimeoutError",
+    "WorkflowDescription",
+    "WorkflowHandle",
+    "WorkflowNotFoundError",
+    "WorkflowStatus",
+    "new_traceparent",
+    "result_correlation_id",
+]

@@ -1,0 +1,366 @@
+"""The asyncio client on aiokafka: the same commands and correlation as the blocking one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.helpers import create_ssl_context
+
+from orchestrator.client._common import (
+    NO_INPUT,
+    CommandBuilder,
+    OutgoingCommand,
+    ReplyBuffer,
+    ReplyTimeoutError,
+    WorkflowDescription,
+    WorkflowNotFoundError,
+    resolve_config,
+    result_correlation_id,
+)
+from orchestrator.config import Settings
+from orchestrator.converter import DataConverter
+from orchestrator.log.partitioner import shard_for
+from orchestrator.log.topics import TopicLayout
+from orchestrator.serde.errors import RecordDecodeError
+from orchestrator.serde.keys import snapshot_key
+from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
+from orchestrator.serde.wire import WireFormat
+
+__all__ = ["AsyncClient", "AsyncWorkflowHandle", "aiokafka_options"]
+
+log = logging.getLogger(__name__)
+_TIMEOUT_S = 30.0
+
+# librdkafka name -> aiokafka keyword, for what the clients need (security included)
+_PLAIN_OPTIONS = {
+    "bootstrap.servers": "bootstrap_servers",
+    "client.id": "client_id",
+    "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.mechanisms": "sasl_mechanism",
+    "sasl.username": "sasl_plain_username",
+    "sasl.password": "sasl_plain_password",
+    "sasl.kerberos.service.name": "sasl_kerberos_service_name",
+    "request.timeout.ms": "request_timeout_ms",
+}
+_SSL_FILES = {
+    "ssl.ca.location": "cafile",
+    "ssl.certificate.location": "certfile",
+    "ssl.key.location": "keyfile",
+    "ssl.key.password": "password",
+}
+
+
+def aiokafka_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """aiokafka keyword arguments equivalent to a librdkafka config (SASL/SSL included).
+
+    Settings aiokafka has no equivalent for are ignored; their names (never their
+    values) are logged once.
+    """
+    out: dict[str, Any] = {}
+    ssl: dict[str, Any] = {}
+    ignored: list[str] = []
+    for name, value in config.items():
+        if name in _PLAIN_OPTIONS:
+            out[_PLAIN_OPTIONS[name]] = int(value) if name.endswith(".ms") else value
+        elif name in _SSL_FILES:
+            ssl[_SSL_FILES[name]] = value
+        else:
+            ignored.append(name)
+    if ssl or str(out.get("security_protocol", "")).upper() in ("SSL", "SASL_SSL"):
+        out["ssl_context"] = create_ssl_context(**ssl)
+    if ignored:
+        log.info("settings without an aiokafka equivalent, ignored: %s", sorted(ignored))
+    return out
+
+
+class AsyncClient:
+    """Starts and talks to workflows from asyncio. Create with ``await AsyncClient.connect()``.
+
+    Arguments as for :class:`~orchestrator.client.Client`.
+    """
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        listener: AIOKafkaConsumer,
+        options: dict[str, Any],
+        layout: TopicLayout,
+        builder: CommandBuilder,
+    ) -> None:
+        self._producer = producer
+        self._listener = listener
+        self._options = options
+        self.layout = layout
+        self.builder = builder
+        self._replies = ReplyBuffer()
+        self._arrived = asyncio.Condition()
+        self._task = asyncio.get_running_loop().create_task(self._listen(), name="saga-replies")
+
+    @classmethod
+    async def connect(
+        cls,
+        config: Settings | Mapping[str, Any],
+        *,
+        layout: TopicLayout | None = None,
+        converter: DataConverter | None = None,
+        wire: WireFormat | None = None,
+        source: str = "/saga/client",
+    ) -> AsyncClient:
+        """Connect, read the commands topic's partition count and follow replies from the end."""
+        kafka, layout = resolve_config(config, layout)
+        options = aiokafka_options(kafka)
+        producer = AIOKafkaProducer(**options, enable_idempotence=True, linger_ms=1)
+        await producer.start()
+        listener = AIOKafkaConsumer(
+            **options, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+        )
+        try:
+            await listener.start()
+            shards = len(await producer.partitions_for(layout.commands) or ())
+            replies = sorted(await producer.partitions_for(layout.replies) or ())
+            tps = [TopicPartition(layout.replies, p) for p in replies]
+            listener.assign(tps)
+            await listener.seek_to_end(*tps)
+            for tp in tps:  # resolve the end now, so nothing sent from here on is missed
+                await listener.position(tp)
+        except BaseException:
+            await listener.stop()
+            await producer.stop()
+            raise
+        if not shards or not replies:
+            await listener.stop()
+            await producer.stop()
+            raise WorkflowNotFoundError(
+                f"topics {layout.commands} / {layout.replies} do not exist; start a worker"
+            )
+        builder = CommandBuilder(
+            wire or WireFormat(source=source), converter or DataConverter(), shards, source=source
+        )
+        return cls(producer, listener, options, layout, builder)
+
+    async def start(
+        self,
+        workflow: str | Callable[..., Any] | type[Any],
+        input: Any = NO_INPUT,
+        *,
+        id: str,
+        task_queue: str,
+        args: Sequence[Any] | None = None,
+        id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE,
+        search_attributes: Mapping[str, Any] | None = None,
+        memo: Mapping[str, Any] | None = None,
+        execution_timeout: timedelta | None = None,
+        start_signal: str | None = None,
+        start_signal_args: Sequence[Any] = (),
+        traceparent: str | None = None,
+    ) -> AsyncWorkflowHandle:
+        """Send a start command (returns once Kafka has it); see ``Client.start``."""
+        handle = self.get_handle(id)
+        out = self.builder.start(
+            workflow,
+            input,
+            id=id,
+            task_queue=task_queue,
+            args=args,
+            id_reuse_policy=id_reuse_policy,
+            search_attributes=search_attributes,
+            memo=memo,
+            execution_timeout=execution_timeout,
+            start_signal=start_signal,
+            start_signal_args=start_signal_args,
+            traceparent=traceparent,
+        )
+        await self._send(out)
+        handle.start_request_id = out.correlation_id
+        return handle
+
+    def get_handle(self, workflow_id: str, run_id: str | None = None) -> AsyncWorkflowHandle:
+        """A handle to an existing workflow id (no I/O)."""
+        self._replies.want(result_correlation_id(workflow_id))
+        return AsyncWorkflowHandle(self, workflow_id, run_id)
+
+    async def close(self) -> None:
+        """Flush pending commands and stop following replies."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._listener.stop()
+        await self._producer.stop()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- machinery --------------------------------------------------------------
+
+    async def _send(self, out: OutgoingCommand) -> None:
+        record = out.record
+        await self._producer.send_and_wait(
+            self.layout.commands,
+            value=record.value,
+            key=record.key,
+            partition=out.partition,
+            headers=list(record.headers),
+        )
+
+    async def _request(self, out: OutgoingCommand, timeout: float | None) -> Reply:  # noqa: ASYNC109
+        self._replies.want(out.correlation_id)
+        try:
+            await self._send(out)
+            return await self._wait(out.correlation_id, timeout, "reply")
+        finally:
+            self._replies.forget(out.correlation_id)
+
+    async def _wait(self, correlation_id: str, timeout: float | None, what: str) -> Reply:  # noqa: ASYNC109
+        async def arrival() -> Reply:
+            async with self._arrived:
+                while True:
+                    reply = self._replies.take(correlation_id)
+                    if reply is not None:
+                        return reply
+                    await self._arrived.wait()
+
+        try:
+            return await asyncio.wait_for(arrival(), timeout)
+        except TimeoutError:
+            raise ReplyTimeoutError(
+                f"no {what} for {correlation_id!r} on {self.layout.replies} within "
+                f"{timeout:.1f}s; is an engine worker running for prefix {self.layout.prefix!r}?"
+            ) from None
+
+    async def _listen(self) -> None:
+        wire = self.builder.wire
+        while True:
+            batches = await self._listener.getmany(timeout_ms=200)
+            if not batches:
+                continue
+            async with self._arrived:
+                for messages in batches.values():
+                    for msg in messages:
+                        try:
+                            reply = wire.decode_reply(msg.headers, msg.value)
+                        except RecordDecodeError as exc:
+                            log.warning("undecodable reply skipped: %s", exc)
+                            continue
+                        self._replies.offer(reply.record)
+                self._arrived.notify_all()
+
+    async def _snapshot(self, workflow_id: str, timeout: float) -> WorkflowSnapshot | None:  # noqa: ASYNC109
+        """The latest snapshot of ``workflow_id`` on its history partition (a full read)."""
+        tp = TopicPartition(self.layout.history, shard_for(workflow_id, self.builder.shards))
+        key = snapshot_key(workflow_id)
+        consumer = AIOKafkaConsumer(
+            **self._options,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        latest: Any = None
+        try:
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]  # the last stable offset
+            deadline = time.monotonic() + timeout
+            consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
+            while await consumer.position(tp) < end and time.monotonic() < deadline:
+                for messages in (await consumer.getmany(tp, timeout_ms=200)).values():
+                    for msg in messages:
+                        if msg.key == key:
+                            latest = msg
+        finally:
+            await consumer.stop()
+        if latest is None or latest.value is None:
+            return None
+        return self.builder.wire.decode_snapshot(latest.headers, latest.value).record
+
+
+class AsyncWorkflowHandle:
+    """One workflow id (and optionally one run of it), for asyncio callers."""
+
+    def __init__(self, client: AsyncClient, workflow_id: str, run_id: str | None = None) -> None:
+        self.client = client
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.start_request_id: str | None = None
+        """Correlation id of the START reply, when this handle sent the start."""
+
+    async def signal(self, name: str, *args: Any, traceparent: str | None = None) -> None:
+        """Deliver a signal (returns once Kafka has the command)."""
+        b = self.client.builder
+        await self.client._send(b.signal(self.workflow_id, self.run_id, name, args, traceparent))
+
+    async def cancel(self, reason: str = "", *, traceparent: str | None = None) -> None:
+        """Request cancellation: the workflow sees it and its compensations run."""
+        b = self.client.builder
+        await self.client._send(b.cancel(self.workflow_id, self.run_id, reason, traceparent))
+
+    async def terminate(self, reason: str, *, traceparent: str | None = None) -> None:
+        """Stop the run at once; no workflow code or compensation runs."""
+        b = self.client.builder
+        await self.client._send(b.terminate(self.workflow_id, self.run_id, reason, traceparent))
+
+    async def update(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float = 30.0,  # noqa: ASYNC109 - same API as the blocking client
+        result_type: Any = None,
+        traceparent: str | None = None,
+    ) -> Any:
+        """Run an update handler and return its result (UpdateRejectedError if refused)."""
+        b = self.client.builder
+        out = b.update(self.workflow_id, self.run_id, name, args, traceparent)
+        return b.reply_value(await self.client._request(out, timeout), result_type)
+
+    async def query(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float = 10.0,  # noqa: ASYNC109 - same API as the blocking client
+        result_type: Any = None,
+        traceparent: str | None = None,
+    ) -> Any:
+        """Ask a query handler (QueryError if it fails)."""
+        b = self.client.builder
+        out = b.query(self.workflow_id, self.run_id, name, args, traceparent)
+        return b.reply_value(await self.client._request(out, timeout), result_type)
+
+    async def result(self, timeout: float | None = None, *, result_type: Any = None) -> Any:  # noqa: ASYNC109
+        """Wait for the run to close: its result, or WorkflowFailedError."""
+        client, b = self.client, self.client.builder
+        started = time.monotonic()
+        correlation = result_correlation_id(self.workflow_id)
+        client._replies.want(correlation)
+        reply = client._replies.take(correlation)
+        if reply is not None:
+            return b.reply_value(reply, result_type)
+        snapshot = await client._snapshot(self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S))
+        if snapshot is not None and not b.describe(snapshot).is_open:
+            client._replies.forget(correlation)
+            return b.snapshot_value(snapshot, result_type)
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return b.reply_value(await client._wait(correlation, left, "result"), result_type)
+
+    async def describe(self, timeout: float = 10.0) -> WorkflowDescription:  # noqa: ASYNC109
+        """The latest snapshot of this workflow id (WorkflowNotFoundError if none)."""
+        snapshot = await self.client._snapshot(self.workflow_id, timeout)
+        if snapshot is None:
+            raise WorkflowNotFoundError(f"no snapshot of workflow {self.workflow_id!r}")
+        return self.client.builder.describe(snapshot)

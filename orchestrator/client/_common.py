@@ -1,0 +1,383 @@
+"""What the sync and async clients share: commands, correlation ids, reply and snapshot reading.
+
+No I/O here: the transports (confluent-kafka, aiokafka) live in ``_sync`` / ``_async``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from orchestrator.config import Settings
+from orchestrator.converter import DataConverter, Payload
+from orchestrator.engine.events import Failure
+from orchestrator.exceptions import (
+    ApplicationError,
+    OrchestratorError,
+    QueryError,
+    UpdateRejectedError,
+    WorkflowFailedError,
+)
+from orchestrator.log.partitioner import shard_for
+from orchestrator.log.topics import TopicLayout
+from orchestrator.serde.records import (
+    CancelWorkflow,
+    Command,
+    IdReusePolicy,
+    QueryWorkflow,
+    Reply,
+    ReplyKind,
+    SignalWithStart,
+    SignalWorkflow,
+    StartWorkflow,
+    TerminateWorkflow,
+    UpdateWorkflow,
+    WorkflowSnapshot,
+    WorkflowStatus,
+)
+from orchestrator.serde.wire import EncodedRecord, WireFormat
+
+__all__ = [
+    "NO_INPUT",
+    "CommandBuilder",
+    "OutgoingCommand",
+    "ReplyBuffer",
+    "ReplyTimeoutError",
+    "WorkflowDescription",
+    "WorkflowNotFoundError",
+    "new_traceparent",
+    "resolve_config",
+    "result_correlation_id",
+    "workflow_name",
+]
+
+NO_INPUT: Any = object()
+"""Marker for "the workflow takes no input"."""
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_CLOSED_STATUS_OF_FAILURE = {
+    "CancelledError": "CANCELLED",
+    "CompensationError": "COMPENSATION_FAILED",
+}
+
+
+class ReplyTimeoutError(OrchestratorError, TimeoutError):
+    """No reply arrived in time (is an engine worker running for this prefix?)."""
+
+
+class WorkflowNotFoundError(OrchestratorError):
+    """No snapshot of this workflow id exists on its shard."""
+
+
+def result_correlation_id(workflow_id: str) -> str:
+    """Correlation id of the RESULT reply the shard writes when a run closes."""
+    return f"result/{workflow_id}"
+
+
+def new_traceparent() -> str:
+    """A fresh W3C trace context (version 00, sampled)."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def _traceparent(given: str | None) -> str:
+    if given is None:
+        return new_traceparent()
+    if not _TRACEPARENT.match(given) or given.split("-")[1] == "0" * 32:
+        raise ValueError(f"not a W3C traceparent: {given!r}")
+    return given
+
+
+def resolve_config(
+    config: Settings | Mapping[str, Any], layout: TopicLayout | None
+) -> tuple[dict[str, Any], TopicLayout]:
+    """librdkafka settings and topic layout from a Settings or a config dict."""
+    if isinstance(config, Settings):
+        return config.kafka_config(), layout or TopicLayout(
+            prefix=config.topic_prefix, shards=config.shards
+        )
+    return dict(config), layout or TopicLayout()
+
+
+def workflow_name(workflow: str | Callable[..., Any] | type[Any]) -> str:
+    """The workflow type name: a string as is, else the ``@workflow.defn`` name."""
+    if isinstance(workflow, str):
+        return workflow
+    from orchestrator.workflow import definition_of
+
+    return definition_of(workflow).name
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingCommand:
+    """A command ready to produce: record, target partition, and its correlation id."""
+
+    record: EncodedRecord
+    partition: int
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDescription:
+    """The latest snapshot of a workflow id, decoded."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: WorkflowStatus
+    start_time: datetime
+    close_time: datetime | None
+    last_seq: int
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_open(self) -> bool:
+        """True while the run is running or compensating."""
+        return self.status in (WorkflowStatus.RUNNING, WorkflowStatus.COMPENSATING)
+
+
+class CommandBuilder:
+    """Builds command records and interprets replies for one deployment."""
+
+    def __init__(
+        self, wire: WireFormat, converter: DataConverter, shards: int, *, source: str
+    ) -> None:
+        self.wire = wire
+        self.converter = converter
+        self.shards = shards
+        self.source = source
+
+    def _out(
+        self, command: Command, correlation_id: str, traceparent: str | None
+    ) -> OutgoingCommand:
+        # ce_id = request id: the shard echoes either, so both choices agree
+        record = self.wire.encode_command(
+            command, ce_id=correlation_id, source=self.source, traceparent=_traceparent(traceparent)
+        )
+        return OutgoingCommand(record, shard_for(command.workflow_id, self.shards), correlation_id)
+
+    def start(
+        self,
+        workflow: str | Callable[..., Any] | type[Any],
+        input: Any,
+        *,
+        id: str,
+        task_queue: str,
+        args: Sequence[Any] | None,
+        id_reuse_policy: IdReusePolicy,
+        search_attributes: Mapping[str, Any] | None,
+        memo: Mapping[str, Any] | None,
+        execution_timeout: timedelta | None,
+        start_signal: str | None,
+        start_signal_args: Sequence[Any],
+        traceparent: str | None,
+    ) -> OutgoingCommand:
+        """A StartWorkflow command (optionally signal-with-start)."""
+        if args is not None and input is not NO_INPUT:
+            raise ValueError("pass either input or args=, not both")
+        values = list(args) if args is not None else [] if input is NO_INPUT else [input]
+        request_id = uuid.uuid4().hex
+        plain = self.converter.payload_converter  # search attributes stay json/plain
+        command = StartWorkflow(
+            workflow_id=id,
+            workflow_type=workflow_name(workflow),
+            task_queue=task_queue,
+            input=self.converter.to_payloads(values),
+            id_reuse_policy=id_reuse_policy,
+            signal_with_start=SignalWithStart(
+                signal_name=start_signal, args=self.converter.to_payloads(start_signal_args)
+            )
+            if start_signal
+            else None,
+            search_attributes={k: plain.encode(v) for k, v in (search_attributes or {}).items()},
+            memo={k: self.converter.to_payload(v) for k, v in (memo or {}).items()},
+            execution_timeout_ms=_ms(execution_timeout),
+            request_id=request_id,
+        )
+        return self._out(command, request_id, traceparent)
+
+    def signal(
+        self, workflow_id: str, run_id: str | None, name: str, args: Sequence[Any], tp: str | None
+    ) -> OutgoingCommand:
+        """A SignalWorkflow command."""
+        request_id = uuid.uuid4().hex
+        command = SignalWorkflow(
+            workflow_id=workflow_id,
+            signal_name=name,
+            args=self.converter.to_payloads(args),
+            run_id=run_id,
+            request_id=request_id,
+        )
+        return self._out(command, request_id, tp)
+
+    def cancel(
+        self, workflow_id: str, run_id: str | None, reason: str, tp: str | None
+    ) -> OutgoingCommand:
+        """A CancelWorkflow command."""
+        request_id = uuid.uuid4().hex
+        command = CancelWorkflow(
+            workflow_id=workflow_id, reason=reason, run_id=run_id, request_id=request_id
+        )
+        return self._out(command, request_id, tp)
+
+    def terminate(
+        self, workflow_id: str, run_id: str | None, reason: str, tp: str | None
+    ) -> OutgoingCommand:
+        """A TerminateWorkflow command."""
+        request_id = uuid.uuid4().hex
+        command = TerminateWorkflow(
+            workflow_id=workflow_id, reason=reason, run_id=run_id, request_id=request_id
+        )
+        return self._out(command, request_id, tp)
+
+    def update(
+        self, workflow_id: str, run_id: str | None, name: str, args: Sequence[Any], tp: str | None
+    ) -> OutgoingCommand:
+        """An UpdateWorkflow command; its reply's correlation id is the update id."""
+        update_id = uuid.uuid4().hex
+        command = UpdateWorkflow(
+            workflow_id=workflow_id,
+            update_id=update_id,
+            update_name=name,
+            args=self.converter.to_payloads(args),
+            run_id=run_id,
+        )
+        return self._out(command, update_id, tp)
+
+    def query(
+        self, workflow_id: str, run_id: str | None, name: str, args: Sequence[Any], tp: str | None
+    ) -> OutgoingCommand:
+        """A QueryWorkflow command; its reply's correlation id is the query id."""
+        query_id = uuid.uuid4().hex
+        command = QueryWorkflow(
+            workflow_id=workflow_id,
+            query_id=query_id,
+            query_name=name,
+            args=self.converter.to_payloads(args),
+            run_id=run_id,
+        )
+        return self._out(command, query_id, tp)
+
+    # --- replies and snapshots --------------------------------------------------
+
+    def reply_value(self, reply: Reply, result_type: Any = None) -> Any:
+        """The value a waiting call returns, or the error it raises."""
+        if reply.ok:
+            return None if reply.result is None else self._decode(reply.result, result_type)
+        cause = self.exception(reply.error) if reply.error is not None else None
+        message = f"{reply.error.type}: {reply.error.message}" if reply.error else "failed"
+        error: OrchestratorError
+        if reply.kind is ReplyKind.UPDATE:
+            error = UpdateRejectedError(f"update on {reply.workflow_id!r}: {message}")
+        elif reply.kind is ReplyKind.QUERY:
+            error = QueryError(f"query on {reply.workflow_id!r}: {message}")
+        elif reply.kind is ReplyKind.RESULT:
+            status = _CLOSED_STATUS_OF_FAILURE.get(
+                reply.error.type if reply.error else "", "FAILED"
+            )
+            error = WorkflowFailedError(
+                f"workflow {reply.workflow_id!r} did not complete: {message}", status=status
+            )
+        else:
+            error = ApplicationError(message, type=reply.error.type if reply.error else None)
+        raise error from cause
+
+    def snapshot_value(self, snapshot: WorkflowSnapshot, result_type: Any = None) -> Any:
+        """The result of a closed run from its snapshot, or the error it ended with."""
+        if snapshot.status is WorkflowStatus.COMPLETED:
+            return None if snapshot.result is None else self._decode(snapshot.result, result_type)
+        f = snapshot.failure
+        message = f"{f.type}: {f.message}" if f else snapshot.status.name
+        error = WorkflowFailedError(
+            f"workflow {snapshot.workflow_id!r} is {snapshot.status.name}: {message}",
+            status=snapshot.status.name,
+        )
+        raise error from (self.exception(f) if f else None)
+
+    def describe(self, snapshot: WorkflowSnapshot) -> WorkflowDescription:
+        """A snapshot with its times and attributes decoded."""
+        return WorkflowDescription(
+            workflow_id=snapshot.workflow_id,
+            run_id=snapshot.run_id,
+            workflow_type=snapshot.workflow_type,
+            task_queue=snapshot.task_queue,
+            status=snapshot.status,
+            start_time=_time(snapshot.start_time),
+            close_time=_time(snapshot.close_time) if snapshot.close_time is not None else None,
+            last_seq=snapshot.last_seq,
+            search_attributes={
+                k: self.converter.payload_converter.decode(v)
+                for k, v in snapshot.search_attributes.items()
+            },
+            memo={k: self.converter.from_payload(v) for k, v in snapshot.memo.items()},
+        )
+
+    def exception(self, failure: Failure) -> ApplicationError:
+        """A recorded failure (and its cause chain) as ApplicationErrors."""
+        error = ApplicationError(
+            failure.message, type=failure.type, non_retryable=failure.non_retryable
+        )
+        if failure.cause is not None:
+            error.__cause__ = self.exception(failure.cause)
+        return error
+
+    def _decode(self, payload: Payload, result_type: Any) -> Any:
+        return self.converter.from_payload(payload, result_type)
+
+
+class ReplyBuffer:
+    """Replies waiting to be claimed: those asked for, plus the latest RESULT replies.
+
+    RESULT replies are kept (up to ``keep_results``) even when nobody waits yet,
+    so ``result()`` called after a run closed still finds its reply.
+    """
+
+    def __init__(self, keep_results: int = 10_000) -> None:
+        self.keep_results = keep_results
+        self._wanted: set[str] = set()
+        self._got: dict[str, Reply] = {}
+        self._results: OrderedDict[str, Reply] = OrderedDict()
+
+    def want(self, correlation_id: str) -> None:
+        """Keep the reply with this correlation id when it arrives."""
+        self._wanted.add(correlation_id)
+
+    def offer(self, reply: Reply) -> bool:
+        """Keep ``reply`` if someone wants it (True) or it is a RESULT."""
+        if reply.kind is ReplyKind.RESULT:
+            self._results[reply.correlation_id] = reply
+            self._results.move_to_end(reply.correlation_id)
+            while len(self._results) > self.keep_results:
+                self._results.popitem(last=False)
+        if reply.correlation_id in self._wanted:
+            self._got[reply.correlation_id] = reply
+            return True
+        return reply.kind is ReplyKind.RESULT
+
+    def take(self, correlation_id: str) -> Reply | None:
+        """The reply if it arrived (it is forgotten); None otherwise."""
+        reply = self._got.pop(correlation_id, None) or self._results.pop(correlation_id, None)
+        if reply is not None:
+            self._wanted.discard(correlation_id)
+            self._results.pop(correlation_id, None)
+        return reply
+
+    def forget(self, correlation_id: str) -> None:
+        """Stop waiting for a reply (timed out)."""
+        self._wanted.discard(correlation_id)
+        self._got.pop(correlation_id, None)
+
+
+def _ms(delta: timedelta | None) -> int | None:
+    return None if delta is None else round(delta.total_seconds() * 1000)
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

@@ -1,0 +1,373 @@
+"""The blocking client on confluent-kafka: a producer for commands, a thread for replies."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from orchestrator.client._common import (
+    NO_INPUT,
+    CommandBuilder,
+    OutgoingCommand,
+    ReplyBuffer,
+    ReplyTimeoutError,
+    WorkflowDescription,
+    WorkflowNotFoundError,
+    resolve_config,
+    result_correlation_id,
+)
+from orchestrator.config import Settings
+from orchestrator.converter import DataConverter
+from orchestrator.log.partitioner import shard_for
+from orchestrator.log.topics import TopicLayout
+from orchestrator.serde.errors import RecordDecodeError
+from orchestrator.serde.keys import snapshot_key
+from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
+from orchestrator.serde.wire import WireFormat
+
+__all__ = ["Client", "WorkflowHandle"]
+
+log = logging.getLogger(__name__)
+_TIMEOUT_S = 30.0
+
+
+class Client:
+    """Starts and talks to workflows (blocking). Thread-safe; close it when done.
+
+    ``config`` is a :class:`~orchestrator.config.Settings` or a librdkafka config
+    dict (then ``layout`` names the topics). Security settings pass through as is.
+    On creation the client reads the partition count of ``<prefix>.commands`` and
+    starts following ``<prefix>.replies`` from its end.
+    """
+
+    def __init__(
+        self,
+        config: Settings | Mapping[str, Any],
+        *,
+        layout: TopicLayout | None = None,
+        converter: DataConverter | None = None,
+        wire: WireFormat | None = None,
+        source: str = "/saga/client",
+    ) -> None:
+        self._kafka, self.layout = resolve_config(config, layout)
+        self._producer = Producer({**self._kafka, "enable.idempotence": True, "linger.ms": 1})
+        shards = _partitions(self._producer, self.layout.commands)
+        self.builder = CommandBuilder(
+            wire or WireFormat(source=source), converter or DataConverter(), shards, source=source
+        )
+        self._replies = ReplyBuffer()
+        self._cond = threading.Condition()
+        self._closed = threading.Event()
+        self._listener = _consumer(self._kafka)
+        partitions = _partitions(self._producer, self.layout.replies)
+        ends = [
+            TopicPartition(self.layout.replies, p, _end(self._listener, self.layout.replies, p))
+            for p in range(partitions)
+        ]
+        self._listener.assign(ends)
+        self._thread = threading.Thread(target=self._listen, name="saga-replies", daemon=True)
+        self._thread.start()
+
+    # --- public API -------------------------------------------------------------
+
+    def start(
+        self,
+        workflow: str | Callable[..., Any] | type[Any],
+        input: Any = NO_INPUT,
+        *,
+        id: str,
+        task_queue: str,
+        args: Sequence[Any] | None = None,
+        id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE,
+        search_attributes: Mapping[str, Any] | None = None,
+        memo: Mapping[str, Any] | None = None,
+        execution_timeout: timedelta | None = None,
+        start_signal: str | None = None,
+        start_signal_args: Sequence[Any] = (),
+        traceparent: str | None = None,
+    ) -> WorkflowHandle:
+        """Send a start command (returns once Kafka has it); ``workflow`` is a name or a
+        ``@workflow.defn`` target. Starting an id that is running is a no-op."""
+        handle = self.get_handle(id)
+        out = self.builder.start(
+            workflow,
+            input,
+            id=id,
+            task_queue=task_queue,
+            args=args,
+            id_reuse_policy=id_reuse_policy,
+            search_attributes=search_attributes,
+            memo=memo,
+            execution_timeout=execution_timeout,
+            start_signal=start_signal,
+            start_signal_args=start_signal_args,
+            traceparent=traceparent,
+        )
+        self._send(out)
+        handle.start_request_id = out.correlation_id
+        return handle
+
+    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
+        """A handle to an existing workflow id (no I/O)."""
+        with self._cond:
+            self._replies.want(result_correlation_id(workflow_id))
+        return WorkflowHandle(self, workflow_id, run_id)
+
+    def close(self) -> None:
+        """Flush pending commands and stop following replies."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._thread.join(_TIMEOUT_S)
+        self._producer.flush(_TIMEOUT_S)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- machinery --------------------------------------------------------------
+
+    def _send(self, out: OutgoingCommand) -> None:
+        errors: list[str] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        record = out.record
+        self._producer.produce(
+            self.layout.commands,
+            value=record.value,
+            key=record.key,
+            partition=out.partition,
+            headers=list[tuple[str, str | bytes | None]](record.headers),
+            on_delivery=delivered,
+        )
+        if self._producer.flush(_TIMEOUT_S) > 0:
+            raise ReplyTimeoutError(f"command not acknowledged by Kafka in {_TIMEOUT_S:.0f}s")
+        if errors:
+            raise KafkaException(errors[0])
+
+    def _request(self, out: OutgoingCommand, timeout: float | None) -> Reply:
+        with self._cond:
+            self._replies.want(out.correlation_id)
+        try:
+            self._send(out)
+            return self._wait(out.correlation_id, timeout, "reply")
+        finally:
+            with self._cond:
+                self._replies.forget(out.correlation_id)
+
+    def _wait(self, correlation_id: str, timeout: float | None, what: str) -> Reply:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                reply = self._replies.take(correlation_id)
+                if reply is not None:
+                    return reply
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise ReplyTimeoutError(
+                        f"no {what} for {correlation_id!r} on {self.layout.replies} within "
+                        f"{timeout:.1f}s; is an engine worker running for prefix "
+                        f"{self.layout.prefix!r}?"
+                    )
+                if self._closed.is_set():
+                    raise ReplyTimeoutError("client closed while waiting for a reply")
+                self._cond.wait(0.5 if left is None else min(left, 0.5))
+
+    def _listen(self) -> None:
+        wire = self.builder.wire
+        try:
+            while not self._closed.is_set():
+                messages = self._listener.consume(500, 0.1)
+                if not messages:
+                    continue
+                with self._cond:
+                    for msg in messages:
+                        if msg.error() is not None:
+                            continue
+                        try:
+                            reply = wire.decode_reply(_headers(msg), msg.value())
+                        except RecordDecodeError as exc:
+                            log.warning("undecodable reply skipped: %s", exc)
+                            continue
+                        self._replies.offer(reply.record)
+                    self._cond.notify_all()
+        finally:
+            self._listener.close()
+
+    def _snapshot(self, workflow_id: str, timeout: float) -> WorkflowSnapshot | None:
+        """The latest snapshot of ``workflow_id`` on its history partition (a full read)."""
+        topic = self.layout.history
+        partition = shard_for(workflow_id, self.builder.shards)
+        key = snapshot_key(workflow_id)
+        consumer = _consumer(self._kafka, eof=True)
+        latest: Any = None
+        try:
+            high = _end(consumer, topic, partition)
+            if high <= 0:
+                return None
+            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+            deadline = time.monotonic() + timeout
+            # the end of a transactional partition is a marker, so wait for EOF rather
+            # than for the position to reach the high watermark
+            at_end = False
+            while not at_end and time.monotonic() < deadline:
+                for msg in consumer.consume(1000, 0.2):
+                    error = msg.error()
+                    if error is not None:
+                        at_end = at_end or error.code() == KafkaError._PARTITION_EOF
+                    elif msg.key() == key:
+                        latest = msg
+        finally:
+            consumer.close()
+        if latest is None or latest.value() is None:
+            return None
+        return self.builder.wire.decode_snapshot(_headers(latest), latest.value()).record
+
+
+class WorkflowHandle:
+    """One workflow id (and optionally one run of it)."""
+
+    def __init__(self, client: Client, workflow_id: str, run_id: str | None = None) -> None:
+        self.client = client
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.start_request_id: str | None = None
+        """Correlation id of the START reply, when this handle sent the start."""
+
+    def signal(self, name: str, *args: Any, traceparent: str | None = None) -> None:
+        """Deliver a signal (returns once Kafka has the command)."""
+        b = self.client.builder
+        self.client._send(b.signal(self.workflow_id, self.run_id, name, args, traceparent))
+
+    def cancel(self, reason: str = "", *, traceparent: str | None = None) -> None:
+        """Request cancellation: the workflow sees it and its compensations run."""
+        b = self.client.builder
+        self.client._send(b.cancel(self.workflow_id, self.run_id, reason, traceparent))
+
+    def terminate(self, reason: str, *, traceparent: str | None = None) -> None:
+        """Stop the run at once; no workflow code or compensation runs."""
+        b = self.client.builder
+        self.client._send(b.terminate(self.workflow_id, self.run_id, reason, traceparent))
+
+    def update(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float = 30.0,
+        result_type: Any = None,
+        traceparent: str | None = None,
+    ) -> Any:
+        """Run an update handler and return its result (UpdateRejectedError if refused)."""
+        b = self.client.builder
+        out = b.update(self.workflow_id, self.run_id, name, args, traceparent)
+        return b.reply_value(self.client._request(out, timeout), result_type)
+
+    def query(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float = 10.0,
+        result_type: Any = None,
+        traceparent: str | None = None,
+    ) -> Any:
+        """Ask a query handler (QueryError if it fails)."""
+        b = self.client.builder
+        out = b.query(self.workflow_id, self.run_id, name, args, traceparent)
+        return b.reply_value(self.client._request(out, timeout), result_type)
+
+    def result(self, timeout: float | None = None, *, result_type: Any = None) -> Any:
+        """Wait for the run to close: its result, or WorkflowFailedError.
+
+        A run that closed before this call is found through its snapshot.
+        """
+        client, b = self.client, self.client.builder
+        started = time.monotonic()
+        correlation = result_correlation_id(self.workflow_id)
+        with client._cond:
+            client._replies.want(correlation)
+            reply = client._replies.take(correlation)
+        if reply is not None:
+            return b.reply_value(reply, result_type)
+        snapshot = client._snapshot(self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S))
+        if snapshot is not None and not b.describe(snapshot).is_open:
+            with client._cond:
+                client._replies.forget(correlation)
+            return b.snapshot_value(snapshot, result_type)
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return b.reply_value(client._wait(correlation, left, "result"), result_type)
+
+    def describe(self, timeout: float = 10.0) -> WorkflowDescription:
+        """The latest snapshot of this workflow id (WorkflowNotFoundError if none)."""
+        snapshot = self.client._snapshot(self.workflow_id, timeout)
+        if snapshot is None:
+            raise WorkflowNotFoundError(f"no snapshot of workflow {self.workflow_id!r}")
+        return self.client.builder.describe(snapshot)
+
+
+def _consumer(config: Mapping[str, Any], *, eof: bool = False) -> Consumer:
+    return Consumer(
+        {
+            **config,
+            "group.id": f"saga-client-{uuid.uuid4().hex}",  # never joins: assign() only
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": eof,
+        }
+    )
+
+
+def _partitions(producer: Producer, topic: str) -> int:
+    metadata = producer.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise WorkflowNotFoundError(f"topic {topic} does not exist; start a worker first")
+    return len(metadata.partitions)
+
+
+def _end(consumer: Consumer, topic: str, partition: int) -> int:
+    """The partition's end (read_committed: the last stable offset), retried while
+    leadership settles (a topic created a moment ago answers NOT_LEADER for a while)."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        try:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=_TIMEOUT_S
+            )
+            return int(high)
+        except KafkaException as exc:
+            # NOT_LEADER / UNKNOWN_PARTITION while a new topic settles: not flagged retriable
+            if time.monotonic() > deadline:
+                raise
+            log.debug("watermark of %s/%d: %s; retrying", topic, partition, exc)
+            time.sleep(0.2)
+
+
+def _headers(msg: Message) -> list[tuple[str, bytes | None]]:
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
