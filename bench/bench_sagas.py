@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator import workflow
+from orchestrator import activity, workflow
 
 
 @workflow.defn(name="bench.noop")
@@ -17,3 +17,9 @@ async def three_step(ctx: workflow.WorkflowContext, n: int) -> int:
     for step in ("bench.step", "bench.step", "bench.step"):
         n = await ctx.execute_activity(step, n, task_queue="bench", result_type=int)
     return n
+
+
+@activity.defn(name="bench.step")
+async def step(n: int) -> int:
+    """A no-op activity."""
+    return n + 1

@@ -81,6 +81,7 @@ def worker(
     build_id: str,
 ) -> None:
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
+    from orchestrator.worker.activity_worker import ActivityWorker
     from orchestrator.worker.discovery import discover
     from orchestrator.worker.engine_worker import EngineWorker
     from orchestrator.worker.shard.processor import ProcessorOptions
@@ -108,16 +109,28 @@ def worker(
             ).start()
         )
         log.info("engine worker running workflows %s", sorted(found.workflows))
-    if task_queues:
-        raise click.UsageError("activity workers are not wired into the CLI yet")
+    activity_workers: list[ActivityWorker] = []
+    for queue in task_queues:
+        if not found.activities:
+            raise click.UsageError(f"no @activity.defn found in {', '.join(modules)}")
+        activity_workers.append(
+            ActivityWorker(settings.kafka_config(), queue, found.activities, layout=layout).start()
+        )
+        log.info("activity worker on queue %r running %d activities", queue, len(found.activities))
     click.echo("ready", err=True)
-    while not stop.wait(0.5):
-        for w in running:
-            if w.error is not None:
-                log.error("worker failed: %s", w.error)
-                sys.exit(1)
+    failed: BaseException | None = None
+    while failed is None and not stop.wait(0.5):
+        errors = [w.error for w in running] + [w.error for w in activity_workers]
+        failed = next((e for e in errors if e is not None), None)
+    for aw in activity_workers:
+        aw.stop()  # stop fetching, drain in-flight attempts, commit
     for w in running:
         w.stop()
+    for aw in activity_workers:
+        aw.join(60)
+    if failed is not None:
+        log.error("worker failed: %s", failed)
+        sys.exit(1)
 
 
 @main.group()

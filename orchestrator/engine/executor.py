@@ -646,7 +646,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         """Stop leftover coroutines of a closed run without recording anything."""
         self._suppress = True
         loop = self.workflow_loop()
-        for task in list(asyncio.all_tasks(loop)):
+        for task in loop.own_tasks():
             coro = task.get_coro()
             close = getattr(coro, "close", None)
             if close is None:

@@ -17,6 +17,7 @@ import asyncio
 import asyncio.events
 import collections
 import contextvars
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
@@ -59,6 +60,9 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._running = False
         self._closed = False
         self.exceptions: list[dict[str, Any]] = []
+        # asyncio.all_tasks(loop) scans every task of every loop in the process; a
+        # worker holds thousands of runs, so each loop keeps its own (weak) task set
+        self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
     # --- driving ------------------------------------------------------------------
 
@@ -139,7 +143,13 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[T]:
-        return asyncio.Task(coro, loop=self, name=name, context=context)
+        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self._tasks.add(task)
+        return task
+
+    def own_tasks(self) -> list[asyncio.Task[Any]]:
+        """Unfinished tasks created on this loop (what ``asyncio.all_tasks(loop)`` returns)."""
+        return [t for t in self._tasks if not t.done()]
 
     def call_soon_threadsafe(  # type: ignore[override]
         self,

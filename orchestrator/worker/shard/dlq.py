@@ -7,6 +7,8 @@ from confluent_kafka import Message
 from orchestrator.log.dlq_tools import REASON_HEADER, SOURCE_HEADER
 from orchestrator.worker.shard.records import OutRecord, headers_of
 
+__all__ = ["REASON_HEADER", "SOURCE_HEADER", "dead_letter"]
+
 
 def dead_letter(dlq_topic: str, msg: Message, reason: str) -> OutRecord:
     """A DLQ record keeping the original key, value and headers, plus the reason."""
