@@ -86,6 +86,7 @@ class EventPublisher:
         self._producer: Producer | None = None
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
+        self._fatal = False
 
     async def start(self) -> EventPublisher:
         """Create the producer and its delivery-report thread."""
@@ -154,6 +155,13 @@ class EventPublisher:
             idempotency_key = activity.info().idempotency_key
         if self._producer is None:
             raise RuntimeError("EventPublisher.start() was not called")
+        if self._fatal:
+            # A fatal error (e.g. the idempotent producer was fenced or lost its
+            # sequence state) leaves the producer unusable: start a fresh one.
+            self._fatal = False
+            await self.close(timeout=1.0)
+            await self.start()
+        assert self._producer is not None
         value = self.encode(event)
         out_headers: list[tuple[str, str | bytes | None]] = [
             ("ce_specversion", b"1.0"),
@@ -173,6 +181,7 @@ class EventPublisher:
             if done.done():
                 return
             if err is not None:
+                self._fatal = self._fatal or err.fatal()
                 done.set_exception(error_for_kafka(err))
             else:
                 done.set_result(
