@@ -7,6 +7,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from orchestrator.log.watermarks import watermarks
+
 
 def read_topic(
     config: dict[str, Any], topic: str, partitions: int, timeout_s: float = 30
@@ -20,10 +22,7 @@ def read_topic(
             "enable.auto.commit": False,
         }
     )
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-        for p in range(partitions)
-    }
+    ends = {p: watermarks(consumer, topic, p)[1] for p in range(partitions)}
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     got: list[Message] = []
     done = {p for p, end in ends.items() if end == 0}

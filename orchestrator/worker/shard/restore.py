@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from orchestrator.log.watermarks import watermarks
 from orchestrator.worker.shard.records import HistoryEntry, headers_of
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,7 @@ class HistoryReader:
         return result
 
     def _true_end(self, partition: int) -> int:
-        _, high = self._uncommitted.get_watermark_offsets(
-            TopicPartition(self._topic, partition), timeout=10, cached=False
-        )
-        return int(high)
+        return watermarks(self._uncommitted, self._topic, partition)[1]
 
     def _iterate(self, partitions: list[int]) -> Iterator[tuple[int, HistoryEntry]]:
         self._committed.assign(
