@@ -176,5 +176,9 @@ def dlq_redrive(reason_pattern: str, from_offset: int, to_offset: int | None) ->
     click.echo(f"redriven: {sent}")
 
 
+from orchestrator.migration.cli import register as _register_migration  # noqa: E402
+
+_register_migration(main)
+
 if __name__ == "__main__":
     main()
