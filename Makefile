@@ -1,12 +1,18 @@
 # The two commands a new machine needs: `make demo` (the main job) and `make test`.
 # Both bootstrap first (venv, PostgreSQL binaries, Kafka jars); that is quick once done.
-.PHONY: demo test lint bootstrap stack
+.PHONY: demo test lint bootstrap stack smoke bench
 
 bootstrap:
 	@scripts/bootstrap.sh
 
 demo: bootstrap
+	.venv/bin/python -m orchestrator.demo
+
+smoke: bootstrap
 	.venv/bin/python -m orchestrator.devstack smoke
+
+bench: bootstrap
+	.venv/bin/python bench/engine_bench.py --sagas 3000 --workflow bench.three_step --task-queue-workers 1
 
 test: bootstrap lint
 	.venv/bin/pytest --durations=15
