@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Mapping
@@ -38,9 +39,9 @@ __all__ = ["CRASH_HOOK_ENV", "DEFAULT_TABLE", "OutboxMetrics", "OutboxRelay", "m
 log = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "saga_outbox"
-CRASH_HOOK_ENV = "SAGA_OUTBOX_TEST_EXIT_AFTER_PUBLISH"
-"""Test-only: when set, the relay exits (``os._exit``) after publishing its first
-non-empty batch and before marking it, which is the crash the design must survive."""
+CRASH_HOOK_ENV = "SAGA_OUTBOX_TEST_KILL_AFTER_PUBLISH"
+"""Test-only: when set (to anything), the relay SIGKILLs itself after Kafka acknowledged
+its first non-empty batch and before marking it: the crash the design must survive."""
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -170,7 +171,7 @@ class OutboxRelay:
                 )
             self.publisher.flush()  # raises: the transaction rolls back, rows stay pending
             if os.environ.get(CRASH_HOOK_ENV):
-                os._exit(int(os.environ[CRASH_HOOK_ENV]))
+                os.kill(os.getpid(), signal.SIGKILL)
             lags = [lag for (lag,) in conn.execute(self._mark, ([r[0] for r in rows],))]
         self.metrics.rows_published += len(rows)
         self.metrics.batches += 1
