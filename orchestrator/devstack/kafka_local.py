@@ -95,6 +95,9 @@ class LocalKafkaNode:
     broker_port: int
     controller_port: int
     home: Path
+    #: optional second client listener ``(listen port, advertised port)``: clients that
+    #: bootstrap through a proxy on the advertised port keep talking to the proxy
+    proxied: tuple[int, int] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log_offset: int = field(default=0, repr=False)
 
@@ -113,6 +116,11 @@ class LocalKafkaNode:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def proxied_address(self) -> str | None:
+        """Where the proxied listener listens (the proxy forwards here), if configured."""
+        return f"127.0.0.1:{self.proxied[0]}" if self.proxied is not None else None
 
     @property
     def pid(self) -> int | None:
@@ -234,6 +242,13 @@ def _node_config(node: LocalKafkaNode, voters: str, size: int) -> str:
         "log.segment.delete.delay.ms": "1000",
         "log.retention.check.interval.ms": "1000",
     }
+    if node.proxied is not None:
+        # brokers keep talking to each other directly on PLAINTEXT; only clients that
+        # bootstrap on the proxy see the proxy's port in metadata
+        listen, advertised = node.proxied
+        lines["listeners"] += f",PROXIED://127.0.0.1:{listen}"
+        lines["advertised.listeners"] += f",PROXIED://127.0.0.1:{advertised}"
+        lines["listener.security.protocol.map"] += ",PROXIED:PLAINTEXT"
     if size > 1:
         lines["broker.heartbeat.interval.ms"] = "500"
         lines["broker.session.timeout.ms"] = "3000"
@@ -247,12 +262,22 @@ class LocalKafkaCluster:
     (their folder is :attr:`workdir`).
     """
 
-    def __init__(self, size: int = 1, workdir: Path | None = None) -> None:
+    def __init__(
+        self,
+        size: int = 1,
+        workdir: Path | None = None,
+        advertised_ports: dict[int, int] | None = None,
+    ) -> None:
+        """``advertised_ports`` maps node ids to a proxy port: each such node gets an
+        extra client listener (see :attr:`LocalKafkaNode.proxied_address`) that
+        advertises the proxy, so a client bootstrapped on the proxy sends all its
+        traffic through it. Other clients and the brokers are unaffected."""
         if size < 1:
             raise ValueError("a cluster needs at least one node")
         self.size = size
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="saga-kafka-"))
         self.cluster_id = new_cluster_id()
+        self.advertised_ports = dict(advertised_ports or {})
         self.nodes: list[LocalKafkaNode] = []
         self.started_in_s: float | None = None
 
@@ -273,6 +298,9 @@ class LocalKafkaCluster:
                 broker_port=free_port(),
                 controller_port=free_port(),
                 home=self.workdir / f"node-{i}",
+                proxied=(
+                    (free_port(), self.advertised_ports[i]) if i in self.advertised_ports else None
+                ),
             )
             for i in range(1, self.size + 1)
         ]

@@ -1,0 +1,91 @@
+"""Scenario d: every byte between the workers and the broker crosses a chaos proxy.
+
+A dedicated one-node cluster gets a second client listener whose advertised
+address is the proxy (``LocalKafkaCluster(advertised_ports=...)``): the workers
+bootstrap on the proxy, and the metadata they receive sends all their traffic
+(produce, fetch, transactions, group coordination) through it too. The proxy
+delays each chunk and resets connections at random. The test itself talks to the
+broker directly, so its reads are not disturbed. Invariants are audited at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from orchestrator.devstack.kafka_local import LocalKafkaCluster
+from orchestrator.log.topics import TopicLayout, ensure_topics
+from tests.faults import harness as h
+from tests.faults.proxy import ChaosProxy
+
+SOAK = h.soak()
+TRANSFERS = 300 * SOAK
+CHAOS_S = 30.0 * SOAK
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+@pytest.fixture
+def proxied_broker() -> Iterator[tuple[LocalKafkaCluster, ChaosProxy]]:
+    proxy = ChaosProxy(delay_s=(0.0, 0.02), cut_every_s=(0.5, 3.0), seed=64)
+    try:
+        proxy.start()
+        with LocalKafkaCluster(1, advertised_ports={1: proxy.port}) as cluster:
+            proxied = cluster.node(1).proxied_address
+            assert proxied is not None
+            host, _, port = proxied.rpartition(":")
+            proxy.target = (host, int(port))
+            yield cluster, proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.timeout(300 * SOAK)
+def test_transfers_survive_a_flaky_network(
+    proxied_broker: tuple[LocalKafkaCluster, ChaosProxy],
+    topic_prefix: str,
+    database: str,
+    tmp_path: Path,
+) -> None:
+    began = time.monotonic()
+    cluster, proxy = proxied_broker
+    direct: dict[str, Any] = {"bootstrap.servers": cluster.bootstrap_servers}
+    admin = AdminClient(direct)
+    h.prepare_ledger(database)
+    layout = TopicLayout(prefix=topic_prefix, shards=h.SHARDS)
+    ensure_topics(admin, layout, [h.QUEUE])
+    transfers = h.make_transfers(TRANSFERS, seed=65)
+
+    with h.running_workers(proxy.address, topic_prefix, database, tmp_path) as workers:
+        workers.add("first")
+        workers.add("second")
+        proxy.chaos = True
+        try:
+            half = len(transfers) // 2
+            h.send(direct, layout, transfers[:half])
+            time.sleep(CHAOS_S / 2)
+            h.send(direct, layout, transfers[half:])
+            h.wait_for_outcomes(direct, layout, len(transfers), CHAOS_S / 2)
+        finally:
+            proxy.chaos = False  # the rest of the run only has to finish, not suffer
+        done = h.wait_for_outcomes(direct, layout, len(transfers), 180.0 * SOAK)
+        codes = workers.stop_all()
+        logs = workers.log_tail()
+    assert done == len(transfers), f"only {done}/{len(transfers)} sagas finished\n{logs}"
+    assert all(code == 0 for code in codes.values()), f"unclean exits {codes}\n{logs}"
+    assert proxy.stats.cuts >= 5, f"the proxy cut only {proxy.stats.cuts} connections"
+    assert proxy.stats.connections > 0, "no worker traffic crossed the proxy"
+
+    result = h.audit(direct, admin, layout, database, transfers, logs)
+    faults = {
+        "connections_cut": proxy.stats.cuts,
+        "cut_all_events": proxy.stats.cut_all,
+        "delayed_chunks": proxy.stats.delayed_chunks,
+        "proxied_connections": proxy.stats.connections,
+    }
+    h.summary("d/network-chaos", result, faults, time.monotonic() - began)

@@ -1,0 +1,85 @@
+"""Scenario c: the ledger's PostgreSQL crashes and restarts while transfers run.
+
+A dedicated server (not the session one, which other tests share) is first killed
+with SIGKILL and left down for a few seconds, later shut down cleanly and left
+down again. Meanwhile activities fail to connect (a retryable error), the engine
+schedules retries under each step's policy, and they succeed once the server is
+back. Invariants are audited at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from orchestrator.devstack.postgres_local import LocalPostgres
+from orchestrator.log.topics import TopicLayout, ensure_topics
+from tests.faults import harness as h
+
+SOAK = h.soak()
+TRANSFERS = 300 * SOAK
+DOWN_S = 3.0
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
+    server = LocalPostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.timeout(300 * SOAK)
+def test_transfers_survive_postgres_restarts(
+    own_postgres: LocalPostgres,
+    kafka_config: dict[str, Any],
+    admin: AdminClient,
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    began = time.monotonic()
+    pg = own_postgres
+    h.prepare_ledger(pg.dsn)
+    layout = TopicLayout(prefix=topic_prefix, shards=h.SHARDS)
+    ensure_topics(admin, layout, [h.QUEUE])
+    transfers = h.make_transfers(TRANSFERS, seed=63)
+    faults: dict[str, int] = {"postgres_sigkill": 0, "postgres_clean_restart": 0}
+    progress_at_fault: list[int] = []
+
+    with h.running_workers(kafka_config["bootstrap.servers"], topic_prefix, pg.dsn, tmp_path) as w:
+        w.add("first")
+        w.add("second")
+        for round_ in range(SOAK):
+            batch = transfers[round_ * 300 : (round_ + 1) * 300]
+            h.send(kafka_config, layout, batch)
+            first_wanted = round_ * 300 + len(batch) // 5
+            progress_at_fault.append(h.wait_for_outcomes(kafka_config, layout, first_wanted, 90))
+            pg.kill()  # crash: open transactions and connections die with it
+            faults["postgres_sigkill"] += 1
+            time.sleep(DOWN_S)  # activities meanwhile fail to connect and are retried
+            pg.start()
+            second_wanted = round_ * 300 + len(batch) * 3 // 5
+            progress_at_fault.append(h.wait_for_outcomes(kafka_config, layout, second_wanted, 90))
+            pg.stop()  # clean shutdown: clients are disconnected
+            faults["postgres_clean_restart"] += 1
+            time.sleep(DOWN_S)
+            pg.start()
+        done = h.wait_for_outcomes(kafka_config, layout, len(transfers), 180.0 * SOAK)
+        codes = w.stop_all()
+        logs = w.log_tail()
+    assert done == len(transfers), f"only {done}/{len(transfers)} sagas finished\n{logs}"
+    assert all(code == 0 for code in codes.values()), f"unclean exits {codes}\n{logs}"
+    assert all(p < len(transfers) for p in progress_at_fault), "faults were not mid-run"
+
+    result = h.audit(kafka_config, admin, layout, pg.dsn, transfers, logs)
+    assert result.retried_attempts > 0, "no activity attempt failed while the database was down"
+    h.summary("c/postgres-restart", result, faults, time.monotonic() - began)
