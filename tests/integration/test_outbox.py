@@ -88,6 +88,23 @@ def result_replies(config: dict[str, Any], layout: TopicLayout) -> Counter[str]:
     return found
 
 
+def wait_for_start_replies(
+    config: dict[str, Any], layout: TopicLayout, want: int, timeout_s: float = 40
+) -> Counter[str]:
+    """START replies per correlation (request) id, once there are ``want`` of them in all:
+    proof that the engine has processed every start command, re-published ones too."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found: Counter[str] = Counter()
+        for msg in read_topic(config, layout.replies, SHARDS):
+            reply = WIRE.decode_reply(msg.headers(), msg.value()).record
+            if reply.kind is rec.ReplyKind.START:
+                found[reply.correlation_id] += 1
+        if found.total() >= want or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
 def wait_for_results(
     config: dict[str, Any], layout: TopicLayout, ids: Iterable[str], timeout_s: float = 40
 ) -> Counter[str]:
@@ -259,11 +276,13 @@ def test_relay_killed_between_publish_and_mark(
         finally:
             restarted.terminate()
             assert restarted.wait(30) == 0, (tmp_path / "relay.log").read_text()
+        published = Counter(s.request_id for s in start_commands(kafka_config, layout))
+        assert sum(published.values()) == 40  # the killed batch went out twice...
+        assert sorted(Counter(published.values()).items()) == [(1, 20), (2, 10)]
+        # ...the engine answered every copy, and still ran each id once
+        assert wait_for_start_replies(kafka_config, layout, 40) == published
+        assert_exactly_once(kafka_config, layout, set(keys))
     assert unpublished(outbox_db) == 0
-    published = Counter(s.request_id for s in start_commands(kafka_config, layout))
-    assert sum(published.values()) == 40  # the killed batch went out twice...
-    assert sorted(Counter(published.values()).items()) == [(1, 20), (2, 10)]
-    # ...and the engine started each of its ids once (assert_exactly_once above)
 
 
 def test_two_relays_never_publish_the_same_row(
