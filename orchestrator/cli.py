@@ -7,10 +7,13 @@ Settings come from the environment (see ``orchestrator.config``): Kafka at
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-import signal
+import signal as os_signal
 import sys
 import threading
+from typing import Any
 
 import click
 from confluent_kafka.admin import AdminClient
@@ -92,8 +95,8 @@ def worker(
     layout = _layout(settings)
     ensure_topics(AdminClient(settings.kafka_config()), layout, task_queues)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    os_signal.signal(os_signal.SIGTERM, lambda *_: stop.set())
+    os_signal.signal(os_signal.SIGINT, lambda *_: stop.set())
     running: list[EngineWorker] = []
     if engine:
         if not found.workflows:
@@ -179,6 +182,161 @@ def dlq_redrive(reason_pattern: str, from_offset: int, to_offset: int | None) ->
 from orchestrator.migration.cli import register as _register_migration  # noqa: E402
 
 _register_migration(main)
+
+
+def _client() -> Any:
+    from orchestrator.client import Client
+
+    settings = Settings.from_env()
+    return Client(settings, layout=_layout(settings))
+
+
+def _json_arg(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text is not None else None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from exc
+
+
+@main.command()
+@click.argument("workflow_type")
+@click.option("--id", "workflow_id", required=True, help="Workflow id (the business key).")
+@click.option("--task-queue", required=True)
+@click.option("--input", "input_json", default=None, help="The workflow's input, as JSON.")
+@click.option("--args", "args_json", default=None, help="Several arguments, as a JSON list.")
+@click.option("--wait/--no-wait", default=False, help="Wait for the outcome and print it.")
+def start(
+    workflow_type: str,
+    *,
+    workflow_id: str,
+    task_queue: str,
+    input_json: str | None,
+    args_json: str | None,
+    wait: bool,
+) -> None:
+    """Start a workflow (a no-op if one with this id is already running)."""
+    client = _client()
+    try:
+        if args_json is not None:
+            handle = client.start(
+                workflow_type,
+                id=workflow_id,
+                task_queue=task_queue,
+                args=list(_json_arg(args_json)),
+            )
+        else:
+            handle = client.start(
+                workflow_type, _json_arg(input_json), id=workflow_id, task_queue=task_queue
+            )
+        click.echo(f"started {workflow_id}")
+        if wait:
+            click.echo(json.dumps(handle.result(), default=str))
+    finally:
+        client.close()
+
+
+@main.command("signal")
+@click.argument("workflow_id")
+@click.argument("name")
+@click.option("--args", "args_json", default="[]", help="Signal arguments, a JSON list.")
+def signal_command(workflow_id: str, name: str, args_json: str) -> None:
+    """Send a signal to a running workflow."""
+    client = _client()
+    try:
+        client.get_handle(workflow_id).signal(name, *(_json_arg(args_json) or []))
+    finally:
+        client.close()
+
+
+@main.command()
+@click.argument("workflow_id")
+def cancel(workflow_id: str) -> None:
+    """Ask a workflow to cancel (it compensates, then ends CANCELLED)."""
+    client = _client()
+    try:
+        client.get_handle(workflow_id).cancel()
+    finally:
+        client.close()
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--reason", required=True)
+def terminate(workflow_id: str, reason: str) -> None:
+    """End a workflow at once, running no more of its code (no compensation)."""
+    client = _client()
+    try:
+        client.get_handle(workflow_id).terminate(reason)
+    finally:
+        client.close()
+
+
+@main.command()
+@click.argument("workflow_id")
+def describe(workflow_id: str) -> None:
+    """Print a workflow's latest status."""
+    client = _client()
+    try:
+        click.echo(
+            json.dumps(
+                dataclasses.asdict(client.get_handle(workflow_id).describe()), default=str, indent=2
+            )
+        )
+    finally:
+        client.close()
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--run-id", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Export as JSON (replayable).")
+def history(workflow_id: str, run_id: str | None, as_json: bool) -> None:
+    """Print a run's history events (the latest run by default)."""
+    from orchestrator.engine.replayer import history_to_json
+    from orchestrator.log.history_reader import read_run_history
+
+    settings = Settings.from_env()
+    found = read_run_history(settings.kafka_config(), _layout(settings), workflow_id, run_id)
+    if as_json:
+        click.echo(history_to_json(found.events))
+        return
+    if found.snapshot is not None:
+        snap = found.snapshot
+        parked = f" PARKED: {snap.parked}" if snap.parked else ""
+        click.echo(f"{workflow_id} run {snap.run_id} {snap.status.name}{parked}")
+    for event in found.events:
+        click.echo(f"{event.seq:>5} {event.time} {type(event).__name__}")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option(
+    "--sagas",
+    "modules",
+    multiple=True,
+    required=True,
+    help="Module(s) with the current workflow code.",
+)
+@click.option("--run-id", default=None)
+def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> None:
+    """Replay a run's recorded history against the current code (exit 1 on a mismatch)."""
+    from orchestrator.engine.replayer import Replayer
+    from orchestrator.exceptions import NonDeterminismError
+    from orchestrator.log.history_reader import read_run_history
+    from orchestrator.worker.discovery import discover
+
+    settings = Settings.from_env()
+    found = read_run_history(settings.kafka_config(), _layout(settings), workflow_id, run_id)
+    if not found.events:
+        raise click.ClickException(f"no history for {workflow_id!r} (run {found.run_id})")
+    replayer = Replayer(workflows=list(discover(modules).workflows.values()))
+    try:
+        result = replayer.replay(found.events)
+    except NonDeterminismError as exc:
+        click.echo(f"NOT deterministic: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"replayed {result.events} events of {result.workflow_type}: {result.status.name}")
+
 
 if __name__ == "__main__":
     main()

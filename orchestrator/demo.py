@@ -35,10 +35,10 @@ from rich.table import Table
 
 from orchestrator.client import Client
 from orchestrator.devstack import providers
+from orchestrator.log.headers import headers_of
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
-from orchestrator.worker.shard.records import headers_of
 from sagas.payments import TASK_QUEUE, TransferRequest
 
 ROOT = Path(__file__).resolve().parents[1]

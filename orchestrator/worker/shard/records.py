@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
-from confluent_kafka import Message
+from orchestrator.log.headers import Headers, headers_of
 
-Headers: TypeAlias = list[tuple[str, bytes | None]]
-
-
-def headers_of(msg: Message) -> Headers:
-    """A message's headers as a list of (name, value) pairs (empty when it has none)."""
-    raw = msg.headers()
-    if raw is None:
-        return []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return [(str(k), v.encode() if isinstance(v, str) else v) for k, v in pairs]
+__all__ = ["Headers", "HistoryEntry", "OutRecord", "headers_of"]
 
 
 @dataclass(frozen=True, slots=True)
