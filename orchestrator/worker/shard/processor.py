@@ -223,9 +223,27 @@ class ShardProcessor:
             return self.options.idle_poll_s
         return max(0.0, min(self.options.idle_poll_s, (min(due) - now_ms()) / 1000))
 
+    def _fetch(self) -> list[Message]:
+        """What is waiting, up to ``max_batch``; when nothing is, wait for the first record.
+
+        ``consume(n, timeout)`` returns early only once ``n`` records are there, so
+        asking for a whole batch with a timeout would sit out the timeout on every
+        quiet-to-busy transition: wait for one, then take the rest without waiting.
+        """
+        msgs = self._consumer.consume(self.options.max_batch, 0)
+        if msgs:
+            return msgs
+        timeout = self._poll_timeout()
+        if timeout <= 0:
+            return msgs
+        first = self._consumer.consume(1, timeout)
+        if not first:
+            return first
+        return first + self._consumer.consume(self.options.max_batch - 1, 0)
+
     def cycle(self) -> int:
         """One consume-decide-commit round; returns how many records it wrote."""
-        msgs = self._consumer.consume(self.options.max_batch, self._poll_timeout())
+        msgs = self._fetch()
         began = time.monotonic()
         self.metrics.cycles += 1
         now = now_ms()
