@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import random
 import uuid
@@ -60,7 +61,7 @@ from orchestrator.engine.failures import (
     from_failure,
     to_failure,
 )
-from orchestrator.engine.guards import GuardMode, guarded
+from orchestrator.engine.guards import GuardMode, UnguardedCodec, guarded
 from orchestrator.engine.inputs import (
     ActivityTaskCompleted,
     ActivityTaskFailed,
@@ -196,7 +197,10 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
     ) -> None:
         self._defn = definition
         self._build_id = build_id
-        self._conv = converter or DataConverter()
+        conv = converter or DataConverter()
+        if conv.codec is not None and not isinstance(conv.codec, UnguardedCodec):
+            conv = dataclasses.replace(conv, codec=UnguardedCodec(conv.codec))
+        self._conv = conv
         self._guard: GuardMode = guard
         self._history: list[ev.Event] = list(history)
         self._cursor = 0

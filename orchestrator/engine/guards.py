@@ -35,12 +35,13 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
+from orchestrator.converter import Payload, PayloadCodec
 from orchestrator.exceptions import NondeterministicCallError
 
-__all__ = ["GuardMode", "NondeterminismWarning", "guarded"]
+__all__ = ["GuardMode", "NondeterminismWarning", "UnguardedCodec", "guarded", "suspended"]
 
 GuardMode = Literal["raise", "warn", "off"]
 
@@ -169,6 +170,36 @@ def _uninstall() -> None:
             return
         for owner, attr, orig, _ in inst.swaps:
             setattr(owner, attr, orig)
+
+
+@contextlib.contextmanager
+def suspended() -> Iterator[None]:
+    """Run infrastructure code (e.g. a payload codec) inside a guarded block, unchecked.
+
+    For code whose randomness or I/O cannot change what the workflow decides: replay
+    compares decisions, never encoded payload bytes.
+    """
+    prev = _state.mode
+    _state.mode = "off"
+    try:
+        yield
+    finally:
+        _state.mode = prev
+
+
+class UnguardedCodec:
+    """A payload codec run with the guards suspended (encryption draws random nonces)."""
+
+    def __init__(self, inner: PayloadCodec) -> None:
+        self.inner = inner
+
+    def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        with suspended():
+            return self.inner.encode(payloads)
+
+    def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        with suspended():
+            return self.inner.decode(payloads)
 
 
 @contextlib.contextmanager

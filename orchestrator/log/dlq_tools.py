@@ -10,6 +10,7 @@ offset range) so that each is sent once.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 REASON_HEADER = "saga.dlq.reason"
 SOURCE_HEADER = "saga.dlq.source"
+OMITTED_HEADER = "saga.dlq.value-omitted"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,16 @@ def redrive(
         if end_offset is not None and letter.offset >= end_offset:
             break
         if not pattern.search(letter.reason) or letter.source_topic == "?":
+            continue
+        if any(name == OMITTED_HEADER for name, _ in letter.headers):
+            # too large to copy: the original is still at letter.source_* on its topic
+            log.warning(
+                "dead letter %d has no value (original at %s/%d/%d); not redriven",
+                letter.offset,
+                letter.source_topic,
+                letter.source_partition,
+                letter.source_offset,
+            )
             continue
         # same partition as before: commands are routed by the shard processor anyway
         headers: list[tuple[str, str | bytes | None]] = list(letter.headers)

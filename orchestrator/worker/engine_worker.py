@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from orchestrator.converter import DataConverter
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.shard.engine_shard import DEFAULT_RETENTION_MS, EngineShard
@@ -43,6 +44,7 @@ class EngineWorker:
         retention_ms: int = DEFAULT_RETENTION_MS,
         options: ProcessorOptions | None = None,
         wire: WireFormat | None = None,
+        converter: DataConverter | None = None,
     ) -> None:
         self.workflows = definitions(workflows)
         self.wire = wire or WireFormat()
@@ -56,6 +58,7 @@ class EngineWorker:
                 self.wire,
                 build_id=build_id,
                 retention_ms=retention_ms,
+                converter=converter,
             )
             self.shards[partition] = shard
             return shard

@@ -144,9 +144,10 @@ def test_encrypted_payloads_are_opaque_on_the_topics(
     kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str
 ) -> None:
     """Encrypted at the client, the input is unreadable on every topic and readable with
-    the key. The engine worker routes and records it without the key, but it cannot
-    run workflow code on it: EngineWorker takes no DataConverter, so the run fails
-    with a clear conversion error (a product gap, see docs/guarantees.md)."""
+    the key. An engine worker without the key routes and records it, but a workflow
+    that reads it fails with a clear conversion error; given the key
+    (``EngineWorker(converter=...)``) it runs the workflow, and what it writes back
+    (the result) is encrypted too."""
     layout = TopicLayout(prefix=topic_prefix, shards=2)
     ensure_topics(admin, layout, ["q"])
     secret = "IBAN-DE89-3704-0044-0532-0130-00-" + secrets.token_hex(6)
@@ -162,6 +163,13 @@ def test_encrypted_payloads_are_opaque_on_the_topics(
             handle.result(timeout=60)
         assert engine.error is None
     assert "binary/encrypted" in str(failed.value.__cause__)
+    second = "IBAN-FR76-3000-6000-0112-3456-7890-" + secrets.token_hex(6)
+    with (
+        EngineWorker(kafka_config, layout, [echo], options=options, converter=with_key) as keyed,
+        Client(kafka_config, layout=layout, converter=with_key) as client,
+    ):
+        assert client.start(echo, second, id="vault-2", task_queue="q").result(timeout=60) == second
+        assert keyed.error is None
     plain = secret.encode()
     topics = {
         "commands": (layout.commands, 2),
@@ -173,6 +181,7 @@ def test_encrypted_payloads_are_opaque_on_the_topics(
     for name, (topic, partitions) in topics.items():
         raw[name] = [m.value() or b"" for m in read_topic(kafka_config, topic, partitions)]
         assert not any(plain in value for value in raw[name]), f"plaintext on {name}"
+        assert not any(second.encode() in value for value in raw[name]), f"plaintext on {name}"
     assert raw["commands"] and raw["history"], "the start was routed and recorded"
     wire = WireFormat()
     started: list[ev.WorkflowStarted] = []
@@ -183,7 +192,7 @@ def test_encrypted_payloads_are_opaque_on_the_topics(
         event = wire.decode_event(headers_of(m), value).record.event
         if isinstance(event, ev.WorkflowStarted):
             started.append(event)
-    assert len(started) == 1
+    assert len(started) == 2
     stored = started[0].input[0]
     assert stored.metadata["encryption-key-id"] == b"2026-01"
     assert with_key.from_payload(stored, str) == secret  # readable with the key

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Message
 
-from orchestrator.converter import Payload
+from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import commands as cmd
 from orchestrator.engine import inputs
 from orchestrator.engine.events import Event, Failure
@@ -98,6 +98,7 @@ class EngineShard:
         build_id: str = "",
         cache_size: int = 10_000,
         retention_ms: int = DEFAULT_RETENTION_MS,
+        converter: DataConverter | None = None,
     ) -> None:
         self.partition = partition
         self.layout = layout
@@ -106,6 +107,7 @@ class EngineShard:
         self.build_id = build_id
         self.cache_size = cache_size
         self.retention_ms = retention_ms
+        self.converter = converter  # with a codec when payloads are encrypted
         self.executions: dict[str, Execution] = {}
         self.stats = ShardStats()
         self._outbox: list[OutRecord] = []  # records produced on the side (parked snapshots)
@@ -384,7 +386,9 @@ class EngineShard:
             self._park(execution, f"unknown workflow type {execution.workflow_type!r}")
             return None
         try:
-            executor = WorkflowExecutor(definition, execution.events, build_id=self.build_id)
+            executor = WorkflowExecutor(
+                definition, execution.events, build_id=self.build_id, converter=self.converter
+            )
         except NonDeterminismError as exc:
             self._park(execution, str(exc))
             return None
@@ -437,6 +441,9 @@ class EngineShard:
                 rec.CancelWorkflow: rec.ReplyKind.CANCEL,
                 rec.TerminateWorkflow: rec.ReplyKind.TERMINATE,
             }[type(command)]
+            # a command the run refused (e.g. signal arguments its handler cannot read)
+            # left no trace in history: say so, never "ok"
+            refused = "; ".join(decision.rejected)
             out.append(
                 self._reply(
                     rec.Reply(
@@ -444,7 +451,8 @@ class EngineShard:
                         kind=kind,
                         workflow_id=execution.workflow_id,
                         run_id=execution.run_id,
-                        ok=True,
+                        ok=not refused,
+                        error=Failure(message=refused, type="CommandRejected") if refused else None,
                     )
                 )
             )

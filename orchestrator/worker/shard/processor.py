@@ -84,6 +84,9 @@ class ProcessorOptions:
     session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_500
     metrics_interval_s: float = 10.0
+    #: consecutive failed transactions before the processor gives up (raises), so a
+    #: record that can never be written stops the worker loudly instead of silently
+    max_failed_transactions: int = 20
 
 
 @dataclass
@@ -151,6 +154,7 @@ class ShardProcessor:
         )
         self._producer = self._new_producer()
         self._in_transaction = False
+        self._failed_in_a_row = 0
 
     @property
     def owned_shards(self) -> list[int]:
@@ -322,6 +326,7 @@ class ShardProcessor:
             )
         producer.commit_transaction(30)
         self._in_transaction = False
+        self._failed_in_a_row = 0
         self.metrics.transactions += 1
         self.metrics.records_out += len(out)
         spent = (time.monotonic() - began) * 1000
@@ -345,6 +350,11 @@ class ShardProcessor:
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
         log.warning("transaction failed (%s); rebuilding owned shards from history", exc)
         self.metrics.aborted += 1
+        self._failed_in_a_row += 1
+        if self._failed_in_a_row > self.options.max_failed_transactions:
+            raise RuntimeError(
+                f"{self._failed_in_a_row} transactions failed in a row, the last with: {exc}"
+            ) from exc
         if self._in_transaction and err is not None and err.txn_requires_abort():
             self._producer.abort_transaction(30)
         elif self._in_transaction:
