@@ -329,7 +329,9 @@ class DemoRun:
             "compensated (closed account, insufficient funds)", f"{kinds['compensated']:,}"
         )
         table.add_row("unfinished", f"{len(transfers) - len(finished):,}")
-        table.add_row("activity attempts retried", f"{retried:,}")
+        table.add_row("activity attempts retried", f"{sum(retried.values()):,}")
+        for reason, n in retried.most_common(3):
+            table.add_row(f"  {reason}", f"{n:,}")
         table.add_row(
             "bank faults injected", ", ".join(f"{k}={v}" for k, v in injected.items()) or "-"
         )
@@ -344,8 +346,8 @@ class DemoRun:
         return conserved and as_expected and len(finished) == len(transfers)
 
 
-def count_retries(bootstrap: str, layout: TopicLayout) -> int:
-    """Activity attempts that failed and were retried, read back from the history topic."""
+def count_retries(bootstrap: str, layout: TopicLayout) -> Counter[str]:
+    """Failed activity attempts by error type, read back from the history topic."""
     from orchestrator.engine.events import ActivityAttemptFailed
 
     wire = WireFormat()
@@ -359,7 +361,8 @@ def count_retries(bootstrap: str, layout: TopicLayout) -> int:
         }
     )
     consumer.subscribe([layout.history])
-    retried, idle_since = 0, time.monotonic()
+    retried: Counter[str] = Counter()
+    idle_since = time.monotonic()
     try:
         while time.monotonic() - idle_since < 2.0:
             msgs = consumer.consume(2000, 0.2)
@@ -369,8 +372,11 @@ def count_retries(bootstrap: str, layout: TopicLayout) -> int:
                 if msg.error() is not None or msg.value() is None:
                     continue
                 record = wire.decode_history(headers_of(msg), msg.value()).record
-                if not isinstance(record, rec.WorkflowSnapshot):
-                    retried += isinstance(record.event, ActivityAttemptFailed)
+                if not isinstance(record, rec.WorkflowSnapshot) and isinstance(
+                    record.event, ActivityAttemptFailed
+                ):
+                    failure = record.event.failure
+                    retried[failure.type] += 1
     finally:
         consumer.close()
     return retried

@@ -25,6 +25,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
+import httpx
+
 from connectors.http import HttpConnector
 from connectors.kafka import CONNECTOR_SCHEMAS, EventPublisher
 from orchestrator import activity, workflow
@@ -79,7 +81,11 @@ class _Connections:
     def bank(self) -> HttpConnector:
         loop = asyncio.get_running_loop()
         if loop not in self._bank:
-            self._bank[loop] = HttpConnector(os.environ["BANK_URL"], timeout=2.0)
+            # 2 s to connect, send and answer; waiting for a pooled connection is not a
+            # failure (the activity's start-to-close bounds the whole attempt). Counting
+            # it would turn a slow bank into a storm of attempts that never left.
+            timeout = httpx.Timeout(2.0, pool=None)
+            self._bank[loop] = HttpConnector(os.environ["BANK_URL"], timeout=timeout)
         return self._bank[loop]
 
     async def events(self) -> EventPublisher:
