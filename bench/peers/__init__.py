@@ -1,0 +1,1 @@
+"""Peer benchmarks (DBOS, Celery) run side by side with bench/engine_bench.py."""
