@@ -76,15 +76,23 @@ def topics(task_queues: tuple[str, ...]) -> None:
 @click.option(
     "--build-id", default="", help="Recorded on every decision, to find a bad build later."
 )
+@click.option(
+    "--max-in-flight",
+    default=256,
+    show_default=True,
+    help="Activity attempts running at once per task queue: bounds load on downstreams.",
+)
 def worker(
     modules: tuple[str, ...],
     task_queues: tuple[str, ...],
+    *,
     engine: bool,
     worker_id: str | None,
     build_id: str,
+    max_in_flight: int,
 ) -> None:
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
-    from orchestrator.worker.activity_worker import ActivityWorker
+    from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
     from orchestrator.worker.discovery import discover
     from orchestrator.worker.engine_worker import EngineWorker
     from orchestrator.worker.shard.processor import ProcessorOptions
@@ -117,7 +125,13 @@ def worker(
         if not found.activities:
             raise click.UsageError(f"no @activity.defn found in {', '.join(modules)}")
         activity_workers.append(
-            ActivityWorker(settings.kafka_config(), queue, found.activities, layout=layout).start()
+            ActivityWorker(
+                settings.kafka_config(),
+                queue,
+                found.activities,
+                layout=layout,
+                options=ActivityWorkerOptions(max_in_flight=max_in_flight),
+            ).start()
         )
         log.info("activity worker on queue %r running %d activities", queue, len(found.activities))
     click.echo("ready", err=True)

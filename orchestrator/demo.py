@@ -103,6 +103,8 @@ class Workers:
                     TASK_QUEUE,
                     "--worker-id",
                     f"demo-{name}",
+                    "--max-in-flight",  # what the demo bank serves without queueing
+                    "32",
                 ],
                 cwd=ROOT,
                 env=self.env,

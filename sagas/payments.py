@@ -162,7 +162,7 @@ def _money_policy(req: TransferRequest) -> RetryPolicy:
 async def transfer(ctx: workflow.WorkflowContext, req: TransferRequest) -> TransferReceipt:
     """Move money; on a terminal failure before the pivot, undo what may have happened."""
     saga = ctx.saga()
-    policy, limit = _money_policy(req), timedelta(seconds=10)
+    policy, limit = _money_policy(req), timedelta(seconds=30)
     await saga.step(
         withdraw,
         req,
