@@ -30,3 +30,4 @@ for i in $(seq 1 "$REPEAT"); do
     run "celery-rate100-$i" $PY bench/peers/celery_bench.py --chains 3000 --rate 100
 done
 echo "results in $OUT"
+$PY bench/peers/summarize.py "$OUT"
