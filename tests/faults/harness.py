@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.converter import DataConverter
@@ -149,6 +150,24 @@ class Workers:
     def stop_all(self) -> dict[str, int | None]:
         return {w.name: w.stop() for w in self.members}
 
+    def stacks(self) -> str:
+        """Python stacks of every live worker (py-spy, when installed): why is it stuck?"""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            return "(py-spy not installed: no stacks)"
+        parts = []
+        for w in self.members:
+            if w.proc is not None and w.alive():
+                dump = subprocess.run(
+                    [spy, "dump", "--pid", str(w.proc.pid)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                parts.append(f"--- stacks of {w.name}\n{dump.stdout}{dump.stderr}")
+        return "\n".join(parts)
+
     def log_tail(self, chars: int = 3000) -> str:
         parts = []
         for w in self.members:
@@ -258,13 +277,40 @@ def _headers(msg: Message) -> list[tuple[str, bytes | None]]:
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
+def reader_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Settings for the test's own readers while brokers come and go.
+
+    librdkafka refreshes a topic's metadata every 5 minutes unless a request fails
+    with a leadership error; a watermark query to a dead leader just times out, so
+    a reader created moments before the leader moved keeps asking the dead node.
+    """
+    return {**config, "topic.metadata.refresh.interval.ms": 1000}
+
+
+def read_all(config: dict[str, Any], topic: str, timeout_s: float = 120) -> list[Message]:
+    """:func:`read_topic` with fresh consumers until it succeeds (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return read_topic(reader_config(config), topic, SHARDS, timeout_s=60)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def outcomes(config: dict[str, Any], layout: TopicLayout) -> list[rec.Reply]:
     found = []
-    for msg in read_topic(config, layout.replies, SHARDS, timeout_s=60):
+    for msg in read_all(config, layout.replies):
         reply = WIRE.decode_reply(_headers(msg), msg.value()).record
         if reply.kind is rec.ReplyKind.RESULT:
             found.append(reply)
     return found
+
+
+def finished(config: dict[str, Any], layout: TopicLayout) -> int:
+    """How many distinct sagas have reported an outcome so far."""
+    return len({r.workflow_id for r in outcomes(config, layout)})
 
 
 def wait_for_outcomes(
@@ -272,15 +318,22 @@ def wait_for_outcomes(
     layout: TopicLayout,
     wanted: int,
     timeout_s: float,
-    on_tick: Callable[[int], None] | None = None,
+    stall_s: float | None = None,
 ) -> int:
-    """Poll the replies topic until ``wanted`` distinct sagas reported (bounded)."""
+    """Poll the replies topic until ``wanted`` distinct sagas reported (bounded).
+
+    With ``stall_s``, give up early when no saga finished for that long: a stuck
+    worker then fails the test in a minute instead of at the timeout.
+    """
     deadline = time.monotonic() + timeout_s
+    last, last_change = -1, time.monotonic()
     while True:
-        done = len({r.workflow_id for r in outcomes(config, layout)})
-        if on_tick is not None:
-            on_tick(done)
+        done = finished(config, layout)
+        if done != last:
+            last, last_change = done, time.monotonic()
         if done >= wanted or time.monotonic() > deadline:
+            return done
+        if stall_s is not None and time.monotonic() - last_change > stall_s:
             return done
         time.sleep(1)
 
@@ -320,7 +373,9 @@ def no_open_transactions(
     meta = admin.list_topics(timeout=30).topics
     parts = [(t, p) for t in topics for p in sorted(meta[t].partitions)]
     handles = {
-        level: Consumer({**config, "group.id": f"audit-{level}", "isolation.level": level})
+        level: Consumer(
+            {**reader_config(config), "group.id": f"audit-{level}", "isolation.level": level}
+        )
         for level in ("read_committed", "read_uncommitted")
     }
     try:
@@ -368,7 +423,7 @@ def audit(
     # history: one run per saga; sequence numbers 1..n, no gap, no duplicate
     seqs: dict[tuple[str, str], list[int]] = {}
     retried = events = 0
-    for msg in read_topic(config, layout.history, SHARDS, timeout_s=60):
+    for msg in read_all(config, layout.history):
         if msg.value() is None:
             continue  # a tombstone of a reclaimed execution
         record = WIRE.decode_history(_headers(msg), msg.value()).record

@@ -24,15 +24,21 @@ from tests.faults import harness as h
 from tests.faults.proxy import ChaosProxy
 
 SOAK = h.soak()
+STALL_S = 60.0  # no saga finished for this long after the faults: a worker is stuck
 TRANSFERS = 300 * SOAK
 CHAOS_S = 30.0 * SOAK
+# The default level is what the engine rides out today. Soak mode resets connections
+# about three times as often: at that rate librdkafka's send_offsets_to_transaction()
+# has been seen to block past its timeout and stall the engine (docs/faults.md).
+DELAY_S = (0.0, 0.02) if SOAK == 1 else (0.0, 0.05)
+CUT_EVERY_S = (0.5, 3.0) if SOAK == 1 else (0.2, 1.5)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 @pytest.fixture
 def proxied_broker() -> Iterator[tuple[LocalKafkaCluster, ChaosProxy]]:
-    proxy = ChaosProxy(delay_s=(0.0, 0.02), cut_every_s=(0.5, 3.0), seed=64)
+    proxy = ChaosProxy(delay_s=DELAY_S, cut_every_s=CUT_EVERY_S, seed=64)
     try:
         proxy.start()
         with LocalKafkaCluster(1, advertised_ports={1: proxy.port}) as cluster:
@@ -66,17 +72,18 @@ def test_transfers_survive_a_flaky_network(
         workers.add("second")
         proxy.chaos = True
         try:
-            half = len(transfers) // 2
-            h.send(direct, layout, transfers[:half])
-            time.sleep(CHAOS_S / 2)
-            h.send(direct, layout, transfers[half:])
-            h.wait_for_outcomes(direct, layout, len(transfers), CHAOS_S / 2)
+            waves = 6  # start commands keep arriving while the links flap
+            size = -(-len(transfers) // waves)
+            for w in range(waves):
+                h.send(direct, layout, transfers[w * size : (w + 1) * size])
+                time.sleep(CHAOS_S / waves)
         finally:
             proxy.chaos = False  # the rest of the run only has to finish, not suffer
-        done = h.wait_for_outcomes(direct, layout, len(transfers), 180.0 * SOAK)
+        done = h.wait_for_outcomes(direct, layout, len(transfers), 120.0 * SOAK, stall_s=STALL_S)
+        stacks = workers.stacks() if done < len(transfers) else ""
         codes = workers.stop_all()
         logs = workers.log_tail()
-    assert done == len(transfers), f"only {done}/{len(transfers)} sagas finished\n{logs}"
+    assert done == len(transfers), f"only {done}/{len(transfers)} sagas finished\n{logs}\n{stacks}"
     assert all(code == 0 for code in codes.values()), f"unclean exits {codes}\n{logs}"
     assert proxy.stats.cuts >= 5, f"the proxy cut only {proxy.stats.cuts} connections"
     assert proxy.stats.connections > 0, "no worker traffic crossed the proxy"

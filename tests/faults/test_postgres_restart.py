@@ -22,6 +22,7 @@ from orchestrator.log.topics import TopicLayout, ensure_topics
 from tests.faults import harness as h
 
 SOAK = h.soak()
+STALL_S = 60.0  # no saga finished for this long after the faults: a worker is stuck
 TRANSFERS = 300 * SOAK
 DOWN_S = 3.0
 
@@ -53,7 +54,7 @@ def test_transfers_survive_postgres_restarts(
     ensure_topics(admin, layout, [h.QUEUE])
     transfers = h.make_transfers(TRANSFERS, seed=63)
     faults: dict[str, int] = {"postgres_sigkill": 0, "postgres_clean_restart": 0}
-    progress_at_fault: list[int] = []
+    at_fault: list[tuple[int, int]] = []  # (sagas finished, sagas sent) just after a fault
 
     with h.running_workers(kafka_config["bootstrap.servers"], topic_prefix, pg.dsn, tmp_path) as w:
         w.add("first")
@@ -61,24 +62,29 @@ def test_transfers_survive_postgres_restarts(
         for round_ in range(SOAK):
             batch = transfers[round_ * 300 : (round_ + 1) * 300]
             h.send(kafka_config, layout, batch)
-            first_wanted = round_ * 300 + len(batch) // 5
-            progress_at_fault.append(h.wait_for_outcomes(kafka_config, layout, first_wanted, 90))
+            sent = round_ * 300 + len(batch)
+            h.wait_for_outcomes(kafka_config, layout, round_ * 300 + len(batch) // 10, 90)
             pg.kill()  # crash: open transactions and connections die with it
             faults["postgres_sigkill"] += 1
+            at_fault.append((h.finished(kafka_config, layout), sent))
             time.sleep(DOWN_S)  # activities meanwhile fail to connect and are retried
             pg.start()
-            second_wanted = round_ * 300 + len(batch) * 3 // 5
-            progress_at_fault.append(h.wait_for_outcomes(kafka_config, layout, second_wanted, 90))
+            h.wait_for_outcomes(kafka_config, layout, round_ * 300 + len(batch) // 2, 90)
             pg.stop()  # clean shutdown: clients are disconnected
             faults["postgres_clean_restart"] += 1
+            at_fault.append((h.finished(kafka_config, layout), sent))
             time.sleep(DOWN_S)
             pg.start()
-        done = h.wait_for_outcomes(kafka_config, layout, len(transfers), 180.0 * SOAK)
+        done = h.wait_for_outcomes(
+            kafka_config, layout, len(transfers), 180.0 * SOAK, stall_s=STALL_S
+        )
+        stacks = w.stacks() if done < len(transfers) else ""
         codes = w.stop_all()
         logs = w.log_tail()
-    assert done == len(transfers), f"only {done}/{len(transfers)} sagas finished\n{logs}"
+    assert done == len(transfers), f"only {done}/{len(transfers)} sagas finished\n{logs}\n{stacks}"
     assert all(code == 0 for code in codes.values()), f"unclean exits {codes}\n{logs}"
-    assert all(p < len(transfers) for p in progress_at_fault), "faults were not mid-run"
+    assert all(done_then < sent for done_then, sent in at_fault), f"not mid-run: {at_fault}"
+    print(f"(finished, sent) at each outage: {at_fault}")
 
     result = h.audit(kafka_config, admin, layout, pg.dsn, transfers, logs)
     assert result.retried_attempts > 0, "no activity attempt failed while the database was down"

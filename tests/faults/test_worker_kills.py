@@ -21,6 +21,7 @@ from orchestrator.log.topics import TopicLayout, ensure_topics
 from tests.faults import harness as h
 
 SOAK = h.soak()
+STALL_S = 60.0  # no saga finished for this long after the faults: a worker is stuck
 TRANSFERS = 1_000 * SOAK
 CHAOS_S = 60.0 * SOAK
 
@@ -72,10 +73,13 @@ def test_transfers_survive_worker_sigkills(
             )
         finally:
             chaos.stop()
-        done = h.wait_for_outcomes(kafka_config, layout, len(transfers), 240.0 * SOAK)
+        done = h.wait_for_outcomes(
+            kafka_config, layout, len(transfers), 240.0 * SOAK, stall_s=STALL_S
+        )
+        stacks = workers.stacks() if done < len(transfers) else ""
         codes = workers.stop_all()
         logs = workers.log_tail()
-    assert done == len(transfers), f"only {done}/{len(transfers)} sagas finished\n{logs}"
+    assert done == len(transfers), f"only {done}/{len(transfers)} sagas finished\n{logs}\n{stacks}"
     assert all(code == 0 for code in codes.values()), f"unclean exits {codes}\n{logs}"
     kills = sum(chaos.injected.values())
     assert kills >= 5, f"only {kills} kills were injected"
