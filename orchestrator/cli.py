@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import signal as os_signal
 import sys
 import threading
@@ -77,6 +78,14 @@ def topics(task_queues: tuple[str, ...]) -> None:
     "--build-id", default="", help="Recorded on every decision, to find a bad build later."
 )
 @click.option(
+    "--watchdog-seconds",
+    default=45.0,
+    show_default=True,
+    help="Exit (status 70) when one engine cycle runs this long: a client call stuck past "
+    "its own timeout. A supervisor restarts the worker; the same --worker-id fences the old "
+    "producer. 0 disables.",
+)
+@click.option(
     "--max-in-flight",
     default=256,
     show_default=True,
@@ -90,6 +99,7 @@ def worker(
     worker_id: str | None,
     build_id: str,
     max_in_flight: int,
+    watchdog_seconds: float,
 ) -> None:
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
     from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
@@ -139,6 +149,11 @@ def worker(
     while failed is None and not stop.wait(0.5):
         errors = [w.error for w in running] + [w.error for w in activity_workers]
         failed = next((e for e in errors if e is not None), None)
+        stalled = max((w.processor.stalled_for() for w in running), default=0.0)
+        if watchdog_seconds and stalled > watchdog_seconds:
+            # a thread stuck inside librdkafka cannot be interrupted: crash-only
+            log.critical("engine cycle stuck for %.0fs; exiting so a restart fences it", stalled)
+            os._exit(70)
     for aw in activity_workers:
         aw.stop()  # stop fetching, drain in-flight attempts, commit
     for w in running:

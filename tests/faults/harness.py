@@ -58,6 +58,9 @@ def soak() -> int:
 # --------------------------------------------------------------------------- workers
 
 
+WATCHDOG_EXIT = 70  # `saga worker` exits with it when an engine cycle is stuck
+
+
 @dataclass
 class WorkerProcess:
     """One ``orchestrator.cli worker`` process that can be SIGKILLed and started again.
@@ -147,7 +150,24 @@ class Workers:
         self.members.append(worker)
         return worker
 
+    watchdog_restarts: int = 0
+    _stop_supervising: threading.Event = field(default_factory=threading.Event)
+
+    def supervise(self) -> None:
+        """Be the supervisor production has (systemd, Kubernetes): restart a worker
+        that its watchdog ended (exit status 70), with the same worker id."""
+
+        def loop() -> None:
+            while not self._stop_supervising.wait(0.5):
+                for w in self.members:
+                    if w.proc is not None and w.proc.poll() == WATCHDOG_EXIT:
+                        self.watchdog_restarts += 1
+                        w.start()
+
+        threading.Thread(target=loop, name="supervisor", daemon=True).start()
+
     def stop_all(self) -> dict[str, int | None]:
+        self._stop_supervising.set()
         return {w.name: w.stop() for w in self.members}
 
     def stacks(self) -> str:
@@ -179,6 +199,7 @@ class Workers:
 @contextlib.contextmanager
 def running_workers(bootstrap: str, prefix: str, dsn: str, logs: Path) -> Iterator[Workers]:
     workers = Workers(bootstrap, prefix, dsn, logs)
+    workers.supervise()
     try:
         yield workers
     finally:

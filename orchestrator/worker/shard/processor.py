@@ -84,6 +84,9 @@ class ProcessorOptions:
     session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_500
     metrics_interval_s: float = 10.0
+    #: timeout of each transactional call (send offsets, commit, abort); a watchdog
+    #: above the sum of these catches calls that overrun it (a known librdkafka hang)
+    call_timeout_s: float = 15.0
     #: consecutive failed transactions before the processor gives up (raises), so a
     #: record that can never be written stops the worker loudly instead of silently
     max_failed_transactions: int = 20
@@ -155,6 +158,12 @@ class ShardProcessor:
         self._producer = self._new_producer()
         self._in_transaction = False
         self._failed_in_a_row = 0
+        #: monotonic time the current cycle started; a watchdog reads it (see stalled_for)
+        self.cycle_started = time.monotonic()
+
+    def stalled_for(self) -> float:
+        """Seconds the current cycle has been running (a cycle normally takes milliseconds)."""
+        return time.monotonic() - self.cycle_started
 
     @property
     def owned_shards(self) -> list[int]:
@@ -195,6 +204,7 @@ class ShardProcessor:
             self._pending += handler.restore(entries, now)
             self._shards[partition] = handler
             self.metrics.restores.append(stats)
+        self.cycle_started = time.monotonic()  # a restore is progress, however long
 
     # --- the loop -----------------------------------------------------------------
 
@@ -247,6 +257,7 @@ class ShardProcessor:
 
     def cycle(self) -> int:
         """One consume-decide-commit round; returns how many records it wrote."""
+        self.cycle_started = time.monotonic()
         msgs = self._fetch()
         began = time.monotonic()
         self.metrics.cycles += 1
@@ -322,9 +333,9 @@ class ShardProcessor:
             producer.send_offsets_to_transaction(
                 [TopicPartition(self.layout.commands, p, o) for p, o in offsets.items()],
                 self._consumer.consumer_group_metadata(),
-                30,
+                self.options.call_timeout_s,
             )
-        producer.commit_transaction(30)
+        producer.commit_transaction(self.options.call_timeout_s)
         self._in_transaction = False
         self._failed_in_a_row = 0
         self.metrics.transactions += 1
@@ -345,6 +356,31 @@ class ShardProcessor:
             else:
                 return
 
+    def _end_failed_transaction(self, err: KafkaError | None) -> None:
+        """Abort the open transaction; replace the producer only if it cannot abort.
+
+        Abort first whatever the error says: an abortable failure (say, a sequence
+        gap after a cut connection, which needs an epoch bump) can surface on the
+        next call as a plain "erroneous state" that is not flagged abortable. A
+        fatal or fenced producer is closed before its successor starts: two live
+        producers with one transactional id fence each other, and librdkafka has
+        been seen to hang in ``send_offsets_to_transaction`` in that state.
+        """
+        if err is None or not err.fatal():
+            try:
+                self._producer.abort_transaction(self.options.call_timeout_s)
+            except KafkaException as abort_error:
+                log.warning("abort failed (%s); replacing the producer", abort_error)
+            else:
+                return
+        old = self._producer
+        try:
+            old.purge()
+            old.close()
+        except (KafkaException, RuntimeError) as close_error:
+            log.warning("closing the failed producer: %s", close_error)
+        self._producer = self._new_producer()
+
     def _recover(self, exc: KafkaException) -> None:
         """A transaction failed: abort it, then rebuild every shard from the log."""
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
@@ -355,11 +391,8 @@ class ShardProcessor:
             raise RuntimeError(
                 f"{self._failed_in_a_row} transactions failed in a row, the last with: {exc}"
             ) from exc
-        if self._in_transaction and err is not None and err.txn_requires_abort():
-            self._producer.abort_transaction(30)
-        elif self._in_transaction:
-            # fenced or fatal: this producer is done; a new one fences any older twin
-            self._producer = self._new_producer()
+        if self._in_transaction:
+            self._end_failed_transaction(err)
         self._in_transaction = False
         owned = self.owned_shards
         self._shards.clear()
