@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 _TRANSIENT = {
+    KafkaError._UNKNOWN_PARTITION,  # local metadata still names a dead leader
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._ALL_BROKERS_DOWN,
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
@@ -32,4 +36,8 @@ def watermarks(
             code = error.code() if isinstance(error, KafkaError) else None
             if code not in _TRANSIENT or time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+            # librdkafka does not refresh metadata when a leader's connection is
+            # refused (its periodic refresh is minutes away): ask for it now
+            with contextlib.suppress(KafkaException):
+                consumer.list_topics(topic, timeout=5)
+            time.sleep(0.2)

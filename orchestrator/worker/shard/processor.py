@@ -87,6 +87,8 @@ class ProcessorOptions:
     #: timeout of each transactional call (send offsets, commit, abort); a watchdog
     #: above the sum of these catches calls that overrun it (a known librdkafka hang)
     call_timeout_s: float = 15.0
+    #: how long a restore keeps retrying through broker failovers before giving up
+    restore_retry_s: float = 120.0
     #: consecutive failed transactions before the processor gives up (raises), so a
     #: record that can never be written stops the worker loudly instead of silently
     max_failed_transactions: int = 20
@@ -199,12 +201,27 @@ class ShardProcessor:
 
     def _restore(self, partitions: list[int]) -> None:
         now = now_ms()
-        for partition, (entries, stats) in self._reader.read(partitions).items():
+        for partition, (entries, stats) in self._read_history(partitions).items():
             handler = self._factory(partition)
             self._pending += handler.restore(entries, now)
             self._shards[partition] = handler
             self.metrics.restores.append(stats)
         self.cycle_started = time.monotonic()  # a restore is progress, however long
+
+    def _read_history(
+        self, partitions: list[int]
+    ) -> dict[int, tuple[list[HistoryEntry], RestoreStats]]:
+        """Read the shards' history, retrying while the cluster recovers (a broker
+        failover surfaces as unknown-partition or timeout errors for a while)."""
+        deadline = time.monotonic() + self.options.restore_retry_s
+        while True:
+            try:
+                return self._reader.read(partitions)
+            except (KafkaException, TimeoutError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("restore of shards %s failed (%s); retrying", partitions, exc)
+                time.sleep(1.0)
 
     # --- the loop -----------------------------------------------------------------
 
