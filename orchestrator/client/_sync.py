@@ -16,7 +16,6 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
-    Message,
     Producer,
     TopicPartition,
 )
@@ -34,6 +33,7 @@ from orchestrator.client._common import (
 )
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
+from orchestrator.log.headers import headers_of
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.errors import RecordDecodeError
@@ -211,7 +211,7 @@ class Client:
                         if msg.error() is not None:
                             continue
                         try:
-                            reply = wire.decode_reply(_headers(msg), msg.value())
+                            reply = wire.decode_reply(headers_of(msg), msg.value())
                         except RecordDecodeError as exc:
                             log.warning("undecodable reply skipped: %s", exc)
                             continue
@@ -247,7 +247,7 @@ class Client:
             consumer.close()
         if latest is None or latest.value() is None:
             return None
-        return self.builder.wire.decode_snapshot(_headers(latest), latest.value()).record
+        return self.builder.wire.decode_snapshot(headers_of(latest), latest.value()).record
 
 
 class WorkflowHandle:
@@ -366,8 +366,3 @@ def _end(consumer: Consumer, topic: str, partition: int) -> int:
             log.debug("watermark of %s/%d: %s; retrying", topic, partition, exc)
             time.sleep(0.2)
 
-
-def _headers(msg: Message) -> list[tuple[str, bytes | None]]:
-    raw = msg.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]

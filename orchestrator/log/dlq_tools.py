@@ -19,6 +19,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from orchestrator.log.headers import normalize_headers
+
 REASON_HEADER = "saga.dlq.reason"
 SOURCE_HEADER = "saga.dlq.source"
 OMITTED_HEADER = "saga.dlq.value-omitted"
@@ -71,10 +73,7 @@ def read_dead_letters(
 
 
 def _parse(key: bytes | None, value: bytes | None, offset: int, raw: Any) -> DeadLetter:
-    headers = [
-        (str(k), v.encode() if isinstance(v, str) else v)
-        for k, v in (raw.items() if isinstance(raw, dict) else raw)
-    ]
+    headers = normalize_headers(raw)
     found = dict(headers)
     source = (found.get(SOURCE_HEADER) or b"?/-1/-1").decode(errors="replace")
     topic, partition, source_offset = source.rsplit("/", 2)

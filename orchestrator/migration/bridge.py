@@ -28,6 +28,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from orchestrator.log.dlq_tools import REASON_HEADER, SOURCE_HEADER
+from orchestrator.log.headers import headers_of
 from orchestrator.log.topics import TopicLayout
 from orchestrator.migration.ids import bridge_request_id, bridge_workflow_id
 from orchestrator.migration.publisher import Header, PublishError, StartPublisher
@@ -151,11 +152,7 @@ class QueueBridge:
     def _handle(self, msg: Message) -> None:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and partition is not None and offset is not None
-        raw = msg.headers() or []
-        headers = tuple(
-            (str(k), v.encode() if isinstance(v, str) else v)
-            for k, v in (raw.items() if isinstance(raw, dict) else raw)
-        )
+        headers = tuple(headers_of(msg))
         legacy = LegacyMessage(topic, partition, offset, msg.key(), msg.value(), headers)
         try:
             start = self.translate(legacy)
