@@ -22,11 +22,11 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from orchestrator.background import BackgroundRunner
 from orchestrator.log.dlq_tools import REASON_HEADER, SOURCE_HEADER
 from orchestrator.log.headers import headers_of
 from orchestrator.log.topics import TopicLayout
@@ -107,12 +107,14 @@ class BridgeMetrics:
     errors: int = 0
 
 
-class QueueBridge:
+class QueueBridge(BackgroundRunner):
     """Bridges ``source_topic`` to saga starts in consumer group ``group_id``.
 
     A group that has no committed offset starts from the beginning of the topic,
     which is safe by construction (replays start nothing new).
     """
+
+    thread_name = "queue-bridge"
 
     def __init__(
         self,
@@ -127,6 +129,7 @@ class QueueBridge:
         batch_size: int = 500,
         publisher: StartPublisher | None = None,
     ) -> None:
+        super().__init__()
         self.layout = layout
         self.source_topic = source_topic
         self.workflow_type = workflow_type
@@ -135,7 +138,6 @@ class QueueBridge:
         self.batch_size = batch_size
         self.publisher = publisher or StartPublisher(kafka_config, layout, source="/saga/bridge")
         self.metrics = BridgeMetrics()
-        self.error: BaseException | None = None
         self._consumer = Consumer(
             {
                 **kafka_config,
@@ -146,8 +148,6 @@ class QueueBridge:
                 "partition.assignment.strategy": "cooperative-sticky",
             }
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run_thread, name="queue-bridge", daemon=True)
 
     def _handle(self, msg: Message) -> None:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
@@ -226,31 +226,3 @@ class QueueBridge:
         finally:
             self._consumer.close()
             self.publisher.close()
-
-    def _run_thread(self) -> None:
-        try:
-            self.run(self._stop)
-        except Exception as exc:  # surfaced to the owner through .error
-            log.exception("queue bridge stopped by an error")
-            self.error = exc
-
-    def start(self) -> QueueBridge:
-        """Run the bridge in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the background bridge and wait for it."""
-        self._stop.set()
-        self._thread.join(timeout_s)
-
-    def __enter__(self) -> QueueBridge:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

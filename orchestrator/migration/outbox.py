@@ -24,12 +24,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from orchestrator.background import BackgroundRunner
 from orchestrator.log.topics import TopicLayout
 from orchestrator.migration.ids import outbox_request_id, outbox_workflow_id
 from orchestrator.migration.publisher import PublishError, StartPublisher
@@ -95,13 +95,15 @@ class OutboxMetrics:
     """Slowest insert-to-published delay seen."""
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundRunner):
     """Relays one outbox table to ``<prefix>.commands``; run several for throughput or HA.
 
     ``default_workflow_type`` / ``default_task_queue`` apply to rows whose columns are
     NULL; rows without a workflow type and no default are left alone (they show in
     :meth:`backlog`). Each row's ``payload`` is the workflow's single input.
     """
+
+    thread_name = "outbox-relay"
 
     def __init__(
         self,
@@ -116,6 +118,7 @@ class OutboxRelay:
         default_task_queue: str = "default",
         publisher: StartPublisher | None = None,
     ) -> None:
+        super().__init__()
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.dsn = dsn
@@ -126,10 +129,7 @@ class OutboxRelay:
         self.default_task_queue = default_task_queue
         self.publisher = publisher or StartPublisher(kafka_config, layout, source="/saga/outbox")
         self.metrics = OutboxMetrics()
-        self.error: BaseException | None = None
         self._conn: psycopg.Connection[Any] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run_thread, name="outbox-relay", daemon=True)
         where = "published_at IS NULL"
         if default_workflow_type is None:
             where += " AND workflow_type IS NOT NULL"
@@ -220,31 +220,3 @@ class OutboxRelay:
             if self._conn is not None:
                 self._conn.close()
             self.publisher.close()
-
-    def _run_thread(self) -> None:
-        try:
-            self.run(self._stop)
-        except Exception as exc:  # surfaced to the owner through .error
-            log.exception("outbox relay stopped by an error")
-            self.error = exc
-
-    def start(self) -> OutboxRelay:
-        """Run the relay in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the background relay and wait for it."""
-        self._stop.set()
-        self._thread.join(timeout_s)
-
-    def __enter__(self) -> OutboxRelay:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any
 
+from orchestrator.background import BackgroundRunner
 from orchestrator.converter import DataConverter
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.wire import WireFormat
@@ -31,8 +31,10 @@ def definitions(
     return found
 
 
-class EngineWorker:
+class EngineWorker(BackgroundRunner):
     """The engine worker in a background thread; a context manager stops it cleanly."""
+
+    thread_name = "engine-worker"
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class EngineWorker:
         wire: WireFormat | None = None,
         converter: DataConverter | None = None,
     ) -> None:
+        super().__init__()
         self.workflows = definitions(workflows)
         self.wire = wire or WireFormat()
         self.shards: dict[int, EngineShard] = {}
@@ -64,32 +67,6 @@ class EngineWorker:
             return shard
 
         self.processor = ShardProcessor(kafka_config, layout, factory, options)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="engine-worker", daemon=True)
-        self.error: BaseException | None = None
 
-    def _run(self) -> None:
-        try:
-            self.processor.run(self._stop)
-        except Exception as exc:  # surfaced to the owner through .error
-            log.exception("engine worker stopped by an error")
-            self.error = exc
-
-    def start(self) -> EngineWorker:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout_s)
-
-    def __enter__(self) -> EngineWorker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def run(self, stop: threading.Event) -> None:
+        self.processor.run(stop)
