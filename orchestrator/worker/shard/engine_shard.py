@@ -619,54 +619,39 @@ class EngineShard:
     def _reply_closed(
         self, command: rec.Command, ce_id: str, execution: Execution
     ) -> list[OutRecord]:
-        if isinstance(
-            command, rec.ActivityTaskCompleted | rec.ActivityTaskFailed | rec.ActivityHeartbeat
-        ):
-            return []  # late result for a closed run: nothing waits for it
-        correlation = (
-            getattr(command, "request_id", None) or getattr(command, "update_id", None) or ce_id
+        message = f"workflow {execution.workflow_id!r} is {execution.status.name}"
+        return self._refuse(
+            command, ce_id, execution.run_id, Failure(message=message, type="WorkflowClosed")
         )
-        return [
-            self._reply(
-                rec.Reply(
-                    correlation_id=correlation,
-                    kind=_reply_kind(command),
-                    workflow_id=execution.workflow_id,
-                    run_id=execution.run_id,
-                    ok=False,
-                    error=Failure(
-                        message=f"workflow {execution.workflow_id!r} is {execution.status.name}",
-                        type="WorkflowClosed",
-                    ),
-                )
-            )
-        ]
 
     def _no_such_run(self, command: rec.Command, ce_id: str, msg: Message) -> list[OutRecord]:
+        message = f"no such workflow run: {command.workflow_id!r}"
+        return self._refuse(command, ce_id, None, Failure(message=message, type="WorkflowNotFound"))
+
+    def _refuse(
+        self, command: rec.Command, ce_id: str, run_id: str | None, failure: Failure
+    ) -> list[OutRecord]:
+        """An error reply to the command's sender; activity outcomes get none (nothing
+        waits for a late result of a closed or older run)."""
         if isinstance(
             command, rec.ActivityTaskCompleted | rec.ActivityTaskFailed | rec.ActivityHeartbeat
         ):
-            return []  # late result of an older run
+            return []
         correlation = (
             getattr(command, "request_id", None)
             or getattr(command, "update_id", None)
             or getattr(command, "query_id", None)
             or ce_id
         )
-        return [
-            self._reply(
-                rec.Reply(
-                    correlation_id=correlation,
-                    kind=_reply_kind(command),
-                    workflow_id=command.workflow_id,
-                    ok=False,
-                    error=Failure(
-                        message=f"no such workflow run: {command.workflow_id!r}",
-                        type="WorkflowNotFound",
-                    ),
-                )
-            )
-        ]
+        reply = rec.Reply(
+            correlation_id=correlation,
+            kind=_reply_kind(command),
+            workflow_id=command.workflow_id,
+            run_id=run_id,
+            ok=False,
+            error=failure,
+        )
+        return [self._reply(reply)]
 
 
 def _reply_kind(command: rec.Command) -> rec.ReplyKind:
