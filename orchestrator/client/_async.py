@@ -162,8 +162,15 @@ class AsyncClient:
         start_signal: str | None = None,
         start_signal_args: Sequence[Any] = (),
         traceparent: str | None = None,
+        wait_started: float | None = None,
     ) -> AsyncWorkflowHandle:
-        """Send a start command (returns once Kafka has it); see ``Client.start``."""
+        """Send a start command (returns once Kafka has it); see ``Client.start``.
+
+        With ``wait_started=seconds``, also wait for the shard's START reply: the
+        handle's ``run_id`` is then the run the id maps to (a new run, or the one
+        already running), a refused start raises ApplicationError (type
+        ``WorkflowAlreadyStarted``), and no reply in time raises ReplyTimeoutError.
+        """
         handle = self.get_handle(id)
         out = self.builder.start(
             workflow,
@@ -179,13 +186,17 @@ class AsyncClient:
             start_signal_args=start_signal_args,
             traceparent=traceparent,
         )
-        await self._send(out)
         handle.start_request_id = out.correlation_id
+        if wait_started is None:
+            await self._send(out)
+        else:
+            reply = await self._request(out, wait_started)
+            self.builder.reply_value(reply)  # raises when the shard refused the start
+            handle.run_id = reply.run_id
         return handle
 
     def get_handle(self, workflow_id: str, run_id: str | None = None) -> AsyncWorkflowHandle:
         """A handle to an existing workflow id (no I/O)."""
-        self._replies.want(result_correlation_id(workflow_id))
         return AsyncWorkflowHandle(self, workflow_id, run_id)
 
     async def close(self) -> None:
@@ -218,6 +229,13 @@ class AsyncClient:
             partition=out.partition,
             headers=list(record.headers),
         )
+
+    async def _deliver(self, out: OutgoingCommand, wait: float | None) -> None:
+        """Send; with ``wait`` seconds, wait for the reply and raise if it refused."""
+        if wait is None:
+            await self._send(out)
+        else:
+            self.builder.reply_value(await self._request(out, wait))
 
     async def _request(self, out: OutgoingCommand, timeout: float | None) -> Reply:  # noqa: ASYNC109
         self._replies.want(out.correlation_id)
@@ -301,20 +319,35 @@ class AsyncWorkflowHandle:
         self.start_request_id: str | None = None
         """Correlation id of the START reply, when this handle sent the start."""
 
-    async def signal(self, name: str, *args: Any, traceparent: str | None = None) -> None:
-        """Deliver a signal (returns once Kafka has the command)."""
-        b = self.client.builder
-        await self.client._send(b.signal(self.workflow_id, self.run_id, name, args, traceparent))
+    async def signal(
+        self, name: str, *args: Any, traceparent: str | None = None, wait: float | None = None
+    ) -> None:
+        """Deliver a signal (returns once Kafka has the command).
 
-    async def cancel(self, reason: str = "", *, traceparent: str | None = None) -> None:
+        With ``wait=seconds`` (here and for cancel/terminate), wait for the shard's
+        reply instead: ApplicationError with type ``WorkflowNotFound``,
+        ``WorkflowClosed`` or ``CommandRejected`` if it refused the command,
+        ReplyTimeoutError if no reply came in time.
+        """
+        b = self.client.builder
+        out = b.signal(self.workflow_id, self.run_id, name, args, traceparent)
+        await self.client._deliver(out, wait)
+
+    async def cancel(
+        self, reason: str = "", *, traceparent: str | None = None, wait: float | None = None
+    ) -> None:
         """Request cancellation: the workflow sees it and its compensations run."""
         b = self.client.builder
-        await self.client._send(b.cancel(self.workflow_id, self.run_id, reason, traceparent))
+        out = b.cancel(self.workflow_id, self.run_id, reason, traceparent)
+        await self.client._deliver(out, wait)
 
-    async def terminate(self, reason: str, *, traceparent: str | None = None) -> None:
+    async def terminate(
+        self, reason: str, *, traceparent: str | None = None, wait: float | None = None
+    ) -> None:
         """Stop the run at once; no workflow code or compensation runs."""
         b = self.client.builder
-        await self.client._send(b.terminate(self.workflow_id, self.run_id, reason, traceparent))
+        out = b.terminate(self.workflow_id, self.run_id, reason, traceparent)
+        await self.client._deliver(out, wait)
 
     async def update(
         self,

@@ -350,16 +350,22 @@ class ReplyBuffer:
         self._wanted.add(correlation_id)
 
     def offer(self, reply: Reply) -> bool:
-        """Keep ``reply`` if someone wants it (True) or it is a RESULT."""
+        """Keep ``reply`` if someone wants it (True) or it is a RESULT.
+
+        RESULT replies live only in the bounded ``keep_results`` buffer, wanted or
+        not, so a long-running client (the HTTP API) does not keep one per workflow
+        it ever touched.
+        """
         if reply.kind is ReplyKind.RESULT:
             self._results[reply.correlation_id] = reply
             self._results.move_to_end(reply.correlation_id)
             while len(self._results) > self.keep_results:
                 self._results.popitem(last=False)
+            return True
         if reply.correlation_id in self._wanted:
             self._got[reply.correlation_id] = reply
             return True
-        return reply.kind is ReplyKind.RESULT
+        return False
 
     def take(self, correlation_id: str) -> Reply | None:
         """The reply if it arrived (it is forgotten); None otherwise."""

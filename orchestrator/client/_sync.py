@@ -101,9 +101,16 @@ class Client:
         start_signal: str | None = None,
         start_signal_args: Sequence[Any] = (),
         traceparent: str | None = None,
+        wait_started: float | None = None,
     ) -> WorkflowHandle:
         """Send a start command (returns once Kafka has it); ``workflow`` is a name or a
-        ``@workflow.defn`` target. Starting an id that is running is a no-op."""
+        ``@workflow.defn`` target. Starting an id that is running is a no-op.
+
+        With ``wait_started=seconds``, also wait for the shard's START reply: the
+        handle's ``run_id`` is then the run the id maps to (a new run, or the one
+        already running), a refused start raises ApplicationError (type
+        ``WorkflowAlreadyStarted``), and no reply in time raises ReplyTimeoutError.
+        """
         handle = self.get_handle(id)
         out = self.builder.start(
             workflow,
@@ -119,14 +126,17 @@ class Client:
             start_signal_args=start_signal_args,
             traceparent=traceparent,
         )
-        self._send(out)
         handle.start_request_id = out.correlation_id
+        if wait_started is None:
+            self._send(out)
+        else:
+            reply = self._request(out, wait_started)
+            self.builder.reply_value(reply)  # raises when the shard refused the start
+            handle.run_id = reply.run_id
         return handle
 
     def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
         """A handle to an existing workflow id (no I/O)."""
-        with self._cond:
-            self._replies.want(result_correlation_id(workflow_id))
         return WorkflowHandle(self, workflow_id, run_id)
 
     def close(self) -> None:
@@ -170,6 +180,13 @@ class Client:
             raise ReplyTimeoutError(f"command not acknowledged by Kafka in {_TIMEOUT_S:.0f}s")
         if errors:
             raise KafkaException(errors[0])
+
+    def _deliver(self, out: OutgoingCommand, wait: float | None) -> None:
+        """Send; with ``wait`` seconds, wait for the reply and raise if it refused."""
+        if wait is None:
+            self._send(out)
+        else:
+            self.builder.reply_value(self._request(out, wait))
 
     def _request(self, out: OutgoingCommand, timeout: float | None) -> Reply:
         with self._cond:
@@ -260,20 +277,35 @@ class WorkflowHandle:
         self.start_request_id: str | None = None
         """Correlation id of the START reply, when this handle sent the start."""
 
-    def signal(self, name: str, *args: Any, traceparent: str | None = None) -> None:
-        """Deliver a signal (returns once Kafka has the command)."""
-        b = self.client.builder
-        self.client._send(b.signal(self.workflow_id, self.run_id, name, args, traceparent))
+    def signal(
+        self, name: str, *args: Any, traceparent: str | None = None, wait: float | None = None
+    ) -> None:
+        """Deliver a signal (returns once Kafka has the command).
 
-    def cancel(self, reason: str = "", *, traceparent: str | None = None) -> None:
+        With ``wait=seconds`` (here and for cancel/terminate), wait for the shard's
+        reply instead: ApplicationError with type ``WorkflowNotFound``,
+        ``WorkflowClosed`` or ``CommandRejected`` if it refused the command,
+        ReplyTimeoutError if no reply came in time.
+        """
+        b = self.client.builder
+        out = b.signal(self.workflow_id, self.run_id, name, args, traceparent)
+        self.client._deliver(out, wait)
+
+    def cancel(
+        self, reason: str = "", *, traceparent: str | None = None, wait: float | None = None
+    ) -> None:
         """Request cancellation: the workflow sees it and its compensations run."""
         b = self.client.builder
-        self.client._send(b.cancel(self.workflow_id, self.run_id, reason, traceparent))
+        out = b.cancel(self.workflow_id, self.run_id, reason, traceparent)
+        self.client._deliver(out, wait)
 
-    def terminate(self, reason: str, *, traceparent: str | None = None) -> None:
+    def terminate(
+        self, reason: str, *, traceparent: str | None = None, wait: float | None = None
+    ) -> None:
         """Stop the run at once; no workflow code or compensation runs."""
         b = self.client.builder
-        self.client._send(b.terminate(self.workflow_id, self.run_id, reason, traceparent))
+        out = b.terminate(self.workflow_id, self.run_id, reason, traceparent)
+        self.client._deliver(out, wait)
 
     def update(
         self,
