@@ -42,8 +42,10 @@ COLUMNS: Final = (
     "shard",
     "updated_at",
 )
-"""Columns of the runs table, in the order :class:`~orchestrator.visibility.store.RunRow`
-declares its fields."""
+"""Columns of the runs table that readers see, in the order
+:class:`~orchestrator.visibility.store.RunRow` declares its fields. The table also
+holds ``pending_activities`` (activity seq -> type of the scheduled, unfinished
+activities), the projector's working state from which ``current_step`` is derived."""
 
 # 63 is PostgreSQL's identifier limit; the longest derived name adds "_offsets" and
 # index suffixes of up to 10 characters.
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS {runs} (
     error              text,
     parked             text,
     shard              integer     NOT NULL,
+    pending_activities jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
     updated_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (workflow_id, run_id)
 );
