@@ -212,6 +212,10 @@ from orchestrator.migration.cli import register as _register_migration  # noqa: 
 
 _register_migration(main)
 
+from orchestrator.http.cli import register as _register_http  # noqa: E402
+
+_register_http(main)
+
 
 def _client() -> Any:
     from orchestrator.client import Client

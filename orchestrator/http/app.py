@@ -1,0 +1,36 @@
+"""The HTTP API's aiohttp application: routes, middlewares, and the services' lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from orchestrator.http import commands, reads
+from orchestrator.http.auth import auth_middleware
+from orchestrator.http.errors import error_middleware
+from orchestrator.http.limits import MAX_BODY_BYTES
+from orchestrator.http.services import SERVICES, ApiOptions, Services
+
+__all__ = ["build_app"]
+
+
+def build_app(options: ApiOptions) -> web.Application:
+    """The application; it connects to Kafka and PostgreSQL when it starts (in the
+    background, retried) and closes them when it stops."""
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware(options.tokens)],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[SERVICES] = Services(options)
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        services = app[SERVICES]
+        services.start()
+        yield
+        await services.close()
+
+    app.cleanup_ctx.append(lifetime)
+    app.add_routes(reads.routes())
+    app.add_routes(commands.routes())
+    return app

@@ -1,0 +1,120 @@
+"""``saga http``: serve the HTTP API."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from orchestrator.config import Settings
+
+if TYPE_CHECKING:
+    from orchestrator.http.auth import Tokens
+
+__all__ = ["register"]
+
+log = logging.getLogger("orchestrator.http")
+
+
+def _tokens(
+    token_file: Path | None, read_token_file: Path | None, host: str, insecure: bool
+) -> Tokens | None:
+    """The configured tokens, or None for --insecure-no-auth (loopback hosts only)."""
+    from orchestrator.http.auth import TokenError, is_loopback, load_tokens
+
+    try:
+        tokens = load_tokens(token_file=token_file, read_token_file=read_token_file)
+    except (TokenError, OSError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    if insecure:
+        if tokens:
+            raise click.UsageError("--insecure-no-auth given, but tokens are configured too")
+        if not is_loopback(host):
+            raise click.UsageError(
+                f"--insecure-no-auth serves only a loopback host (127.0.0.1, ::1), not {host!r}"
+            )
+        return None
+    if not tokens:
+        raise click.UsageError(
+            "no API token configured: set SAGA_HTTP_TOKENS or pass --token-file "
+            "(or --insecure-no-auth on a loopback host, for local development)"
+        )
+    return tokens
+
+
+@click.command("http")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=None, help="Port [default: SAGA_HTTP_PORT, else 8080].")
+@click.option(
+    "--bootstrap", default=None, help="Kafka bootstrap servers [KAFKA_BOOTSTRAP_SERVERS]."
+)
+@click.option("--prefix", default=None, help="Topic prefix [SAGA_TOPIC_PREFIX, else saga].")
+@click.option(
+    "--database-url",
+    default=None,
+    help="Visibility database for list/search/stats [DATABASE_URL]; '' disables them.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Admin tokens, one per line (adds to SAGA_HTTP_TOKENS).",
+)
+@click.option(
+    "--read-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Read-only tokens, one per line (adds to SAGA_HTTP_READ_TOKENS).",
+)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Serve without authentication (refused unless --host is a loopback address).",
+)
+def http_command(
+    *,
+    host: str,
+    port: int | None,
+    bootstrap: str | None,
+    prefix: str | None,
+    database_url: str | None,
+    token_file: Path | None,
+    read_token_file: Path | None,
+    insecure_no_auth: bool,
+) -> None:
+    """Serve the HTTP API (docs/http-api.md) until SIGTERM or Ctrl-C."""
+    from aiohttp import web
+
+    from orchestrator.http.app import build_app
+    from orchestrator.http.services import ApiOptions
+
+    tokens = _tokens(token_file, read_token_file, host, insecure_no_auth)
+    settings = Settings.from_env()
+    if bootstrap:
+        settings = dataclasses.replace(settings, bootstrap_servers=bootstrap)
+    if prefix:
+        settings = dataclasses.replace(settings, topic_prefix=prefix)
+    dsn = settings.database_url if database_url is None else database_url
+    options = ApiOptions(
+        kafka_config=settings.kafka_config(),
+        topic_prefix=settings.topic_prefix,
+        database_url=dsn or None,
+        tokens=tokens,
+    )
+    port = settings.http_port if port is None else port
+    log.info("settings: %s", {**settings.redacted(), "http_port": port})
+    log.info(
+        "HTTP API on http://%s:%d, authentication: %s",
+        host,
+        port,
+        "DISABLED (loopback only)" if tokens is None else tokens,
+    )
+    web.run_app(build_app(options), host=host, port=port, print=None, shutdown_timeout=5.0)
+
+
+def register(main: click.Group) -> None:
+    """Add ``saga http`` to the CLI."""
+    main.add_command(http_command)

@@ -1,0 +1,39 @@
+"""The HTTP API's bounds, in one place (documented in docs/http-api.md)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MAX_BODY_BYTES: Final = 1024 * 1024
+"""Larger request bodies are refused with 413."""
+
+START_WAIT_S: Final = 10.0
+"""Default wait for the shard to confirm a start (``wait`` in the body, up to MAX_WAIT_S)."""
+
+COMMAND_WAIT_S: Final = 10.0
+"""Default wait for the shard's answer to a signal, cancel or terminate."""
+
+UPDATE_TIMEOUT_S: Final = 30.0
+"""Default wait for an update's result."""
+
+QUERY_TIMEOUT_S: Final = 10.0
+"""Default wait for a query's answer."""
+
+MAX_WAIT_S: Final = 60.0
+"""Upper bound of every wait a caller can ask for (start, commands, update, query, result)."""
+
+DESCRIBE_TIMEOUT_S: Final = 10.0
+"""Bound on reading a workflow's snapshot from its history partition."""
+
+HISTORY_TIMEOUT_S: Final = 20.0
+"""Bound on reading a run's history from its partition."""
+
+HISTORY_READERS: Final = 2
+"""History reads run in a thread pool of this size (they block on confluent-kafka)."""
+
+HISTORY_QUEUE: Final = 8
+"""History requests waiting for a reader beyond this many are refused with 503."""
+
+MAX_ID_CHARS: Final = 256
+MAX_REASON_CHARS: Final = 1000
+DEFAULT_LIST_LIMIT: Final = 100

@@ -1,0 +1,180 @@
+"""Routes that read: health, describe, result, history, list/search and stats.
+
+Describe, result and history read the workflow's shard in Kafka through the client
+(always current); list, search and stats read the visibility projection in
+PostgreSQL (eventually consistent, typically well under a second behind).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.client import ReplyTimeoutError, WorkflowNotFoundError, WorkflowStatus
+from orchestrator.exceptions import WorkflowFailedError
+from orchestrator.http import validation as v
+from orchestrator.http.commands import handle_of
+from orchestrator.http.errors import ApiError
+from orchestrator.http.jsonout import description_json, event_json, jsonable
+from orchestrator.http.limits import DEFAULT_LIST_LIMIT, DESCRIBE_TIMEOUT_S, MAX_WAIT_S
+from orchestrator.http.services import SERVICES
+from orchestrator.visibility.store import MAX_LIMIT
+
+__all__ = ["routes"]
+
+_STATUSES = frozenset(s.name for s in WorkflowStatus)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz`` (no auth): 200 when the Kafka client is connected, else 503."""
+    services = request.app[SERVICES]
+    connected = services.kafka.client is not None
+    body = {
+        "status": "ok" if connected else "starting",
+        "kafka": "connected" if connected else "connecting",
+        "visibility": services.visibility.state,
+    }
+    return web.json_response(body, status=200 if connected else 503)
+
+
+async def describe(request: web.Request) -> web.Response:
+    """``GET /v1/workflows/{id}``: the latest snapshot, plus the visibility row if any."""
+    handle = handle_of(request)
+    visibility = request.app[SERVICES].visibility
+    row: dict[str, Any] | None = None
+    if visibility.store is not None:
+        found = await visibility.store.get_run(handle.workflow_id, handle.run_id)
+        row = found.to_json() if found is not None else None
+    try:
+        snapshot: dict[str, Any] | None = description_json(
+            await handle.describe(timeout=DESCRIBE_TIMEOUT_S)
+        )
+    except WorkflowNotFoundError:
+        if row is None:
+            raise
+        snapshot = None  # retention ended in Kafka; the projection still has the run
+    return web.json_response({"workflow": snapshot, "visibility": row})
+
+
+def _failure(exc: WorkflowFailedError) -> dict[str, Any] | None:
+    """The recorded failure (type and message), None when the run recorded none."""
+    cause = exc.cause
+    if cause is None:
+        return None
+    return {
+        "type": getattr(cause, "type", None) or type(cause).__name__,
+        "message": getattr(cause, "message", None) or str(cause),
+    }
+
+
+async def result(request: web.Request) -> web.Response:
+    """``GET /v1/workflows/{id}/result?wait=s``: the outcome, waiting up to ``wait`` s."""
+    handle = handle_of(request)
+    wait = v.query_seconds(request, "wait", default=0.0, maximum=MAX_WAIT_S)
+    described = await handle.describe(timeout=DESCRIBE_TIMEOUT_S)  # 404 for an unknown id
+    body: dict[str, Any] = {"workflow_id": handle.workflow_id, "run_id": described.run_id}
+    if described.is_open and not wait:
+        return web.json_response({**body, "done": False, "status": described.status.name})
+    converter = request.app[SERVICES].options.converter
+    try:
+        value = await handle.result(timeout=wait if described.is_open else MAX_WAIT_S)
+    except ReplyTimeoutError:
+        return web.json_response({**body, "done": False, "status": described.status.name})
+    except WorkflowFailedError as exc:
+        status = exc.status
+        if exc.cause is None:
+            # a RESULT reply without a failure (cancelled, terminated) does not say
+            # which; the snapshot does
+            status = (await handle.describe(timeout=DESCRIBE_TIMEOUT_S)).status.name
+        return web.json_response({**body, "done": True, "status": status, "error": _failure(exc)})
+    return web.json_response(
+        {**body, "done": True, "status": "COMPLETED", "result": jsonable(value, converter)}
+    )
+
+
+async def history(request: web.Request) -> web.Response:
+    """``GET /v1/workflows/{id}/history[?run_id=]``: a run's events, oldest first."""
+    handle = handle_of(request)
+    services = request.app[SERVICES]
+    layout = services.kafka.layout
+    assert layout is not None  # set together with the client
+    found = await services.history.read(layout, handle.workflow_id, handle.run_id)
+    if found.snapshot is None and not found.events:
+        raise ApiError(404, "workflow_not_found", f"no history of workflow {handle.workflow_id!r}")
+    snapshot = found.snapshot
+    converter = services.options.converter
+    return web.json_response(
+        {
+            "workflow_id": handle.workflow_id,
+            "run_id": found.run_id,
+            "status": snapshot.status.name if snapshot is not None else None,
+            "parked": snapshot.parked if snapshot is not None else None,
+            "events": [event_json(e, converter) for e in found.events],
+        }
+    )
+
+
+def _search(values: list[str]) -> dict[str, Any]:
+    """``key:value`` terms; a value that is JSON (``42``, ``true``, ``"x"``) keeps its type."""
+    terms: dict[str, Any] = {}
+    for term in values:
+        key, sep, raw = term.partition(":")
+        if not sep or not key:
+            raise v.bad(f"search terms are key:value, got {term!r}")
+        try:
+            terms[key] = json.loads(raw)
+        except ValueError:
+            terms[key] = raw
+    return terms
+
+
+async def list_workflows(request: web.Request) -> web.Response:
+    """``GET /v1/workflows?status=&type=&search=k:v&limit=&after=``: newest first."""
+    v.check_query(request, ("status", "type", "search", "limit", "after"))
+    status = request.query.get("status")
+    if status is not None and status.upper() not in _STATUSES:
+        raise v.bad(f"status must be one of {', '.join(sorted(_STATUSES))}")
+    workflow_type = request.query.get("type")
+    if workflow_type is not None:
+        v.name(workflow_type, "type")
+    try:
+        limit = int(request.query.get("limit", DEFAULT_LIST_LIMIT))
+    except ValueError:
+        raise v.bad("limit must be an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise v.bad(f"limit must be between 1 and {MAX_LIMIT}")
+    search = _search(request.query.getall("search", []))
+    store = request.app[SERVICES].visibility.require()
+    try:
+        rows, cursor = await store.list_runs(
+            status=status,
+            workflow_type=workflow_type,
+            search=search or None,
+            limit=limit,
+            after=request.query.get("after"),
+        )
+    except ValueError as exc:  # a malformed cursor
+        raise v.bad(str(exc)) from None
+    return web.json_response({"workflows": [r.to_json() for r in rows], "next": cursor})
+
+
+async def stats(request: web.Request) -> web.Response:
+    """``GET /v1/stats``: how many runs have each status."""
+    v.check_query(request, ())
+    counts = await request.app[SERVICES].visibility.require().counts()
+    return web.json_response({"counts": counts, "total": sum(counts.values())})
+
+
+def routes() -> list[web.RouteDef]:
+    """The read routes."""
+    wf = "/v1/workflows/{workflow_id}"
+    return [
+        web.get("/healthz", healthz, allow_head=False),
+        web.get("/v1/workflows", list_workflows, allow_head=False),
+        web.get("/v1/stats", stats, allow_head=False),
+        web.get(wf, describe, allow_head=False),
+        web.get(f"{wf}/result", result, allow_head=False),
+        web.get(f"{wf}/history", history, allow_head=False),
+    ]

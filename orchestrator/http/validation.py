@@ -1,0 +1,185 @@
+"""Request checks: JSON bodies, ids, names and numbers, each failing with a clear 400.
+
+Bodies are parsed with :func:`json.loads` only (no other decoder ever sees wire
+data), must be JSON objects, may not carry unknown fields, and are limited to
+:data:`~orchestrator.http.limits.MAX_BODY_BYTES` (413 beyond).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from aiohttp import web
+
+from orchestrator.http.errors import ApiError
+from orchestrator.http.limits import MAX_BODY_BYTES, MAX_ID_CHARS
+
+__all__ = [
+    "check_query",
+    "json_body",
+    "json_list",
+    "json_object",
+    "name",
+    "query_seconds",
+    "run_id",
+    "seconds",
+    "task_queue",
+    "text",
+    "traceparent",
+    "workflow_id",
+]
+
+_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
+_QUEUE: Final = re.compile(r"^[A-Za-z0-9._\-]{1,200}$")
+_RUN_ID: Final = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_TRACEPARENT: Final = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def bad(message: str) -> ApiError:
+    """A 400 with ``message``."""
+    return ApiError(400, "bad_request", message)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def json_body(
+    request: web.Request,
+    *,
+    required: Iterable[str] = (),
+    optional: Iterable[str] = (),
+    allow_empty: bool = False,
+) -> dict[str, Any]:
+    """The request's JSON object body, checked against the allowed field names."""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise ApiError(
+            413, "payload_too_large", f"request body too large (limit {MAX_BODY_BYTES} bytes)"
+        )
+    raw = await request.read()  # aiohttp refuses more than client_max_size with 413
+    required, optional = tuple(required), tuple(optional)
+    if not raw.strip():
+        if allow_empty and not required:
+            return {}
+        raise bad(f"a JSON object body is required (fields: {', '.join(required)})")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+    except UnicodeDecodeError:
+        raise bad("body is not UTF-8") from None
+    except RecursionError:
+        raise bad("body is nested too deeply") from None
+    except ValueError as exc:
+        raise bad(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise bad("body must be a JSON object")
+    unknown = sorted(set(data) - set(required) - set(optional))
+    if unknown:
+        allowed = ", ".join((*required, *optional))
+        raise bad(f"unknown fields: {', '.join(unknown)} (allowed: {allowed})")
+    missing = [f for f in required if f not in data]
+    if missing:
+        raise bad(f"missing fields: {', '.join(missing)}")
+    return data
+
+
+def check_query(request: web.Request, allowed: Iterable[str]) -> None:
+    """Refuse query parameters other than ``allowed`` (typos fail loudly)."""
+    unknown = sorted(set(request.query) - set(allowed))
+    if unknown:
+        raise bad(f"unknown query parameters: {', '.join(unknown)}")
+
+
+def workflow_id(value: Any, what: str = "workflow id") -> str:
+    """A workflow id: 1-256 printable characters without outer spaces (``/`` allowed)."""
+    if not isinstance(value, str) or not value:
+        raise bad(f"{what} must be a non-empty string")
+    if len(value) > MAX_ID_CHARS:
+        raise bad(f"{what} is longer than {MAX_ID_CHARS} characters")
+    if value != value.strip() or not value.isprintable():
+        raise bad(f"{what} has outer spaces or non-printable characters")
+    return value
+
+
+def name(value: Any, what: str) -> str:
+    """A workflow type, signal, update or query name: ``[A-Za-z_][A-Za-z0-9_.:-]*``."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise bad(f"{what} must match {_NAME.pattern}")
+    return value
+
+
+def task_queue(value: Any) -> str:
+    """A task queue name (it becomes part of a Kafka topic name)."""
+    if not isinstance(value, str) or not _QUEUE.match(value):
+        raise bad(f"task_queue must match {_QUEUE.pattern}")
+    return value
+
+
+def run_id(value: Any) -> str:
+    """A run id."""
+    if not isinstance(value, str) or not _RUN_ID.match(value):
+        raise bad(f"run_id must match {_RUN_ID.pattern}")
+    return value
+
+
+def text(value: Any, what: str, max_chars: int) -> str:
+    """A string of at most ``max_chars`` characters."""
+    if not isinstance(value, str):
+        raise bad(f"{what} must be a string")
+    if len(value) > max_chars:
+        raise bad(f"{what} is longer than {max_chars} characters")
+    return value
+
+
+def seconds(value: Any, what: str, *, default: float, maximum: float) -> float:
+    """A number of seconds in ``[0, maximum]`` (``default`` when absent)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise bad(f"{what} must be a number of seconds")
+    if not 0 <= value <= maximum:
+        raise bad(f"{what} must be between 0 and {maximum:g} seconds")
+    return float(value)
+
+
+def query_seconds(request: web.Request, key: str, *, default: float, maximum: float) -> float:
+    """Seconds from the query string (``?wait=5``)."""
+    raw = request.query.get(key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad(f"{key} must be a number of seconds") from None
+    return seconds(value, key, default=default, maximum=maximum)
+
+
+def json_list(value: Any, what: str) -> list[Any]:
+    """A JSON array (``None``: empty)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad(f"{what} must be a JSON array")
+    return value
+
+
+def json_object(value: Any, what: str) -> dict[str, Any]:
+    """A JSON object (``None``: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad(f"{what} must be a JSON object")
+    return value
+
+
+def traceparent(headers: Mapping[str, str]) -> str | None:
+    """The caller's W3C ``traceparent`` header, checked (None when absent)."""
+    value = headers.get("traceparent")
+    if value is None:
+        return None
+    if not _TRACEPARENT.match(value.strip()):
+        raise bad("traceparent header is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)")
+    return value.strip()

@@ -1,0 +1,358 @@
+"""The HTTP API as a user drives it: real Kafka, a real engine worker, a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.worker.engine_worker import EngineWorker
+from orchestrator.worker.shard.processor import ProcessorOptions
+from tests.integration.e2e_sagas import nap
+from tests.integration.http_helpers import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    api_client,
+    bearer,
+    running_api,
+)
+from tests.integration.http_sagas import Account
+
+pytestmark = pytest.mark.integration
+
+SHARDS = 2
+
+
+@pytest.fixture
+def engine(kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str) -> Iterator[None]:
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    ensure_topics(admin, layout)
+    options = ProcessorOptions(worker_id=f"{topic_prefix}-http", transaction_timeout_ms=5000)
+    with EngineWorker(kafka_config, layout, [nap, Account], options=options):
+        yield
+
+
+@pytest.fixture
+async def api(kafka_config: dict[str, Any], topic_prefix: str, engine: None) -> AsyncIterator[str]:
+    async with running_api(kafka_config, topic_prefix) as base_url:
+        yield base_url
+
+
+async def start(http: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    return await http.post("/v1/workflows", json=body)
+
+
+async def test_start_result_describe_history(api: str) -> None:
+    async with api_client(api) as http:
+        r = await start(http, workflow="e2e.nap", id="nap-1", task_queue="q", args=["x", 30])
+        assert r.status_code == 201, r.text
+        run_id = r.json()["run_id"]
+        assert r.json() == {"workflow_id": "nap-1", "run_id": run_id, "confirmed": True}
+        assert r.headers["Location"] == "/v1/workflows/nap-1"
+
+        r = await http.get("/v1/workflows/nap-1/result", params={"wait": 20})
+        assert r.status_code == 200, r.text
+        assert r.json() == {
+            "workflow_id": "nap-1",
+            "run_id": run_id,
+            "done": True,
+            "status": "COMPLETED",
+            "result": "rested:x",
+        }
+
+        r = await http.get("/v1/workflows/nap-1")
+        assert r.status_code == 200, r.text
+        described = r.json()["workflow"]
+        assert (described["run_id"], described["status"]) == (run_id, "COMPLETED")
+        assert described["workflow_type"] == "e2e.nap" and described["is_open"] is False
+        assert r.json()["visibility"] is None  # no database configured here
+
+        r = await http.get("/v1/workflows/nap-1/history")
+        assert r.status_code == 200, r.text
+        history = r.json()
+        assert (history["run_id"], history["status"]) == (run_id, "COMPLETED")
+        types = [e["type"] for e in history["events"]]
+        assert types[0] == "WorkflowStarted" and types[-1] == "WorkflowCompleted"
+        assert types.count("TimerFired") == 2
+        assert [e["seq"] for e in history["events"]] == list(range(1, len(types) + 1))
+        assert history["events"][0]["input"] == ["x", 30]  # payloads decoded to JSON
+
+
+async def test_start_is_idempotent_and_reuse_policy_conflicts_are_409(api: str) -> None:
+    async with api_client(api) as http:
+        first = await start(http, workflow="e2e.nap", id="nap-2", task_queue="q", args=["a", 300])
+        again = await start(http, workflow="e2e.nap", id="nap-2", task_queue="q", args=["b", 300])
+        assert first.status_code == again.status_code == 201
+        assert first.json()["run_id"] == again.json()["run_id"]  # one execution per id
+
+        running = await http.get("/v1/workflows/nap-2/result")  # wait=0: no waiting
+        assert running.json()["done"] is False and running.json()["status"] == "RUNNING"
+        done = await http.get("/v1/workflows/nap-2/result", params={"wait": 20})
+        assert done.json()["result"] == "rested:a"
+
+        refused = await start(
+            http,
+            workflow="e2e.nap",
+            id="nap-2",
+            task_queue="q",
+            args=["c", 1],
+            id_reuse_policy="reject_duplicate",
+        )
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"] == "already_started"
+
+
+async def test_signal_update_query_and_close(api: str) -> None:
+    async with api_client(api) as http:
+        r = await start(http, workflow="http.account", id="acct-1", task_queue="q", input=10)
+        assert r.status_code == 201, r.text
+        wf = "/v1/workflows/acct-1"
+
+        r = await http.post(f"{wf}/signals/deposit", json={"args": [5]})
+        assert (r.status_code, r.json()) == (
+            200,
+            {"workflow_id": "acct-1", "confirmed": True, "signal": "deposit"},
+        )
+        r = await http.get(f"{wf}/queries/balance")
+        assert (r.status_code, r.json()["result"]) == (200, 15), r.text
+
+        r = await http.post(f"{wf}/updates/withdraw", json={"args": [4]})
+        assert (r.status_code, r.json()["result"]) == (200, 11), r.text
+        r = await http.post(f"{wf}/updates/withdraw", json={"args": [100]})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"] == "update_rejected"
+        assert "insufficient funds" in r.json()["message"]
+        r = await http.post(f"{wf}/queries/balance", json={"args": []})
+        assert r.json()["result"] == 11  # the refused update changed nothing
+
+        r = await http.post(f"{wf}/queries/nope")
+        assert r.status_code == 422 and r.json()["error"] == "query_failed", r.text
+
+        r = await http.post(f"{wf}/signals/close", json={"wait": 0})  # fire and forget
+        assert (r.status_code, r.json()["confirmed"]) == (202, False)
+        r = await http.get(f"{wf}/result", params={"wait": 20})
+        assert (r.json()["status"], r.json()["result"]) == ("COMPLETED", 11)
+
+        r = await http.post(f"{wf}/signals/deposit", json={"args": [1]})
+        assert (r.status_code, r.json()["error"]) == (409, "workflow_closed"), r.text
+
+
+async def test_cancel_and_terminate(api: str) -> None:
+    async with api_client(api) as http:
+        for wf_id in ("acct-c", "acct-t"):
+            r = await start(http, workflow="http.account", id=wf_id, task_queue="q", input=1)
+            assert r.status_code == 201, r.text
+
+        r = await http.post("/v1/workflows/acct-c/cancel", json={"reason": "customer asked"})
+        assert r.status_code == 200, r.text
+        r = await http.post("/v1/workflows/acct-t/terminate", json={"reason": "operator"})
+        assert r.status_code == 200, r.text
+
+        cancelled = (await http.get("/v1/workflows/acct-c/result", params={"wait": 20})).json()
+        assert (cancelled["done"], cancelled["status"]) == (True, "CANCELLED"), cancelled
+        terminated = (await http.get("/v1/workflows/acct-t/result", params={"wait": 20})).json()
+        assert (terminated["done"], terminated["status"]) == (True, "TERMINATED"), terminated
+        events = (await http.get("/v1/workflows/acct-t/history")).json()["events"]
+        assert events[-1]["type"] == "WorkflowTerminated" and events[-1]["reason"] == "operator"
+
+        described = (await http.get("/v1/workflows/acct-t")).json()["workflow"]
+        assert described["status"] == "TERMINATED"
+        r = await http.post("/v1/workflows/acct-t/cancel")
+        assert (r.status_code, r.json()["error"]) == (409, "workflow_closed"), r.text
+
+
+async def test_unknown_workflow_is_404_everywhere(api: str) -> None:
+    async with api_client(api) as http:
+        wf = "/v1/workflows/no-such-id"
+        for method, path, body in [
+            ("GET", wf, None),
+            ("GET", f"{wf}/result", None),
+            ("GET", f"{wf}/history", None),
+            ("POST", f"{wf}/signals/go", {"args": []}),
+            ("POST", f"{wf}/cancel", None),
+            ("POST", f"{wf}/terminate", {"reason": "x"}),
+            ("POST", f"{wf}/updates/withdraw", {"args": [1]}),
+            ("GET", f"{wf}/queries/balance", None),
+        ]:
+            r = await http.request(method, path, json=body)
+            assert r.status_code == 404, (method, path, r.text)
+            assert r.json()["error"] == "workflow_not_found", (method, path, r.text)
+        r = await http.get("/v1/nothing-here")
+        assert (r.status_code, r.json()["error"]) == (404, "not_found")
+
+
+ROUTES: list[tuple[str, str]] = [
+    ("POST", "/v1/workflows"),
+    ("GET", "/v1/workflows"),
+    ("GET", "/v1/stats"),
+    ("GET", "/v1/workflows/w-1"),
+    ("GET", "/v1/workflows/w-1/result"),
+    ("GET", "/v1/workflows/w-1/history"),
+    ("POST", "/v1/workflows/w-1/signals/go"),
+    ("POST", "/v1/workflows/w-1/cancel"),
+    ("POST", "/v1/workflows/w-1/terminate"),
+    ("POST", "/v1/workflows/w-1/updates/u"),
+    ("GET", "/v1/workflows/w-1/queries/q"),
+    ("POST", "/v1/workflows/w-1/queries/q"),
+]
+
+
+async def test_every_route_needs_a_token_and_tokens_never_reach_the_logs(
+    api: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-token-0123456789abcdef"
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        assert (await http.get("/healthz")).status_code == 200  # the one open route
+        for method, path in ROUTES:
+            r = await http.request(method, path, json={})
+            assert r.status_code == 401, (method, path, r.text)
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            assert r.json()["error"] == "unauthorized"
+            r = await http.request(method, path, json={}, headers=bearer(wrong))
+            assert r.status_code == 401, (method, path, r.text)
+            assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+            r = await http.request(method, path, json={}, headers={"Authorization": wrong})
+            assert r.status_code == 401, (method, path)  # not a Bearer credential
+
+        # the right tokens get past authentication (whatever the route answers next)
+        for method, path in ROUTES:
+            r = await http.request(method, path, json={}, headers=bearer(ADMIN_TOKEN))
+            assert r.status_code not in (401, 403), (method, path, r.text)
+            r = await http.request(method, path, json={}, headers=bearer(READ_TOKEN))
+            writes = method == "POST" and "/queries/" not in path
+            assert (r.status_code == 403) is writes, (method, path, r.text)
+            if writes:
+                assert r.json()["error"] == "forbidden"
+
+    await asyncio.sleep(0.2)  # let the access log lines of the last requests land
+    logged = caplog.text
+    assert "refused POST /v1/workflows" in logged and "unknown token" in logged
+    assert "aiohttp.access" in {r.name for r in caplog.records}
+    for token in (wrong, ADMIN_TOKEN, READ_TOKEN):
+        assert token not in logged
+
+
+async def test_malformed_requests_are_400_and_huge_bodies_413(api: str) -> None:
+    async with api_client(api) as http:
+
+        async def post(path: str, content: bytes | str, **headers: str) -> httpx.Response:
+            return await http.post(
+                path, content=content, headers={"Content-Type": "application/json", **headers}
+            )
+
+        cases: list[tuple[str, bytes | str, str]] = [
+            ("/v1/workflows", "{not json", "not valid JSON"),
+            ("/v1/workflows", "[1, 2]", "must be a JSON object"),
+            ("/v1/workflows", "", "body is required"),
+            ("/v1/workflows", b"\xff\xfe", "not UTF-8"),
+            ("/v1/workflows", '{"workflow": "e2e.nap"}', "missing fields: id, task_queue"),
+            (
+                "/v1/workflows",
+                '{"workflow": "e2e.nap", "id": "a", "task_queue": "q", "x": 1}',
+                "unknown fields: x",
+            ),
+            (
+                "/v1/workflows",
+                '{"workflow": "e2e.nap", "id": " a", "task_queue": "q"}',
+                "outer spaces",
+            ),
+            (
+                "/v1/workflows",
+                '{"workflow": "e2e.nap", "id": "a\\u0000b", "task_queue": "q"}',
+                "non-printable",
+            ),
+            (
+                "/v1/workflows",
+                '{"workflow": "bad name!", "id": "a", "task_queue": "q"}',
+                "workflow must match",
+            ),
+            (
+                "/v1/workflows",
+                '{"workflow": "w", "id": "a", "task_queue": "q", "args": 3}',
+                "args must be a JSON array",
+            ),
+            (
+                "/v1/workflows",
+                '{"workflow": "w", "id": "a", "task_queue": "q", "input": 1, "args": []}',
+                "not both",
+            ),
+            (
+                "/v1/workflows",
+                '{"workflow": "w", "id": "a", "task_queue": "q", "wait": 61}',
+                "wait must be between",
+            ),
+            (
+                "/v1/workflows",
+                '{"workflow": "w", "id": "a", "task_queue": "q", "input": NaN}',
+                "not valid JSON",
+            ),
+            (
+                "/v1/workflows",
+                '{"workflow": "w", "id": "a", "task_queue": "q", "id_reuse_policy": "x"}',
+                "id_reuse_policy must be one of",
+            ),
+            ("/v1/workflows", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+            ("/v1/workflows/w-1/terminate", "{}", "missing fields: reason"),
+            ("/v1/workflows/w-1/signals/go", '{"args": {"a": 1}}', "args must be a JSON array"),
+            ("/v1/workflows/w-1/updates/u", '{"timeout": "soon"}', "timeout must be a number"),
+        ]
+        for path, content, message in cases:
+            r = await post(path, content)
+            assert r.status_code == 400, (path, content[:80], r.text)
+            assert r.json()["error"] == "bad_request"
+            assert message in r.json()["message"], (path, content[:80], r.text)
+
+        r = await post(
+            "/v1/workflows",
+            '{"workflow": "e2e.nap", "id": "a", "task_queue": "q"}',
+            traceparent="00-nothex-00-01",
+        )
+        assert (r.status_code, r.json()["error"]) == (400, "bad_request")
+        r = await http.get("/v1/workflows/w-1/result", params={"wait": "soon"})
+        assert r.status_code == 400
+        r = await http.get("/v1/workflows/w-1/history", params={"run": "x"})
+        assert r.status_code == 400 and "unknown query parameters: run" in r.json()["message"]
+
+        huge = (
+            '{"workflow": "e2e.nap", "id": "a", "task_queue": "q", "input": "'
+            + "x" * (1 << 20)
+            + '"}'
+        )
+        r = await post("/v1/workflows", huge)
+        assert (r.status_code, r.json()["error"]) == (413, "payload_too_large"), r.text
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit still holds
+            for _ in range(40):
+                yield b"x" * 32_768
+
+        r = await http.post("/v1/workflows", content=chunks())
+        assert r.status_code == 413, r.text
+        r = await http.put("/v1/workflows")
+        assert (r.status_code, r.json()["error"]) == (405, "method_not_allowed")
+
+
+async def test_workflow_ids_with_slashes_and_unicode_round_trip(api: str) -> None:
+    async with api_client(api) as http:
+        for wf_id in ("legacy.orders/0/15", "commande-été 7"):
+            r = await start(http, workflow="e2e.nap", id=wf_id, task_queue="q", args=["s", 10])
+            assert r.status_code == 201, r.text
+            r = await http.get(r.headers["Location"] + "/result", params={"wait": 20})
+            assert (r.status_code, r.json()["workflow_id"]) == (200, wf_id), r.text
+            assert r.json()["result"] == "rested:s"
+
+
+async def test_list_and_stats_say_503_without_a_database(api: str) -> None:
+    async with api_client(api) as http:
+        for path in ("/v1/workflows", "/v1/stats"):
+            r = await http.get(path)
+            assert (r.status_code, r.json()["error"]) == (503, "visibility_disabled"), r.text
+            assert "DATABASE_URL" in r.json()["message"]
+        health = (await http.get("/healthz")).json()
+        assert health == {"status": "ok", "kafka": "connected", "visibility": "disabled"}
