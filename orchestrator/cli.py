@@ -19,6 +19,7 @@ from typing import Any
 import click
 from confluent_kafka.admin import AdminClient
 
+from orchestrator.background import BackgroundRunner
 from orchestrator.config import Settings
 from orchestrator.log.topics import TopicLayout, ensure_topics
 
@@ -91,11 +92,19 @@ def topics(task_queues: tuple[str, ...]) -> None:
     show_default=True,
     help="Activity attempts running at once per task queue: bounds load on downstreams.",
 )
+@click.option(
+    "--projector/--no-projector",
+    default=False,
+    show_default=True,
+    help="Also run the visibility projector (history -> PostgreSQL at DATABASE_URL); "
+    "one is active per table, the others stand by.",
+)
 def worker(
     modules: tuple[str, ...],
     task_queues: tuple[str, ...],
     *,
     engine: bool,
+    projector: bool,
     worker_id: str | None,
     build_id: str,
     max_in_flight: int,
@@ -144,10 +153,17 @@ def worker(
             ).start()
         )
         log.info("activity worker on queue %r running %d activities", queue, len(found.activities))
+    projectors: list[BackgroundRunner] = []
+    if projector:
+        from orchestrator.visibility.projector import Projector
+
+        projectors.append(Projector(settings.database_url, settings.kafka_config(), layout).start())
+        log.info("visibility projector running")
     click.echo("ready", err=True)
     failed: BaseException | None = None
     while failed is None and not stop.wait(0.5):
         errors = [w.error for w in running] + [w.error for w in activity_workers]
+        errors += [p.error for p in projectors]
         failed = next((e for e in errors if e is not None), None)
         stalled = max((w.processor.stalled_for() for w in running), default=0.0)
         if watchdog_seconds and stalled > watchdog_seconds:
@@ -158,6 +174,8 @@ def worker(
         aw.stop()  # stop fetching, drain in-flight attempts, commit
     for w in running:
         w.stop()
+    for p in projectors:
+        p.stop()
     for aw in activity_workers:
         aw.join(60)
     if failed is not None:
@@ -211,6 +229,10 @@ def dlq_redrive(reason_pattern: str, from_offset: int, to_offset: int | None) ->
 from orchestrator.migration.cli import register as _register_migration  # noqa: E402
 
 _register_migration(main)
+
+from orchestrator.visibility.cli import register as _register_visibility  # noqa: E402
+
+_register_visibility(main)
 
 from orchestrator.http.cli import register as _register_http  # noqa: E402
 
