@@ -29,6 +29,7 @@ from confluent_kafka.admin import AdminClient
 
 from orchestrator.converter import DataConverter
 from orchestrator.devstack import providers
+from orchestrator.log.consuming import consume_available
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
@@ -36,6 +37,10 @@ from orchestrator.serde.wire import WireFormat
 
 WIRE, CONV = WireFormat(), DataConverter()
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the bench package importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.hop_trace import hop_breakdown, print_breakdown  # noqa: E402
 
 
 def spawn(
@@ -82,6 +87,7 @@ class ReplyWatcher(threading.Thread):
     def __init__(self, bootstrap: str, topic: str) -> None:
         super().__init__(daemon=True)
         self.done: dict[str, float] = {}
+        self.done_wall_ms: dict[str, float] = {}
         self.stop = threading.Event()
         self.consumer = Consumer(
             {
@@ -96,13 +102,57 @@ class ReplyWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for msg in self.consumer.consume(1000, 0.05):
+            for msg in consume_available(self.consumer, 1000, 0.05):
                 if msg.error() is not None:
                     continue
                 reply = WIRE.decode_reply(msg.headers(), msg.value()).record
-                if reply.kind is rec.ReplyKind.RESULT:
-                    self.done.setdefault(reply.workflow_id, time.monotonic())
+                if reply.kind is rec.ReplyKind.RESULT and reply.workflow_id not in self.done:
+                    self.done[reply.workflow_id] = time.monotonic()
+                    self.done_wall_ms[reply.workflow_id] = time.time() * 1000
         self.consumer.close()
+
+
+def send_starts(
+    producer: Producer,
+    layout: TopicLayout,
+    ids: list[str],
+    rate: float,
+    workflow: str,
+    sent: dict[str, float],
+    sent_wall_ms: dict[str, float],
+) -> None:
+    """Publish one start command per id, at ``rate``/s (0: as fast as possible)."""
+    began = time.monotonic()
+    for n, wf_id in enumerate(ids):
+        if rate:
+            delay = began + n / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        enc = WIRE.encode_command(
+            rec.StartWorkflow(
+                workflow_id=wf_id,
+                workflow_type=workflow,
+                task_queue="bench",
+                input=[CONV.to_payload(n)],
+            )
+        )
+        producer.produce(
+            layout.commands,
+            key=enc.key,
+            value=enc.value,
+            headers=list(enc.headers),
+            partition=shard_for(wf_id, layout.shards),
+        )
+        sent[wf_id] = time.monotonic()
+        sent_wall_ms[wf_id] = time.time() * 1000
+        producer.poll(0)
+    producer.flush(30)
+
+
+def wait_done(watcher: ReplyWatcher, ids: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(k not in watcher.done for k in ids) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def main() -> None:
@@ -117,6 +167,17 @@ def main() -> None:
         type=int,
         default=0,
         help="activity worker processes (for bench.three_step)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1000,
+        help="untimed sagas run first, at the same rate (0: none)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="after the run, split start->complete into hops (bench/hop_trace.py)",
     )
     args = parser.parse_args()
 
@@ -150,37 +211,21 @@ def main() -> None:
             watcher.start()
             time.sleep(1)
             producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 2})
+            if args.warmup:
+                # untimed, like the peers' warm-up: the broker's JIT compiles its hot paths
+                # (the C2 compiler takes most of a core for the first ~20 s after start)
+                warm = [f"w-{n}" for n in range(args.warmup)]
+                send_starts(producer, layout, warm, args.rate, args.workflow, {}, {})
+                wait_done(watcher, warm, 300)
+                time.sleep(1)
             sent: dict[str, float] = {}
+            sent_wall_ms: dict[str, float] = {}
+            timed = [f"b-{n}" for n in range(args.sagas)]
             began = time.monotonic()
-            for n in range(args.sagas):
-                if args.rate:
-                    delay = began + n / args.rate - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                wf_id = f"b-{n}"
-                enc = WIRE.encode_command(
-                    rec.StartWorkflow(
-                        workflow_id=wf_id,
-                        workflow_type=args.workflow,
-                        task_queue="bench",
-                        input=[CONV.to_payload(n)],
-                    )
-                )
-                producer.produce(
-                    layout.commands,
-                    key=enc.key,
-                    value=enc.value,
-                    headers=list(enc.headers),
-                    partition=shard_for(wf_id, args.shards),
-                )
-                sent[wf_id] = time.monotonic()
-                producer.poll(0)
-            producer.flush(30)
-            deadline = time.monotonic() + 300
-            while len(watcher.done) < args.sagas and time.monotonic() < deadline:
-                time.sleep(0.1)
+            send_starts(producer, layout, timed, args.rate, args.workflow, sent, sent_wall_ms)
+            wait_done(watcher, timed, 300)
             watcher.stop.set()
-            finished = dict(watcher.done)
+            finished = {k: watcher.done[k] for k in timed if k in watcher.done}
             latencies = sorted((finished[k] - sent[k]) * 1000 for k in finished if k in sent)
             elapsed = max(finished.values()) - began
             q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
@@ -193,6 +238,18 @@ def main() -> None:
                 f"latency start->complete: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, "
                 f"max {latencies[-1]:.0f} ms"
             )
+            if args.breakdown:
+                print("hops (from record create times):")
+                print_breakdown(
+                    hop_breakdown(
+                        kafka.bootstrap_servers,
+                        layout.commands,
+                        layout.history,
+                        args.shards,
+                        sent_wall_ms,
+                        dict(watcher.done_wall_ms),
+                    )
+                )
         finally:
             for p in procs:
                 p.terminate()
@@ -204,7 +261,8 @@ def main() -> None:
             text = (logs / "restore.log").read_text()
             records = sum(int(m) for m in re.findall(r"restored shard \d+: (\d+) records", text))
             print(
-                f"restore: {records} history records ({args.sagas} closed executions) "
+                f"restore: {records} history records "
+                f"({args.sagas + args.warmup} closed executions) "
                 f"on {args.shards} shards in {seconds:.2f}s from process start"
             )
         finally:

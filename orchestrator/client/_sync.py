@@ -33,6 +33,7 @@ from orchestrator.client._common import (
 )
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
+from orchestrator.log.consuming import consume_available
 from orchestrator.log.headers import headers_of
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
@@ -220,7 +221,7 @@ class Client:
         wire = self.builder.wire
         try:
             while not self._closed.is_set():
-                messages = self._listener.consume(500, 0.1)
+                messages = consume_available(self._listener, 500, 0.1)
                 if not messages:
                     continue
                 with self._cond:
@@ -254,7 +255,7 @@ class Client:
             # than for the position to reach the high watermark
             at_end = False
             while not at_end and time.monotonic() < deadline:
-                for msg in consumer.consume(1000, 0.2):
+                for msg in consume_available(consumer, 1000, 0.2):
                     error = msg.error()
                     if error is not None:
                         at_end = at_end or error.code() == KafkaError._PARTITION_EOF

@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from orchestrator.log.consuming import consume_available
 from orchestrator.log.headers import normalize_headers
 
 REASON_HEADER = "saga.dlq.reason"
@@ -60,7 +61,7 @@ def read_dead_letters(
         deadline = time.monotonic() + timeout_s
         position = start_offset
         while position < end and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.2):
+            for msg in consume_available(consumer, 500, 0.2):
                 if msg.error() is not None:
                     continue
                 offset = msg.offset()

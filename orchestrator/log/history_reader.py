@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from orchestrator.engine.events import Event
+from orchestrator.log.consuming import consume_available
 from orchestrator.log.headers import headers_of
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
@@ -58,7 +59,7 @@ def read_run_history(
         consumer.assign([TopicPartition(layout.history, partition, OFFSET_BEGINNING)])
         position, deadline = 0, time.monotonic() + timeout_s
         while position < end and time.monotonic() < deadline:
-            for msg in consumer.consume(2000, 0.2):
+            for msg in consume_available(consumer, 2000, 0.2):
                 offset = msg.offset()
                 if msg.error() is not None or offset is None:
                     continue

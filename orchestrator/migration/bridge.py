@@ -27,6 +27,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from orchestrator.background import BackgroundRunner
+from orchestrator.log.consuming import consume_available
 from orchestrator.log.dlq_tools import REASON_HEADER, SOURCE_HEADER
 from orchestrator.log.headers import headers_of
 from orchestrator.log.topics import TopicLayout
@@ -214,7 +215,7 @@ class QueueBridge(BackgroundRunner):
         self._consumer.subscribe([self.source_topic])
         try:
             while not stop.is_set():
-                messages = self._consumer.consume(self.batch_size, 0.2)
+                messages = consume_available(self._consumer, self.batch_size, 0.2)
                 if not messages:
                     continue
                 try:

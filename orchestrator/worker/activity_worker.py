@@ -59,7 +59,7 @@ __all__ = ["ActivityWorker", "ActivityWorkerOptions", "ActivityWorkerStats"]
 
 log = logging.getLogger(__name__)
 
-_IDLE_SLEEP_S = (0.001, 0.02)  # adaptive sleep between empty polls: min, max
+_IDLE_SLEEP_S = (0.001, 0.005)  # adaptive sleep between empty polls: min, max (latency)
 _METADATA_TIMEOUT_S = 30.0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from orchestrator.log.consuming import consume_available
 from orchestrator.log.watermarks import watermarks
 from orchestrator.worker.shard.records import HistoryEntry, headers_of
 
@@ -111,7 +112,7 @@ class HistoryReader:
                         f"restore of {self._topic} stuck at {positions} < {ends}: a transaction "
                         "stays open longer than the restore timeout"
                     )
-                for msg in self._committed.consume(num_messages=10000, timeout=0.05):
+                for msg in consume_available(self._committed, 10_000, 0.05):
                     if msg.error():
                         raise KafkaException(msg.error())
                     partition, key, offset = msg.partition(), msg.key(), msg.offset()
