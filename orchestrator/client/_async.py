@@ -119,7 +119,11 @@ class AsyncClient:
         kafka, layout = resolve_config(config, layout)
         options = aiokafka_options(kafka)
         producer = AIOKafkaProducer(**options, enable_idempotence=True, linger_ms=1)
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # a failed start leaves its client open otherwise
+            raise
         listener = AIOKafkaConsumer(
             **options, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
         )
