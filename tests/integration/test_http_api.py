@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.visibility.projector import Projector
 from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
 from tests.integration.e2e_sagas import nap
@@ -356,3 +358,84 @@ async def test_list_and_stats_say_503_without_a_database(api: str) -> None:
             assert "DATABASE_URL" in r.json()["message"]
         health = (await http.get("/healthz")).json()
         assert health == {"status": "ok", "kafka": "connected", "visibility": "disabled"}
+
+
+async def test_list_search_page_and_stats_from_the_projection(
+    kafka_config: dict[str, Any], topic_prefix: str, engine: None, database: str
+) -> None:
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    accounts = {"acct-a": ("acme", 1), "acct-b": ("globex", 2), "acct-c": ("acme", 3)}
+    async with (
+        running_api(kafka_config, topic_prefix, database_url=database) as base_url,
+        api_client(base_url) as http,
+    ):
+        with Projector(database, kafka_config, layout):
+            for wf_id, (customer, priority) in accounts.items():
+                r = await start(
+                    http,
+                    workflow="http.account",
+                    id=wf_id,
+                    task_queue="q",
+                    input=0,
+                    search_attributes={"customer": customer, "priority": priority},
+                )
+                assert r.status_code == 201, r.text
+            for wf_id in ("nap-a", "nap-b"):
+                r = await start(http, workflow="e2e.nap", id=wf_id, task_queue="q", args=["z", 5])
+                assert r.status_code == 201, r.text
+                r = await http.get(f"/v1/workflows/{wf_id}/result", params={"wait": 20})
+                assert r.json()["status"] == "COMPLETED"
+
+            deadline = time.monotonic() + 30
+            while True:  # the projection trails the log by a little
+                stats = (await http.get("/v1/stats")).json()
+                if stats == {"counts": {"RUNNING": 3, "COMPLETED": 2}, "total": 5}:
+                    break
+                assert time.monotonic() < deadline, stats
+                await asyncio.sleep(0.2)
+
+        async def ids(**params: Any) -> list[str]:
+            r = await http.get("/v1/workflows", params=params)
+            assert r.status_code == 200, r.text
+            return [row["workflow_id"] for row in r.json()["workflows"]]
+
+        everything = await ids()
+        assert sorted(everything) == sorted([*accounts, "nap-a", "nap-b"])
+        assert set(await ids(status="running")) == set(accounts)
+        assert set(await ids(status="COMPLETED")) == {"nap-a", "nap-b"}
+        assert set(await ids(type="e2e.nap")) == {"nap-a", "nap-b"}
+        assert set(await ids(search="customer:acme")) == {"acct-a", "acct-c"}
+        assert await ids(search="priority:2") == ["acct-b"]  # a JSON number
+        assert await ids(search='priority:"2"') == []  # a string is not the number
+        r = await http.get(
+            "/v1/workflows", params=[("search", "customer:acme"), ("search", "priority:3")]
+        )
+        assert [row["workflow_id"] for row in r.json()["workflows"]] == ["acct-c"]
+
+        first = (await http.get("/v1/workflows", params={"limit": 2})).json()
+        assert len(first["workflows"]) == 2 and first["next"]
+        rest = (
+            await http.get("/v1/workflows", params={"limit": 10, "after": first["next"]})
+        ).json()
+        assert rest["next"] is None
+        paged = [row["workflow_id"] for row in first["workflows"] + rest["workflows"]]
+        assert paged == everything  # newest first, no gap, no repeat
+
+        row = next(
+            r for r in rest["workflows"] + first["workflows"] if r["workflow_id"] == "acct-b"
+        )
+        assert row["search_attributes"] == {"customer": "globex", "priority": 2}
+        described = (await http.get("/v1/workflows/acct-b")).json()
+        assert described["visibility"]["status"] == "RUNNING"
+        assert described["visibility"]["run_id"] == described["workflow"]["run_id"]
+
+        for params in (
+            {"after": "garbage"},
+            {"status": "sleepy"},
+            {"limit": 0},
+            {"search": "novalue"},
+        ):
+            r = await http.get("/v1/workflows", params=params)
+            assert r.status_code == 400, (params, r.text)
+        health = (await http.get("/healthz")).json()
+        assert health["visibility"] == "ok"
