@@ -76,7 +76,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "is_open": d.is_open,
         "start_time": d.start_time.isoformat(),
         "close_time": d.close_time.isoformat() if d.close_time else None,
-        "history_length": d.last_seq,
+        "last_seq": d.last_seq,
         "search_attributes": jsonable(d.search_attributes),
         "memo": jsonable(d.memo),
     }

@@ -135,6 +135,12 @@ async def test_signal_update_query_and_close(api: str) -> None:
 
         r = await http.post(f"{wf}/queries/nope")
         assert r.status_code == 422 and r.json()["error"] == "query_failed", r.text
+        r = await http.post(f"{wf}/updates/nope", json={"args": [1]})
+        assert (r.status_code, r.json()["error"]) == (422, "update_rejected"), r.text
+        r = await http.post(f"{wf}/signals/deposit", json={"args": ["lots"]})
+        assert (r.status_code, r.json()["error"]) == (422, "command_rejected"), r.text
+        r = await http.post(f"{wf}/signals/deposit", params={"run_id": "r-0"}, json={"args": [1]})
+        assert (r.status_code, r.json()["error"]) == (404, "workflow_not_found"), r.text
 
         r = await http.post(f"{wf}/signals/close", json={"wait": 0})  # fire and forget
         assert (r.status_code, r.json()["confirmed"]) == (202, False)
