@@ -19,6 +19,14 @@ async def three_step(ctx: workflow.WorkflowContext, n: int) -> int:
     return n
 
 
+@workflow.defn(name="bench.three_step_local")
+async def three_step_local(ctx: workflow.WorkflowContext, n: int) -> int:
+    """The same three steps as local activities: run by the engine worker in one cycle."""
+    for step in ("bench.step", "bench.step", "bench.step"):
+        n = await ctx.execute_local_activity(step, n, result_type=int)
+    return n
+
+
 @activity.defn(name="bench.step")
 async def step(n: int) -> int:
     """A no-op activity."""

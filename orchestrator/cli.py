@@ -136,6 +136,7 @@ def worker(
                 found.workflows.values(),
                 build_id=build_id,
                 options=options,
+                activities=found.activities,
             ).start()
         )
         log.info("engine worker running workflows %s", sorted(found.workflows))

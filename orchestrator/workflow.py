@@ -105,6 +105,8 @@ class ActivityOptions:
     start_to_close: timedelta | None = None
     schedule_to_close: timedelta | None = None
     heartbeat_timeout: timedelta | None = None
+    local: bool = False
+    """Run in the engine worker's own cycle instead of through the task queue."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +432,60 @@ class WorkflowContext(ABC):
         adef = activity if isinstance(activity, str) else activity_definition_of(activity)
         opts = ActivityOptions(task_queue, retry, start_to_close, schedule_to_close,
                                heartbeat_timeout)
+        return await self._execute_activity(adef, args, opts, result_type)
+
+    @overload
+    async def execute_local_activity(
+        self,
+        activity: Callable[..., Awaitable[R]],
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+    ) -> R: ...
+    @overload
+    async def execute_local_activity(
+        self,
+        activity: Callable[..., R],
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+    ) -> R: ...
+    @overload
+    async def execute_local_activity(
+        self,
+        activity: str,
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+        result_type: type[R] | None = None,
+    ) -> R: ...
+    async def execute_local_activity(
+        self,
+        activity: Callable[..., Any] | str,
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+        result_type: Any = None,
+    ) -> Any:
+        """Run a short activity inside the engine worker, in the same step as the code.
+
+        Same durability, retries and idempotency key as :meth:`execute_activity`,
+        but the engine worker runs the attempt itself, right after the decision
+        that scheduled it, and commits the schedule, the outcome and the next
+        decision in one transaction: no task-queue round trip. Use it for calls
+        that take milliseconds (a lookup, a local ledger write); an attempt is
+        limited to the worker's local-attempt limit (10 s by default) and holds up
+        its shard meanwhile. A worker that does not have the activity registered
+        sends it through the task queue instead.
+        """
+        adef = activity if isinstance(activity, str) else activity_definition_of(activity)
+        opts = ActivityOptions(
+            None, retry, start_to_close, schedule_to_close, None, local=True
+        )
         return await self._execute_activity(adef, args, opts, result_type)
 
     @abstractmethod

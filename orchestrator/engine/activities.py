@@ -71,6 +71,7 @@ class _Activity:
     next_retry_at: int = 0
     last_heartbeat_at: int = 0
     heartbeat_details: list[Payload] = field(default_factory=list)
+    local: bool = False
 
 
 class ActivityMixin:
@@ -251,6 +252,7 @@ class ActivityMixin:
             schedule_to_close_ms=rec.schedule_to_close_ms,
             heartbeat_timeout_ms=rec.heartbeat_timeout_ms, scheduled_at=rec.time,
             result_type=result_type, future=fut, attempt_started_at=rec.time,
+            local=options.local,
         )
         self._activities[seq] = act
         fut.add_done_callback(lambda f: self._on_activity_future_done(act, f))
@@ -273,6 +275,7 @@ class ActivityMixin:
             start_to_close_ms=act.start_to_close_ms,
             heartbeat_timeout_ms=act.heartbeat_timeout_ms,
             heartbeat_details=act.heartbeat_details,
+            local=act.local,
         )
 
     def _dispatch(self, act: _Activity) -> None:

@@ -52,6 +52,8 @@ class ScheduleActivityTask:
     start_to_close_ms: int | None = None
     heartbeat_timeout_ms: int | None = None
     heartbeat_details: list[Payload] = field(default_factory=list)
+    local: bool = False
+    """The code asked for a local activity: the engine worker may run it itself."""
 
     @property
     def idempotency_key(self) -> str:

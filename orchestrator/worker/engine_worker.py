@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from orchestrator.background import BackgroundRunner
 from orchestrator.converter import DataConverter
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.wire import WireFormat
+from orchestrator.worker.activity_runner import activity_definitions
 from orchestrator.worker.shard.engine_shard import DEFAULT_RETENTION_MS, EngineShard
+from orchestrator.worker.shard.local_activities import DEFAULT_MAX_ATTEMPT_S, LocalActivities
 from orchestrator.worker.shard.processor import ProcessorOptions, ShardProcessor
 from orchestrator.workflow import WorkflowDefinition, definition_of
 
@@ -47,9 +49,19 @@ class EngineWorker(BackgroundRunner):
         options: ProcessorOptions | None = None,
         wire: WireFormat | None = None,
         converter: DataConverter | None = None,
+        activities: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]] = (),
+        local_max_attempt_s: float = DEFAULT_MAX_ATTEMPT_S,
     ) -> None:
+        """``activities``: those this process may run itself when a workflow calls
+        ``ctx.execute_local_activity``; local calls to any other go to the task queue."""
         super().__init__()
         self.workflows = definitions(workflows)
+        registered = activity_definitions(activities)
+        self.local_activities = (
+            LocalActivities(registered, converter, max_attempt_s=local_max_attempt_s)
+            if registered
+            else None
+        )
         self.wire = wire or WireFormat()
         self.shards: dict[int, EngineShard] = {}
 
@@ -62,6 +74,7 @@ class EngineWorker(BackgroundRunner):
                 build_id=build_id,
                 retention_ms=retention_ms,
                 converter=converter,
+                local_activities=self.local_activities,
             )
             self.shards[partition] = shard
             return shard
@@ -69,4 +82,8 @@ class EngineWorker(BackgroundRunner):
         self.processor = ShardProcessor(kafka_config, layout, factory, options)
 
     def run(self, stop: threading.Event) -> None:
-        self.processor.run(stop)
+        try:
+            self.processor.run(stop)
+        finally:
+            if self.local_activities is not None:
+                self.local_activities.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -35,12 +36,15 @@ from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.keys import SNAPSHOT_SUFFIX, event_key, snapshot_key
 from orchestrator.serde.wire import EncodedRecord, WireFormat
 from orchestrator.worker.shard.dlq import dead_letter
+from orchestrator.worker.shard.local_activities import LocalActivities
 from orchestrator.worker.shard.records import HistoryEntry, OutRecord, headers_of
 from orchestrator.workflow import WorkflowDefinition
 
 log = logging.getLogger(__name__)
 
 _SNAPSHOT_KEY_SUFFIX = SNAPSHOT_SUFFIX.encode()
+#: local-activity rounds one input may lead to; later attempts go through the task queue
+_MAX_LOCAL_ROUNDS = 1000
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 _RUN_ID_NAMESPACE = uuid.UUID("5b0f9a43-58c3-4d4e-9a55-3c4c2b7f6e10")
 
@@ -83,6 +87,7 @@ class ShardStats:
     parked: int = 0
     dead_lettered: int = 0
     replays: int = 0
+    local_attempts: int = 0
 
 
 class EngineShard:
@@ -99,6 +104,7 @@ class EngineShard:
         cache_size: int = 10_000,
         retention_ms: int = DEFAULT_RETENTION_MS,
         converter: DataConverter | None = None,
+        local_activities: LocalActivities | None = None,
     ) -> None:
         self.partition = partition
         self.layout = layout
@@ -115,6 +121,8 @@ class EngineShard:
         self._timers: list[tuple[int, str, str, str]] = []  # (fire_at, wf id, run id, timer id)
         self._timer_at: dict[tuple[str, str], int] = {}  # (wf id, timer id) -> fire_at
         self._expiry: list[tuple[int, str, str, int]] = []  # (expire at, wf id, run id, last seq)
+        self._local = local_activities
+        self._local_due: list[rec.ActivityTask] = []  # local attempts asked for, not yet run
 
     # --- restore ------------------------------------------------------------------
 
@@ -325,7 +333,7 @@ class EngineShard:
                 return inputs.RequestUpdate(
                     update_id=command.update_id, name=command.update_name, args=list(command.args)
                 )
-            case rec.ActivityTaskCompleted():
+            case rec.ActivityTaskCompleted():  # from a worker, or from a local attempt
                 return inputs.ActivityTaskCompleted(
                     activity_seq=command.activity_seq,
                     attempt=command.attempt,
@@ -358,6 +366,7 @@ class EngineShard:
         return min(due) if due else None
 
     def fire_due(self, now_ms: int) -> list[OutRecord]:
+        """Fire due timers and run the local activity attempts decided in this cycle."""
         out = self._expire(now_ms)
         while self._timers and self._timers[0][0] <= now_ms:
             fire_at, wf_id, run_id, timer_id = heapq.heappop(self._timers)
@@ -371,7 +380,37 @@ class EngineShard:
                 out += self._apply(
                     execution, [inputs.FireTimer(timer_id=timer_id)], now_ms, None, ""
                 )
+        out += self._run_local(now_ms)
         return self._take_outbox() + out
+
+    def _run_local(self, now_ms: int) -> list[OutRecord]:
+        """Run due local attempts (all at once), apply their outcomes; repeat while the
+        code asks for more, so a run of local steps commits in one transaction."""
+        out: list[OutRecord] = []
+        for _ in range(_MAX_LOCAL_ROUNDS):
+            due, self._local_due = self._local_due, []
+            if not due or self._local is None:
+                break
+            outcomes = self._local.run(due)
+            self.stats.local_attempts += len(outcomes)
+            now = max(now_ms, int(time.time() * 1000))
+            for outcome in outcomes:
+                execution = self.executions.get(outcome.workflow_id)
+                if (
+                    execution is None
+                    or execution.run_id != outcome.run_id
+                    or not execution.is_open
+                    or execution.parked is not None
+                ):
+                    continue  # the run ended or stopped meanwhile (say, terminated)
+                out += self._apply(execution, [self._to_input(outcome)], now, None, "")
+        # past the round limit (the code loops over local calls): the task queue takes the rest
+        for task in self._local_due:
+            out.append(
+                self._out(self.layout.task_queue(task.task_queue), self.wire.encode_task(task))
+            )
+        self._local_due = []
+        return out
 
     # --- running the engine ---------------------------------------------------------
 
@@ -482,6 +521,9 @@ class EngineShard:
                     heartbeat_timeout_ms=command.heartbeat_timeout_ms,
                     heartbeat_details=list(command.heartbeat_details),
                 )
+                if command.local and self._local and self._local.handles(command.activity_type):
+                    self._local_due.append(task)  # run by fire_due, in this same cycle
+                    return []
                 return [
                     self._out(
                         self.layout.task_queue(command.task_queue), self.wire.encode_task(task)

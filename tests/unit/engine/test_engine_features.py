@@ -205,6 +205,22 @@ async def test_declarative_saga_compiles_to_the_same_workflow() -> None:
     assert any(isinstance(e, ev.CompensationCompleted) for e in handle.history)
 
 
+@workflow.defn(name="local_then_remote")
+async def local_then_remote(ctx: WorkflowContext, name: str) -> str:
+    first = await ctx.execute_local_activity(act, f"{name}-local")
+    return await ctx.execute_activity(act, f"{first}-remote")
+
+
+async def test_local_activity_is_recorded_and_replays_like_any_activity() -> None:
+    env = WorkflowEnvironment(workflows=[local_then_remote], activities=ACTS)
+    handle = await env.start_workflow(local_then_remote, "a")
+    assert await handle.result() == "a-local-remote"
+    assert LOG == ["a-local", "a-local-remote"]
+    scheduled = [e for e in handle.history if isinstance(e, ev.ActivityScheduled)]
+    assert [e.activity_seq for e in scheduled] == [1, 2]
+    env.replay(handle.history)  # the local flag is not in history: replay needs nothing more
+
+
 # --- timers and asyncio -------------------------------------------------------------------
 
 
