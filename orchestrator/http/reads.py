@@ -8,8 +8,10 @@ PostgreSQL (eventually consistent, typically well under a second behind).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import psycopg
 from aiohttp import web
 
 from orchestrator.client import ReplyTimeoutError, WorkflowNotFoundError, WorkflowStatus
@@ -23,6 +25,8 @@ from orchestrator.http.services import SERVICES
 from orchestrator.visibility.store import MAX_LIMIT
 
 __all__ = ["routes"]
+
+log = logging.getLogger(__name__)
 
 _STATUSES = frozenset(s.name for s in WorkflowStatus)
 
@@ -45,8 +49,12 @@ async def describe(request: web.Request) -> web.Response:
     visibility = request.app[SERVICES].visibility
     row: dict[str, Any] | None = None
     if visibility.store is not None:
-        found = await visibility.store.get_run(handle.workflow_id, handle.run_id)
-        row = found.to_json() if found is not None else None
+        try:
+            found = await visibility.store.get_run(handle.workflow_id, handle.run_id)
+        except psycopg.Error as exc:
+            _database_down(exc)  # logged; describe goes on with the snapshot alone
+        else:
+            row = found.to_json() if found is not None else None
     try:
         snapshot: dict[str, Any] | None = description_json(
             await handle.describe(timeout=DESCRIBE_TIMEOUT_S)
@@ -56,6 +64,16 @@ async def describe(request: web.Request) -> web.Response:
             raise
         snapshot = None  # retention ended in Kafka; the projection still has the run
     return web.json_response({"workflow": snapshot, "visibility": row})
+
+
+def _database_down(exc: psycopg.Error) -> ApiError:
+    log.warning("visibility query failed: %s: %s", type(exc).__name__, exc)
+    return ApiError(
+        503,
+        "visibility_unavailable",
+        "the visibility database did not answer (see the server log)",
+        {"Retry-After": "5"},
+    )
 
 
 def _failure(exc: WorkflowFailedError) -> dict[str, Any] | None:
@@ -157,13 +175,18 @@ async def list_workflows(request: web.Request) -> web.Response:
         )
     except ValueError as exc:  # a malformed cursor
         raise v.bad(str(exc)) from None
+    except psycopg.Error as exc:
+        raise _database_down(exc) from None
     return web.json_response({"workflows": [r.to_json() for r in rows], "next": cursor})
 
 
 async def stats(request: web.Request) -> web.Response:
     """``GET /v1/stats``: how many runs have each status."""
     v.check_query(request, ())
-    counts = await request.app[SERVICES].visibility.require().counts()
+    try:
+        counts = await request.app[SERVICES].visibility.require().counts()
+    except psycopg.Error as exc:
+        raise _database_down(exc) from None
     return web.json_response({"counts": counts, "total": sum(counts.values())})
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient
 
@@ -445,3 +446,33 @@ async def test_list_search_page_and_stats_from_the_projection(
             assert r.status_code == 400, (params, r.text)
         health = (await http.get("/healthz")).json()
         assert health["visibility"] == "ok"
+
+
+async def test_a_lost_database_connection_is_503_then_recovers(
+    kafka_config: dict[str, Any], topic_prefix: str, engine: None, database: str
+) -> None:
+    async with (
+        running_api(kafka_config, topic_prefix, database_url=database) as base_url,
+        api_client(base_url) as http,
+    ):
+        deadline = time.monotonic() + 20
+        while (r := await http.get("/v1/stats")).status_code != 200:  # the store opens
+            assert time.monotonic() < deadline, r.text
+            await asyncio.sleep(0.1)
+        assert r.json() == {"counts": {}, "total": 0}
+        name = database.rsplit("/", 1)[1]
+        with psycopg.connect(database, autocommit=True) as admin_conn:
+            killed = admin_conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            ).fetchone()
+        assert killed is not None and killed[0] >= 1  # the API's pooled connection
+        r = await http.get("/v1/workflows")
+        assert (r.status_code, r.json()["error"]) == (503, "visibility_unavailable"), r.text
+        assert r.headers["Retry-After"] == "5"
+        deadline = time.monotonic() + 20
+        while (r := await http.get("/v1/workflows")).status_code != 200:  # the pool reconnects
+            assert time.monotonic() < deadline, r.text
+            await asyncio.sleep(0.2)
+        assert r.json() == {"workflows": [], "next": None}

@@ -1,0 +1,35 @@
+"""The client's reply buffer: RESULT replies are bounded, wanted or not."""
+
+from __future__ import annotations
+
+from orchestrator.client._common import ReplyBuffer
+from orchestrator.serde.records import Reply, ReplyKind
+
+
+def result(workflow_id: str) -> Reply:
+    return Reply(
+        correlation_id=f"result/{workflow_id}",
+        kind=ReplyKind.RESULT,
+        workflow_id=workflow_id,
+        ok=True,
+    )
+
+
+def test_result_replies_stay_bounded_even_when_wanted() -> None:
+    buffer = ReplyBuffer(keep_results=3)
+    for n in range(1000):
+        buffer.want(f"result/w-{n}")  # what a long-running server's handles used to do
+        assert buffer.offer(result(f"w-{n}"))
+    assert buffer.take("result/w-0") is None  # evicted: only the latest 3 are kept
+    assert buffer.take("result/w-999") == result("w-999")
+    assert buffer.take("result/w-999") is None  # taken once
+
+
+def test_other_replies_are_kept_only_when_wanted() -> None:
+    buffer = ReplyBuffer()
+    update = Reply(correlation_id="u-1", kind=ReplyKind.UPDATE, workflow_id="w", ok=True)
+    assert not buffer.offer(update)
+    assert buffer.take("u-1") is None
+    buffer.want("u-1")
+    assert buffer.offer(update)
+    assert buffer.take("u-1") == update
