@@ -58,7 +58,7 @@ class ProjectorOptions:
     """Records folded per PostgreSQL transaction, at most."""
     poll_timeout_s: float = 0.1
     backoff_initial_s: float = 0.2
-    backoff_max_s: float = 5.0
+    backoff_max_s: float = 2.0
     standby_retry_s: float = 2.0
     """How often a standby projector tries to take the lock."""
     idle_offsets_s: float = 0.5

@@ -1,6 +1,7 @@
 """What every fault scenario shares: worker processes, load, and the end-of-run audit.
 
-A scenario starts worker processes (``python -m orchestrator.cli worker``), sends
+A scenario starts worker processes (``python -m orchestrator.cli worker``, each with
+a visibility projector: one active, the others standing by), sends
 transfer sagas (``tests.integration.transfer_sagas``), breaks something while they
 run, waits (bounded) for one outcome per saga, stops everything, and then calls
 :func:`audit`, which checks every invariant against the raw topics and the ledger
@@ -35,6 +36,8 @@ from orchestrator.log.topics import TopicLayout
 from orchestrator.log.watermarks import watermarks
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
+from orchestrator.visibility.compare import check as visibility_check
+from orchestrator.visibility.lag import wait_caught_up
 from tests.integration.kafka_reading import read_topic
 from tests.integration.transfer_sagas import SCHEMA, Transfer
 
@@ -74,6 +77,7 @@ class WorkerProcess:
     logs: Path
     engine: bool = True
     activities: bool = True
+    projector: bool = True  # one is active per deployment, the others stand by
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -96,6 +100,8 @@ class WorkerProcess:
             argv += ["--task-queue", QUEUE]
         if not self.engine:
             argv.append("--no-engine")
+        if self.projector:
+            argv.append("--projector")
         self.starts += 1
         with self.log_path.open("ab") as out:
             out.write(f"\n===== start #{self.starts} at {time.time():.3f}\n".encode())
@@ -144,6 +150,7 @@ class Workers:
             "SAGA_TOPIC_PREFIX": self.prefix,
             "SAGA_SHARDS": str(SHARDS),
             "TRANSFER_TEST_DSN": self.dsn,
+            "DATABASE_URL": self.dsn,  # the visibility projection lives next to the ledger
         }
         worker = WorkerProcess(name, env, self.logs, engine=engine, activities=activities)
         worker.start()
@@ -166,8 +173,16 @@ class Workers:
 
         threading.Thread(target=loop, name="supervisor", daemon=True).start()
 
+    projection_lag: dict[int, int] | None = None
+    """What the projection had left to project when the workers stopped (None: no wait)."""
+
     def stop_all(self) -> dict[str, int | None]:
+        """Stop every worker, after letting a running projector catch up (bounded)."""
         self._stop_supervising.set()
+        if self.projection_lag is None and any(w.projector and w.alive() for w in self.members):
+            layout = TopicLayout(prefix=self.prefix, shards=SHARDS)
+            config = reader_config({"bootstrap.servers": self.bootstrap})
+            self.projection_lag = wait_caught_up(self.dsn, config, layout, timeout_s=60)
         return {w.name: w.stop() for w in self.members}
 
     def stacks(self) -> str:
@@ -374,6 +389,7 @@ class Audit:
     retried_attempts: int  # ActivityAttemptFailed + ActivityTimedOut events in history
     history_events: int
     partitions_checked: int
+    projected_runs: int  # visibility rows, equal to a rebuild from the log
 
     @property
     def redeliveries(self) -> int:
@@ -483,6 +499,7 @@ def audit(
     for account, balance in balances.items():
         assert balance == OPENING + per_account[account], f"{account}: balance != its effects"
 
+    projected = audit_visibility(config, layout, dsn, transfers)
     partitions = no_open_transactions(config, admin, layout)
     completed = sum(1 for t in transfers if t.target != CLOSED)
     return Audit(
@@ -494,7 +511,27 @@ def audit(
         retried_attempts=retried,
         history_events=events,
         partitions_checked=partitions,
+        projected_runs=projected,
     )
+
+
+def audit_visibility(
+    config: dict[str, Any], layout: TopicLayout, dsn: str, transfers: list[Transfer]
+) -> int:
+    """The visibility projection (written by the workers' projectors through every fault)
+    reached the end of the history topic, equals a rebuild from the raw log, and shows
+    each saga with its final status. Returns the number of projected runs."""
+    lag = wait_caught_up(dsn, reader_config(config), layout, timeout_s=30)
+    assert not lag, f"the projection is behind the history topic: {lag} records left"
+    check = visibility_check(dsn, reader_config(config), layout)
+    assert check.equal, "projection != rebuild:\n" + "\n".join(map(str, check.differences))
+    with psycopg.connect(dsn) as conn:
+        rows = dict(conn.execute("SELECT workflow_id, status FROM saga_runs").fetchall())
+    want = {t.transfer_id: "FAILED" if t.target == CLOSED else "COMPLETED" for t in transfers}
+    wrong = [(k, rows.get(k), v) for k, v in want.items() if rows.get(k) != v]
+    assert not wrong, f"{len(wrong)} runs with a wrong status (id, got, want): {wrong[:5]}"
+    assert len(rows) == len(want), f"{len(rows) - len(want)} unexpected rows"
+    return check.live_rows
 
 
 def summary(scenario: str, result: Audit, faults: dict[str, int], duration_s: float) -> str:
@@ -505,7 +542,8 @@ def summary(scenario: str, result: Audit, faults: dict[str, int], duration_s: fl
         f"compensated={result.compensated}) faults[{fault_text}] "
         f"redeliveries={result.redeliveries} retried_attempts={result.retried_attempts} "
         f"effects={result.effects} history_events={result.history_events} "
-        f"partitions_without_open_txn={result.partitions_checked} duration={duration_s:.1f}s"
+        f"partitions_without_open_txn={result.partitions_checked} "
+        f"projected_runs={result.projected_runs} (= rebuild) duration={duration_s:.1f}s"
     )
     print(line)
     SUMMARIES.append(line)
