@@ -23,6 +23,9 @@ for i in $(seq 1 "$REPEAT"); do
     run "ours-max-$i" $PY bench/engine_bench.py --sagas 3000 --workflow bench.three_step --task-queue-workers 1
     run "ours-rate250-$i" $PY bench/engine_bench.py --sagas 3000 --workflow bench.three_step --task-queue-workers 1 --rate 250
     run "ours-rate50-$i" $PY bench/engine_bench.py --sagas 1000 --workflow bench.three_step --task-queue-workers 1 --rate 50
+    run "ours-local-max-$i" $PY bench/engine_bench.py --sagas 3000 --workflow bench.three_step_local
+    run "ours-local-rate250-$i" $PY bench/engine_bench.py --sagas 3000 --workflow bench.three_step_local --rate 250
+    run "ours-local-rate50-$i" $PY bench/engine_bench.py --sagas 1000 --workflow bench.three_step_local --rate 50
     run "dbos-max-$i" $PY bench/peers/dbos_bench.py --workflows 3000
     run "dbos-rate50-$i" $PY bench/peers/dbos_bench.py --workflows 1500 --rate 50
     run "dbos-rate40-$i" $PY bench/peers/dbos_bench.py --workflows 1200 --rate 40
