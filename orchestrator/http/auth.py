@@ -152,7 +152,10 @@ def is_loopback(host: str) -> bool:
 def _needed(request: web.Request) -> Role:
     if request.method in ("GET", "HEAD"):
         return Role.READ
-    if request.method == "POST" and "/queries/" in request.path:
+    # decide by the matched route, never by the path text: a workflow id may hold
+    # "/queries/" once its %2F are decoded
+    resource = request.match_info.route.resource
+    if resource is not None and resource.canonical.endswith("/queries/{name}"):
         return Role.READ  # queries change nothing
     return Role.ADMIN
 

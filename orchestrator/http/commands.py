@@ -45,9 +45,10 @@ _START_FIELDS = (
 _TEN_YEARS_S = 10 * 366 * 86_400.0
 
 
-def handle_of(request: web.Request) -> AsyncWorkflowHandle:
-    """A client handle for the workflow id (and ``?run_id=``) of the request path."""
-    v.check_query(request, ("run_id", "timeout", "wait"))
+def handle_of(request: web.Request, params: tuple[str, ...] = ("run_id",)) -> AsyncWorkflowHandle:
+    """A client handle for the workflow id (and ``?run_id=``) of the request path;
+    query parameters other than ``params`` are refused."""
+    v.check_query(request, params)
     workflow_id = v.workflow_id(request.match_info["workflow_id"])
     run = request.query.get("run_id")
     run_id = v.run_id(run) if run is not None else None
@@ -172,7 +173,7 @@ async def update(request: web.Request) -> web.Response:
 
 async def query(request: web.Request) -> web.Response:
     """``GET|POST /v1/workflows/{id}/queries/{name}``: ask a query handler."""
-    handle = handle_of(request)
+    handle = handle_of(request, ("run_id", "timeout") if request.method == "GET" else ("run_id",))
     name = v.name(request.match_info["name"], "query name")
     if request.method == "POST":
         body = await v.json_body(request, optional=("args", "timeout"), allow_empty=True)

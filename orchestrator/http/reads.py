@@ -89,7 +89,7 @@ def _failure(exc: WorkflowFailedError) -> dict[str, Any] | None:
 
 async def result(request: web.Request) -> web.Response:
     """``GET /v1/workflows/{id}/result?wait=s``: the outcome, waiting up to ``wait`` s."""
-    handle = handle_of(request)
+    handle = handle_of(request, ("wait",))  # the latest run: RESULT replies are per id
     wait = v.query_seconds(request, "wait", default=0.0, maximum=MAX_WAIT_S)
     described = await handle.describe(timeout=DESCRIBE_TIMEOUT_S)  # 404 for an unknown id
     body: dict[str, Any] = {"workflow_id": handle.workflow_id, "run_id": described.run_id}

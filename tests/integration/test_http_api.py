@@ -240,6 +240,12 @@ async def test_every_route_needs_a_token_and_tokens_never_reach_the_logs(
             if writes:
                 assert r.json()["error"] == "forbidden"
 
+        # a workflow id that reads like a query route does not make a write a read
+        r = await http.post(
+            "/v1/workflows/x%2Fqueries%2Fy/cancel", json={}, headers=bearer(READ_TOKEN)
+        )
+        assert (r.status_code, r.json()["error"]) == (403, "forbidden"), r.text
+
     await asyncio.sleep(0.2)  # let the access log lines of the last requests land
     logged = caplog.text
     assert "refused POST /v1/workflows" in logged and "unknown token" in logged
