@@ -5,8 +5,9 @@ docs/development.md), the demo bank (HTTP + PostgreSQL, fault injection), two
 worker processes (engine + activity worker each), then publishes transfers through
 the Python client while it (1) closes the bank for a few seconds and (2) kills one
 worker with SIGKILL and starts it again. Progress bars follow the outcomes as they
-are committed; the summary checks that the money in the ledger is unchanged.
-Nothing is left running when it exits.
+are committed; the summary checks that the money in the ledger is unchanged and
+that the visibility projection in PostgreSQL (a projector thread in this process)
+equals a rebuild from the log. Nothing is left running when it exits.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ from orchestrator.log.headers import headers_of
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
+from orchestrator.visibility.compare import check as visibility_check
+from orchestrator.visibility.freshness import ClosedRunsSampler, visibility_delays
+from orchestrator.visibility.lag import wait_caught_up
+from orchestrator.visibility.projector import Projector
 from sagas.payments import TASK_QUEUE, TransferRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,6 +223,7 @@ class DemoRun:
             "BANK_URL": bank_url,
         }
         workers = Workers(env, self.logs)
+        visibility = self._start_visibility()
         stop = threading.Event()
         watcher = threading.Thread(
             target=watch_results,
@@ -244,14 +250,44 @@ class DemoRun:
                 self._publish_and_follow(bank, workers)
                 total_after = int(bank.get("/total").json()["total"])
                 injected = bank.get("/admin/faults").json().get("injected", {})
-            return self._summary(total_before, total_after, injected)
+            return self._summary(total_before, total_after, injected, visibility)
         finally:
             stop.set()
+            for runner in visibility:
+                runner.stop()
             workers.stop_all()
             bank_proc.terminate()
             bank_proc.wait(30)
             if watcher.is_alive():
                 watcher.join(10)
+
+    @property
+    def visibility_table(self) -> str:
+        return f"{self.layout.prefix}_runs"  # one table per demo run: runs never mix
+
+    def _start_visibility(self) -> tuple[Projector, ClosedRunsSampler]:
+        """The visibility projector (history -> PostgreSQL) and a sampler of its rows."""
+        config = {"bootstrap.servers": self.kafka.bootstrap_servers}
+        table = self.visibility_table
+        projector = Projector(self.pg.dsn, config, self.layout, table=table).start()
+        return projector, ClosedRunsSampler(self.pg.dsn, table, interval_s=0.05).start()
+
+    def _visibility_row(self, visibility: tuple[Projector, ClosedRunsSampler]) -> tuple[str, bool]:
+        """The summary line: runs projected, equal to a rebuild, delay after the outcome."""
+        config = {"bootstrap.servers": self.kafka.bootstrap_servers}
+        table = self.visibility_table
+        lag = wait_caught_up(self.pg.dsn, config, self.layout, table=table, timeout_s=30)
+        result = visibility_check(self.pg.dsn, config, self.layout, table=table)
+        ok = result.equal and not lag and result.live_rows == len(self.transfers)
+        with self.outcomes.lock:
+            delays = visibility_delays(list(self.outcomes.finished.values()), visibility[1].samples)
+        q = statistics.quantiles(delays, n=100) if len(delays) > 1 else [0.0] * 99
+        text = (
+            f"{result.live_rows:,} runs projected, matches rebuild: "
+            + ("[green]yes[/]" if ok else "[red]NO[/]")
+            + f"; visible {q[49] * 1000:.0f} / {q[98] * 1000:.0f} ms (p50/p99) after the outcome"
+        )
+        return text, ok
 
     def _publish_and_follow(self, bank: httpx.Client, workers: Workers) -> None:
         count, rate = len(self.transfers), self.settings.rate
@@ -306,7 +342,13 @@ class DemoRun:
         progress.update(bars[1], completed=good)
         progress.update(bars[2], completed=bad)
 
-    def _summary(self, total_before: int, total_after: int, injected: dict[str, Any]) -> bool:
+    def _summary(
+        self,
+        total_before: int,
+        total_after: int,
+        injected: dict[str, Any],
+        visibility: tuple[Projector, ClosedRunsSampler],
+    ) -> bool:
         transfers = self.transfers
         expected_undone = {
             t.transfer_id
@@ -341,11 +383,13 @@ class DemoRun:
         table.add_row("every outcome as expected", "[green]yes[/]" if as_expected else "[red]NO[/]")
         table.add_row("ledger total before -> after", f"{total_before:,} -> {total_after:,}")
         table.add_row("money conserved", "[green]yes[/]" if conserved else "[red]NO[/]")
+        visible, visible_ok = self._visibility_row(visibility)
+        table.add_row("visibility (PostgreSQL)", visible)
         table.add_row("run time", f"{time.monotonic() - self.began:.1f}s")
         self.console.print(table)
         for line in self.injected:
             self.console.print(f"  injected at {line}")
-        return conserved and as_expected and len(finished) == len(transfers)
+        return conserved and as_expected and len(finished) == len(transfers) and visible_ok
 
 
 def count_retries(bootstrap: str, layout: TopicLayout) -> Counter[str]:
