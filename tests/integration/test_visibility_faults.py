@@ -5,6 +5,7 @@ its content known; the projection must end equal to a rebuild and complete."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -271,3 +272,58 @@ def test_undecodable_records_are_counted_and_skipped(
         assert projector.error is None
     result = check(database, kafka_config, layout)
     assert result.equal and result.rebuild.undecodable == 3 and not result.behind
+
+
+def saga_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_lists_checks_and_rebuilds(
+    kafka_config: dict[str, Any], layout: TopicLayout, database: str
+) -> None:
+    load = Load(kafka_config, layout, 30)
+    load.run()
+    assert load.error is None
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_config["bootstrap.servers"],
+        "SAGA_TOPIC_PREFIX": layout.prefix,
+        "SAGA_SHARDS": str(SHARDS),
+        "DATABASE_URL": database,
+    }
+    with Projector(database, kafka_config, layout):
+        assert not wait_caught_up(database, kafka_config, layout, timeout_s=20)
+
+    listed = saga_cli(env, "list", "--search", "parity=1", "--json", "--limit", "10")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) == 10 and all(r["search_attributes"]["parity"] == 1 for r in rows)
+    assert [r["workflow_id"] for r in rows] == [f"load-{n}" for n in range(29, 9, -2)]
+    cursor = listed.stderr.strip().rpartition("--after ")[2]
+    rest = saga_cli(env, "list", "--search", "parity=1", "--json", "--after", cursor)
+    assert [json.loads(line)["workflow_id"] for line in rest.stdout.splitlines()] == [
+        f"load-{n}" for n in range(9, 0, -2)
+    ]
+    table = saga_cli(env, "list", "--status", "completed", "--type", "load.flow")
+    assert table.returncode == 0 and "30 run(s)" in table.stdout and "load-17" in table.stdout
+
+    ok = saga_cli(env, "visibility", "check")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "30 runs, 0 difference(s)" in ok.stdout and "at the log end" in ok.stdout
+    with psycopg.connect(database) as conn:  # damage the live projection
+        conn.execute("UPDATE saga_runs SET status = 'FAILED' WHERE workflow_id = 'load-3'")
+    bad = saga_cli(env, "visibility", "check")
+    assert bad.returncode == 1
+    assert "DIFF load-3/run3 status: 'FAILED' != 'COMPLETED'" in bad.stdout
+
+    rebuilt = saga_cli(env, "visibility", "rebuild", "--into", "saga_runs_new")
+    assert rebuilt.returncode == 0 and "rebuilt saga_runs_new: 30 runs" in rebuilt.stdout
+    refused = saga_cli(env, "visibility", "rebuild", "--into", "saga_runs")
+    assert refused.returncode == 2 and "must differ" in refused.stderr
