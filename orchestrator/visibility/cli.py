@@ -8,11 +8,13 @@ Settings come from the environment like every ``saga`` command (``DATABASE_URL``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -28,10 +30,26 @@ log = logging.getLogger("orchestrator.visibility.cli")
 _DSN_HELP = "PostgreSQL DSN (default: $DATABASE_URL)."
 
 
-def _settings(database_url: str | None) -> tuple[Settings, str, TopicLayout]:
+def _settings(
+    database_url: str | None, bootstrap: str | None = None, prefix: str | None = None
+) -> tuple[Settings, str, TopicLayout]:
     settings = Settings.from_env()
+    if bootstrap:
+        settings = dataclasses.replace(settings, bootstrap_servers=bootstrap)
+    if prefix:
+        settings = dataclasses.replace(settings, topic_prefix=prefix)
     layout = TopicLayout(prefix=settings.topic_prefix, shards=settings.shards)
     return settings, database_url or settings.database_url, layout
+
+
+def _kafka_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--bootstrap`` and ``--prefix``, as ``saga http`` has them."""
+    command = click.option(
+        "--prefix", default=None, help="Topic prefix [SAGA_TOPIC_PREFIX, else saga]."
+    )(command)
+    return click.option(
+        "--bootstrap", default=None, help="Kafka bootstrap servers [KAFKA_BOOTSTRAP_SERVERS]."
+    )(command)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -47,14 +65,21 @@ def _stop_on_signals() -> threading.Event:
 @click.option(
     "--report-seconds", default=30.0, show_default=True, help="Log counters this often (0: never)."
 )
-def projector(database_url: str | None, table: str, report_seconds: float) -> None:
+@_kafka_options
+def projector(
+    database_url: str | None,
+    table: str,
+    report_seconds: float,
+    bootstrap: str | None,
+    prefix: str | None,
+) -> None:
     """Project <prefix>.history into PostgreSQL until SIGTERM or Ctrl-C.
 
     One projector per table is active at a time; extra ones wait as standbys.
     """
     from orchestrator.visibility.projector import Projector
 
-    settings, dsn, layout = _settings(database_url)
+    settings, dsn, layout = _settings(database_url, bootstrap, prefix)
     log.info("settings: %s", settings.redacted())
     runner = Projector(dsn, settings.kafka_config(), layout, table=table)
     stop = _stop_on_signals()
@@ -178,14 +203,17 @@ def visibility() -> None:
 @click.option(
     "--table", default=DEFAULT_TABLE, show_default=True, help="The live table (never the target)."
 )
-def rebuild_command(into: str, database_url: str | None, table: str) -> None:
+@_kafka_options
+def rebuild_command(
+    into: str, database_url: str | None, table: str, bootstrap: str | None, prefix: str | None
+) -> None:
     """Project the whole history topic into a new table (the live one is untouched)."""
     from orchestrator.visibility.rebuild import rebuild
     from orchestrator.visibility.schema import validate_table
 
     if validate_table(into) == validate_table(table):
         raise click.UsageError(f"--into must differ from the live table {table!r}")
-    settings, dsn, layout = _settings(database_url)
+    settings, dsn, layout = _settings(database_url, bootstrap, prefix)
     stats = rebuild(dsn, settings.kafka_config(), layout, into=into)
     click.echo(
         f"rebuilt {into}: {stats.rows} runs from {stats.records} records "
@@ -198,11 +226,20 @@ def rebuild_command(into: str, database_url: str | None, table: str) -> None:
 @click.option("--table", default=DEFAULT_TABLE, show_default=True)
 @click.option("--scratch", default=None, help="Scratch table prefix (default <table>_check).")
 @click.option("--keep", is_flag=True, help="Keep the scratch tables for inspection.")
-def check_command(database_url: str | None, table: str, scratch: str | None, keep: bool) -> None:
+@_kafka_options
+def check_command(
+    *,
+    database_url: str | None,
+    table: str,
+    scratch: str | None,
+    keep: bool,
+    bootstrap: str | None,
+    prefix: str | None,
+) -> None:
     """Compare the live projection with a rebuild from the log (exit 1 on a difference)."""
     from orchestrator.visibility.compare import check
 
-    settings, dsn, layout = _settings(database_url)
+    settings, dsn, layout = _settings(database_url, bootstrap, prefix)
     result = check(dsn, settings.kafka_config(), layout, table=table, scratch=scratch, keep=keep)
     for difference in result.differences:
         click.echo(f"DIFF {difference}")

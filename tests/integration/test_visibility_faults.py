@@ -314,7 +314,11 @@ def test_cli_lists_checks_and_rebuilds(
     table = saga_cli(env, "list", "--status", "completed", "--type", "load.flow")
     assert table.returncode == 0 and "30 run(s)" in table.stdout and "load-17" in table.stdout
 
-    ok = saga_cli(env, "visibility", "check")
+    bare = {
+        k: v for k, v in env.items() if k not in ("SAGA_TOPIC_PREFIX", "KAFKA_BOOTSTRAP_SERVERS")
+    }
+    flags = ["--bootstrap", kafka_config["bootstrap.servers"], "--prefix", layout.prefix]
+    ok = saga_cli(bare, "visibility", "check", *flags)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "30 runs, 0 difference(s)" in ok.stdout and "at the log end" in ok.stdout
     with psycopg.connect(database) as conn:  # damage the live projection
