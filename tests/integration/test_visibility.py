@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 SHARDS = 2
 QUEUE = "vis"
 GATE = threading.Event()  # vis.reserve waits for it: runs stay RUNNING at that step
+CHARGE_GATE = threading.Event()  # and vis.charge for this one
 
 
 @activity.defn(name="vis.reserve")
@@ -50,6 +51,7 @@ def release(item: str) -> None:
 
 @activity.defn(name="vis.charge")
 def charge(item: str) -> str:
+    CHARGE_GATE.wait(30)
     if item.startswith("bad"):
         raise ApplicationError(f"card declined for {item}", non_retryable=True)
     return f"C-{item}"
@@ -108,12 +110,14 @@ def engine(
 ) -> Iterator[EngineWorker]:
     options = ProcessorOptions(worker_id=f"{topic_prefix}-e", transaction_timeout_ms=5000)
     GATE.clear()
+    CHARGE_GATE.clear()
     with (
         EngineWorker(kafka_config, layout, [order], options=options, retention_ms=4000) as w,
         ActivityWorker(kafka_config, QUEUE, [reserve, release, charge], layout=layout),
     ):
         yield w
         GATE.set()
+        CHARGE_GATE.set()
 
 
 def test_rows_follow_runs_and_agree_with_a_rebuild(
@@ -141,7 +145,17 @@ def test_rows_follow_runs_and_agree_with_a_rebuild(
         )
         assert all(v["closed"] is None for v in running.values())
         assert running["o-1"]["sa"] == {"customer": "acme"}
-        GATE.set()
+        GATE.set()  # on to the second step
+        charging = wait_until(
+            "three rows at vis.charge",
+            lambda: (
+                (r := rows(database))
+                and all(v["step"] == "vis.charge" and v["status"] == "RUNNING" for v in r.values())
+                and r
+            ),
+        )
+        assert charging["o-2"]["sa"] == {"customer": "globex", "stage": "reserved"}
+        CHARGE_GATE.set()
         for wf_id in ("o-1", "o-2"):
             client.get_handle(wf_id).result(timeout=30)
         final = wait_until(
@@ -172,6 +186,7 @@ async def test_store_lists_and_searches_projected_runs(
     kafka_config: dict[str, Any], layout: TopicLayout, engine: EngineWorker, database: str
 ) -> None:
     GATE.set()
+    CHARGE_GATE.set()
     with Projector(database, kafka_config, layout), Client(kafka_config, layout=layout) as client:
         for i in range(4):
             client.start(
@@ -205,6 +220,7 @@ def test_retention_tombstones_remove_rows(
     kafka_config: dict[str, Any], layout: TopicLayout, engine: EngineWorker, database: str
 ) -> None:
     GATE.set()
+    CHARGE_GATE.set()
     with Projector(database, kafka_config, layout), Client(kafka_config, layout=layout) as client:
         client.start(order, "short-lived", id="t-1", task_queue=QUEUE)
         client.get_handle("t-1").result(timeout=30)
