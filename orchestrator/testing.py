@@ -42,7 +42,7 @@ from orchestrator.engine.commands import (
     StartTimer,
 )
 from orchestrator.engine.executor import Decision, WorkflowExecutor
-from orchestrator.engine.failures import from_failure, to_failure
+from orchestrator.engine.failures import closing_failure, from_failure, to_failure
 from orchestrator.engine.guards import GuardMode
 from orchestrator.engine.inputs import (
     ActivityTaskCompleted,
@@ -248,7 +248,7 @@ class WorkflowEnvironment:
         if isinstance(last, ev.WorkflowCompleted):
             self._apply(parent, [ChildCompleted(child_seq=child_seq, result=last.result)])
         else:
-            failure = _failure_of(last)
+            failure = closing_failure(last)
             self._apply(parent, [ChildFailed(child_seq=child_seq, failure=failure)])
 
     def replay(self, history: Sequence[ev.Event]) -> None:
@@ -340,17 +340,6 @@ class WorkflowEnvironment:
         return run
 
 
-def _failure_of(e: ev.Event) -> ev.Failure:
-    if isinstance(e, ev.WorkflowFailed | ev.WorkflowCompensationFailed):
-        return e.failure
-    if isinstance(e, ev.WorkflowCancelled):
-        return ev.Failure(message="workflow cancelled", type="CancelledError",
-                          non_retryable=True)
-    reason = getattr(e, "reason", "")
-    return ev.Failure(message=f"workflow terminated: {reason}", type="Terminated",
-                      non_retryable=True)
-
-
 class WorkflowHandle:
     """A started workflow in a :class:`WorkflowEnvironment`."""
 
@@ -394,7 +383,7 @@ class WorkflowHandle:
         if isinstance(last, ev.WorkflowCompleted):
             hint = result_type if result_type is not None else run.executor.definition.return_type
             return conv.from_payload(last.result, hint)
-        failure = _failure_of(last)
+        failure = closing_failure(last)
         status = run.executor.status
         err = WorkflowFailedError(
             f"workflow {self.id!r} ended {status.value}: {failure.type}: {failure.message}",

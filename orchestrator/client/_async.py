@@ -389,7 +389,7 @@ class AsyncWorkflowHandle:
         if reply is not None:
             return b.reply_value(reply, result_type)
         snapshot = await client._snapshot(self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S))
-        if snapshot is not None and not b.describe(snapshot).is_open:
+        if snapshot is not None and b.is_final(snapshot):
             client._replies.forget(correlation)
             return b.snapshot_value(snapshot, result_type)
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))

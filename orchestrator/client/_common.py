@@ -289,6 +289,16 @@ class CommandBuilder:
             error = ApplicationError(message, type=reply.error.type if reply.error else None)
         raise error from cause
 
+    @staticmethod
+    def is_final(snapshot: WorkflowSnapshot) -> bool:
+        """True when the workflow id's last run closed (a run that continued as new is
+        not the last: the next one is, or will be once it can start)."""
+        return snapshot.status not in (
+            WorkflowStatus.RUNNING,
+            WorkflowStatus.COMPENSATING,
+            WorkflowStatus.CONTINUED_AS_NEW,
+        )
+
     def snapshot_value(self, snapshot: WorkflowSnapshot, result_type: Any = None) -> Any:
         """The result of a closed run from its snapshot, or the error it ended with."""
         if snapshot.status is WorkflowStatus.COMPLETED:

@@ -348,7 +348,7 @@ class WorkflowHandle:
         if reply is not None:
             return b.reply_value(reply, result_type)
         snapshot = client._snapshot(self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S))
-        if snapshot is not None and not b.describe(snapshot).is_open:
+        if snapshot is not None and b.is_final(snapshot):
             with client._cond:
                 client._replies.forget(correlation)
             return b.snapshot_value(snapshot, result_type)

@@ -7,6 +7,7 @@ import traceback
 from typing import Any
 
 from orchestrator.converter import DataConverter, JsonPayloadConverter
+from orchestrator.engine import events as ev
 from orchestrator.engine.events import Failure
 from orchestrator.exceptions import (
     ActivityError,
@@ -18,7 +19,7 @@ from orchestrator.exceptions import (
     PayloadConversionError,
 )
 
-__all__ = ["from_failure", "timeout_failure", "to_failure"]
+__all__ = ["closing_failure", "from_failure", "timeout_failure", "to_failure"]
 
 _MAX_STACK = 4000
 TIMEOUT_TYPE = "ActivityTimeoutError"
@@ -134,3 +135,17 @@ def child_error(
     )
     err.__cause__ = from_failure(f, conv)
     return err
+
+
+def closing_failure(last: ev.Event) -> Failure:
+    """Why a run that ended with ``last`` did not complete, as its parent sees it.
+
+    The recorded failure when there is one; cancellation and termination, which
+    record none, become ``CancelledError`` and ``Terminated`` failures.
+    """
+    if isinstance(last, ev.WorkflowFailed | ev.WorkflowCompensationFailed):
+        return last.failure
+    if isinstance(last, ev.WorkflowCancelled):
+        return Failure(message="workflow cancelled", type="CancelledError", non_retryable=True)
+    reason = getattr(last, "reason", "")
+    return Failure(message=f"workflow terminated: {reason}", type="Terminated", non_retryable=True)

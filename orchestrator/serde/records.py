@@ -177,6 +177,33 @@ class ActivityHeartbeat:
     details: list[Payload] = field(default_factory=list)
 
 
+class ChildOutcome(enum.Enum):
+    """What a :class:`ChildWorkflowResult` reports."""
+
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildWorkflowResult:
+    """News of a child for its parent run (``saga.command.child-result.v1``).
+
+    Written by the engine on the child's shard. ``workflow_id``/``run_id`` name the
+    parent (the receiver, and the record key); ``child_run_id`` is None when the
+    child's start was refused (``outcome`` FAILED).
+    """
+
+    workflow_id: str
+    run_id: str
+    child_seq: int
+    child_workflow_id: str
+    outcome: ChildOutcome
+    child_run_id: str | None = None
+    result: Payload | None = None
+    failure: Failure | None = None
+
+
 Command = (
     StartWorkflow
     | SignalWorkflow
@@ -187,6 +214,7 @@ Command = (
     | ActivityTaskCompleted
     | ActivityTaskFailed
     | ActivityHeartbeat
+    | ChildWorkflowResult
 )
 """Any record of the commands topic."""
 
@@ -238,7 +266,7 @@ class Reply:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowSnapshot:
-    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v1``)."""
+    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v2``)."""
 
     workflow_id: str
     run_id: str
@@ -254,3 +282,5 @@ class WorkflowSnapshot:
     memo: dict[str, Payload] = field(default_factory=dict)
     parked: str | None = None
     """Why the run cannot make progress (non-determinism); None when it can."""
+    parent: ParentExecution | None = None
+    """The parent run, when this workflow was started as a child (snapshot v2)."""

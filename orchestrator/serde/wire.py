@@ -31,6 +31,7 @@ from orchestrator.serde.records import (
     ActivityTaskCompleted,
     ActivityTaskFailed,
     CancelWorkflow,
+    ChildWorkflowResult,
     Command,
     QueryWorkflow,
     Reply,
@@ -57,6 +58,7 @@ COMMAND_FAMILIES: Mapping[type[Any], str] = {
     ActivityTaskCompleted: "saga.command.activity-completed",
     ActivityTaskFailed: "saga.command.activity-failed",
     ActivityHeartbeat: "saga.command.activity-heartbeat",
+    ChildWorkflowResult: "saga.command.child-result",
 }
 """Schema family of each command type."""
 

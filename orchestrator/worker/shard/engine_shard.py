@@ -9,10 +9,15 @@ Replies: a command's reply carries ``correlation_id`` = the command's
 ``request_id`` (or ``update_id`` / ``query_id``), else its CloudEvents ``ce_id``.
 When a run closes, a RESULT reply with correlation id ``result/<workflow_id>`` is
 written, and the snapshot (key ``<workflow_id>/snapshot``) holds the outcome.
+
+Continue-as-new closes the run and starts the next one (same workflow id, so same
+shard) in the same cycle; only the last run writes the RESULT reply. Child
+workflows: see :mod:`orchestrator.worker.shard.children`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import time
@@ -25,16 +30,19 @@ from confluent_kafka import Message
 
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import commands as cmd
+from orchestrator.engine import events as ev
 from orchestrator.engine import inputs
 from orchestrator.engine.events import Event, Failure
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.status import WorkflowStatus as EngineStatus
 from orchestrator.exceptions import NonDeterminismError
+from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde import records as rec
 from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.keys import SNAPSHOT_SUFFIX, event_key, snapshot_key
 from orchestrator.serde.wire import EncodedRecord, WireFormat
+from orchestrator.worker.shard import children
 from orchestrator.worker.shard.dlq import dead_letter
 from orchestrator.worker.shard.local_activities import LocalActivities
 from orchestrator.worker.shard.records import HistoryEntry, OutRecord, headers_of
@@ -45,6 +53,8 @@ log = logging.getLogger(__name__)
 _SNAPSHOT_KEY_SUFFIX = SNAPSHOT_SUFFIX.encode()
 #: local-activity rounds one input may lead to; later attempts go through the task queue
 _MAX_LOCAL_ROUNDS = 1000
+#: runs one input may start by continue-as-new; a longer chain goes on in the next cycle
+_MAX_CHAINED_RUNS = 100
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 _RUN_ID_NAMESPACE = uuid.UUID("5b0f9a43-58c3-4d4e-9a55-3c4c2b7f6e10")
 
@@ -72,6 +82,8 @@ class Execution:
     events: list[Event] = field(default_factory=list)
     snapshot: rec.WorkflowSnapshot | None = None
     parked: str | None = None  # why the run cannot make progress (non-determinism)
+    parent: rec.ParentExecution | None = None  # set for a child: whom to report to
+    next_run: inputs.StartWorkflow | None = None  # continued as new, next run not started
 
     @property
     def is_open(self) -> bool:
@@ -88,6 +100,9 @@ class ShardStats:
     dead_lettered: int = 0
     replays: int = 0
     local_attempts: int = 0
+    continued: int = 0
+    children_started: int = 0
+    child_reports: int = 0
 
 
 class EngineShard:
@@ -119,10 +134,12 @@ class EngineShard:
         self._outbox: list[OutRecord] = []  # records produced on the side (parked snapshots)
         self._live: OrderedDict[str, WorkflowExecutor] = OrderedDict()
         self._timers: list[tuple[int, str, str, str]] = []  # (fire_at, wf id, run id, timer id)
-        self._timer_at: dict[tuple[str, str], int] = {}  # (wf id, timer id) -> fire_at
+        self._timer_at: dict[tuple[str, str, str], int] = {}  # (wf id, run id, timer id) -> at
         self._expiry: list[tuple[int, str, str, int]] = []  # (expire at, wf id, run id, last seq)
         self._local = local_activities
         self._local_due: list[rec.ActivityTask] = []  # local attempts asked for, not yet run
+        self._chaining = False  # starting continued runs: _apply leaves the chain to its loop
+        self._continue_due: list[Execution] = []  # chains past _MAX_CHAINED_RUNS, for fire_due
 
     # --- restore ------------------------------------------------------------------
 
@@ -151,14 +168,12 @@ class EngineShard:
                 snapshot.start_time,
                 snapshot=snapshot,
                 status=EngineStatus[snapshot.status.name],
+                parent=snapshot.parent,
             )
             self.executions[snapshot.workflow_id] = execution
             recorded = runs.pop(wf_key + b"/" + snapshot.run_id.encode(), {})
             if not execution.is_open:
-                closed_at = snapshot.close_time or snapshot.start_time
-                self._expire_later(
-                    closed_at, snapshot.workflow_id, snapshot.run_id, snapshot.last_seq
-                )
+                self._restore_closed(execution, snapshot, recorded, now_ms)
                 continue
             execution.events = [
                 self.wire.decode_event(e.headers, e.value).record.event
@@ -179,6 +194,27 @@ class EngineShard:
                 closed_at = self.wire.decode_event(last.headers, last.value).record.event.time
                 self._expire_later(closed_at, wf_id, run_id, last_seq)
         return self._take_outbox()
+
+    def _restore_closed(
+        self,
+        execution: Execution,
+        snapshot: rec.WorkflowSnapshot,
+        recorded: dict[int, HistoryEntry],
+        now_ms: int,
+    ) -> None:
+        closed_at = snapshot.close_time or snapshot.start_time
+        self._expire_later(closed_at, snapshot.workflow_id, snapshot.run_id, snapshot.last_seq)
+        if execution.status is not EngineStatus.CONTINUED_AS_NEW or not recorded:
+            return
+        # the latest run continued as new but its next run never started (a chain left
+        # for the next cycle, or a workflow type this build lacked): start it now
+        _, last_entry = max(recorded.items())
+        if last_entry.value is None:
+            return
+        last = self.wire.decode_event(last_entry.headers, last_entry.value).record.event
+        if isinstance(last, ev.WorkflowContinuedAsNew):
+            execution.next_run = children.next_run_after(snapshot, last)
+            self._outbox += self._run_chain(execution, now_ms)
 
     # --- retention ------------------------------------------------------------------
 
@@ -242,6 +278,8 @@ class EngineShard:
         correlation = start.request_id or ce_id
         existing = self.executions.get(start.workflow_id)
         if existing is not None and (existing.is_open or not self._reuse_allowed(start, existing)):
+            if start.parent is not None:  # a child's start: its parent hears of the refusal
+                return [self._child_refused(start, existing)]
             # idempotent start: the same business id never gets a second running execution
             ok = existing.is_open
             return [
@@ -277,7 +315,10 @@ class EngineShard:
         run_id = str(
             uuid.uuid5(_RUN_ID_NAMESPACE, f"{start.workflow_id}/{msg.partition()}/{msg.offset()}")
         )
-        execution = Execution(start.workflow_id, run_id, start.workflow_type, start.task_queue, now)
+        parent = start.parent
+        execution = Execution(
+            start.workflow_id, run_id, start.workflow_type, start.task_queue, now, parent=parent
+        )
         self.executions[start.workflow_id] = execution
         self.stats.started += 1
         first: list[inputs.Input] = [
@@ -287,6 +328,8 @@ class EngineShard:
                 workflow_type=start.workflow_type,
                 task_queue=start.task_queue,
                 args=list(start.input),
+                parent_workflow_id=parent.workflow_id if parent is not None else None,
+                parent_run_id=parent.run_id if parent is not None else None,
                 memo=dict(start.memo),
                 search_attributes=dict(start.search_attributes),
             )
@@ -298,6 +341,10 @@ class EngineShard:
                     args=list(start.signal_with_start.args),
                 )
             )
+        if parent is not None:
+            # reported before the run's first decision, which may already close it
+            report = children.started_report(parent, start.workflow_id, run_id)
+            return [self._report(report), *self._apply(execution, first, now, None, correlation)]
         out = self._apply(execution, first, now, None, correlation)
         out.append(
             self._reply(
@@ -311,6 +358,23 @@ class EngineShard:
             )
         )
         return out
+
+    def _child_refused(self, start: rec.StartWorkflow, existing: Execution) -> OutRecord:
+        assert start.parent is not None
+        policy = start.id_reuse_policy.value
+        state = "is running" if existing.is_open else f"was used (reuse policy {policy})"
+        failure = Failure(
+            message=f"workflow id {start.workflow_id!r} {state} as run {existing.run_id}",
+            type="WorkflowAlreadyStarted",
+            non_retryable=True,
+        )
+        return self._report(children.refused_report(start.parent, start.workflow_id, failure))
+
+    def _report(self, report: rec.ChildWorkflowResult) -> OutRecord:
+        """News for a parent run, on the parent's own shard of ``<prefix>.commands``."""
+        self.stats.child_reports += 1
+        partition = shard_for(report.workflow_id, self.layout.shards)
+        return self._out(self.layout.commands, self.wire.encode_command(report), partition)
 
     @staticmethod
     def _reuse_allowed(start: rec.StartWorkflow, closed: Execution) -> bool:
@@ -351,12 +415,14 @@ class EngineShard:
                     attempt=command.attempt,
                     details=list(command.details),
                 )
+            case rec.ChildWorkflowResult():
+                return children.report_input(command)
         raise TypeError(f"no engine input for {type(command).__name__}")
 
     # --- timers ---------------------------------------------------------------------
 
     def _set_timer(self, execution: Execution, timer: cmd.StartTimer) -> None:
-        self._timer_at[(execution.workflow_id, timer.timer_id)] = timer.fire_at
+        self._timer_at[(execution.workflow_id, execution.run_id, timer.timer_id)] = timer.fire_at
         heapq.heappush(
             self._timers, (timer.fire_at, execution.workflow_id, execution.run_id, timer.timer_id)
         )
@@ -366,13 +432,18 @@ class EngineShard:
         return min(due) if due else None
 
     def fire_due(self, now_ms: int) -> list[OutRecord]:
-        """Fire due timers and run the local activity attempts decided in this cycle."""
+        """Fire due timers, go on with long continue-as-new chains, and run the local
+        activity attempts decided in this cycle."""
         out = self._expire(now_ms)
+        chains, self._continue_due = self._continue_due, []
+        for chained in chains:
+            if self.executions.get(chained.workflow_id) is chained:
+                out += self._run_chain(chained, now_ms)
         while self._timers and self._timers[0][0] <= now_ms:
             fire_at, wf_id, run_id, timer_id = heapq.heappop(self._timers)
-            if self._timer_at.get((wf_id, timer_id)) != fire_at:
+            if self._timer_at.get((wf_id, run_id, timer_id)) != fire_at:
                 continue  # cancelled or replaced
-            del self._timer_at[(wf_id, timer_id)]
+            del self._timer_at[(wf_id, run_id, timer_id)]
             execution = self.executions.get(wf_id)
             if execution is None or execution.run_id != run_id or not execution.is_open:
                 continue
@@ -503,7 +574,67 @@ class EngineShard:
             out.append(self._snapshot(execution, executor))
         if not execution.is_open:
             out += self._closed(execution, executor)
+        if execution.next_run is not None and not self._chaining:
+            out += self._run_chain(execution, now)
         return out
+
+    # --- continue-as-new ----------------------------------------------------------
+
+    def _run_chain(self, execution: Execution, now: int) -> list[OutRecord]:
+        """Start the next run of ``execution``, and the next of that one while runs
+        continue as new at once; past ``_MAX_CHAINED_RUNS`` the chain goes on in the
+        next cycle (a crash meanwhile is resumed by restore)."""
+        out: list[OutRecord] = []
+        current: Execution | None = execution
+        self._chaining = True
+        try:
+            for _ in range(_MAX_CHAINED_RUNS):
+                if current is None or current.next_run is None:
+                    return out
+                current, started = self._start_next(current, now)
+                out += started
+        finally:
+            self._chaining = False
+        if current is not None and current.next_run is not None:
+            self._continue_due.append(current)
+        return out
+
+    def _start_next(
+        self, previous: Execution, now: int
+    ) -> tuple[Execution | None, list[OutRecord]]:
+        """Start the run ``previous`` continued as; the new run, or None if it cannot."""
+        start = previous.next_run
+        assert start is not None
+        if start.workflow_type not in self.workflows:
+            reason = f"its next run's workflow type {start.workflow_type!r} is unknown here"
+            return None, [self._park_closed(previous, reason)]
+        previous.next_run = None
+        execution = Execution(
+            start.workflow_id,
+            start.run_id,
+            start.workflow_type,
+            start.task_queue,
+            now,
+            parent=previous.parent,
+        )
+        self.executions[start.workflow_id] = execution
+        self.stats.started += 1
+        self.stats.continued += 1
+        return execution, self._apply(execution, [start], now, None, "")
+
+    def _park_closed(self, execution: Execution, reason: str) -> OutRecord:
+        """Park a closed run whose next run cannot start: visible in its snapshot, and
+        retried by the next restore (say, after a deploy that has the workflow type)."""
+        if execution.parked is None:
+            self.stats.parked += 1
+            log.error(
+                "workflow %s run %s parked: %s", execution.workflow_id, execution.run_id, reason
+            )
+        execution.parked = reason
+        assert execution.snapshot is not None  # written when the run closed, or restored
+        execution.snapshot = dataclasses.replace(execution.snapshot, parked=reason)
+        encoded = self.wire.encode_snapshot(execution.snapshot)
+        return self._out(self.layout.history, encoded, self.partition)
 
     def _command(self, execution: Execution, command: cmd.Command) -> list[OutRecord]:
         match command:
@@ -532,7 +663,9 @@ class EngineShard:
             case cmd.StartTimer():
                 self._set_timer(execution, command)
             case cmd.CancelTimer():
-                self._timer_at.pop((execution.workflow_id, command.timer_id), None)
+                self._timer_at.pop(
+                    (execution.workflow_id, execution.run_id, command.timer_id), None
+                )
             case cmd.RespondUpdate():
                 return [
                     self._reply(
@@ -549,12 +682,18 @@ class EngineShard:
                 ]
             case cmd.CancelActivityTask():
                 pass  # the attempt's result will be ignored; workers time out on their own
-            case cmd.StartChildWorkflow() | cmd.ContinueAsNewRun():
-                log.warning(
-                    "%s is not supported by the Kafka runtime yet (workflow %s)",
-                    type(command).__name__,
-                    execution.workflow_id,
+            case cmd.StartChildWorkflow():
+                # to the child's own shard; exactly once, with the event that asked for it
+                self.stats.children_started += 1
+                start = children.child_start(command)
+                ce_id = children.child_start_id(
+                    execution.workflow_id, execution.run_id, command.child_seq
                 )
+                partition = shard_for(start.workflow_id, self.layout.shards)
+                encoded = self.wire.encode_command(start, ce_id=ce_id)
+                return [self._out(self.layout.commands, encoded, partition)]
+            case cmd.ContinueAsNewRun():
+                execution.next_run = command.start  # started by _apply once this run closed
         return []
 
     def _query(self, execution: Execution, query: rec.QueryWorkflow) -> list[OutRecord]:
@@ -621,6 +760,7 @@ class EngineShard:
             search_attributes=dict(attributes),
             memo=dict(memo),
             parked=execution.parked,
+            parent=execution.parent,
         )
         execution.snapshot = snapshot
         return self._out(self.layout.history, self.wire.encode_snapshot(snapshot), self.partition)
@@ -644,7 +784,16 @@ class EngineShard:
             last.seq if last else 0,
         )
         execution.events = []  # a closed run's history is only needed by readers of the log
+        if execution.status is EngineStatus.CONTINUED_AS_NEW:
+            return []  # not the end of the workflow: the next run replies (and reports)
+        out: list[OutRecord] = []
+        if execution.parent is not None and last is not None:
+            report = children.closed_report(
+                execution.parent, execution.workflow_id, execution.run_id, last
+            )
+            out.append(self._report(report))
         return [
+            *out,
             self._reply(
                 rec.Reply(
                     correlation_id=result_correlation_id(execution.workflow_id),
@@ -655,7 +804,7 @@ class EngineShard:
                     result=result,
                     error=failure,
                 )
-            )
+            ),
         ]
 
     def _reply_closed(
@@ -673,8 +822,18 @@ class EngineShard:
     def _refuse(
         self, command: rec.Command, ce_id: str, run_id: str | None, failure: Failure
     ) -> list[OutRecord]:
-        """An error reply to the command's sender; activity outcomes get none (nothing
-        waits for a late result of a closed or older run)."""
+        """An error reply to the command's sender; activity outcomes and child reports
+        get none (nothing waits for a late result of a closed or older run)."""
+        if isinstance(command, rec.ChildWorkflowResult):
+            log.info(
+                "news of child %s (%s) for workflow %s run %s dropped: %s",
+                command.child_workflow_id,
+                command.outcome.name,
+                command.workflow_id,
+                command.run_id,
+                failure.message,
+            )
+            return []
         if isinstance(
             command, rec.ActivityTaskCompleted | rec.ActivityTaskFailed | rec.ActivityHeartbeat
         ):

@@ -15,6 +15,8 @@ def test_exports_are_pinned() -> None:
             "ActivityTaskFailed",
             "AesGcmCodec",
             "CancelWorkflow",
+            "ChildOutcome",
+            "ChildWorkflowResult",
             "CloudEvent",
             "CodecChain",
             "Command",
