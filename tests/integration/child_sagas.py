@@ -97,3 +97,14 @@ async def twins(ctx: workflow.WorkflowContext, child_id: str) -> str:
     return " | ".join(
         str(o) if not isinstance(o, BaseException) else f"{type(o).__name__}" for o in outcomes
     )
+
+
+@workflow.defn(name="kids.handover")
+async def handover(ctx: workflow.WorkflowContext, n: int) -> str:
+    """Continue as another workflow type (one that a worker may not have yet)."""
+    ctx.continue_as_new(n + 1, workflow="kids.later")
+
+
+@workflow.defn(name="kids.later")
+async def later(ctx: workflow.WorkflowContext, n: int) -> str:
+    return f"later got {n}"

@@ -1,7 +1,8 @@
 """Child workflows and continue-as-new on real Kafka: results reach the parent across
 shards, a failed child is compensated by the parent's saga, a counter continues as
-new and the client gets its last run's result, an engine SIGKILLed while children
-run still finishes every parent exactly once; every history replays."""
+new and the client gets its last run's result, a next run of a type the worker
+lacks waits parked for one that has it, an engine SIGKILLed while children run
+still finishes every parent exactly once; every history replays."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from confluent_kafka.admin import AdminClient
 
-from orchestrator.client import Client
+from orchestrator.cli import main
+from orchestrator.client import Client, ReplyTimeoutError
 from orchestrator.engine import events as ev
 from orchestrator.engine.replayer import Replayer
 from orchestrator.log.partitioner import shard_for
@@ -46,8 +49,9 @@ WORKFLOWS: list[Any] = [
     kids.counter,
     kids.parent_of_counter,
     kids.twins,
+    kids.handover,
 ]
-REPLAYER = Replayer(workflows=WORKFLOWS)
+REPLAYER = Replayer(workflows=[*WORKFLOWS, kids.later])
 
 Runs = dict[str, list[ev.Event]]  # run id -> events in log order
 
@@ -66,9 +70,9 @@ def client(kafka_config: dict[str, Any], layout: TopicLayout) -> Iterator[Client
         yield c
 
 
-def engine(kafka_config: dict[str, Any], layout: TopicLayout) -> EngineWorker:
+def engine(kafka_config: dict[str, Any], layout: TopicLayout, *more: Any) -> EngineWorker:
     options = ProcessorOptions(worker_id=f"{layout.prefix}-engine", transaction_timeout_ms=5000)
-    return EngineWorker(kafka_config, layout, WORKFLOWS, options=options)
+    return EngineWorker(kafka_config, layout, [*WORKFLOWS, *more], options=options)
 
 
 def histories(config: dict[str, Any], layout: TopicLayout) -> dict[str, Runs]:
@@ -230,7 +234,10 @@ def assert_chain(runs: Runs, final: int) -> list[list[ev.Event]]:
 
 
 def test_continue_as_new_counter_returns_the_last_runs_result(
-    kafka_config: dict[str, Any], layout: TopicLayout, client: Client
+    kafka_config: dict[str, Any],
+    layout: TopicLayout,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with engine(kafka_config, layout):
         handle = client.start(kids.counter, args=[0, 5, 30], id="count-5", task_queue=QUEUE)
@@ -247,6 +254,19 @@ def test_continue_as_new_counter_returns_the_last_runs_result(
     described = handle.describe()
     assert (described.run_id, described.status) == (last_run.run_id, rec.WorkflowStatus.COMPLETED)
     assert len(assert_chain(logs["count-250"], 250)) == 251
+    # the CLI shows and replays the latest run by default, any run with --run-id
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_config["bootstrap.servers"])
+    monkeypatch.setenv("SAGA_TOPIC_PREFIX", layout.prefix)
+    monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
+    shown = saga("history", "count-5")
+    assert shown.output.splitlines()[0] == f"count-5 run {last_run.run_id} COMPLETED"
+    replayed = saga("replay", "count-5", "--sagas", "tests.integration.child_sagas")
+    assert replayed.exit_code == 0 and "COMPLETED" in replayed.output
+    first_run = chain[0][0]
+    assert isinstance(first_run, ev.WorkflowStarted)
+    args = ["--sagas", "tests.integration.child_sagas", "--run-id", first_run.run_id]
+    replayed = saga("replay", "count-5", *args)
+    assert replayed.exit_code == 0 and "CONTINUED_AS_NEW" in replayed.output
     # one RESULT per workflow id: the continued runs do not answer
     assert result_replies(kafka_config, layout) == Counter({"count-5": 1, "count-250": 1})
 
@@ -280,6 +300,45 @@ def test_child_that_continues_as_new_and_a_refused_duplicate_child(
     refused = next(e for e in twin_events if isinstance(e, ev.ChildWorkflowFailed))
     assert refused.child_seq == 2 and refused.failure.type == "WorkflowAlreadyStarted"
     assert len(logs["twin"]) == 1
+
+
+def saga(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def latest_snapshot(
+    config: dict[str, Any], layout: TopicLayout, wf_id: str
+) -> rec.WorkflowSnapshot | None:
+    found = None
+    for msg in read_topic(config, layout.history, SHARDS):
+        if msg.key() == f"{wf_id}/snapshot".encode() and msg.value() is not None:
+            found = WIRE.decode_snapshot(headers_of(msg), msg.value()).record
+    return found
+
+
+def test_a_next_run_of_an_unknown_type_waits_parked_for_a_worker_that_has_it(
+    kafka_config: dict[str, Any], layout: TopicLayout, client: Client
+) -> None:
+    with engine(kafka_config, layout):  # does not have kids.later
+        handle = client.start(kids.handover, args=[1], id="handover", task_queue=QUEUE)
+        deadline = time.monotonic() + 20
+        while (snap := latest_snapshot(kafka_config, layout, "handover")) is None or not (
+            snap.parked
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert snap.status is rec.WorkflowStatus.CONTINUED_AS_NEW
+        assert "kids.later" in snap.parked
+        with pytest.raises(ReplyTimeoutError):
+            handle.result(timeout=1)  # continued, not finished: the client waits
+    with engine(kafka_config, layout, kids.later):  # its restore starts the next run
+        assert handle.result(timeout=30) == "later got 2"
+
+    runs = assert_chain(histories(kafka_config, layout)["handover"], 1)
+    first, second = runs[0][-1], runs[1][0]
+    assert isinstance(first, ev.WorkflowContinuedAsNew) and isinstance(second, ev.WorkflowStarted)
+    assert (second.run_id, second.workflow_type) == (first.new_run_id, "kids.later")
+    assert result_replies(kafka_config, layout)["handover"] == 1
 
 
 def spawn_engine(bootstrap: str, prefix: str, log_path: Path) -> subprocess.Popen[bytes]:
