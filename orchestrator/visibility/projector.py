@@ -228,8 +228,15 @@ class Projector(BackgroundRunner):
             autocommit=True,
             connect_timeout=self.options.connect_timeout_s,
             application_name="saga-visibility-projector",
+            keepalives=1,  # notice a vanished server (or network) in about 25 s
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
         )
-        conn.execute(f"SET statement_timeout = {int(self.options.statement_timeout_ms)}")
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)",
+            [str(int(self.options.statement_timeout_ms))],
+        )
         return conn
 
     def _session(self, consumer: Consumer, stop: threading.Event) -> None:
