@@ -157,7 +157,11 @@ class VisibilityAccess:
     async def _open(self) -> None:
         assert self._dsn is not None
         store = VisibilityStore(self._dsn, table=self._table)
-        await store.open()
+        try:
+            await store.open()
+        except BaseException:
+            await store.close()  # open() may fail after its pool was created
+            raise
         self.store, self.last_error = store, None
         log.info("visibility store open (table %s)", self._table)
 

@@ -47,3 +47,18 @@ async def test_insecure_mode_needs_no_token() -> None:
         assert (r.status_code, r.json()["error"]) == (503, "visibility_disabled")
         r = await http.get("/v1/workflows/x-1")
         assert (r.status_code, r.json()["error"]) == (503, "unavailable")
+
+
+async def test_an_unreachable_database_is_503_for_lists_only() -> None:
+    config = {"bootstrap.servers": f"127.0.0.1:{closed_port()}"}
+    dsn = f"postgresql://saga:saga@127.0.0.1:{closed_port()}/saga?connect_timeout=1"
+    async with (
+        running_api(config, "nodb", database_url=dsn, healthy=False) as url,
+        httpx.AsyncClient(base_url=url, timeout=10, headers=bearer(ADMIN_TOKEN)) as http,
+    ):
+        assert (await http.get("/healthz")).json()["visibility"] == "unavailable"
+        for path in ("/v1/workflows", "/v1/stats"):
+            r = await http.get(path)
+            assert (r.status_code, r.json()["error"]) == (503, "visibility_unavailable"), r.text
+            assert r.headers["Retry-After"] == "5"
+            assert "saga" not in r.json()["message"]  # no DSN (user, password) in answers
