@@ -64,6 +64,7 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 _CLOSED_STATUS_OF_FAILURE = {
     "CancelledError": "CANCELLED",
     "CompensationError": "COMPENSATION_FAILED",
+    "Terminated": "TERMINATED",
 }
 
 

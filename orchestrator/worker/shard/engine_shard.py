@@ -34,6 +34,7 @@ from orchestrator.engine import events as ev
 from orchestrator.engine import inputs
 from orchestrator.engine.events import Event, Failure
 from orchestrator.engine.executor import WorkflowExecutor
+from orchestrator.engine.failures import closing_failure
 from orchestrator.engine.status import WorkflowStatus as EngineStatus
 from orchestrator.exceptions import NonDeterminismError
 from orchestrator.log.partitioner import shard_for
@@ -303,15 +304,24 @@ class EngineShard:
             ]
         definition = self.workflows.get(start.workflow_type)
         if definition is None:
+            # kept in the DLQ (`saga dlq redrive` after a deploy that has the type); a
+            # waiting caller hears why at once instead of timing out
             self.stats.dead_lettered += 1
-            return [
-                dead_letter(
-                    self.layout.dlq,
-                    msg,
-                    f"unknown workflow type {start.workflow_type!r}; this worker "
-                    f"knows {sorted(self.workflows)}",
-                )
-            ]
+            reason = (
+                f"unknown workflow type {start.workflow_type!r}; this worker "
+                f"knows {sorted(self.workflows)}"
+            )
+            refused = rec.Reply(
+                correlation_id=correlation,
+                kind=rec.ReplyKind.START,
+                workflow_id=start.workflow_id,
+                ok=False,
+                error=Failure(
+                    message=f"{reason} (the start command is in the dead-letter topic)",
+                    type="UnknownWorkflowType",
+                ),
+            )
+            return [dead_letter(self.layout.dlq, msg, reason), self._reply(refused)]
         run_id = str(
             uuid.uuid5(_RUN_ID_NAMESPACE, f"{start.workflow_id}/{msg.partition()}/{msg.offset()}")
         )
@@ -697,10 +707,17 @@ class EngineShard:
         return []
 
     def _query(self, execution: Execution, query: rec.QueryWorkflow) -> list[OutRecord]:
-        executor = self._executor(execution)
         error: Failure | None = None
         result: Payload | None = None
-        if executor is None:
+        # a closed run keeps no history in memory (readers of the log have it)
+        executor = self._executor(execution) if execution.is_open else None
+        if not execution.is_open:
+            error = Failure(
+                message=f"workflow {execution.workflow_id!r} is {execution.status.name}; "
+                "queries are answered by open runs (`saga history` shows a closed one)",
+                type="WorkflowClosed",
+            )
+        elif executor is None:
             error = Failure(message=execution.parked or "cannot be replayed", type="WorkflowParked")
         else:
             try:
@@ -767,10 +784,15 @@ class EngineShard:
 
     @staticmethod
     def _outcome(execution: Execution) -> tuple[Payload | None, Failure | None]:
+        """Result of a completed run; why any other closed run did not complete."""
         if execution.is_open or not execution.events:
             return None, None
         last = execution.events[-1]
-        return getattr(last, "result", None), getattr(last, "failure", None)
+        if execution.status is EngineStatus.COMPLETED:
+            return getattr(last, "result", None), None
+        if execution.status is EngineStatus.CONTINUED_AS_NEW:
+            return None, None
+        return None, closing_failure(last)
 
     def _closed(self, execution: Execution, executor: WorkflowExecutor) -> list[OutRecord]:
         self.stats.closed += 1

@@ -1,0 +1,81 @@
+"""What a caller is told when a run does not complete, or cannot start, or is closed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from orchestrator import workflow
+from orchestrator.client import Client
+from orchestrator.exceptions import ApplicationError, QueryError, WorkflowFailedError
+from orchestrator.log.dlq_tools import read_dead_letters
+from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.worker.engine_worker import EngineWorker
+from orchestrator.worker.shard.processor import ProcessorOptions
+
+pytestmark = pytest.mark.integration
+SHARDS = 2
+QUEUE = "outcomes"
+
+
+@workflow.defn(name="outcomes.sleeper")
+class Sleeper:
+    @workflow.run
+    async def run(self, ctx: workflow.WorkflowContext) -> str:
+        await ctx.sleep(timedelta(hours=1))
+        return "woke"
+
+    @workflow.query
+    def state(self) -> str:
+        return "sleeping"
+
+
+@pytest.fixture
+def client(kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str) -> Iterator[Client]:
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    ensure_topics(admin, layout, [QUEUE])
+    options = ProcessorOptions(worker_id=f"{topic_prefix}-engine", transaction_timeout_ms=5000)
+    with (
+        EngineWorker(kafka_config, layout, [Sleeper], options=options),
+        Client(kafka_config, layout=layout) as c,
+    ):
+        yield c
+
+
+def test_cancelled_and_terminated_runs_say_so_to_the_waiting_caller(client: Client) -> None:
+    cancelled = client.start(Sleeper, id="o-cancel", task_queue=QUEUE, wait_started=20)
+    terminated = client.start(Sleeper, id="o-term", task_queue=QUEUE, wait_started=20)
+    assert cancelled.query("state", timeout=20) == "sleeping"
+    cancelled.cancel("customer changed their mind")
+    terminated.terminate("operator stop")
+
+    with pytest.raises(WorkflowFailedError) as first:
+        cancelled.result(timeout=20)
+    assert first.value.status == "CANCELLED"
+    assert "cancelled" in str(first.value)
+    with pytest.raises(WorkflowFailedError) as second:
+        terminated.result(timeout=20)
+    assert second.value.status == "TERMINATED"
+    assert "operator stop" in str(second.value)
+
+    # a closed run answers queries with a clear refusal, not an engine error
+    with pytest.raises(QueryError, match="CANCELLED; queries are answered by open runs"):
+        cancelled.query("state", timeout=20)
+
+
+def test_start_of_an_unknown_type_is_refused_at_once_and_kept_in_the_dlq(
+    client: Client, kafka_config: dict[str, Any], topic_prefix: str
+) -> None:
+    began = time.monotonic()
+    with pytest.raises(ApplicationError, match=r"unknown workflow type 'outcomes\.nope'"):
+        client.start("outcomes.nope", id="o-unknown", task_queue=QUEUE, wait_started=20)
+    assert time.monotonic() - began < 15  # a reply, not the timeout
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    letters = list(read_dead_letters(kafka_config, layout.dlq))
+    assert [letter.key for letter in letters] == [b"o-unknown"]
+    assert "unknown workflow type" in letters[0].reason
