@@ -197,6 +197,12 @@ class AsyncClient:
             reply = await self._request(out, wait_started)
             self.builder.reply_value(reply)  # raises when the shard refused the start
             handle.run_id = reply.run_id
+        # The reply listener was at the end of the replies topic before this start, and
+        # the run this start maps to is open (new, or running already; a refusal raised
+        # above or needs a reuse policy other than the default): its RESULT reply comes
+        # after now, so result() need not scan history for an earlier close.
+        if wait_started is not None or id_reuse_policy is IdReusePolicy.ALLOW_DUPLICATE:
+            handle._evicted_at_start = self._replies.evicted
         return handle
 
     def get_handle(self, workflow_id: str, run_id: str | None = None) -> AsyncWorkflowHandle:
@@ -322,6 +328,9 @@ class AsyncWorkflowHandle:
         self.run_id = run_id
         self.start_request_id: str | None = None
         """Correlation id of the START reply, when this handle sent the start."""
+        # set by start(): how many RESULT replies the client had dropped then (None: not
+        # started here); unchanged at result() time means this run's reply cannot be lost
+        self._evicted_at_start: int | None = None
 
     async def signal(
         self, name: str, *args: Any, traceparent: str | None = None, wait: float | None = None
@@ -388,6 +397,8 @@ class AsyncWorkflowHandle:
         reply = client._replies.take(correlation)
         if reply is not None:
             return b.reply_value(reply, result_type)
+        if self._evicted_at_start == client._replies.evicted:
+            return b.reply_value(await client._wait(correlation, timeout, "result"), result_type)
         snapshot = await client._snapshot(self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S))
         if snapshot is not None and b.is_final(snapshot):
             client._replies.forget(correlation)

@@ -355,6 +355,8 @@ class ReplyBuffer:
         self._wanted: set[str] = set()
         self._got: dict[str, Reply] = {}
         self._results: OrderedDict[str, Reply] = OrderedDict()
+        self.evicted = 0
+        """RESULT replies dropped so far to keep the buffer bounded."""
 
     def want(self, correlation_id: str) -> None:
         """Keep the reply with this correlation id when it arrives."""
@@ -372,6 +374,7 @@ class ReplyBuffer:
             self._results.move_to_end(reply.correlation_id)
             while len(self._results) > self.keep_results:
                 self._results.popitem(last=False)
+                self.evicted += 1
             return True
         if reply.correlation_id in self._wanted:
             self._got[reply.correlation_id] = reply

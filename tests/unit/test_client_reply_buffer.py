@@ -33,3 +33,12 @@ def test_other_replies_are_kept_only_when_wanted() -> None:
     buffer.want("u-1")
     assert buffer.offer(update)
     assert buffer.take("u-1") == update
+
+
+def test_evictions_are_counted_so_result_knows_when_to_look_at_history() -> None:
+    buffer = ReplyBuffer(keep_results=2)
+    for n in range(2):
+        buffer.offer(result(f"w-{n}"))
+    assert buffer.evicted == 0  # a handle started now can trust the buffer
+    buffer.offer(result("w-2"))
+    assert buffer.evicted == 1  # one reply dropped: result() must read the snapshot instead
