@@ -20,45 +20,23 @@ Only for one broker on this machine: all clocks are the same clock.
 from __future__ import annotations
 
 import statistics
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Message
 
 from orchestrator.engine import events as ev
-from orchestrator.log.watermarks import watermarks
+from orchestrator.log.reading import read_committed
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
 
 WIRE = WireFormat()
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, timeout_s: float = 60) -> list[Message]:
-    """Every committed record of ``topic`` at the time of the call."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "hop-trace",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    ends = {p: watermarks(consumer, topic, p)[1] for p in range(partitions)}
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    got: list[Message] = []
-    done = {p for p, end in ends.items() if end == 0}
-    deadline = time.monotonic() + timeout_s
-    while len(done) < partitions and time.monotonic() < deadline:
-        for msg in consumer.consume(2000, 0.1):
-            if msg.error() is None:
-                got.append(msg)
-        for p in range(partitions):
-            if consumer.position([TopicPartition(topic, p)])[0].offset >= ends[p]:
-                done.add(p)
-    consumer.close()
-    return got
+def read_all(bootstrap: str, topic: str, partitions: int) -> list[Message]:
+    """Every committed record of ``topic`` now."""
+    return read_committed({"bootstrap.servers": bootstrap}, topic, partitions, 60)
 
 
 def _headers(msg: Message) -> list[tuple[str, bytes | None]]:

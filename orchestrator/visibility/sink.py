@@ -17,27 +17,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from orchestrator.visibility.fold import RunKey, RunState
-from orchestrator.visibility.schema import offsets_table, validate_table
+from orchestrator.visibility.schema import COLUMNS, offsets_table, validate_table
 
 __all__ = ["RunsSink", "from_ms", "to_ms"]
 
-_WRITE_COLUMNS: Final = (
-    "workflow_id",
-    "run_id",
-    "workflow_type",
-    "task_queue",
-    "status",
-    "start_time",
-    "close_time",
-    "current_step",
-    "history_length",
-    "search_attributes",
-    "memo",
-    "error",
-    "parked",
-    "shard",
-    "pending_activities",
-)
+#: what the projector writes: the readers' columns (``updated_at`` is set by the
+#: database) plus the internal ``pending_activities`` that ``current_step`` comes from
+_WRITE_COLUMNS: Final = (*(c for c in COLUMNS if c != "updated_at"), "pending_activities")
 _KEY: Final = ("workflow_id", "run_id")
 
 
