@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.worker.shard.dlq import REASON_HEADER
+from tests.integration.kafka_reading import read_topic
 
 pytestmark = pytest.mark.integration
 APP = Path(__file__).with_name("counter_shard_app.py")
@@ -40,38 +41,6 @@ def wait_owning_all(log: Path, timeout_s: float = 30) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"worker did not take all shards:\n{text[-2000:]}")
-
-
-def read_topic(config: dict[str, Any], topic: str, partitions: int) -> list[Any]:
-    """Every committed record of ``topic`` (read to the end of each partition)."""
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": "reader",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    tps = [TopicPartition(topic, p, 0) for p in range(partitions)]
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-        for p in range(partitions)
-    }
-    consumer.assign(tps)
-    got: list[Any] = []
-    done: set[int] = {p for p, end in ends.items() if end == 0}
-    deadline = time.monotonic() + 30
-    while len(done) < partitions and time.monotonic() < deadline:
-        for msg in consumer.consume(1000, 0.2):
-            assert msg.error() is None
-            got.append(msg)
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
-        for p in range(partitions):
-            if consumer.position([TopicPartition(topic, p)])[0].offset >= ends[p]:
-                done.add(p)
-    consumer.close()
-    return got
 
 
 def history_by_key(

@@ -82,11 +82,22 @@ def run_records(wf_id: str, n: int) -> list[tuple[bytes, bytes, list[Any]]]:
 
 
 class Load(threading.Thread):
-    """Writes ``runs`` completed runs in transactions of ``per_txn`` runs, paced."""
+    """Writes ``runs`` completed runs in transactions of ``per_txn`` runs, paced; with
+    ``hold_at``, stops there until :attr:`release` is set (so a fault can be made to land
+    before the end of the stream, however fast the machine is)."""
 
-    def __init__(self, config: dict[str, Any], layout: TopicLayout, runs: int, per_txn: int = 10):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        layout: TopicLayout,
+        runs: int,
+        per_txn: int = 10,
+        hold_at: int | None = None,
+    ):
         super().__init__(name="load", daemon=True)
         self.config, self.layout, self.runs, self.per_txn = config, layout, runs, per_txn
+        self.hold_at = hold_at
+        self.release = threading.Event()
         self.sent = 0
         self.error: BaseException | None = None
 
@@ -97,6 +108,8 @@ class Load(threading.Thread):
             )
             producer.init_transactions(30)
             for start in range(0, self.runs, self.per_txn):
+                if self.hold_at is not None and start >= self.hold_at:
+                    self.release.wait(60)
                 producer.begin_transaction()
                 for n in range(start, min(start + self.per_txn, self.runs)):
                     wf_id = f"load-{n}"
@@ -183,7 +196,7 @@ def test_projector_processes_sigkilled_mid_stream_lose_and_duplicate_nothing(
     tmp_path: Path,
 ) -> None:
     runs = 600
-    load = Load(kafka_config, layout, runs)
+    load = Load(kafka_config, layout, runs, hold_at=runs * 4 // 5)
     first, second = projector_processes("first"), projector_processes("second")  # one stands by
     load.start()
     for kills in range(3):  # SIGKILL whatever runs, mid-stream, and start it again
@@ -193,9 +206,10 @@ def test_projector_processes_sigkilled_mid_stream_lose_and_duplicate_nothing(
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
         first, second = projector_processes("first"), projector_processes("second")
+    assert load.sent < runs, "the stream ended before the last kill: not mid-stream"
+    load.release.set()  # the rest of the stream goes to the restarted projectors
     load.join(60)
     assert load.error is None and load.sent == runs
-    assert projected(database)[0] < runs, "the stream ended before the last kill: not mid-stream"
     logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in tmp_path.glob("*.log"))
     assert not wait_caught_up(database, kafka_config, layout, timeout_s=60), logs
     assert projected(database) == (runs, runs)
