@@ -282,6 +282,23 @@ def make_transfers(count: int, seed: int) -> list[Transfer]:
     return found
 
 
+def send_paced(
+    config: dict[str, Any], layout: TopicLayout, batch: list[Transfer], per_s: float
+) -> threading.Thread:
+    """Send ``batch`` from a background thread at about ``per_s`` starts a second, so a
+    fault injected early lands while sagas still arrive, however fast they finish."""
+
+    def run() -> None:
+        chunk = max(1, int(per_s / 10))
+        for i in range(0, len(batch), chunk):
+            send(config, layout, batch[i : i + chunk])
+            time.sleep(0.1)
+
+    sender = threading.Thread(target=run, name="paced-sender", daemon=True)
+    sender.start()
+    return sender
+
+
 def send(config: dict[str, Any], layout: TopicLayout, batch: list[Transfer]) -> None:
     """Start commands keyed by transfer id, on the transfer's shard."""
     producer = Producer({**config, "enable.idempotence": True})

@@ -61,7 +61,8 @@ def test_transfers_survive_postgres_restarts(
         w.add("second")
         for round_ in range(SOAK):
             batch = transfers[round_ * 300 : (round_ + 1) * 300]
-            h.send(kafka_config, layout, batch)
+            # paced, so both faults land while sagas still arrive (they finish in ~1 s now)
+            sender = h.send_paced(kafka_config, layout, batch, per_s=40)
             sent = round_ * 300 + len(batch)
             h.wait_for_outcomes(kafka_config, layout, round_ * 300 + len(batch) // 10, 90)
             pg.kill()  # crash: open transactions and connections die with it
@@ -75,6 +76,7 @@ def test_transfers_survive_postgres_restarts(
             at_fault.append((h.finished(kafka_config, layout), sent))
             time.sleep(DOWN_S)
             pg.start()
+            sender.join(60)
         done = h.wait_for_outcomes(
             kafka_config, layout, len(transfers), 180.0 * SOAK, stall_s=STALL_S
         )

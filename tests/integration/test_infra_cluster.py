@@ -14,7 +14,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 
 def isr(admin: AdminClient, topic: str) -> list[int]:
-    return sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions[0].isrs)
+    """In-sync replicas of partition 0; [] while metadata does not list it yet."""
+    found = admin.list_topics(topic, timeout=10).topics.get(topic)
+    partition = found.partitions.get(0) if found is not None else None
+    return sorted(partition.isrs) if partition is not None else []
 
 
 def leader(admin: AdminClient, topic: str) -> int:
