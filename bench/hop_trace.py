@@ -34,11 +34,6 @@ from orchestrator.serde.wire import WireFormat
 WIRE = WireFormat()
 
 
-def read_all(bootstrap: str, topic: str, partitions: int) -> list[Message]:
-    """Every committed record of ``topic`` now."""
-    return read_committed({"bootstrap.servers": bootstrap}, topic, partitions, 60)
-
-
 def _headers(msg: Message) -> list[tuple[str, bytes | None]]:
     return [(k, v if isinstance(v, bytes) else None) for k, v in (msg.headers() or [])]
 
@@ -52,9 +47,10 @@ def hop_breakdown(
     seen_ms: dict[str, float],
 ) -> dict[str, list[float]]:
     """Per-hop durations (ms) over every saga that completed, keyed by hop name."""
+    config = {"bootstrap.servers": bootstrap}
     decisions: dict[str, list[float]] = defaultdict(list)  # wf -> create times of decisions
     results: dict[str, list[float]] = defaultdict(list)  # wf -> create times of results
-    for msg in read_all(bootstrap, history_topic, shards):
+    for msg in read_committed(config, history_topic, shards, 60):
         if msg.value() is None:
             continue
         record = WIRE.decode_history(_headers(msg), msg.value()).record
@@ -62,7 +58,7 @@ def hop_breakdown(
             continue
         if isinstance(record.event, ev.WorkflowStarted | ev.ActivityCompleted):
             decisions[record.workflow_id].append(float(msg.timestamp()[1]))
-    for msg in read_all(bootstrap, commands_topic, shards):
+    for msg in read_committed(config, commands_topic, shards, 60):
         try:
             command = WIRE.decode_command(_headers(msg), msg.value()).record
         except Exception:  # noqa: BLE001 - the trace skips what it cannot read

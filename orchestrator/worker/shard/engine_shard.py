@@ -467,10 +467,12 @@ class EngineShard:
     def _run_local(self, now_ms: int) -> list[OutRecord]:
         """Run due local attempts (all at once), apply their outcomes; repeat while the
         code asks for more, so a run of local steps commits in one transaction."""
+        if not self._local_due or self._local is None:
+            return []  # every cycle of every shard passes here: nothing to do, no work
         out: list[OutRecord] = []
         for _ in range(_MAX_LOCAL_ROUNDS):
             due, self._local_due = self._local_due, []
-            if not due or self._local is None:
+            if not due:
                 break
             outcomes = self._local.run(due)
             self.stats.local_attempts += len(outcomes)
@@ -486,10 +488,7 @@ class EngineShard:
                     continue  # the run ended or stopped meanwhile (say, terminated)
                 out += self._apply(execution, [self._to_input(outcome)], now, None, "")
         # past the round limit (the code loops over local calls): the task queue takes the rest
-        for task in self._local_due:
-            out.append(
-                self._out(self.layout.task_queue(task.task_queue), self.wire.encode_task(task))
-            )
+        out += [self._task_record(task) for task in self._local_due]
         self._local_due = []
         return out
 
@@ -665,11 +664,7 @@ class EngineShard:
                 if command.local and self._local and self._local.handles(command.activity_type):
                     self._local_due.append(task)  # run by fire_due, in this same cycle
                     return []
-                return [
-                    self._out(
-                        self.layout.task_queue(command.task_queue), self.wire.encode_task(task)
-                    )
-                ]
+                return [self._task_record(task)]
             case cmd.StartTimer():
                 self._set_timer(execution, command)
             case cmd.CancelTimer():
@@ -746,6 +741,9 @@ class EngineShard:
             self.wire.encode_event(execution.workflow_id, execution.run_id, event),
             self.partition,
         )
+
+    def _task_record(self, task: rec.ActivityTask) -> OutRecord:
+        return self._out(self.layout.task_queue(task.task_queue), self.wire.encode_task(task))
 
     def _reply(self, reply: rec.Reply) -> OutRecord:
         return self._out(self.layout.replies, self.wire.encode_reply(reply))

@@ -269,9 +269,7 @@ class ShardProcessor:
 
     def _fetch(self) -> list[Message]:
         """What is waiting, up to ``max_batch``; when nothing is, wait for the first record."""
-        limit = self.options.max_batch
-        msgs = self._consumer.consume(limit, 0)
-        return msgs or consume_available(self._consumer, limit, self._poll_timeout())
+        return consume_available(self._consumer, self.options.max_batch, self._poll_timeout())
 
     def cycle(self) -> int:
         """One consume-decide-commit round; returns how many records it wrote."""
