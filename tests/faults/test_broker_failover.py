@@ -29,6 +29,8 @@ SOAK = h.soak()
 STALL_S = 60.0  # no saga finished for this long after the faults: a worker is stuck
 TRANSFERS = 300 * SOAK
 DOWN_S = 5.0
+PACE_PER_S = 30.0  # a paced wave of 75 arrives over 3-4 s, so a kill at LEAD_S lands mid-wave
+LEAD_S = 1.5
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.faults]
 
@@ -91,8 +93,12 @@ def test_transfers_survive_broker_and_controller_loss(
     with h.running_workers(cluster.bootstrap_servers, topic_prefix, database, tmp_path) as w:
         w.add("first")
         w.add("second")
-        h.send(config, layout, waves[0])
-        h.wait_for_outcomes(config, layout, 1, 90)  # the workers are up and busy
+        h.send(config, layout, waves[0][:1])
+        h.wait_for_outcomes(config, layout, 1, 90)  # the workers are up
+        # the rest of the wave is paced: sagas finish in well under a second now, so a
+        # wave sent at once could be done before the kill (it was, once, in CI)
+        sender = h.send_paced(config, layout, waves[0][1:], per_s=PACE_PER_S)
+        time.sleep(LEAD_S)
 
         # 1. a broker that leads some of our partitions (not the controller, that is next)
         controller = quorum_leader(cluster)
@@ -104,23 +110,28 @@ def test_transfers_survive_broker_and_controller_loss(
         at_kill.append((h.finished(config, layout), len(waves[0])))
         cluster.node(victim).kill()
         faults["broker_sigkill"] = 1
+        still_sending = [sender.is_alive()]
+        sender.join(120)
         notes.append(f"broker {victim} (leading {leaders.get(victim, 0)} partitions)")
         h.send(config, layout, waves[1])  # written with one broker down
         time.sleep(DOWN_S)
         cluster.node(victim).restart()
 
-        # 2. the active controller, with a fresh wave in flight
-        h.send(config, layout, waves[2])
+        # 2. the active controller, with a fresh (paced) wave in flight
+        sender = h.send_paced(config, layout, waves[2], per_s=PACE_PER_S)
+        time.sleep(LEAD_S)
         described = admin.describe_cluster(request_timeout=30).result(30).controller
         controller = quorum_leader(cluster)
         assert controller >= 0, "no KRaft leader recorded in quorum-state"
         at_kill.append((h.finished(config, layout), sum(map(len, waves[:3]))))
         cluster.node(controller).kill()
         faults["controller_sigkill"] = 1
+        still_sending.append(sender.is_alive())
         notes.append(
             f"controller {controller} (describe_cluster said {described.id}); "
             f"new controller {_wait_new_leader(cluster, controller)}"
         )
+        sender.join(120)
         h.send(config, layout, waves[3])
         time.sleep(DOWN_S)
         cluster.node(controller).restart()
@@ -132,6 +143,7 @@ def test_transfers_survive_broker_and_controller_loss(
     assert all(code == 0 for code in codes.values()), f"unclean exits {codes}\n{logs}"
     # outcomes counted just before each kill fall short of the sagas sent: some were in flight
     assert all(done_then < sent for done_then, sent in at_kill), f"not mid-run: {at_kill}"
+    assert all(still_sending), f"a wave was fully sent before its kill: {still_sending}"
     notes.append(f"(finished, sent) at each kill: {at_kill}")
 
     result = h.audit(config, admin, layout, database, transfers, logs)
