@@ -172,7 +172,13 @@ def main() -> None:
         "--warmup",
         type=int,
         default=1000,
-        help="untimed sagas run first, at the same rate (0: none)",
+        help="untimed sagas run first, at the same rate (at least; see --warmup-s)",
+    )
+    parser.add_argument(
+        "--warmup-s",
+        type=float,
+        default=45.0,
+        help="at a set --rate, warm up for at least this long (0: just --warmup sagas)",
     )
     parser.add_argument(
         "--breakdown",
@@ -211,10 +217,12 @@ def main() -> None:
             watcher.start()
             time.sleep(1)
             producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 2})
-            if args.warmup:
-                # untimed, like the peers' warm-up: the broker's JIT compiles its hot paths
-                # (the C2 compiler takes most of a core for the first ~20 s after start)
-                warm = [f"w-{n}" for n in range(args.warmup)]
+            warmup = max(args.warmup, int(args.rate * args.warmup_s))
+            if warmup:
+                # untimed, like the peers' warm-up: the broker's JIT compiles its hot paths.
+                # Its C2 compiler took half a core for the first ~40 s under 250 sagas/s
+                # (top -H), so a warm-up by count alone left it compiling while we measured.
+                warm = [f"w-{n}" for n in range(warmup)]
                 send_starts(producer, layout, warm, args.rate, args.workflow, {}, {})
                 wait_done(watcher, warm, 300)
                 time.sleep(1)
@@ -262,7 +270,7 @@ def main() -> None:
             records = sum(int(m) for m in re.findall(r"restored shard \d+: (\d+) records", text))
             print(
                 f"restore: {records} history records "
-                f"({args.sagas + args.warmup} closed executions) "
+                f"({args.sagas + warmup} closed executions) "
                 f"on {args.shards} shards in {seconds:.2f}s from process start"
             )
         finally:

@@ -8,6 +8,7 @@ Settings come from the environment (see ``orchestrator.config``): Kafka at
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import json
 import logging
 import os
@@ -170,6 +171,7 @@ def worker(
         if watchdog_seconds and stalled > watchdog_seconds:
             # a thread stuck inside librdkafka cannot be interrupted: crash-only
             log.critical("engine cycle stuck for %.0fs; exiting so a restart fences it", stalled)
+            faulthandler.dump_traceback(sys.stderr, all_threads=True)  # where it was stuck
             os._exit(70)
     for aw in activity_workers:
         aw.stop()  # stop fetching, drain in-flight attempts, commit
