@@ -178,7 +178,7 @@ def main() -> None:
         "--warmup-s",
         type=float,
         default=45.0,
-        help="at a set --rate, warm up for at least this long (0: just --warmup sagas)",
+        help="warm up for at least this long (0: just --warmup sagas)",
     )
     parser.add_argument(
         "--breakdown",
@@ -217,7 +217,8 @@ def main() -> None:
             watcher.start()
             time.sleep(1)
             producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 2})
-            warmup = max(args.warmup, int(args.rate * args.warmup_s))
+            # (a max-rate run warms up with as many sagas as ~400/s would send meanwhile)
+            warmup = max(args.warmup, int((args.rate or 400) * args.warmup_s))
             if warmup:
                 # untimed, like the peers' warm-up: the broker's JIT compiles its hot paths.
                 # Its C2 compiler took half a core for the first ~40 s under 250 sagas/s
