@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 from orchestrator.background import BackgroundRunner
 from orchestrator.config import Settings
 from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.worker.shard.engine_shard import DEFAULT_RETENTION_MS
 
 log = logging.getLogger("orchestrator.cli")
 
@@ -94,6 +95,15 @@ def topics(task_queues: tuple[str, ...]) -> None:
     help="Activity attempts running at once per task queue: bounds load on downstreams.",
 )
 @click.option(
+    "--retention-hours",
+    default=DEFAULT_RETENTION_MS / 3_600_000,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="How long a closed run is kept (its id stays taken, its history readable) "
+    "before its records are tombstoned. The engine keeps a small record of each closed "
+    "run in memory for this long: size it to the closed runs per hour you expect.",
+)
+@click.option(
     "--projector/--no-projector",
     default=False,
     show_default=True,
@@ -110,6 +120,7 @@ def worker(
     build_id: str,
     max_in_flight: int,
     watchdog_seconds: float,
+    retention_hours: float,
 ) -> None:
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
     from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
@@ -138,6 +149,7 @@ def worker(
                 build_id=build_id,
                 options=options,
                 activities=found.activities,
+                retention_ms=max(1, round(retention_hours * 3_600_000)),
             ).start()
         )
         log.info("engine worker running workflows %s", sorted(found.workflows))

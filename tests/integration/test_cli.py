@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +20,7 @@ from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
 from tests.integration.e2e_sagas import nap
+from tests.integration.kafka_reading import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -69,3 +75,41 @@ def test_start_describe_history_and_replay(cli_env: None) -> None:
     )
     assert changed.exit_code == 1
     assert "NOT deterministic" in changed.output
+
+
+def test_worker_retention_option_tombstones_closed_runs(
+    kafka_config: dict[str, Any],
+    admin: AdminClient,
+    topic_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`saga worker --retention-hours`: a closed run is tombstoned once it has passed."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_config["bootstrap.servers"])
+    monkeypatch.setenv("SAGA_TOPIC_PREFIX", topic_prefix)
+    monkeypatch.setenv("SAGA_SHARDS", "2")
+    layout = TopicLayout(prefix=topic_prefix, shards=2)
+    ensure_topics(admin, layout)
+    argv = [sys.executable, "-m", "orchestrator.cli", "worker"]
+    argv += ["--sagas", "tests.integration.e2e_sagas", "--worker-id", f"{topic_prefix}-ret"]
+    argv += ["--retention-hours", "0.0005"]  # 1.8 s
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(argv, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        args = ["--id", "kept-briefly", "--task-queue", "q", "--args", '["x", 10]', "--wait"]
+        started = saga("start", "e2e.nap", *args)
+        assert started.exit_code == 0, started.output + log_path.read_text()[-2000:]
+        deadline = time.monotonic() + 20
+        mine: dict[bytes, bytes | None] = {}
+        while time.monotonic() < deadline:
+            latest = {m.key(): m.value() for m in read_topic(kafka_config, layout.history, 2)}
+            mine = {k: v for k, v in latest.items() if k and k.startswith(b"kept-briefly/")}
+            if mine and all(v is None for v in mine.values()):
+                break
+            time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert mine, "the run wrote history"
+    assert all(v is None for v in mine.values()), "every event and the snapshot tombstoned"
