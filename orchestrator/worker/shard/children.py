@@ -56,17 +56,34 @@ def child_start(command: cmd.StartChildWorkflow) -> rec.StartWorkflow:
     )
 
 
-def started_report(
-    parent: rec.ParentExecution, child_workflow_id: str, child_run_id: str
+def _report_to(
+    parent: rec.ParentExecution,
+    child_workflow_id: str,
+    outcome: rec.ChildOutcome,
+    *,
+    child_run_id: str | None = None,
+    result: Payload | None = None,
+    failure: Failure | None = None,
 ) -> rec.ChildWorkflowResult:
-    """The child has its first run."""
+    """A report addressed to the parent run (and call) that started the child."""
     return rec.ChildWorkflowResult(
         workflow_id=parent.workflow_id,
         run_id=parent.run_id,
         child_seq=parent.child_seq,
         child_workflow_id=child_workflow_id,
+        outcome=outcome,
         child_run_id=child_run_id,
-        outcome=rec.ChildOutcome.STARTED,
+        result=result,
+        failure=failure,
+    )
+
+
+def started_report(
+    parent: rec.ParentExecution, child_workflow_id: str, child_run_id: str
+) -> rec.ChildWorkflowResult:
+    """The child has its first run."""
+    return _report_to(
+        parent, child_workflow_id, rec.ChildOutcome.STARTED, child_run_id=child_run_id
     )
 
 
@@ -74,14 +91,7 @@ def refused_report(
     parent: rec.ParentExecution, child_workflow_id: str, failure: Failure
 ) -> rec.ChildWorkflowResult:
     """The child's start was refused (its id is in use, or its reuse policy says no)."""
-    return rec.ChildWorkflowResult(
-        workflow_id=parent.workflow_id,
-        run_id=parent.run_id,
-        child_seq=parent.child_seq,
-        child_workflow_id=child_workflow_id,
-        outcome=rec.ChildOutcome.FAILED,
-        failure=failure,
-    )
+    return _report_to(parent, child_workflow_id, rec.ChildOutcome.FAILED, failure=failure)
 
 
 def closed_report(
@@ -89,21 +99,20 @@ def closed_report(
 ) -> rec.ChildWorkflowResult:
     """The child's run closed with ``last`` (never a WorkflowContinuedAsNew: the
     next run reports instead)."""
-    result: Payload | None = None
-    failure: Failure | None = None
     if isinstance(last, ev.WorkflowCompleted):
-        result = last.result
-    else:
-        failure = closing_failure(last)
-    return rec.ChildWorkflowResult(
-        workflow_id=parent.workflow_id,
-        run_id=parent.run_id,
-        child_seq=parent.child_seq,
-        child_workflow_id=child_workflow_id,
+        return _report_to(
+            parent,
+            child_workflow_id,
+            rec.ChildOutcome.COMPLETED,
+            child_run_id=child_run_id,
+            result=last.result,
+        )
+    return _report_to(
+        parent,
+        child_workflow_id,
+        rec.ChildOutcome.FAILED,
         child_run_id=child_run_id,
-        outcome=rec.ChildOutcome.COMPLETED if failure is None else rec.ChildOutcome.FAILED,
-        result=result,
-        failure=failure,
+        failure=closing_failure(last),
     )
 
 
