@@ -7,10 +7,8 @@ still finishes every parent exactly once; every history replays."""
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -36,6 +34,7 @@ from orchestrator.worker.shard.processor import ProcessorOptions
 from orchestrator.worker.shard.records import headers_of
 from tests.integration import child_sagas as kids
 from tests.integration.kafka_reading import read_topic
+from tests.integration.saga_process import saga_env, spawn_saga
 
 pytestmark = pytest.mark.integration
 SHARDS = 4
@@ -342,28 +341,9 @@ def test_a_next_run_of_an_unknown_type_waits_parked_for_a_worker_that_has_it(
 
 
 def spawn_engine(bootstrap: str, prefix: str, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SAGA_TOPIC_PREFIX": prefix,
-        "SAGA_SHARDS": str(SHARDS),
-    }
-    with log_path.open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator.cli",
-                "worker",
-                "--sagas",
-                "tests.integration.child_sagas",
-                "--worker-id",
-                f"{prefix}-engine",  # the same id: the restarted worker fences the dead one
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    # the same worker id each time: the restarted worker fences the dead one
+    args = ["worker", "--sagas", "tests.integration.child_sagas", "--worker-id", f"{prefix}-engine"]
+    return spawn_saga(args, saga_env(bootstrap, prefix, SHARDS), log_path)
 
 
 def test_engine_sigkilled_while_children_run_finishes_each_parent_once(

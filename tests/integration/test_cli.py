@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +18,7 @@ from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
 from tests.integration.e2e_sagas import nap
 from tests.integration.kafka_reading import read_topic
+from tests.integration.saga_process import saga_env, spawn_saga
 
 pytestmark = pytest.mark.integration
 
@@ -85,17 +83,16 @@ def test_worker_retention_option_tombstones_closed_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`saga worker --retention-hours`: a closed run is tombstoned once it has passed."""
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_config["bootstrap.servers"])
-    monkeypatch.setenv("SAGA_TOPIC_PREFIX", topic_prefix)
-    monkeypatch.setenv("SAGA_SHARDS", "2")
+    env = saga_env(kafka_config["bootstrap.servers"], topic_prefix, 2)
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "SAGA_TOPIC_PREFIX", "SAGA_SHARDS"):
+        monkeypatch.setenv(name, env[name])  # for the in-process `saga start` below
     layout = TopicLayout(prefix=topic_prefix, shards=2)
     ensure_topics(admin, layout)
-    argv = [sys.executable, "-m", "orchestrator.cli", "worker"]
-    argv += ["--sagas", "tests.integration.e2e_sagas", "--worker-id", f"{topic_prefix}-ret"]
-    argv += ["--retention-hours", "0.0005"]  # 1.8 s
+    args = ["worker", "--sagas", "tests.integration.e2e_sagas"]
+    args += ["--worker-id", f"{topic_prefix}-ret"]
+    args += ["--retention-hours", "0.0005"]  # 1.8 s
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(argv, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT)
+    proc = spawn_saga(args, env, log_path)
     try:
         args = ["--id", "kept-briefly", "--task-queue", "q", "--args", '["x", 10]', "--wait"]
         started = saga("start", "e2e.nap", *args)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,6 +20,7 @@ from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
 from tests.integration.kafka_reading import read_topic
+from tests.integration.saga_process import saga_env, spawn_saga
 
 pytestmark = pytest.mark.integration
 SHARDS = 8
@@ -29,28 +28,8 @@ WIRE, CONV = WireFormat(), DataConverter()
 
 
 def spawn_worker(bootstrap: str, prefix: str, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SAGA_TOPIC_PREFIX": prefix,
-        "SAGA_SHARDS": str(SHARDS),
-    }
-    with (log_dir / f"{name}.log").open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator.cli",
-                "worker",
-                "--sagas",
-                "tests.integration.e2e_sagas",
-                "--worker-id",
-                f"{prefix}-{name}",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    args = ["worker", "--sagas", "tests.integration.e2e_sagas", "--worker-id", f"{prefix}-{name}"]
+    return spawn_saga(args, saga_env(bootstrap, prefix, SHARDS), log_dir / f"{name}.log")
 
 
 def start_commands(

@@ -7,10 +7,8 @@ applied once (unique idempotency keys) and the money conserved.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,6 +25,7 @@ from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
 from tests.integration.kafka_reading import read_topic
+from tests.integration.saga_process import saga_env, spawn_saga
 from tests.integration.transfer_sagas import SCHEMA, Transfer
 
 pytestmark = pytest.mark.integration
@@ -37,31 +36,10 @@ WIRE, CONV = WireFormat(), DataConverter()
 
 
 def spawn(bootstrap: str, prefix: str, dsn: str, name: str, logs: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "SAGA_TOPIC_PREFIX": prefix,
-        "SAGA_SHARDS": str(SHARDS),
-        "TRANSFER_TEST_DSN": dsn,
-    }
-    with (logs / f"{name}.log").open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator.cli",
-                "worker",
-                "--sagas",
-                "tests.integration.transfer_sagas",
-                "--task-queue",
-                "payments",
-                "--worker-id",
-                f"{prefix}-{name}",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    args = ["worker", "--sagas", "tests.integration.transfer_sagas", "--task-queue", "payments"]
+    args += ["--worker-id", f"{prefix}-{name}"]
+    env = saga_env(bootstrap, prefix, SHARDS, TRANSFER_TEST_DSN=dsn)
+    return spawn_saga(args, env, logs / f"{name}.log")
 
 
 def outcomes(config: dict[str, Any], layout: TopicLayout) -> list[rec.Reply]:
