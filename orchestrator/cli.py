@@ -21,9 +21,8 @@ import click
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.background import BackgroundRunner
-from orchestrator.config import Settings
+from orchestrator.config import DEFAULT_RETENTION_MS, Settings
 from orchestrator.log.topics import TopicLayout, ensure_topics
-from orchestrator.worker.shard.engine_shard import DEFAULT_RETENTION_MS
 
 log = logging.getLogger("orchestrator.cli")
 

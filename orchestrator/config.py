@@ -19,6 +19,8 @@ DEFAULT_DATABASE_URL = "postgresql://saga:saga@localhost:5432/saga"
 DEFAULT_TOPIC_PREFIX = "saga"
 DEFAULT_SHARDS = 8
 DEFAULT_HTTP_PORT = 8080
+#: how long a closed run is kept before its records are tombstoned (7 days)
+DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 KAFKA_PASSTHROUGH_PREFIX = "SAGA_KAFKA_"
 ENV_NAMES = (

@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from orchestrator.background import BackgroundRunner
+from orchestrator.config import DEFAULT_RETENTION_MS
 from orchestrator.converter import DataConverter
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.activity_runner import activity_definitions
-from orchestrator.worker.shard.engine_shard import DEFAULT_RETENTION_MS, EngineShard
+from orchestrator.worker.shard.engine_shard import EngineShard
 from orchestrator.worker.shard.local_activities import DEFAULT_MAX_ATTEMPT_S, LocalActivities
 from orchestrator.worker.shard.processor import ProcessorOptions, ShardProcessor
 from orchestrator.workflow import WorkflowDefinition, definition_of

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Message
 
+from orchestrator.config import DEFAULT_RETENTION_MS
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import commands as cmd
 from orchestrator.engine import events as ev
@@ -56,7 +57,6 @@ _SNAPSHOT_KEY_SUFFIX = SNAPSHOT_SUFFIX.encode()
 _MAX_LOCAL_ROUNDS = 1000
 #: runs one input may start by continue-as-new; a longer chain goes on in the next cycle
 _MAX_CHAINED_RUNS = 100
-DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 _RUN_ID_NAMESPACE = uuid.UUID("5b0f9a43-58c3-4d4e-9a55-3c4c2b7f6e10")
 
 

@@ -302,12 +302,12 @@ class ShardProcessor:
             self._producer.flush(10)
 
     def _poll_timeout(self) -> float:
-        due = [d for d in (h.next_due_ms() for h in self._shards.values()) if d is not None]
         wait = self.options.idle_poll_s
         if self._committing():
             wait = _GATHER_POLL_S
         elif self._pending or self._offsets:
             return 0.0  # a batch is ready and nothing is being committed: go
+        due = [d for d in (h.next_due_ms() for h in self._shards.values()) if d is not None]
         if not due:
             return wait
         return max(0.0, min(wait, (min(due) - now_ms()) / 1000))
