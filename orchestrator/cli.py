@@ -15,13 +15,19 @@ import os
 import signal as os_signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.background import BackgroundRunner
-from orchestrator.config import DEFAULT_RETENTION_MS, Settings
+from orchestrator.config import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_RETENTION_MS,
+    Settings,
+    default_state_dir,
+)
 from orchestrator.log.topics import TopicLayout, ensure_topics
 
 log = logging.getLogger("orchestrator.cli")
@@ -99,8 +105,32 @@ def topics(task_queues: tuple[str, ...]) -> None:
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="How long a closed run is kept (its id stays taken, its history readable) "
-    "before its records are tombstoned. The engine keeps a small record of each closed "
-    "run in memory for this long: size it to the closed runs per hour you expect.",
+    "before its records are tombstoned. Each closed run keeps its snapshot in the shard "
+    "store on disk (not in memory) for this long.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_state_dir,
+    envvar="SAGA_STATE_DIR",
+    show_default="$SAGA_STATE_DIR or ~/.cache/saga-orchestrator/state",
+    help="Where the engine keeps its shard stores (RocksDB). A restart on the same "
+    "folder reads only the history written since; a new folder rebuilds from the topic.",
+)
+@click.option(
+    "--cache-size",
+    default=DEFAULT_CACHE_SIZE,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Executions kept in memory per shard (with their live coroutines) besides those "
+    "in flight; the others are read from the store and replayed when needed.",
+)
+@click.option(
+    "--store-cache-mb",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="RocksDB block cache shared by this process's shard stores (MiB).",
 )
 @click.option(
     "--projector/--no-projector",
@@ -120,12 +150,17 @@ def worker(
     max_in_flight: int,
     watchdog_seconds: float,
     retention_hours: float,
+    state_dir: Path,
+    cache_size: int,
+    store_cache_mb: int,
 ) -> None:
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
     from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
     from orchestrator.worker.discovery import discover
     from orchestrator.worker.engine_worker import EngineWorker
+    from orchestrator.worker.shard.engine_shard import ShardTuning
     from orchestrator.worker.shard.processor import ProcessorOptions
+    from orchestrator.worker.shard.store import StoreOptions
 
     settings = Settings.from_env()
     log.info("settings: %s", settings.redacted())
@@ -149,6 +184,8 @@ def worker(
                 options=options,
                 activities=found.activities,
                 retention_ms=max(1, round(retention_hours * 3_600_000)),
+                store=StoreOptions(state_dir, block_cache_bytes=store_cache_mb << 20),
+                tuning=ShardTuning(cache_size=cache_size),
             ).start()
         )
         log.info("engine worker running workflows %s", sorted(found.workflows))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:9092"
@@ -21,6 +22,19 @@ DEFAULT_SHARDS = 8
 DEFAULT_HTTP_PORT = 8080
 #: how long a closed run is kept before its records are tombstoned (7 days)
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+#: executions an engine shard keeps in memory besides those in flight
+DEFAULT_CACHE_SIZE = 10_000
+
+
+def default_state_dir() -> Path:
+    """Where ``saga worker`` keeps its shard stores: ``$SAGA_STATE_DIR``, else
+    ``$SAGA_CACHE_DIR/state``, else ``~/.cache/saga-orchestrator/state``."""
+    explicit = os.environ.get("SAGA_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    cache = os.environ.get("SAGA_CACHE_DIR")
+    base = Path(cache) if cache else Path.home() / ".cache" / "saga-orchestrator"
+    return base / "state"
 
 KAFKA_PASSTHROUGH_PREFIX = "SAGA_KAFKA_"
 ENV_NAMES = (

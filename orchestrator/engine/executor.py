@@ -314,6 +314,16 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             out.extend(self._activity_timers(act))
         return out
 
+    def quiet_until(self, until_ms: int) -> bool:
+        """True when nothing but a command can move this open run before ``until_ms``:
+        no activity attempt is running and no timer is due by then (a runtime may
+        then drop the executor and replay it when something happens)."""
+        if self._closed or self._fatal is not None:
+            return False
+        if any(a.state is _ActState.RUNNING for a in self._activities.values()):
+            return False
+        return all(t.fire_at > until_ms for t in self.pending_timers())
+
     def running_activities(self) -> list[ScheduleActivityTask]:
         """Activity attempts that are dispatched and not finished (for restore)."""
         if self._closed:

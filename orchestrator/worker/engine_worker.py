@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from orchestrator.background import BackgroundRunner
@@ -13,9 +16,10 @@ from orchestrator.converter import DataConverter
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.activity_runner import activity_definitions
-from orchestrator.worker.shard.engine_shard import EngineShard
+from orchestrator.worker.shard.engine_shard import EngineShard, ShardTuning
 from orchestrator.worker.shard.local_activities import DEFAULT_MAX_ATTEMPT_S, LocalActivities
 from orchestrator.worker.shard.processor import ProcessorOptions, ShardProcessor
+from orchestrator.worker.shard.store import ShardStore, StoreMemory, StoreOptions
 from orchestrator.workflow import WorkflowDefinition, definition_of
 
 log = logging.getLogger(__name__)
@@ -52,10 +56,23 @@ class EngineWorker(BackgroundRunner):
         converter: DataConverter | None = None,
         activities: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]] = (),
         local_max_attempt_s: float = DEFAULT_MAX_ATTEMPT_S,
+        state_dir: Path | None = None,
+        store: StoreOptions | None = None,
+        tuning: ShardTuning | None = None,
     ) -> None:
         """``activities``: those this process may run itself when a workflow calls
-        ``ctx.execute_local_activity``; local calls to any other go to the task queue."""
+        ``ctx.execute_local_activity``; local calls to any other go to the task queue.
+
+        ``state_dir``: where the shard stores live (a restart on the same folder reads
+        only the history written since); None: a temporary folder removed on stop.
+        ``store`` sets the folder and RocksDB's memory at once."""
         super().__init__()
+        self._temporary: Path | None = None
+        if store is None:
+            if state_dir is None:
+                state_dir = self._temporary = Path(tempfile.mkdtemp(prefix="saga-state-"))
+            store = StoreOptions(state_dir)
+        self.store_memory = StoreMemory(store)
         self.workflows = definitions(workflows)
         registered = activity_definitions(activities)
         self.local_activities = (
@@ -72,7 +89,9 @@ class EngineWorker(BackgroundRunner):
                 layout,
                 self.workflows,
                 self.wire,
+                ShardStore.open(self.store_memory, layout.history, partition),
                 build_id=build_id,
+                tuning=tuning,
                 retention_ms=retention_ms,
                 converter=converter,
                 local_activities=self.local_activities,
@@ -88,3 +107,5 @@ class EngineWorker(BackgroundRunner):
         finally:
             if self.local_activities is not None:
                 self.local_activities.close()
+            if self._temporary is not None:
+                shutil.rmtree(self._temporary, ignore_errors=True)

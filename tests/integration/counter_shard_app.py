@@ -13,12 +13,11 @@ import logging
 import signal
 import sys
 import threading
-
-from confluent_kafka import Message
+from collections.abc import Sequence
 
 from orchestrator.log.topics import TopicLayout
 from orchestrator.worker.shard.processor import ProcessorOptions, ShardProcessor
-from orchestrator.worker.shard.records import HistoryEntry, OutRecord
+from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
 
 
 class CounterShard:
@@ -27,21 +26,39 @@ class CounterShard:
         self.partition = partition
         self.counts: dict[bytes, int] = {}
 
-    def restore(self, entries: list[HistoryEntry], now_ms: int) -> list[OutRecord]:
+    @property
+    def checkpoint(self) -> int:
+        return 0  # no store: restore always reads the whole partition
+
+    def reset_store(self) -> None:
+        self.counts.clear()
+
+    def ingest(self, entries: Sequence[HistoryEntry]) -> None:
         for entry in entries:
             key, _, n = entry.key.rpartition(b"/")
             self.counts[key] = max(self.counts.get(key, 0), int(n))
+
+    def restored(self, now_ms: int) -> list[OutRecord]:
         return []
 
-    def handle(self, msg: Message, now_ms: int) -> list[OutRecord]:
-        key = msg.key() or b""
-        if msg.value() == b"poison":
+    def seal(self) -> object:
+        return None
+
+    def committed(self, sealed: object, checkpoint: int | None) -> None:
+        pass
+
+    def close(self, *, discard: bool = False) -> None:
+        pass
+
+    def handle(self, msg: InRecord, now_ms: int) -> list[OutRecord]:
+        key = msg.key or b""
+        if msg.value == b"poison":
             raise ValueError("poison command")
         n = self.counts.get(key, 0) + 1
         self.counts[key] = n
         return [
             OutRecord(
-                self.layout.history, key + b"/" + str(n).encode(), msg.value(), self.partition
+                self.layout.history, key + b"/" + str(n).encode(), msg.value, self.partition
             ),
             OutRecord(self.layout.replies, key, str(n).encode()),
         ]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Message
-
 from orchestrator.log.dlq_tools import OMITTED_HEADER, REASON_HEADER, SOURCE_HEADER
-from orchestrator.worker.shard.records import OutRecord, headers_of
+from orchestrator.worker.shard.records import InRecord, OutRecord
 
 __all__ = [
     "MAX_DLQ_RECORD_BYTES",
@@ -19,7 +17,7 @@ __all__ = [
 MAX_DLQ_RECORD_BYTES = 900_000
 
 
-def dead_letter(dlq_topic: str, msg: Message, reason: str) -> OutRecord:
+def dead_letter(dlq_topic: str, msg: InRecord, reason: str) -> OutRecord:
     """A DLQ record keeping the original key, value and headers, plus the reason.
 
     A value too large to fit beside the DLQ headers under the broker's record limit
@@ -27,10 +25,10 @@ def dead_letter(dlq_topic: str, msg: Message, reason: str) -> OutRecord:
     points at the original, which stays on its topic for that topic's retention. A
     copy the broker refuses would fail the transaction again and again.
     """
-    headers = headers_of(msg)
+    headers = list(msg.headers)
     headers.append((REASON_HEADER, reason.encode()[:4096]))
-    headers.append((SOURCE_HEADER, f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()))
-    value, key = msg.value(), msg.key()
+    headers.append((SOURCE_HEADER, f"{msg.topic}/{msg.partition}/{msg.offset}".encode()))
+    value, key = msg.value, msg.key
     size = len(value or b"") + len(key or b"") + sum(len(k) + len(v or b"") for k, v in headers)
     if value is not None and size > MAX_DLQ_RECORD_BYTES:
         headers.append((OMITTED_HEADER, str(len(value)).encode()))

@@ -1,9 +1,13 @@
 """The engine's shard handler: commands in, replayed workflow decisions out.
 
-One instance per owned shard. It keeps, per workflow id, the latest run's status
-and decoded history; live executors (the suspended workflow coroutines) sit in an
-LRU cache and an evicted one is rebuilt by replay on its next input. Timers live in
-a heap. Everything it returns is written by the processor in one transaction.
+One instance per owned shard, over the shard's local store (RocksDB, see
+:mod:`~orchestrator.worker.shard.store`): the execution index, open runs' events, the
+timer and retention indexes live on disk; memory holds a bounded cache of executions
+in use with their live executors (:mod:`~orchestrator.worker.shard.executions`). A run
+that only waits (a long sleep, a signal) is dropped from memory once its decision is
+committed and replayed from the store when something happens to it. Everything it
+returns is written by the processor in one transaction; the store follows once that
+transaction committed.
 
 Replies: a command's reply carries ``correlation_id`` = the command's
 ``request_id`` (or ``update_id`` / ``query_id``), else its CloudEvents ``ce_id``.
@@ -18,17 +22,13 @@ workflows: see :mod:`orchestrator.worker.shard.children`.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import logging
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-from confluent_kafka import Message
-
-from orchestrator.config import DEFAULT_RETENTION_MS
+from orchestrator.config import DEFAULT_CACHE_SIZE, DEFAULT_RETENTION_MS
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import commands as cmd
 from orchestrator.engine import events as ev
@@ -42,17 +42,22 @@ from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde import records as rec
 from orchestrator.serde.errors import RecordDecodeError
-from orchestrator.serde.keys import SNAPSHOT_SUFFIX, event_key, snapshot_key
+from orchestrator.serde.keys import event_key, snapshot_key
 from orchestrator.serde.wire import EncodedRecord, WireFormat
-from orchestrator.worker.shard import children
+from orchestrator.worker.shard import children, ingest
+from orchestrator.worker.shard import store as keys
 from orchestrator.worker.shard.dlq import dead_letter
+from orchestrator.worker.shard.due import ExpiryIndex, TimerIndex
+from orchestrator.worker.shard.executions import Execution, ExecutionTable, Sealed
 from orchestrator.worker.shard.local_activities import LocalActivities
-from orchestrator.worker.shard.records import HistoryEntry, OutRecord, headers_of
+from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
+from orchestrator.worker.shard.store import ShardStore
 from orchestrator.workflow import WorkflowDefinition
+
+__all__ = ["EngineShard", "Execution", "ShardStats", "result_correlation_id"]
 
 log = logging.getLogger(__name__)
 
-_SNAPSHOT_KEY_SUFFIX = SNAPSHOT_SUFFIX.encode()
 #: local-activity rounds one input may lead to; later attempts go through the task queue
 _MAX_LOCAL_ROUNDS = 1000
 #: runs one input may start by continue-as-new; a longer chain goes on in the next cycle
@@ -70,25 +75,8 @@ def _wire_status(status: EngineStatus) -> rec.WorkflowStatus:
     return rec.WorkflowStatus[status.name]
 
 
-@dataclass(slots=True)
-class Execution:
-    """What a shard keeps per workflow id: the latest run and, while open, its history."""
-
-    workflow_id: str
-    run_id: str
-    workflow_type: str
-    task_queue: str
-    start_time: int
-    status: EngineStatus = EngineStatus.RUNNING
-    events: list[Event] = field(default_factory=list)
-    snapshot: rec.WorkflowSnapshot | None = None
-    parked: str | None = None  # why the run cannot make progress (non-determinism)
-    parent: rec.ParentExecution | None = None  # set for a child: whom to report to
-    next_run: inputs.StartWorkflow | None = None  # continued as new, next run not started
-
-    @property
-    def is_open(self) -> bool:
-        return not self.status.is_terminal
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass
@@ -106,6 +94,22 @@ class ShardStats:
     child_reports: int = 0
 
 
+@dataclass(frozen=True)
+class ShardTuning:
+    """Bounds on what one shard keeps in memory and does per cycle."""
+
+    #: executions kept in memory (with their live executors) besides those pinned by
+    #: a decision not yet committed; least recently used go first
+    cache_size: int = DEFAULT_CACHE_SIZE
+    #: a run with no activity attempt running and no timer due within this long is
+    #: dropped from memory once its decision is committed (replayed when it wakes)
+    idle_evict_ms: int = 10_000
+    #: timers fired per shard and cycle (a wake-up storm is spread over cycles)
+    timers_per_cycle: int = 200
+    #: runs recovered (replayed to find their timers) per shard and cycle after a restore
+    recoveries_per_cycle: int = 100
+
+
 class EngineShard:
     """Implements :class:`~orchestrator.worker.shard.processor.ShardHandler` with the engine."""
 
@@ -115,133 +119,168 @@ class EngineShard:
         layout: TopicLayout,
         workflows: Mapping[str, WorkflowDefinition],
         wire: WireFormat,
+        store: ShardStore,
         *,
         build_id: str = "",
-        cache_size: int = 10_000,
+        tuning: ShardTuning | None = None,
         retention_ms: int = DEFAULT_RETENTION_MS,
         converter: DataConverter | None = None,
         local_activities: LocalActivities | None = None,
+        clock: Callable[[], int] = _wall_ms,
     ) -> None:
         self.partition = partition
         self.layout = layout
         self.workflows = workflows
         self.wire = wire
+        self.store = store
         self.build_id = build_id
-        self.cache_size = cache_size
+        self.tuning = tuning or ShardTuning()
         self.retention_ms = retention_ms
         self.converter = converter  # with a codec when payloads are encrypted
-        self.executions: dict[str, Execution] = {}
         self.stats = ShardStats()
+        self._clock = clock
+        self._open_indexes()
         self._outbox: list[OutRecord] = []  # records produced on the side (parked snapshots)
-        self._live: OrderedDict[str, WorkflowExecutor] = OrderedDict()
-        self._timers: list[tuple[int, str, str, str]] = []  # (fire_at, wf id, run id, timer id)
-        self._timer_at: dict[tuple[str, str, str], int] = {}  # (wf id, run id, timer id) -> at
-        self._expiry: list[tuple[int, str, str, int]] = []  # (expire at, wf id, run id, last seq)
         self._local = local_activities
         self._local_due: list[rec.ActivityTask] = []  # local attempts asked for, not yet run
         self._chaining = False  # starting continued runs: _apply leaves the chain to its loop
         self._continue_due: list[Execution] = []  # chains past _MAX_CHAINED_RUNS, for fire_due
 
+    def _open_indexes(self) -> None:
+        self.executions = ExecutionTable(self.store, self.wire, self.tuning.cache_size)
+        self.timers = TimerIndex(self.store)
+        self.expiries = ExpiryIndex(self.store)
+        self._recovering = self.store.first(b"v") is not None
+
     # --- restore ------------------------------------------------------------------
 
-    def restore(self, entries: list[HistoryEntry], now_ms: int) -> list[OutRecord]:
-        snapshots: dict[bytes, HistoryEntry | None] = {}
-        runs: dict[bytes, dict[int, HistoryEntry]] = {}
-        for entry in entries:
-            if entry.key.endswith(_SNAPSHOT_KEY_SUFFIX):
-                snapshots[entry.key[: -len(_SNAPSHOT_KEY_SUFFIX)]] = entry
-                continue
-            run_key, _, seq = entry.key.rpartition(b"/")
-            events = runs.setdefault(run_key, {})
-            if entry.value is None:
-                events.pop(int(seq), None)
-            else:
-                events[int(seq)] = entry
-        for wf_key, snap_entry in snapshots.items():
-            if snap_entry is None or snap_entry.value is None:
-                continue  # tombstoned: retention ended, the id is free again
-            snapshot = self.wire.decode_snapshot(snap_entry.headers, snap_entry.value).record
-            execution = Execution(
-                snapshot.workflow_id,
-                snapshot.run_id,
-                snapshot.workflow_type,
-                snapshot.task_queue,
-                snapshot.start_time,
-                snapshot=snapshot,
-                status=EngineStatus[snapshot.status.name],
-                parent=snapshot.parent,
-            )
-            self.executions[snapshot.workflow_id] = execution
-            recorded = runs.pop(wf_key + b"/" + snapshot.run_id.encode(), {})
-            if not execution.is_open:
-                self._restore_closed(execution, snapshot, recorded, now_ms)
-                continue
-            execution.events = [
-                self.wire.decode_event(e.headers, e.value).record.event
-                for _, e in sorted(recorded.items())
-                if e.value is not None
-            ]
-            executor = self._executor(execution)
-            if executor is not None:
-                for timer in executor.pending_timers():
-                    self._set_timer(execution, timer)
-                if snapshot.parked is not None:  # this build replays it: no longer parked
-                    log.info("workflow %s run %s unparked", snapshot.workflow_id, snapshot.run_id)
-                    self._outbox.append(self._snapshot(execution, executor))
-        for run_key, older in runs.items():  # runs superseded by a newer run of the same id
-            if older:
-                last_seq, last = max(older.items())
-                wf_id, _, run_id = run_key.decode().rpartition("/")
-                closed_at = self.wire.decode_event(last.headers, last.value).record.event.time
-                self._expire_later(closed_at, wf_id, run_id, last_seq)
+    @property
+    def checkpoint(self) -> int:
+        """The history offset this shard's store has read up to."""
+        return self.store.checkpoint
+
+    def reset_store(self) -> None:
+        """The store is ahead of the log (a recreated topic, a store of another
+        cluster): wipe it; the restore then reads the partition from its beginning."""
+        self.executions.close()
+        self.store = self.store.reset()
+        self._open_indexes()
+
+    def ingest(self, entries: Sequence[HistoryEntry]) -> None:
+        """History records read by a restore, oldest first, into the store."""
+        ingest.ingest(self.store, self.wire, entries, self.retention_ms)
+
+    def restored(self, now_ms: int) -> list[OutRecord]:
+        """The restore reached the log's end: finish the store and serve again. Runs the
+        restore touched (and parked runs, which new code may now replay) are recovered
+        in bounded slices by :meth:`fire_due`."""
+        ingest.finish(self.store, self.wire, self.retention_ms)
+        for key, _ in list(self.store.scan(b"k")):
+            self.store.put(b"v" + key[1:], b"")
+        self._recovering = self.store.first(b"v") is not None
         return self._take_outbox()
 
-    def _restore_closed(
-        self,
-        execution: Execution,
-        snapshot: rec.WorkflowSnapshot,
-        recorded: dict[int, HistoryEntry],
-        now_ms: int,
-    ) -> None:
-        closed_at = snapshot.close_time or snapshot.start_time
-        self._expire_later(closed_at, snapshot.workflow_id, snapshot.run_id, snapshot.last_seq)
-        if execution.status is not EngineStatus.CONTINUED_AS_NEW or not recorded:
-            return
-        # the latest run continued as new but its next run never started (a chain left
-        # for the next cycle, or a workflow type this build lacked): start it now
-        _, last_entry = max(recorded.items())
-        if last_entry.value is None:
-            return
-        last = self.wire.decode_event(last_entry.headers, last_entry.value).record.event
-        if isinstance(last, ev.WorkflowContinuedAsNew):
-            execution.next_run = children.next_run_after(snapshot, last)
-            self._outbox += self._run_chain(execution, now_ms)
+    def _recover_some(self, now_ms: int) -> list[OutRecord]:
+        """Replay a slice of the runs whose timers are unknown since the restore."""
+        if not self._recovering:
+            return []
+        batch = list(self.store.scan(b"v", self.tuning.recoveries_per_cycle))
+        if not batch:
+            self._recovering = False
+            return []
+        out: list[OutRecord] = []
+        for key, _ in batch:
+            self.store.delete(key)
+            out += self._recover(key[1:].decode(), now_ms)
+        return out
+
+    def _recover(self, workflow_id: str, now_ms: int) -> list[OutRecord]:
+        execution = self.executions.get(workflow_id)
+        if execution is None:
+            return []
+        if execution.status is EngineStatus.CONTINUED_AS_NEW:
+            # the latest run continued as new but its next run never started (a chain
+            # left for the next cycle, or a workflow type this build lacked): start it now
+            events = self.executions.events(execution)
+            if events and isinstance(events[-1], ev.WorkflowContinuedAsNew):
+                assert execution.snapshot is not None
+                execution.next_run = children.next_run_after(execution.snapshot, events[-1])
+                execution.parked = None
+                return self._run_chain(execution, now_ms)
+            return []
+        if not execution.is_open:
+            return []
+        was_parked = execution.parked
+        execution.parked = None
+        executor = self._executor(execution)
+        if executor is None:
+            return []
+        out: list[OutRecord] = []
+        if was_parked is not None:  # this build replays it: no longer parked
+            log.info("workflow %s run %s unparked", execution.workflow_id, execution.run_id)
+            self.store.delete(b"k" + workflow_id.encode())
+            out.append(self._snapshot(execution, executor))
+        elif executor.quiet_until(now_ms + self.tuning.idle_evict_ms):
+            self.executions.evict(execution)
+        return out
+
+    # --- transactions ---------------------------------------------------------------
+
+    def seal(self) -> Sealed:
+        """The store writes of the records handed to the processor since the last seal."""
+        return self.executions.seal()
+
+    def committed(self, sealed: object, checkpoint: int | None) -> None:
+        """The transaction of ``sealed`` committed: write it to the store, and drop the
+        runs that now only wait from memory."""
+        assert isinstance(sealed, Sealed)
+        horizon = self._clock() + self.tuning.idle_evict_ms
+        for execution in self.executions.applied(sealed, checkpoint):
+            executor = execution.executor
+            if executor is not None and execution.is_open and executor.quiet_until(horizon):
+                self.executions.evict(execution)
+
+    def close(self, *, discard: bool = False) -> None:
+        """Release the store. ``discard``: decisions not applied to the store were
+        never committed; their runs are recovered by replay on the next restore."""
+        if discard:
+            for execution in self.executions.unapplied():
+                self.store.put(keys.recovery_key(execution.workflow_id), b"")
+        self.executions.close()
+        self.store.close()
 
     # --- retention ------------------------------------------------------------------
 
     def _expire_later(self, closed_at: int, workflow_id: str, run_id: str, last_seq: int) -> None:
-        heapq.heappush(self._expiry, (closed_at + self.retention_ms, workflow_id, run_id, last_seq))
+        self.expiries.add(closed_at + self.retention_ms, workflow_id, run_id, last_seq)
 
     def _expire(self, now_ms: int) -> list[OutRecord]:
         """Tombstone closed runs whose retention ended, so compaction reclaims them."""
         out: list[OutRecord] = []
-        while self._expiry and self._expiry[0][0] <= now_ms:
-            _, wf_id, run_id, last_seq = heapq.heappop(self._expiry)
+        for due in self.expiries.pop_due(now_ms, self.tuning.timers_per_cycle):
+            current = self.executions.get(due.workflow_id)
+            latest = current is not None and current.run_id == due.run_id
+            if latest and current is not None and current.is_open:
+                continue  # the entry of a close that was rolled back: the run goes on
             out += [
-                OutRecord(self.layout.history, event_key(wf_id, run_id, seq), None, self.partition)
-                for seq in range(1, last_seq + 1)
+                OutRecord(
+                    self.layout.history, event_key(due.workflow_id, due.run_id, seq), None,
+                    self.partition,
+                )
+                for seq in range(1, due.last_seq + 1)
             ]
-            current = self.executions.get(wf_id)
-            if current is not None and current.run_id == run_id and not current.is_open:
-                del self.executions[wf_id]
+            if latest:
+                self.executions.remove(due.workflow_id)
                 out.append(
-                    OutRecord(self.layout.history, snapshot_key(wf_id), None, self.partition)
+                    OutRecord(
+                        self.layout.history, snapshot_key(due.workflow_id), None, self.partition
+                    )
                 )
         return out
 
     # --- commands -----------------------------------------------------------------
 
-    def handle(self, msg: Message, now_ms: int) -> list[OutRecord]:
+    def handle(self, msg: InRecord, now_ms: int) -> list[OutRecord]:
         out = self._handle(msg, now_ms)
         return self._take_outbox() + out
 
@@ -249,9 +288,9 @@ class EngineShard:
         out, self._outbox = self._outbox, []
         return out
 
-    def _handle(self, msg: Message, now_ms: int) -> list[OutRecord]:  # noqa: PLR0911
+    def _handle(self, msg: InRecord, now_ms: int) -> list[OutRecord]:  # noqa: PLR0911
         try:
-            decoded = self.wire.decode_command(headers_of(msg), msg.value())
+            decoded = self.wire.decode_command(msg.headers, msg.value)
         except RecordDecodeError as exc:
             self.stats.dead_lettered += 1
             return [dead_letter(self.layout.dlq, msg, str(exc))]
@@ -274,7 +313,7 @@ class EngineShard:
         return self._apply(execution, [self._to_input(command)], now_ms, command, ce_id)
 
     def _start(
-        self, start: rec.StartWorkflow, ce_id: str, msg: Message, now: int
+        self, start: rec.StartWorkflow, ce_id: str, msg: InRecord, now: int
     ) -> list[OutRecord]:
         correlation = start.request_id or ce_id
         existing = self.executions.get(start.workflow_id)
@@ -323,13 +362,13 @@ class EngineShard:
             )
             return [dead_letter(self.layout.dlq, msg, reason), self._reply(refused)]
         run_id = str(
-            uuid.uuid5(_RUN_ID_NAMESPACE, f"{start.workflow_id}/{msg.partition()}/{msg.offset()}")
+            uuid.uuid5(_RUN_ID_NAMESPACE, f"{start.workflow_id}/{msg.partition}/{msg.offset}")
         )
         parent = start.parent
         execution = Execution(
             start.workflow_id, run_id, start.workflow_type, start.task_queue, now, parent=parent
         )
-        self.executions[start.workflow_id] = execution
+        self.executions.add(execution)
         self.stats.started += 1
         first: list[inputs.Input] = [
             inputs.StartWorkflow(
@@ -432,35 +471,39 @@ class EngineShard:
     # --- timers ---------------------------------------------------------------------
 
     def _set_timer(self, execution: Execution, timer: cmd.StartTimer) -> None:
-        self._timer_at[(execution.workflow_id, execution.run_id, timer.timer_id)] = timer.fire_at
-        heapq.heappush(
-            self._timers, (timer.fire_at, execution.workflow_id, execution.run_id, timer.timer_id)
-        )
+        self.timers.set(execution.workflow_id, execution.run_id, timer.timer_id, timer.fire_at)
+
+    def _register_timers(self, execution: Execution, executor: WorkflowExecutor) -> None:
+        """After a replay: the run's timers are exactly those its code holds now."""
+        self.timers.clear_run(execution.workflow_id, execution.run_id)
+        for timer in executor.pending_timers():
+            self._set_timer(execution, timer)
 
     def next_due_ms(self) -> int | None:
-        due = [heap[0][0] for heap in (self._timers, self._expiry) if heap]
+        if self._recovering or self._continue_due or self._local_due:
+            return 0
+        due = [d for d in (self.timers.next_due(), self.expiries.next_due()) if d is not None]
         return min(due) if due else None
 
     def fire_due(self, now_ms: int) -> list[OutRecord]:
-        """Fire due timers, go on with long continue-as-new chains, and run the local
-        activity attempts decided in this cycle."""
+        """Fire due timers (a bounded number per cycle), tombstone expired runs, go on
+        with long continue-as-new chains and with recovery after a restore, and run the
+        local activity attempts decided in this cycle."""
         out = self._expire(now_ms)
         chains, self._continue_due = self._continue_due, []
         for chained in chains:
             if self.executions.get(chained.workflow_id) is chained:
                 out += self._run_chain(chained, now_ms)
-        while self._timers and self._timers[0][0] <= now_ms:
-            fire_at, wf_id, run_id, timer_id = heapq.heappop(self._timers)
-            if self._timer_at.get((wf_id, run_id, timer_id)) != fire_at:
-                continue  # cancelled or replaced
-            del self._timer_at[(wf_id, run_id, timer_id)]
-            execution = self.executions.get(wf_id)
-            if execution is None or execution.run_id != run_id or not execution.is_open:
+        for due in self.timers.pop_due(now_ms, self.tuning.timers_per_cycle):
+            execution = self.executions.get(due.workflow_id)
+            if execution is None or execution.run_id != due.run_id or not execution.is_open:
                 continue
-            if execution.parked is None:
+            if execution.parked is None and self._executor(execution) is not None:
+                self.timers.discard(due)  # the replay, if any, registered it again
                 out += self._apply(
-                    execution, [inputs.FireTimer(timer_id=timer_id)], now_ms, None, ""
+                    execution, [inputs.FireTimer(timer_id=due.timer_id)], now_ms, None, ""
                 )
+        out += self._recover_some(now_ms)
         out += self._run_local(now_ms)
         return self._take_outbox() + out
 
@@ -476,7 +519,7 @@ class EngineShard:
                 break
             outcomes = self._local.run(due)
             self.stats.local_attempts += len(outcomes)
-            now = max(now_ms, int(time.time() * 1000))
+            now = max(now_ms, self._clock())
             for outcome in outcomes:
                 execution = self.executions.get(outcome.workflow_id)
                 if (
@@ -496,38 +539,32 @@ class EngineShard:
 
     def _executor(self, execution: Execution) -> WorkflowExecutor | None:
         """The live executor, replaying history if it was evicted; None if parked."""
-        live = self._live.get(execution.workflow_id)
-        if live is not None:
-            self._live.move_to_end(execution.workflow_id)
-            return live
+        if execution.executor is not None:
+            return execution.executor
         definition = self.workflows.get(execution.workflow_type)
         if definition is None:
             self._park(execution, f"unknown workflow type {execution.workflow_type!r}")
             return None
+        events = self.executions.events(execution)
         try:
             executor = WorkflowExecutor(
-                definition, execution.events, build_id=self.build_id, converter=self.converter
+                definition, events, build_id=self.build_id, converter=self.converter
             )
         except NonDeterminismError as exc:
             self._park(execution, str(exc))
             return None
-        self.stats.replays += 1
-        self._live[execution.workflow_id] = executor
-        while len(self._live) > self.cache_size:
-            _, evicted = self._live.popitem(last=False)
-            evicted.evict()  # its history stays; replay rebuilds it when needed
+        if events:
+            self.stats.replays += 1
+            self._register_timers(execution, executor)
+        execution.executor = executor
         return executor
-
-    def _drop_live(self, workflow_id: str) -> None:
-        executor = self._live.pop(workflow_id, None)
-        if executor is not None:
-            executor.evict()
 
     def _park(self, execution: Execution, reason: str) -> None:
         """Stop driving a run that cannot be replayed; history stays intact, status says why."""
         execution.parked = reason
         self.stats.parked += 1
-        self._drop_live(execution.workflow_id)
+        self.executions.drop_executor(execution)
+        self.store.put(b"k" + execution.workflow_id.encode(), b"")  # retried by a restore
         log.error("workflow %s run %s parked: %s", execution.workflow_id, execution.run_id, reason)
         self._outbox.append(self._snapshot(execution, None))
 
@@ -551,7 +588,6 @@ class EngineShard:
             self._park(execution, f"{type(exc).__name__}: {exc}")
             return []
         out = [self._event(execution, e) for e in decision.events]
-        execution.events += decision.events
         for command_out in decision.commands:
             out += self._command(execution, command_out)
         if isinstance(command, rec.SignalWorkflow | rec.CancelWorkflow | rec.TerminateWorkflow):
@@ -618,6 +654,7 @@ class EngineShard:
             reason = f"its next run's workflow type {start.workflow_type!r} is unknown here"
             return None, [self._park_closed(previous, reason)]
         previous.next_run = None
+        self.executions.forget_events(previous)  # the log keeps them until retention
         execution = Execution(
             start.workflow_id,
             start.run_id,
@@ -626,7 +663,7 @@ class EngineShard:
             now,
             parent=previous.parent,
         )
-        self.executions[start.workflow_id] = execution
+        self.executions.add(execution)
         self.stats.started += 1
         self.stats.continued += 1
         return execution, self._apply(execution, [start], now, None, "")
@@ -642,7 +679,9 @@ class EngineShard:
         execution.parked = reason
         assert execution.snapshot is not None  # written when the run closed, or restored
         execution.snapshot = dataclasses.replace(execution.snapshot, parked=reason)
+        self.store.put(b"k" + execution.workflow_id.encode(), b"")  # retried by a restore
         encoded = self.wire.encode_snapshot(execution.snapshot)
+        self.executions.record_snapshot(execution, encoded)
         return self._out(self.layout.history, encoded, self.partition)
 
     def _command(self, execution: Execution, command: cmd.Command) -> list[OutRecord]:
@@ -668,9 +707,7 @@ class EngineShard:
             case cmd.StartTimer():
                 self._set_timer(execution, command)
             case cmd.CancelTimer():
-                self._timer_at.pop(
-                    (execution.workflow_id, execution.run_id, command.timer_id), None
-                )
+                self.timers.cancel(execution.workflow_id, execution.run_id, command.timer_id)
             case cmd.RespondUpdate():
                 return [
                     self._reply(
@@ -736,11 +773,9 @@ class EngineShard:
         return OutRecord(topic, encoded.key, encoded.value, partition, list(encoded.headers))
 
     def _event(self, execution: Execution, event: Event) -> OutRecord:
-        return self._out(
-            self.layout.history,
-            self.wire.encode_event(execution.workflow_id, execution.run_id, event),
-            self.partition,
-        )
+        encoded = self.wire.encode_event(execution.workflow_id, execution.run_id, event)
+        self.executions.record_event(execution, encoded, event)
+        return self._out(self.layout.history, encoded, self.partition)
 
     def _task_record(self, task: rec.ActivityTask) -> OutRecord:
         return self._out(self.layout.task_queue(task.task_queue), self.wire.encode_task(task))
@@ -759,6 +794,7 @@ class EngineShard:
             else {}
         )
         memo = executor.memo if executor is not None else previous.memo if previous else {}
+        events = self.executions.events(execution)
         snapshot = rec.WorkflowSnapshot(
             workflow_id=execution.workflow_id,
             run_id=execution.run_id,
@@ -766,10 +802,8 @@ class EngineShard:
             task_queue=execution.task_queue,
             status=_wire_status(execution.status),
             start_time=execution.start_time,
-            last_seq=execution.events[-1].seq if execution.events else 0,
-            close_time=execution.events[-1].time
-            if not execution.is_open and execution.events
-            else None,
+            last_seq=events[-1].seq if events else 0,
+            close_time=events[-1].time if not execution.is_open and events else None,
             result=result,
             failure=failure,
             search_attributes=dict(attributes),
@@ -778,14 +812,16 @@ class EngineShard:
             parent=execution.parent,
         )
         execution.snapshot = snapshot
-        return self._out(self.layout.history, self.wire.encode_snapshot(snapshot), self.partition)
+        encoded = self.wire.encode_snapshot(snapshot)
+        self.executions.record_snapshot(execution, encoded)
+        return self._out(self.layout.history, encoded, self.partition)
 
-    @staticmethod
-    def _outcome(execution: Execution) -> tuple[Payload | None, Failure | None]:
+    def _outcome(self, execution: Execution) -> tuple[Payload | None, Failure | None]:
         """Result of a completed run; why any other closed run did not complete."""
-        if execution.is_open or not execution.events:
+        events = self.executions.events(execution)
+        if execution.is_open or not events:
             return None, None
-        last = execution.events[-1]
+        last = events[-1]
         if execution.status is EngineStatus.COMPLETED:
             return getattr(last, "result", None), None
         if execution.status is EngineStatus.CONTINUED_AS_NEW:
@@ -794,18 +830,23 @@ class EngineShard:
 
     def _closed(self, execution: Execution, executor: WorkflowExecutor) -> list[OutRecord]:
         self.stats.closed += 1
-        self._drop_live(execution.workflow_id)
+        self.executions.drop_executor(execution)
+        self.store.delete(b"k" + execution.workflow_id.encode())
+        self.timers.clear_run(execution.workflow_id, execution.run_id)
         result, failure = self._outcome(execution)
-        last = execution.events[-1] if execution.events else None
+        events = self.executions.events(execution)
+        last = events[-1] if events else None
         self._expire_later(
             last.time if last else execution.start_time,
             execution.workflow_id,
             execution.run_id,
             last.seq if last else 0,
         )
-        execution.events = []  # a closed run's history is only needed by readers of the log
         if execution.status is EngineStatus.CONTINUED_AS_NEW:
-            return []  # not the end of the workflow: the next run replies (and reports)
+            # not the end of the workflow: the next run replies (and reports); the
+            # events stay until it starts (its start reads the last one after a restore)
+            return []
+        self.executions.forget_events(execution)  # readers of the log have them
         out: list[OutRecord] = []
         if execution.parent is not None and last is not None:
             report = children.closed_report(
@@ -835,7 +876,7 @@ class EngineShard:
             command, ce_id, execution.run_id, Failure(message=message, type="WorkflowClosed")
         )
 
-    def _no_such_run(self, command: rec.Command, ce_id: str, msg: Message) -> list[OutRecord]:
+    def _no_such_run(self, command: rec.Command, ce_id: str, msg: InRecord) -> list[OutRecord]:
         message = f"no such workflow run: {command.workflow_id!r}"
         return self._refuse(command, ce_id, None, Failure(message=message, type="WorkflowNotFound"))
 

@@ -25,7 +25,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,8 +45,11 @@ from orchestrator.log.consuming import consume_available
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.worker.shard.dlq import dead_letter
-from orchestrator.worker.shard.records import HistoryEntry, OutRecord, headers_of
+from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
 from orchestrator.worker.shard.restore import HistoryReader, RestoreStats
+
+#: how long a cycle may spend reading history for shards being restored
+_RESTORE_SLICE_S = 0.2
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +59,45 @@ _GATHER_POLL_S = 0.002
 
 
 class ShardHandler(Protocol):
-    """The per-shard logic the processor drives (the engine's runtime implements it)."""
+    """The per-shard logic the processor drives (the engine's runtime implements it).
 
-    def restore(self, entries: list[HistoryEntry], now_ms: int) -> list[OutRecord]:
-        """Rebuild state from the shard's history; may return records (e.g. overdue timers)."""
+    Restore: the processor reads the shard's history from :attr:`checkpoint` to the
+    log's end in slices, hands each to :meth:`ingest`, then calls :meth:`restored`.
+    Commits: :meth:`seal` is called as a batch is handed to Kafka, and
+    :meth:`committed` with what it returned once that transaction committed.
+    """
+
+    @property
+    def checkpoint(self) -> int:
+        """The history offset to restore from (what the handler's state has read)."""
         ...
 
-    def handle(self, msg: Message, now_ms: int) -> list[OutRecord]:
+    def reset_store(self) -> None:
+        """The checkpoint is past the log's end: forget everything, restore from 0."""
+        ...
+
+    def ingest(self, entries: Sequence[HistoryEntry]) -> None:
+        """History records read by the restore, oldest first."""
+        ...
+
+    def restored(self, now_ms: int) -> list[OutRecord]:
+        """The restore reached the log's end; may return records to write."""
+        ...
+
+    def seal(self) -> object:
+        """What the records handed over since the last seal changed, for :meth:`committed`."""
+        ...
+
+    def committed(self, sealed: object, checkpoint: int | None) -> None:
+        """The transaction of ``sealed`` committed; ``checkpoint``: the history offset
+        after its records on this shard's partition (None: it wrote none there)."""
+        ...
+
+    def close(self, *, discard: bool = False) -> None:
+        """The shard is gone (revoked, or ``discard``: rebuilt after a failure)."""
+        ...
+
+    def handle(self, msg: InRecord, now_ms: int) -> list[OutRecord]:
         """Apply one command record of this shard; return what to write."""
         ...
 
@@ -148,6 +183,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass
+class _Restoring:
+    """A shard whose history is being read (its commands partition is paused)."""
+
+    handler: ShardHandler
+    position: int  # next history offset to read
+    end: int  # the partition's true end when last looked at
+    began: float = field(default_factory=time.monotonic)
+    records: int = 0
+    bytes: int = 0
+
+
 class ShardProcessor:
     """Drives shard handlers from ``<prefix>.commands`` under exactly-once transactions."""
 
@@ -164,6 +211,8 @@ class ShardProcessor:
         self._factory = factory
         self._config = kafka_config
         self._shards: dict[int, ShardHandler] = {}
+        self._restoring: dict[int, _Restoring] = {}
+        self._in_flight_seals: dict[int, object] = {}  # of the transaction in flight
         # the batch for the next transaction: records to write (decided, or produced by
         # a restore) and the commands' offsets consumed (per partition), and how many
         self._pending: list[OutRecord] = []
@@ -189,7 +238,7 @@ class ShardProcessor:
         self._failed_in_a_row = 0
         # the transaction being committed in the background, and when it started
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="engine-commit")
-        self._in_flight: Future[None] | None = None
+        self._in_flight: Future[dict[int, int]] | None = None
         self._commit_started = 0.0
         self._failure: KafkaException | None = None  # a background commit failed
         #: monotonic time the current cycle started; a watchdog reads it (see stalled_for)
@@ -230,8 +279,13 @@ class ShardProcessor:
     # --- rebalancing ------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if partitions:
-            self._restore([tp.partition for tp in partitions])
+        # Restore happens in the cycles, a slice at a time, while the processor goes on
+        # serving its other shards: a new shard's commands wait (paused) until then.
+        if not partitions:
+            return
+        consumer.incremental_assign(partitions)
+        consumer.pause(partitions)
+        self._begin_restore([tp.partition for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Callbacks run inside consume(), possibly while a commit is in flight and a
@@ -239,35 +293,96 @@ class ShardProcessor:
         # find it all committed, or aborted: a failure is recovered from in the next
         # cycle, as Kafka Streams commits revoked tasks), then drop their state.
         self._commit_now()
+        discard = self._failure is not None
         for tp in partitions:
-            self._shards.pop(tp.partition, None)
+            handler = self._shards.pop(tp.partition, None)
+            if handler is not None:
+                handler.close(discard=discard)
+            restoring = self._restoring.pop(tp.partition, None)
+            if restoring is not None:
+                restoring.handler.close()
+        self._reader.assign({p: r.position for p, r in self._restoring.items()})
         log.info(
             "shards revoked: %s; owning %s", [tp.partition for tp in partitions], self.owned_shards
         )
 
-    def _restore(self, partitions: list[int]) -> None:
-        now = now_ms()
-        for partition, (entries, stats) in self._read_history(partitions).items():
-            handler = self._factory(partition)
-            self._pending += handler.restore(entries, now)
-            self._shards[partition] = handler
-            self.metrics.restores.append(stats)
-        self.cycle_started = time.monotonic()  # a restore is progress, however long
-
-    def _read_history(
-        self, partitions: list[int]
-    ) -> dict[int, tuple[list[HistoryEntry], RestoreStats]]:
-        """Read the shards' history, retrying while the cluster recovers (a broker
-        failover surfaces as unknown-partition or timeout errors for a while)."""
+    def _true_end(self, partition: int) -> int:
+        """The history partition's true end, retried while the cluster recovers (a
+        broker failover surfaces as unknown-partition or timeout errors for a while)."""
         deadline = time.monotonic() + self.options.restore_retry_s
         while True:
             try:
-                return self._reader.read(partitions)
+                return self._reader.true_end(partition)
             except (KafkaException, TimeoutError) as exc:
                 if time.monotonic() > deadline:
                     raise
-                log.warning("restore of shards %s failed (%s); retrying", partitions, exc)
+                log.warning("end of history %d unknown (%s); retrying", partition, exc)
                 time.sleep(1.0)
+
+    def _begin_restore(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            handler = self._factory(partition)
+            end = self._true_end(partition)
+            if handler.checkpoint > end:
+                log.warning(
+                    "shard %d: the store is at offset %d, past the log's end %d (another "
+                    "topic or cluster): rebuilding it from the log",
+                    partition, handler.checkpoint, end,
+                )
+                handler.reset_store()
+            self._restoring[partition] = _Restoring(handler, handler.checkpoint, end)
+            log.info(
+                "restoring shard %d from history offset %d (end %d)",
+                partition, handler.checkpoint, end,
+            )
+        self._reader.assign({p: r.position for p, r in self._restoring.items()})
+        self.cycle_started = time.monotonic()  # a restore is progress, however long
+
+    def _pump_restore(self) -> None:
+        """Read a slice of history for the shards being restored; finish those at the end."""
+        deadline = time.monotonic() + _RESTORE_SLICE_S
+        while self._restoring:
+            try:
+                batch = self._reader.poll(10_000, 0.01)
+            except KafkaException as exc:
+                log.warning("restore read failed (%s); retrying in the next cycle", exc)
+                return
+            for partition, entries in batch.items():
+                restoring = self._restoring.get(partition)
+                if restoring is not None:
+                    restoring.handler.ingest(entries)
+                    restoring.records += len(entries)
+                    restoring.bytes += sum(len(e.key) + len(e.value or b"") for e in entries)
+            positions = self._reader.positions()
+            done: list[int] = []
+            for partition, restoring in self._restoring.items():
+                restoring.position = positions.get(partition, restoring.position)
+                if restoring.position >= restoring.end:
+                    # a transaction decided meanwhile adds its marker: check the end again
+                    restoring.end = self._true_end(partition)
+                    if restoring.position >= restoring.end:
+                        done.append(partition)
+            for partition in done:
+                self._finish_restore(partition)
+            if done:
+                self._reader.assign({p: r.position for p, r in self._restoring.items()})
+            self.cycle_started = time.monotonic()
+            if not batch or time.monotonic() >= deadline:
+                return
+
+    def _finish_restore(self, partition: int) -> None:
+        restoring = self._restoring.pop(partition)
+        self._pending += restoring.handler.restored(now_ms())
+        self._shards[partition] = restoring.handler
+        stats = RestoreStats(
+            partition, restoring.records, restoring.bytes, time.monotonic() - restoring.began
+        )
+        self.metrics.restores.append(stats)
+        log.info(
+            "restored shard %d: %d records in %.2fs (%.0f records/s)",
+            partition, stats.records, stats.seconds, stats.records_per_s,
+        )
+        self._consumer.resume([TopicPartition(self.layout.commands, partition)])
 
     # --- the loop -----------------------------------------------------------------
 
@@ -297,12 +412,20 @@ class ShardProcessor:
                 # the transaction times out
                 with contextlib.suppress(KafkaException):
                     self._producer.abort_transaction(self.options.call_timeout_s)
+            for handler in self._shards.values():
+                handler.close(discard=self._failure is not None)
+            for restoring in self._restoring.values():
+                restoring.handler.close()
+            self._shards.clear()
+            self._restoring.clear()
             self._reader.close()
             self._committer.shutdown()
             self._producer.flush(10)
 
     def _poll_timeout(self) -> float:
         wait = self.options.idle_poll_s
+        if self._restoring:
+            wait = min(wait, _GATHER_POLL_S)
         if self._committing():
             wait = _GATHER_POLL_S
         elif self._pending or self._offsets:
@@ -330,6 +453,12 @@ class ShardProcessor:
         previous transaction commits; once that one is done, the batch is handed to
         the commit thread. Returns how many records were handed over (0 if none)."""
         self.cycle_started = time.monotonic()
+        if self._restoring:
+            try:
+                self._pump_restore()
+            except KafkaException as exc:
+                self._recover(exc)
+                return 0
         msgs = self._fetch()
         if self._in_flight is not None and self._in_flight.done():
             self._settle()
@@ -340,20 +469,7 @@ class ShardProcessor:
         self.metrics.cycles += 1
         now = now_ms()
         try:
-            for msg in msgs:
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(err)  # noqa: TRY301 - handled by _recover below
-                partition, offset = msg.partition(), msg.offset()
-                assert partition is not None and offset is not None  # set on fetched records
-                if partition not in self._shards:
-                    continue  # revoked in this very consume call; the new owner reads it
-                self._offsets[partition] = offset + 1
-                self._batch_in += 1
-                self.metrics.records_in += 1
-                self._pending += self._route(msg, partition, now)
+            self._take_in(msgs, now)
             for handler in self._shards.values():
                 self._pending += handler.fire_due(now)
             self.metrics.decide_ms_total += (time.monotonic() - began) * 1000
@@ -376,8 +492,37 @@ class ShardProcessor:
             self._settle()
             rebuild, self._rebuild = sorted(self._rebuild & set(self._shards)), set()
             if rebuild and self._failure is None:
-                self._restore(rebuild)
+                for partition in rebuild:
+                    self._shards.pop(partition).close(discard=True)
+                self._consumer.pause(
+                    [TopicPartition(self.layout.commands, p) for p in rebuild]
+                )
+                self._begin_restore(rebuild)
         return handed
+
+    def _take_in(self, msgs: list[Message], now: int) -> None:
+        """Decide every fetched command of an owned, restored shard."""
+        rewound: set[int] = set()
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(err)
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None and offset is not None  # set on fetched records
+            if partition in self._restoring:
+                # fetched before the pause: read it again once the shard is restored
+                if partition not in rewound:
+                    rewound.add(partition)
+                    self._consumer.seek(TopicPartition(self.layout.commands, partition, offset))
+                continue
+            if partition not in self._shards:
+                continue  # revoked in this very consume call; the new owner reads it
+            self._offsets[partition] = offset + 1
+            self._batch_in += 1
+            self.metrics.records_in += 1
+            self._pending += self._route(InRecord.of(msg), partition, now)
 
     def _take_batch(self) -> tuple[list[OutRecord], dict[int, int]]:
         out, offsets = self._pending, self._offsets
@@ -391,8 +536,23 @@ class ShardProcessor:
         group = self._consumer.consumer_group_metadata() if self._offsets else None
         out, offsets = self._take_batch()
         self._commit_started = time.monotonic()
+        self._in_flight_seals = self._seal()
         self._in_flight = self._committer.submit(self._commit, out, offsets, group)
         return len(out)
+
+    def _seal(self) -> dict[int, object]:
+        """Each shard's state changes that go with the batch being handed over. A shard
+        whose handler raised keeps none: it is rebuilt from the log after the commit."""
+        seals = {p: h.seal() for p, h in self._shards.items()}
+        for partition in self._rebuild:
+            seals.pop(partition, None)
+        return seals
+
+    def _apply_seals(self, seals: dict[int, object], ends: dict[int, int]) -> None:
+        for partition, sealed in seals.items():
+            handler = self._shards.get(partition)
+            if handler is not None:
+                handler.committed(sealed, ends.get(partition))
 
     def _commit_now(self) -> None:
         """Finish the commit in flight, then commit the gathered batch in this thread
@@ -402,23 +562,29 @@ class ShardProcessor:
             return
         group = self._consumer.consumer_group_metadata() if self._offsets else None
         out, offsets = self._take_batch()
+        seals = self._seal()
         try:
-            self._commit(out, offsets, group)
+            ends = self._commit(out, offsets, group)
         except KafkaException as exc:
             self._failure = exc  # recovered from in the next cycle
+            return
+        self._apply_seals(seals, ends)
 
     def _settle(self) -> None:
         """Wait for the transaction in flight; keep its failure for :meth:`_recover`."""
         in_flight, self._in_flight = self._in_flight, None
+        seals, self._in_flight_seals = self._in_flight_seals, {}
         if in_flight is None:
             return
         try:
-            in_flight.result()
+            ends = in_flight.result()
         except KafkaException as exc:
             self._failure = exc
+            return
+        self._apply_seals(seals, ends)
 
-    def _route(self, msg: Message, partition: int, now: int) -> list[OutRecord]:
-        key = msg.key()
+    def _route(self, msg: InRecord, partition: int, now: int) -> list[OutRecord]:
+        key = msg.key
         if key is None:
             self.metrics.dead_lettered += 1
             return [dead_letter(self.layout.dlq, msg, "command has no key (the workflow id)")]
@@ -431,7 +597,7 @@ class ShardProcessor:
         if owner != partition:
             # e.g. a producer using librdkafka's default (CRC32) partitioner
             self.metrics.forwarded += 1
-            return [OutRecord(self.layout.commands, key, msg.value(), owner, headers_of(msg))]
+            return [OutRecord(self.layout.commands, key, msg.value, owner, msg.headers)]
         try:
             return self._shards[partition].handle(msg, now)
         except Exception as exc:  # a bad record must not stop the shard
@@ -442,14 +608,25 @@ class ShardProcessor:
                 dead_letter(self.layout.dlq, msg, f"handler error: {type(exc).__name__}: {exc}")
             ]
 
-    def _commit(self, out: list[OutRecord], offsets: dict[int, int], group: Any) -> None:
-        """Write one batch and its consumed offsets in one transaction (commit thread)."""
+    def _commit(
+        self, out: list[OutRecord], offsets: dict[int, int], group: Any
+    ) -> dict[int, int]:
+        """Write one batch and its consumed offsets in one transaction (commit thread).
+        Returns, per history partition written, the offset after its last record."""
         began = time.monotonic()
         producer = self._producer
         producer.begin_transaction()
         self._in_transaction = True
+        ends: dict[int, int] = {}
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            partition, offset = msg.partition(), msg.offset()
+            if err is None and partition is not None and offset is not None:
+                ends[partition] = max(ends.get(partition, 0), offset + 1)
+
+        history = self.layout.history
         for rec in out:
-            self._produce(rec)
+            self._produce(rec, delivered if rec.topic == history else None)
         sent = time.monotonic()
         if offsets:
             producer.send_offsets_to_transaction(
@@ -469,11 +646,14 @@ class ShardProcessor:
         spent = (time.monotonic() - began) * 1000
         self.metrics.commit_ms_total += spent
         self.metrics.commit_ms_max = max(self.metrics.commit_ms_max, spent)
+        return ends
 
-    def _produce(self, rec: OutRecord) -> None:
+    def _produce(self, rec: OutRecord, on_delivery: Callable[..., None] | None = None) -> None:
         kwargs: dict[str, Any] = {"key": rec.key, "value": rec.value, "headers": rec.headers}
         if rec.partition is not None:
             kwargs["partition"] = rec.partition
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
         while True:
             try:
                 self._producer.produce(rec.topic, **kwargs)
@@ -522,15 +702,23 @@ class ShardProcessor:
         if self._in_transaction:
             self._end_failed_transaction(err)
         self._in_transaction = False
-        owned = self.owned_shards
+        owned = sorted([*self._shards, *self._restoring])
+        for handler in self._shards.values():
+            handler.close(discard=True)  # its state may be ahead of the log
+        for restoring in self._restoring.values():
+            restoring.handler.close()
         self._shards.clear()
+        self._restoring.clear()
+        self._in_flight_seals = {}
         self._take_batch()  # decided on state that is gone; the rewind reads it again
         self._rebuild.clear()
         committed = self._consumer.committed(
             [TopicPartition(self.layout.commands, p) for p in owned], timeout=30
         )
+        if owned:
+            self._consumer.pause([TopicPartition(self.layout.commands, p) for p in owned])
         for tp in committed:
             tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self._consumer.seek(tp)
         if owned:
-            self._restore(owned)
+            self._begin_restore(owned)

@@ -1,12 +1,36 @@
-"""What a shard handler hands the processor, and what restore hands a handler."""
+"""Records crossing the shard layer: commands in, records out, history read by restore.
+
+Plain values, no Kafka client types: the processor adapts confluent-kafka's messages
+at its edge, so shard handlers run (and are tested) without a broker."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from confluent_kafka import Message
+
 from orchestrator.log.headers import Headers, headers_of
 
-__all__ = ["Headers", "HistoryEntry", "OutRecord", "headers_of"]
+__all__ = ["Headers", "HistoryEntry", "InRecord", "OutRecord", "headers_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    """A command record as consumed from ``<prefix>.commands``."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+
+    @classmethod
+    def of(cls, msg: Message) -> InRecord:
+        """The record of a fetched message (which always has topic, partition, offset)."""
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None
+        return cls(topic, partition, offset, msg.key(), msg.value(), headers_of(msg))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,8 @@
 """Read a history partition to its true end, for a shard's new owner.
 
+The owner's store says where to start (its checkpoint: only the tail since is read
+after a restart on the same disk); the processor reads in slices between its cycles.
+
 A ``read_committed`` consumer stops at the last stable offset, and librdkafka
 reports that LSO as the "high watermark" on such a handle. Stopping there would
 silently skip records of a transaction still open by the previous owner (a zombie
@@ -12,8 +15,6 @@ everything that was committed.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,14 +42,14 @@ class RestoreStats:
 
 
 class HistoryReader:
-    """Reads history partitions from the beginning to their true end."""
+    """Reads history partitions from given offsets towards their true end, a slice at a
+    time, so a processor restoring shards goes on serving the others meanwhile."""
 
-    def __init__(self, kafka_config: dict[str, Any], topic: str, timeout_s: float = 120.0) -> None:
+    def __init__(self, kafka_config: dict[str, Any], topic: str) -> None:
         base = {
             k: v for k, v in kafka_config.items() if not k.startswith(("group.", "transactional"))
         }
         self._topic = topic
-        self._timeout_s = timeout_s
         self._committed = Consumer(
             {
                 **base,
@@ -64,64 +65,51 @@ class HistoryReader:
         self._uncommitted = Consumer(
             {**base, "group.id": f"{topic}.restore-hw", "isolation.level": "read_uncommitted"}
         )
+        self._assigned: dict[int, int] = {}
 
-    def read(self, partitions: list[int]) -> dict[int, tuple[list[HistoryEntry], RestoreStats]]:
-        """All committed records of each partition, oldest first, read in one pass."""
-        began = time.monotonic()
-        entries: dict[int, list[HistoryEntry]] = {p: [] for p in partitions}
-        for partition, entry in self._iterate(partitions):
-            entries[partition].append(entry)
-        seconds = time.monotonic() - began
-        result = {}
-        for partition, found in entries.items():
-            size = sum(len(e.key) + len(e.value or b"") for e in found)
-            stats = RestoreStats(partition, len(found), size, seconds)
-            log.info(
-                "restored shard %d: %d records in %.2fs (%.0f records/s)",
-                partition,
-                stats.records,
-                stats.seconds,
-                stats.records_per_s,
-            )
-            result[partition] = (found, stats)
-        return result
-
-    def _true_end(self, partition: int) -> int:
+    def true_end(self, partition: int) -> int:
+        """The partition's end, open transactions included (see the module docstring)."""
         return watermarks(self._uncommitted, self._topic, partition)[1]
 
-    def _iterate(self, partitions: list[int]) -> Iterator[tuple[int, HistoryEntry]]:
-        self._committed.assign(
-            [TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in partitions]
-        )
-        deadline = time.monotonic() + self._timeout_s
-        ends = {p: self._true_end(p) for p in partitions}
-        positions = dict.fromkeys(partitions, 0)
-        try:
-            while True:
-                for tp in self._committed.position(
-                    [TopicPartition(self._topic, p) for p in partitions]
-                ):
-                    positions[tp.partition] = max(positions[tp.partition], tp.offset)
-                if all(positions[p] >= ends[p] for p in partitions):
-                    # a transaction decided meanwhile adds its marker: check the true ends again
-                    ends = {p: self._true_end(p) for p in partitions}
-                    if all(positions[p] >= ends[p] for p in partitions):
-                        return
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"restore of {self._topic} stuck at {positions} < {ends}: a transaction "
-                        "stays open longer than the restore timeout"
-                    )
-                for msg in consume_available(self._committed, 10_000, 0.05):
-                    if msg.error():
-                        raise KafkaException(msg.error())
-                    partition, key, offset = msg.partition(), msg.key(), msg.offset()
-                    assert partition is not None and offset is not None  # set on fetched records
-                    positions[partition] = offset + 1
-                    if key is not None:  # history records always have keys; skip strays
-                        yield partition, HistoryEntry(key, msg.value(), offset, headers_of(msg))
-        finally:
-            self._committed.unassign()
+    def assign(self, starts: dict[int, int]) -> None:
+        """Read these partitions from these offsets (replacing the previous set)."""
+        self._committed.unassign()
+        self._assigned = dict(starts)
+        if starts:
+            self._committed.assign(
+                [
+                    TopicPartition(self._topic, p, offset if offset > 0 else OFFSET_BEGINNING)
+                    for p, offset in starts.items()
+                ]
+            )
+
+    def positions(self) -> dict[int, int]:
+        """The next offset to read of each assigned partition (past markers and gaps)."""
+        out = dict(self._assigned)
+        if self._assigned:
+            for tp in self._committed.position(
+                [TopicPartition(self._topic, p) for p in self._assigned]
+            ):
+                if tp.offset >= 0:
+                    out[tp.partition] = max(out[tp.partition], tp.offset)
+        self._assigned = out
+        return out
+
+    def poll(self, max_records: int, timeout_s: float) -> dict[int, list[HistoryEntry]]:
+        """Committed records read within ``timeout_s``, by partition, oldest first."""
+        out: dict[int, list[HistoryEntry]] = {}
+        for msg in consume_available(self._committed, max_records, timeout_s):
+            if msg.error():
+                raise KafkaException(msg.error())
+            partition, key, offset = msg.partition(), msg.key(), msg.offset()
+            assert partition is not None and offset is not None  # set on fetched records
+            if partition not in self._assigned:
+                continue
+            self._assigned[partition] = max(self._assigned[partition], offset + 1)
+            if key is not None:  # history records always have keys; skip strays
+                entry = HistoryEntry(key, msg.value(), offset, headers_of(msg))
+                out.setdefault(partition, []).append(entry)
+        return out
 
     def close(self) -> None:
         self._committed.close()

@@ -1,0 +1,237 @@
+"""A shard's executions: a bounded cache in memory over the shard store on disk.
+
+The store holds every execution's latest snapshot and open runs' events. Memory holds
+the executions in use: those touched by a decision whose transaction has not yet been
+applied to the store (pinned), and up to ``cache_size`` others, least recently used
+first out. A cached execution keeps its live executor (the suspended workflow
+coroutine); an evicted one is read back from the store and replayed when next needed.
+
+Writes go through generations: the records a decision writes join the current
+generation, :meth:`ExecutionTable.seal` closes it when its transaction is handed to
+Kafka, and :meth:`ExecutionTable.applied` writes it to the store (with the checkpoint)
+once that transaction committed. A failed transaction drops the table: the store
+still says exactly what the log had before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from orchestrator.engine import inputs
+from orchestrator.engine.events import Event
+from orchestrator.engine.executor import WorkflowExecutor
+from orchestrator.engine.status import WorkflowStatus as EngineStatus
+from orchestrator.serde import records as rec
+from orchestrator.serde.wire import EncodedRecord, WireFormat
+from orchestrator.worker.shard import store as keys
+from orchestrator.worker.shard.store import ShardStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, eq=False)
+class Execution:
+    """What a shard knows of a workflow id: its latest run and, while open, its history."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    start_time: int
+    status: EngineStatus = EngineStatus.RUNNING
+    #: the run's events, or None while not read from the store
+    events: list[Event] | None = field(default_factory=list)
+    snapshot: rec.WorkflowSnapshot | None = None
+    parked: str | None = None  # why the run cannot make progress (non-determinism)
+    parent: rec.ParentExecution | None = None  # set for a child: whom to report to
+    next_run: inputs.StartWorkflow | None = None  # continued as new, next run not started
+    executor: WorkflowExecutor | None = None  # live while cached
+    generation: int = 0  # the latest generation that changed it
+
+    @property
+    def is_open(self) -> bool:
+        return not self.status.is_terminal
+
+
+def execution_of(snapshot: rec.WorkflowSnapshot) -> Execution:
+    """An execution as its snapshot describes it (events not read yet)."""
+    return Execution(
+        snapshot.workflow_id,
+        snapshot.run_id,
+        snapshot.workflow_type,
+        snapshot.task_queue,
+        snapshot.start_time,
+        status=EngineStatus[snapshot.status.name],
+        events=None,
+        snapshot=snapshot,
+        parked=snapshot.parked,
+        parent=snapshot.parent,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A generation of store writes, closed when its transaction went to Kafka."""
+
+    number: int
+    puts: dict[bytes, bytes | None]
+    cleared: list[bytes]
+    touched: list[Execution]
+
+
+class ExecutionTable:
+    """Executions of one shard by workflow id (see the module docstring)."""
+
+    def __init__(self, store: ShardStore, wire: WireFormat, cache_size: int) -> None:
+        self._store = store
+        self._wire = wire
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Execution] = OrderedDict()
+        self._generation = 1
+        self._applied = 0
+        self._puts: dict[bytes, bytes | None] = {}
+        self._cleared: list[bytes] = []
+        self._touched: dict[int, Execution] = {}
+        #: executions removed in a generation not yet applied (so the store's copy is stale)
+        self._removed: dict[str, int] = {}
+        self.replays = 0
+
+    # --- reads ----------------------------------------------------------------------
+
+    def get(self, workflow_id: str) -> Execution | None:
+        cached = self._cache.get(workflow_id)
+        if cached is not None:
+            self._cache.move_to_end(workflow_id)
+            return cached
+        if workflow_id in self._removed:
+            return None
+        raw = self._store.get(keys.snapshot_key(workflow_id))
+        if raw is None:
+            return None
+        headers, value = keys.unframe(raw)
+        execution = execution_of(self._wire.decode_snapshot(headers, value).record)
+        self._remember(execution)
+        return execution
+
+    def events(self, execution: Execution) -> list[Event]:
+        """The execution's run's events, read from the store if not in memory."""
+        if execution.events is None:
+            prefix = b"e" + keys.run_prefix(execution.workflow_id, execution.run_id)
+            execution.events = [
+                self._wire.decode_event(*keys.unframe(value)).record.event
+                for _, value in self._store.scan(prefix)
+            ]
+        return execution.events
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    # --- writes ---------------------------------------------------------------------
+
+    def add(self, execution: Execution) -> None:
+        """A new run of a workflow id (replacing any cached earlier run)."""
+        previous = self._cache.pop(execution.workflow_id, None)
+        if previous is not None and previous is not execution:
+            self.drop_executor(previous)
+        self._removed.pop(execution.workflow_id, None)
+        self._remember(execution)
+        self.touch(execution)
+
+    def touch(self, execution: Execution) -> None:
+        """The execution changed in this generation: keep it until that is applied."""
+        execution.generation = self._generation
+        self._touched[id(execution)] = execution
+
+    def record_event(self, execution: Execution, encoded: EncodedRecord, event: Event) -> None:
+        self.events(execution).append(event)
+        key = keys.event_key(execution.workflow_id, execution.run_id, event.seq)
+        self._puts[key] = keys.frame(list(encoded.headers), encoded.value or b"")
+        self.touch(execution)
+
+    def record_snapshot(self, execution: Execution, encoded: EncodedRecord) -> None:
+        self._puts[keys.snapshot_key(execution.workflow_id)] = keys.frame(
+            list(encoded.headers), encoded.value or b""
+        )
+        self._puts[keys.current_run_key(execution.workflow_id)] = execution.run_id.encode()
+        self.touch(execution)
+
+    def forget_events(self, execution: Execution) -> None:
+        """A closed run's events leave the store (the log keeps them until retention)."""
+        prefix = b"e" + keys.run_prefix(execution.workflow_id, execution.run_id)
+        for key in [k for k in self._puts if k.startswith(prefix)]:
+            del self._puts[key]
+        self._cleared.append(prefix)
+        execution.events = []
+
+    def remove(self, workflow_id: str) -> None:
+        """Retention ended: the workflow id is free again."""
+        cached = self._cache.pop(workflow_id, None)
+        if cached is not None:
+            self.drop_executor(cached)
+        self._puts[keys.snapshot_key(workflow_id)] = None
+        self._puts[keys.current_run_key(workflow_id)] = None
+        self._removed[workflow_id] = self._generation
+
+    # --- executors ------------------------------------------------------------------
+
+    def drop_executor(self, execution: Execution) -> None:
+        if execution.executor is not None:
+            execution.executor.evict()  # its history stays; replay rebuilds it when needed
+            execution.executor = None
+
+    def evict(self, execution: Execution) -> None:
+        """Drop a clean execution from memory now (it sleeps: replay wakes it)."""
+        if execution.generation > self._applied:
+            return
+        self.drop_executor(execution)
+        if self._cache.get(execution.workflow_id) is execution:
+            del self._cache[execution.workflow_id]
+
+    def _remember(self, execution: Execution) -> None:
+        self._cache[execution.workflow_id] = execution
+        self._cache.move_to_end(execution.workflow_id)
+        self._shrink()
+
+    def _shrink(self) -> None:
+        """Evict least recently used clean executions beyond the cache size."""
+        excess = len(self._cache) - self.cache_size
+        if excess <= 0:
+            return
+        for workflow_id, execution in list(self._cache.items()):
+            if excess <= 0:
+                break
+            if execution.generation > self._applied:
+                continue  # pinned: its writes are not in the store yet
+            self.drop_executor(execution)
+            del self._cache[workflow_id]
+            excess -= 1
+
+    # --- generations ----------------------------------------------------------------
+
+    def seal(self) -> Sealed:
+        """Close the current generation (its transaction is being committed)."""
+        sealed = Sealed(self._generation, self._puts, self._cleared, list(self._touched.values()))
+        self._generation += 1
+        self._puts, self._cleared, self._touched = {}, [], {}
+        return sealed
+
+    def applied(self, sealed: Sealed, checkpoint: int | None) -> list[Execution]:
+        """Write a committed generation to the store; returns the executions it touched."""
+        self._store.write(sealed.puts, checkpoint, sealed.cleared)
+        self._applied = sealed.number
+        for workflow_id, generation in list(self._removed.items()):
+            if generation <= sealed.number:
+                del self._removed[workflow_id]
+        self._shrink()
+        return sealed.touched
+
+    def unapplied(self) -> list[Execution]:
+        """Executions changed in generations not applied to the store yet."""
+        return [e for e in self._cache.values() if e.generation > self._applied]
+
+    def close(self) -> None:
+        for execution in self._cache.values():
+            self.drop_executor(execution)
+        self._cache.clear()

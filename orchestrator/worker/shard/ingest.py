@@ -1,0 +1,128 @@
+"""Restore: history records streamed into the shard store, in batches, no replay.
+
+A new owner reads its partition from the store's checkpoint (0 for a new store) to the
+log's end and hands the records here a batch at a time; each batch is one atomic
+store write that also moves the checkpoint, so a crash mid-restore resumes where it
+was. Nothing is replayed here: runs that the records touched are put in the store's
+recovery set, and the shard replays them in bounded slices once it serves again (to
+recompute their timers, unpark them, or start a next run). Only snapshots are
+decoded (their status and close time); events are stored as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from orchestrator.engine.status import WorkflowStatus as EngineStatus
+from orchestrator.serde import records as rec
+from orchestrator.serde.keys import SNAPSHOT_SUFFIX
+from orchestrator.serde.wire import WireFormat
+from orchestrator.worker.shard import store as keys
+from orchestrator.worker.shard.due import ExpiryIndex
+from orchestrator.worker.shard.records import HistoryEntry
+from orchestrator.worker.shard.store import ShardStore
+
+_SNAPSHOT = SNAPSHOT_SUFFIX.encode()
+
+
+class _Batch:
+    """The store writes of one batch of history records."""
+
+    def __init__(self, store: ShardStore, retention_ms: int) -> None:
+        self.store = store
+        self.retention_ms = retention_ms
+        self.puts: dict[bytes, bytes | None] = {}
+        self.cleared: list[bytes] = []
+
+    def current_run(self, workflow_id: str) -> bytes | None:
+        key = keys.current_run_key(workflow_id)
+        return self.puts[key] if key in self.puts else self.store.get(key)
+
+    def clear_events(self, workflow_id: str, run_id: str) -> None:
+        prefix = b"e" + keys.run_prefix(workflow_id, run_id)
+        for pending in [k for k in self.puts if k.startswith(prefix)]:
+            del self.puts[pending]
+        self.cleared.append(prefix)
+
+    def event(self, workflow_id: str, run_id: str, seq: int, entry: HistoryEntry) -> None:
+        key = keys.event_key(workflow_id, run_id, seq)
+        if entry.value is None:
+            self.puts[key] = None
+            return
+        self.puts[key] = keys.frame(entry.headers, entry.value)
+        if self.current_run(workflow_id) != run_id.encode():
+            self.puts[keys.seen_key(workflow_id, run_id)] = b""  # no snapshot names it (yet)
+        self.puts[keys.recovery_key(workflow_id)] = b""
+
+    def snapshot(
+        self, workflow_id: str, entry: HistoryEntry, snapshot: rec.WorkflowSnapshot | None
+    ) -> None:
+        puts = self.puts
+        if snapshot is None:  # retention ended: the id is free
+            for key in (keys.snapshot_key, keys.recovery_key, keys.current_run_key):
+                puts[key(workflow_id)] = None
+            return
+        puts[keys.snapshot_key(workflow_id)] = keys.frame(entry.headers, entry.value or b"")
+        previous = self.current_run(workflow_id)
+        if previous is not None and previous != snapshot.run_id.encode():
+            self.clear_events(workflow_id, previous.decode())  # a newer run replaced it
+        puts[keys.current_run_key(workflow_id)] = snapshot.run_id.encode()
+        puts[keys.seen_key(workflow_id, snapshot.run_id)] = None
+        parked = b"k" + workflow_id.encode()
+        puts[parked] = b"" if snapshot.parked is not None else None
+        status = EngineStatus[snapshot.status.name]
+        if status.is_terminal:
+            closed_at = snapshot.close_time or snapshot.start_time
+            expires = closed_at + self.retention_ms
+            expiry = keys.expiry_key(expires, workflow_id, snapshot.run_id)
+            puts[expiry] = keys.u64(snapshot.last_seq)
+            if status is not EngineStatus.CONTINUED_AS_NEW:
+                self.clear_events(workflow_id, snapshot.run_id)  # the log keeps them
+                if snapshot.parked is None:
+                    puts[keys.recovery_key(workflow_id)] = None
+                    return
+        puts[keys.recovery_key(workflow_id)] = b""
+
+
+def ingest(
+    store: ShardStore, wire: WireFormat, entries: Sequence[HistoryEntry], retention_ms: int
+) -> None:
+    """Apply history records (oldest first) to the store, with the checkpoint after them."""
+    if not entries:
+        return
+    batch = _Batch(store, retention_ms)
+    for entry in entries:
+        if entry.key.endswith(_SNAPSHOT):
+            workflow_id = entry.key[: -len(_SNAPSHOT)].decode()
+            snapshot = None
+            if entry.value is not None:
+                snapshot = wire.decode_snapshot(entry.headers, entry.value).record
+            batch.snapshot(workflow_id, entry, snapshot)
+            continue
+        run_key, _, seq = entry.key.rpartition(b"/")
+        workflow_id, _, run_id = run_key.decode().rpartition("/")
+        batch.event(workflow_id, run_id, int(seq), entry)
+    store.write(batch.puts, entries[-1].offset + 1, batch.cleared)
+
+
+def finish(store: ShardStore, wire: WireFormat, retention_ms: int) -> None:
+    """After the last batch: runs whose events were read but whose snapshot names
+    another run (superseded by a newer run, its own closed snapshot compacted away)
+    get their retention from their last event, and their events leave the store."""
+    expiries = ExpiryIndex(store)
+    for key, _ in list(store.scan(b"q")):
+        workflow_id, run_id, _ = keys.parse_run(key, 1)
+        store.delete(key)
+        raw = store.get(keys.snapshot_key(workflow_id))
+        if raw is not None:
+            snapshot = wire.decode_snapshot(*keys.unframe(raw)).record
+            if snapshot.run_id == run_id:
+                continue
+        prefix = b"e" + keys.run_prefix(workflow_id, run_id)
+        last = None
+        for _, value in store.scan(prefix):
+            last = value
+        if last is not None:
+            event = wire.decode_event(*keys.unframe(last)).record.event
+            expiries.add(event.time + retention_ms, workflow_id, run_id, event.seq)
+        store.write({}, None, [prefix])

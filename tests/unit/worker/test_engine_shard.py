@@ -1,0 +1,220 @@
+"""The engine shard over its local store, without a broker (see shard_harness.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from orchestrator import workflow
+from orchestrator.serde import records as rec
+from orchestrator.worker.shard import store as keys
+from orchestrator.worker.shard.engine_shard import ShardTuning
+from tests.unit.worker.shard_harness import CONV, Harness
+
+DAY_MS = 86_400_000
+
+
+@workflow.defn(name="unit.sleeper")
+async def sleeper(ctx: workflow.WorkflowContext, days: int) -> str:
+    await ctx.sleep(timedelta(days=days))
+    return f"slept {days}d"
+
+
+@workflow.defn(name="unit.waiter")
+async def waiter(ctx: workflow.WorkflowContext) -> str:
+    got: list[str] = []
+    ctx.set_signal_handler("go", got.append)
+    await ctx.wait_condition(lambda: bool(got))
+    return got[0]
+
+
+@workflow.defn(name="unit.chain")
+async def chain(ctx: workflow.WorkflowContext, n: int) -> int:
+    if n > 0:
+        ctx.continue_as_new(n - 1)
+    return n
+
+
+def harness(tmp_path: Path, **kw: object) -> Harness:
+    return Harness(tmp_path / "state", [sleeper, waiter, chain], **kw)  # type: ignore[arg-type]
+
+
+def test_a_sleeping_run_leaves_memory_and_wakes_from_the_store(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    for i in range(50):
+        h.start(f"s-{i}", "unit.sleeper", 30)
+    h.commit()
+    assert len(h.shard.executions) == 0, "sleeping runs stay in memory"
+    assert h.shard.next_due_ms() == h.clock.now + 30 * DAY_MS
+    h.run(advance_ms=30 * DAY_MS)
+    assert h.results() == {f"s-{i}": "slept 30d" for i in range(50)}
+    assert h.events_of("s-7")[-2:] == ["TimerFired", "WorkflowCompleted"]
+
+
+def test_a_start_of_a_running_id_is_answered_with_the_running_run(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("dup", "unit.sleeper", 1)
+    h.commit()
+    h.start("dup", "unit.sleeper", 1)
+    h.commit()
+    starts = [r for r in h.replies if r.kind is rec.ReplyKind.START]
+    assert [r.ok for r in starts] == [True, True]
+    assert starts[0].run_id == starts[1].run_id
+    assert h.events_of("dup").count("WorkflowStarted") == 1
+
+
+def test_restart_on_the_same_disk_reads_nothing_and_keeps_every_timer(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    for i in range(20):
+        h.start(f"s-{i}", "unit.sleeper", 1 + i % 3)
+    h.commit()
+    h.stop()
+    h.shard = h.open_shard()
+    assert h.restore() == [], "the store was up to date: nothing to read"
+    h.run(advance_ms=3 * DAY_MS)
+    assert len(h.results()) == 20
+
+
+def test_a_fresh_disk_rebuilds_everything_from_the_log(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    for i in range(20):
+        h.start(f"s-{i}", "unit.sleeper", 2)
+    h.start("w", "unit.waiter")
+    h.commit()
+    h.stop()
+    other = harness(tmp_path / "elsewhere")
+    other.history = h.history
+    other.commands_offset = h.commands_offset
+    read = other.restore()
+    assert len(read) == len(h.history)
+    other.run()  # recovery: replays find the timers
+    other.send(rec.SignalWorkflow(workflow_id="w", signal_name="go", args=[CONV.to_payload("x")]))
+    other.commit()
+    other.run(advance_ms=2 * DAY_MS)
+    assert other.results() == {**{f"s-{i}": "slept 2d" for i in range(20)}, "w": "x"}
+
+
+def test_a_crash_after_commit_before_the_store_caught_up_loses_nothing(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("a", "unit.sleeper", 1)
+    h.commit()
+    checkpoint = h.shard.checkpoint
+    h.start("b", "unit.sleeper", 1)
+    h.start("w", "unit.waiter")
+    h.commit(apply=False)  # in the log, not in the store
+    h.crash()
+    assert h.shard.checkpoint == checkpoint
+    tail = h.restore()
+    assert tail, "the tail since the checkpoint is read again"
+    h.run()
+    h.start("b", "unit.sleeper", 1)  # a resent start finds the run the log has
+    h.commit()
+    assert h.events_of("b").count("WorkflowStarted") == 1
+    h.send(rec.SignalWorkflow(workflow_id="w", signal_name="go", args=[CONV.to_payload("y")]))
+    h.commit()
+    h.run(advance_ms=DAY_MS)
+    assert h.results() == {"a": "slept 1d", "b": "slept 1d", "w": "y"}
+
+
+def test_decisions_that_never_committed_are_not_in_the_store(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("lost", "unit.sleeper", 1)
+    h.pending = []  # the transaction failed: nothing reached the log
+    h.shard.close(discard=True)
+    h.shard = h.open_shard()
+    h.restore()
+    h.run()
+    assert h.shard.executions.get("lost") is None
+    h.start("lost", "unit.sleeper", 1)  # the rewound consumer decides it again
+    h.commit()
+    h.run(advance_ms=DAY_MS)
+    assert h.results() == {"lost": "slept 1d"}
+
+
+def test_retention_tombstones_closed_runs_and_frees_the_id_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    h = harness(tmp_path, retention_ms=60_000)
+    h.start("c", "unit.chain", 0)
+    h.commit()
+    assert h.results() == {"c": 0}
+    h.stop()
+    h.shard = h.open_shard()  # the expiry index is on disk too
+    h.restore()
+    h.run(advance_ms=61_000)
+    assert not any(k.startswith(b"c/") for k in h.compacted()), "closed run not tombstoned"
+    assert h.shard.executions.get("c") is None
+    h.start("c", "unit.chain", 0, id_reuse_policy=rec.IdReusePolicy.REJECT_DUPLICATE)
+    h.commit()
+    assert [r.ok for r in h.replies if r.kind is rec.ReplyKind.START] == [True, True]
+
+
+def test_closed_runs_keep_only_their_snapshot_in_the_store(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    for i in range(30):
+        h.start(f"c-{i}", "unit.chain", 2)  # three runs each, by continue-as-new
+    h.commit()
+    h.run()
+    assert h.results() == {f"c-{i}": 0 for i in range(30)}
+    store = h.shard.store
+    assert list(store.scan(b"e")) == [], "closed runs' events stay in the store"
+    assert len(list(store.scan(b"s"))) == 30
+    rebuilt = harness(tmp_path / "elsewhere")
+    rebuilt.history = h.history
+    rebuilt.compact()
+    rebuilt.restore()
+    assert list(rebuilt.shard.store.scan(b"e")) == []
+    # every run's retention is known, superseded runs included
+    assert len(list(rebuilt.shard.store.scan(b"r"))) == 90
+
+
+def test_a_wake_up_storm_fires_in_bounded_slices(tmp_path: Path) -> None:
+    h = harness(tmp_path, tuning=ShardTuning(timers_per_cycle=25))
+    for i in range(100):
+        h.start(f"s-{i}", "unit.sleeper", 1)
+    h.commit()
+    h.clock.now += DAY_MS
+    fired = []
+    for _ in range(4):
+        h.tick()
+        h.commit()
+        fired.append(len(h.results()))
+    assert fired == [25, 50, 75, 100]
+    h.start("new", "unit.waiter")  # other commands are served between slices
+    h.commit()
+    assert any(r.workflow_id == "new" and r.ok for r in h.replies)
+
+
+def test_a_store_ahead_of_the_log_is_rebuilt(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("a", "unit.sleeper", 1)
+    h.commit()
+    h.stop()
+    h.history = h.history[:1]  # the topic was recreated: its end is behind the store
+    h.shard = h.open_shard()
+    h.restore()
+    assert h.shard.store.rebuilt
+    assert h.shard.checkpoint == 1
+
+
+def test_a_corrupt_store_is_wiped_and_rebuilt(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("a", "unit.sleeper", 1)
+    h.commit()
+    path = h.shard.store.path
+    h.stop()
+    for f in path.glob("*"):
+        if f.name.startswith("MANIFEST"):
+            f.write_bytes(b"garbage")
+    h.shard = h.open_shard()
+    assert h.shard.store.rebuilt
+    h.restore()
+    h.run(advance_ms=DAY_MS)
+    assert h.results() == {"a": "slept 1d"}
+
+
+def test_keys_sort_by_time_and_keep_ids_apart() -> None:
+    assert keys.timer_due_key(5, "a", "r", "t") < keys.timer_due_key(10, "a", "r", "t")
+    assert not keys.event_key("ab", "r", 1).startswith(b"e" + keys.run_prefix("a", "br"))
+    headers: list[tuple[str, bytes | None]] = [("ce_id", b"1"), ("empty", None)]
+    assert keys.unframe(keys.frame(headers, b"v")) == (headers, b"v")
