@@ -16,7 +16,7 @@ import signal as os_signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from confluent_kafka.admin import AdminClient
@@ -29,6 +29,10 @@ from orchestrator.config import (
     default_state_dir,
 )
 from orchestrator.log.topics import TopicLayout, ensure_topics
+
+if TYPE_CHECKING:  # the worker's modules load only when a worker runs
+    from orchestrator.worker.discovery import Discovered
+    from orchestrator.worker.engine_worker import EngineWorker
 
 log = logging.getLogger("orchestrator.cli")
 
@@ -118,6 +122,13 @@ def topics(task_queues: tuple[str, ...]) -> None:
     "folder reads only the history written since; a new folder rebuilds from the topic.",
 )
 @click.option(
+    "--standby/--no-standby",
+    default=False,
+    show_default=True,
+    help="Keep warm copies of the shards other workers own (tailing their history into "
+    "local stores), so taking one over after a failure reads only its last moments.",
+)
+@click.option(
     "--cache-size",
     default=DEFAULT_CACHE_SIZE,
     show_default=True,
@@ -151,16 +162,13 @@ def worker(
     watchdog_seconds: float,
     retention_hours: float,
     state_dir: Path,
+    standby: bool,
     cache_size: int,
     store_cache_mb: int,
 ) -> None:
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
     from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
     from orchestrator.worker.discovery import discover
-    from orchestrator.worker.engine_worker import EngineWorker
-    from orchestrator.worker.shard.engine_shard import ShardTuning
-    from orchestrator.worker.shard.processor import ProcessorOptions
-    from orchestrator.worker.shard.store import StoreOptions
 
     settings = Settings.from_env()
     log.info("settings: %s", settings.redacted())
@@ -174,18 +182,18 @@ def worker(
     if engine:
         if not found.workflows:
             raise click.UsageError(f"no @workflow.defn found in {', '.join(modules)}")
-        options = ProcessorOptions(worker_id=worker_id) if worker_id else ProcessorOptions()
         running.append(
-            EngineWorker(
-                settings.kafka_config(),
+            _engine_worker(
+                settings,
                 layout,
-                found.workflows.values(),
+                found,
+                worker_id=worker_id,
                 build_id=build_id,
-                options=options,
-                activities=found.activities,
-                retention_ms=max(1, round(retention_hours * 3_600_000)),
-                store=StoreOptions(state_dir, block_cache_bytes=store_cache_mb << 20),
-                tuning=ShardTuning(cache_size=cache_size),
+                standby=standby,
+                retention_hours=retention_hours,
+                state_dir=state_dir,
+                cache_size=cache_size,
+                store_cache_mb=store_cache_mb,
             ).start()
         )
         log.info("engine worker running workflows %s", sorted(found.workflows))
@@ -232,6 +240,41 @@ def worker(
     if failed is not None:
         log.error("worker failed: %s", failed)
         sys.exit(1)
+
+
+def _engine_worker(
+    settings: Settings,
+    layout: TopicLayout,
+    found: Discovered,
+    *,
+    worker_id: str | None,
+    build_id: str,
+    standby: bool,
+    retention_hours: float,
+    state_dir: Path,
+    cache_size: int,
+    store_cache_mb: int,
+) -> EngineWorker:
+    """The engine worker ``saga worker`` runs, from its options."""
+    from orchestrator.worker.engine_worker import EngineWorker
+    from orchestrator.worker.shard.engine_shard import ShardTuning
+    from orchestrator.worker.shard.processor import ProcessorOptions
+    from orchestrator.worker.shard.store import StoreOptions
+
+    options = ProcessorOptions(standby=standby)
+    if worker_id:
+        options = dataclasses.replace(options, worker_id=worker_id)
+    return EngineWorker(
+        settings.kafka_config(),
+        layout,
+        found.workflows.values(),
+        build_id=build_id,
+        options=options,
+        activities=found.activities,
+        retention_ms=max(1, round(retention_hours * 3_600_000)),
+        store=StoreOptions(state_dir, block_cache_bytes=store_cache_mb << 20),
+        tuning=ShardTuning(cache_size=cache_size),
+    )
 
 
 @main.group()

@@ -78,12 +78,18 @@ class WorkerProcess:
     engine: bool = True
     activities: bool = True
     projector: bool = True  # one is active per deployment, the others stand by
+    extra: tuple[str, ...] = ()  # more `saga worker` options
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
     @property
     def log_path(self) -> Path:
         return self.logs / f"{self.name}.log"
+
+    @property
+    def state_dir(self) -> Path:
+        """Its shard stores (each worker has its own disk, as in production)."""
+        return Path(self.env["SAGA_STATE_DIR"])
 
     def start(self) -> None:
         argv = [
@@ -102,6 +108,7 @@ class WorkerProcess:
             argv.append("--no-engine")
         if self.projector:
             argv.append("--projector")
+        argv += self.extra
         self.starts += 1
         with self.log_path.open("ab") as out:
             out.write(f"\n===== start #{self.starts} at {time.time():.3f}\n".encode())
@@ -143,7 +150,14 @@ class Workers:
     logs: Path
     members: list[WorkerProcess] = field(default_factory=list)
 
-    def add(self, name: str, *, engine: bool = True, activities: bool = True) -> WorkerProcess:
+    def add(
+        self,
+        name: str,
+        *,
+        engine: bool = True,
+        activities: bool = True,
+        extra: tuple[str, ...] = (),
+    ) -> WorkerProcess:
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -151,8 +165,11 @@ class Workers:
             "SAGA_SHARDS": str(SHARDS),
             "TRANSFER_TEST_DSN": self.dsn,
             "DATABASE_URL": self.dsn,  # the visibility projection lives next to the ledger
+            "SAGA_STATE_DIR": str(self.logs / f"state-{name}"),
         }
-        worker = WorkerProcess(name, env, self.logs, engine=engine, activities=activities)
+        worker = WorkerProcess(
+            name, env, self.logs, engine=engine, activities=activities, extra=extra
+        )
         worker.start()
         self.members.append(worker)
         return worker

@@ -47,8 +47,11 @@ class CounterShard:
     def committed(self, sealed: object, checkpoint: int | None) -> None:
         pass
 
-    def close(self, *, discard: bool = False) -> None:
+    def close(self, *, discard: bool = False, wipe: bool = False) -> None:
         pass
+
+    def keep_warm(self, now_ms: int) -> bool:
+        return False
 
     def handle(self, msg: InRecord, now_ms: int) -> list[OutRecord]:
         key = msg.key or b""

@@ -52,6 +52,7 @@ from orchestrator.worker.shard.executions import Execution, ExecutionTable, Seal
 from orchestrator.worker.shard.local_activities import LocalActivities
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
 from orchestrator.worker.shard.store import ShardStore
+from orchestrator.worker.shard.translate import reply_kind, start_inputs, to_input
 from orchestrator.workflow import WorkflowDefinition
 
 __all__ = ["EngineShard", "Execution", "ShardStats", "result_correlation_id"]
@@ -224,6 +225,40 @@ class EngineShard:
             self.executions.evict(execution)
         return out
 
+    def keep_warm(self, now_ms: int) -> bool:
+        """While standing by for this shard (another worker owns it): compute the
+        timers of open runs the tail touched, so a promotion finds them ready. Runs
+        that need more (parked, continued as new, not replayable here) are left to
+        the recovery that follows a promotion. Writes nothing to Kafka. True while
+        there is more to do."""
+        batch = list(self.store.scan(b"v", self.tuning.recoveries_per_cycle))
+        for key, _ in batch:
+            self.store.delete(key)
+            workflow_id = key[1:].decode()
+            execution = self.executions.get(workflow_id)
+            if execution is None:
+                continue
+            definition = self.workflows.get(execution.workflow_type)
+            ready = execution.is_open and execution.parked is None and definition is not None
+            if ready and definition is not None:
+                try:
+                    executor = WorkflowExecutor(
+                        definition,
+                        self.executions.events(execution),
+                        build_id=self.build_id,
+                        converter=self.converter,
+                    )
+                except Exception:  # noqa: BLE001 - the owner's replay after promotion decides
+                    ready = False
+                else:
+                    self._register_timers(execution, executor)
+                    executor.evict()
+            continued = execution.status is EngineStatus.CONTINUED_AS_NEW
+            if not ready and (execution.is_open or continued):
+                self.store.put(b"k" + key[1:], b"")  # recovered after a promotion
+            self.executions.evict(execution)
+        return len(batch) == self.tuning.recoveries_per_cycle
+
     # --- transactions ---------------------------------------------------------------
 
     def seal(self) -> Sealed:
@@ -240,13 +275,17 @@ class EngineShard:
             if executor is not None and execution.is_open and executor.quiet_until(horizon):
                 self.executions.evict(execution)
 
-    def close(self, *, discard: bool = False) -> None:
+    def close(self, *, discard: bool = False, wipe: bool = False) -> None:
         """Release the store. ``discard``: decisions not applied to the store were
-        never committed; their runs are recovered by replay on the next restore."""
+        never committed; their runs are recovered by replay on the next restore.
+        ``wipe``: the store failed; delete it (the next owner rebuilds from the log)."""
+        self.executions.close()
+        if wipe:
+            self.store.destroy()
+            return
         if discard:
             for execution in self.executions.unapplied():
                 self.store.put(keys.recovery_key(execution.workflow_id), b"")
-        self.executions.close()
         self.store.close()
 
     # --- retention ------------------------------------------------------------------
@@ -310,7 +349,7 @@ class EngineShard:
             return self._query(execution, command)
         if not execution.is_open:
             return self._reply_closed(command, ce_id, execution)
-        return self._apply(execution, [self._to_input(command)], now_ms, command, ce_id)
+        return self._apply(execution, [to_input(command)], now_ms, command, ce_id)
 
     def _start(
         self, start: rec.StartWorkflow, ce_id: str, msg: InRecord, now: int
@@ -370,26 +409,7 @@ class EngineShard:
         )
         self.executions.add(execution)
         self.stats.started += 1
-        first: list[inputs.Input] = [
-            inputs.StartWorkflow(
-                workflow_id=start.workflow_id,
-                run_id=run_id,
-                workflow_type=start.workflow_type,
-                task_queue=start.task_queue,
-                args=list(start.input),
-                parent_workflow_id=parent.workflow_id if parent is not None else None,
-                parent_run_id=parent.run_id if parent is not None else None,
-                memo=dict(start.memo),
-                search_attributes=dict(start.search_attributes),
-            )
-        ]
-        if start.signal_with_start is not None:
-            first.append(
-                inputs.SendSignal(
-                    name=start.signal_with_start.signal_name,
-                    args=list(start.signal_with_start.args),
-                )
-            )
+        first = start_inputs(start, run_id)
         if parent is not None:
             # reported before the run's first decision, which may already close it
             report = children.started_report(parent, start.workflow_id, run_id)
@@ -433,40 +453,6 @@ class EngineShard:
         if policy is rec.IdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY:
             return closed.status is not EngineStatus.COMPLETED
         return True
-
-    def _to_input(self, command: rec.Command) -> inputs.Input:  # noqa: PLR0911
-        match command:
-            case rec.SignalWorkflow():
-                return inputs.SendSignal(name=command.signal_name, args=list(command.args))
-            case rec.CancelWorkflow():
-                return inputs.CancelWorkflow(reason=command.reason)
-            case rec.TerminateWorkflow():
-                return inputs.TerminateWorkflow(reason=command.reason)
-            case rec.UpdateWorkflow():
-                return inputs.RequestUpdate(
-                    update_id=command.update_id, name=command.update_name, args=list(command.args)
-                )
-            case rec.ActivityTaskCompleted():  # from a worker, or from a local attempt
-                return inputs.ActivityTaskCompleted(
-                    activity_seq=command.activity_seq,
-                    attempt=command.attempt,
-                    result=command.result,
-                )
-            case rec.ActivityTaskFailed():
-                return inputs.ActivityTaskFailed(
-                    activity_seq=command.activity_seq,
-                    attempt=command.attempt,
-                    failure=command.failure,
-                )
-            case rec.ActivityHeartbeat():
-                return inputs.ActivityTaskHeartbeat(
-                    activity_seq=command.activity_seq,
-                    attempt=command.attempt,
-                    details=list(command.details),
-                )
-            case rec.ChildWorkflowResult():
-                return children.report_input(command)
-        raise TypeError(f"no engine input for {type(command).__name__}")
 
     # --- timers ---------------------------------------------------------------------
 
@@ -529,7 +515,7 @@ class EngineShard:
                     or execution.parked is not None
                 ):
                     continue  # the run ended or stopped meanwhile (say, terminated)
-                out += self._apply(execution, [self._to_input(outcome)], now, None, "")
+                out += self._apply(execution, [to_input(outcome)], now, None, "")
         # past the round limit (the code loops over local calls): the task queue takes the rest
         out += [self._task_record(task) for task in self._local_due]
         self._local_due = []
@@ -907,21 +893,10 @@ class EngineShard:
         )
         reply = rec.Reply(
             correlation_id=correlation,
-            kind=_reply_kind(command),
+            kind=reply_kind(command),
             workflow_id=command.workflow_id,
             run_id=run_id,
             ok=False,
             error=failure,
         )
         return [self._reply(reply)]
-
-
-def _reply_kind(command: rec.Command) -> rec.ReplyKind:
-    return {
-        rec.SignalWorkflow: rec.ReplyKind.SIGNAL,
-        rec.CancelWorkflow: rec.ReplyKind.CANCEL,
-        rec.TerminateWorkflow: rec.ReplyKind.TERMINATE,
-        rec.UpdateWorkflow: rec.ReplyKind.UPDATE,
-        rec.QueryWorkflow: rec.ReplyKind.QUERY,
-        rec.StartWorkflow: rec.ReplyKind.START,
-    }.get(type(command), rec.ReplyKind.RESULT)

@@ -45,7 +45,7 @@ from orchestrator.log.consuming import consume_available
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.worker.shard.dlq import dead_letter
-from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
+from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord, ShardStateLost
 from orchestrator.worker.shard.restore import HistoryReader, RestoreStats
 
 #: how long a cycle may spend reading history for shards being restored
@@ -93,8 +93,14 @@ class ShardHandler(Protocol):
         after its records on this shard's partition (None: it wrote none there)."""
         ...
 
-    def close(self, *, discard: bool = False) -> None:
-        """The shard is gone (revoked, or ``discard``: rebuilt after a failure)."""
+    def close(self, *, discard: bool = False, wipe: bool = False) -> None:
+        """The shard is gone (revoked, or ``discard``: rebuilt after a failure;
+        ``wipe``: its local state failed and must be rebuilt from the log)."""
+        ...
+
+    def keep_warm(self, now_ms: int) -> bool:
+        """Standing by (another worker owns the shard): prepare for a promotion, a
+        slice at a time; True while there is more to do."""
         ...
 
     def handle(self, msg: InRecord, now_ms: int) -> list[OutRecord]:
@@ -136,6 +142,12 @@ class ProcessorOptions:
     call_timeout_s: float = 15.0
     #: how long a restore keeps retrying through broker failovers before giving up
     restore_retry_s: float = 120.0
+    #: keep a warm copy of every shard this worker does not own (Kafka Streams'
+    #: standby replicas): their history is tailed into local stores, so taking one
+    #: over after a failure reads only the last moments of its history
+    standby: bool = False
+    #: how often a standby's stores recompute the timers of runs their tail touched
+    standby_warm_interval_s: float = 5.0
     #: consecutive failed transactions before the processor gives up (raises), so a
     #: record that can never be written stops the worker loudly instead of silently
     max_failed_transactions: int = 20
@@ -212,6 +224,15 @@ class ShardProcessor:
         self._config = kafka_config
         self._shards: dict[int, ShardHandler] = {}
         self._restoring: dict[int, _Restoring] = {}
+        self._standby: dict[int, ShardHandler] = {}  # warm copies of shards owned elsewhere
+        self._standby_reader = (
+            HistoryReader(kafka_config, layout.history, group_suffix="standby")
+            if self.options.standby
+            else None
+        )
+        self._standby_refresh_at = 0.0
+        self._standby_warm_at = 0.0
+        self._warming: set[int] = set()  # standbys in a timer-recompute pass
         self._in_flight_seals: dict[int, object] = {}  # of the transaction in flight
         # the batch for the next transaction: records to write (decided, or produced by
         # a restore) and the commands' offsets consumed (per partition), and how many
@@ -219,6 +240,7 @@ class ShardProcessor:
         self._offsets: dict[int, int] = {}
         self._batch_in = 0
         self._rebuild: set[int] = set()  # handler raised: its state may be ahead of the log
+        self._lost: set[int] = set()  # a handler's local store failed: wipe and rebuild
         self._reader = HistoryReader(kafka_config, layout.history)
         self._consumer = Consumer(
             {
@@ -255,7 +277,13 @@ class ShardProcessor:
 
     @property
     def owned_shards(self) -> list[int]:
+        """Shards this processor serves (restored and taking commands)."""
         return sorted(self._shards)
+
+    @property
+    def standby_shards(self) -> list[int]:
+        """Shards owned elsewhere of which this processor keeps a warm copy."""
+        return sorted(self._standby)
 
     def _new_producer(self) -> Producer:
         producer = Producer(
@@ -302,6 +330,7 @@ class ShardProcessor:
             if restoring is not None:
                 restoring.handler.close()
         self._reader.assign({p: r.position for p, r in self._restoring.items()})
+        self._standby_refresh_at = 0.0  # stand by for them from now on
         log.info(
             "shards revoked: %s; owning %s", [tp.partition for tp in partitions], self.owned_shards
         )
@@ -320,8 +349,9 @@ class ShardProcessor:
                 time.sleep(1.0)
 
     def _begin_restore(self, partitions: list[int]) -> None:
+        promoted = [p for p in partitions if p in self._standby]
         for partition in partitions:
-            handler = self._factory(partition)
+            handler = self._standby.pop(partition, None) or self._factory(partition)
             end = self._true_end(partition)
             if handler.checkpoint > end:
                 log.warning(
@@ -336,7 +366,63 @@ class ShardProcessor:
                 partition, handler.checkpoint, end,
             )
         self._reader.assign({p: r.position for p, r in self._restoring.items()})
+        if promoted:
+            log.info("standby copies of shards %s promoted", promoted)
+            self._assign_standby()
         self.cycle_started = time.monotonic()  # a restore is progress, however long
+
+    # --- standby copies ---------------------------------------------------------------
+
+    def _tend_standby(self) -> None:
+        """Keep warm copies of the shards owned elsewhere: open stores for new ones,
+        tail their history a slice at a time, now and then recompute the timers of
+        runs their tail touched (so a promotion serves and fires at once)."""
+        if self._standby_reader is None:
+            return
+        now = time.monotonic()
+        if now >= self._standby_refresh_at:
+            self._standby_refresh_at = now + 5.0
+            self._refresh_standby()
+        if self._standby:
+            self._tail_standby(now)
+
+    def _refresh_standby(self) -> None:
+        """Stand by for exactly the shards this processor does not own."""
+        wanted = set(range(self.layout.shards)) - {*self._shards, *self._restoring}
+        gone, new = set(self._standby) - wanted, wanted - set(self._standby)
+        for partition in gone:
+            self._standby.pop(partition).close()
+        for partition in sorted(new):
+            self._standby[partition] = self._factory(partition)
+        if gone or new:
+            self._assign_standby()
+
+    def _tail_standby(self, now: float) -> None:
+        assert self._standby_reader is not None
+        try:
+            for partition, entries in self._standby_reader.poll(2_000, 0).items():
+                handler = self._standby.get(partition)
+                if handler is not None:
+                    handler.ingest(entries)
+            if now >= self._standby_warm_at:
+                self._standby_warm_at = now + self.options.standby_warm_interval_s
+                self._warming = set(self._standby)
+            for partition in list(self._warming):
+                handler = self._standby.get(partition)
+                if handler is None or not handler.keep_warm(now_ms()):
+                    self._warming.discard(partition)
+        except ShardStateLost:
+            # which store failed matters little: drop every copy, start them afresh
+            log.exception("a standby store failed; standby copies are rebuilt")
+            for handler in self._standby.values():
+                handler.close(wipe=True)
+            self._standby.clear()
+            self._warming.clear()
+            self._standby_refresh_at = 0.0
+
+    def _assign_standby(self) -> None:
+        if self._standby_reader is not None:
+            self._standby_reader.assign({p: h.checkpoint for p, h in self._standby.items()})
 
     def _pump_restore(self) -> None:
         """Read a slice of history for the shards being restored; finish those at the end."""
@@ -349,10 +435,15 @@ class ShardProcessor:
                 return
             for partition, entries in batch.items():
                 restoring = self._restoring.get(partition)
-                if restoring is not None:
+                if restoring is None:
+                    continue
+                try:
                     restoring.handler.ingest(entries)
-                    restoring.records += len(entries)
-                    restoring.bytes += sum(len(e.key) + len(e.value or b"") for e in entries)
+                except ShardStateLost as exc:
+                    self._restart_restore(partition, exc)
+                    return
+                restoring.records += len(entries)
+                restoring.bytes += sum(len(e.key) + len(e.value or b"") for e in entries)
             positions = self._reader.positions()
             done: list[int] = []
             for partition, restoring in self._restoring.items():
@@ -363,16 +454,29 @@ class ShardProcessor:
                     if restoring.position >= restoring.end:
                         done.append(partition)
             for partition in done:
-                self._finish_restore(partition)
+                try:
+                    self._finish_restore(partition)
+                except ShardStateLost as exc:
+                    self._restart_restore(partition, exc)
+                    return
             if done:
                 self._reader.assign({p: r.position for p, r in self._restoring.items()})
             self.cycle_started = time.monotonic()
             if not batch or time.monotonic() >= deadline:
                 return
 
+    def _restart_restore(self, partition: int, exc: ShardStateLost) -> None:
+        """The store failed while being restored into: wipe it, read from offset 0."""
+        log.error("shard %d: store failed during restore (%s); rebuilding it", partition, exc)
+        restoring = self._restoring[partition]
+        restoring.handler.reset_store()
+        restoring.position, restoring.records, restoring.bytes = 0, 0, 0
+        self._reader.assign({p: r.position for p, r in self._restoring.items()})
+
     def _finish_restore(self, partition: int) -> None:
-        restoring = self._restoring.pop(partition)
+        restoring = self._restoring[partition]
         self._pending += restoring.handler.restored(now_ms())
+        del self._restoring[partition]
         self._shards[partition] = restoring.handler
         stats = RestoreStats(
             partition, restoring.records, restoring.bytes, time.monotonic() - restoring.began
@@ -416,9 +520,14 @@ class ShardProcessor:
                 handler.close(discard=self._failure is not None)
             for restoring in self._restoring.values():
                 restoring.handler.close()
+            for standby in self._standby.values():
+                standby.close()
             self._shards.clear()
             self._restoring.clear()
+            self._standby.clear()
             self._reader.close()
+            if self._standby_reader is not None:
+                self._standby_reader.close()
             self._committer.shutdown()
             self._producer.flush(10)
 
@@ -453,12 +562,14 @@ class ShardProcessor:
         previous transaction commits; once that one is done, the batch is handed to
         the commit thread. Returns how many records were handed over (0 if none)."""
         self.cycle_started = time.monotonic()
-        if self._restoring:
-            try:
+        try:
+            self._check_stores()  # a store failed while a commit was applied to it
+            if self._restoring:
                 self._pump_restore()
-            except KafkaException as exc:
-                self._recover(exc)
-                return 0
+        except (KafkaException, ShardStateLost) as exc:
+            self._recover(exc)
+            return 0
+        self._tend_standby()
         msgs = self._fetch()
         if self._in_flight is not None and self._in_flight.done():
             self._settle()
@@ -470,8 +581,8 @@ class ShardProcessor:
         now = now_ms()
         try:
             self._take_in(msgs, now)
-            for handler in self._shards.values():
-                self._pending += handler.fire_due(now)
+            self._fire_due(now)
+            self._check_stores()
             self.metrics.decide_ms_total += (time.monotonic() - began) * 1000
             if self._committing() and not self._rebuild:
                 return 0  # keep gathering: the batch goes as soon as this commit is done
@@ -479,7 +590,7 @@ class ShardProcessor:
             if self._failure is not None:
                 raise self._failure  # the batch was decided on state that is now undone
             handed = self._hand_over()
-        except KafkaException as exc:
+        except (KafkaException, ShardStateLost) as exc:
             self._recover(exc)
             return 0
         self.metrics.cycle_ms_max = max(
@@ -499,6 +610,18 @@ class ShardProcessor:
                 )
                 self._begin_restore(rebuild)
         return handed
+
+    def _check_stores(self) -> None:
+        if self._lost:
+            raise ShardStateLost(f"the stores of shards {sorted(self._lost)} failed")
+
+    def _fire_due(self, now: int) -> None:
+        for partition, handler in self._shards.items():
+            try:
+                self._pending += handler.fire_due(now)
+            except ShardStateLost:
+                log.exception("shard %d: store failed", partition)
+                self._lost.add(partition)
 
     def _take_in(self, msgs: list[Message], now: int) -> None:
         """Decide every fetched command of an owned, restored shard."""
@@ -551,8 +674,13 @@ class ShardProcessor:
     def _apply_seals(self, seals: dict[int, object], ends: dict[int, int]) -> None:
         for partition, sealed in seals.items():
             handler = self._shards.get(partition)
-            if handler is not None:
+            if handler is None:
+                continue
+            try:
                 handler.committed(sealed, ends.get(partition))
+            except ShardStateLost:
+                log.exception("shard %d: store failed", partition)
+                self._lost.add(partition)
 
     def _commit_now(self) -> None:
         """Finish the commit in flight, then commit the gathered batch in this thread
@@ -600,6 +728,10 @@ class ShardProcessor:
             return [OutRecord(self.layout.commands, key, msg.value, owner, msg.headers)]
         try:
             return self._shards[partition].handle(msg, now)
+        except ShardStateLost:  # not the command's fault: rebuild, then read it again
+            log.exception("shard %d: store failed", partition)
+            self._lost.add(partition)
+            return []
         except Exception as exc:  # a bad record must not stop the shard
             log.exception("shard %d: command for %r failed; dead-lettered", partition, workflow_id)
             self.metrics.dead_lettered += 1
@@ -687,12 +819,13 @@ class ShardProcessor:
             log.warning("closing the failed producer: %s", close_error)
         self._producer = self._new_producer()
 
-    def _recover(self, exc: KafkaException) -> None:
-        """A transaction failed: abort it, then rebuild every shard from the log."""
+    def _recover(self, exc: Exception) -> None:
+        """A transaction failed (or a shard's store did): abort it, then rebuild every
+        shard from the log, wiping the stores that failed."""
         self._settle()  # nothing may use the producer while it is aborted or replaced
         self._failure = None
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-        log.warning("transaction failed (%s); rebuilding owned shards from history", exc)
+        log.warning("%s; rebuilding owned shards from history", exc)
         self.metrics.aborted += 1
         self._failed_in_a_row += 1
         if self._failed_in_a_row > self.options.max_failed_transactions:
@@ -703,8 +836,10 @@ class ShardProcessor:
             self._end_failed_transaction(err)
         self._in_transaction = False
         owned = sorted([*self._shards, *self._restoring])
-        for handler in self._shards.values():
-            handler.close(discard=True)  # its state may be ahead of the log
+        lost, self._lost = self._lost, set()
+        for partition, handler in self._shards.items():
+            # its state may be ahead of the log; a store that failed is wiped
+            handler.close(discard=True, wipe=partition in lost)
         for restoring in self._restoring.values():
             restoring.handler.close()
         self._shards.clear()

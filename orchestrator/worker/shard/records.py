@@ -11,7 +11,13 @@ from confluent_kafka import Message
 
 from orchestrator.log.headers import Headers, headers_of
 
-__all__ = ["Headers", "HistoryEntry", "InRecord", "OutRecord", "headers_of"]
+__all__ = ["Headers", "HistoryEntry", "InRecord", "OutRecord", "ShardStateLost", "headers_of"]
+
+
+class ShardStateLost(Exception):  # noqa: N818 - names what happened, like KeyError
+    """A shard handler's local state cannot be trusted any more (its store failed a
+    read or write): the processor rebuilds the shard from the log instead of
+    dead-lettering the command that met it."""
 
 
 @dataclass(frozen=True, slots=True)

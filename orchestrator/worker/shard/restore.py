@@ -45,7 +45,9 @@ class HistoryReader:
     """Reads history partitions from given offsets towards their true end, a slice at a
     time, so a processor restoring shards goes on serving the others meanwhile."""
 
-    def __init__(self, kafka_config: dict[str, Any], topic: str) -> None:
+    def __init__(
+        self, kafka_config: dict[str, Any], topic: str, group_suffix: str = "restore"
+    ) -> None:
         base = {
             k: v for k, v in kafka_config.items() if not k.startswith(("group.", "transactional"))
         }
@@ -53,7 +55,7 @@ class HistoryReader:
         self._committed = Consumer(
             {
                 **base,
-                "group.id": f"{topic}.restore",
+                "group.id": f"{topic}.{group_suffix}",
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
@@ -63,7 +65,11 @@ class HistoryReader:
             }
         )
         self._uncommitted = Consumer(
-            {**base, "group.id": f"{topic}.restore-hw", "isolation.level": "read_uncommitted"}
+            {
+                **base,
+                "group.id": f"{topic}.{group_suffix}-hw",
+                "isolation.level": "read_uncommitted",
+            }
         )
         self._assigned: dict[int, int] = {}
 

@@ -34,6 +34,7 @@ entry of a decision that was never committed is harmless.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import struct
@@ -53,6 +54,7 @@ from rocksdict import (
 )
 
 from orchestrator.log.headers import Headers
+from orchestrator.worker.shard.records import ShardStateLost
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +212,11 @@ def _after(prefix: bytes) -> bytes:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
+class StoreCorrupted(ShardStateLost):
+    """The store failed a read or write after it opened (a corrupt block, an I/O
+    error): the shard must be rebuilt from the topic."""
+
+
 def _is_lock_error(exc: Exception) -> bool:
     """RocksDB's error for a database another process (or this one) holds open."""
     return "lock" in str(exc).lower()
@@ -292,13 +299,16 @@ class ShardStore:
     @property
     def checkpoint(self) -> int:
         """The history offset to read from: every record before it is in the store."""
-        found = self._db.get(_CHECKPOINT)
+        found = self.get(_CHECKPOINT)
         return read_u64(found) if found is not None else 0
 
     # --- reads ------------------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
-        found = self._db.get(key)
+        try:
+            found = self._db.get(key)
+        except Exception as exc:
+            raise StoreCorrupted(f"store {self.path}: {exc}") from exc
         return None if found is None else bytes(found)
 
     def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
@@ -312,6 +322,11 @@ class ShardStore:
             yield it.key(), it.value()
             n += 1
             it.next()
+        if not it.valid():
+            try:
+                it.status()
+            except Exception as exc:  # a scan that stops early must not look complete
+                raise StoreCorrupted(f"store {self.path}: {exc}") from exc
 
     def first(self, prefix: bytes) -> tuple[bytes, bytes] | None:
         return next(self.scan(prefix, 1), None)
@@ -319,13 +334,19 @@ class ShardStore:
     # --- writes -----------------------------------------------------------------------
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._db[key] = value
+        try:
+            self._db[key] = value
+        except Exception as exc:
+            raise StoreCorrupted(f"store {self.path}: {exc}") from exc
 
     def delete(self, key: bytes) -> None:
-        del self._db[key]
+        try:
+            del self._db[key]
+        except Exception as exc:
+            raise StoreCorrupted(f"store {self.path}: {exc}") from exc
 
     def delete_prefix(self, prefix: bytes) -> None:
-        self._db.delete_range(prefix, _after(prefix))
+        self.write({}, None, [prefix])
 
     def write(
         self,
@@ -345,7 +366,16 @@ class ShardStore:
                 batch.put(key, value)
         if checkpoint is not None:
             batch.put(_CHECKPOINT, u64(checkpoint))
-        self._db.write(batch)
+        try:
+            self._db.write(batch)
+        except Exception as exc:
+            raise StoreCorrupted(f"store {self.path}: {exc}") from exc
+
+    def destroy(self) -> None:
+        """Close and delete the store (it cannot be trusted); the next open rebuilds it."""
+        with contextlib.suppress(Exception):
+            self._db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.glob("*") if f.is_file())

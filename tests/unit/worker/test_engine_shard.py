@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from orchestrator import workflow
 from orchestrator.serde import records as rec
 from orchestrator.worker.shard import store as keys
 from orchestrator.worker.shard.engine_shard import ShardTuning
+from orchestrator.worker.shard.records import ShardStateLost
+from orchestrator.worker.shard.store import StoreCorrupted
 from tests.unit.worker.shard_harness import CONV, Harness
 
 DAY_MS = 86_400_000
@@ -218,3 +222,21 @@ def test_keys_sort_by_time_and_keep_ids_apart() -> None:
     assert not keys.event_key("ab", "r", 1).startswith(b"e" + keys.run_prefix("a", "br"))
     headers: list[tuple[str, bytes | None]] = [("ce_id", b"1"), ("empty", None)]
     assert keys.unframe(keys.frame(headers, b"v")) == (headers, b"v")
+
+
+def test_a_store_that_fails_a_read_says_so_instead_of_looking_empty(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    store = h.shard.store
+    for i in range(20_000):
+        store.put(keys.event_key(f"wf-{i}", "r", 1), bytes(range(256)) * 2)
+    store._db.flush()
+    path = store.path
+    h.stop()
+    for sst in path.glob("*.sst"):
+        with sst.open("r+b") as fh:  # a bad block inside a file of the right size
+            fh.seek(sst.stat().st_size // 2)
+            fh.write(b"\0" * 4096)
+    reopened = h.open_shard().store
+    with pytest.raises(StoreCorrupted, match="Corruption"):
+        list(reopened.scan(b"e"))
+    assert issubclass(StoreCorrupted, ShardStateLost)  # the processor rebuilds the shard

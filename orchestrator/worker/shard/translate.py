@@ -1,0 +1,86 @@
+"""Command records as engine inputs, and what kind of reply each command gets.
+
+Pure functions between the wire records (:mod:`orchestrator.serde.records`) and the
+engine's inputs (:mod:`orchestrator.engine.inputs`)."""
+
+from __future__ import annotations
+
+from orchestrator.engine import inputs
+from orchestrator.serde import records as rec
+from orchestrator.worker.shard import children
+
+__all__ = ["reply_kind", "start_inputs", "to_input"]
+
+
+def start_inputs(start: rec.StartWorkflow, run_id: str) -> list[inputs.Input]:
+    """The first inputs of a new run: its start, and the signal of a signal-with-start."""
+    parent = start.parent
+    first: list[inputs.Input] = [
+        inputs.StartWorkflow(
+            workflow_id=start.workflow_id,
+            run_id=run_id,
+            workflow_type=start.workflow_type,
+            task_queue=start.task_queue,
+            args=list(start.input),
+            parent_workflow_id=parent.workflow_id if parent is not None else None,
+            parent_run_id=parent.run_id if parent is not None else None,
+            memo=dict(start.memo),
+            search_attributes=dict(start.search_attributes),
+        )
+    ]
+    if start.signal_with_start is not None:
+        first.append(
+            inputs.SendSignal(
+                name=start.signal_with_start.signal_name,
+                args=list(start.signal_with_start.args),
+            )
+        )
+    return first
+
+
+def to_input(command: rec.Command) -> inputs.Input:  # noqa: PLR0911
+    """The engine input a command record stands for (starts excepted)."""
+    match command:
+        case rec.SignalWorkflow():
+            return inputs.SendSignal(name=command.signal_name, args=list(command.args))
+        case rec.CancelWorkflow():
+            return inputs.CancelWorkflow(reason=command.reason)
+        case rec.TerminateWorkflow():
+            return inputs.TerminateWorkflow(reason=command.reason)
+        case rec.UpdateWorkflow():
+            return inputs.RequestUpdate(
+                update_id=command.update_id, name=command.update_name, args=list(command.args)
+            )
+        case rec.ActivityTaskCompleted():  # from a worker, or from a local attempt
+            return inputs.ActivityTaskCompleted(
+                activity_seq=command.activity_seq,
+                attempt=command.attempt,
+                result=command.result,
+            )
+        case rec.ActivityTaskFailed():
+            return inputs.ActivityTaskFailed(
+                activity_seq=command.activity_seq,
+                attempt=command.attempt,
+                failure=command.failure,
+            )
+        case rec.ActivityHeartbeat():
+            return inputs.ActivityTaskHeartbeat(
+                activity_seq=command.activity_seq,
+                attempt=command.attempt,
+                details=list(command.details),
+            )
+        case rec.ChildWorkflowResult():
+            return children.report_input(command)
+    raise TypeError(f"no engine input for {type(command).__name__}")
+
+
+def reply_kind(command: rec.Command) -> rec.ReplyKind:
+    """The kind of reply a command gets (RESULT for those that get none)."""
+    return {
+        rec.SignalWorkflow: rec.ReplyKind.SIGNAL,
+        rec.CancelWorkflow: rec.ReplyKind.CANCEL,
+        rec.TerminateWorkflow: rec.ReplyKind.TERMINATE,
+        rec.UpdateWorkflow: rec.ReplyKind.UPDATE,
+        rec.QueryWorkflow: rec.ReplyKind.QUERY,
+        rec.StartWorkflow: rec.ReplyKind.START,
+    }.get(type(command), rec.ReplyKind.RESULT)
