@@ -53,6 +53,7 @@ from orchestrator.worker.shard.local_activities import LocalActivities
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
 from orchestrator.worker.shard.store import ShardStore
 from orchestrator.worker.shard.translate import reply_kind, start_inputs, to_input
+from orchestrator.worker.shard.view import StoreView
 from orchestrator.workflow import WorkflowDefinition
 
 __all__ = ["EngineShard", "Execution", "ShardStats", "result_correlation_id"]
@@ -148,10 +149,11 @@ class EngineShard:
         self._continue_due: list[Execution] = []  # chains past _MAX_CHAINED_RUNS, for fire_due
 
     def _open_indexes(self) -> None:
-        self.executions = ExecutionTable(self.store, self.wire, self.tuning.cache_size)
-        self.timers = TimerIndex(self.store)
-        self.expiries = ExpiryIndex(self.store)
-        self._recovering = self.store.first(b"v") is not None
+        self.view = StoreView(self.store)
+        self.executions = ExecutionTable(self.view, self.wire, self.tuning.cache_size)
+        self.timers = TimerIndex(self.view)
+        self.expiries = ExpiryIndex(self.view)
+        self._recovering = self.view.first(b"v") is not None
 
     # --- restore ------------------------------------------------------------------
 
@@ -185,13 +187,13 @@ class EngineShard:
         """Replay a slice of the runs whose timers are unknown since the restore."""
         if not self._recovering:
             return []
-        batch = list(self.store.scan(b"v", self.tuning.recoveries_per_cycle))
+        batch = list(self.view.scan(b"v", self.tuning.recoveries_per_cycle))
         if not batch:
             self._recovering = False
             return []
         out: list[OutRecord] = []
         for key, _ in batch:
-            self.store.delete(key)
+            self.view.delete(key)
             out += self._recover(key[1:].decode(), now_ms)
         return out
 
@@ -219,7 +221,7 @@ class EngineShard:
         out: list[OutRecord] = []
         if was_parked is not None:  # this build replays it: no longer parked
             log.info("workflow %s run %s unparked", execution.workflow_id, execution.run_id)
-            self.store.delete(b"k" + workflow_id.encode())
+            self.view.delete(b"k" + workflow_id.encode())
             out.append(self._snapshot(execution, executor))
         elif executor.quiet_until(now_ms + self.tuning.idle_evict_ms):
             self.executions.evict(execution)
@@ -231,9 +233,9 @@ class EngineShard:
         that need more (parked, continued as new, not replayable here) are left to
         the recovery that follows a promotion. Writes nothing to Kafka. True while
         there is more to do."""
-        batch = list(self.store.scan(b"v", self.tuning.recoveries_per_cycle))
+        batch = list(self.view.scan(b"v", self.tuning.recoveries_per_cycle))
         for key, _ in batch:
-            self.store.delete(key)
+            self.view.delete(key)
             workflow_id = key[1:].decode()
             execution = self.executions.get(workflow_id)
             if execution is None:
@@ -255,8 +257,9 @@ class EngineShard:
                     executor.evict()
             continued = execution.status is EngineStatus.CONTINUED_AS_NEW
             if not ready and (execution.is_open or continued):
-                self.store.put(b"k" + key[1:], b"")  # recovered after a promotion
+                self.view.put(b"k" + key[1:], b"")  # recovered after a promotion
             self.executions.evict(execution)
+        self.view.apply_open()  # nothing to commit: these are derived from the log
         return len(batch) == self.tuning.recoveries_per_cycle
 
     # --- transactions ---------------------------------------------------------------
@@ -550,7 +553,7 @@ class EngineShard:
         execution.parked = reason
         self.stats.parked += 1
         self.executions.drop_executor(execution)
-        self.store.put(b"k" + execution.workflow_id.encode(), b"")  # retried by a restore
+        self.view.put(b"k" + execution.workflow_id.encode(), b"")  # retried by a restore
         log.error("workflow %s run %s parked: %s", execution.workflow_id, execution.run_id, reason)
         self._outbox.append(self._snapshot(execution, None))
 
@@ -665,7 +668,7 @@ class EngineShard:
         execution.parked = reason
         assert execution.snapshot is not None  # written when the run closed, or restored
         execution.snapshot = dataclasses.replace(execution.snapshot, parked=reason)
-        self.store.put(b"k" + execution.workflow_id.encode(), b"")  # retried by a restore
+        self.view.put(b"k" + execution.workflow_id.encode(), b"")  # retried by a restore
         encoded = self.wire.encode_snapshot(execution.snapshot)
         self.executions.record_snapshot(execution, encoded)
         return self._out(self.layout.history, encoded, self.partition)
@@ -817,7 +820,7 @@ class EngineShard:
     def _closed(self, execution: Execution, executor: WorkflowExecutor) -> list[OutRecord]:
         self.stats.closed += 1
         self.executions.drop_executor(execution)
-        self.store.delete(b"k" + execution.workflow_id.encode())
+        self.view.delete(b"k" + execution.workflow_id.encode())
         self.timers.clear_run(execution.workflow_id, execution.run_id)
         result, failure = self._outcome(execution)
         events = self.executions.events(execution)

@@ -6,11 +6,12 @@ applied to the store (pinned), and up to ``cache_size`` others, least recently u
 first out. A cached execution keeps its live executor (the suspended workflow
 coroutine); an evicted one is read back from the store and replayed when next needed.
 
-Writes go through generations: the records a decision writes join the current
-generation, :meth:`ExecutionTable.seal` closes it when its transaction is handed to
-Kafka, and :meth:`ExecutionTable.applied` writes it to the store (with the checkpoint)
-once that transaction committed. A failed transaction drops the table: the store
-still says exactly what the log had before it.
+Writes go through the shard's :class:`~orchestrator.worker.shard.view.StoreView`: the
+records a decision writes join the open generation, :meth:`ExecutionTable.seal`
+closes it when its transaction is handed to Kafka, and :meth:`ExecutionTable.applied`
+writes it to the store (with the checkpoint) once that transaction committed. A
+failed transaction drops the table: the store still says exactly what the log had
+before it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from orchestrator.engine.status import WorkflowStatus as EngineStatus
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import EncodedRecord, WireFormat
 from orchestrator.worker.shard import store as keys
-from orchestrator.worker.shard.store import ShardStore
+from orchestrator.worker.shard.view import Generation, StoreView
 
 log = logging.getLogger(__name__)
 
@@ -73,30 +74,22 @@ def execution_of(snapshot: rec.WorkflowSnapshot) -> Execution:
 
 @dataclass(frozen=True, slots=True)
 class Sealed:
-    """A generation of store writes, closed when its transaction went to Kafka."""
+    """A generation of store writes, closed when its transaction went to Kafka, and
+    the executions it changed."""
 
-    number: int
-    puts: dict[bytes, bytes | None]
-    cleared: list[bytes]
+    generation: Generation
     touched: list[Execution]
 
 
 class ExecutionTable:
     """Executions of one shard by workflow id (see the module docstring)."""
 
-    def __init__(self, store: ShardStore, wire: WireFormat, cache_size: int) -> None:
-        self._store = store
+    def __init__(self, view: StoreView, wire: WireFormat, cache_size: int) -> None:
+        self._view = view
         self._wire = wire
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Execution] = OrderedDict()
-        self._generation = 1
-        self._applied = 0
-        self._puts: dict[bytes, bytes | None] = {}
-        self._cleared: list[bytes] = []
         self._touched: dict[int, Execution] = {}
-        #: executions removed in a generation not yet applied (so the store's copy is stale)
-        self._removed: dict[str, int] = {}
-        self.replays = 0
 
     # --- reads ----------------------------------------------------------------------
 
@@ -105,9 +98,7 @@ class ExecutionTable:
         if cached is not None:
             self._cache.move_to_end(workflow_id)
             return cached
-        if workflow_id in self._removed:
-            return None
-        raw = self._store.get(keys.snapshot_key(workflow_id))
+        raw = self._view.get(keys.snapshot_key(workflow_id))
         if raw is None:
             return None
         headers, value = keys.unframe(raw)
@@ -121,7 +112,7 @@ class ExecutionTable:
             prefix = b"e" + keys.run_prefix(execution.workflow_id, execution.run_id)
             execution.events = [
                 self._wire.decode_event(*keys.unframe(value)).record.event
-                for _, value in self._store.scan(prefix)
+                for _, value in self._view.scan(prefix)
             ]
         return execution.events
 
@@ -135,34 +126,31 @@ class ExecutionTable:
         previous = self._cache.pop(execution.workflow_id, None)
         if previous is not None and previous is not execution:
             self.drop_executor(previous)
-        self._removed.pop(execution.workflow_id, None)
         self._remember(execution)
         self.touch(execution)
 
     def touch(self, execution: Execution) -> None:
         """The execution changed in this generation: keep it until that is applied."""
-        execution.generation = self._generation
+        execution.generation = self._view.generation
         self._touched[id(execution)] = execution
 
     def record_event(self, execution: Execution, encoded: EncodedRecord, event: Event) -> None:
         self.events(execution).append(event)
         key = keys.event_key(execution.workflow_id, execution.run_id, event.seq)
-        self._puts[key] = keys.frame(list(encoded.headers), encoded.value or b"")
+        self._view.put(key, keys.frame(list(encoded.headers), encoded.value or b""))
         self.touch(execution)
 
     def record_snapshot(self, execution: Execution, encoded: EncodedRecord) -> None:
-        self._puts[keys.snapshot_key(execution.workflow_id)] = keys.frame(
-            list(encoded.headers), encoded.value or b""
+        workflow_id = execution.workflow_id
+        self._view.put(
+            keys.snapshot_key(workflow_id), keys.frame(list(encoded.headers), encoded.value or b"")
         )
-        self._puts[keys.current_run_key(execution.workflow_id)] = execution.run_id.encode()
+        self._view.put(keys.current_run_key(workflow_id), execution.run_id.encode())
         self.touch(execution)
 
     def forget_events(self, execution: Execution) -> None:
         """A closed run's events leave the store (the log keeps them until retention)."""
-        prefix = b"e" + keys.run_prefix(execution.workflow_id, execution.run_id)
-        for key in [k for k in self._puts if k.startswith(prefix)]:
-            del self._puts[key]
-        self._cleared.append(prefix)
+        self._view.clear(b"e" + keys.run_prefix(execution.workflow_id, execution.run_id))
         execution.events = []
 
     def remove(self, workflow_id: str) -> None:
@@ -170,9 +158,8 @@ class ExecutionTable:
         cached = self._cache.pop(workflow_id, None)
         if cached is not None:
             self.drop_executor(cached)
-        self._puts[keys.snapshot_key(workflow_id)] = None
-        self._puts[keys.current_run_key(workflow_id)] = None
-        self._removed[workflow_id] = self._generation
+        self._view.delete(keys.snapshot_key(workflow_id))
+        self._view.delete(keys.current_run_key(workflow_id))
 
     # --- executors ------------------------------------------------------------------
 
@@ -183,7 +170,7 @@ class ExecutionTable:
 
     def evict(self, execution: Execution) -> None:
         """Drop a clean execution from memory now (it sleeps: replay wakes it)."""
-        if execution.generation > self._applied:
+        if execution.generation > self._view.applied:
             return
         self.drop_executor(execution)
         if self._cache.get(execution.workflow_id) is execution:
@@ -202,7 +189,7 @@ class ExecutionTable:
         for workflow_id, execution in list(self._cache.items()):
             if excess <= 0:
                 break
-            if execution.generation > self._applied:
+            if execution.generation > self._view.applied:
                 continue  # pinned: its writes are not in the store yet
             self.drop_executor(execution)
             del self._cache[workflow_id]
@@ -211,25 +198,20 @@ class ExecutionTable:
     # --- generations ----------------------------------------------------------------
 
     def seal(self) -> Sealed:
-        """Close the current generation (its transaction is being committed)."""
-        sealed = Sealed(self._generation, self._puts, self._cleared, list(self._touched.values()))
-        self._generation += 1
-        self._puts, self._cleared, self._touched = {}, [], {}
+        """Close the open generation (its transaction is being committed)."""
+        sealed = Sealed(self._view.seal(), list(self._touched.values()))
+        self._touched = {}
         return sealed
 
     def applied(self, sealed: Sealed, checkpoint: int | None) -> list[Execution]:
         """Write a committed generation to the store; returns the executions it touched."""
-        self._store.write(sealed.puts, checkpoint, sealed.cleared)
-        self._applied = sealed.number
-        for workflow_id, generation in list(self._removed.items()):
-            if generation <= sealed.number:
-                del self._removed[workflow_id]
+        self._view.apply(sealed.generation, checkpoint)
         self._shrink()
         return sealed.touched
 
     def unapplied(self) -> list[Execution]:
         """Executions changed in generations not applied to the store yet."""
-        return [e for e in self._cache.values() if e.generation > self._applied]
+        return [e for e in self._cache.values() if e.generation > self._view.applied]
 
     def close(self) -> None:
         for execution in self._cache.values():

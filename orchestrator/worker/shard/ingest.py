@@ -21,6 +21,7 @@ from orchestrator.worker.shard import store as keys
 from orchestrator.worker.shard.due import ExpiryIndex
 from orchestrator.worker.shard.records import HistoryEntry
 from orchestrator.worker.shard.store import ShardStore
+from orchestrator.worker.shard.view import StoreView
 
 _SNAPSHOT = SNAPSHOT_SUFFIX.encode()
 
@@ -109,7 +110,8 @@ def finish(store: ShardStore, wire: WireFormat, retention_ms: int) -> None:
     """After the last batch: runs whose events were read but whose snapshot names
     another run (superseded by a newer run, its own closed snapshot compacted away)
     get their retention from their last event, and their events leave the store."""
-    expiries = ExpiryIndex(store)
+    view = StoreView(store)
+    expiries = ExpiryIndex(view)
     for key, _ in list(store.scan(b"q")):
         workflow_id, run_id, _ = keys.parse_run(key, 1)
         store.delete(key)
@@ -125,4 +127,5 @@ def finish(store: ShardStore, wire: WireFormat, retention_ms: int) -> None:
         if last is not None:
             event = wire.decode_event(*keys.unframe(last)).record.event
             expiries.add(event.time + retention_ms, workflow_id, run_id, event.seq)
-        store.write({}, None, [prefix])
+        view.clear(prefix)
+        view.apply_open()

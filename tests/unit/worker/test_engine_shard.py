@@ -240,3 +240,29 @@ def test_a_store_that_fails_a_read_says_so_instead_of_looking_empty(tmp_path: Pa
     with pytest.raises(StoreCorrupted, match="Corruption"):
         list(reopened.scan(b"e"))
     assert issubclass(StoreCorrupted, ShardStateLost)  # the processor rebuilds the shard
+
+
+def test_a_timer_whose_firing_never_committed_fires_again_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    h = harness(tmp_path)
+    h.start("s", "unit.sleeper", 1)
+    h.commit()
+    h.tick(DAY_MS)  # the timer fires and the run completes, in a transaction...
+    assert h.pending, "the firing decided nothing"
+    h.crash()  # ...that dies with the process
+    h.restore()
+    h.run()
+    assert h.results() == {"s": "slept 1d"}
+    assert h.events_of("s").count("TimerFired") == 1
+
+
+def test_retention_whose_tombstones_never_committed_comes_due_again(tmp_path: Path) -> None:
+    h = harness(tmp_path, retention_ms=60_000)
+    h.start("c", "unit.chain", 0)
+    h.commit()
+    h.tick(61_000)  # tombstones decided, never written
+    h.crash()
+    h.restore()
+    h.run()
+    assert not any(k.startswith(b"c/") for k in h.compacted())

@@ -1,0 +1,125 @@
+"""The shard store as the live shard sees it: the database plus writes not yet committed.
+
+Every write a decision makes (snapshots, events, timer and retention index entries,
+the recovery and parked sets) joins the current *generation*. The processor seals it
+when it hands the decision's records to Kafka and applies it to RocksDB, in one atomic
+batch with the new checkpoint, once that transaction committed. Until then reads go
+through the generations, newest first, then the database. A failed transaction drops
+the view with its generations: the database still holds exactly the committed state,
+so nothing that was decided but never committed (a timer popped for firing, a
+cancelled timer, a tombstoned run) can leave a trace on disk.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from orchestrator.worker.shard.store import ShardStore
+
+
+@dataclass(slots=True)
+class Generation:
+    """The writes of one transaction: prefixes cleared first, then puts (None deletes)."""
+
+    number: int
+    puts: dict[bytes, bytes | None] = field(default_factory=dict)
+    cleared: list[bytes] = field(default_factory=list)
+    #: the cleared prefixes by their first byte (the key space), for quick lookups
+    _cleared_by: dict[bytes, list[bytes]] = field(default_factory=dict)
+
+    def clear(self, prefix: bytes) -> None:
+        for key in [k for k in self.puts if k.startswith(prefix)]:
+            del self.puts[key]
+        self.cleared.append(prefix)
+        self._cleared_by.setdefault(prefix[:1], []).append(prefix)
+
+    def says(self, key: bytes) -> tuple[bool, bytes | None]:
+        """(True, value) when this generation decides ``key``'s value."""
+        if key in self.puts:
+            return True, self.puts[key]
+        cleared = self._cleared_by.get(key[:1])
+        if cleared and any(key.startswith(prefix) for prefix in cleared):
+            return True, None
+        return False, None
+
+
+class StoreView:
+    """Reads and writes of a live shard (see the module docstring)."""
+
+    def __init__(self, store: ShardStore) -> None:
+        self.store = store
+        self._gens: list[Generation] = [Generation(1)]  # oldest first; the last is open
+
+    @property
+    def current(self) -> Generation:
+        return self._gens[-1]
+
+    # --- writes -----------------------------------------------------------------------
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.current.puts[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.current.puts[key] = None
+
+    def clear(self, prefix: bytes) -> None:
+        """Delete every key under ``prefix`` (as of this point of the generation)."""
+        self.current.clear(prefix)
+
+    # --- generations ------------------------------------------------------------------
+
+    def seal(self) -> Generation:
+        """Close the open generation (its transaction goes to Kafka); open the next."""
+        sealed = self.current
+        self._gens.append(Generation(sealed.number + 1))
+        return sealed
+
+    def apply(self, sealed: Generation, checkpoint: int | None) -> None:
+        """``sealed``'s transaction committed: write it to the database."""
+        assert self._gens[0] is sealed, "generations are applied in order"
+        self.store.write(sealed.puts, checkpoint, sealed.cleared)
+        self._gens.pop(0)
+
+    def apply_open(self) -> None:
+        """Write the open generation at once (a standby copy: nothing to commit)."""
+        if len(self._gens) == 1:
+            self.apply(self.seal(), None)
+
+    @property
+    def applied(self) -> int:
+        """The number of the latest generation in the database."""
+        return self._gens[0].number - 1
+
+    @property
+    def generation(self) -> int:
+        """The number of the open generation."""
+        return self.current.number
+
+    # --- reads ------------------------------------------------------------------------
+
+    def _decided(self, key: bytes) -> tuple[bool, bytes | None]:
+        for gen in reversed(self._gens):
+            found, value = gen.says(key)
+            if found:
+                return True, value
+        return False, None
+
+    def get(self, key: bytes) -> bytes | None:
+        found, value = self._decided(key)
+        return value if found else self.store.get(key)
+
+    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Visible entries under ``prefix`` in key order."""
+        pending = sorted({k for gen in self._gens for k in gen.puts if k.startswith(prefix)})
+        overlay = ((k, v) for k in pending for _, v in [self._decided(k)] if v is not None)
+        stored = (
+            (k, v) for k, v in self.store.scan(prefix) if not self._decided(k)[0]
+        )
+        merged = heapq.merge(overlay, stored, key=lambda kv: kv[0])
+        yield from itertools.islice(merged, limit)
+
+    def first(self, prefix: bytes) -> tuple[bytes, bytes] | None:
+        return next(self.scan(prefix, 1), None)
