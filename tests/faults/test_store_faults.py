@@ -12,6 +12,7 @@ the history topic, and lose or double nothing: every invariant is audited.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import time
@@ -46,10 +47,22 @@ def damage(victim: h.WorkerProcess, donor: h.WorkerProcess, rng: random.Random) 
     elif how == "copied":
         # a copy of a running worker's files: possibly torn, possibly another shard set
         shutil.rmtree(state, ignore_errors=True)
-        shutil.copytree(donor.state_dir, state, ignore_dangling_symlinks=True, dirs_exist_ok=True)
-        for lock in state.rglob("LOCK"):
-            lock.unlink()
+        copy_as_it_is(donor.state_dir, state)
     return f"store_{how}"
+
+
+def copy_as_it_is(source: Path, target: Path) -> None:
+    """Copy a folder a live process is writing (files come and go meanwhile)."""
+    for path in sorted(source.rglob("*")) if source.exists() else []:
+        dest = target / path.relative_to(source)
+        if path.name == "LOCK":
+            continue
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            if path.is_dir():
+                dest.mkdir(parents=True, exist_ok=True)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
 
 
 @pytest.mark.timeout(420 * SOAK)

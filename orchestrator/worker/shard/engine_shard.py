@@ -51,8 +51,15 @@ from orchestrator.worker.shard.due import ExpiryIndex, TimerIndex
 from orchestrator.worker.shard.executions import Execution, ExecutionTable, Sealed
 from orchestrator.worker.shard.local_activities import LocalActivities
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
+from orchestrator.worker.shard.replies import (
+    existing_run_reply,
+    refusal,
+    result_correlation_id,
+    started_reply,
+    unknown_type_reply,
+)
 from orchestrator.worker.shard.store import ShardStore
-from orchestrator.worker.shard.translate import reply_kind, start_inputs, to_input
+from orchestrator.worker.shard.translate import start_inputs, to_input
 from orchestrator.worker.shard.view import StoreView
 from orchestrator.workflow import WorkflowDefinition
 
@@ -65,11 +72,6 @@ _MAX_LOCAL_ROUNDS = 1000
 #: runs one input may start by continue-as-new; a longer chain goes on in the next cycle
 _MAX_CHAINED_RUNS = 100
 _RUN_ID_NAMESPACE = uuid.UUID("5b0f9a43-58c3-4d4e-9a55-3c4c2b7f6e10")
-
-
-def result_correlation_id(workflow_id: str) -> str:
-    """Correlation id of the RESULT reply written when ``workflow_id``'s run closes."""
-    return f"result/{workflow_id}"
 
 
 def _wire_status(status: EngineStatus) -> rec.WorkflowStatus:
@@ -113,7 +115,7 @@ class ShardTuning:
 
 
 class EngineShard:
-    """Implements :class:`~orchestrator.worker.shard.processor.ShardHandler` with the engine."""
+    """Implements :class:`~orchestrator.worker.shard.contract.ShardHandler` with the engine."""
 
     def __init__(
         self,
@@ -306,7 +308,9 @@ class EngineShard:
                 continue  # the entry of a close that was rolled back: the run goes on
             out += [
                 OutRecord(
-                    self.layout.history, event_key(due.workflow_id, due.run_id, seq), None,
+                    self.layout.history,
+                    event_key(due.workflow_id, due.run_id, seq),
+                    None,
                     self.partition,
                 )
                 for seq in range(1, due.last_seq + 1)
@@ -344,7 +348,7 @@ class EngineShard:
         if execution is None or (
             run_id and run_id != execution.run_id and not isinstance(command, rec.QueryWorkflow)
         ):
-            return self._no_such_run(command, ce_id, msg)
+            return self._no_such_run(command, ce_id)
         if execution.parked is not None:
             self.stats.dead_lettered += 1
             return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
@@ -363,23 +367,10 @@ class EngineShard:
             if start.parent is not None:  # a child's start: its parent hears of the refusal
                 return [self._child_refused(start, existing)]
             # idempotent start: the same business id never gets a second running execution
-            ok = existing.is_open
             return [
                 self._reply(
-                    rec.Reply(
-                        correlation_id=correlation,
-                        kind=rec.ReplyKind.START,
-                        workflow_id=start.workflow_id,
-                        run_id=existing.run_id,
-                        ok=ok,
-                        error=None
-                        if ok
-                        else Failure(
-                            message=f"workflow id {start.workflow_id!r} was "
-                            f"already used and its reuse policy is "
-                            f"{start.id_reuse_policy.value}",
-                            type="WorkflowAlreadyStarted",
-                        ),
+                    existing_run_reply(
+                        start, correlation, existing.run_id, running=existing.is_open
                     )
                 )
             ]
@@ -392,16 +383,7 @@ class EngineShard:
                 f"unknown workflow type {start.workflow_type!r}; this worker "
                 f"knows {sorted(self.workflows)}"
             )
-            refused = rec.Reply(
-                correlation_id=correlation,
-                kind=rec.ReplyKind.START,
-                workflow_id=start.workflow_id,
-                ok=False,
-                error=Failure(
-                    message=f"{reason} (the start command is in the dead-letter topic)",
-                    type="UnknownWorkflowType",
-                ),
-            )
+            refused = unknown_type_reply(start, correlation, reason)
             return [dead_letter(self.layout.dlq, msg, reason), self._reply(refused)]
         run_id = str(
             uuid.uuid5(_RUN_ID_NAMESPACE, f"{start.workflow_id}/{msg.partition}/{msg.offset}")
@@ -418,17 +400,7 @@ class EngineShard:
             report = children.started_report(parent, start.workflow_id, run_id)
             return [self._report(report), *self._apply(execution, first, now, None, correlation)]
         out = self._apply(execution, first, now, None, correlation)
-        out.append(
-            self._reply(
-                rec.Reply(
-                    correlation_id=correlation,
-                    kind=rec.ReplyKind.START,
-                    workflow_id=start.workflow_id,
-                    run_id=run_id,
-                    ok=True,
-                )
-            )
-        )
+        out.append(self._reply(started_reply(start, correlation, run_id)))
         return out
 
     def _child_refused(self, start: rec.StartWorkflow, existing: Execution) -> OutRecord:
@@ -861,45 +833,13 @@ class EngineShard:
         self, command: rec.Command, ce_id: str, execution: Execution
     ) -> list[OutRecord]:
         message = f"workflow {execution.workflow_id!r} is {execution.status.name}"
-        return self._refuse(
-            command, ce_id, execution.run_id, Failure(message=message, type="WorkflowClosed")
-        )
+        failure = Failure(message=message, type="WorkflowClosed")
+        return self._refuse(refusal(command, ce_id, execution.run_id, failure))
 
-    def _no_such_run(self, command: rec.Command, ce_id: str, msg: InRecord) -> list[OutRecord]:
+    def _no_such_run(self, command: rec.Command, ce_id: str) -> list[OutRecord]:
         message = f"no such workflow run: {command.workflow_id!r}"
-        return self._refuse(command, ce_id, None, Failure(message=message, type="WorkflowNotFound"))
+        failure = Failure(message=message, type="WorkflowNotFound")
+        return self._refuse(refusal(command, ce_id, None, failure))
 
-    def _refuse(
-        self, command: rec.Command, ce_id: str, run_id: str | None, failure: Failure
-    ) -> list[OutRecord]:
-        """An error reply to the command's sender; activity outcomes and child reports
-        get none (nothing waits for a late result of a closed or older run)."""
-        if isinstance(command, rec.ChildWorkflowResult):
-            log.info(
-                "news of child %s (%s) for workflow %s run %s dropped: %s",
-                command.child_workflow_id,
-                command.outcome.name,
-                command.workflow_id,
-                command.run_id,
-                failure.message,
-            )
-            return []
-        if isinstance(
-            command, rec.ActivityTaskCompleted | rec.ActivityTaskFailed | rec.ActivityHeartbeat
-        ):
-            return []
-        correlation = (
-            getattr(command, "request_id", None)
-            or getattr(command, "update_id", None)
-            or getattr(command, "query_id", None)
-            or ce_id
-        )
-        reply = rec.Reply(
-            correlation_id=correlation,
-            kind=reply_kind(command),
-            workflow_id=command.workflow_id,
-            run_id=run_id,
-            ok=False,
-            error=failure,
-        )
-        return [self._reply(reply)]
+    def _refuse(self, reply: rec.Reply | None) -> list[OutRecord]:
+        return [] if reply is None else [self._reply(reply)]

@@ -25,11 +25,11 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -44,8 +44,9 @@ from confluent_kafka import (
 from orchestrator.log.consuming import consume_available
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
+from orchestrator.worker.shard.contract import HandlerFactory, ShardHandler
 from orchestrator.worker.shard.dlq import dead_letter
-from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord, ShardStateLost
+from orchestrator.worker.shard.records import InRecord, OutRecord, ShardStateLost
 from orchestrator.worker.shard.restore import HistoryReader, RestoreStats
 
 #: how long a cycle may spend reading history for shards being restored
@@ -56,67 +57,6 @@ log = logging.getLogger(__name__)
 #: how long a fetch waits while a commit is in flight, so that the batch gathered
 #: meanwhile is handed over within about this long of the commit's end
 _GATHER_POLL_S = 0.002
-
-
-class ShardHandler(Protocol):
-    """The per-shard logic the processor drives (the engine's runtime implements it).
-
-    Restore: the processor reads the shard's history from :attr:`checkpoint` to the
-    log's end in slices, hands each to :meth:`ingest`, then calls :meth:`restored`.
-    Commits: :meth:`seal` is called as a batch is handed to Kafka, and
-    :meth:`committed` with what it returned once that transaction committed.
-    """
-
-    @property
-    def checkpoint(self) -> int:
-        """The history offset to restore from (what the handler's state has read)."""
-        ...
-
-    def reset_store(self) -> None:
-        """The checkpoint is past the log's end: forget everything, restore from 0."""
-        ...
-
-    def ingest(self, entries: Sequence[HistoryEntry]) -> None:
-        """History records read by the restore, oldest first."""
-        ...
-
-    def restored(self, now_ms: int) -> list[OutRecord]:
-        """The restore reached the log's end; may return records to write."""
-        ...
-
-    def seal(self) -> object:
-        """What the records handed over since the last seal changed, for :meth:`committed`."""
-        ...
-
-    def committed(self, sealed: object, checkpoint: int | None) -> None:
-        """The transaction of ``sealed`` committed; ``checkpoint``: the history offset
-        after its records on this shard's partition (None: it wrote none there)."""
-        ...
-
-    def close(self, *, discard: bool = False, wipe: bool = False) -> None:
-        """The shard is gone (revoked, or ``discard``: rebuilt after a failure;
-        ``wipe``: its local state failed and must be rebuilt from the log)."""
-        ...
-
-    def keep_warm(self, now_ms: int) -> bool:
-        """Standing by (another worker owns the shard): prepare for a promotion, a
-        slice at a time; True while there is more to do."""
-        ...
-
-    def handle(self, msg: InRecord, now_ms: int) -> list[OutRecord]:
-        """Apply one command record of this shard; return what to write."""
-        ...
-
-    def fire_due(self, now_ms: int) -> list[OutRecord]:
-        """Fire every timer due at ``now_ms``; return what to write."""
-        ...
-
-    def next_due_ms(self) -> int | None:
-        """When the earliest pending timer is due (epoch ms), if any."""
-        ...
-
-
-HandlerFactory = Callable[[int], ShardHandler]
 
 
 def default_worker_id() -> str:
