@@ -47,7 +47,7 @@ from orchestrator.serde.wire import EncodedRecord, WireFormat
 from orchestrator.worker.shard import children, ingest
 from orchestrator.worker.shard import store as keys
 from orchestrator.worker.shard.dlq import dead_letter
-from orchestrator.worker.shard.due import ExpiryIndex, TimerIndex
+from orchestrator.worker.shard.due import DueTimer, ExpiryIndex, TimerIndex
 from orchestrator.worker.shard.executions import Execution, ExecutionTable, Sealed
 from orchestrator.worker.shard.local_activities import LocalActivities
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
@@ -108,8 +108,11 @@ class ShardTuning:
     #: a run with no activity attempt running and no timer due within this long is
     #: dropped from memory once its decision is committed (replayed when it wakes)
     idle_evict_ms: int = 10_000
-    #: timers fired per shard and cycle (a wake-up storm is spread over cycles)
+    #: timers fired per shard and cycle at most (a wake-up storm is spread over cycles)
     timers_per_cycle: int = 200
+    #: and for at most this long per shard and cycle (each firing may replay a run), so
+    #: the commands of a storming shard still get decided every few tens of ms
+    timer_budget_ms: float = 20.0
     #: runs recovered (replayed to find their timers) per shard and cycle after a restore
     recoveries_per_cycle: int = 100
 
@@ -455,18 +458,33 @@ class EngineShard:
         for chained in chains:
             if self.executions.get(chained.workflow_id) is chained:
                 out += self._run_chain(chained, now_ms)
-        for due in self.timers.pop_due(now_ms, self.tuning.timers_per_cycle):
-            execution = self.executions.get(due.workflow_id)
-            if execution is None or execution.run_id != due.run_id or not execution.is_open:
-                continue
-            if execution.parked is None and self._executor(execution) is not None:
-                self.timers.discard(due)  # the replay, if any, registered it again
-                out += self._apply(
-                    execution, [inputs.FireTimer(timer_id=due.timer_id)], now_ms, None, ""
-                )
+        out += self._fire_timers(now_ms)
         out += self._recover_some(now_ms)
         out += self._run_local(now_ms)
         return self._take_outbox() + out
+
+    def _fire_timers(self, now_ms: int) -> list[OutRecord]:
+        """Fire due timers, a few at a time, within the count and time budgets."""
+        out: list[OutRecord] = []
+        fired = 0
+        deadline = time.monotonic() + self.tuning.timer_budget_ms / 1000
+        while fired < self.tuning.timers_per_cycle:  # at least one chunk, however slow
+            chunk = self.timers.pop_due(now_ms, min(16, self.tuning.timers_per_cycle - fired))
+            fired += len(chunk)
+            for due in chunk:
+                out += self._fire(due, now_ms)
+            if not chunk or time.monotonic() >= deadline:
+                break
+        return out
+
+    def _fire(self, due: DueTimer, now_ms: int) -> list[OutRecord]:
+        execution = self.executions.get(due.workflow_id)
+        if execution is None or execution.run_id != due.run_id or not execution.is_open:
+            return []
+        if execution.parked is not None or self._executor(execution) is None:
+            return []
+        self.timers.discard(due)  # the replay, if any, registered it again
+        return self._apply(execution, [inputs.FireTimer(timer_id=due.timer_id)], now_ms, None, "")
 
     def _run_local(self, now_ms: int) -> list[OutRecord]:
         """Run due local attempts (all at once), apply their outcomes; repeat while the

@@ -143,11 +143,16 @@ class Harness:
         if apply:
             self.shard.committed(sealed, len(self.history) if wrote else None)
 
-    def run(self, advance_ms: int = 0, rounds: int = 3) -> None:
-        """Tick and commit a few times (timers, recovery and local work settle)."""
+    def run(self, advance_ms: int = 0, rounds: int = 200) -> None:
+        """Advance the clock, then tick and commit until nothing more is due now
+        (timers, recovery and local work settle; slices are bounded per cycle)."""
+        self.clock.now += advance_ms
         for _ in range(rounds):
-            self.tick(advance_ms)
+            self.tick()
             self.commit()
+            due = self.shard.next_due_ms()
+            if due is None or due > self.clock.now:
+                return
 
     # --- what a user would look at ------------------------------------------------------
 

@@ -173,7 +173,7 @@ def test_closed_runs_keep_only_their_snapshot_in_the_store(tmp_path: Path) -> No
 
 
 def test_a_wake_up_storm_fires_in_bounded_slices(tmp_path: Path) -> None:
-    h = harness(tmp_path, tuning=ShardTuning(timers_per_cycle=25))
+    h = harness(tmp_path, tuning=ShardTuning(timers_per_cycle=25, timer_budget_ms=60_000))
     for i in range(100):
         h.start(f"s-{i}", "unit.sleeper", 1)
     h.commit()
@@ -266,3 +266,15 @@ def test_retention_whose_tombstones_never_committed_comes_due_again(tmp_path: Pa
     h.restore()
     h.run()
     assert not any(k.startswith(b"c/") for k in h.compacted())
+
+
+def test_a_storm_slice_stops_at_its_time_budget_but_always_moves(tmp_path: Path) -> None:
+    h = harness(tmp_path, tuning=ShardTuning(timers_per_cycle=1000, timer_budget_ms=0))
+    for i in range(40):
+        h.start(f"s-{i}", "unit.sleeper", 1)
+    h.commit()
+    h.tick(DAY_MS)
+    h.commit()
+    assert len(h.results()) == 16, "one chunk per cycle when the budget is spent at once"
+    h.run()
+    assert len(h.results()) == 40
