@@ -117,3 +117,16 @@ def test_a_standby_copy_takes_over_warm_and_fires_the_timers(
             assert {h.result(timeout=40) for h in handles} == {"timer"}
     finally:
         owner.stop()
+
+
+def test_signal_with_start_on_a_running_id_signals_that_run(
+    kafka_config: dict[str, Any], layout: TopicLayout, client: Client, tmp_path: Path
+) -> None:
+    with engine(kafka_config, layout, tmp_path, "sws"):
+        first = client.start(sleeper, 3600.0, id="sws-1", task_queue=QUEUE, wait_started=30)
+        again = client.start(
+            sleeper, 3600.0, id="sws-1", task_queue=QUEUE, wait_started=30,
+            start_signal="poke", start_signal_args=["with start"],
+        )
+        assert again.run_id == first.run_id
+        assert first.result(timeout=30) == "with start"

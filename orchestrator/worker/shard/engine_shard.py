@@ -370,13 +370,10 @@ class EngineShard:
             if start.parent is not None:  # a child's start: its parent hears of the refusal
                 return [self._child_refused(start, existing)]
             # idempotent start: the same business id never gets a second running execution
-            return [
-                self._reply(
-                    existing_run_reply(
-                        start, correlation, existing.run_id, running=existing.is_open
-                    )
-                )
-            ]
+            reply = existing_run_reply(
+                start, correlation, existing.run_id, running=existing.is_open
+            )
+            return [*self._signal_with_start(existing, start, now, correlation), self._reply(reply)]
         definition = self.workflows.get(start.workflow_type)
         if definition is None:
             # kept in the DLQ (`saga dlq redrive` after a deploy that has the type); a
@@ -405,6 +402,16 @@ class EngineShard:
         out = self._apply(execution, first, now, None, correlation)
         out.append(self._reply(started_reply(start, correlation, run_id)))
         return out
+
+    def _signal_with_start(
+        self, existing: Execution, start: rec.StartWorkflow, now: int, correlation: str
+    ) -> list[OutRecord]:
+        """Signal-with-start on a running id: the running run gets the signal."""
+        signal = start.signal_with_start
+        if signal is None or not existing.is_open or existing.parked is not None:
+            return []
+        send = inputs.SendSignal(name=signal.signal_name, args=list(signal.args))
+        return self._apply(existing, [send], now, None, correlation)
 
     def _child_refused(self, start: rec.StartWorkflow, existing: Execution) -> OutRecord:
         assert start.parent is not None

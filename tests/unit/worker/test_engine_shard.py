@@ -278,3 +278,17 @@ def test_a_storm_slice_stops_at_its_time_budget_but_always_moves(tmp_path: Path)
     assert len(h.results()) == 16, "one chunk per cycle when the budget is spent at once"
     h.run()
     assert len(h.results()) == 40
+
+
+def test_signal_with_start_to_a_running_id_signals_the_running_run(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("w", "unit.waiter")
+    h.commit()
+    go = rec.SignalWithStart(signal_name="go", args=[CONV.to_payload("from start")])
+    h.start("w", "unit.waiter", signal_with_start=go)
+    h.commit()
+    starts = [r for r in h.replies if r.kind is rec.ReplyKind.START]
+    assert [r.ok for r in starts] == [True, True]
+    assert starts[0].run_id == starts[1].run_id
+    assert h.results() == {"w": "from start"}
+    assert h.events_of("w").count("WorkflowStarted") == 1
