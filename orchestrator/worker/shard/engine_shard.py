@@ -41,7 +41,7 @@ from orchestrator.exceptions import NonDeterminismError
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde import records as rec
-from orchestrator.serde.errors import RecordDecodeError
+from orchestrator.serde.errors import RecordDecodeError, RecordEncodeError
 from orchestrator.serde.keys import event_key, snapshot_key
 from orchestrator.serde.wire import EncodedRecord, WireFormat
 from orchestrator.worker.shard import children, ingest
@@ -573,7 +573,17 @@ class EngineShard:
         except Exception as exc:  # noqa: BLE001 - the executor is unusable after a failed apply
             self._park(execution, f"{type(exc).__name__}: {exc}")
             return []
-        out = [self._event(execution, e) for e in decision.events]
+        try:  # before anything is recorded: a decision is written whole or not at all
+            encoded = [
+                self.wire.encode_event(execution.workflow_id, execution.run_id, e)
+                for e in decision.events
+            ]
+        except RecordEncodeError as exc:
+            self._park(execution, f"its decision cannot be written: {exc}")
+            return []
+        out = [
+            self._event(execution, e, enc) for e, enc in zip(decision.events, encoded, strict=True)
+        ]
         for command_out in decision.commands:
             out += self._command(execution, command_out)
         if isinstance(command, rec.SignalWorkflow | rec.CancelWorkflow | rec.TerminateWorkflow):
@@ -758,8 +768,7 @@ class EngineShard:
     def _out(self, topic: str, encoded: EncodedRecord, partition: int | None = None) -> OutRecord:
         return OutRecord(topic, encoded.key, encoded.value, partition, list(encoded.headers))
 
-    def _event(self, execution: Execution, event: Event) -> OutRecord:
-        encoded = self.wire.encode_event(execution.workflow_id, execution.run_id, event)
+    def _event(self, execution: Execution, event: Event, encoded: EncodedRecord) -> OutRecord:
         self.executions.record_event(execution, encoded, event)
         return self._out(self.layout.history, encoded, self.partition)
 

@@ -32,6 +32,12 @@ async def waiter(ctx: workflow.WorkflowContext) -> str:
     return got[0]
 
 
+@workflow.defn(name="unit.hoarder")
+async def hoarder(ctx: workflow.WorkflowContext, size: int) -> str:
+    await ctx.sleep(timedelta(seconds=1))
+    return "x" * size
+
+
 @workflow.defn(name="unit.chain")
 async def chain(ctx: workflow.WorkflowContext, n: int) -> int:
     if n > 0:
@@ -40,7 +46,7 @@ async def chain(ctx: workflow.WorkflowContext, n: int) -> int:
 
 
 def harness(tmp_path: Path, **kw: object) -> Harness:
-    return Harness(tmp_path / "state", [sleeper, waiter, chain], **kw)  # type: ignore[arg-type]
+    return Harness(tmp_path / "state", [sleeper, waiter, chain, hoarder], **kw)  # type: ignore[arg-type]
 
 
 def test_a_sleeping_run_leaves_memory_and_wakes_from_the_store(tmp_path: Path) -> None:
@@ -292,3 +298,19 @@ def test_signal_with_start_to_a_running_id_signals_the_running_run(tmp_path: Pat
     assert starts[0].run_id == starts[1].run_id
     assert h.results() == {"w": "from start"}
     assert h.events_of("w").count("WorkflowStarted") == 1
+
+
+def test_a_decision_too_large_to_write_parks_its_run_and_the_shard_goes_on(
+    tmp_path: Path,
+) -> None:
+    h = harness(tmp_path)
+    h.start("big", "unit.hoarder", 2_000_000)  # its result is over Kafka's record limit
+    h.start("small", "unit.hoarder", 3)
+    h.commit()
+    h.run(advance_ms=1_000)  # the timer path: fire_due -> decision -> too large
+    assert h.results() == {"small": "xxx"}
+    parked = h.shard.executions.get("big")
+    assert parked is not None and parked.parked is not None
+    assert "cannot be written" in parked.parked
+    assert h.events_of("big")[-1] == "TimerStarted", "nothing of the decision was written"
+    assert h.shard.stats.parked == 1
