@@ -5,10 +5,11 @@ Two ``saga worker --worker-id`` processes (engine + activity worker) share a ste
 stream of one-step sagas (each needs the engine and the task queue). One is
 SIGKILLed and started again 2 s later with the same id, or stopped with SIGTERM.
 Every saga started up to 1 s after the restarted worker says ``ready`` (or after
-the SIGTERM) must have its outcome within :data:`BOUND_S` of it: well below the
-session timeouts (engine 6 s, activity workers 10 s) that a dead dynamic member is
-waited out for. The restart is timed from ``ready`` because the process itself took
-2.4-8.7 s to get there on the shared 2-core machine, which no group setting changes.
+the SIGTERM) must have its outcome within :data:`BOUND_S` (:data:`STOP_BOUND_S`) of
+it: well below the session timeouts (engine 6 s, activity workers 10 s) that a dead
+dynamic member is waited out for. The restart is timed from ``ready`` because the
+process itself took 1.3-8.7 s to get there on the shared 2-core machine, which no
+group setting changes.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ from tests.integration.saga_process import saga_env, spawn_saga
 
 pytestmark = pytest.mark.integration
 SHARDS = 4
-BOUND_S = 5.0  # outcomes flow again within this long of a restart or a clean stop
+#: outcomes flow again within this long of the restarted worker being ready (measured
+#: 1.1-1.3 s; 1.8-3.6 s on a heavily loaded machine; 5.2-5.5 s before static membership)
+BOUND_S = 4.0
+#: ... and of a clean stop: the survivors hear of the leave at their next heartbeat,
+#: every 3 s for activity workers (measured 2.6-3.0 s)
+STOP_BOUND_S = 5.0
 RATE_PER_S = 20
 #: what a worker logs when its group membership fails (fenced as a zombie, or unknown)
 ERROR_MARKS = ("FENCED", "UNKNOWN_MEMBER", "consumer error", "Traceback")
@@ -248,11 +254,11 @@ def test_a_cleanly_stopped_worker_hands_its_partitions_over_at_once(
             stopped = time.time()
             workers["a"].signal(signal.SIGTERM)
             assert workers["a"].wait() == 0
-            time.sleep(BOUND_S + 1)
+            time.sleep(STOP_BOUND_S + 1)
         wait_for(kafka_config, layout, set(starts.sent), 60)
         done = outcomes(kafka_config, layout)
     logs = logs_of(tmp_path)
     stall = stall_after(starts.sent, done, stopped)
     print(f"outcomes flowed again {stall:.2f}s after the SIGTERM")  # shown with -s
-    assert stall <= BOUND_S, f"outcomes stalled {stall:.1f}s after the clean stop\n{logs}"
+    assert stall <= STOP_BOUND_S, f"outcomes stalled {stall:.1f}s after the clean stop\n{logs}"
     assert not errors_in(workers["b"].log(1)), logs
