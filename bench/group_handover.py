@@ -10,10 +10,12 @@ event, i.e. how long that partition was unserved.
 Modes: ``--protocol classic`` (cooperative-sticky, ``session.timeout.ms``
 ``--session-ms``) or ``consumer`` (KIP-848: the broker's session timeout applies),
 each ``--static`` (``group.instance.id`` = the member's name, the same after a
-restart) or dynamic; ``--leave`` makes the members
-``orchestrator.worker.membership.GroupConsumer`` s, which leave the group before they close.
+restart) or dynamic. ``--close`` is how a member stops: ``plain`` (``close()``),
+``unsubscribe`` (``unsubscribe()`` then ``close()``) or ``leave``
+(``orchestrator.worker.membership.GroupConsumer``, which leaves before it closes).
 
-    python -m bench.group_handover --bootstrap 127.0.0.1:9092 --protocol classic --static
+    python -m bench.group_handover --bootstrap 127.0.0.1:9092 --protocol classic --static \
+        --scenario term --close leave
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def run_member(args: argparse.Namespace) -> None:
     """One member: log ``time partition`` for every consumed record until SIGTERM."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    kind = GroupConsumer if args.leave else Consumer
+    kind = GroupConsumer if args.close == "leave" else Consumer
     consumer = kind(member_config(args, args.name))
     consumer.subscribe([args.topic])
     with Path(args.out).open("a") as out:
@@ -75,6 +77,8 @@ def run_member(args: argparse.Namespace) -> None:
             out.writelines(lines)
             out.flush()
     began = time.time()
+    if args.close == "unsubscribe":
+        consumer.unsubscribe()
     consumer.close()
     print(f"{args.name}: closed in {time.time() - began:.2f}s", file=sys.stderr)
 
@@ -84,7 +88,7 @@ def spawn(args: argparse.Namespace, name: str, out: Path) -> subprocess.Popen[by
     argv += ["--bootstrap", args.bootstrap, "--topic", args.topic, "--group", args.group]
     argv += ["--protocol", args.protocol, "--session-ms", str(args.session_ms)]
     argv += ["--static"] if args.static else []
-    argv += ["--leave"] if args.leave else []
+    argv += ["--close", args.close]
     return subprocess.Popen(argv)
 
 
@@ -142,7 +146,7 @@ def run_scenario(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return {
         "protocol": args.protocol,
         "static": args.static,
-        "leave": args.leave,
+        "close": args.close,
         "scenario": args.scenario,
         "restart_after_s": args.restart_after if args.scenario == "kill" else None,
         "max_gap_s": round(max(gaps.values()), 2),
@@ -155,7 +159,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--protocol", choices=["classic", "consumer"], default="classic")
     parser.add_argument("--static", action="store_true")
-    parser.add_argument("--leave", action="store_true")
+    parser.add_argument("--close", choices=["plain", "unsubscribe", "leave"], default="plain")
     parser.add_argument("--scenario", choices=["kill", "term"], default="kill")
     parser.add_argument("--session-ms", type=int, default=10_000)
     parser.add_argument("--restart-after", type=float, default=2.0)
