@@ -84,7 +84,10 @@ def topics(task_queues: tuple[str, ...]) -> None:
     help="Run the engine (shard processor) in this process.",
 )
 @click.option(
-    "--worker-id", default=None, help="Stable id: a restart fences its predecessor at once."
+    "--worker-id",
+    default=None,
+    help="Stable id: a restart under it fences its predecessor's transactions and takes its "
+    "partitions back at once (static group membership). Unique per live process.",
 )
 @click.option(
     "--build-id", default="", help="Recorded on every decision, to find a bad build later."
@@ -169,6 +172,7 @@ def worker(
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
     from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
     from orchestrator.worker.discovery import discover
+    from orchestrator.worker.membership import instance_id
 
     settings = Settings.from_env()
     log.info("settings: %s", settings.redacted())
@@ -207,7 +211,10 @@ def worker(
                 queue,
                 found.activities,
                 layout=layout,
-                options=ActivityWorkerOptions(max_in_flight=max_in_flight),
+                options=ActivityWorkerOptions(
+                    max_in_flight=max_in_flight,
+                    group_instance_id=instance_id(worker_id, f"tasks.{queue}"),
+                ),
             ).start()
         )
         log.info("activity worker on queue %r running %d activities", queue, len(found.activities))

@@ -44,6 +44,7 @@ from confluent_kafka import (
 from orchestrator.log.consuming import consume_available
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
+from orchestrator.worker.membership import GroupConsumer, instance_id, member_config
 from orchestrator.worker.shard.contract import HandlerFactory, ShardHandler
 from orchestrator.worker.shard.dlq import dead_letter
 from orchestrator.worker.shard.records import InRecord, OutRecord, ShardStateLost
@@ -182,10 +183,12 @@ class ShardProcessor:
         self._rebuild: set[int] = set()  # handler raised: its state may be ahead of the log
         self._lost: set[int] = set()  # a handler's local store failed: wipe and rebuild
         self._reader = HistoryReader(kafka_config, layout.history)
-        self._consumer = Consumer(
+        self._consumer = GroupConsumer(  # leaves the group on close, static member or not
             {
                 **kafka_config,
                 "group.id": f"{layout.prefix}.engine",
+                # a stable worker id makes a static member: a restart takes its shards back
+                **member_config(instance_id(self.options.worker_id, "engine")),
                 "partition.assignment.strategy": "cooperative-sticky",
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
