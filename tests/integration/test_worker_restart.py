@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupState, Producer
+from confluent_kafka import ConsumerGroupState, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.converter import DataConverter
@@ -200,7 +200,11 @@ def logs_of(logs: Path) -> str:
 def balanced(admin: AdminClient, groups: list[str]) -> bool:
     """Each group stable, with two members that both own partitions."""
     for future in admin.describe_consumer_groups(groups).values():
-        group = future.result(10)
+        try:
+            group = future.result(10)
+        except (TimeoutError, KafkaException):
+            return False  # a new broker's group coordinator may still be loading
+
         owners = [m for m in group.members if m.assignment.topic_partitions]
         if group.state is not ConsumerGroupState.STABLE or len(owners) != 2:
             return False
