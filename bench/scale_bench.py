@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import multiprocessing
 import os
@@ -300,10 +301,12 @@ class LogWatch:
     offset: int
     seen_at: float | None = None
 
-    def poll(self) -> None:
+    def poll(self) -> bool:
+        """True once the lines were seen."""
         text = self.worker.log_text(self.offset) if self.seen_at is None else ""
         if self.seen_at is None and len(re.findall(self.pattern, text)) >= self.count:
             self.seen_at = time.monotonic()
+        return self.seen_at is not None
 
 
 @dataclass
@@ -469,7 +472,7 @@ class Bench:
         self.wait_for(done, timeout + 1, f"START reply for {wf_id}")
         if watch is not None:
             with contextlib.suppress(TimeoutError):
-                self.wait_for(lambda: watch.poll() or watch.seen_at is not None, 10, "log")
+                self.wait_for(watch.poll, 10, "log")
         return float(box["at"])
 
     def owned_watch(self, worker: Worker, count: int, offset: int | None = None) -> LogWatch:
@@ -767,16 +770,19 @@ class Bench:
         try:
             at = self.answered(client, probe, self.args.failover_timeout, watch)
         except (WorkerExitedError, TimeoutError, MemoryLimitError) as exc:
+            watch.poll()
+            self.row(label, "kill -> shards logged", self._since(watch.seen_at, killed))
             self.row(label, "kill -> a start answered", f"FAILED: {exc}")
             raise
-        if watch.seen_at is not None:
-            self.row(label, "kill -> shards logged", f"{watch.seen_at - killed:.1f}s")
-        else:
-            self.row(label, "kill -> shards logged", "not logged")
+        self.row(label, "kill -> shards logged", self._since(watch.seen_at, killed))
         self.row(label, f"kill -> a start answered (shard {target})", f"{at - killed:.1f}s")
         rss, _ = tree_memory(successor.proc.pid)
         self.row(label, "successor RSS", f"{rss / 2**20:.0f} MiB")
         return successor
+
+    @staticmethod
+    def _since(at: float | None, began: float) -> str:
+        return "not logged" if at is None else f"{at - began:.1f}s"
 
     def storm(self, n: int) -> None:
         scenario = f"storm {n} ({self.args.load})"
@@ -916,12 +922,13 @@ class Bench:
         )
         scenarios: list[tuple[str, Callable[[], None]]] = []
         scenarios.append(("idle", self.idle))  # the RSS baseline; checks the seeder too
-        for n in self.args.sleeping:
-            scenarios.append((f"sleeping {n}", lambda n=n: self.sleeping(n)))
-        for n in self.args.closed:
-            scenarios.append((f"closed {n}", lambda n=n: self.closed(n)))
-        for n in self.args.storm:
-            scenarios.append((f"storm {n}", lambda n=n: self.storm(n)))
+        for kind, runner in (
+            ("sleeping", self.sleeping),
+            ("closed", self.closed),
+            ("storm", self.storm),
+        ):
+            for n in getattr(self.args, kind):
+                scenarios.append((f"{kind} {n}", functools.partial(runner, n)))
         for name, scenario in scenarios:
             print(f"== {name}", flush=True)
             try:
