@@ -84,8 +84,13 @@ def wait_log(path: Path, pattern: str, count: int, timeout_s: float) -> float:
 
 
 class ReplyWatcher(threading.Thread):
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    """Records when each workflow's first reply of ``kind`` (default: RESULT) was seen."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, kind: rec.ReplyKind = rec.ReplyKind.RESULT
+    ) -> None:
         super().__init__(daemon=True)
+        self.kind = kind
         self.done: dict[str, float] = {}
         self.done_wall_ms: dict[str, float] = {}
         self.stop = threading.Event()
@@ -106,7 +111,7 @@ class ReplyWatcher(threading.Thread):
                 if msg.error() is not None:
                     continue
                 reply = WIRE.decode_reply(msg.headers(), msg.value()).record
-                if reply.kind is rec.ReplyKind.RESULT and reply.workflow_id not in self.done:
+                if reply.kind is self.kind and reply.workflow_id not in self.done:
                     self.done[reply.workflow_id] = time.monotonic()
                     self.done_wall_ms[reply.workflow_id] = time.time() * 1000
         self.consumer.close()
