@@ -26,7 +26,7 @@ local broker from the jars). Each scenario gets its own topic prefix.
 RSS is VmRSS summed over the worker process and its children, from /proc; per
 execution it is (RSS after load - RSS of an idle worker) / N. ``--state-dir`` is
 given to the worker only when ``saga worker --help`` lists it (so is
-``--standby-replicas``); ``--worker-arg`` passes anything else through.
+``--standby``); ``--worker-arg`` passes anything else through.
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ class Bench:
 
     @property
     def has_standby(self) -> bool:
-        return "--standby-replicas" in self.help_text
+        return "--standby / --no-standby" in self.help_text
 
     def row(self, scenario: str, figure: str, value: str) -> None:
         self.rows.append(Row(scenario, figure, value))
@@ -655,7 +655,7 @@ class Bench:
 
     def restored(self, scenario: str, prefix: str, client: Client, name: str, n: int) -> Worker:
         """Start an engine worker on seeded/earlier history; time its restore."""
-        standby = ["--standby-replicas", "1"] if self.wants_standby() else []
+        standby = ["--standby"] if self.wants_standby() else []
         worker = self.start_worker(prefix, name, extra=standby)
         watch = self.owned_watch(worker, self.args.shards)
         at = self.answered(client, f"{name}-probe", self.args.timeout, watch)
@@ -739,7 +739,7 @@ class Bench:
         Returns the worker now active."""
         label = f"{scenario} failover {variant}"
         if variant == "standby" and not self.has_standby:
-            self.row(label, "failover", "not supported by this build (no --standby-replicas)")
+            self.row(label, "failover", "not supported by this build (no --standby)")
             return active
         if variant not in ("fresh", "same-id", "standby"):
             raise SystemExit(f"unknown failover variant {variant!r}")
@@ -747,7 +747,7 @@ class Bench:
         spare: Worker | None = None
         if variant == "standby":
             spare = self.start_worker(
-                prefix, f"sleep-standby-{len(self.workers)}", extra=["--standby-replicas", "1"]
+                prefix, f"sleep-standby-{len(self.workers)}", extra=["--standby"]
             )
             self.answered(client, f"{spare.name}-probe", self.args.timeout)
             time.sleep(self.args.standby_warmup_s)  # let the standby catch up
@@ -918,7 +918,7 @@ class Bench:
             "build",
             "worker flags",
             f"--state-dir {'yes' if self.has_state_dir else 'no'}, "
-            f"--standby-replicas {'yes' if self.has_standby else 'no'}",
+            f"--standby {'yes' if self.has_standby else 'no'}",
         )
         scenarios: list[tuple[str, Callable[[], None]]] = []
         scenarios.append(("idle", self.idle))  # the RSS baseline; checks the seeder too
