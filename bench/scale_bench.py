@@ -62,12 +62,14 @@ from orchestrator.converter import DataConverter
 from orchestrator.devstack import providers
 from orchestrator.devstack.processes import stop_process
 from orchestrator.engine import events as ev
+from orchestrator.log.headers import headers_of
 from orchestrator.log.partitioner import shard_for
+from orchestrator.log.reading import read_committed
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import EncodedRecord, WireFormat
 from orchestrator.worker.shard import engine_shard
-from orchestrator.worker.shard.restore import HistoryReader
+from orchestrator.worker.shard.records import HistoryEntry
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the bench package importable
@@ -591,15 +593,16 @@ class Bench:
             client.start(
                 WORKFLOW_TYPES[kind], arg, id=wf_id, task_queue=TASK_QUEUE, wait_started=60
             )
-        reader = HistoryReader({"bootstrap.servers": self.bootstrap}, layout.history, 60)
-        try:
-            read = reader.read(list(range(layout.shards)))
-        finally:
-            reader.close()
+        entries = [
+            HistoryEntry(m.key(), m.value(), m.offset(), headers_of(m))
+            for m in read_committed(
+                {"bootstrap.servers": self.bootstrap}, layout.history, layout.shards, 60
+            )
+            if m.key() is not None
+        ]
         problems: list[str] = []
         compared = 0
         for kind, wf_id, arg in cases:
-            entries, _ = read[shard_for(wf_id, layout.shards)]
             real = [e for e in entries if e.key.startswith(f"{wf_id}/".encode())]
             if not real:
                 problems.append(f"{wf_id}: no history")

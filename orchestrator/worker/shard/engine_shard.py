@@ -111,7 +111,8 @@ class ShardTuning:
     #: timers fired per shard and cycle at most (a wake-up storm is spread over cycles)
     timers_per_cycle: int = 200
     #: and for at most this long per shard and cycle (each firing may replay a run), so
-    #: the commands of a storming shard still get decided every few tens of ms
+    #: the commands of a storming shard still get decided every few tens of ms; the
+    #: same budget bounds the replays that recover runs after a restore
     timer_budget_ms: float = 20.0
     #: runs recovered (replayed to find their timers) per shard and cycle after a restore
     recoveries_per_cycle: int = 100
@@ -197,9 +198,12 @@ class EngineShard:
             self._recovering = False
             return []
         out: list[OutRecord] = []
+        deadline = time.monotonic() + self.tuning.timer_budget_ms / 1000
         for key, _ in batch:
             self.view.delete(key)
             out += self._recover(key[1:].decode(), now_ms)
+            if time.monotonic() >= deadline:
+                break  # the shard's commands come first; the rest in the next cycles
         return out
 
     def _recover(self, workflow_id: str, now_ms: int) -> list[OutRecord]:
@@ -239,7 +243,12 @@ class EngineShard:
         the recovery that follows a promotion. Writes nothing to Kafka. True while
         there is more to do."""
         batch = list(self.view.scan(b"v", self.tuning.recoveries_per_cycle))
+        deadline = time.monotonic() + self.tuning.timer_budget_ms / 1000
+        done = 0
         for key, _ in batch:
+            if done and time.monotonic() >= deadline:
+                break
+            done += 1
             self.view.delete(key)
             workflow_id = key[1:].decode()
             execution = self.executions.get(workflow_id)
@@ -265,7 +274,7 @@ class EngineShard:
                 self.view.put(b"k" + key[1:], b"")  # recovered after a promotion
             self.executions.evict(execution)
         self.view.apply_open()  # nothing to commit: these are derived from the log
-        return len(batch) == self.tuning.recoveries_per_cycle
+        return done < len(batch) or len(batch) == self.tuning.recoveries_per_cycle
 
     # --- transactions ---------------------------------------------------------------
 
