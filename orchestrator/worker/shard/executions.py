@@ -110,9 +110,11 @@ class ExecutionTable:
         """The execution's run's events, read from the store if not in memory."""
         if execution.events is None:
             prefix = b"e" + keys.run_prefix(execution.workflow_id, execution.run_id)
+            # an execution no unapplied generation touched has all its events on disk
+            clean = execution.generation <= self._view.applied
+            found = self._view.store.scan(prefix) if clean else self._view.scan(prefix)
             execution.events = [
-                self._wire.decode_event(*keys.unframe(value)).record.event
-                for _, value in self._view.scan(prefix)
+                self._wire.decode_event(*keys.unframe(value)).record.event for _, value in found
             ]
         return execution.events
 
@@ -150,7 +152,9 @@ class ExecutionTable:
 
     def forget_events(self, execution: Execution) -> None:
         """A closed run's events leave the store (the log keeps them until retention)."""
-        self._view.clear(b"e" + keys.run_prefix(execution.workflow_id, execution.run_id))
+        events = self.events(execution)
+        for event in events:
+            self._view.delete(keys.event_key(execution.workflow_id, execution.run_id, event.seq))
         execution.events = []
 
     def remove(self, workflow_id: str) -> None:

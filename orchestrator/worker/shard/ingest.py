@@ -33,17 +33,26 @@ class _Batch:
         self.store = store
         self.retention_ms = retention_ms
         self.puts: dict[bytes, bytes | None] = {}
-        self.cleared: list[bytes] = []
+        #: event keys this batch put, by run (so a run that closes in it is cleared fast)
+        self.batch_events: dict[tuple[str, str], list[bytes]] = {}
 
     def current_run(self, workflow_id: str) -> bytes | None:
         key = keys.current_run_key(workflow_id)
         return self.puts[key] if key in self.puts else self.store.get(key)
 
-    def clear_events(self, workflow_id: str, run_id: str) -> None:
-        prefix = b"e" + keys.run_prefix(workflow_id, run_id)
-        for pending in [k for k in self.puts if k.startswith(prefix)]:
-            del self.puts[pending]
-        self.cleared.append(prefix)
+    def clear_events(self, workflow_id: str, run_id: str, last_seq: int | None) -> None:
+        """Point deletes of a run's events: those up to ``last_seq`` when it is known,
+        else whatever the store and this batch hold (no range tombstones: see
+        :meth:`StoreView.clear`)."""
+        if last_seq is None:
+            prefix = b"e" + keys.run_prefix(workflow_id, run_id)
+            found = [k for k, _ in self.store.scan(prefix)]
+            found += self.batch_events.get((workflow_id, run_id), [])
+        else:
+            found = [keys.event_key(workflow_id, run_id, seq) for seq in range(1, last_seq + 1)]
+        for key in found:
+            self.puts[key] = None
+        self.batch_events.pop((workflow_id, run_id), None)
 
     def event(self, workflow_id: str, run_id: str, seq: int, entry: HistoryEntry) -> None:
         key = keys.event_key(workflow_id, run_id, seq)
@@ -51,6 +60,7 @@ class _Batch:
             self.puts[key] = None
             return
         self.puts[key] = keys.frame(entry.headers, entry.value)
+        self.batch_events.setdefault((workflow_id, run_id), []).append(key)
         if self.current_run(workflow_id) != run_id.encode():
             self.puts[keys.seen_key(workflow_id, run_id)] = b""  # no snapshot names it (yet)
         self.puts[keys.recovery_key(workflow_id)] = b""
@@ -66,7 +76,7 @@ class _Batch:
         puts[keys.snapshot_key(workflow_id)] = keys.frame(entry.headers, entry.value or b"")
         previous = self.current_run(workflow_id)
         if previous is not None and previous != snapshot.run_id.encode():
-            self.clear_events(workflow_id, previous.decode())  # a newer run replaced it
+            self.clear_events(workflow_id, previous.decode(), None)  # a newer run replaced it
         puts[keys.current_run_key(workflow_id)] = snapshot.run_id.encode()
         puts[keys.seen_key(workflow_id, snapshot.run_id)] = None
         parked = b"k" + workflow_id.encode()
@@ -78,7 +88,8 @@ class _Batch:
             expiry = keys.expiry_key(expires, workflow_id, snapshot.run_id)
             puts[expiry] = keys.u64(snapshot.last_seq)
             if status is not EngineStatus.CONTINUED_AS_NEW:
-                self.clear_events(workflow_id, snapshot.run_id)  # the log keeps them
+                # the log keeps them
+                self.clear_events(workflow_id, snapshot.run_id, snapshot.last_seq)
                 if snapshot.parked is None:
                     puts[keys.recovery_key(workflow_id)] = None
                     return
@@ -103,7 +114,7 @@ def ingest(
         run_key, _, seq = entry.key.rpartition(b"/")
         workflow_id, _, run_id = run_key.decode().rpartition("/")
         batch.event(workflow_id, run_id, int(seq), entry)
-    store.write(batch.puts, entries[-1].offset + 1, batch.cleared)
+    store.write(batch.puts, entries[-1].offset + 1)
 
 
 def finish(store: ShardStore, wire: WireFormat, retention_ms: int) -> None:

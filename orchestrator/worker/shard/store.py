@@ -38,7 +38,7 @@ import contextlib
 import logging
 import shutil
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -345,20 +345,9 @@ class ShardStore:
         except Exception as exc:
             raise StoreCorrupted(f"store {self.path}: {exc}") from exc
 
-    def delete_prefix(self, prefix: bytes) -> None:
-        self.write({}, None, [prefix])
-
-    def write(
-        self,
-        puts: dict[bytes, bytes | None],
-        checkpoint: int | None = None,
-        cleared: Iterable[bytes] = (),
-    ) -> None:
-        """Delete every key under the ``cleared`` prefixes, then apply ``puts`` (None
-        deletes) and move the checkpoint, atomically."""
+    def write(self, puts: dict[bytes, bytes | None], checkpoint: int | None = None) -> None:
+        """Apply ``puts`` (None deletes) and move the checkpoint, atomically."""
         batch = WriteBatch(raw_mode=True)
-        for prefix in cleared:
-            batch.delete_range(prefix, _after(prefix))
         for key, value in puts.items():
             if value is None:
                 batch.delete(key)
