@@ -670,6 +670,15 @@ class Bench:
                 f"(/{self.args.owned_log}/ x{self.args.shards})",
             )
         self.row(scenario, "restore: spawn -> a start answered", f"{at - worker.spawned:.1f}s")
+        if watch.seen_at is None:
+            # a start on a restored shard is answered while other shards still restore:
+            # memory is read once every shard is restored
+            self.wait_for(watch.poll, self.args.timeout, "every shard restored")
+            self.row(
+                scenario,
+                "restore: spawn -> every shard restored",
+                f"{watch.seen_at - worker.spawned:.1f}s" if watch.seen_at else "not logged",
+            )
         self.report_loaded(scenario, worker, n, "after restore")
         return worker
 
