@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 
 def saga_env(bootstrap: str, prefix: str, shards: int, **extra: str) -> dict[str, str]:
-    """This process's environment plus the settings every ``saga`` command reads."""
+    """This process's environment plus the settings every ``saga`` command reads; the
+    engine's shard stores go under the system's temporary folder, not the user's cache
+    (one folder per topic prefix: workers restarted in a test find their stores)."""
     return {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "SAGA_TOPIC_PREFIX": prefix,
         "SAGA_SHARDS": str(shards),
+        "SAGA_STATE_DIR": str(Path(tempfile.gettempdir()) / "saga-test-state" / prefix),
         **extra,
     }
 
