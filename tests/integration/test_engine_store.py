@@ -14,9 +14,11 @@ from confluent_kafka.admin import AdminClient
 
 from orchestrator import workflow
 from orchestrator.client import Client
+from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
+from orchestrator.worker.shard.store import ShardStore, StoreMemory, StoreOptions
 
 pytestmark = pytest.mark.integration
 SHARDS = 4
@@ -82,6 +84,22 @@ def test_restart_on_the_same_disk_reads_only_the_tail(
     with engine(kafka_config, layout, tmp_path / "fresh", "e2") as rebuilt:
         wait_for(lambda: len(rebuilt.processor.owned_shards) == SHARDS, 30, "all shards")
         assert restored_records(rebuilt) >= 40 * 3, "a new disk must rebuild from the log"
+        wait_for(lambda: not any(s._recovering for s in rebuilt.shards.values()), 30,
+                 "the rebuilt runs to be recovered")
+        time.sleep(0.5)  # a cycle or two: what recovery wrote reaches the stores
+    # what the recovery found (each sleeping run's timer) was written to disk although
+    # it made no record to commit: a restart does not replay those runs again
+    memory = StoreMemory(StoreOptions(tmp_path / "fresh"))
+    for partition in range(SHARDS):
+        store = ShardStore.open(memory, layout.history, partition)
+        try:
+            assert store.first(b"v") is None, "runs left to recover after a clean stop"
+            assert store.first(b"t") is not None or partition not in {
+                shard_for(f"r-{i}", SHARDS) for i in range(6, 40)
+            }, "no timer indexed"
+        finally:
+            store.close()
+    with engine(kafka_config, layout, tmp_path / "fresh", "e2"):
         handles[5].signal("poke", "after rebuild")
         assert handles[5].result(timeout=30) == "after rebuild"
 

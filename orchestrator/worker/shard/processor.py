@@ -598,6 +598,11 @@ class ShardProcessor:
     def _hand_over(self) -> int:
         """Start committing the gathered batch in the background (none may be in flight)."""
         if not self._pending and not self._offsets:
+            if self._in_flight is None:
+                # nothing decided since the last commit: what the shards wrote meanwhile
+                # is derived from history already committed (timers indexed by the
+                # replays that recover runs), so it goes to the stores now
+                self._apply_seals(self._seal(), {})
             return 0
         group = self._consumer.consumer_group_metadata() if self._offsets else None
         out, offsets = self._take_batch()

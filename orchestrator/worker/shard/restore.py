@@ -60,8 +60,11 @@ class HistoryReader:
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
                 "fetch.wait.max.ms": 10,
-                "fetch.max.bytes": 52428800,
-                "max.partition.fetch.bytes": 10485760,
+                "fetch.max.bytes": 16 * 1024 * 1024,
+                "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                # librdkafka prefetches up to 64 MiB per consumer by default: memory a
+                # worker keeps for good once a big restore filled it
+                "queued.max.messages.kbytes": 16 * 1024,
             }
         )
         self._uncommitted = Consumer(

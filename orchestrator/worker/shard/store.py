@@ -75,7 +75,7 @@ class StoreOptions:
     #: block cache shared by every shard store of the process
     block_cache_bytes: int = 32 * 1024 * 1024
     #: memtables of every shard store of the process, together
-    write_buffer_bytes: int = 64 * 1024 * 1024
+    write_buffer_bytes: int = 32 * 1024 * 1024
 
 
 class StoreMemory:

@@ -67,7 +67,8 @@ class StoreView:
     def apply(self, sealed: Generation, checkpoint: int | None) -> None:
         """``sealed``'s transaction committed: write it to the database."""
         assert self._gens[0] is sealed, "generations are applied in order"
-        self.store.write(sealed.puts, checkpoint)
+        if sealed.puts or checkpoint is not None:
+            self.store.write(sealed.puts, checkpoint)
         self._gens.pop(0)
 
     def apply_open(self) -> None:
