@@ -128,16 +128,28 @@ def read_u64(buf: bytes, at: int = 0) -> int:
     return value
 
 
+_NAMES: dict[str, bytes] = {}  # header names (a handful) with their length prefix
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_NONE = _U32.pack(_NONE_LEN)
+
+
 def frame(headers: Headers, value: bytes) -> bytes:
     """A record's headers and value as one store value."""
-    parts = [len(headers).to_bytes(2, "big")]
+    parts = [_U16.pack(len(headers))]
     for name, data in headers:
-        key = name.encode()
-        parts.append(len(key).to_bytes(2, "big") + key)
+        encoded = _NAMES.get(name)
+        if encoded is None:
+            raw = name.encode()
+            encoded = _U16.pack(len(raw)) + raw
+            if len(_NAMES) < 64:  # the wire format's few names; never grows unbounded
+                _NAMES[name] = encoded
+        parts.append(encoded)
         if data is None:
-            parts.append(_NONE_LEN.to_bytes(4, "big"))
+            parts.append(_NONE)
         else:
-            parts.append(len(data).to_bytes(4, "big") + data)
+            parts.append(_U32.pack(len(data)))
+            parts.append(data)
     parts.append(value)
     return b"".join(parts)
 
