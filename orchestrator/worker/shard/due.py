@@ -89,8 +89,12 @@ class TimerIndex(_DueIndex):
         )
 
     def clear_run(self, workflow_id: str, run_id: str) -> None:
-        """Forget every timer of a run (its due entries go stale and are skipped)."""
-        self._view.clear(b"u" + keys.run_prefix(workflow_id, run_id))
+        """Forget a run's timers that the store holds (its due entries go stale and
+        are skipped). Entries written by generations not applied yet are this shard's
+        own current decisions: they are left to be replaced or to come due."""
+        prefix = b"u" + keys.run_prefix(workflow_id, run_id)
+        for key, _ in list(self._view.store.scan(prefix)):
+            self._view.delete(key)
 
     def pop_due(self, now_ms: int, limit: int) -> list[DueTimer]:
         """Up to ``limit`` valid timers due at ``now_ms``, removed from the index."""

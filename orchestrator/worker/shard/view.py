@@ -26,6 +26,17 @@ class Generation:
 
     number: int
     puts: dict[bytes, bytes | None] = field(default_factory=dict)
+    #: the keys written, by their first byte (key space), so a prefix scan looks only
+    #: at the keys of its own space
+    spaces: dict[int, set[bytes]] = field(default_factory=dict)
+
+    def put(self, key: bytes, value: bytes | None) -> None:
+        self.puts[key] = value
+        space = self.spaces.get(key[0])
+        if space is None:
+            self.spaces[key[0]] = {key}
+        else:
+            space.add(key)
 
 
 class StoreView:
@@ -42,10 +53,10 @@ class StoreView:
     # --- writes -----------------------------------------------------------------------
 
     def put(self, key: bytes, value: bytes) -> None:
-        self.current.puts[key] = value
+        self.current.put(key, value)
 
     def delete(self, key: bytes) -> None:
-        self.current.puts[key] = None
+        self.current.put(key, None)
 
     def clear(self, prefix: bytes) -> None:
         """Delete every key under ``prefix`` that the view holds now, one by one.
@@ -101,7 +112,9 @@ class StoreView:
 
     def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Visible entries under ``prefix`` in key order."""
-        pending = sorted({k for gen in self._gens for k in gen.puts if k.startswith(prefix)})
+        pending = sorted(
+            {k for gen in self._gens for k in gen.spaces.get(prefix[0], ()) if k.startswith(prefix)}
+        )
         overlay = ((k, v) for k in pending for _, v in [self._decided(k)] if v is not None)
         stored = (
             (k, v) for k, v in self.store.scan(prefix) if not self._decided(k)[0]
