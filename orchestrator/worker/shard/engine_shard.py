@@ -500,7 +500,8 @@ class EngineShard:
         if execution.parked is not None or self._executor(execution) is None:
             return []
         self.timers.discard(due)  # the replay, if any, registered it again
-        return self._apply(execution, [inputs.FireTimer(timer_id=due.timer_id)], now_ms, None, "")
+        fire = [inputs.FireTimer(timer_id=due.timer_id)]
+        return self._apply(execution, fire, now_ms, None, "", park_unwritable=True)
 
     def _run_local(self, now_ms: int) -> list[OutRecord]:
         """Run due local attempts (all at once), apply their outcomes; repeat while the
@@ -524,7 +525,9 @@ class EngineShard:
                     or execution.parked is not None
                 ):
                     continue  # the run ended or stopped meanwhile (say, terminated)
-                out += self._apply(execution, [to_input(outcome)], now, None, "")
+                out += self._apply(
+                    execution, [to_input(outcome)], now, None, "", park_unwritable=True
+                )
         # past the round limit (the code loops over local calls): the task queue takes the rest
         out += [self._task_record(task) for task in self._local_due]
         self._local_due = []
@@ -570,7 +573,13 @@ class EngineShard:
         now: int,
         command: rec.Command | None,
         correlation: str,
+        *,
+        park_unwritable: bool = False,
     ) -> list[OutRecord]:
+        """Apply inputs to the run and turn its decision into records. A decision that
+        cannot be written raises (the command that caused it is dead-lettered with the
+        reason), or with ``park_unwritable`` (timers, local activities: no command to
+        refuse) parks the run."""
         executor = self._executor(execution)
         if executor is None:
             return []
@@ -588,6 +597,9 @@ class EngineShard:
                 for e in decision.events
             ]
         except RecordEncodeError as exc:
+            if not park_unwritable:
+                self.executions.drop_executor(execution)  # it decided what was not written
+                raise
             self._park(execution, f"its decision cannot be written: {exc}")
             return []
         out = [
