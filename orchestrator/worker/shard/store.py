@@ -377,7 +377,3 @@ class ShardStore:
         with contextlib.suppress(Exception):
             self._db.close()
         shutil.rmtree(self.path, ignore_errors=True)
-
-    def disk_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.path.glob("*") if f.is_file())
-
