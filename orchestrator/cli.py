@@ -449,10 +449,12 @@ def describe(workflow_id: str) -> None:
 def history(workflow_id: str, run_id: str | None, as_json: bool) -> None:
     """Print a run's history events (the latest run by default)."""
     from orchestrator.engine.replayer import history_to_json
-    from orchestrator.log.history_reader import read_run_history
 
-    settings = Settings.from_env()
-    found = read_run_history(settings.kafka_config(), _layout(settings), workflow_id, run_id)
+    client = _client()
+    try:
+        found = client.fetch_history(workflow_id, run_id)
+    finally:
+        client.close()
     if as_json:
         click.echo(history_to_json(found.events))
         return
@@ -478,11 +480,13 @@ def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> No
     """Replay a run's recorded history against the current code (exit 1 on a mismatch)."""
     from orchestrator.engine.replayer import Replayer
     from orchestrator.exceptions import NonDeterminismError
-    from orchestrator.log.history_reader import read_run_history
     from orchestrator.worker.discovery import discover
 
-    settings = Settings.from_env()
-    found = read_run_history(settings.kafka_config(), _layout(settings), workflow_id, run_id)
+    client = _client()
+    try:
+        found = client.fetch_history(workflow_id, run_id)
+    finally:
+        client.close()
     if not found.events:
         raise click.ClickException(f"no history for {workflow_id!r} (run {found.run_id})")
     replayer = Replayer(workflows=list(discover(modules).workflows.values()))

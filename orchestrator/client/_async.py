@@ -20,6 +20,7 @@ from orchestrator.client._common import (
     OutgoingCommand,
     ReplyBuffer,
     ReplyTimeoutError,
+    RunHistory,
     WorkflowDescription,
     WorkflowNotFoundError,
     resolve_config,
@@ -27,10 +28,9 @@ from orchestrator.client._common import (
 )
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
-from orchestrator.log.partitioner import shard_for
+from orchestrator.engine.events import Event
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.errors import RecordDecodeError
-from orchestrator.serde.keys import snapshot_key
 from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
 from orchestrator.serde.wire import WireFormat
 
@@ -290,33 +290,33 @@ class AsyncClient:
                 self._arrived.notify_all()
 
     async def _snapshot(self, workflow_id: str, timeout: float) -> WorkflowSnapshot | None:  # noqa: ASYNC109
-        """The latest snapshot of ``workflow_id`` on its history partition (a full read)."""
-        tp = TopicPartition(self.layout.history, shard_for(workflow_id, self.builder.shards))
-        key = snapshot_key(workflow_id)
-        consumer = AIOKafkaConsumer(
-            **self._options,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
-        await consumer.start()
-        latest: Any = None
-        try:
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]  # the last stable offset
-            deadline = time.monotonic() + timeout
-            consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
-            while await consumer.position(tp) < end and time.monotonic() < deadline:
-                for messages in (await consumer.getmany(tp, timeout_ms=200)).values():
-                    for msg in messages:
-                        if msg.key == key:
-                            latest = msg
-        finally:
-            await consumer.stop()
-        if latest is None or latest.value is None:
-            return None
-        return self.builder.wire.decode_snapshot(latest.headers, latest.value).record
+        """The latest snapshot of ``workflow_id``, read from the shard that owns it."""
+        b = self.builder
+        return b.page_snapshot(b.page(await self._request(b.describe_read(workflow_id), timeout)))
+
+    async def fetch_history(
+        self,
+        workflow_id: str,
+        run_id: str | None = None,
+        timeout: float = 30.0,  # noqa: ASYNC109 - same API as the blocking client
+    ) -> RunHistory:
+        """One run's events (the latest run's by default), read page by page from the
+        shard that owns the workflow id; ReplyTimeoutError if no engine worker answers."""
+        b = self.builder
+        deadline = time.monotonic() + timeout
+        snapshot = await self._snapshot(workflow_id, timeout)
+        chosen = run_id or (snapshot.run_id if snapshot is not None else None)
+        events: list[Event] = []
+        after: int | None = 0
+        while chosen is not None and after is not None:
+            left = max(0.0, deadline - time.monotonic())
+            read = b.history_read(workflow_id, chosen, after)
+            page = b.page(await self._request(read, left))
+            if page is None:
+                break
+            events += b.page_events(page)
+            after = page.next_seq
+        return RunHistory(snapshot, chosen, events)
 
 
 class AsyncWorkflowHandle:
@@ -399,7 +399,12 @@ class AsyncWorkflowHandle:
             return b.reply_value(reply, result_type)
         if self._evicted_at_start == client._replies.evicted:
             return b.reply_value(await client._wait(correlation, timeout, "result"), result_type)
-        snapshot = await client._snapshot(self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S))
+        try:
+            snapshot = await client._snapshot(
+                self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S)
+            )
+        except ReplyTimeoutError:
+            snapshot = None  # no engine answers now: wait for the RESULT reply instead
         if snapshot is not None and b.is_final(snapshot):
             client._replies.forget(correlation)
             return b.snapshot_value(snapshot, result_type)
@@ -407,7 +412,8 @@ class AsyncWorkflowHandle:
         return b.reply_value(await client._wait(correlation, left, "result"), result_type)
 
     async def describe(self, timeout: float = 10.0) -> WorkflowDescription:  # noqa: ASYNC109
-        """The latest snapshot of this workflow id (WorkflowNotFoundError if none)."""
+        """The latest snapshot of this workflow id (WorkflowNotFoundError if none), as the
+        shard that owns it has it."""
         snapshot = await self.client._snapshot(self.workflow_id, timeout)
         if snapshot is None:
             raise WorkflowNotFoundError(f"no snapshot of workflow {self.workflow_id!r}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter, Payload
-from orchestrator.engine.events import Failure
+from orchestrator.engine.events import Event, Failure
 from orchestrator.exceptions import (
     ApplicationError,
     OrchestratorError,
@@ -26,6 +26,12 @@ from orchestrator.exceptions import (
 )
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
+from orchestrator.serde.history_page import (
+    DESCRIBE_QUERY,
+    HISTORY_QUERY,
+    HistoryPage,
+    after_seq_arg,
+)
 from orchestrator.serde.records import (
     CancelWorkflow,
     Command,
@@ -49,6 +55,7 @@ __all__ = [
     "OutgoingCommand",
     "ReplyBuffer",
     "ReplyTimeoutError",
+    "RunHistory",
     "WorkflowDescription",
     "WorkflowNotFoundError",
     "new_traceparent",
@@ -74,6 +81,18 @@ class ReplyTimeoutError(OrchestratorError, TimeoutError):
 
 class WorkflowNotFoundError(OrchestratorError):
     """No snapshot of this workflow id exists on its shard."""
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """One run's recorded events (oldest first) and the workflow id's latest snapshot.
+
+    The events are what :class:`~orchestrator.engine.replayer.Replayer` replays and
+    ``saga history --json`` exports."""
+
+    snapshot: WorkflowSnapshot | None
+    run_id: str | None
+    events: list[Event]
 
 
 def result_correlation_id(workflow_id: str) -> str:
@@ -265,6 +284,51 @@ class CommandBuilder:
             run_id=run_id,
         )
         return self._out(command, query_id, tp)
+
+    def read(
+        self, workflow_id: str, run_id: str | None, name: str, after_seq: int = 0
+    ) -> OutgoingCommand:
+        """A built-in read (``__describe``, or one page of ``__history``)."""
+        query_id = uuid.uuid4().hex
+        command = QueryWorkflow(
+            workflow_id=workflow_id,
+            query_id=query_id,
+            query_name=name,
+            args=[after_seq_arg(after_seq)] if name == HISTORY_QUERY else [],
+            run_id=run_id,
+        )
+        return self._out(command, query_id, None)
+
+    def describe_read(self, workflow_id: str) -> OutgoingCommand:
+        """The read of ``workflow_id``'s latest snapshot."""
+        return self.read(workflow_id, None, DESCRIBE_QUERY)
+
+    def history_read(self, workflow_id: str, run_id: str, after_seq: int) -> OutgoingCommand:
+        """The read of one page of a run's events, those after ``after_seq``."""
+        return self.read(workflow_id, run_id, HISTORY_QUERY, after_seq)
+
+    def page(self, reply: Reply) -> HistoryPage | None:
+        """The page a read's reply carries; None if the shard knows no such run."""
+        if not reply.ok and reply.error is not None and reply.error.type == "WorkflowNotFound":
+            return None
+        if not reply.ok or reply.result is None:
+            self.reply_value(reply)  # raises the refusal
+        assert reply.result is not None
+        return self.wire.decode_page(reply.result)
+
+    def page_snapshot(self, page: HistoryPage | None) -> WorkflowSnapshot | None:
+        """The snapshot a ``__describe`` page holds."""
+        if page is None or not page.records:
+            return None
+        record = page.records[0]
+        return self.wire.decode_snapshot(list(record.headers.items()), record.value).record
+
+    def page_events(self, page: HistoryPage) -> list[Event]:
+        """The events a ``__history`` page holds, by seq."""
+        return [
+            self.wire.decode_event(list(r.headers.items()), r.value).record.event
+            for r in page.records
+        ]
 
     # --- replies and snapshots --------------------------------------------------
 

@@ -12,9 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -26,6 +24,7 @@ from orchestrator.client._common import (
     OutgoingCommand,
     ReplyBuffer,
     ReplyTimeoutError,
+    RunHistory,
     WorkflowDescription,
     WorkflowNotFoundError,
     resolve_config,
@@ -33,12 +32,11 @@ from orchestrator.client._common import (
 )
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
+from orchestrator.engine.events import Event
 from orchestrator.log.consuming import consume_available
 from orchestrator.log.headers import headers_of
-from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.errors import RecordDecodeError
-from orchestrator.serde.keys import snapshot_key
 from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
 from orchestrator.serde.wire import WireFormat
 
@@ -245,33 +243,29 @@ class Client:
             self._listener.close()
 
     def _snapshot(self, workflow_id: str, timeout: float) -> WorkflowSnapshot | None:
-        """The latest snapshot of ``workflow_id`` on its history partition (a full read)."""
-        topic = self.layout.history
-        partition = shard_for(workflow_id, self.builder.shards)
-        key = snapshot_key(workflow_id)
-        consumer = _consumer(self._kafka, eof=True)
-        latest: Any = None
-        try:
-            high = _end(consumer, topic, partition)
-            if high <= 0:
-                return None
-            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-            deadline = time.monotonic() + timeout
-            # the end of a transactional partition is a marker, so wait for EOF rather
-            # than for the position to reach the high watermark
-            at_end = False
-            while not at_end and time.monotonic() < deadline:
-                for msg in consume_available(consumer, 1000, 0.2):
-                    error = msg.error()
-                    if error is not None:
-                        at_end = at_end or error.code() == KafkaError._PARTITION_EOF
-                    elif msg.key() == key:
-                        latest = msg
-        finally:
-            consumer.close()
-        if latest is None or latest.value() is None:
-            return None
-        return self.builder.wire.decode_snapshot(headers_of(latest), latest.value()).record
+        """The latest snapshot of ``workflow_id``, read from the shard that owns it."""
+        b = self.builder
+        return b.page_snapshot(b.page(self._request(b.describe_read(workflow_id), timeout)))
+
+    def fetch_history(
+        self, workflow_id: str, run_id: str | None = None, timeout: float = 30.0
+    ) -> RunHistory:
+        """One run's events (the latest run's by default), read page by page from the
+        shard that owns the workflow id; ReplyTimeoutError if no engine worker answers."""
+        b = self.builder
+        deadline = time.monotonic() + timeout
+        snapshot = self._snapshot(workflow_id, timeout)
+        chosen = run_id or (snapshot.run_id if snapshot is not None else None)
+        events: list[Event] = []
+        after: int | None = 0
+        while chosen is not None and after is not None:
+            left = max(0.0, deadline - time.monotonic())
+            page = b.page(self._request(b.history_read(workflow_id, chosen, after), left))
+            if page is None:
+                break
+            events += b.page_events(page)
+            after = page.next_seq
+        return RunHistory(snapshot, chosen, events)
 
 
 class WorkflowHandle:
@@ -358,7 +352,10 @@ class WorkflowHandle:
             return b.reply_value(reply, result_type)
         if self._evicted_at_start == client._replies.evicted:
             return b.reply_value(client._wait(correlation, timeout, "result"), result_type)
-        snapshot = client._snapshot(self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S))
+        try:
+            snapshot = client._snapshot(self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S))
+        except ReplyTimeoutError:
+            snapshot = None  # no engine answers now: wait for the RESULT reply instead
         if snapshot is not None and b.is_final(snapshot):
             with client._cond:
                 client._replies.forget(correlation)
@@ -367,7 +364,8 @@ class WorkflowHandle:
         return b.reply_value(client._wait(correlation, left, "result"), result_type)
 
     def describe(self, timeout: float = 10.0) -> WorkflowDescription:
-        """The latest snapshot of this workflow id (WorkflowNotFoundError if none)."""
+        """The latest snapshot of this workflow id (WorkflowNotFoundError if none), as the
+        shard that owns it has it."""
         snapshot = self.client._snapshot(self.workflow_id, timeout)
         if snapshot is None:
             raise WorkflowNotFoundError(f"no snapshot of workflow {self.workflow_id!r}")

@@ -23,16 +23,10 @@ MAX_WAIT_S: Final = 60.0
 """Upper bound of every wait a caller can ask for (start, commands, update, query, result)."""
 
 DESCRIBE_TIMEOUT_S: Final = 10.0
-"""Bound on reading a workflow's snapshot from its history partition."""
+"""Bound on the owning shard's answer to a describe."""
 
 HISTORY_TIMEOUT_S: Final = 20.0
-"""Bound on reading a run's history from its partition."""
-
-HISTORY_READERS: Final = 2
-"""History reads run in a thread pool of this size (they block on confluent-kafka)."""
-
-HISTORY_QUEUE: Final = 8
-"""History requests waiting for a reader beyond this many are refused with 503."""
+"""Bound on reading every page of a run's history from the owning shard."""
 
 MAX_ID_CHARS: Final = 256
 MAX_REASON_CHARS: Final = 1000

@@ -1,8 +1,9 @@
 """Routes that read: health, describe, result, history, list/search and stats.
 
-Describe, result and history read the workflow's shard in Kafka through the client
-(always current); list, search and stats read the visibility projection in
-PostgreSQL (eventually consistent, typically well under a second behind).
+Describe, result and history are answered by the engine shard that owns the workflow,
+from its store, through the client (always current); list, search and stats read the
+visibility projection in PostgreSQL (eventually consistent, typically well under a
+second behind).
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from orchestrator.http import validation as v
 from orchestrator.http.commands import handle_of
 from orchestrator.http.errors import ApiError
 from orchestrator.http.jsonout import description_json, event_json, jsonable
-from orchestrator.http.limits import DEFAULT_LIST_LIMIT, DESCRIBE_TIMEOUT_S, MAX_WAIT_S
+from orchestrator.http.limits import (
+    DEFAULT_LIST_LIMIT,
+    DESCRIBE_TIMEOUT_S,
+    HISTORY_TIMEOUT_S,
+    MAX_WAIT_S,
+)
 from orchestrator.http.services import SERVICES
 from orchestrator.visibility.store import MAX_LIMIT
 
@@ -116,9 +122,9 @@ async def history(request: web.Request) -> web.Response:
     """``GET /v1/workflows/{id}/history[?run_id=]``: a run's events, oldest first."""
     handle = handle_of(request)
     services = request.app[SERVICES]
-    layout = services.kafka.layout
-    assert layout is not None  # set together with the client
-    found = await services.history.read(layout, handle.workflow_id, handle.run_id)
+    found = await handle.client.fetch_history(
+        handle.workflow_id, handle.run_id, timeout=HISTORY_TIMEOUT_S
+    )
     if found.snapshot is None and not found.events:
         raise ApiError(404, "workflow_not_found", f"no history of workflow {handle.workflow_id!r}")
     snapshot = found.snapshot

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,12 +23,10 @@ from orchestrator.config import DEFAULT_TOPIC_PREFIX
 from orchestrator.converter import DataConverter
 from orchestrator.http.auth import Tokens
 from orchestrator.http.errors import ApiError
-from orchestrator.http.limits import HISTORY_QUEUE, HISTORY_READERS, HISTORY_TIMEOUT_S
-from orchestrator.log.history_reader import RunHistory, read_run_history
 from orchestrator.log.topics import TopicLayout
 from orchestrator.visibility import VisibilityStore
 
-__all__ = ["SERVICES", "ApiOptions", "HistoryReads", "KafkaAccess", "Services", "VisibilityAccess"]
+__all__ = ["SERVICES", "ApiOptions", "KafkaAccess", "Services", "VisibilityAccess"]
 
 log = logging.getLogger(__name__)
 
@@ -194,37 +190,6 @@ class VisibilityAccess:
             self.store = None
 
 
-class HistoryReads:
-    """Blocking history reads (confluent-kafka) on a small thread pool, with a queue bound."""
-
-    def __init__(self, kafka_config: Mapping[str, Any]) -> None:
-        self._config = dict(kafka_config)
-        self._pool = ThreadPoolExecutor(HISTORY_READERS, thread_name_prefix="saga-http-history")
-        self._waiting = 0
-
-    async def read(self, layout: TopicLayout, workflow_id: str, run_id: str | None) -> RunHistory:
-        """One run's events (the latest run by default); 503 when too many reads queue."""
-        if self._waiting >= HISTORY_READERS + HISTORY_QUEUE:
-            raise ApiError(503, "busy", "too many history reads in progress", {"Retry-After": "1"})
-        self._waiting += 1
-        try:
-            call = functools.partial(
-                read_run_history,
-                self._config,
-                layout,
-                workflow_id,
-                run_id,
-                timeout_s=HISTORY_TIMEOUT_S,
-            )
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        finally:
-            self._waiting -= 1
-
-    def close(self) -> None:
-        """Drop queued reads; running ones end within their timeout."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 class Services:
     """Everything one server instance uses, started and closed with the application."""
 
@@ -232,7 +197,6 @@ class Services:
         self.options = options
         self.kafka = KafkaAccess(options)
         self.visibility = VisibilityAccess(options)
-        self.history = HistoryReads(options.kafka_config)
 
     def start(self) -> None:
         """Start connecting to Kafka and PostgreSQL in the background."""
@@ -243,7 +207,6 @@ class Services:
         """Close the client, the store and the reader pool."""
         await self.kafka.close()
         await self.visibility.close()
-        self.history.close()
 
 
 SERVICES: Final = web.AppKey("saga.services", Services)

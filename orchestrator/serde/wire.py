@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from orchestrator.converter import ENCODING_KEY, Payload
 from orchestrator.engine.events import Event, Failure
 from orchestrator.serde import keys
 from orchestrator.serde.avro import decode_datum, encode_datum
@@ -24,6 +25,7 @@ from orchestrator.serde.errors import (
 )
 from orchestrator.serde.failures import failure_mapping
 from orchestrator.serde.history import EventMapper, HistoryRecord
+from orchestrator.serde.history_page import PAGE_ENCODING_PREFIX, PAGE_FAMILY, HistoryPage
 from orchestrator.serde.mapping import CustomMapping, RecordMapper, named_types
 from orchestrator.serde.records import (
     ActivityHeartbeat,
@@ -121,6 +123,7 @@ class WireFormat:
         self._add_record(TASK_FAMILY, ActivityTask)
         self._add_record(REPLY_FAMILY, Reply)
         self._add_record(SNAPSHOT_FAMILY, WorkflowSnapshot)
+        self._add_record(PAGE_FAMILY, HistoryPage)
         reader = self.registry.reader(EVENT_FAMILY)
         named = named_types(reader.parsed)
         events = EventMapper(reader.parsed, named, self._custom(named))
@@ -239,6 +242,30 @@ class WireFormat:
         """Decode a reply record; raises :class:`RecordDecodeError`."""
         decoded: Decoded[Reply] = self._decode(headers, value, frozenset({REPLY_FAMILY}))
         return decoded
+
+    def encode_page(self, page: HistoryPage) -> Payload:
+        """A history page as the result payload of a built-in read's reply."""
+        kind = self._kinds[PAGE_FAMILY]
+        value = encode_datum(kind.writer, kind.to_avro(page))
+        encoding = (PAGE_ENCODING_PREFIX + kind.writer.ce_type).encode()
+        return Payload(metadata={ENCODING_KEY: encoding}, data=value)
+
+    def decode_page(self, payload: Payload) -> HistoryPage:
+        """Inverse of :meth:`encode_page`; raises :class:`RecordDecodeError`."""
+        ce_type = payload.encoding.removeprefix(PAGE_ENCODING_PREFIX)
+        writer = self.registry.lookup(ce_type)
+        if ce_type == payload.encoding or writer.family != PAGE_FAMILY:
+            raise RecordDecodeError(
+                DecodeFailure.UNKNOWN_TYPE, f"not a history page: encoding {payload.encoding!r}"
+            )
+        kind = self._kinds[PAGE_FAMILY]
+        try:
+            page: HistoryPage = kind.from_avro(decode_datum(writer, kind.reader, payload.data))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordDecodeError(
+                DecodeFailure.MALFORMED, f"not a valid history page: {exc!r}", ce_type
+            ) from None
+        return page
 
     def decode_any(self, headers: InHeaders, value: bytes | None) -> Decoded[Any]:
         """Decode a record of any type (tools, DLQ inspection)."""

@@ -59,8 +59,7 @@ RELEASE = threading.Event()
 @activity.defn(name="hold")
 async def hold(ms: int) -> int:
     """Runs until the test sets RELEASE: a slow task whose end the test decides."""
-    while not RELEASE.is_set():
-        await asyncio.sleep(0.02)
+    await asyncio.to_thread(RELEASE.wait)
     return ms
 
 

@@ -24,8 +24,6 @@ from orchestrator.client import (
     Client,
     IdReusePolicy,
     ReplyTimeoutError,
-    WorkflowNotFoundError,
-    WorkflowStatus,
     result_correlation_id,
 )
 from orchestrator.client._async import aiokafka_options
@@ -50,7 +48,6 @@ from orchestrator.serde import (
     TerminateWorkflow,
     UpdateWorkflow,
     WireFormat,
-    WorkflowSnapshot,
 )
 
 pytestmark = pytest.mark.integration
@@ -284,27 +281,6 @@ def produce_reply(config: dict[str, Any], layout: TopicLayout, reply: Reply) -> 
     assert producer.flush(10) == 0
 
 
-def produce_snapshot(config: dict[str, Any], layout: TopicLayout, snap: WorkflowSnapshot) -> None:
-    producer = Producer(config)
-    rec = WIRE.encode_snapshot(snap)
-    partition = shard_for(snap.workflow_id, SHARDS)
-    producer.produce(layout.history, rec.value, rec.key, partition=partition, headers=rec.headers)
-    assert producer.flush(10) == 0
-
-
-def snapshot(workflow_id: str, status: WorkflowStatus, **fields: Any) -> WorkflowSnapshot:
-    return WorkflowSnapshot(
-        workflow_id=workflow_id,
-        run_id="run-1",
-        workflow_type="transfer",
-        task_queue="payments",
-        status=status,
-        start_time=1_700_000_000_000,
-        last_seq=5,
-        **fields,
-    )
-
-
 def test_update_and_query_wait_for_their_reply(
     kafka_config: dict[str, Any], layout: TopicLayout, client: Client
 ) -> None:
@@ -342,7 +318,7 @@ def test_waiting_calls_time_out_with_a_clear_error(client: Client, layout: Topic
         handle.result(timeout=1.0)
 
 
-def test_result_from_the_result_reply_or_from_the_snapshot(
+def test_result_from_the_result_reply(
     kafka_config: dict[str, Any], layout: TopicLayout, client: Client
 ) -> None:
     # a run that closes while the caller waits: the RESULT reply
@@ -382,37 +358,11 @@ def test_result_from_the_result_reply_or_from_the_snapshot(
     assert info.value.status == "FAILED"
     assert isinstance(info.value.cause, ApplicationError)
     assert info.value.cause.type == "CardDeclined"
-
-    # a run that closed before this client started: its snapshot answers
-    produce_snapshot(
-        kafka_config,
-        layout,
-        snapshot(
-            "wf-old",
-            WorkflowStatus.COMPLETED,
-            close_time=1_700_000_001_000,
-            result=CONV.to_payload(125),
-            search_attributes={"customer": CONV.to_payload("c-1")},
-        ),
-    )
-    with Client(kafka_config, layout=layout) as late:
-        old = late.get_handle("wf-old")
-        assert old.result(timeout=10, result_type=int) == 125
-        described = old.describe()
-        assert described.status is WorkflowStatus.COMPLETED
-        assert not described.is_open
-        assert described.search_attributes == {"customer": "c-1"}
-        assert described.close_time is not None
-        with pytest.raises(WorkflowNotFoundError):
-            late.get_handle("wf-never").describe(timeout=5)
+    # a run that closed before the client started is found by the shard that owns it:
+    # tests/integration/test_client_outcomes.py (it needs a real engine worker)
 
 
 async def test_async_waiting_calls(kafka_config: dict[str, Any], layout: TopicLayout) -> None:
-    produce_snapshot(
-        kafka_config,
-        layout,
-        snapshot("wf-c", WorkflowStatus.CANCELLED, failure=Failure(message="x", type="Cancelled")),
-    )
     async with await AsyncClient.connect(kafka_config, layout=layout) as client:
         handle = client.get_handle("wf-a")
         with Responder(kafka_config, layout):
@@ -420,10 +370,6 @@ async def test_async_waiting_calls(kafka_config: dict[str, Any], layout: TopicLa
             assert await handle.query("q") == "Q"
         with pytest.raises(ReplyTimeoutError):
             await handle.query("q", timeout=0.5)
-        with pytest.raises(WorkflowFailedError) as info:
-            await client.get_handle("wf-c").result(timeout=10)
-        assert info.value.status == "CANCELLED"
-        assert (await client.get_handle("wf-c").describe()).status is WorkflowStatus.CANCELLED
 
 
 def test_settings_pass_security_through_without_logging_secrets(

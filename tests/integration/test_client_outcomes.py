@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from orchestrator import workflow
-from orchestrator.client import Client
+from orchestrator.client import AsyncClient, Client, WorkflowNotFoundError, WorkflowStatus
 from orchestrator.exceptions import ApplicationError, QueryError, WorkflowFailedError
 from orchestrator.log.dlq_tools import read_dead_letters
 from orchestrator.log.topics import TopicLayout, ensure_topics
@@ -35,13 +35,19 @@ class Sleeper:
         return "sleeping"
 
 
+@workflow.defn(name="outcomes.quick")
+async def quick(ctx: workflow.WorkflowContext, n: int) -> int:
+    await ctx.sleep(timedelta(milliseconds=10))
+    return n * 5
+
+
 @pytest.fixture
 def client(kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str) -> Iterator[Client]:
     layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
     ensure_topics(admin, layout, [QUEUE])
     options = ProcessorOptions(worker_id=f"{topic_prefix}-engine", transaction_timeout_ms=5000)
     with (
-        EngineWorker(kafka_config, layout, [Sleeper], options=options),
+        EngineWorker(kafka_config, layout, [Sleeper, quick], options=options),
         Client(kafka_config, layout=layout) as c,
     ):
         yield c
@@ -79,3 +85,44 @@ def test_start_of_an_unknown_type_is_refused_at_once_and_kept_in_the_dlq(
     letters = list(read_dead_letters(kafka_config, layout.dlq))
     assert [letter.key for letter in letters] == [b"o-unknown"]
     assert "unknown workflow type" in letters[0].reason
+
+
+def test_a_late_client_reads_a_closed_run_from_the_shard_that_owns_it(
+    client: Client, kafka_config: dict[str, Any], topic_prefix: str
+) -> None:
+    handle = client.start(
+        quick, 25, id="o-quick", task_queue=QUEUE, search_attributes={"customer": "c-1"}
+    )
+    assert handle.result(timeout=20) == 125
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    with Client(kafka_config, layout=layout) as late:  # it never saw the RESULT reply
+        old = late.get_handle("o-quick")
+        assert old.result(timeout=20, result_type=int) == 125
+        described = old.describe(timeout=20)
+        assert described.status is WorkflowStatus.COMPLETED
+        assert described.search_attributes == {"customer": "c-1"}
+        assert described.close_time is not None
+        found = late.fetch_history("o-quick", timeout=20)
+        assert found.run_id == described.run_id
+        assert [e.seq for e in found.events] == list(range(1, described.last_seq + 1))
+        names = [type(e).__name__ for e in found.events]
+        assert names[0] == "WorkflowStarted"
+        assert names[-1] == "WorkflowCompleted"
+        assert "TimerFired" in names
+        with pytest.raises(WorkflowNotFoundError):
+            late.get_handle("o-never").describe(timeout=20)
+        assert late.fetch_history("o-never", timeout=20).events == []
+
+
+async def test_the_async_client_reads_describe_result_and_history(
+    client: Client, kafka_config: dict[str, Any], topic_prefix: str
+) -> None:
+    client.start(quick, 2, id="o-async", task_queue=QUEUE).result(timeout=20)
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    async with await AsyncClient.connect(kafka_config, layout=layout) as late:
+        handle = late.get_handle("o-async")
+        assert await handle.result(timeout=20) == 10
+        described = await handle.describe(timeout=20)
+        assert described.status is WorkflowStatus.COMPLETED
+        found = await late.fetch_history("o-async", timeout=20)
+        assert [type(e).__name__ for e in found.events][-1] == "WorkflowCompleted"

@@ -1,13 +1,13 @@
 """The engine's shard handler: commands in, replayed workflow decisions out.
 
 One instance per owned shard, over the shard's local store (RocksDB, see
-:mod:`~orchestrator.worker.shard.store`): the execution index, open runs' events, the
-timer and retention indexes live on disk; memory holds a bounded cache of executions
-in use with their live executors (:mod:`~orchestrator.worker.shard.executions`). A run
-that only waits (a long sleep, a signal) is dropped from memory once its decision is
-committed and replayed from the store when something happens to it. Everything it
-returns is written by the processor in one transaction; the store follows once that
-transaction committed.
+:mod:`~orchestrator.worker.shard.store`): the execution index, every run's events until
+retention, the timer and retention indexes live on disk; memory holds a bounded cache of
+executions in use with their live executors
+(:mod:`~orchestrator.worker.shard.executions`). A run that only waits (a long sleep, a
+signal) is dropped from memory once its decision is committed and replayed from the
+store when something happens to it. Everything it returns is written by the processor in
+one transaction; the store follows once that transaction committed.
 
 Replies: a command's reply carries ``correlation_id`` = the command's
 ``request_id`` (or ``update_id`` / ``query_id``), else its CloudEvents ``ce_id``.
@@ -42,6 +42,7 @@ from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde import records as rec
 from orchestrator.serde.errors import RecordDecodeError, RecordEncodeError
+from orchestrator.serde.history_page import BUILTIN_READS
 from orchestrator.serde.keys import event_key, snapshot_key
 from orchestrator.serde.wire import EncodedRecord, WireFormat
 from orchestrator.worker.shard import children, ingest
@@ -50,6 +51,7 @@ from orchestrator.worker.shard.dlq import dead_letter
 from orchestrator.worker.shard.due import DueTimer, ExpiryIndex, TimerIndex
 from orchestrator.worker.shard.executions import Execution, ExecutionTable, Sealed
 from orchestrator.worker.shard.local_activities import LocalActivities
+from orchestrator.worker.shard.reads import StoreReads
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
 from orchestrator.worker.shard.replies import (
     existing_run_reply,
@@ -159,6 +161,7 @@ class EngineShard:
         self.executions = ExecutionTable(self.view, self.wire, self.tuning.cache_size)
         self.timers = TimerIndex(self.view)
         self.expiries = ExpiryIndex(self.view)
+        self.reads = StoreReads(self.view, self.wire)
         self._recovering = self.view.first(b"v") is not None
 
     # --- restore ------------------------------------------------------------------
@@ -318,6 +321,8 @@ class EngineShard:
             latest = current is not None and current.run_id == due.run_id
             if latest and current is not None and current.is_open:
                 continue  # the entry of a close that was rolled back: the run goes on
+            for seq in range(1, due.last_seq + 1):
+                self.view.delete(keys.event_key(due.workflow_id, due.run_id, seq))
             out += [
                 OutRecord(
                     self.layout.history,
@@ -353,6 +358,8 @@ class EngineShard:
             self.stats.dead_lettered += 1
             return [dead_letter(self.layout.dlq, msg, str(exc))]
         command, ce_id = decoded.record, decoded.cloud_event.id
+        if isinstance(command, rec.QueryWorkflow) and command.query_name in BUILTIN_READS:
+            return [self._reply(self.reads.answer(command))]
         if isinstance(command, rec.StartWorkflow):
             return self._start(command, ce_id, msg, now_ms)
         execution = self.executions.get(command.workflow_id)
@@ -671,7 +678,7 @@ class EngineShard:
             reason = f"its next run's workflow type {start.workflow_type!r} is unknown here"
             return None, [self._park_closed(previous, reason)]
         previous.next_run = None
-        self.executions.forget_events(previous)  # the log keeps them until retention
+        self.executions.release_events(previous)  # on disk until retention
         execution = Execution(
             start.workflow_id,
             start.run_id,
@@ -862,7 +869,7 @@ class EngineShard:
             # not the end of the workflow: the next run replies (and reports); the
             # events stay until it starts (its start reads the last one after a restore)
             return []
-        self.executions.forget_events(execution)  # readers of the log have them
+        self.executions.release_events(execution)  # on disk until retention
         out: list[OutRecord] = []
         if execution.parent is not None and last is not None:
             report = children.closed_report(

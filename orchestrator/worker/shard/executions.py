@@ -1,6 +1,6 @@
 """A shard's executions: a bounded cache in memory over the shard store on disk.
 
-The store holds every execution's latest snapshot and open runs' events. Memory holds
+The store holds every execution's latest snapshot and its runs' events until retention. Memory holds
 the executions in use: those touched by a decision whose transaction has not yet been
 applied to the store (pinned), and up to ``cache_size`` others, least recently used
 first out. A cached execution keeps its live executor (the suspended workflow
@@ -150,12 +150,10 @@ class ExecutionTable:
         self._view.put(keys.current_run_key(workflow_id), execution.run_id.encode())
         self.touch(execution)
 
-    def forget_events(self, execution: Execution) -> None:
-        """A closed run's events leave the store (the log keeps them until retention)."""
-        events = self.events(execution)
-        for event in events:
-            self._view.delete(keys.event_key(execution.workflow_id, execution.run_id, event.seq))
-        execution.events = []
+    def release_events(self, execution: Execution) -> None:
+        """A closed run's events leave memory; the store keeps them until retention
+        (``saga history`` reads them there)."""
+        execution.events = None
 
     def remove(self, workflow_id: str) -> None:
         """Retention ended: the workflow id is free again."""

@@ -29,30 +29,15 @@ _SNAPSHOT = SNAPSHOT_SUFFIX.encode()
 class _Batch:
     """The store writes of one batch of history records."""
 
-    def __init__(self, store: ShardStore, retention_ms: int) -> None:
+    def __init__(self, store: ShardStore, wire: WireFormat, retention_ms: int) -> None:
         self.store = store
+        self.wire = wire
         self.retention_ms = retention_ms
         self.puts: dict[bytes, bytes | None] = {}
-        #: event keys this batch put, by run (so a run that closes in it is cleared fast)
-        self.batch_events: dict[tuple[str, str], list[bytes]] = {}
 
     def current_run(self, workflow_id: str) -> bytes | None:
         key = keys.current_run_key(workflow_id)
         return self.puts[key] if key in self.puts else self.store.get(key)
-
-    def clear_events(self, workflow_id: str, run_id: str, last_seq: int | None) -> None:
-        """Point deletes of a run's events: those up to ``last_seq`` when it is known,
-        else whatever the store and this batch hold (no range tombstones: see
-        :meth:`StoreView.clear`)."""
-        if last_seq is None:
-            prefix = b"e" + keys.run_prefix(workflow_id, run_id)
-            found = [k for k, _ in self.store.scan(prefix)]
-            found += self.batch_events.get((workflow_id, run_id), [])
-        else:
-            found = [keys.event_key(workflow_id, run_id, seq) for seq in range(1, last_seq + 1)]
-        for key in found:
-            self.puts[key] = None
-        self.batch_events.pop((workflow_id, run_id), None)
 
     def event(self, workflow_id: str, run_id: str, seq: int, entry: HistoryEntry) -> None:
         key = keys.event_key(workflow_id, run_id, seq)
@@ -60,7 +45,6 @@ class _Batch:
             self.puts[key] = None
             return
         self.puts[key] = keys.frame(entry.headers, entry.value)
-        self.batch_events.setdefault((workflow_id, run_id), []).append(key)
         if self.current_run(workflow_id) != run_id.encode():
             self.puts[keys.seen_key(workflow_id, run_id)] = b""  # no snapshot names it (yet)
         self.puts[keys.recovery_key(workflow_id)] = b""
@@ -73,10 +57,10 @@ class _Batch:
             for key in (keys.snapshot_key, keys.recovery_key, keys.current_run_key):
                 puts[key(workflow_id)] = None
             return
-        puts[keys.snapshot_key(workflow_id)] = keys.frame(entry.headers, entry.value or b"")
         previous = self.current_run(workflow_id)
         if previous is not None and previous != snapshot.run_id.encode():
-            self.clear_events(workflow_id, previous.decode(), None)  # a newer run replaced it
+            self._superseded(workflow_id, previous.decode())
+        puts[keys.snapshot_key(workflow_id)] = keys.frame(entry.headers, entry.value or b"")
         puts[keys.current_run_key(workflow_id)] = snapshot.run_id.encode()
         puts[keys.seen_key(workflow_id, snapshot.run_id)] = None
         parked = b"k" + workflow_id.encode()
@@ -87,13 +71,22 @@ class _Batch:
             expires = closed_at + self.retention_ms
             expiry = keys.expiry_key(expires, workflow_id, snapshot.run_id)
             puts[expiry] = keys.u64(snapshot.last_seq)
-            if status is not EngineStatus.CONTINUED_AS_NEW:
-                # the log keeps them
-                self.clear_events(workflow_id, snapshot.run_id, snapshot.last_seq)
-                if snapshot.parked is None:
-                    puts[keys.recovery_key(workflow_id)] = None
-                    return
+            if status is not EngineStatus.CONTINUED_AS_NEW and snapshot.parked is None:
+                puts[keys.recovery_key(workflow_id)] = None
+                return
         puts[keys.recovery_key(workflow_id)] = b""
+
+    def _superseded(self, workflow_id: str, run_id: str) -> None:
+        """A newer run's snapshot is about to replace ``run_id``'s. If no closed snapshot
+        of that run was read (compaction removed it), :func:`finish` gives its events a
+        retention from its last event; a closed one already has its retention entry."""
+        key = keys.snapshot_key(workflow_id)
+        raw = self.puts[key] if key in self.puts else self.store.get(key)
+        if raw is not None:
+            previous = self.wire.decode_snapshot(*keys.unframe(raw)).record
+            if previous.run_id == run_id and EngineStatus[previous.status.name].is_terminal:
+                return
+        self.puts[keys.seen_key(workflow_id, run_id)] = b""
 
 
 def ingest(
@@ -102,7 +95,7 @@ def ingest(
     """Apply history records (oldest first) to the store, with the checkpoint after them."""
     if not entries:
         return
-    batch = _Batch(store, retention_ms)
+    batch = _Batch(store, wire, retention_ms)
     for entry in entries:
         if entry.key.endswith(_SNAPSHOT):
             workflow_id = entry.key[: -len(_SNAPSHOT)].decode()
@@ -120,7 +113,7 @@ def ingest(
 def finish(store: ShardStore, wire: WireFormat, retention_ms: int) -> None:
     """After the last batch: runs whose events were read but whose snapshot names
     another run (superseded by a newer run, its own closed snapshot compacted away)
-    get their retention from their last event, and their events leave the store."""
+    get their retention from their last event."""
     view = StoreView(store)
     expiries = ExpiryIndex(view)
     for key, _ in list(store.scan(b"q")):
@@ -138,5 +131,4 @@ def finish(store: ShardStore, wire: WireFormat, retention_ms: int) -> None:
         if last is not None:
             event = wire.decode_event(*keys.unframe(last)).record.event
             expiries.add(event.time + retention_ms, workflow_id, run_id, event.seq)
-        view.clear(prefix)
         view.apply_open()

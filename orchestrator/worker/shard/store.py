@@ -13,7 +13,8 @@ prefix      key                                         value
 ``m``       ``m`` + name                                meta (format, topic, partition),
                                                         checkpoint (next history offset)
 ``s``       ``s`` + workflow id                         the latest run's snapshot record
-``e``       ``e`` + wf + run + seq (8 bytes)            an open run's event record
+``e``       ``e`` + wf + run + seq (8 bytes)            a run's event record (until
+                                                        the run's retention ends)
 ``t``       ``t`` + due (8 bytes) + wf + run + timer    (empty): timer index by due time
 ``u``       ``u`` + wf + run + timer                    due time: the timer's current due
 ``r``       ``r`` + expires (8 bytes) + wf + run        last seq: retention index
@@ -24,12 +25,14 @@ prefix      key                                         value
 ``w``       ``w`` + workflow id                         run id of the latest snapshot
 ==========  ==========================================  ================================
 
-Snapshot and event records are kept as they are on the topic (value and headers, framed),
-so the store's format is the wire format and nothing is converted twice. Authoritative
-records (``s``, ``e``) and the checkpoint are written in one atomic batch after the Kafka
-transaction that carried them committed; the indexes (``t``, ``u``, ``r``, ``v``, ``q``)
-are written at once and checked against the authoritative records when used, so an
-entry of a decision that was never committed is harmless.
+Snapshot and event records are kept as they are on the topic (value and headers,
+framed), so the store's format is the wire format and nothing is converted twice (``saga
+describe`` and ``saga history`` read them from here:
+:mod:`~orchestrator.worker.shard.reads`). Authoritative records (``s``, ``e``) and the
+checkpoint are written in one atomic batch after the Kafka transaction that carried them
+committed; the indexes (``t``, ``u``, ``r``, ``v``, ``q``) are written at once and
+checked against the authoritative records when used, so an entry of a decision that was
+never committed is harmless.
 """
 
 from __future__ import annotations

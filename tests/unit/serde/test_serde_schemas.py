@@ -56,6 +56,7 @@ def test_the_folder_holds_every_family() -> None:
         "saga.history.event",
         "saga.history.snapshot",
         "saga.reply",
+        "saga.reply.history-page",
         "saga.task.activity",
     ]
 

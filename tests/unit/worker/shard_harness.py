@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.converter import DataConverter
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde import records as rec
+from orchestrator.serde.history_page import HISTORY_QUERY, after_seq_arg
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.engine_worker import definitions
 from orchestrator.worker.shard.engine_shard import EngineShard, ShardTuning
@@ -113,6 +114,20 @@ class Harness:
                 **kw,
             )
         )
+
+    def read(
+        self, workflow_id: str, query_name: str, run_id: str | None = None, after_seq: int = 0
+    ) -> rec.Reply:
+        """A built-in read (``__describe``/``__history``), committed, and its reply."""
+        query_id = f"read-{self.commands_offset}"
+        args = [after_seq_arg(after_seq)] if query_name == HISTORY_QUERY else []
+        query = rec.QueryWorkflow(
+            workflow_id=workflow_id, run_id=run_id, query_id=query_id,
+            query_name=query_name, args=args,
+        )
+        self.send(query)
+        self.commit()
+        return next(r for r in self.replies if r.correlation_id == query_id)
 
     def tick(self, advance_ms: int = 0) -> list[OutRecord]:
         self.clock.now += advance_ms

@@ -159,23 +159,29 @@ def test_retention_tombstones_closed_runs_and_frees_the_id_after_a_restart(
     assert [r.ok for r in h.replies if r.kind is rec.ReplyKind.START] == [True, True]
 
 
-def test_closed_runs_keep_only_their_snapshot_in_the_store(tmp_path: Path) -> None:
-    h = harness(tmp_path)
+def test_closed_runs_keep_their_events_in_the_store_until_retention(tmp_path: Path) -> None:
+    h = harness(tmp_path, retention_ms=60_000)
     for i in range(30):
         h.start(f"c-{i}", "unit.chain", 2)  # three runs each, by continue-as-new
     h.commit()
     h.run()
     assert h.results() == {f"c-{i}": 0 for i in range(30)}
     store = h.shard.store
-    assert list(store.scan(b"e")) == [], "closed runs' events stay in the store"
+    events = {k for k, _ in store.scan(b"e")}
+    runs = {keys.parse_run(k, 1)[:2] for k in events}
+    assert len(runs) == 90, "every run's events, superseded runs included"
     assert len(list(store.scan(b"s"))) == 30
-    rebuilt = harness(tmp_path / "elsewhere")
-    rebuilt.history = h.history
+    rebuilt = harness(tmp_path / "elsewhere", retention_ms=60_000)
+    rebuilt.history = list(h.history)
     rebuilt.compact()
     rebuilt.restore()
-    assert list(rebuilt.shard.store.scan(b"e")) == []
+    assert {k for k, _ in rebuilt.shard.store.scan(b"e")} == events
     # every run's retention is known, superseded runs included
     assert len(list(rebuilt.shard.store.scan(b"r"))) == 90
+    for shard in (h, rebuilt):
+        shard.run(advance_ms=61_000)
+        left = [k for k, _ in shard.shard.store.scan(b"") if k[:1] in b"esr"]
+        assert left == [], "retention ended: nothing of the runs stays"
 
 
 def test_a_wake_up_storm_fires_in_bounded_slices(tmp_path: Path) -> None:
