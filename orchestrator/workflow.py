@@ -320,8 +320,17 @@ def query(fn: F, /) -> F: ...
 @overload
 def query(*, name: str | None = None) -> Callable[[F], F]: ...
 def query(fn: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:
-    """Mark a query handler: a plain method that reads state and issues no commands."""
+    """Mark a query handler: a plain method that reads state and issues no commands.
+
+    Names starting with ``__`` are the engine's own (``__describe``, ``__history``)."""
+    check_query_name(name if name is not None else getattr(fn, "__name__", ""))
     return _role("query", name)(fn) if fn is not None else _role("query", name)
+
+
+def check_query_name(name: str) -> None:
+    """Refuse a query name reserved for the engine's built-in reads."""
+    if name.startswith("__"):
+        raise ValueError(f"query name {name!r}: names starting with '__' are reserved")
 
 
 @overload

@@ -14,8 +14,8 @@ command without one is answered with its ``ce_id``), and the record key is the
 correlation id. When a run closes, the shard also writes a RESULT reply whose
 correlation id is ``result/<workflow_id>``. A client follows every partition of
 the replies topic from its end (read_committed, no consumer group) and picks
-replies by correlation id; ``result()`` falls back to the workflow's snapshot on
-its history partition when the run closed before the client started.
+replies by correlation id; ``result()`` falls back to the workflow's snapshot, asked
+of the shard that owns it, when the run closed before the client started.
 """
 
 from orchestrator.client._async import AsyncClient, AsyncWorkflowHandle

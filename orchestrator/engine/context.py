@@ -30,6 +30,7 @@ from orchestrator.workflow import (
     HandlerSpec,
     WorkflowContext,
     WorkflowInfo,
+    check_query_name,
     definition_of,
 )
 
@@ -358,6 +359,7 @@ class EngineContext(WorkflowContext):
         self._drain(name)
 
     def set_query_handler(self, name: str, handler: Callable[..., Any]) -> None:
+        check_query_name(name)
         self._queries[name] = _handler_from_callable(handler)
 
     def set_update_handler(

@@ -150,6 +150,7 @@ def test_parent_gets_the_results_of_two_children_on_other_shards(
     assert_gapless_and_replays(parent)
     parent_run = parent[0].run_id if isinstance(parent[0], ev.WorkflowStarted) else ""
     child_events = [e for e in parent if type(e).__name__.startswith("ChildWorkflow")]
+    child_runs: dict[str, str] = {}
     for child_seq, kid in ((1, kid_a), (2, kid_b)):
         mine = [e for e in child_events if getattr(e, "child_seq", None) == child_seq]
         assert [type(e).__name__ for e in mine] == [
@@ -170,8 +171,11 @@ def test_parent_gets_the_results_of_two_children_on_other_shards(
         assert (first.parent_workflow_id, first.parent_run_id) == (parent_id, parent_run)
         assert started.run_id == first.run_id
         assert isinstance(child[-1], ev.WorkflowCompleted)
-        described = client.get_handle(kid).describe()
-        assert (described.run_id, described.status) == (first.run_id, rec.WorkflowStatus.COMPLETED)
+        child_runs[kid] = first.run_id
+    with engine(kafka_config, layout):  # a new owner answers from a store rebuilt from the log
+        for kid, run_id in child_runs.items():
+            described = client.get_handle(kid).describe(timeout=30)
+            assert (described.run_id, described.status) == (run_id, rec.WorkflowStatus.COMPLETED)
     assert result_replies(kafka_config, layout) == Counter({parent_id: 1, kid_a: 1, kid_b: 1})
 
 
@@ -204,7 +208,9 @@ def test_a_failed_child_is_compensated_by_the_parents_saga(
     child = only_run(logs["o-150/payment"])
     assert_gapless_and_replays(child)
     assert isinstance(child[-1], ev.WorkflowFailed)
-    assert client.get_handle("o-150/payment").describe().status is rec.WorkflowStatus.FAILED
+    with engine(kafka_config, layout):
+        described = client.get_handle("o-150/payment").describe(timeout=30)
+    assert described.status is rec.WorkflowStatus.FAILED
 
 
 def assert_chain(runs: Runs, final: int) -> list[list[ev.Event]]:
@@ -250,22 +256,24 @@ def test_continue_as_new_counter_returns_the_last_runs_result(
     assert len(chain) == 6
     last_run = chain[-1][0]
     assert isinstance(last_run, ev.WorkflowStarted)
-    described = handle.describe()
-    assert (described.run_id, described.status) == (last_run.run_id, rec.WorkflowStatus.COMPLETED)
-    assert len(assert_chain(logs["count-250"], 250)) == 251
-    # the CLI shows and replays the latest run by default, any run with --run-id
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_config["bootstrap.servers"])
-    monkeypatch.setenv("SAGA_TOPIC_PREFIX", layout.prefix)
-    monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
-    shown = saga("history", "count-5")
-    assert shown.output.splitlines()[0] == f"count-5 run {last_run.run_id} COMPLETED"
-    replayed = saga("replay", "count-5", "--sagas", "tests.integration.child_sagas")
-    assert replayed.exit_code == 0 and "COMPLETED" in replayed.output
-    first_run = chain[0][0]
-    assert isinstance(first_run, ev.WorkflowStarted)
-    args = ["--sagas", "tests.integration.child_sagas", "--run-id", first_run.run_id]
-    replayed = saga("replay", "count-5", *args)
-    assert replayed.exit_code == 0 and "CONTINUED_AS_NEW" in replayed.output
+    with engine(kafka_config, layout):  # describe, history and replay ask the owner
+        described = handle.describe(timeout=30)
+        latest = (last_run.run_id, rec.WorkflowStatus.COMPLETED)
+        assert (described.run_id, described.status) == latest
+        assert len(assert_chain(logs["count-250"], 250)) == 251
+        # the CLI shows and replays the latest run by default, any run with --run-id
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_config["bootstrap.servers"])
+        monkeypatch.setenv("SAGA_TOPIC_PREFIX", layout.prefix)
+        monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
+        shown = saga("history", "count-5")
+        assert shown.output.splitlines()[0] == f"count-5 run {last_run.run_id} COMPLETED"
+        replayed = saga("replay", "count-5", "--sagas", "tests.integration.child_sagas")
+        assert replayed.exit_code == 0 and "COMPLETED" in replayed.output
+        first_run = chain[0][0]
+        assert isinstance(first_run, ev.WorkflowStarted)
+        args = ["--sagas", "tests.integration.child_sagas", "--run-id", first_run.run_id]
+        replayed = saga("replay", "count-5", *args)
+        assert replayed.exit_code == 0 and "CONTINUED_AS_NEW" in replayed.output
     # one RESULT per workflow id: the continued runs do not answer
     assert result_replies(kafka_config, layout) == Counter({"count-5": 1, "count-250": 1})
 

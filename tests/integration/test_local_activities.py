@@ -136,7 +136,8 @@ def test_local_steps_run_in_the_engine_and_are_recorded(
     # the engine ran them: nothing went through the task queue
     assert read_topic(kafka_config, layout.task_queue(QUEUE), SHARDS) == []
     # each step got its own stable idempotency key: workflow id / run id / activity seq
-    run_id = handle.describe().run_id
+    with engine(kafka_config, layout, [add_one]):
+        run_id = handle.describe(timeout=30).run_id
     assert sorted(key for _, key, _ in _calls) == [f"local-1/{run_id}/{n}" for n in (1, 2, 3)]
 
 

@@ -24,6 +24,7 @@ from orchestrator.exceptions import ApplicationError
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.retry import RetryPolicy
 from orchestrator.visibility.compare import check
+from orchestrator.visibility.lag import wait_caught_up
 from orchestrator.visibility.projector import Projector
 from orchestrator.visibility.store import RunRow, VisibilityStore
 from orchestrator.worker.activity_worker import ActivityWorker
@@ -167,6 +168,8 @@ def test_rows_follow_runs_and_agree_with_a_rebuild(
             ),
         )
         assert projector.error is None and projector.metrics.undecodable == 0
+        # past the last transaction markers too (stored once the projector idles)
+        assert not wait_caught_up(database, kafka_config, layout, timeout_s=20)
     assert {k: v["status"] for k, v in final.items()} == {
         "o-1": "COMPLETED",
         "o-2": "COMPLETED",

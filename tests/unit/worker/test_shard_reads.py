@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import workflow
 from orchestrator.converter import Payload
 from orchestrator.engine.events import Event
 from orchestrator.serde import records as rec
@@ -145,3 +146,17 @@ def test_a_bad_page_argument_is_refused_with_the_reason(tmp_path: Path) -> None:
     h.commit()
     reply = next(r for r in h.replies if r.correlation_id == "bad")
     assert reply.error is not None and reply.error.type == "InvalidArgument"
+
+
+def test_a_workflow_cannot_take_the_reserved_query_names() -> None:
+    with pytest.raises(ValueError, match="reserved"):
+
+        @workflow.defn(name="unit.greedy")
+        class Greedy:
+            @workflow.run
+            async def run(self, ctx: workflow.WorkflowContext) -> None:
+                return None
+
+            @workflow.query(name=DESCRIBE_QUERY)
+            def mine(self) -> str:
+                return "mine"
