@@ -181,3 +181,38 @@ def test_a_start_redriven_twice_from_the_dlq_runs_once(
     assert started.ok and repeat.ok and repeat.run_id == started.run_id
     assert wire.runs_and_closes("late-1") == (1, 1)
     assert Counter(type(e).__name__ for e in wire.events("late-1"))["WorkflowCompleted"] == 1
+
+
+def test_terminate_if_running_replaces_the_running_run(
+    kafka_config: dict[str, Any], layout: TopicLayout
+) -> None:
+    wire = Wire(kafka_config, layout)
+    with engine(kafka_config, layout, [double, rest]):
+        wire.start("acct-9", "policy.rest", 600_000, ce_id="ce-old", request_id="old")
+        wire.wait_replies(lambda rs: len(start_replies(rs, "old")) == 1)
+        wire.start(
+            "acct-9",
+            "policy.double",
+            21,
+            ce_id="ce-new",
+            request_id="new",
+            id_reuse_policy=rec.IdReusePolicy.TERMINATE_IF_RUNNING,
+        )
+        replies = wire.wait_replies(
+            lambda rs: sum(r.kind is rec.ReplyKind.RESULT for r in rs) == 2, timeout_s=30
+        )
+    (old,), (new,) = start_replies(replies, "old"), start_replies(replies, "new")
+    assert new.ok and new.run_id != old.run_id
+    ended, finished = [r for r in replies if r.kind is rec.ReplyKind.RESULT]
+    assert (ended.run_id, ended.ok) == (old.run_id, False)
+    assert ended.error is not None and ended.error.type == "Terminated"
+    assert "request new" in ended.error.message
+    assert (finished.run_id, CONV.from_payload(finished.result)) == (new.run_id, 42)
+    names = [type(e).__name__ for e in wire.events("acct-9")]
+    assert names == [
+        "WorkflowStarted",
+        "TimerStarted",
+        "WorkflowTerminated",
+        "WorkflowStarted",
+        "WorkflowCompleted",
+    ]

@@ -61,6 +61,7 @@ from orchestrator.worker.shard.replies import (
 from orchestrator.worker.shard.start_policy import (
     StartVerdict,
     repeat_reply,
+    replaced_reason,
     request_id_of,
     verdict,
 )
@@ -385,25 +386,34 @@ class EngineShard:
         if decided is StartVerdict.START:
             return self._new_run(start, correlation, msg, now)
         assert existing is not None
-        if decided is StartVerdict.REPEAT:
-            return self._repeat(start, ce_id, existing)
+        if decided is StartVerdict.REPEAT:  # the first send's reply again, and nothing else
+            if start.parent is not None:
+                return []  # the parent heard STARTED with the first send, in its transaction
+            return [self._reply(repeat_reply(start, ce_id, existing))]
+        if decided is StartVerdict.REPLACE:
+            return self._replace(start, ce_id, existing, msg, now)
         if start.parent is not None:  # a child's start: its parent hears of the refusal
             return [self._child_refused(start, existing)]
         # idempotent start: the same business id never gets a second running execution
         reply = existing_run_reply(start, correlation, existing.run_id, running=existing.is_open)
         return [*self._signal_with_start(existing, start, now, correlation), self._reply(reply)]
 
-    def _repeat(self, start: rec.StartWorkflow, ce_id: str, latest: Execution) -> list[OutRecord]:
-        """The latest run's own start, sent again: its reply again, and nothing else."""
-        log.info(
-            "start of %s (request %s) is a repeat: run %s answers",
-            start.workflow_id,
-            request_id_of(start, ce_id),
-            latest.start_run_id or latest.run_id,
-        )
-        if start.parent is not None:
-            return []  # the parent heard STARTED with the first send, in its transaction
-        return [self._reply(repeat_reply(start, ce_id, latest))]
+    def _replace(
+        self, start: rec.StartWorkflow, ce_id: str, running: Execution, msg: InRecord, now: int
+    ) -> list[OutRecord]:
+        """TERMINATE_IF_RUNNING: terminate the running run and start the new one, in one
+        decision (one transaction). A parked run is not touched: the start goes to the DLQ,
+        as does a start of an unknown type (refused by :meth:`_new_run`)."""
+        correlation = request_id_of(start, ce_id)
+        if start.workflow_type not in self.workflows:
+            return self._new_run(start, correlation, msg, now)
+        if running.parked is None:
+            stop = [inputs.TerminateWorkflow(reason=replaced_reason(start, ce_id))]
+            out = self._apply(running, stop, now, None, correlation)
+            if not running.is_open:
+                return out + self._new_run(start, correlation, msg, now)
+        self.stats.dead_lettered += 1  # parked before, or by the replay just now
+        return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {running.parked}")]
 
     def _new_run(
         self, start: rec.StartWorkflow, correlation: str, msg: InRecord, now: int

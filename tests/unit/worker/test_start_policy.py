@@ -7,7 +7,7 @@ from pathlib import Path
 
 from orchestrator import workflow
 from orchestrator.serde import records as rec
-from tests.unit.worker.shard_harness import CONV, Harness
+from tests.unit.worker.shard_harness import CONV, LAYOUT, WIRE, Harness
 
 DAY_MS = 86_400_000
 
@@ -142,3 +142,86 @@ def test_after_retention_the_id_is_free_and_the_same_request_starts_again(
     h.start("order", "unit.quick", 1, request_id="r")
     h.commit()
     assert len(result_replies(h, "order")) == 2
+
+
+TERMINATE = rec.IdReusePolicy.TERMINATE_IF_RUNNING
+
+
+def test_terminate_if_running_ends_the_running_run_and_starts_the_new_one_at_once(
+    tmp_path: Path,
+) -> None:
+    h = harness(tmp_path)
+    h.start("acct", "unit.collector", request_id="old")
+    h.commit()
+    out = h.send(
+        rec.StartWorkflow(
+            workflow_id="acct",
+            workflow_type="unit.quick",
+            task_queue="q",
+            input=[CONV.to_payload(4)],
+            id_reuse_policy=TERMINATE,
+            request_id="new",
+        )
+    )
+    decided = [  # what this one command's decision hands to its transaction
+        type(WIRE.decode_event(o.headers, o.value).record.event).__name__
+        for o in out
+        if o.topic == LAYOUT.history and o.key is not None and not o.key.endswith(b"/snapshot")
+    ]
+    assert decided == ["WorkflowTerminated", "WorkflowStarted", "WorkflowCompleted"]
+    h.commit()
+    old, new = starts(h)
+    assert new.ok and new.run_id != old.run_id
+    ended, finished = result_replies(h, "acct")
+    assert (ended.run_id, ended.ok) == (old.run_id, False)
+    assert ended.error is not None and ended.error.type == "Terminated"
+    assert "request new" in ended.error.message and "TERMINATE_IF_RUNNING" in ended.error.message
+    assert (finished.run_id, CONV.from_payload(finished.result)) == (new.run_id, 8)
+    assert h.events_of("acct") == [
+        "WorkflowStarted",
+        "TimerStarted",
+        "WorkflowTerminated",
+        "WorkflowStarted",
+        "WorkflowCompleted",
+    ]
+    h.run(advance_ms=2 * DAY_MS)  # the terminated run's timer fires nothing
+    assert len(result_replies(h, "acct")) == 2
+
+
+def test_terminate_if_running_on_a_closed_id_starts_a_new_run(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("acct", "unit.quick", 1)
+    h.commit()
+    h.start("acct", "unit.quick", 2, id_reuse_policy=TERMINATE)
+    h.commit()
+    assert [r.ok for r in starts(h)] == [True, True]
+    assert h.events_of("acct").count("WorkflowTerminated") == 0
+    assert [CONV.from_payload(r.result) for r in result_replies(h, "acct")] == [2, 4]
+
+
+def test_terminate_if_running_sent_twice_terminates_nothing_the_second_time(
+    tmp_path: Path,
+) -> None:
+    h = harness(tmp_path)
+    h.start("acct", "unit.collector", request_id="old")
+    h.start("acct", "unit.collector", request_id="new", id_reuse_policy=TERMINATE)
+    h.commit()
+    h.start("acct", "unit.collector", request_id="new", id_reuse_policy=TERMINATE)
+    h.commit()
+    _, new, repeat = starts(h)
+    assert repeat.run_id == new.run_id
+    assert h.events_of("acct").count("WorkflowTerminated") == 1
+    h.run(advance_ms=DAY_MS)
+    assert [r.run_id for r in result_replies(h, "acct")][-1] == new.run_id
+
+
+def test_terminate_if_running_of_an_unknown_type_terminates_nothing(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("acct", "unit.collector")
+    h.start("acct", "unit.nobody", id_reuse_policy=TERMINATE)
+    h.commit()
+    refused = starts(h)[-1]
+    assert not refused.ok and refused.error is not None
+    assert refused.error.type == "UnknownWorkflowType"
+    assert len(h.dead_letters) == 1
+    assert "WorkflowTerminated" not in h.events_of("acct")
