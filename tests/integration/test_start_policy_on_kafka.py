@@ -216,3 +216,28 @@ def test_terminate_if_running_replaces_the_running_run(
         "WorkflowStarted",
         "WorkflowCompleted",
     ]
+
+
+def test_an_execution_timeout_closes_the_run_timed_out(
+    kafka_config: dict[str, Any], layout: TopicLayout
+) -> None:
+    wire = Wire(kafka_config, layout)
+    with engine(kafka_config, layout, [rest]):
+        wire.start("slow-1", "policy.rest", 600_000, ce_id="ce-slow", execution_timeout_ms=1500)
+        replies = wire.wait_replies(
+            lambda rs: any(r.kind is rec.ReplyKind.RESULT for r in rs), timeout_s=30
+        )
+    (result,) = [r for r in replies if r.kind is rec.ReplyKind.RESULT]
+    assert not result.ok and result.error is not None and result.error.type == "TimedOut"
+    events = wire.events("slow-1")
+    assert [type(e).__name__ for e in events] == [
+        "WorkflowStarted",
+        "TimerStarted",
+        "WorkflowCancelRequested",
+        "TimerCancelled",
+        "WorkflowTimedOut",
+    ]
+    started, cancel = events[0], events[2]
+    assert isinstance(started, ev.WorkflowStarted) and started.execution_deadline is not None
+    assert isinstance(cancel, ev.WorkflowCancelRequested) and cancel.timed_out
+    assert 1500 <= cancel.time - started.time < 15_000

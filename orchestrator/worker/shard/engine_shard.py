@@ -445,7 +445,7 @@ class EngineShard:
         )
         self.executions.add(execution)
         self.stats.started += 1
-        first = start_inputs(start, run_id)
+        first = start_inputs(start, run_id, now)
         if parent is not None:
             # reported before the run's first decision, which may already close it
             report = children.started_report(parent, start.workflow_id, run_id)
