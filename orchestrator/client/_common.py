@@ -72,6 +72,7 @@ _CLOSED_STATUS_OF_FAILURE = {
     "CancelledError": "CANCELLED",
     "CompensationError": "COMPENSATION_FAILED",
     "Terminated": "TERMINATED",
+    "TimedOut": "TIMED_OUT",
 }
 
 

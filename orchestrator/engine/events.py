@@ -67,6 +67,7 @@ __all__ = [
     "WorkflowFailed",
     "WorkflowStarted",
     "WorkflowTerminated",
+    "WorkflowTimedOut",
 ]
 
 # Timeout kinds used in ActivityTimedOut.timeout_type and timer ids.
@@ -147,13 +148,18 @@ class WorkflowStarted(Event):
     continued_from_run_id: str | None = None
     memo: dict[str, Payload] = field(default_factory=dict)
     search_attributes: dict[str, Payload] = field(default_factory=dict)
+    #: when the execution timeout closes the workflow (epoch ms; kept by continued runs)
+    execution_deadline: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowCancelRequested(Event):
-    """Someone asked the run to cancel; the code gets CancelledError."""
+    """Someone asked the run to cancel; the code gets CancelledError.
+
+    ``timed_out``: the execution timeout asked (the run then closes TIMED_OUT)."""
 
     reason: str = ""
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +189,12 @@ class WorkflowCancelled(DecisionEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowTimedOut(DecisionEvent):
+    """The execution timeout cancelled the run and the cancellation ended its code
+    (terminal); compensations, if any, succeeded."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowCompensationFailed(DecisionEvent):
     """A compensation exhausted its retry policy (terminal, needs an operator).
 
@@ -202,6 +214,8 @@ class WorkflowContinuedAsNew(DecisionEvent):
     workflow_type: str
     task_queue: str
     input: list[Payload] = field(default_factory=list)
+    #: the chain's execution deadline, for the next run (epoch ms)
+    execution_deadline: int | None = None
 
 
 # --- activities ------------------------------------------------------------------
@@ -427,6 +441,7 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
         WorkflowCancelled,
         WorkflowCompensationFailed,
         WorkflowContinuedAsNew,
+        WorkflowTimedOut,
         ActivityScheduled,
         ActivityCompleted,
         ActivityAttemptFailed,
@@ -460,5 +475,6 @@ TERMINAL_EVENTS: Final = (
     WorkflowCompensationFailed,
     WorkflowContinuedAsNew,
     WorkflowTerminated,
+    WorkflowTimedOut,
 )
 """Events after which a run has no more history."""

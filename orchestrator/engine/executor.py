@@ -145,7 +145,11 @@ _STATUS_OF: dict[type[ev.Event], WorkflowStatus] = {
     ev.WorkflowCompensationFailed: WorkflowStatus.COMPENSATION_FAILED,
     ev.WorkflowContinuedAsNew: WorkflowStatus.CONTINUED_AS_NEW,
     ev.WorkflowTerminated: WorkflowStatus.TERMINATED,
+    ev.WorkflowTimedOut: WorkflowStatus.TIMED_OUT,
 }
+
+EXECUTION_TIMEOUT_TIMER = "execution-timeout"
+"""Timer id of a run's execution timeout (the runtime holds it like any timer)."""
 
 
 class WorkflowExecutor(ActivityMixin, RecordingMixin):
@@ -178,6 +182,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         "_started",
         "_status",
         "_suppress",
+        "_timed_out",
         "_timer_by_handle",
         "_timer_fire_at",
         "_timers",
@@ -228,6 +233,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         self._patches: dict[str, bool] = {}
         self._counters = Counters()
         self.cancel_requested = False
+        self._timed_out = False
         self.search_attributes: dict[str, Payload] = {}
         self.memo: dict[str, Payload] = {}
         if self._history:
@@ -310,6 +316,9 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         if self._closed:
             return []
         out = [StartTimer(timer_id=t, fire_at=at) for t, at in self._timer_fire_at.items()]
+        deadline = self._execution_timer()
+        if deadline is not None:
+            out.append(deadline)
         for act in self._activities.values():
             out.extend(self._activity_timers(act))
         return out
@@ -372,6 +381,9 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             if self._history:
                 raise ValueError("StartWorkflow must be the first input of an empty history")
             self._accept(self._started_event(inp, seq, now))
+            deadline = self._execution_timer()
+            if deadline is not None:
+                self._commands.append(deadline)
         elif self._started is None:
             raise ValueError("the first input must be StartWorkflow")
         elif isinstance(inp, ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat):
@@ -421,9 +433,32 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             random_seed=seed, parent_workflow_id=inp.parent_workflow_id,
             parent_run_id=inp.parent_run_id, continued_from_run_id=inp.continued_from_run_id,
             memo=dict(inp.memo), search_attributes=dict(inp.search_attributes),
+            execution_deadline=inp.execution_deadline,
         )
 
+    def _execution_timer(self) -> StartTimer | None:
+        """The execution timeout's timer while it can still fire."""
+        started = self._started
+        if started is None or started.execution_deadline is None:
+            return None
+        if self._closed or self.cancel_requested:
+            return None  # a cancellation under way (the timeout's or a caller's) decides
+        return StartTimer(timer_id=EXECUTION_TIMEOUT_TIMER, fire_at=started.execution_deadline)
+
+    def _time_out(self) -> None:
+        """The execution deadline passed: cancel the run, as a caller's cancel would, but
+        remember why, so the cancellation closes it TIMED_OUT."""
+        if self._execution_timer() is None:
+            return
+        self._accept(ev.WorkflowCancelRequested(
+            seq=self._next_seq(), time=self._now, timed_out=True,
+            reason=f"execution timeout: deadline {self.started.execution_deadline} reached",
+        ))
+
     def _handle_timer(self, timer_id: str) -> None:
+        if timer_id == EXECUTION_TIMEOUT_TIMER:
+            self._time_out()
+            return
         if timer_id.startswith("timer/"):
             if timer_id in self._timers:
                 self._accept(ev.TimerFired(seq=self._next_seq(), time=self._now,
@@ -481,6 +516,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             self._context().start_update(e.update_id, e.update_name, e.args)
         elif isinstance(e, ev.WorkflowCancelRequested):
             self.cancel_requested = True
+            self._timed_out = e.timed_out
             if self._main is not None and not self._main.done():
                 self._main.cancel()
         elif isinstance(e, ev.WorkflowTerminated):
@@ -609,6 +645,8 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             self._fail(exc)
         elif isinstance(exc, ContinueAsNew):
             self._continue_as_new(exc)
+        elif isinstance(exc, asyncio.CancelledError) and self._timed_out:
+            self._finish(ev.WorkflowTimedOut(seq=seq, time=now, build_id=b))
         elif isinstance(exc, asyncio.CancelledError):
             self._finish(ev.WorkflowCancelled(seq=seq, time=now, build_id=b))
         elif isinstance(exc, CompensationError):
@@ -637,7 +675,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         e = ev.WorkflowContinuedAsNew(
             seq=self._next_seq(), time=self._now, build_id=self._build_id,
             new_run_id=new_run_id, workflow_type=wtype, task_queue=started.task_queue,
-            input=args,
+            input=args, execution_deadline=started.execution_deadline,
         )
         if self._finish(e):
             self._commands.append(ContinueAsNewRun(start=StartWorkflow(
@@ -646,6 +684,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
                 parent_workflow_id=started.parent_workflow_id,
                 parent_run_id=started.parent_run_id, continued_from_run_id=started.run_id,
                 memo=dict(self.memo), search_attributes=dict(self.search_attributes),
+                execution_deadline=started.execution_deadline,
             )))
 
     def _finish(self, e: ev.DecisionEvent) -> bool:

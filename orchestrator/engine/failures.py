@@ -147,5 +147,9 @@ def closing_failure(last: ev.Event) -> Failure:
         return last.failure
     if isinstance(last, ev.WorkflowCancelled):
         return Failure(message="workflow cancelled", type="CancelledError", non_retryable=True)
+    if isinstance(last, ev.WorkflowTimedOut):
+        return Failure(
+            message="workflow execution timed out", type="TimedOut", non_retryable=True
+        )
     reason = getattr(last, "reason", "")
     return Failure(message=f"workflow terminated: {reason}", type="Terminated", non_retryable=True)

@@ -48,6 +48,8 @@ class StartWorkflow:
     continued_from_run_id: str | None = None
     memo: dict[str, Payload] = field(default_factory=dict)
     search_attributes: dict[str, Payload] = field(default_factory=dict)
+    #: epoch ms at which the execution timeout cancels the workflow (None: never)
+    execution_deadline: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

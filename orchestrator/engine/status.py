@@ -19,6 +19,7 @@ class WorkflowStatus(enum.Enum):
     TERMINATED = "TERMINATED"
     CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
     COMPENSATION_FAILED = "COMPENSATION_FAILED"
+    TIMED_OUT = "TIMED_OUT"
 
     @property
     def is_terminal(self) -> bool:
@@ -33,6 +34,7 @@ _CLOSED_BY_CODE: Final = frozenset(
         WorkflowStatus.CANCELLED,
         WorkflowStatus.TERMINATED,
         WorkflowStatus.CONTINUED_AS_NEW,
+        WorkflowStatus.TIMED_OUT,
     }
 )
 
@@ -48,6 +50,7 @@ TRANSITIONS: Final[dict[WorkflowStatus, frozenset[WorkflowStatus]]] = {
     WorkflowStatus.TERMINATED: frozenset(),
     WorkflowStatus.CONTINUED_AS_NEW: frozenset(),
     WorkflowStatus.COMPENSATION_FAILED: frozenset(),
+    WorkflowStatus.TIMED_OUT: frozenset(),
 }
 """Allowed next statuses for each status."""
 

@@ -266,7 +266,7 @@ class Reply:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowSnapshot:
-    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v2``)."""
+    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v3``)."""
 
     workflow_id: str
     run_id: str
@@ -284,3 +284,7 @@ class WorkflowSnapshot:
     """Why the run cannot make progress (non-determinism); None when it can."""
     parent: ParentExecution | None = None
     """The parent run, when this workflow was started as a child (snapshot v2)."""
+    start_request_id: str | None = None
+    """Request id of the start that began this run or its continue-as-new chain (v3)."""
+    start_run_id: str | None = None
+    """The run that start created: what its START reply named (v3)."""

@@ -58,6 +58,7 @@ _STATUS_AFTER: Final[dict[type[ev.Event], str]] = {
     ev.WorkflowCompleted: "COMPLETED",
     ev.WorkflowFailed: "FAILED",
     ev.WorkflowCancelled: "CANCELLED",
+    ev.WorkflowTimedOut: "TIMED_OUT",
     ev.WorkflowCompensationFailed: "COMPENSATION_FAILED",
     ev.WorkflowContinuedAsNew: "CONTINUED_AS_NEW",
     ev.WorkflowTerminated: "TERMINATED",

@@ -149,4 +149,5 @@ def next_run_after(
         continued_from_run_id=snapshot.run_id,
         memo=dict(snapshot.memo),
         search_attributes=dict(snapshot.search_attributes),
+        execution_deadline=last.execution_deadline,
     )

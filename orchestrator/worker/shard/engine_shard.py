@@ -60,6 +60,13 @@ from orchestrator.worker.shard.replies import (
     started_reply,
     unknown_type_reply,
 )
+from orchestrator.worker.shard.start_policy import (
+    StartVerdict,
+    repeat_reply,
+    replaced_reason,
+    request_id_of,
+    verdict,
+)
 from orchestrator.worker.shard.store import ShardStore
 from orchestrator.worker.shard.translate import start_inputs, to_input
 from orchestrator.worker.shard.view import StoreView
@@ -380,16 +387,44 @@ class EngineShard:
     def _start(
         self, start: rec.StartWorkflow, ce_id: str, msg: InRecord, now: int
     ) -> list[OutRecord]:
-        correlation = start.request_id or ce_id
+        correlation = request_id_of(start, ce_id)
         existing = self.executions.get(start.workflow_id)
-        if existing is not None and (existing.is_open or not self._reuse_allowed(start, existing)):
-            if start.parent is not None:  # a child's start: its parent hears of the refusal
-                return [self._child_refused(start, existing)]
-            # idempotent start: the same business id never gets a second running execution
-            reply = existing_run_reply(
-                start, correlation, existing.run_id, running=existing.is_open
-            )
-            return [*self._signal_with_start(existing, start, now, correlation), self._reply(reply)]
+        decided = verdict(start, ce_id, existing)
+        if decided is StartVerdict.START:
+            return self._new_run(start, correlation, msg, now)
+        assert existing is not None
+        if decided is StartVerdict.REPEAT:  # the first send's reply again, and nothing else
+            if start.parent is not None:
+                return []  # the parent heard STARTED with the first send, in its transaction
+            return [self._reply(repeat_reply(start, ce_id, existing))]
+        if decided is StartVerdict.REPLACE:
+            return self._replace(start, ce_id, existing, msg, now)
+        if start.parent is not None:  # a child's start: its parent hears of the refusal
+            return [self._child_refused(start, existing)]
+        # idempotent start: the same business id never gets a second running execution
+        reply = existing_run_reply(start, correlation, existing.run_id, running=existing.is_open)
+        return [*self._signal_with_start(existing, start, now, correlation), self._reply(reply)]
+
+    def _replace(
+        self, start: rec.StartWorkflow, ce_id: str, running: Execution, msg: InRecord, now: int
+    ) -> list[OutRecord]:
+        """TERMINATE_IF_RUNNING: terminate the running run and start the new one, in one
+        decision (one transaction). A parked run is not touched: the start goes to the DLQ,
+        as does a start of an unknown type (refused by :meth:`_new_run`)."""
+        correlation = request_id_of(start, ce_id)
+        if start.workflow_type not in self.workflows:
+            return self._new_run(start, correlation, msg, now)
+        if running.parked is None:
+            stop = [inputs.TerminateWorkflow(reason=replaced_reason(start, ce_id))]
+            out = self._apply(running, stop, now, None, correlation)
+            if not running.is_open:
+                return out + self._new_run(start, correlation, msg, now)
+        self.stats.dead_lettered += 1  # parked before, or by the replay just now
+        return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {running.parked}")]
+
+    def _new_run(
+        self, start: rec.StartWorkflow, correlation: str, msg: InRecord, now: int
+    ) -> list[OutRecord]:
         definition = self.workflows.get(start.workflow_type)
         if definition is None:
             # kept in the DLQ (`saga dlq redrive` after a deploy that has the type); a
@@ -406,11 +441,18 @@ class EngineShard:
         )
         parent = start.parent
         execution = Execution(
-            start.workflow_id, run_id, start.workflow_type, start.task_queue, now, parent=parent
+            start.workflow_id,
+            run_id,
+            start.workflow_type,
+            start.task_queue,
+            now,
+            parent=parent,
+            start_request_id=correlation,
+            start_run_id=run_id,
         )
         self.executions.add(execution)
         self.stats.started += 1
-        first = start_inputs(start, run_id)
+        first = start_inputs(start, run_id, now)
         if parent is not None:
             # reported before the run's first decision, which may already close it
             report = children.started_report(parent, start.workflow_id, run_id)
@@ -445,15 +487,6 @@ class EngineShard:
         self.stats.child_reports += 1
         partition = shard_for(report.workflow_id, self.layout.shards)
         return self._out(self.layout.commands, self.wire.encode_command(report), partition)
-
-    @staticmethod
-    def _reuse_allowed(start: rec.StartWorkflow, closed: Execution) -> bool:
-        policy = start.id_reuse_policy
-        if policy is rec.IdReusePolicy.REJECT_DUPLICATE:
-            return False
-        if policy is rec.IdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY:
-            return closed.status is not EngineStatus.COMPLETED
-        return True
 
     # --- timers ---------------------------------------------------------------------
 
@@ -686,6 +719,8 @@ class EngineShard:
             start.task_queue,
             now,
             parent=previous.parent,
+            start_request_id=previous.start_request_id,
+            start_run_id=previous.start_run_id,
         )
         self.executions.add(execution)
         self.stats.started += 1
@@ -833,6 +868,8 @@ class EngineShard:
             memo=dict(memo),
             parked=execution.parked,
             parent=execution.parent,
+            start_request_id=execution.start_request_id,
+            start_run_id=execution.start_run_id,
         )
         execution.snapshot = snapshot
         encoded = self.wire.encode_snapshot(snapshot)

@@ -48,6 +48,10 @@ class Execution:
     parked: str | None = None  # why the run cannot make progress (non-determinism)
     parent: rec.ParentExecution | None = None  # set for a child: whom to report to
     next_run: inputs.StartWorkflow | None = None  # continued as new, next run not started
+    #: the request id of the start that began this run (or its continue-as-new chain),
+    #: and the run it created: a repeat of that start is answered with it
+    start_request_id: str | None = None
+    start_run_id: str | None = None
     executor: WorkflowExecutor | None = None  # live while cached
     generation: int = 0  # the latest generation that changed it
 
@@ -69,6 +73,8 @@ def execution_of(snapshot: rec.WorkflowSnapshot) -> Execution:
         snapshot=snapshot,
         parked=snapshot.parked,
         parent=snapshot.parent,
+        start_request_id=snapshot.start_request_id,
+        start_run_id=snapshot.start_run_id,
     )
 
 

@@ -12,9 +12,11 @@ from orchestrator.worker.shard import children
 __all__ = ["reply_kind", "start_inputs", "to_input"]
 
 
-def start_inputs(start: rec.StartWorkflow, run_id: str) -> list[inputs.Input]:
-    """The first inputs of a new run: its start, and the signal of a signal-with-start."""
+def start_inputs(start: rec.StartWorkflow, run_id: str, now: int) -> list[inputs.Input]:
+    """The first inputs of a new run: its start, and the signal of a signal-with-start.
+    An ``execution_timeout_ms`` becomes the run's deadline, counted from ``now``."""
     parent = start.parent
+    timeout = start.execution_timeout_ms
     first: list[inputs.Input] = [
         inputs.StartWorkflow(
             workflow_id=start.workflow_id,
@@ -26,6 +28,7 @@ def start_inputs(start: rec.StartWorkflow, run_id: str) -> list[inputs.Input]:
             parent_run_id=parent.run_id if parent is not None else None,
             memo=dict(start.memo),
             search_attributes=dict(start.search_attributes),
+            execution_deadline=now + timeout if timeout else None,
         )
     ]
     if start.signal_with_start is not None:

@@ -51,7 +51,7 @@ def test_a_refused_child_start_has_no_run() -> None:
     assert decoded == report and decoded.child_run_id is None
 
 
-def test_snapshots_are_written_as_v2_and_carry_the_parent() -> None:
+def test_snapshots_are_written_as_v3_and_carry_the_parent() -> None:
     snapshot = WorkflowSnapshot(
         workflow_id="kid",
         run_id="run-k",
@@ -63,7 +63,7 @@ def test_snapshots_are_written_as_v2_and_carry_the_parent() -> None:
         parent=ParentExecution(workflow_id="p", run_id="run-p", child_seq=3),
     )
     encoded = WIRE.encode_snapshot(snapshot)
-    assert dict(encoded.headers)["ce_type"] == b"saga.history.snapshot.v2"
+    assert dict(encoded.headers)["ce_type"] == b"saga.history.snapshot.v3"
     assert WIRE.decode_snapshot(encoded.headers, encoded.value).record == snapshot
 
 
@@ -97,8 +97,25 @@ def test_a_v1_snapshot_of_an_older_engine_still_decodes_without_a_parent() -> No
     ]
     decoded = WIRE.decode_snapshot(headers, value.getvalue()).record
     assert decoded.parent is None and decoded.parked is None
+    assert decoded.start_request_id is None and decoded.start_run_id is None
     assert (decoded.status, decoded.close_time, decoded.last_seq) == (
         WorkflowStatus.COMPLETED,
         9,
         4,
     )
+
+
+def test_a_snapshot_keeps_the_request_id_of_its_start() -> None:
+    snapshot = WorkflowSnapshot(
+        workflow_id="w",
+        run_id="run-3",
+        workflow_type="t",
+        task_queue="q",
+        status=WorkflowStatus.COMPLETED,
+        start_time=1,
+        last_seq=2,
+        start_request_id="req-1",
+        start_run_id="run-1",
+    )
+    encoded = WIRE.encode_snapshot(snapshot)
+    assert WIRE.decode_snapshot(encoded.headers, encoded.value).record == snapshot

@@ -93,8 +93,8 @@ class Harness:
 
     # --- inputs ---------------------------------------------------------------------
 
-    def send(self, command: rec.Command) -> list[OutRecord]:
-        encoded = WIRE.encode_command(command)
+    def send(self, command: rec.Command, *, ce_id: str | None = None) -> list[OutRecord]:
+        encoded = WIRE.encode_command(command, ce_id=ce_id)
         record = InRecord(
             LAYOUT.commands, 0, self.commands_offset, encoded.key, encoded.value,
             list(encoded.headers),
@@ -104,7 +104,9 @@ class Harness:
         self.pending += out
         return out
 
-    def start(self, workflow_id: str, workflow_type: str, *args: Any, **kw: Any) -> None:
+    def start(
+        self, workflow_id: str, workflow_type: str, *args: Any, ce_id: str | None = None, **kw: Any
+    ) -> None:
         self.send(
             rec.StartWorkflow(
                 workflow_id=workflow_id,
@@ -112,7 +114,8 @@ class Harness:
                 task_queue="q",
                 input=[CONV.to_payload(a) for a in args],
                 **kw,
-            )
+            ),
+            ce_id=ce_id,
         )
 
     def read(
