@@ -79,7 +79,6 @@ from orchestrator.engine.inputs import (
 )
 from orchestrator.engine.loop import WorkflowEventLoop
 from orchestrator.engine.recording import RUN_ID_NAMESPACE, Counters, RecordingMixin, _Child
-from orchestrator.engine.status import WorkflowStatus, is_transition_valid
 from orchestrator.exceptions import (
     CompensationError,
     ContinueAsNew,
@@ -89,6 +88,7 @@ from orchestrator.exceptions import (
     QueryError,
     WorkflowTaskError,
 )
+from orchestrator.status import WorkflowStatus, is_transition_valid
 from orchestrator.workflow import WorkflowDefinition
 
 if TYPE_CHECKING:
