@@ -2,7 +2,8 @@
 
 Saga code imports :mod:`orchestrator.workflow` and :mod:`orchestrator.activity`;
 outside callers use :mod:`orchestrator.client`; unit tests use
-:mod:`orchestrator.testing`. Everything else is internal.
+:mod:`orchestrator.testing`. :mod:`orchestrator.status` holds the one run-status
+enum that the workflow and client modules both export. Everything else is internal.
 """
 
 __version__ = "0.1.0"

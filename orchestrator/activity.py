@@ -157,7 +157,11 @@ def info() -> ActivityInfo:
 
 
 def heartbeat(*details: Any) -> None:
-    """Report liveness (and progress ``details``, kept for the next attempt)."""
+    """Report liveness (and progress ``details``, handed to the next attempt).
+
+    The engine keeps the details in memory only: a restored or evicted run's next
+    attempt gets none (issue 11).
+    """
     cur = _current.get()
     if cur is None:
         raise RuntimeError("activity.heartbeat() called outside an activity")

@@ -22,12 +22,14 @@ import click
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.background import BackgroundRunner
+from orchestrator.cli_text import failed_run_text, history_line, jsonable
 from orchestrator.config import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_RETENTION_MS,
     Settings,
     default_state_dir,
 )
+from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.topics import TopicLayout, ensure_topics
 
 if TYPE_CHECKING:  # the worker's modules load only when a worker runs
@@ -386,7 +388,12 @@ def start(
             )
         click.echo(f"started {workflow_id}")
         if wait:
-            click.echo(json.dumps(handle.result(), default=str))
+            try:
+                result = handle.result()
+            except WorkflowFailedError as exc:
+                # the run's own failure is the answer, not a bug in the CLI: no traceback
+                raise click.ClickException(failed_run_text(workflow_id, exc)) from exc
+            click.echo(json.dumps(result, default=jsonable))
     finally:
         client.close()
 
@@ -435,7 +442,9 @@ def describe(workflow_id: str) -> None:
     try:
         click.echo(
             json.dumps(
-                dataclasses.asdict(client.get_handle(workflow_id).describe()), default=str, indent=2
+                dataclasses.asdict(client.get_handle(workflow_id).describe()),
+                default=jsonable,
+                indent=2,
             )
         )
     finally:
@@ -462,8 +471,9 @@ def history(workflow_id: str, run_id: str | None, as_json: bool) -> None:
         snap = found.snapshot
         parked = f" PARKED: {snap.parked}" if snap.parked else ""
         click.echo(f"{workflow_id} run {snap.run_id} {snap.status.name}{parked}")
+    activity_names: dict[int, str] = {}
     for event in found.events:
-        click.echo(f"{event.seq:>5} {event.time} {type(event).__name__}")
+        click.echo(history_line(event, activity_names))
 
 
 @main.command()

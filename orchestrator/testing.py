@@ -59,7 +59,6 @@ from orchestrator.engine.inputs import (
     StartWorkflow,
     TerminateWorkflow,
 )
-from orchestrator.engine.status import WorkflowStatus
 from orchestrator.exceptions import (
     ApplicationError,
     NonDeterminismError,
@@ -68,6 +67,7 @@ from orchestrator.exceptions import (
     UpdateRejectedError,
     WorkflowFailedError,
 )
+from orchestrator.status import WorkflowStatus
 from orchestrator.workflow import WorkflowDefinition, definition_of
 
 __all__ = ["WorkflowEnvironment", "WorkflowHandle"]

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, get_type_hints, overlo
 
 from orchestrator.activity import ActivityDefinition
 from orchestrator.activity import definition_of as activity_definition_of
-from orchestrator.engine.status import WorkflowStatus
 from orchestrator.exceptions import ContinueAsNew, DefinitionError
 from orchestrator.retry import RetryPolicy, days, hours, minutes, seconds
+from orchestrator.status import WorkflowStatus
 
 if TYPE_CHECKING:
     from orchestrator.engine.saga import Saga, SagaScope

@@ -27,7 +27,8 @@ from orchestrator.client._common import (
     result_correlation_id,
 )
 from orchestrator.client._sync import Client, WorkflowHandle
-from orchestrator.serde.records import IdReusePolicy, WorkflowStatus
+from orchestrator.serde.records import IdReusePolicy
+from orchestrator.status import WorkflowStatus
 
 __all__ = [
     "AsyncClient",

@@ -1,14 +1,16 @@
 """Pick where Kafka and PostgreSQL come from: environment, Docker, or local binaries.
 
 Order, for both: an explicit address in the environment (``KAFKA_BOOTSTRAP_SERVERS``,
-``DATABASE_URL``); else testcontainers when a Docker engine answers; else a server
-started here from Apache Kafka's jars / Debian's PostgreSQL binaries.
+``DATABASE_URL``); else testcontainers when a Docker engine answers and the package's
+``docker`` extra (testcontainers) is installed; else a server started here from Apache
+Kafka's jars / Debian's PostgreSQL binaries.
 ``SAGA_DEVSTACK=local`` or ``=docker`` forces the second choice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import socket
 from collections.abc import Iterator
@@ -44,10 +46,14 @@ class PostgresHandle:
 
 
 def docker_available() -> bool:
-    """True when a Docker engine answers ``GET /_ping`` within two seconds."""
+    """True when Docker is to be used: forced by ``SAGA_DEVSTACK=docker``, or the
+    ``docker`` extra is installed and a Docker engine answers ``GET /_ping`` within
+    two seconds."""
     forced = os.environ.get("SAGA_DEVSTACK", "auto")
     if forced in ("local", "docker"):
         return forced == "docker"
+    if importlib.util.find_spec("testcontainers") is None:
+        return False  # without the extra, the local servers (no Docker needed)
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
         if host.startswith("unix://"):
@@ -101,6 +107,7 @@ def postgres() -> Iterator[PostgresHandle]:
 
 @contextlib.contextmanager
 def _kafka_container() -> Iterator[str]:  # pragma: no cover - needs a Docker engine
+    _require_testcontainers()
     from testcontainers.community.kafka import KafkaContainer
 
     container: Any = (
@@ -116,7 +123,15 @@ def _kafka_container() -> Iterator[str]:  # pragma: no cover - needs a Docker en
 
 @contextlib.contextmanager
 def _postgres_container() -> Iterator[str]:  # pragma: no cover - needs a Docker engine
+    _require_testcontainers()
     from testcontainers.community.postgres import PostgresContainer
 
     with PostgresContainer(POSTGRES_IMAGE, driver=None) as running:
         yield str(running.get_connection_url())
+
+
+def _require_testcontainers() -> None:
+    if importlib.util.find_spec("testcontainers") is None:
+        raise RuntimeError(
+            "SAGA_DEVSTACK=docker needs testcontainers: pip install 'saga-orchestrator[docker]'"
+        )

@@ -44,7 +44,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import events as ev
@@ -79,7 +79,6 @@ from orchestrator.engine.inputs import (
 )
 from orchestrator.engine.loop import WorkflowEventLoop
 from orchestrator.engine.recording import RUN_ID_NAMESPACE, Counters, RecordingMixin, _Child
-from orchestrator.engine.status import WorkflowStatus, is_transition_valid
 from orchestrator.exceptions import (
     CompensationError,
     ContinueAsNew,
@@ -89,6 +88,7 @@ from orchestrator.exceptions import (
     QueryError,
     WorkflowTaskError,
 )
+from orchestrator.status import WorkflowStatus, is_transition_valid
 from orchestrator.workflow import WorkflowDefinition
 
 if TYPE_CHECKING:
@@ -134,6 +134,18 @@ def _key(e: ev.Event) -> tuple[str, ...]:  # noqa: PLR0911
     if isinstance(e, ev.CompensationFailed):
         return (name, str(e.saga_id), e.activity_type)
     return (name,)
+
+
+SEED_BITS: Final = 53
+"""Width of a new run's ``random_seed``: a JavaScript number holds an integer exactly
+up to 2**53, so a reader such as avsc decodes the Avro long without BigInt. Runs
+started before this limit keep their stored (up to 63-bit) seeds when replayed."""
+
+
+def seed_for_run(run_id: str) -> int:
+    """The ``random_seed`` of a new run: 53 bits of SHA-256 of its run id."""
+    digest = int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big")
+    return digest >> (64 - SEED_BITS)
 
 
 _STATUS_OF: dict[type[ev.Event], WorkflowStatus] = {
@@ -425,8 +437,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
     def _started_event(self, inp: StartWorkflow, seq: int, now: int) -> ev.WorkflowStarted:
         seed = inp.random_seed
         if seed is None:
-            # 63 bits: the seed is stored as an Avro long (signed 64-bit)
-            seed = int.from_bytes(hashlib.sha256(inp.run_id.encode()).digest()[:8], "big") >> 1
+            seed = seed_for_run(inp.run_id)
         return ev.WorkflowStarted(
             seq=seq, time=now, workflow_type=inp.workflow_type, workflow_id=inp.workflow_id,
             run_id=inp.run_id, task_queue=inp.task_queue, input=list(inp.args),

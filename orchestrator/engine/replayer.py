@@ -27,8 +27,8 @@ from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import events as ev
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.guards import GuardMode
-from orchestrator.engine.status import WorkflowStatus
 from orchestrator.exceptions import NonDeterminismError, NotFoundError
+from orchestrator.status import WorkflowStatus
 from orchestrator.workflow import WorkflowDefinition, definition_of
 
 __all__ = ["ReplayResult", "Replayer", "history_from_json", "history_to_json"]

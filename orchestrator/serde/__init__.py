@@ -39,11 +39,11 @@ from orchestrator.serde.records import (
     TerminateWorkflow,
     UpdateWorkflow,
     WorkflowSnapshot,
-    WorkflowStatus,
     idempotency_key,
 )
 from orchestrator.serde.registry import SchemaRegistry, SchemaVersion
 from orchestrator.serde.wire import DEFAULT_MAX_RECORD_BYTES, Decoded, EncodedRecord, WireFormat
+from orchestrator.status import WorkflowStatus
 
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from orchestrator.converter import Payload
 from orchestrator.engine.events import Failure
 
+# The snapshot field type, re-exported for readers of ``records.WorkflowStatus``.
+from orchestrator.status import WorkflowStatus as WorkflowStatus  # noqa: PLC0414
+
 
 class IdReusePolicy(enum.Enum):
     """What a start does when a closed execution with the same workflow id exists."""
@@ -34,20 +37,6 @@ class ReplyKind(enum.Enum):
     UPDATE = "update"
     QUERY = "query"
     RESULT = "result"
-
-
-class WorkflowStatus(enum.Enum):
-    """Status of a run as published in :class:`WorkflowSnapshot` (open: RUNNING, COMPENSATING)."""
-
-    RUNNING = "running"
-    COMPENSATING = "compensating"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TERMINATED = "terminated"
-    CONTINUED_AS_NEW = "continued_as_new"
-    TIMED_OUT = "timed_out"
-    COMPENSATION_FAILED = "compensation_failed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,7 @@ from orchestrator.cli import main
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
-from tests.integration.e2e_sagas import nap
+from tests.integration.e2e_sagas import charge_card, doomed, nap
 from tests.integration.kafka_reading import read_topic
 from tests.integration.saga_process import saga_env, spawn_saga
 
@@ -36,7 +36,11 @@ def cli_env(
     layout = TopicLayout(prefix=topic_prefix, shards=2)
     ensure_topics(admin, layout)
     with EngineWorker(
-        kafka_config, layout, [nap], options=ProcessorOptions(worker_id=f"{topic_prefix}-cli")
+        kafka_config,
+        layout,
+        [nap, doomed],
+        activities=[charge_card],
+        options=ProcessorOptions(worker_id=f"{topic_prefix}-cli"),
     ):
         yield
 
@@ -53,14 +57,13 @@ def test_start_describe_history_and_replay(cli_env: None) -> None:
     assert '"rested:x"' in started.output
 
     described = saga("describe", "cli-1")
-    assert json.loads(described.output)["status"].endswith("COMPLETED")
+    assert json.loads(described.output)["status"] == "COMPLETED"
 
     shown = saga("history", "cli-1")
     lines = shown.output.splitlines()
     assert "COMPLETED" in lines[0]
-    assert (
-        lines[1].split()[-1] == "WorkflowStarted" and lines[-1].split()[-1] == "WorkflowCompleted"
-    )
+    assert lines[1].split()[2:] == ["WorkflowStarted", "e2e.nap", "on", "q"]
+    assert lines[-1].split()[-1] == "WorkflowCompleted"
 
     exported = saga("history", "cli-1", "--json")
     assert json.loads(exported.output)[0]["type"] == "WorkflowStarted"
@@ -110,3 +113,29 @@ def test_worker_retention_option_tombstones_closed_runs(
         proc.wait(30)
     assert mine, "the run wrote history"
     assert all(v is None for v in mine.values()), "every event and the snapshot tombstoned"
+
+
+def test_a_failed_run_is_reported_plainly_by_start_describe_and_history(cli_env: None) -> None:
+    args = ["--id", "cli-f", "--task-queue", "q", "--input", '"4242"', "--wait"]
+    started = CliRunner().invoke(main, ["start", "e2e.doomed", *args])
+    assert started.exit_code == 1
+    assert "Traceback" not in started.output
+    assert started.stderr.splitlines() == [
+        "Error: workflow 'cli-f' ended FAILED.",
+        "  error: ActivityError: activity 'e2e.charge_card' (seq 1) failed after 1 attempt(s):"
+        " CardDeclined: card 4242 declined (non-retryable)",
+        "  caused by: CardDeclined: card 4242 declined (non-retryable)",
+    ]
+
+    described = saga("describe", "cli-f")
+    assert json.loads(described.output)["status"] == "FAILED"
+    assert "WorkflowStatus" not in described.output
+
+    shown = saga("history", "cli-f").output.splitlines()
+    assert "FAILED" in shown[0]
+    by_type = {line.split()[2]: " ".join(line.split()[3:]) for line in shown[1:]}
+    assert by_type["ActivityScheduled"] == "e2e.charge_card #1 on q"
+    assert by_type["ActivityFailed"] == (
+        "e2e.charge_card #1 attempt 1: CardDeclined: card 4242 declined"
+    )
+    assert "CardDeclined: card 4242 declined" in by_type["WorkflowFailed"]

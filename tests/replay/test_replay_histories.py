@@ -11,8 +11,8 @@ from orchestrator.engine import events as ev
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.inputs import ActivityTaskCompleted
 from orchestrator.engine.replayer import Replayer, history_from_json, history_to_json
-from orchestrator.engine.status import WorkflowStatus
 from orchestrator.exceptions import NonDeterminismError
+from orchestrator.status import WorkflowStatus
 from orchestrator.testing import WorkflowEnvironment
 from orchestrator.workflow import definition_of
 from tests.replay import sample_sagas as s

@@ -53,11 +53,9 @@ def test_postgres_matches_default_database_url(compose: dict[str, Any]) -> None:
 
 
 def test_app_services_use_the_code_s_variable_names(compose: dict[str, Any]) -> None:
-    for name in ("engine-worker", "activity-worker", "ui"):
+    for name in ("engine-worker", "activity-worker", "projector"):
         env = compose["services"][name]["environment"]
         assert set(env) <= set(config.ENV_NAMES), f"{name} sets unknown variables"
         assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"} <= set(env)
         loaded = config.Settings.from_env({k: str(v) for k, v in env.items()})
         assert loaded.topic_prefix == config.DEFAULT_TOPIC_PREFIX
-    ui_ports = compose["services"]["ui"]["ports"]
-    assert f"{config.DEFAULT_HTTP_PORT}:{config.DEFAULT_HTTP_PORT}" in ui_ports

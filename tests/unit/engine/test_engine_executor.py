@@ -25,13 +25,13 @@ from orchestrator.engine.inputs import (
     SendSignal,
     StartWorkflow,
 )
-from orchestrator.engine.status import WorkflowStatus
 from orchestrator.exceptions import (
     ActivityError,
     ActivityTimeoutError,
     NonDeterminismError,
     WorkflowTaskError,
 )
+from orchestrator.status import WorkflowStatus
 from orchestrator.workflow import RetryPolicy, WorkflowContext, definition_of
 
 CONV = DataConverter()

@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator import activity, exceptions, workflow
 from orchestrator.activity import ActivityInfo
-from orchestrator.engine.status import TRANSITIONS, WorkflowStatus, is_transition_valid
+from orchestrator.status import TRANSITIONS, WorkflowStatus, is_transition_valid
 
 
 def test_workflow_module_exports() -> None:

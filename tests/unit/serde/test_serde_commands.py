@@ -165,10 +165,3 @@ def test_oversized_values_are_refused_when_encoding() -> None:
     )
     with pytest.raises(RecordEncodeError, match="over the 100-byte limit"):
         small.encode_command(start)
-
-
-def test_every_engine_status_has_a_wire_status() -> None:
-    from orchestrator.engine.status import WorkflowStatus as EngineStatus
-    from orchestrator.serde import WorkflowStatus
-
-    assert {s.name for s in EngineStatus} <= {s.name for s in WorkflowStatus}
