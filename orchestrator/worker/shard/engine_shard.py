@@ -83,11 +83,6 @@ _MAX_CHAINED_RUNS = 100
 _RUN_ID_NAMESPACE = uuid.UUID("5b0f9a43-58c3-4d4e-9a55-3c4c2b7f6e10")
 
 
-def _wire_status(status: EngineStatus) -> rec.WorkflowStatus:
-    """The engine's status as published in snapshots (the wire enum is a superset)."""
-    return rec.WorkflowStatus[status.name]
-
-
 def _wall_ms() -> int:
     return int(time.time() * 1000)
 
@@ -858,7 +853,7 @@ class EngineShard:
             run_id=execution.run_id,
             workflow_type=execution.workflow_type,
             task_queue=execution.task_queue,
-            status=_wire_status(execution.status),
+            status=execution.status,
             start_time=execution.start_time,
             last_seq=events[-1].seq if events else 0,
             close_time=events[-1].time if not execution.is_open and events else None,
