@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator.engine.commands import StartTimer
 from orchestrator.worker.shard import store as keys
 from orchestrator.worker.shard.view import StoreView
 
@@ -95,6 +96,12 @@ class TimerIndex(_DueIndex):
         prefix = b"u" + keys.run_prefix(workflow_id, run_id)
         for key, _ in list(self._view.store.scan(prefix)):
             self._view.delete(key)
+
+    def replace_run(self, workflow_id: str, run_id: str, timers: list[StartTimer]) -> None:
+        """After a replay: the run's timers are exactly those its code holds now."""
+        self.clear_run(workflow_id, run_id)
+        for timer in timers:
+            self.set(workflow_id, run_id, timer.timer_id, timer.fire_at)
 
     def pop_due(self, now_ms: int, limit: int) -> list[DueTimer]:
         """Up to ``limit`` valid timers due at ``now_ms``, removed from the index."""

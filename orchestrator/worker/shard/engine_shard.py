@@ -43,12 +43,11 @@ from orchestrator.log.topics import TopicLayout
 from orchestrator.serde import records as rec
 from orchestrator.serde.errors import RecordDecodeError, RecordEncodeError
 from orchestrator.serde.history_page import BUILTIN_READS
-from orchestrator.serde.keys import event_key, snapshot_key
 from orchestrator.serde.wire import EncodedRecord, WireFormat
 from orchestrator.worker.shard import children, ingest
 from orchestrator.worker.shard import store as keys
 from orchestrator.worker.shard.dlq import dead_letter
-from orchestrator.worker.shard.due import DueTimer, ExpiryIndex, TimerIndex
+from orchestrator.worker.shard.due import DueTimer, TimerIndex
 from orchestrator.worker.shard.executions import Execution, ExecutionTable, Sealed
 from orchestrator.worker.shard.local_activities import LocalActivities
 from orchestrator.worker.shard.reads import StoreReads
@@ -60,6 +59,8 @@ from orchestrator.worker.shard.replies import (
     started_reply,
     unknown_type_reply,
 )
+from orchestrator.worker.shard.retention import Retention
+from orchestrator.worker.shard.standby import StandbyWarmer
 from orchestrator.worker.shard.start_policy import (
     StartVerdict,
     repeat_reply,
@@ -162,7 +163,12 @@ class EngineShard:
         self.view = StoreView(self.store)
         self.executions = ExecutionTable(self.view, self.wire, self.tuning.cache_size)
         self.timers = TimerIndex(self.view)
-        self.expiries = ExpiryIndex(self.view)
+        self.retention = Retention(
+            self.view, self.executions, self.layout, self.partition, self.retention_ms
+        )
+        self.standby = StandbyWarmer(
+            self.view, self.executions, self.timers, self.workflows, self._replay
+        )
         self.reads = StoreReads(self.view, self.wire)
         self._recovering = self.view.first(b"v") is not None
 
@@ -242,44 +248,11 @@ class EngineShard:
         return out
 
     def keep_warm(self, now_ms: int) -> bool:
-        """While standing by for this shard (another worker owns it): compute the
-        timers of open runs the tail touched, so a promotion finds them ready. Runs
-        that need more (parked, continued as new, not replayable here) are left to
-        the recovery that follows a promotion. Writes nothing to Kafka. True while
-        there is more to do."""
-        batch = list(self.view.scan(b"v", self.tuning.recoveries_per_cycle))
-        deadline = time.monotonic() + self.tuning.timer_budget_ms / 1000
-        done = 0
-        for key, _ in batch:
-            if done and time.monotonic() >= deadline:
-                break
-            done += 1
-            self.view.delete(key)
-            workflow_id = key[1:].decode()
-            execution = self.executions.get(workflow_id)
-            if execution is None:
-                continue
-            definition = self.workflows.get(execution.workflow_type)
-            ready = execution.is_open and execution.parked is None and definition is not None
-            if ready and definition is not None:
-                try:
-                    executor = WorkflowExecutor(
-                        definition,
-                        self.executions.events(execution),
-                        build_id=self.build_id,
-                        converter=self.converter,
-                    )
-                except Exception:  # noqa: BLE001 - the owner's replay after promotion decides
-                    ready = False
-                else:
-                    self._register_timers(execution, executor)
-                    executor.evict()
-            continued = execution.status is EngineStatus.CONTINUED_AS_NEW
-            if not ready and (execution.is_open or continued):
-                self.view.put(b"k" + key[1:], b"")  # recovered after a promotion
-            self.executions.evict(execution)
-        self.view.apply_open()  # nothing to commit: these are derived from the log
-        return done < len(batch) or len(batch) == self.tuning.recoveries_per_cycle
+        """While standing by for this shard (another worker owns it): index the timers
+        of open runs the tail touched (:mod:`~orchestrator.worker.shard.standby`).
+        Writes nothing to Kafka. True while there is more to do."""
+        tuning = self.tuning
+        return self.standby.warm_some(tuning.recoveries_per_cycle, tuning.timer_budget_ms)
 
     # --- transactions ---------------------------------------------------------------
 
@@ -309,39 +282,6 @@ class EngineShard:
             for execution in self.executions.unapplied():
                 self.store.put(keys.recovery_key(execution.workflow_id), b"")
         self.store.close()
-
-    # --- retention ------------------------------------------------------------------
-
-    def _expire_later(self, closed_at: int, workflow_id: str, run_id: str, last_seq: int) -> None:
-        self.expiries.add(closed_at + self.retention_ms, workflow_id, run_id, last_seq)
-
-    def _expire(self, now_ms: int) -> list[OutRecord]:
-        """Tombstone closed runs whose retention ended, so compaction reclaims them."""
-        out: list[OutRecord] = []
-        for due in self.expiries.pop_due(now_ms, self.tuning.timers_per_cycle):
-            current = self.executions.get(due.workflow_id)
-            latest = current is not None and current.run_id == due.run_id
-            if latest and current is not None and current.is_open:
-                continue  # the entry of a close that was rolled back: the run goes on
-            for seq in range(1, due.last_seq + 1):
-                self.view.delete(keys.event_key(due.workflow_id, due.run_id, seq))
-            out += [
-                OutRecord(
-                    self.layout.history,
-                    event_key(due.workflow_id, due.run_id, seq),
-                    None,
-                    self.partition,
-                )
-                for seq in range(1, due.last_seq + 1)
-            ]
-            if latest:
-                self.executions.remove(due.workflow_id)
-                out.append(
-                    OutRecord(
-                        self.layout.history, snapshot_key(due.workflow_id), None, self.partition
-                    )
-                )
-        return out
 
     # --- commands -----------------------------------------------------------------
 
@@ -488,23 +428,21 @@ class EngineShard:
     def _set_timer(self, execution: Execution, timer: cmd.StartTimer) -> None:
         self.timers.set(execution.workflow_id, execution.run_id, timer.timer_id, timer.fire_at)
 
-    def _register_timers(self, execution: Execution, executor: WorkflowExecutor) -> None:
-        """After a replay: the run's timers are exactly those its code holds now."""
-        self.timers.clear_run(execution.workflow_id, execution.run_id)
-        for timer in executor.pending_timers():
-            self._set_timer(execution, timer)
+    def _replay(self, definition: WorkflowDefinition, events: list[Event]) -> WorkflowExecutor:
+        build, converter = self.build_id, self.converter
+        return WorkflowExecutor(definition, events, build_id=build, converter=converter)
 
     def next_due_ms(self) -> int | None:
         if self._recovering or self._continue_due or self._local_due:
             return 0
-        due = [d for d in (self.timers.next_due(), self.expiries.next_due()) if d is not None]
+        due = [d for d in (self.timers.next_due(), self.retention.next_due()) if d is not None]
         return min(due) if due else None
 
     def fire_due(self, now_ms: int) -> list[OutRecord]:
         """Fire due timers (a bounded number per cycle), tombstone expired runs, go on
         with long continue-as-new chains and with recovery after a restore, and run the
         local activity attempts decided in this cycle."""
-        out = self._expire(now_ms)
+        out = self.retention.expire(now_ms, self.tuning.timers_per_cycle)
         chains, self._continue_due = self._continue_due, []
         for chained in chains:
             if self.executions.get(chained.workflow_id) is chained:
@@ -580,15 +518,14 @@ class EngineShard:
             return None
         events = self.executions.events(execution)
         try:
-            executor = WorkflowExecutor(
-                definition, events, build_id=self.build_id, converter=self.converter
-            )
+            executor = self._replay(definition, events)
         except NonDeterminismError as exc:
             self._park(execution, str(exc))
             return None
         if events:
             self.stats.replays += 1
-            self._register_timers(execution, executor)
+            pending = executor.pending_timers()
+            self.timers.replace_run(execution.workflow_id, execution.run_id, pending)
         execution.executor = executor
         return executor
 
@@ -891,7 +828,7 @@ class EngineShard:
         result, failure = self._outcome(execution)
         events = self.executions.events(execution)
         last = events[-1] if events else None
-        self._expire_later(
+        self.retention.closed(
             last.time if last else execution.start_time,
             execution.workflow_id,
             execution.run_id,
