@@ -48,7 +48,13 @@ from orchestrator.worker.shard import children, ingest
 from orchestrator.worker.shard import store as keys
 from orchestrator.worker.shard.dlq import dead_letter
 from orchestrator.worker.shard.due import DueTimer, TimerIndex
-from orchestrator.worker.shard.executions import Execution, ExecutionTable, Sealed
+from orchestrator.worker.shard.executions import (
+    Execution,
+    ExecutionTable,
+    Sealed,
+    trace_of,
+    with_trace,
+)
 from orchestrator.worker.shard.local_activities import LocalActivities
 from orchestrator.worker.shard.reads import StoreReads
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
@@ -157,7 +163,11 @@ class EngineShard:
         self._local = local_activities
         self._local_due: list[rec.ActivityTask] = []  # local attempts asked for, not yet run
         self._chaining = False  # starting continued runs: _apply leaves the chain to its loop
-        self._continue_due: list[Execution] = []  # chains past _MAX_CHAINED_RUNS, for fire_due
+        self._continue_due: list[Execution] = []
+        #: trace contexts of the command being handled and of the run deciding (W3C
+        #: traceparent), written into the headers of the records they lead to
+        self._trace_command: str | None = None
+        self._trace_run: str | None = None  # chains past _MAX_CHAINED_RUNS, for fire_due
 
     def _open_indexes(self) -> None:
         self.view = StoreView(self.store)
@@ -286,7 +296,10 @@ class EngineShard:
     # --- commands -----------------------------------------------------------------
 
     def handle(self, msg: InRecord, now_ms: int) -> list[OutRecord]:
-        out = self._handle(msg, now_ms)
+        try:
+            out = self._handle(msg, now_ms)
+        finally:
+            self._trace_command = self._trace_run = None
         return self._take_outbox() + out
 
     def _take_outbox(self) -> list[OutRecord]:
@@ -300,6 +313,7 @@ class EngineShard:
             self.stats.dead_lettered += 1
             return [dead_letter(self.layout.dlq, msg, str(exc))]
         command, ce_id = decoded.record, decoded.cloud_event.id
+        self._trace_command = decoded.cloud_event.traceparent
         if isinstance(command, rec.QueryWorkflow) and command.query_name in BUILTIN_READS:
             return [self._reply(self.reads.answer(command))]
         if isinstance(command, rec.StartWorkflow):
@@ -384,6 +398,7 @@ class EngineShard:
             parent=parent,
             start_request_id=correlation,
             start_run_id=run_id,
+            traceparent=self._trace_command,
         )
         self.executions.add(execution)
         self.stats.started += 1
@@ -442,6 +457,7 @@ class EngineShard:
         """Fire due timers (a bounded number per cycle), tombstone expired runs, go on
         with long continue-as-new chains and with recovery after a restore, and run the
         local activity attempts decided in this cycle."""
+        self._trace_command = self._trace_run = None
         out = self.retention.expire(now_ms, self.tuning.timers_per_cycle)
         chains, self._continue_due = self._continue_due, []
         for chained in chains:
@@ -555,6 +571,7 @@ class EngineShard:
         executor = self._executor(execution)
         if executor is None:
             return []
+        self._trace_run = execution.traceparent
         try:
             decision = executor.apply(batch, now)
         except NonDeterminismError as exc:
@@ -653,6 +670,7 @@ class EngineShard:
             parent=previous.parent,
             start_request_id=previous.start_request_id,
             start_run_id=previous.start_run_id,
+            traceparent=previous.traceparent,
         )
         self.executions.add(execution)
         self.stats.started += 1
@@ -672,6 +690,7 @@ class EngineShard:
         execution.snapshot = dataclasses.replace(execution.snapshot, parked=reason)
         self.view.put(b"k" + execution.workflow_id.encode(), b"")  # retried by a restore
         encoded = self.wire.encode_snapshot(execution.snapshot)
+        encoded = with_trace(encoded, execution.traceparent)
         self.executions.record_snapshot(execution, encoded)
         return self._out(self.layout.history, encoded, self.partition)
 
@@ -761,9 +780,20 @@ class EngineShard:
     # --- output records -------------------------------------------------------------
 
     def _out(self, topic: str, encoded: EncodedRecord, partition: int | None = None) -> OutRecord:
-        return OutRecord(topic, encoded.key, encoded.value, partition, list(encoded.headers))
+        """An output record, carrying the trace context: a reply that of the command it
+        answers, any other record that of the run deciding (history records carry their
+        own run's already: :func:`with_trace`)."""
+        headers: list[tuple[str, bytes | None]] = list(encoded.headers)
+        if topic == self.layout.replies:
+            trace = self._trace_command or self._trace_run
+        else:
+            trace = self._trace_run or self._trace_command
+        if trace is not None and trace_of(headers) is None:
+            headers.append(("traceparent", trace.encode()))
+        return OutRecord(topic, encoded.key, encoded.value, partition, headers)
 
     def _event(self, execution: Execution, event: Event, encoded: EncodedRecord) -> OutRecord:
+        encoded = with_trace(encoded, execution.traceparent)
         self.executions.record_event(execution, encoded, event)
         return self._out(self.layout.history, encoded, self.partition)
 
@@ -805,6 +835,7 @@ class EngineShard:
         )
         execution.snapshot = snapshot
         encoded = self.wire.encode_snapshot(snapshot)
+        encoded = with_trace(encoded, execution.traceparent)
         self.executions.record_snapshot(execution, encoded)
         return self._out(self.layout.history, encoded, self.partition)
 

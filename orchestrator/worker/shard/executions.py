@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.engine import inputs
@@ -52,6 +53,9 @@ class Execution:
     #: and the run it created: a repeat of that start is answered with it
     start_request_id: str | None = None
     start_run_id: str | None = None
+    #: W3C trace context of the start (kept in the headers of the run's records), so
+    #: every record of the run's life, and of its next runs and children, joins its trace
+    traceparent: str | None = None
     executor: WorkflowExecutor | None = None  # live while cached
     generation: int = 0  # the latest generation that changed it
 
@@ -60,7 +64,7 @@ class Execution:
         return not self.status.is_terminal
 
 
-def execution_of(snapshot: rec.WorkflowSnapshot) -> Execution:
+def execution_of(snapshot: rec.WorkflowSnapshot, traceparent: str | None = None) -> Execution:
     """An execution as its snapshot describes it (events not read yet)."""
     return Execution(
         snapshot.workflow_id,
@@ -75,7 +79,24 @@ def execution_of(snapshot: rec.WorkflowSnapshot) -> Execution:
         parent=snapshot.parent,
         start_request_id=snapshot.start_request_id,
         start_run_id=snapshot.start_run_id,
+        traceparent=traceparent,
     )
+
+
+def trace_of(headers: Sequence[tuple[str, bytes | None]]) -> str | None:
+    """The ``traceparent`` header of a record, if it has one."""
+    for name, value in headers:
+        if name == "traceparent" and value:
+            return value.decode("ascii", "replace")
+    return None
+
+
+def with_trace(encoded: EncodedRecord, traceparent: str | None) -> EncodedRecord:
+    """``encoded`` with a ``traceparent`` header, unless it has one or there is none."""
+    if traceparent is None or trace_of(encoded.headers) is not None:
+        return encoded
+    headers = [*encoded.headers, ("traceparent", traceparent.encode())]
+    return EncodedRecord(encoded.key, encoded.value, headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +129,8 @@ class ExecutionTable:
         if raw is None:
             return None
         headers, value = keys.unframe(raw)
-        execution = execution_of(self._wire.decode_snapshot(headers, value).record)
+        snapshot = self._wire.decode_snapshot(headers, value).record
+        execution = execution_of(snapshot, trace_of(headers))
         self._remember(execution)
         return execution
 

@@ -47,6 +47,7 @@ class Harness:
     clock: Clock = field(default_factory=Clock)
     history: list[HistoryEntry] = field(default_factory=list)
     replies: list[rec.Reply] = field(default_factory=list)
+    reply_records: list[OutRecord] = field(default_factory=list)
     tasks: list[OutRecord] = field(default_factory=list)
     dead_letters: list[OutRecord] = field(default_factory=list)
     commands_offset: int = 0
@@ -93,8 +94,10 @@ class Harness:
 
     # --- inputs ---------------------------------------------------------------------
 
-    def send(self, command: rec.Command, *, ce_id: str | None = None) -> list[OutRecord]:
-        encoded = WIRE.encode_command(command, ce_id=ce_id)
+    def send(
+        self, command: rec.Command, *, ce_id: str | None = None, traceparent: str | None = None
+    ) -> list[OutRecord]:
+        encoded = WIRE.encode_command(command, ce_id=ce_id, traceparent=traceparent)
         record = InRecord(
             LAYOUT.commands, 0, self.commands_offset, encoded.key, encoded.value,
             list(encoded.headers),
@@ -105,7 +108,13 @@ class Harness:
         return out
 
     def start(
-        self, workflow_id: str, workflow_type: str, *args: Any, ce_id: str | None = None, **kw: Any
+        self,
+        workflow_id: str,
+        workflow_type: str,
+        *args: Any,
+        ce_id: str | None = None,
+        traceparent: str | None = None,
+        **kw: Any,
     ) -> None:
         self.send(
             rec.StartWorkflow(
@@ -116,6 +125,7 @@ class Harness:
                 **kw,
             ),
             ce_id=ce_id,
+            traceparent=traceparent,
         )
 
     def read(
@@ -153,6 +163,7 @@ class Harness:
                 wrote = True
             elif out.topic == LAYOUT.replies:
                 self.replies.append(WIRE.decode_reply(out.headers, out.value).record)
+                self.reply_records.append(out)
             elif out.topic == LAYOUT.dlq:
                 self.dead_letters.append(out)
             else:
