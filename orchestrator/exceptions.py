@@ -15,18 +15,27 @@
     └── OrchestratorError
         ├── FailureError .............. errors recorded in history as a Failure
         │   ├── ApplicationError ...... raised by user code; non_retryable=,
-        │   │                           next_retry_delay= steer the retry policy
+        │   │   │                       next_retry_delay= steer the retry policy
+        │   │   ├── WorkflowNotFoundError ....... a shard refused: no such workflow run
+        │   │   ├── WorkflowAlreadyStartedError . a start refused by its reuse policy
+        │   │   └── WorkflowClosedError ......... a command for a run that has closed
         │   ├── ActivityError ......... an activity failed for good; .cause says why
         │   ├── ActivityTimeoutError .. cause of an ActivityError after a timeout
         │   ├── ChildWorkflowError .... a child workflow failed; .cause says why
         │   └── CompensationError ..... a compensation exhausted its policy; keeps the
         │                               original error and every compensation error
         ├── WorkflowFailedError ....... seen by callers: the run did not complete
+        ├── ReplyTimeoutError ......... no reply in time (also a TimeoutError)
         ├── UpdateRejectedError ....... an update's validator (or lookup) refused it
         ├── QueryError ................ a query handler is missing or failed
         ├── DefinitionError ........... @workflow.defn / @activity.defn found problems
         ├── NotFoundError ............. unknown workflow, activity, signal or update name
         └── PayloadConversionError .... a value could not be encoded or decoded
+
+A :class:`FailureError` rebuilt from a recorded failure (by a client, or in workflow
+code from an activity's or child's failure) carries ``remote_stack_trace``, the stack
+trace recorded where it was raised. Clients and the test environment use the same
+converter, so a saga's error handling behaves alike in tests and in production.
 
 Control flow derives from ``BaseException`` so that ``except Exception`` in saga
 code never swallows it. ``retryable`` is a class-level flag that retry logic reads;
@@ -53,9 +62,13 @@ __all__ = [
     "OrchestratorError",
     "PayloadConversionError",
     "QueryError",
+    "ReplyTimeoutError",
     "UpdateRejectedError",
+    "WorkflowAlreadyStartedError",
+    "WorkflowClosedError",
     "WorkflowControl",
     "WorkflowFailedError",
+    "WorkflowNotFoundError",
     "WorkflowTaskError",
 ]
 
@@ -108,7 +121,14 @@ class OrchestratorError(Exception):
 
 
 class FailureError(OrchestratorError):
-    """An error that is recorded in history as a Failure and crosses process lines."""
+    """An error that is recorded in history as a Failure and crosses process lines.
+
+    Rebuilt from a recorded failure (a caller of ``result()``, workflow code seeing an
+    activity's or child's error), ``remote_stack_trace`` is the stack trace recorded
+    where it was raised, in another process ("" when none was recorded).
+    """
+
+    remote_stack_trace: str = ""
 
 
 class ApplicationError(FailureError):
@@ -222,6 +242,34 @@ class WorkflowFailedError(OrchestratorError):
     def cause(self) -> BaseException | None:
         """The workflow's error, if any."""
         return self.__cause__
+
+
+class WorkflowNotFoundError(ApplicationError):
+    """The shard knows no such workflow id (or run): nothing was started, or its
+    retention ended. ``type`` is ``WorkflowNotFound``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="WorkflowNotFound", non_retryable=True)
+
+
+class WorkflowAlreadyStartedError(ApplicationError):
+    """A start refused by its id reuse policy: the id's latest run exists.
+    ``type`` is ``WorkflowAlreadyStarted``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="WorkflowAlreadyStarted", non_retryable=True)
+
+
+class WorkflowClosedError(ApplicationError):
+    """A signal, cancel, terminate or update for a run that has closed.
+    ``type`` is ``WorkflowClosed``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="WorkflowClosed", non_retryable=True)
+
+
+class ReplyTimeoutError(OrchestratorError, TimeoutError):
+    """No reply arrived in time (is an engine worker running for this prefix?)."""
 
 
 class UpdateRejectedError(OrchestratorError):

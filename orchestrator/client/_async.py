@@ -29,6 +29,7 @@ from orchestrator.client._common import (
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
 from orchestrator.engine.events import Event
+from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
@@ -389,7 +390,17 @@ class AsyncWorkflowHandle:
         return b.reply_value(await self.client._request(out, timeout), result_type)
 
     async def result(self, timeout: float | None = None, *, result_type: Any = None) -> Any:  # noqa: ASYNC109
-        """Wait for the run to close: its result, or WorkflowFailedError."""
+        """Wait for the run to close: its result, or WorkflowFailedError (after
+        COMPENSATION_FAILED, with the compensations' errors in ``compensation_errors``)."""
+        try:
+            return await self._result(timeout, result_type)
+        except WorkflowFailedError as exc:
+            if exc.status == "COMPENSATION_FAILED":
+                found = await self.client.fetch_history(self.workflow_id, self.run_id)
+                exc.compensation_errors = self.client.builder.compensation_errors(found)
+            raise
+
+    async def _result(self, timeout: float | None, result_type: Any) -> Any:  # noqa: ASYNC109
         client, b = self.client, self.client.builder
         started = time.monotonic()
         correlation = result_correlation_id(self.workflow_id)

@@ -17,12 +17,17 @@ from typing import Any
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine.events import Event, Failure
+from orchestrator.engine.failures import from_failure
 from orchestrator.exceptions import (
     ApplicationError,
     OrchestratorError,
     QueryError,
+    ReplyTimeoutError,
     UpdateRejectedError,
+    WorkflowAlreadyStartedError,
+    WorkflowClosedError,
     WorkflowFailedError,
+    WorkflowNotFoundError,
 )
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
@@ -74,14 +79,6 @@ _CLOSED_STATUS_OF_FAILURE = {
     "Terminated": "TERMINATED",
     "TimedOut": "TIMED_OUT",
 }
-
-
-class ReplyTimeoutError(OrchestratorError, TimeoutError):
-    """No reply arrived in time (is an engine worker running for this prefix?)."""
-
-
-class WorkflowNotFoundError(OrchestratorError):
-    """No snapshot of this workflow id exists on its shard."""
 
 
 @dataclass(frozen=True)
@@ -352,7 +349,7 @@ class CommandBuilder:
                 f"workflow {reply.workflow_id!r} did not complete: {message}", status=status
             )
         else:
-            error = ApplicationError(message, type=reply.error.type if reply.error else None)
+            error = _refusal(reply, message)
         raise error from cause
 
     @staticmethod
@@ -395,17 +392,36 @@ class CommandBuilder:
             memo={k: self.converter.from_payload(v) for k, v in snapshot.memo.items()},
         )
 
-    def exception(self, failure: Failure) -> ApplicationError:
-        """A recorded failure (and its cause chain) as ApplicationErrors."""
-        error = ApplicationError(
-            failure.message, type=failure.type, non_retryable=failure.non_retryable
-        )
-        if failure.cause is not None:
-            error.__cause__ = self.exception(failure.cause)
-        return error
+    def exception(self, failure: Failure) -> BaseException:
+        """A recorded failure and its cause chain as the exceptions workflow code and
+        the test environment see (one converter for all: ApplicationError with its
+        type and details, ActivityTimeoutError, CancelledError), each with its
+        ``remote_stack_trace``."""
+        return from_failure(failure, self.converter)
+
+    def compensation_errors(self, found: RunHistory) -> list[BaseException]:
+        """The compensations' errors a COMPENSATION_FAILED run recorded."""
+        last = found.events[-1] if found.events else None
+        recorded = getattr(last, "compensation_failures", [])
+        return [self.exception(f) for f in recorded]
 
     def _decode(self, payload: Payload, result_type: Any) -> Any:
         return self.converter.from_payload(payload, result_type)
+
+
+_REFUSALS: Mapping[str, type[ApplicationError]] = {
+    "WorkflowNotFound": WorkflowNotFoundError,
+    "WorkflowAlreadyStarted": WorkflowAlreadyStartedError,
+    "WorkflowClosed": WorkflowClosedError,
+}
+
+
+def _refusal(reply: Reply, message: str) -> ApplicationError:
+    """The error a shard's refusal of a command becomes: a typed one for the common
+    cases (still an ApplicationError of that ``type``)."""
+    kind = reply.error.type if reply.error else None
+    typed = _REFUSALS.get(kind or "")
+    return typed(message) if typed is not None else ApplicationError(message, type=kind)
 
 
 class ReplyBuffer:

@@ -33,6 +33,7 @@ from orchestrator.client._common import (
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
 from orchestrator.engine.events import Event
+from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.consuming import consume_available
 from orchestrator.log.headers import headers_of
 from orchestrator.log.topics import TopicLayout
@@ -338,10 +339,20 @@ class WorkflowHandle:
         return b.reply_value(self.client._request(out, timeout), result_type)
 
     def result(self, timeout: float | None = None, *, result_type: Any = None) -> Any:
-        """Wait for the run to close: its result, or WorkflowFailedError.
+        """Wait for the run to close: its result, or WorkflowFailedError (after
+        COMPENSATION_FAILED, with the compensations' errors in ``compensation_errors``).
 
         A run that closed before this call is found through its snapshot.
         """
+        try:
+            return self._result(timeout, result_type)
+        except WorkflowFailedError as exc:
+            if exc.status == "COMPENSATION_FAILED":
+                found = self.client.fetch_history(self.workflow_id, self.run_id)
+                exc.compensation_errors = self.client.builder.compensation_errors(found)
+            raise
+
+    def _result(self, timeout: float | None, result_type: Any) -> Any:
         client, b = self.client, self.client.builder
         started = time.monotonic()
         correlation = result_correlation_id(self.workflow_id)

@@ -15,6 +15,7 @@ from orchestrator.exceptions import (
     ApplicationError,
     ChildWorkflowError,
     CompensationError,
+    FailureError,
     OrchestratorError,
     PayloadConversionError,
 )
@@ -44,6 +45,8 @@ def to_failure(exc: BaseException, conv: DataConverter, *, with_stack: bool = Tr
     cause = exc.__cause__ if exc.__cause__ is not None else None
     rec_cause = to_failure(cause, conv, with_stack=False) if cause is not None else None
     stack = _stack(exc) if with_stack else ""
+    if not stack and isinstance(exc, FailureError):
+        stack = exc.remote_stack_trace  # recorded where it was raised, in another process
     if isinstance(exc, ApplicationError):
         delay = exc.next_retry_delay
         return Failure(
@@ -94,6 +97,12 @@ def from_failure(f: Failure, conv: DataConverter) -> BaseException:
         exc = ActivityTimeoutError(kind)
     elif f.type == "CancelledError":
         exc = asyncio.CancelledError(f.message)
+    elif f.type == "CompensationError" and f.cause is not None:
+        # the compensations' own errors are in the run's last event, not in the chain
+        original = from_failure(f.cause, conv)
+        exc = CompensationError(original, [])
+        exc.remote_stack_trace = f.stack_trace
+        return exc
     else:
         details: list[Any] = []
         for p in f.details:
@@ -104,6 +113,8 @@ def from_failure(f: Failure, conv: DataConverter) -> BaseException:
         exc = ApplicationError(
             f.message, *details, type=f.type, non_retryable=f.non_retryable
         )
+    if isinstance(exc, FailureError):
+        exc.remote_stack_trace = f.stack_trace
     if f.cause is not None:
         exc.__cause__ = from_failure(f.cause, conv)
     return exc
@@ -141,10 +152,20 @@ def closing_failure(last: ev.Event) -> Failure:
     """Why a run that ended with ``last`` did not complete, as its parent sees it.
 
     The recorded failure when there is one; cancellation and termination, which
-    record none, become ``CancelledError`` and ``Terminated`` failures.
+    record none, become ``CancelledError`` and ``Terminated`` failures. A run whose
+    compensation failed ends with a ``CompensationError`` failure caused by the error
+    that started compensating, so a caller can tell it from a plain failure.
     """
-    if isinstance(last, ev.WorkflowFailed | ev.WorkflowCompensationFailed):
+    if isinstance(last, ev.WorkflowFailed):
         return last.failure
+    if isinstance(last, ev.WorkflowCompensationFailed):
+        count = len(last.compensation_failures)
+        return Failure(
+            message=f"compensation failed ({count} error(s)) after: {last.failure.message}",
+            type="CompensationError",
+            non_retryable=True,
+            cause=last.failure,
+        )
     if isinstance(last, ev.WorkflowCancelled):
         return Failure(message="workflow cancelled", type="CancelledError", non_retryable=True)
     if isinstance(last, ev.WorkflowTimedOut):

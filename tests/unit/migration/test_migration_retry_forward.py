@@ -7,7 +7,6 @@ time is the WorkflowEnvironment's simulated clock, so five days take well under 
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -47,15 +46,16 @@ class Downstream:
 
 async def run(
     outage: timedelta, req: ForwardRequest
-) -> tuple[Downstream, object, float, timedelta]:
-    """(downstream, result or error, wall seconds, simulated time the saga took)."""
+) -> tuple[Downstream, object, timedelta]:
+    """(downstream, result or error, simulated time the saga took; days of it pass in
+    a moment of wall time, or the suite's timeout would stop the test)."""
     downstream = Downstream(outage)
     connector = HttpConnector(
         "https://payments.example", transport=httpx.MockTransport(downstream.handle)
     )
     env = WorkflowEnvironment(workflows=[forward], activities=[forward_activity(connector)])
     downstream.clock, downstream.until = env, env.now() + outage
-    began, sim_began = time.monotonic(), env.now()
+    sim_began = env.now()
     async with env, connector:
         handle = await env.start_workflow(forward, req, id="pay-17")
         try:
@@ -63,23 +63,22 @@ async def run(
         except WorkflowFailedError as exc:
             result = exc
         assert handle.status in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED)
-    return downstream, result, time.monotonic() - began, env.now() - sim_began
+    return downstream, result, env.now() - sim_began
 
 
 async def test_three_day_outage_is_waited_out() -> None:
     req = ForwardRequest("POST", "/payments", {"amount": 250}, idempotency_key="legacy-msg-17")
-    downstream, result, wall, took = await run(timedelta(days=3), req)
+    downstream, result, took = await run(timedelta(days=3), req)
     assert isinstance(result, ForwardResult), result
     assert result.status == 201 and result.body == {"accepted": {"amount": 250}}
     assert result.attempts == downstream.calls > 70  # 1 s doubling to 1 h, for 3 days
     assert set(downstream.keys) == {"legacy-msg-17"}  # the same key on every attempt
     assert timedelta(days=3) <= took <= timedelta(days=3, hours=1), took
-    assert wall < 1.0, wall
 
 
 async def test_six_day_outage_fails_the_saga_after_five_days() -> None:
     req = ForwardRequest("POST", "/payments", {"amount": 250})
-    downstream, result, wall, took = await run(timedelta(days=6), req)
+    downstream, result, took = await run(timedelta(days=6), req)
     assert isinstance(result, WorkflowFailedError), result
     assert result.status == "FAILED"
     assert timedelta(days=4, hours=22) <= took <= timedelta(days=5), took  # gave up at expiry
@@ -88,7 +87,6 @@ async def test_six_day_outage_fails_the_saga_after_five_days() -> None:
     # without a legacy key, every attempt carries the activity's stable key
     keys = set(downstream.keys)
     assert len(keys) == 1 and next(iter(keys), "").startswith("pay-17/")
-    assert wall < 1.0, wall
 
 
 def test_policy_is_five_days() -> None:
