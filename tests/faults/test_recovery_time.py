@@ -119,9 +119,11 @@ def test_recovery_measure_on_made_up_outcomes() -> None:
     assert got is not None and abs(got - 2.6) <= STEP_S / 2
     assert recovery(done, kill=12.0, rate=20, until=17.5) is None  # not judged yet
     assert dip(done, 12.0, 3.0) == 0
-    # 61 unfinished at 15 s, worked off at 10/s net: back to 40 (the floor) at 17 s
+    # 61 unfinished at 15 s (the peak), worked off at 10/s net down to the floor
+    floor = STEADY_BACKLOG_S * 20
     got_drained = drained(sent, done, kill=12.0, until=12.0 + 2.6 + WINDOWS)
-    assert got_drained is not None and abs(got_drained - 5.0) <= STEP_S
+    want = max(15.0, (210 - floor) / 10) - 12.0  # backlog(t) = 210 - 10 t from 15 s
+    assert got_drained is not None and abs(got_drained - want) <= 2 * STEP_S
 
 
 @dataclass
@@ -245,12 +247,16 @@ def test_outcomes_flow_again_after_worker_sigkills(
     latencies = [finished_at[t.transfer_id] - at for t, at in zip(transfers, sent, strict=True)]
     raw = {"sent": sent, "done": finished_at, "kills": [dataclasses.asdict(k) for k in kills]}
     (tmp_path / "recovery.json").write_text(json.dumps(raw))  # for a closer look
-    figures = [k.recovered_s for k in kills if k.recovered_s is not None]
-    median = statistics.median(figures) if figures else float("inf")
+    # the median of the kills measured from a steady state: from a backlog, a catch-up
+    # burst of other shards can pass for recovered flow (the others are shown, flagged)
+    figures = [k.recovered_s if k.recovered_s is not None else BOUND_S for k in kills]
+    measured = [f for f, k in zip(figures, kills, strict=True) if k.steady_before]
+    median = statistics.median(measured) if measured else float("nan")
+    verdict = "met" if median <= TARGET_S else "MISSED" if measured else "not measured"
     load_after = os.getloadavg()
     extra = (
         f"offered={RATE_PER_S:.0f}/s recovery[{' '.join(k.text() for k in kills)}] "
-        f"median={median:.1f}s target<={TARGET_S:.0f}s:{'met' if median <= TARGET_S else 'MISSED'}"
+        f"median={median:.1f}s({len(measured)} steady) target<={TARGET_S:.0f}s:{verdict}"
         f" saga_latency_p50={statistics.median(latencies):.2f}s"
         f" load1={load_before[0]:.1f}->{load_after[0]:.1f}"
     )
