@@ -3,9 +3,11 @@ restarted 2 s later under its id (issue 10: <= 10 s).
 
 The three processes of scenario a (engine + activity worker, engine only, activity
 worker only) serve transfers offered at a steady :data:`RATE_PER_S` for the whole
-scenario. Once the outcomes keep up with that rate, each process in turn is
-SIGKILLed, started again :data:`RESTART_AFTER_S` later with the same worker id, and
-the next kill waits until the outcomes have recovered (see :func:`recovery`).
+scenario. Once the outcomes keep up with that rate (:func:`steady`), each process in
+turn is SIGKILLed, started again :data:`RESTART_AFTER_S` later with the same worker id,
+and the next kill waits until the outcomes have recovered (see :func:`recovery`). A
+kill made before the pipeline kept up (bounded waits) is flagged and left out of the
+median: from a backlog, other shards catching up can pass for recovered flow.
 
 Recovery time of a kill at ``k``: ``t - k`` for the earliest ``t >= k`` from which
 each of the next :data:`WINDOWS` consecutive 1 s windows ``[t + j, t + j + 1)``
@@ -51,8 +53,8 @@ BOUND_S = 30.0  # asserted: beyond this the pipeline is stuck, not slow
 #: offered sagas unfinished; if it does not get there, the kill is made anyway and
 #: flagged (a loaded machine, not a fault of the code under test)
 STEADY_BACKLOG_S = 3.0
-STEADY_WAIT_S = 15.0
-WARM_UP_S = 40.0
+STEADY_WAIT_S = 10.0
+WARM_UP_S = 30.0
 #: reply records reach the test's reader this long after their timestamp, at most
 #: (transaction commit + fetch); windows closer to now than that are not judged yet
 SETTLE_S = 1.5
@@ -256,7 +258,8 @@ def test_outcomes_flow_again_after_worker_sigkills(
     load_after = os.getloadavg()
     extra = (
         f"offered={RATE_PER_S:.0f}/s recovery[{' '.join(k.text() for k in kills)}] "
-        f"median={median:.1f}s({len(measured)} steady) target<={TARGET_S:.0f}s:{verdict}"
+        f"median={f'{median:.1f}s' if measured else 'n/a'}({len(measured)} steady)"
+        f" target<={TARGET_S:.0f}s:{verdict}"
         f" saga_latency_p50={statistics.median(latencies):.2f}s"
         f" load1={load_before[0]:.1f}->{load_after[0]:.1f}"
     )
