@@ -120,6 +120,23 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def ready(self) -> bool:
+        """Its current start said ``ready``: its engine producer is initialised (which
+        fences its predecessor's), its consumers are about to join their groups, and
+        SIGTERM drains it."""
+        banner = f"===== start #{self.starts} at".encode()
+        text = self.log_path.read_bytes()
+        return b"\nready\n" in text[text.rfind(banner) :]
+
+    def wait_ready(self, timeout_s: float = 60.0) -> float:
+        """When its current start said ``ready`` (epoch s; polled every 20 ms)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready():
+            assert self.alive(), f"{self.name} exited before it was ready"
+            assert time.monotonic() < deadline, f"{self.name} not ready after {timeout_s}s"
+            time.sleep(0.02)
+        return time.time()
+
     def kill(self) -> None:
         """SIGKILL: no drain, no commit, transactions left open."""
         if self.proc is not None and self.proc.poll() is None:
@@ -127,9 +144,16 @@ class WorkerProcess:
             self.proc.wait(10)
 
     def stop(self) -> int | None:
-        """SIGTERM with a drain; SIGKILL if it hangs. Returns the exit code."""
+        """SIGTERM with a drain; SIGKILL if it hangs. Returns the exit code.
+
+        A process (re)started moments ago is first let get ``ready`` (up to 60 s): a
+        SIGTERM before it has installed its handler ends it at once, with -15.
+        """
         if self.proc is None:
             return None
+        deadline = time.monotonic() + 60
+        while self.alive() and not self.ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -320,24 +344,77 @@ def send(config: dict[str, Any], layout: TopicLayout, batch: list[Transfer]) -> 
     """Start commands keyed by transfer id, on the transfer's shard."""
     producer = Producer({**config, "enable.idempotence": True})
     for t in batch:
-        enc = WIRE.encode_command(
-            rec.StartWorkflow(
-                workflow_id=t.transfer_id,
-                workflow_type="transfer.v1",
-                task_queue=QUEUE,
-                input=[CONV.to_payload(t)],
-            )
-        )
-        producer.produce(
-            layout.commands,
-            key=enc.key,
-            value=enc.value,
-            headers=list(enc.headers),
-            partition=shard_for(t.transfer_id, SHARDS),
-        )
-        producer.poll(0)
+        produce_start(producer, layout, t)
     left = producer.flush(60)
     assert left == 0, f"{left} start commands not acknowledged within 60 s"
+
+
+def produce_start(producer: Producer, layout: TopicLayout, t: Transfer) -> None:
+    """Produce the start command of ``t``, keyed by its id, on its shard (not flushed)."""
+    enc = WIRE.encode_command(
+        rec.StartWorkflow(
+            workflow_id=t.transfer_id,
+            workflow_type="transfer.v1",
+            task_queue=QUEUE,
+            input=[CONV.to_payload(t)],
+        )
+    )
+    producer.produce(
+        layout.commands,
+        key=enc.key,
+        value=enc.value,
+        headers=list(enc.headers),
+        partition=shard_for(t.transfer_id, SHARDS),
+    )
+    producer.poll(0)
+
+
+class SteadySender:
+    """Sends start commands at a steady ``per_s`` from a background thread until stopped
+    (or out of transfers), in the batch's order, and records when each was sent.
+
+    The sends follow an absolute schedule (the i-th at ``began + i / per_s``): a send
+    the thread was late for is made at once, so the offered rate holds on average on a
+    loaded machine. One producer for the whole run (no flush per send).
+    """
+
+    def __init__(
+        self, config: dict[str, Any], layout: TopicLayout, batch: list[Transfer], per_s: float
+    ) -> None:
+        self.per_s = per_s
+        #: when the i-th transfer of the batch was produced (epoch s); only appended to,
+        #: so a copy taken while it runs is consistent and sorted
+        self.sent_at: list[float] = []
+        self.error: BaseException | None = None
+        self._config, self._layout, self._batch = config, layout, batch
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steady-sender", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            producer = Producer({**self._config, "enable.idempotence": True, "linger.ms": 0})
+            began = time.monotonic()
+            for i, t in enumerate(self._batch):
+                if self._stop.wait(max(0.0, began + i / self.per_s - time.monotonic())):
+                    break
+                produce_start(producer, self._layout, t)
+                self.sent_at.append(time.time())
+            left = producer.flush(60)
+            assert left == 0, f"{left} start commands not acknowledged within 60 s"
+        except BaseException as exc:
+            self.error = exc
+
+    def start(self) -> SteadySender:
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[Transfer]:
+        """Stop sending; returns the transfers sent (raises what the thread raised)."""
+        self._stop.set()
+        self._thread.join(90)
+        if self.error is not None:
+            raise self.error
+        return self._batch[: len(self.sent_at)]
 
 
 def _headers(msg: Message) -> list[tuple[str, bytes | None]]:
@@ -369,12 +446,29 @@ def read_all(config: dict[str, Any], topic: str, timeout_s: float = 120) -> list
             time.sleep(1)
 
 
-def outcomes(config: dict[str, Any], layout: TopicLayout) -> list[rec.Reply]:
-    found = []
+def _results(config: dict[str, Any], layout: TopicLayout) -> Iterator[tuple[Message, rec.Reply]]:
+    """Every committed RESULT reply, with its record."""
     for msg in read_all(config, layout.replies):
         reply = WIRE.decode_reply(_headers(msg), msg.value()).record
         if reply.kind is rec.ReplyKind.RESULT:
-            found.append(reply)
+            yield msg, reply
+
+
+def outcomes(config: dict[str, Any], layout: TopicLayout) -> list[rec.Reply]:
+    return [reply for _, reply in _results(config, layout)]
+
+
+def outcome_times(config: dict[str, Any], layout: TopicLayout) -> dict[str, float]:
+    """Saga id -> when its outcome was written (epoch s), for rates over time.
+
+    The time is the reply record's timestamp (CreateTime): the engine's clock when it
+    produced the reply, inside the transaction that made it visible, which commits
+    within the same engine cycle. Replies of aborted transactions are not read, so a
+    reply re-decided after a crash counts when it was written again.
+    """
+    found: dict[str, float] = {}
+    for msg, reply in _results(config, layout):
+        found.setdefault(reply.workflow_id, msg.timestamp()[1] / 1000)
     return found
 
 
@@ -568,8 +662,11 @@ def audit_visibility(
     return check.live_rows
 
 
-def summary(scenario: str, result: Audit, faults: dict[str, int], duration_s: float) -> str:
-    """One line per scenario, printed by the test (``pytest -s`` shows it; docs quote it)."""
+def summary(
+    scenario: str, result: Audit, faults: dict[str, int], duration_s: float, extra: str = ""
+) -> str:
+    """One line per scenario, printed by the test (``pytest -s`` shows it; docs quote it);
+    ``extra`` (the scenario's own measurements) is appended to it."""
     fault_text = ", ".join(f"{k}={v}" for k, v in sorted(faults.items())) or "none"
     line = (
         f"FAULTS {scenario}: sagas={result.sagas} (completed={result.completed} "
@@ -579,6 +676,8 @@ def summary(scenario: str, result: Audit, faults: dict[str, int], duration_s: fl
         f"partitions_without_open_txn={result.partitions_checked} "
         f"projected_runs={result.projected_runs} (= rebuild) duration={duration_s:.1f}s"
     )
+    if extra:
+        line += f" {extra}"
     print(line)
     SUMMARIES.append(line)
     return line
