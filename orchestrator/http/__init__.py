@@ -2,12 +2,34 @@
 
 ``saga http`` serves it (see docs/http-api.md); :func:`build_app` builds the aiohttp
 application for embedding or tests. It uses the public client
-(:class:`~orchestrator.client.AsyncClient`), the history reader and the visibility
-store, never the engine.
+(:class:`~orchestrator.client.AsyncClient`) and the visibility store, never the
+engine.
 """
 
-from orchestrator.http.app import build_app
-from orchestrator.http.auth import Role, Tokens, load_tokens
-from orchestrator.http.services import ApiOptions
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.http.app import build_app
+    from orchestrator.http.auth import Role, Tokens, load_tokens
+    from orchestrator.http.services import ApiOptions
 
 __all__ = ["ApiOptions", "Role", "Tokens", "build_app", "load_tokens"]
+
+# imported on first use: `saga worker` loads this package's CLI, not its servers
+_MODULES = {
+    "build_app": "orchestrator.http.app",
+    "Role": "orchestrator.http.auth",
+    "Tokens": "orchestrator.http.auth",
+    "load_tokens": "orchestrator.http.auth",
+    "ApiOptions": "orchestrator.http.services",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -7,22 +7,28 @@ deterministically (``orchestrator.migration.ids``) and starting it with
 See docs/migrating-from-queues.md.
 """
 
-from orchestrator.migration.bridge import (
-    BridgeMetrics,
-    BridgeStart,
-    LegacyMessage,
-    MalformedMessageError,
-    QueueBridge,
-    json_translator,
-)
-from orchestrator.migration.ids import (
-    bridge_request_id,
-    bridge_workflow_id,
-    outbox_request_id,
-    outbox_workflow_id,
-)
-from orchestrator.migration.outbox import OutboxMetrics, OutboxRelay, migrate
-from orchestrator.migration.publisher import PublishError, StartPublisher
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.migration.bridge import (
+        BridgeMetrics,
+        BridgeStart,
+        LegacyMessage,
+        MalformedMessageError,
+        QueueBridge,
+        json_translator,
+    )
+    from orchestrator.migration.ids import (
+        bridge_request_id,
+        bridge_workflow_id,
+        outbox_request_id,
+        outbox_workflow_id,
+    )
+    from orchestrator.migration.outbox import OutboxMetrics, OutboxRelay, migrate
+    from orchestrator.migration.publisher import PublishError, StartPublisher
 
 __all__ = [
     "BridgeMetrics",
@@ -41,3 +47,29 @@ __all__ = [
     "outbox_request_id",
     "outbox_workflow_id",
 ]
+
+# imported on first use: `saga worker` loads this package's CLI, not its servers
+_MODULES = {
+    "BridgeMetrics": "orchestrator.migration.bridge",
+    "BridgeStart": "orchestrator.migration.bridge",
+    "LegacyMessage": "orchestrator.migration.bridge",
+    "MalformedMessageError": "orchestrator.migration.bridge",
+    "QueueBridge": "orchestrator.migration.bridge",
+    "json_translator": "orchestrator.migration.bridge",
+    "bridge_request_id": "orchestrator.migration.ids",
+    "bridge_workflow_id": "orchestrator.migration.ids",
+    "outbox_request_id": "orchestrator.migration.ids",
+    "outbox_workflow_id": "orchestrator.migration.ids",
+    "OutboxMetrics": "orchestrator.migration.outbox",
+    "OutboxRelay": "orchestrator.migration.outbox",
+    "migrate": "orchestrator.migration.outbox",
+    "PublishError": "orchestrator.migration.publisher",
+    "StartPublisher": "orchestrator.migration.publisher",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
