@@ -15,6 +15,10 @@ milliseconds::
 Activities run one at a time, in dispatch order, and take no simulated time.
 With ``check_replay=True`` (the default) every closed run's history is replayed
 against the code, so a non-deterministic workflow fails its test.
+
+:class:`Replayer` replays saved histories (``saga history --json``,
+:func:`history_to_json`) against today's code: keep a few from production under
+your tests so a change that breaks running executions fails CI.
 """
 
 from __future__ import annotations
@@ -59,6 +63,12 @@ from orchestrator.engine.inputs import (
     StartWorkflow,
     TerminateWorkflow,
 )
+from orchestrator.engine.replayer import (
+    Replayer,
+    ReplayResult,
+    history_from_json,
+    history_to_json,
+)
 from orchestrator.exceptions import (
     ApplicationError,
     NonDeterminismError,
@@ -70,7 +80,14 @@ from orchestrator.exceptions import (
 from orchestrator.status import WorkflowStatus
 from orchestrator.workflow import WorkflowDefinition, definition_of
 
-__all__ = ["WorkflowEnvironment", "WorkflowHandle"]
+__all__ = [
+    "ReplayResult",
+    "Replayer",
+    "WorkflowEnvironment",
+    "WorkflowHandle",
+    "history_from_json",
+    "history_to_json",
+]
 
 DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -10,10 +10,9 @@ import pytest
 from orchestrator.engine import events as ev
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.inputs import ActivityTaskCompleted
-from orchestrator.engine.replayer import Replayer, history_from_json, history_to_json
 from orchestrator.exceptions import NonDeterminismError
 from orchestrator.status import WorkflowStatus
-from orchestrator.testing import WorkflowEnvironment
+from orchestrator.testing import Replayer, WorkflowEnvironment, history_from_json, history_to_json
 from orchestrator.workflow import definition_of
 from tests.replay import sample_sagas as s
 from tests.replay.record_histories import scenarios
