@@ -159,8 +159,8 @@ def info() -> ActivityInfo:
 def heartbeat(*details: Any) -> None:
     """Report liveness (and progress ``details``, handed to the next attempt).
 
-    The engine keeps the details in memory only: a restored or evicted run's next
-    attempt gets none (issue 11).
+    The engine keeps the latest heartbeat of each activity in its shard store (not
+    in history): see docs/concepts.md for what a restart or a new disk keeps.
     """
     cur = _current.get()
     if cur is None:

@@ -97,6 +97,26 @@ class ActivityMixin:
         def peek(self) -> ev.Event | None: ...
         def workflow_loop(self) -> WorkflowEventLoop: ...
 
+    def restore_heartbeat(
+        self, activity_seq: int, attempt: int, at_ms: int, details: list[Payload]
+    ) -> None:
+        """After a replay: a heartbeat the runtime kept (history has none) of a running
+        attempt, so its heartbeat timeout counts from it and a retry gets its details."""
+        act = self._activities.get(activity_seq)
+        if act is None or act.state is not _ActState.RUNNING or act.attempt != attempt:
+            return
+        if at_ms >= act.last_heartbeat_at:
+            act.last_heartbeat_at = at_ms
+            act.heartbeat_details = list(details)
+
+    def heartbeat_grace(self, since_ms: int) -> None:
+        """After a restore that lost the heartbeats: running attempts with a heartbeat
+        timeout count it from ``since_ms`` at the earliest (a live activity heartbeats
+        again within it; a dead one times out one timeout later)."""
+        for act in self._activities.values():
+            if act.state is _ActState.RUNNING and act.heartbeat_timeout_ms is not None:
+                act.last_heartbeat_at = max(act.last_heartbeat_at, since_ms)
+
     def _handle_activity_input(
         self, inp: ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat
     ) -> None:

@@ -55,6 +55,7 @@ from orchestrator.worker.shard.executions import (
     trace_of,
     with_trace,
 )
+from orchestrator.worker.shard.heartbeats import HeartbeatStore
 from orchestrator.worker.shard.local_activities import LocalActivities
 from orchestrator.worker.shard.reads import StoreReads
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
@@ -166,6 +167,7 @@ class EngineShard:
         self._continue_due: list[Execution] = []
         #: trace contexts of the command being handled and of the run deciding (W3C
         #: traceparent), written into the headers of the records they lead to
+        self._restored_at = 0  # when the latest restore finished (epoch ms)
         self._trace_command: str | None = None
         self._trace_run: str | None = None  # chains past _MAX_CHAINED_RUNS, for fire_due
 
@@ -180,6 +182,7 @@ class EngineShard:
             self.view, self.executions, self.timers, self.workflows, self._replay
         )
         self.reads = StoreReads(self.view, self.wire)
+        self.heartbeats = HeartbeatStore(self.view, self.wire)
         self._recovering = self.view.first(b"v") is not None
 
     # --- restore ------------------------------------------------------------------
@@ -208,6 +211,7 @@ class EngineShard:
         for key, _ in list(self.store.scan(b"k")):
             self.store.put(b"v" + key[1:], b"")
         self._recovering = self.store.first(b"v") is not None
+        self._restored_at = now_ms
         return self._take_outbox()
 
     def _recover_some(self, now_ms: int) -> list[OutRecord]:
@@ -331,7 +335,10 @@ class EngineShard:
             return self._query(execution, command)
         if not execution.is_open:
             return self._reply_closed(command, ce_id, execution)
-        return self._apply(execution, [to_input(command)], now_ms, command, ce_id)
+        out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
+        if isinstance(command, rec.ActivityHeartbeat):
+            self.heartbeats.record(command, now_ms)
+        return out
 
     def _start(
         self, start: rec.StartWorkflow, ce_id: str, msg: InRecord, now: int
@@ -540,6 +547,8 @@ class EngineShard:
             return None
         if events:
             self.stats.replays += 1
+            self.heartbeats.restore(execution.workflow_id, execution.run_id, executor)
+            executor.heartbeat_grace(self._restored_at)
             pending = executor.pending_timers()
             self.timers.replace_run(execution.workflow_id, execution.run_id, pending)
         execution.executor = executor
@@ -856,6 +865,7 @@ class EngineShard:
         self.executions.drop_executor(execution)
         self.view.delete(b"k" + execution.workflow_id.encode())
         self.timers.clear_run(execution.workflow_id, execution.run_id)
+        self.heartbeats.clear_run(execution.workflow_id, execution.run_id)
         result, failure = self._outcome(execution)
         events = self.executions.events(execution)
         last = events[-1] if events else None

@@ -23,6 +23,8 @@ prefix      key                                         value
 ``q``       ``q`` + wf + run                            (empty): runs seen by a restore
                                                         that no snapshot named yet
 ``w``       ``w`` + workflow id                         run id of the latest snapshot
+``h``       ``h`` + wf + run + activity seq (8 bytes)   time + the activity's latest
+                                                        heartbeat (not in history)
 ==========  ==========================================  ================================
 
 Snapshot and event records are kept as they are on the topic (value and headers,
