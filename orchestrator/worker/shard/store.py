@@ -23,6 +23,8 @@ prefix      key                                         value
 ``q``       ``q`` + wf + run                            (empty): runs seen by a restore
                                                         that no snapshot named yet
 ``w``       ``w`` + workflow id                         run id of the latest snapshot
+``k``       ``k`` + workflow id                         (empty): parked runs, retried by
+                                                        the next restore
 ``h``       ``h`` + wf + run + activity seq (8 bytes)   time + the activity's latest
                                                         heartbeat (not in history)
 ==========  ==========================================  ================================
