@@ -1,4 +1,4 @@
-"""Re-record the saved histories: ``python -m tests.replay.record_histories``.
+"""Record the saved in-memory histories: ``python -m tests.replay.record_histories``.
 
 Only do this on purpose: the saved files stand for executions already running in
 production, which new code must keep replaying.
@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from orchestrator.engine import events as ev
+from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.replayer import history_to_json
 from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.testing import WorkflowEnvironment
+from orchestrator.workflow import definition_of
 from tests.replay import sample_sagas as s
+from tests.replay.shipped_scenarios import in_memory_scenarios
 
 HERE = Path(__file__).parent / "histories"
 
@@ -56,11 +62,43 @@ async def scenarios() -> dict[str, list[ev.Event]]:
     return out
 
 
-def main() -> None:
+async def _all() -> dict[str, list[ev.Event]]:
+    return {**await scenarios(), **await in_memory_scenarios()}
+
+
+def save(histories: Mapping[str, Sequence[ev.Event]], *, overwrite: bool) -> None:
+    """Write ``<stem>.json`` for each history; one already saved is kept unless
+    ``overwrite``."""
     HERE.mkdir(exist_ok=True)
-    for stem, history in asyncio.run(scenarios()).items():
-        (HERE / f"{stem}.json").write_text(history_to_json(history) + "\n")
-        print(f"wrote {stem}.json ({len(history)} events)")
+    for stem, history in histories.items():
+        path = HERE / f"{stem}.json"
+        if path.exists() and not overwrite:
+            print(f"kept {path.name} (--overwrite replaces it)")
+            continue
+        path.write_text(history_to_json(history) + "\n")
+        print(f"wrote {path.name} ({len(history)} events)")
+
+
+def assert_replays_to_the_same_commands(
+    workflows: Sequence[Any], histories: Mapping[str, list[ev.Event]]
+) -> None:
+    """Each history, replayed by ``workflows``, issues no command beyond it and is
+    rebuilt event for event."""
+    by_name = {definition_of(w).name: definition_of(w) for w in workflows}
+    for stem, history in histories.items():
+        started = history[0]
+        assert isinstance(started, ev.WorkflowStarted)
+        replayed = WorkflowExecutor(by_name[started.workflow_type], history)
+        assert replayed.apply([], history[-1].time).events == [], stem
+        assert replayed.history == history, stem
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the sample sagas' and the shipped sagas' in-memory histories that are not
+    saved yet (all of them with ``--overwrite``). The shipped sagas' Kafka histories:
+    ``python -m tests.replay.record_kafka_histories``."""
+    overwrite = "--overwrite" in (sys.argv[1:] if argv is None else argv)
+    save(asyncio.run(_all()), overwrite=overwrite)
 
 
 if __name__ == "__main__":

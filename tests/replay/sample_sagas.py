@@ -9,8 +9,10 @@ driven by the request, so a history replays against this module unchanged.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from orchestrator import activity, workflow
 from orchestrator.exceptions import ApplicationError
@@ -301,7 +303,7 @@ async def versioned_v2_patched(ctx: WorkflowContext) -> list[str]:
 
 VERSIONED_ACTIVITIES = [step_a, step_b, audit]
 
-ALL_ACTIVITIES = [
+ALL_ACTIVITIES: list[Callable[..., Any]] = [
     *TRANSFER_ACTIVITIES, charge, reserve, release, flaky_payout, *TRIP_ACTIVITIES,
     *VERSIONED_ACTIVITIES,
 ]
