@@ -9,8 +9,8 @@ one at a time over a keep-alive connection and prints p50/p99/max per kind:
 - start (confirmed): ``POST /v1/workflows``, waiting for the shard's START reply
   (produce, engine transaction, reply read back): what a caller gets by default;
 - start (wait=0): returns once Kafka acknowledged the command;
-- describe: ``GET /v1/workflows/{id}``, which scans the workflow's history
-  partition for its latest snapshot (so it grows with the shard's size);
+- describe: ``GET /v1/workflows/{id}``, answered by the shard that owns the workflow
+  from its store (one engine transaction; before December 2026 it scanned the partition);
 - result: ``GET /v1/workflows/{id}/result`` of a closed run.
 """
 
