@@ -74,7 +74,12 @@ class _ProcessorCollector(Collector):
 
 
 class EngineMetrics:
-    """The engine's metric families, registered in ``registry`` (one per process)."""
+    """The engine's metric families, registered in ``registry`` (one per process).
+
+    One engine worker per instance: the per-shard gauges and the processor's counters
+    are those of the last processor that called :meth:`watch_processor`. Embedding two
+    engine workers in one interpreter takes two :class:`~orchestrator.metrics.SagaMetrics`.
+    """
 
     def __init__(self, registry: CollectorRegistry, dead_letters: Counter) -> None:
         self.registry = registry

@@ -32,7 +32,7 @@ class _TimerTally:
 class EngineShardGauges:
     """Callable: an :class:`EngineShard`'s gauges, or None for another handler."""
 
-    def __init__(self, keys_per_sample: int = 5_000) -> None:
+    def __init__(self, keys_per_sample: int = 2_000) -> None:
         self.keys_per_sample = keys_per_sample
         self._tallies: WeakKeyDictionary[EngineShard, _TimerTally] = WeakKeyDictionary()
 

@@ -30,7 +30,7 @@ class ShardStats:
     continued: int = 0
     children_started: int = 0
     child_reports: int = 0
-    metrics: EngineMetrics | None = None
+    metrics: EngineMetrics | None = field(default=None, repr=False, compare=False)
     #: workflow ids of the runs parked now (a gauge; parked runs are few)
     parked_ids: set[str] = field(default_factory=set)
 

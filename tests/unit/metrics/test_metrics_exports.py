@@ -3,11 +3,15 @@ parked-runs gauge that follows parks and unparks."""
 
 from __future__ import annotations
 
+import click
+import httpx
+import pytest
 from prometheus_client import REGISTRY
 
+from orchestrator.cli import _metrics_endpoint
 from orchestrator.engine.events import CompensationStarted, WorkflowFailed
 from orchestrator.engine.events import Failure as EventFailure
-from orchestrator.metrics import DLQ_REASONS, SagaMetrics, dlq_reason_label
+from orchestrator.metrics import DLQ_REASONS, SagaMetrics, dlq_reason_label, serve
 from orchestrator.serde.errors import DecodeFailure, RecordDecodeError
 from orchestrator.status import WorkflowStatus
 from orchestrator.worker.shard.stats import ShardStats
@@ -59,3 +63,17 @@ def test_shard_stats_feed_runs_and_the_parked_gauge() -> None:
     stats.run_unparked("w-1")  # replayed after a deploy
     stats.run_unparked("w-3")  # never parked: nothing changes
     assert stats.parked_ids == {"w-2"} and stats.parked == 2
+
+
+def test_the_endpoint_serves_the_registry_and_a_busy_port_is_a_usage_error() -> None:
+    metrics = SagaMetrics()
+    metrics.activities.attempts.labels("pay", "completed").inc()
+    server = serve(metrics.registry, "127.0.0.1", 0)
+    try:
+        text = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
+        assert 'saga_activity_attempts_total{activity_type="pay",outcome="completed"} 1.0' in text
+        with pytest.raises(click.UsageError, match="cannot serve metrics"):
+            _metrics_endpoint("127.0.0.1", server.port)
+    finally:
+        server.close()
+    assert _metrics_endpoint("127.0.0.1", 0)[0] is None  # --metrics-port 0: no endpoint
