@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -41,6 +43,34 @@ if str(ROOT) not in sys.path:  # run as a script: make the bench package importa
     sys.path.insert(0, str(ROOT))
 
 from bench.hop_trace import hop_breakdown, print_breakdown  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Scraper(threading.Thread):
+    """GETs each worker's /metrics every few seconds, as Prometheus would (--metrics)."""
+
+    def __init__(self, ports: list[int], every_s: float = 5.0) -> None:
+        super().__init__(daemon=True)
+        self.urls = [f"http://127.0.0.1:{p}/metrics" for p in ports]
+        self.every_s = every_s
+        self.stop = threading.Event()
+        self.scrapes = 0
+        self.bytes = 0
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every_s):
+            for url in self.urls:
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as answer:
+                        self.bytes += len(answer.read())
+                    self.scrapes += 1
+                except OSError:
+                    pass  # not up yet
 
 
 def spawn(
@@ -186,6 +216,11 @@ def main() -> None:
         help="warm up for at least this long (0: just --warmup sagas)",
     )
     parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="workers export Prometheus metrics (--metrics-port), scraped every 5 s",
+    )
+    parser.add_argument(
         "--breakdown",
         action="store_true",
         help="after the run, split start->complete into hops (bench/hop_trace.py)",
@@ -199,8 +234,15 @@ def main() -> None:
         ensure_topics(
             AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), layout, ["bench"]
         )
+        ports = [free_port() for _ in range(args.workers + args.task_queue_workers)]
+
+        def metrics_flags(i: int) -> list[str]:
+            return ["--metrics-port", str(ports[i])] if args.metrics else []
+
         procs = [
-            spawn(kafka.bootstrap_servers, prefix, args.shards, f"engine-{i}", logs, [])
+            spawn(
+                kafka.bootstrap_servers, prefix, args.shards, f"engine-{i}", logs, metrics_flags(i)
+            )
             for i in range(args.workers)
         ]
         procs += [
@@ -210,10 +252,13 @@ def main() -> None:
                 args.shards,
                 f"activities-{i}",
                 logs,
-                ["--no-engine", "--task-queue", "bench"],
+                ["--no-engine", "--task-queue", "bench", *metrics_flags(args.workers + i)],
             )
             for i in range(args.task_queue_workers)
         ]
+        scraper = Scraper(ports) if args.metrics else None
+        if scraper is not None:
+            scraper.start()
         try:
             for i in range(args.workers):
                 wait_log(logs / f"engine-{i}.log", r"restored shard", 1, 60)
@@ -248,6 +293,8 @@ def main() -> None:
                 f"engine_workers={args.workers} shards={args.shards} rate={args.rate or 'max'}"
             )
             print(f"throughput: {len(finished) / elapsed:.0f} sagas/s over {elapsed:.1f}s")
+            if scraper is not None:
+                print(f"metrics: {scraper.scrapes} scrapes, {scraper.bytes} bytes")
             print(
                 f"latency start->complete: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, "
                 f"max {latencies[-1]:.0f} ms"

@@ -15,6 +15,7 @@ import os
 import signal as os_signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.topics import TopicLayout, ensure_topics
 
 if TYPE_CHECKING:  # the worker's modules load only when a worker runs
+    from orchestrator.metrics import SagaMetrics
     from orchestrator.worker.discovery import Discovered
     from orchestrator.worker.engine_worker import EngineWorker
 
@@ -155,6 +157,20 @@ def topics(task_queues: tuple[str, ...]) -> None:
     help="Also run the visibility projector (history -> PostgreSQL at DATABASE_URL); "
     "one is active per table, the others stand by.",
 )
+@click.option(
+    "--metrics-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0, max=65535),
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics (0: no endpoint).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics endpoint listens on (it has no authentication: keep it on "
+    "a private network).",
+)
 def worker(
     modules: tuple[str, ...],
     task_queues: tuple[str, ...],
@@ -170,6 +186,8 @@ def worker(
     standby: bool,
     cache_size: int,
     store_cache_mb: int,
+    metrics_port: int,
+    metrics_host: str,
 ) -> None:
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
     from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
@@ -184,6 +202,7 @@ def worker(
     stop = threading.Event()
     os_signal.signal(os_signal.SIGTERM, lambda *_: stop.set())
     os_signal.signal(os_signal.SIGINT, lambda *_: stop.set())
+    metrics, close_metrics = _metrics_endpoint(metrics_host, metrics_port)
     running: list[EngineWorker] = []
     if engine:
         if not found.workflows:
@@ -200,6 +219,7 @@ def worker(
                 state_dir=state_dir,
                 cache_size=cache_size,
                 store_cache_mb=store_cache_mb,
+                metrics=metrics,
             ).start()
         )
         log.info("engine worker running workflows %s", sorted(found.workflows))
@@ -217,6 +237,7 @@ def worker(
                     max_in_flight=max_in_flight,
                     group_instance_id=instance_id(worker_id, f"tasks.{queue}"),
                 ),
+                metrics=metrics.activities if metrics is not None else None,
             ).start()
         )
         log.info("activity worker on queue %r running %d activities", queue, len(found.activities))
@@ -246,9 +267,23 @@ def worker(
         p.stop()
     for aw in activity_workers:
         aw.join(60)
+    close_metrics()
     if failed is not None:
         log.error("worker failed: %s", failed)
         sys.exit(1)
+
+
+def _metrics_endpoint(host: str, port: int) -> tuple[SagaMetrics | None, Callable[[], None]]:
+    """The process's metrics, and what stops their endpoint; no metrics when ``port`` is 0."""
+    from orchestrator.metrics import SagaMetrics, serve
+
+    if not port:
+        return None, lambda: None
+    metrics = SagaMetrics()
+    try:
+        return metrics, serve(metrics.registry, host, port).close
+    except OSError as exc:
+        raise click.UsageError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
 
 
 def _engine_worker(
@@ -263,6 +298,7 @@ def _engine_worker(
     state_dir: Path,
     cache_size: int,
     store_cache_mb: int,
+    metrics: SagaMetrics | None,
 ) -> EngineWorker:
     """The engine worker ``saga worker`` runs, from its options."""
     from orchestrator.worker.engine_worker import EngineWorker
@@ -283,6 +319,7 @@ def _engine_worker(
         retention_ms=max(1, round(retention_hours * 3_600_000)),
         store=StoreOptions(state_dir, block_cache_bytes=store_cache_mb << 20),
         tuning=ShardTuning(cache_size=cache_size),
+        metrics=metrics.engine if metrics is not None else None,
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from orchestrator.http import commands, reads
+from orchestrator.http import commands, metrics, reads
 from orchestrator.http.auth import auth_middleware
 from orchestrator.http.errors import error_middleware
 from orchestrator.http.limits import MAX_BODY_BYTES
@@ -18,11 +18,17 @@ __all__ = ["build_app"]
 def build_app(options: ApiOptions) -> web.Application:
     """The application; it connects to Kafka and PostgreSQL when it starts (in the
     background, retried) and closes them when it stops."""
+    counted = metrics.http_metrics()
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(options.tokens)],
+        middlewares=[
+            metrics.metrics_middleware(counted),
+            error_middleware,
+            auth_middleware(options.tokens),
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[SERVICES] = Services(options)
+    app[metrics.METRICS] = counted
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         services = app[SERVICES]
@@ -33,4 +39,5 @@ def build_app(options: ApiOptions) -> web.Application:
     app.cleanup_ctx.append(lifetime)
     app.add_routes(reads.routes())
     app.add_routes(commands.routes())
+    app.add_routes(metrics.routes())
     return app

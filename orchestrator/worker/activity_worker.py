@@ -42,6 +42,7 @@ from orchestrator.converter import DataConverter
 from orchestrator.engine.events import Failure
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
+from orchestrator.metrics import ActivityMetrics, dlq_reason_label
 from orchestrator.serde.errors import RecordDecodeError, RecordEncodeError
 from orchestrator.serde.records import ActivityHeartbeat, ActivityTask, ActivityTaskFailed
 from orchestrator.serde.wire import EncodedRecord, WireFormat
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 
 _IDLE_SLEEP_S = (0.001, 0.005)  # adaptive sleep between empty polls: min, max (latency)
 _METADATA_TIMEOUT_S = 30.0
+_SAMPLE_INTERVAL_S = 2.0  # lag and in-flight gauges, when metrics are exported
 
 
 class _Out(NamedTuple):
@@ -122,7 +124,8 @@ class ActivityWorker:
     ``config`` is a :class:`~orchestrator.config.Settings` (its Kafka settings and
     topic layout are used) or a librdkafka config dict (then pass ``layout``).
     ``activities`` are callables (``@activity.defn`` names them) or a name → callable
-    mapping. ``group_id`` defaults to ``<prefix>.activities.<queue>``.
+    mapping. ``group_id`` defaults to ``<prefix>.activities.<queue>``. ``metrics``: the
+    process's activity metrics to update (``SagaMetrics().activities``), or None.
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class ActivityWorker:
         converter: DataConverter | None = None,
         wire: WireFormat | None = None,
         identity: str | None = None,
+        metrics: ActivityMetrics | None = None,
     ) -> None:
         if isinstance(config, Settings):
             self._kafka = config.kafka_config()
@@ -153,6 +157,8 @@ class ActivityWorker:
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         self.activities = activity_definitions(activities)
         self.stats = ActivityWorkerStats()
+        self.metrics = metrics
+        self._lag_exported: set[int] = set()
         self._stop = threading.Event()
         self._tracker: ContiguousOffsetTracker[int] = ContiguousOffsetTracker()
         self._committed: dict[int, int] = {}
@@ -269,6 +275,7 @@ class ActivityWorker:
         pause_at = opts.max_buffered if opts.max_buffered is not None else opts.max_in_flight
         idle = _IDLE_SLEEP_S[0]
         next_commit = time.monotonic() + opts.commit_interval_s
+        next_sample = time.monotonic()
         while not self._stop.is_set():
             producer.poll(0)  # delivery callbacks: finished offsets
             while self._backlog and self._running < opts.max_in_flight:
@@ -286,6 +293,9 @@ class ActivityWorker:
             if now >= next_commit:
                 self._commit(sync=False)
                 next_commit = now + opts.commit_interval_s
+            if self.metrics is not None and now >= next_sample:
+                self._sample(consumer, self.metrics)
+                next_sample = now + _SAMPLE_INTERVAL_S
             if messages:
                 idle = _IDLE_SLEEP_S[0]
                 await asyncio.sleep(0)
@@ -333,6 +343,12 @@ class ActivityWorker:
         except RecordDecodeError as exc:
             self._dead_letter(msg, partition, offset, str(exc))
             return
+        if self.metrics is not None:
+            record = decoded.record
+            waited = max(0.0, time.time() - record.scheduled_time / 1000)
+            self.metrics.schedule_to_start.labels(record.activity_type).observe(waited)
+            if record.attempt > 1:
+                self.metrics.retries.labels(record.activity_type).inc()
         self._running += 1
         task = asyncio.get_running_loop().create_task(
             self._run_task(
@@ -350,6 +366,7 @@ class ActivityWorker:
         task: ActivityTask,
         runner: AttemptRunner,
     ) -> None:
+        began = time.monotonic()
         try:
             outcome: ActivityOutcome = await runner.run(task)
             record = self._encode(task, outcome, traceparent)
@@ -362,7 +379,7 @@ class ActivityWorker:
             record = self._encode(task, outcome, traceparent)
         finally:
             self._running -= 1
-        self._count(outcome)
+        self._count(task, outcome, time.monotonic() - began)
         self._produce(
             self.layout.commands, self._shard(task.workflow_id), record, (partition, offset)
         )
@@ -373,13 +390,44 @@ class ActivityWorker:
         ce_id = f"{task.idempotency_key}/{task.attempt}/outcome"  # the same on re-delivery
         return self.wire.encode_command(outcome, ce_id=ce_id, traceparent=traceparent)
 
-    def _count(self, outcome: ActivityOutcome) -> None:
+    def _count(self, task: ActivityTask, outcome: ActivityOutcome, seconds: float) -> None:
         if is_timeout(outcome):
             self.stats.timed_out += 1
+            kind = "timed_out"
         elif isinstance(outcome, ActivityTaskFailed):
             self.stats.failed += 1
+            kind = "failed_non_retryable" if outcome.failure.non_retryable else "failed"
         else:
             self.stats.completed += 1
+            kind = "completed"
+        metrics = self.metrics
+        if metrics is None:
+            return
+        name = task.activity_type
+        metrics.start_to_close.labels(name).observe(seconds)
+        metrics.attempts.labels(name, kind).inc()
+        if isinstance(outcome, ActivityTaskFailed):
+            failure = outcome.failure
+            retryable = "false" if failure.non_retryable else "true"
+            metrics.failures.labels(name, failure.type, retryable).inc()
+
+    def _sample(self, consumer: Consumer, metrics: ActivityMetrics) -> None:
+        """Lag (end of log - position) of each assigned partition, and the slots in use."""
+        lags: dict[int, int] = {}
+        if self._assigned:
+            try:
+                positions = consumer.position(
+                    [TopicPartition(self.topic, p) for p in sorted(self._assigned)]
+                )
+                for tp in positions:
+                    _, end = consumer.get_watermark_offsets(tp, cached=True)
+                    if tp.offset >= 0 and end >= 0:
+                        lags[tp.partition] = max(0, end - tp.offset)
+            except KafkaException as exc:
+                log.debug("lag unknown this time: %s", exc)
+        self._lag_exported = metrics.sample(
+            self.task_queue, lags, self._lag_exported, self._running, len(self._backlog)
+        )
 
     # --- producing ------------------------------------------------------------------
 
@@ -426,6 +474,8 @@ class ActivityWorker:
 
     def _dead_letter(self, msg: Message, partition: int, offset: int, reason: str) -> None:
         self.stats.dead_lettered += 1
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels("activity_worker", dlq_reason_label(reason)).inc()
         log.warning("task record %s/%d/%d to the DLQ: %s", self.topic, partition, offset, reason)
         # the original key, value and headers, plus why and where from
         headers = [(k, v) for k, v in headers_of(msg) if v is not None]

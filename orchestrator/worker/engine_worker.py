@@ -14,11 +14,13 @@ from orchestrator.background import BackgroundRunner
 from orchestrator.config import DEFAULT_RETENTION_MS
 from orchestrator.converter import DataConverter
 from orchestrator.log.topics import TopicLayout
+from orchestrator.metrics import EngineMetrics
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.activity_runner import activity_definitions
 from orchestrator.worker.shard.engine_shard import EngineShard, ShardTuning
+from orchestrator.worker.shard.gauges import EngineShardGauges
 from orchestrator.worker.shard.local_activities import DEFAULT_MAX_ATTEMPT_S, LocalActivities
-from orchestrator.worker.shard.processor import ProcessorOptions, ShardProcessor
+from orchestrator.worker.shard.processor import MetricsExporter, ProcessorOptions, ShardProcessor
 from orchestrator.worker.shard.store import ShardStore, StoreMemory, StoreOptions
 from orchestrator.workflow import WorkflowDefinition, definition_of
 
@@ -59,13 +61,17 @@ class EngineWorker(BackgroundRunner):
         state_dir: Path | None = None,
         store: StoreOptions | None = None,
         tuning: ShardTuning | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         """``activities``: those this process may run itself when a workflow calls
         ``ctx.execute_local_activity``; local calls to any other go to the task queue.
 
         ``state_dir``: where the shard stores live (a restart on the same folder reads
         only the history written since); None: a temporary folder removed on stop.
-        ``store`` sets the folder and RocksDB's memory at once."""
+        ``store`` sets the folder and RocksDB's memory at once.
+
+        ``metrics``: the process's engine metrics to update (``SagaMetrics().engine``);
+        None exports nothing."""
         super().__init__()
         self._temporary: Path | None = None
         if store is None:
@@ -96,10 +102,12 @@ class EngineWorker(BackgroundRunner):
                 converter=converter,
                 local_activities=self.local_activities,
             )
+            shard.stats.metrics = metrics
             self.shards[partition] = shard
             return shard
 
-        self.processor = ShardProcessor(kafka_config, layout, factory, options)
+        exporter = MetricsExporter(metrics, EngineShardGauges()) if metrics is not None else None
+        self.processor = ShardProcessor(kafka_config, layout, factory, options, exporter=exporter)
 
     def run(self, stop: threading.Event) -> None:
         try:

@@ -75,6 +75,7 @@ from orchestrator.worker.shard.start_policy import (
     request_id_of,
     verdict,
 )
+from orchestrator.worker.shard.stats import ShardStats
 from orchestrator.worker.shard.store import ShardStore
 from orchestrator.worker.shard.translate import start_inputs, to_input
 from orchestrator.worker.shard.view import StoreView
@@ -93,21 +94,6 @@ _RUN_ID_NAMESPACE = uuid.UUID("5b0f9a43-58c3-4d4e-9a55-3c4c2b7f6e10")
 
 def _wall_ms() -> int:
     return int(time.time() * 1000)
-
-
-@dataclass
-class ShardStats:
-    """Per-shard counters (read by metrics and tests)."""
-
-    started: int = 0
-    closed: int = 0
-    parked: int = 0
-    dead_lettered: int = 0
-    replays: int = 0
-    local_attempts: int = 0
-    continued: int = 0
-    children_started: int = 0
-    child_reports: int = 0
 
 
 @dataclass(frozen=True)
@@ -243,12 +229,14 @@ class EngineShard:
                 assert execution.snapshot is not None
                 execution.next_run = children.next_run_after(execution.snapshot, events[-1])
                 execution.parked = None
+                self.stats.run_unparked(workflow_id)
                 return self._run_chain(execution, now_ms)
             return []
         if not execution.is_open:
             return []
         was_parked = execution.parked
         execution.parked = None
+        self.stats.run_unparked(workflow_id)
         executor = self._executor(execution)
         if executor is None:
             return []
@@ -408,7 +396,7 @@ class EngineShard:
             traceparent=self._trace_command,
         )
         self.executions.add(execution)
-        self.stats.started += 1
+        self.stats.run_started(execution.workflow_type)
         first = start_inputs(start, run_id, now)
         if parent is not None:
             # reported before the run's first decision, which may already close it
@@ -557,7 +545,7 @@ class EngineShard:
     def _park(self, execution: Execution, reason: str) -> None:
         """Stop driving a run that cannot be replayed; history stays intact, status says why."""
         execution.parked = reason
-        self.stats.parked += 1
+        self.stats.run_parked(execution.workflow_id)
         self.executions.drop_executor(execution)
         self.view.put(b"k" + execution.workflow_id.encode(), b"")  # retried by a restore
         log.error("workflow %s run %s parked: %s", execution.workflow_id, execution.run_id, reason)
@@ -682,7 +670,7 @@ class EngineShard:
             traceparent=previous.traceparent,
         )
         self.executions.add(execution)
-        self.stats.started += 1
+        self.stats.run_started(execution.workflow_type)
         self.stats.continued += 1
         return execution, self._apply(execution, [start], now, None, "")
 
@@ -690,7 +678,7 @@ class EngineShard:
         """Park a closed run whose next run cannot start: visible in its snapshot, and
         retried by the next restore (say, after a deploy that has the workflow type)."""
         if execution.parked is None:
-            self.stats.parked += 1
+            self.stats.run_parked(execution.workflow_id)
             log.error(
                 "workflow %s run %s parked: %s", execution.workflow_id, execution.run_id, reason
             )
@@ -861,13 +849,13 @@ class EngineShard:
         return None, closing_failure(last)
 
     def _closed(self, execution: Execution, executor: WorkflowExecutor) -> list[OutRecord]:
-        self.stats.closed += 1
         self.executions.drop_executor(execution)
         self.view.delete(b"k" + execution.workflow_id.encode())
         self.timers.clear_run(execution.workflow_id, execution.run_id)
         self.heartbeats.clear_run(execution.workflow_id, execution.run_id)
         result, failure = self._outcome(execution)
         events = self.executions.events(execution)
+        self.stats.run_closed(execution.workflow_type, execution.status, events)
         last = events[-1] if events else None
         self.retention.closed(
             last.time if last else execution.start_time,

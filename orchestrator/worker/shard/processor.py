@@ -42,8 +42,10 @@ from confluent_kafka import (
 )
 
 from orchestrator.log.consuming import consume_available
+from orchestrator.log.dlq_tools import REASON_HEADER
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
+from orchestrator.metrics import EngineMetrics, ShardGauges
 from orchestrator.worker.membership import GroupConsumer, instance_id, member_config
 from orchestrator.worker.shard.contract import HandlerFactory, ShardHandler
 from orchestrator.worker.shard.dlq import dead_letter
@@ -78,6 +80,9 @@ class ProcessorOptions:
     session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_500
     metrics_interval_s: float = 10.0
+    #: how often per-shard gauges (lag, cached executions, timers) are sampled, when
+    #: the processor exports metrics
+    gauge_interval_s: float = 2.0
     #: timeout of each transactional call (send offsets, commit, abort); a watchdog
     #: above the sum of these catches calls that overrun it (a known librdkafka hang)
     call_timeout_s: float = 15.0
@@ -139,6 +144,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True)
+class MetricsExporter:
+    """Where a processor exports metrics, and how to read a handler's gauges."""
+
+    metrics: EngineMetrics
+    gauges_of: Callable[[object], ShardGauges | None]
+
+
 @dataclass
 class _Restoring:
     """A shard whose history is being read (its commands partition is paused)."""
@@ -160,10 +173,18 @@ class ShardProcessor:
         layout: TopicLayout,
         factory: HandlerFactory,
         options: ProcessorOptions | None = None,
+        *,
+        exporter: MetricsExporter | None = None,
     ) -> None:
+        """``exporter``: Prometheus metrics to update (None: only :attr:`metrics`)."""
         self.layout = layout
         self.options = options or ProcessorOptions()
         self.metrics = ProcessorMetrics()
+        self._exporter = exporter
+        #: per shard that has consumed nothing yet: where it starts (for its lag)
+        self._lag_base: dict[int, int] = {}
+        if exporter is not None:
+            exporter.metrics.watch_processor(self.metrics)
         self._factory = factory
         self._config = kafka_config
         self._shards: dict[int, ShardHandler] = {}
@@ -428,6 +449,9 @@ class ShardProcessor:
             partition, restoring.records, restoring.bytes, time.monotonic() - restoring.began
         )
         self.metrics.restores.append(stats)
+        if self._exporter is not None:
+            self._exporter.metrics.restore_seconds.observe(stats.seconds)
+            self._exporter.metrics.restored_records.inc(stats.records)
         log.info(
             "restored shard %d: %d records in %.2fs (%.0f records/s)",
             partition, stats.records, stats.seconds, stats.records_per_s,
@@ -445,11 +469,15 @@ class ShardProcessor:
             on_lost=self._on_revoke,
         )
         report_at = time.monotonic() + self.options.metrics_interval_s
+        sample_at = time.monotonic()
         if self.options.switch_interval_s is not None:
             sys.setswitchinterval(self.options.switch_interval_s)
         try:
             while not stop.is_set():
                 self.cycle()
+                if self._exporter is not None and time.monotonic() >= sample_at:
+                    self._sample(self._exporter)
+                    sample_at = time.monotonic() + self.options.gauge_interval_s
                 if time.monotonic() >= report_at:
                     log.info("shards %s: %s", self.owned_shards, self.metrics.summary())
                     self.metrics.commit_ms_max = self.metrics.cycle_ms_max = 0.0
@@ -476,6 +504,51 @@ class ShardProcessor:
                 self._standby_reader.close()
             self._committer.shutdown()
             self._producer.flush(10)
+
+    def _sample(self, exporter: MetricsExporter) -> None:
+        """Set the per-shard gauges (this thread owns the consumer and the stores)."""
+        lags: dict[int, int] = {}
+        for gone in self._lag_base.keys() - self._shards.keys():
+            del self._lag_base[gone]
+        if self._shards:
+            topic = self.layout.commands
+            try:
+                positions = self._consumer.position(
+                    [TopicPartition(topic, p) for p in sorted(self._shards)]
+                )
+                for tp in positions:
+                    _, end = self._consumer.get_watermark_offsets(tp, cached=True)
+                    at = tp.offset if tp.offset >= 0 else self._lag_base_of(tp)
+                    if at >= 0 and end >= 0:
+                        lags[tp.partition] = max(0, end - at)
+            except KafkaException as exc:
+                log.debug("lag unknown this time: %s", exc)
+        try:
+            exporter.metrics.sample(
+                lags,
+                self._shards,
+                exporter.gauges_of,
+                restoring=len(self._restoring),
+                standby=len(self._standby),
+            )
+        except ShardStateLost as exc:  # the cycle finds the failed store and rebuilds it
+            log.debug("shard gauges not sampled: %s", exc)
+
+    def _lag_base_of(self, tp: TopicPartition) -> int:
+        """Where consumption of a shard that has consumed nothing yet starts: its
+        committed offset, else the log's start. Asked once per ownership (a round trip
+        on this thread); when the broker does not answer, the shard's lag stays
+        unknown until it consumes a record."""
+        base = self._lag_base.get(tp.partition)
+        if base is None:
+            try:
+                base = self._consumer.committed([tp], timeout=2)[0].offset
+                if base < 0:
+                    base, _ = self._consumer.get_watermark_offsets(tp, timeout=2)
+            except KafkaException:
+                base = -1
+            self._lag_base[tp.partition] = base
+        return base
 
     def _poll_timeout(self) -> float:
         wait = self.options.idle_poll_s
@@ -685,7 +758,7 @@ class ShardProcessor:
             self.metrics.forwarded += 1
             return [OutRecord(self.layout.commands, key, msg.value, owner, msg.headers)]
         try:
-            return self._shards[partition].handle(msg, now)
+            return self._decide(self._shards[partition], msg, now)
         except ShardStateLost:  # not the command's fault: rebuild, then read it again
             log.exception("shard %d: store failed", partition)
             self._lost.add(partition)
@@ -697,6 +770,14 @@ class ShardProcessor:
             return [
                 dead_letter(self.layout.dlq, msg, f"handler error: {type(exc).__name__}: {exc}")
             ]
+
+    def _decide(self, handler: ShardHandler, msg: InRecord, now: int) -> list[OutRecord]:
+        if self._exporter is None:
+            return handler.handle(msg, now)
+        began = time.perf_counter()
+        out = handler.handle(msg, now)
+        self._exporter.metrics.decision_seconds.observe(time.perf_counter() - began)
+        return out
 
     def _commit(
         self, out: list[OutRecord], offsets: dict[int, int], group: Any
@@ -717,11 +798,15 @@ class ShardProcessor:
         # one delivery report per history partition, for its last record: a transactional
         # producer delivers a partition's records in order, so that offset is the end
         # (a callback per record cost ~150 ms of GIL time per commit at full load)
-        history = self.layout.history
+        history, dlq = self.layout.history, self.layout.dlq
         last: dict[int, int] = {}
+        dead: list[OutRecord] = []
         for i, rec in enumerate(out):
-            if rec.topic == history and rec.partition is not None:
-                last[rec.partition] = i
+            if rec.topic == history:
+                if rec.partition is not None:
+                    last[rec.partition] = i
+            elif rec.topic == dlq:
+                dead.append(rec)
         reported = set(last.values())
         for i, rec in enumerate(out):
             self._produce(rec, delivered if i in reported else None)
@@ -744,6 +829,10 @@ class ShardProcessor:
         spent = (time.monotonic() - began) * 1000
         self.metrics.commit_ms_total += spent
         self.metrics.commit_ms_max = max(self.metrics.commit_ms_max, spent)
+        if self._exporter is not None:
+            self._exporter.metrics.commit_seconds.observe(spent / 1000)
+            if dead:
+                self._exporter.metrics.dead_lettered(_reasons(dead))
         return ends
 
     def _produce(self, rec: OutRecord, on_delivery: Callable[..., None] | None = None) -> None:
@@ -823,3 +912,12 @@ class ShardProcessor:
             self._consumer.seek(tp)
         if owned:
             self._begin_restore(owned)
+
+
+def _reasons(dead: list[OutRecord]) -> list[str]:
+    """The reason header of each DLQ record."""
+    found = []
+    for rec in dead:
+        reason = next((v for k, v in rec.headers if k == REASON_HEADER), None)
+        found.append(reason.decode(errors="replace") if isinstance(reason, bytes) else "")
+    return found

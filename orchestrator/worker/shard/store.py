@@ -347,6 +347,25 @@ class ShardStore:
             except Exception as exc:  # a scan that stops early must not look complete
                 raise StoreCorrupted(f"store {self.path}: {exc}") from exc
 
+    def count(self, prefix: bytes, after: bytes | None, limit: int) -> tuple[int, bytes | None]:
+        """Count up to ``limit`` keys starting with ``prefix`` past key ``after`` (None:
+        from the first). Returns the count and the last key counted, or None for that
+        key when the prefix's end was reached (to count a large prefix a slice at a time)."""
+        opts = ReadOptions()
+        opts.set_iterate_upper_bound(_after(prefix))
+        n, last = 0, None
+        try:
+            it = self._db.iter(opts)
+            it.seek(prefix if after is None else after + b"\x00")
+            while n < limit and it.valid():
+                last = it.key()
+                n += 1
+                it.next()
+            valid = it.valid()
+        except Exception as exc:
+            raise StoreCorrupted(f"store {self.path}: {exc}") from exc
+        return n, (last if valid else None)
+
     def first(self, prefix: bytes) -> tuple[bytes, bytes] | None:
         return next(self.scan(prefix, 1), None)
 
