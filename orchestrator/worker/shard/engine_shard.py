@@ -160,6 +160,7 @@ class EngineShard:
         self.timers = TimerIndex(self.view)
         self.expiries = ExpiryIndex(self.view)
         self._recovering = self.view.first(b"v") is not None
+        self._recovery_began, self._recovered = time.monotonic(), 0
 
     # --- restore ------------------------------------------------------------------
 
@@ -187,6 +188,7 @@ class EngineShard:
         for key, _ in list(self.store.scan(b"k")):
             self.store.put(b"v" + key[1:], b"")
         self._recovering = self.store.first(b"v") is not None
+        self._recovery_began, self._recovered = time.monotonic(), 0
         return self._take_outbox()
 
     def _recover_some(self, now_ms: int) -> list[OutRecord]:
@@ -196,11 +198,18 @@ class EngineShard:
         batch = list(self.view.scan(b"v", self.tuning.recoveries_per_cycle))
         if not batch:
             self._recovering = False
+            log.info(
+                "shard %d: runs to recover after the restore all replayed (%d in %.1fs)",
+                self.partition,
+                self._recovered,
+                time.monotonic() - self._recovery_began,
+            )
             return []
         out: list[OutRecord] = []
         deadline = time.monotonic() + self.tuning.timer_budget_ms / 1000
         for key, _ in batch:
             self.view.delete(key)
+            self._recovered += 1
             out += self._recover(key[1:].decode(), now_ms)
             if time.monotonic() >= deadline:
                 break  # the shard's commands come first; the rest in the next cycles
