@@ -680,7 +680,22 @@ class Bench:
                 f"{watch.seen_at - worker.spawned:.1f}s" if watch.seen_at else "not logged",
             )
         self.report_loaded(scenario, worker, n, "after restore")
+        if self.args.wait_recovered:
+            at = self.recovered(worker)
+            self.row(
+                scenario,
+                "restore: spawn -> every run recovered (timers known)",
+                f"{at - worker.spawned:.1f}s",
+            )
+            self.report_loaded(scenario, worker, n, "after recovery")
         return worker
+
+    def recovered(self, worker: Worker, timeout: float | None = None) -> float:
+        """Wait until every shard logged that the runs its restore touched are replayed
+        (their timers known; a shard with nothing to recover logs nothing); the monotonic
+        time it was seen."""
+        watch = LogWatch(worker, self.args.recovered_log, self.args.shards, worker.log_from)
+        return self.wait_for(watch.poll, timeout or self.args.timeout, "every run recovered")
 
     def wants_standby(self) -> bool:
         return "standby" in self.failover_variants() and self.has_standby
@@ -812,6 +827,13 @@ class Bench:
             self.row(
                 scenario, "engine ready (spawn -> a start answered)", f"{at - engine.spawned:.1f}s"
             )
+            # seeded runs' timers are known once the recovery replays after the restore
+            # are done: a timer due before that fires late
+            recovery = (
+                LogWatch(engine, self.args.recovered_log, self.args.shards, engine.log_from)
+                if self.args.load == "seed"
+                else None
+            )
             watcher = ReplyWatcher(self.bootstrap, layout.replies)
             watcher.start()
             steady_sent: dict[str, float] = {}
@@ -837,7 +859,7 @@ class Bench:
                         scenario, "WARNING", f"load ended {late / 1000:.1f}s after the due time"
                     )
                 self.row(scenario, "timers due", f"{lead:.0f}s after the bench began loading")
-                fired = self._wait_storm(watcher, ids, fire_at)
+                fired = self._wait_storm(watcher, ids, fire_at, recovery)
                 time.sleep(5)  # a little steady load after the storm too
             finally:
                 stop_steady.set()
@@ -847,9 +869,27 @@ class Bench:
                     lambda: all(k in watcher.done for k in steady_sent), 60, "steady sagas"
                 )
             watcher.stop.set()
+            if recovery is not None:
+                self._report_recovery(scenario, engine, recovery, fire_at)
             self._report_storm(
                 scenario, watcher, ids, fired, (calm, fire_at), steady_sent, steady_wall
             )
+
+    def _report_recovery(
+        self, scenario: str, engine: Worker, recovery: LogWatch, fire_at: int
+    ) -> None:
+        recovery.poll()
+        if recovery.seen_at is None:
+            self.row(scenario, "WARNING", "the engine's recovery replays were not logged as done")
+            return
+        wall = now_ms() - round((time.monotonic() - recovery.seen_at) * 1000)
+        early = (fire_at - wall) / 1000
+        self.row(
+            scenario,
+            "engine: spawn -> every run recovered (timers known)",
+            f"{recovery.seen_at - engine.spawned:.1f}s, "
+            + (f"{early:.1f}s before the due time" if early >= 0 else f"{-early:.1f}s AFTER it"),
+        )
 
     def _steady(
         self,
@@ -868,11 +908,19 @@ class Bench:
             n += batch
             send_starts(producer, layout, ids, rate, "bench.three_step", sent, sent_wall)
 
-    def _wait_storm(self, watcher: ReplyWatcher, ids: list[str], fire_at: int) -> int:
+    def _wait_storm(
+        self, watcher: ReplyWatcher, ids: list[str], fire_at: int, recovery: LogWatch | None
+    ) -> int:
         """Wait until every storm run replied (or the bound); how many did."""
         bound = (fire_at - now_ms()) / 1000 + self.args.storm_timeout
+
+        def done() -> bool:
+            if recovery is not None:
+                recovery.poll()
+            return all(k in watcher.done for k in ids)
+
         with contextlib.suppress(TimeoutError):
-            self.wait_for(lambda: all(k in watcher.done for k in ids), bound, "storm timers")
+            self.wait_for(done, bound, "storm timers")
         return sum(1 for k in ids if k in watcher.done)
 
     def _report_storm(
@@ -1017,6 +1065,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--owned-log",
         default=r"restored shard \d+",
         help="regex of the log line a worker writes per shard it took over",
+    )
+    parser.add_argument(
+        "--wait-recovered",
+        action="store_true",
+        help="--sleeping: after the restore, also wait for every shard's recovery replays "
+        "(--recovered-log) and read memory again",
+    )
+    parser.add_argument(
+        "--recovered-log",
+        default=r"shard \d+: runs to recover after the restore all replayed",
+        help="regex of the log line a shard writes once its recovery replays are done",
     )
     parser.add_argument("--storm-at", type=float, default=0.0, help="s after loading (0: auto)")
     parser.add_argument("--storm-timeout", type=float, default=300.0, help="s after the due time")

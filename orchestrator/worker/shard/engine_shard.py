@@ -170,6 +170,7 @@ class EngineShard:
         self.reads = StoreReads(self.view, self.wire)
         self.heartbeats = HeartbeatStore(self.view, self.wire)
         self._recovering = self.view.first(b"v") is not None
+        self._recovery_began, self._recovered = time.monotonic(), 0
 
     # --- restore ------------------------------------------------------------------
 
@@ -198,6 +199,7 @@ class EngineShard:
             self.store.put(b"v" + key[1:], b"")
         self._recovering = self.store.first(b"v") is not None
         self._restored_at = now_ms
+        self._recovery_began, self._recovered = time.monotonic(), 0
         return self._take_outbox()
 
     def _recover_some(self, now_ms: int) -> list[OutRecord]:
@@ -207,11 +209,18 @@ class EngineShard:
         batch = list(self.view.scan(b"v", self.tuning.recoveries_per_cycle))
         if not batch:
             self._recovering = False
+            log.info(
+                "shard %d: runs to recover after the restore all replayed (%d in %.1fs)",
+                self.partition,
+                self._recovered,
+                time.monotonic() - self._recovery_began,
+            )
             return []
         out: list[OutRecord] = []
         deadline = time.monotonic() + self.tuning.timer_budget_ms / 1000
         for key, _ in batch:
             self.view.delete(key)
+            self._recovered += 1
             out += self._recover(key[1:].decode(), now_ms)
             if time.monotonic() >= deadline:
                 break  # the shard's commands come first; the rest in the next cycles

@@ -117,6 +117,8 @@ class ExecutionTable:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Execution] = OrderedDict()
         self._touched: dict[int, Execution] = {}
+        #: the applied generation at which a scan last found nothing more to evict
+        self._exhausted_at = -1
 
     # --- reads ----------------------------------------------------------------------
 
@@ -212,18 +214,29 @@ class ExecutionTable:
         self._shrink()
 
     def _shrink(self) -> None:
-        """Evict least recently used clean executions beyond the cache size."""
+        """Evict least recently used clean executions beyond the cache size.
+
+        Looks only as far into the cache as it must: once a scan found nothing more to
+        evict (the rest is pinned), it is not repeated until a generation is applied.
+        Copying or scanning the whole cache for every new execution made a full cache
+        cost O(cache size) per start or timer firing: 20 ms each on a loaded machine,
+        and a 45 s engine cycle (the watchdog's exit) after a wake-up storm."""
         excess = len(self._cache) - self.cache_size
-        if excess <= 0:
+        applied = self._view.applied
+        if excess <= 0 or self._exhausted_at == applied:
             return
-        for workflow_id, execution in list(self._cache.items()):
-            if excess <= 0:
-                break
-            if execution.generation > self._view.applied:
+        victims: list[Execution] = []
+        for execution in self._cache.values():
+            if execution.generation > applied:
                 continue  # pinned: its writes are not in the store yet
+            victims.append(execution)
+            if len(victims) >= excess:
+                break
+        else:
+            self._exhausted_at = applied
+        for execution in victims:
             self.drop_executor(execution)
-            del self._cache[workflow_id]
-            excess -= 1
+            del self._cache[execution.workflow_id]
 
     # --- generations ----------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from orchestrator.worker.shard.contract import HandlerFactory, ShardHandler
 from orchestrator.worker.shard.dlq import dead_letter
 from orchestrator.worker.shard.records import InRecord, OutRecord, ShardStateLost
 from orchestrator.worker.shard.restore import HistoryReader, RestoreStats
+from orchestrator.worker.shard.trim import release_free_memory
 
 #: how long a cycle may spend reading history for shards being restored
 _RESTORE_SLICE_S = 0.2
@@ -457,6 +458,10 @@ class ShardProcessor:
             partition, stats.records, stats.seconds, stats.records_per_s,
         )
         self._consumer.resume([TopicPartition(self.layout.commands, partition)])
+        if not self._restoring:
+            # the restore's fetch buffers were freed into glibc's arenas, which keep them
+            # resident: give them back now rather than hold them for good
+            release_free_memory()
 
     # --- the loop -----------------------------------------------------------------
 
@@ -481,6 +486,7 @@ class ShardProcessor:
                 if time.monotonic() >= report_at:
                     log.info("shards %s: %s", self.owned_shards, self.metrics.summary())
                     self.metrics.commit_ms_max = self.metrics.cycle_ms_max = 0.0
+                    release_free_memory()  # what a restore or a burst freed meanwhile
                     report_at = time.monotonic() + self.options.metrics_interval_s
         finally:
             self._commit_now()

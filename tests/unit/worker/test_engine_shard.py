@@ -85,7 +85,9 @@ def test_restart_on_the_same_disk_reads_nothing_and_keeps_every_timer(tmp_path: 
     assert len(h.results()) == 20
 
 
-def test_a_fresh_disk_rebuilds_everything_from_the_log(tmp_path: Path) -> None:
+def test_a_fresh_disk_rebuilds_everything_from_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     h = harness(tmp_path)
     for i in range(20):
         h.start(f"s-{i}", "unit.sleeper", 2)
@@ -97,7 +99,9 @@ def test_a_fresh_disk_rebuilds_everything_from_the_log(tmp_path: Path) -> None:
     other.commands_offset = h.commands_offset
     read = other.restore()
     assert len(read) == len(h.history)
-    other.run()  # recovery: replays find the timers
+    with caplog.at_level("INFO", logger="orchestrator.worker.shard.engine_shard"):
+        other.run()  # recovery: replays find the timers
+    assert "shard 0: runs to recover after the restore all replayed (21 in " in caplog.text
     other.send(rec.SignalWorkflow(workflow_id="w", signal_name="go", args=[CONV.to_payload("x")]))
     other.commit()
     other.run(advance_ms=2 * DAY_MS)
