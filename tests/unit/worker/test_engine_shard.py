@@ -324,3 +324,16 @@ def test_a_decision_too_large_to_write_parks_its_run_and_the_shard_goes_on(
     assert "cannot be written" in parked.parked
     assert h.events_of("big")[-1] == "TimerStarted", "nothing of the decision was written"
     assert h.shard.stats.parked == 1
+
+
+def test_a_full_cache_stays_bounded_and_loses_no_run(tmp_path: Path) -> None:
+    h = harness(tmp_path, tuning=ShardTuning(cache_size=5))
+    for i in range(20):  # one generation: the runs are pinned until it is applied
+        h.start(f"s-{i}", "unit.sleeper", 1)
+        assert len(h.shard.executions) <= 5
+    h.commit()
+    h.start("late", "unit.sleeper", 1)
+    assert len(h.shard.executions) <= 5
+    h.commit()
+    h.run(advance_ms=DAY_MS)
+    assert len(h.results()) == 21, "evicted runs wake from the store"
