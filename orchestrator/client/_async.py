@@ -256,13 +256,22 @@ class AsyncClient:
         finally:
             self._replies.forget(out.correlation_id)
 
-    async def _wait(self, correlation_id: str, timeout: float | None, what: str) -> Reply:  # noqa: ASYNC109
+    async def _wait(
+        self,
+        correlation_id: str,
+        timeout: float | None,  # noqa: ASYNC109 - the same bound as the blocking client
+        what: str,
+        *also: str,
+    ) -> Reply:
+        """The reply to ``correlation_id`` (or to any of ``also``, whichever comes first)."""
+
         async def arrival() -> Reply:
             async with self._arrived:
                 while True:
-                    reply = self._replies.take(correlation_id)
-                    if reply is not None:
-                        return reply
+                    for wanted in (correlation_id, *also):
+                        reply = self._replies.take(wanted)
+                        if reply is not None:
+                            return reply
                     await self._arrived.wait()
 
         try:
@@ -410,17 +419,23 @@ class AsyncWorkflowHandle:
             return b.reply_value(reply, result_type)
         if self._evicted_at_start == client._replies.evicted:
             return b.reply_value(await client._wait(correlation, timeout, "result"), result_type)
+        # the run may have closed before this client saw it: ask the owner for the
+        # snapshot, and take whichever comes first, that answer or the RESULT reply
+        read = b.describe_read(self.workflow_id)
+        client._replies.want(read.correlation_id)
         try:
-            snapshot = await client._snapshot(
-                self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S)
-            )
-        except ReplyTimeoutError:
-            snapshot = None  # no engine answers now: wait for the RESULT reply instead
-        if snapshot is not None and b.is_final(snapshot):
-            client._replies.forget(correlation)
-            return b.snapshot_value(snapshot, result_type)
-        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        return b.reply_value(await client._wait(correlation, left, "result"), result_type)
+            await client._send(read)
+            reply = await client._wait(correlation, timeout, "result", read.correlation_id)
+            if reply.correlation_id == read.correlation_id:
+                snapshot = b.final_snapshot(reply)
+                if snapshot is not None:
+                    client._replies.forget(correlation)
+                    return b.snapshot_value(snapshot, result_type)
+                left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+                reply = await client._wait(correlation, left, "result")
+            return b.reply_value(reply, result_type)
+        finally:
+            client._replies.forget(read.correlation_id)
 
     async def describe(self, timeout: float = 10.0) -> WorkflowDescription:  # noqa: ASYNC109
         """The latest snapshot of this workflow id (WorkflowNotFoundError if none), as the

@@ -314,6 +314,15 @@ class CommandBuilder:
         assert reply.result is not None
         return self.wire.decode_page(reply.result)
 
+    def final_snapshot(self, reply: Reply) -> WorkflowSnapshot | None:
+        """The snapshot a ``__describe`` reply carries when its run is final (else None:
+        no such run, still open, or a refusal): ``result()`` then waits for the RESULT."""
+        try:
+            snapshot = self.page_snapshot(self.page(reply))
+        except OrchestratorError:
+            return None
+        return snapshot if snapshot is not None and self.is_final(snapshot) else None
+
     def page_snapshot(self, page: HistoryPage | None) -> WorkflowSnapshot | None:
         """The snapshot a ``__describe`` page holds."""
         if page is None or not page.records:

@@ -204,13 +204,17 @@ class Client:
             with self._cond:
                 self._replies.forget(out.correlation_id)
 
-    def _wait(self, correlation_id: str, timeout: float | None, what: str) -> Reply:
+    def _wait(
+        self, correlation_id: str, timeout: float | None, what: str, *also: str
+    ) -> Reply:
+        """The reply to ``correlation_id`` (or to any of ``also``, whichever comes first)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
-                reply = self._replies.take(correlation_id)
-                if reply is not None:
-                    return reply
+                for wanted in (correlation_id, *also):
+                    reply = self._replies.take(wanted)
+                    if reply is not None:
+                        return reply
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise ReplyTimeoutError(
@@ -363,16 +367,26 @@ class WorkflowHandle:
             return b.reply_value(reply, result_type)
         if self._evicted_at_start == client._replies.evicted:
             return b.reply_value(client._wait(correlation, timeout, "result"), result_type)
+        # the run may have closed before this client saw it: ask the owner for the
+        # snapshot, and take whichever comes first, that answer or the RESULT reply
+        read = b.describe_read(self.workflow_id)
+        with client._cond:
+            client._replies.want(read.correlation_id)
         try:
-            snapshot = client._snapshot(self.workflow_id, min(timeout or _TIMEOUT_S, _TIMEOUT_S))
-        except ReplyTimeoutError:
-            snapshot = None  # no engine answers now: wait for the RESULT reply instead
-        if snapshot is not None and b.is_final(snapshot):
+            client._send(read)
+            reply = client._wait(correlation, timeout, "result", read.correlation_id)
+            if reply.correlation_id == read.correlation_id:
+                snapshot = b.final_snapshot(reply)
+                if snapshot is not None:
+                    with client._cond:
+                        client._replies.forget(correlation)
+                    return b.snapshot_value(snapshot, result_type)
+                left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+                reply = client._wait(correlation, left, "result")
+            return b.reply_value(reply, result_type)
+        finally:
             with client._cond:
-                client._replies.forget(correlation)
-            return b.snapshot_value(snapshot, result_type)
-        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        return b.reply_value(client._wait(correlation, left, "result"), result_type)
+                client._replies.forget(read.correlation_id)
 
     def describe(self, timeout: float = 10.0) -> WorkflowDescription:
         """The latest snapshot of this workflow id (WorkflowNotFoundError if none), as the
