@@ -58,6 +58,9 @@ _RESTORE_SLICE_S = 0.2
 
 log = logging.getLogger(__name__)
 
+#: more fencings of the engine's consumer than this within the window stop the worker
+_MAX_FENCED = 3
+_FENCED_WINDOW_S = 60.0
 #: how long a fetch waits while a commit is in flight, so that the batch gathered
 #: meanwhile is handed over within about this long of the commit's end
 _GATHER_POLL_S = 0.002
@@ -208,21 +211,8 @@ class ShardProcessor:
         self._rebuild: set[int] = set()  # handler raised: its state may be ahead of the log
         self._lost: set[int] = set()  # a handler's local store failed: wipe and rebuild
         self._reader = HistoryReader(kafka_config, layout.history)
-        self._consumer = GroupConsumer(  # leaves the group on close, static member or not
-            {
-                **kafka_config,
-                "group.id": f"{layout.prefix}.engine",
-                # a stable worker id makes a static member: a restart takes its shards back
-                **member_config(instance_id(self.options.worker_id, "engine")),
-                "partition.assignment.strategy": "cooperative-sticky",
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": self.options.session_timeout_ms,
-                "heartbeat.interval.ms": self.options.heartbeat_interval_ms,
-                "fetch.wait.max.ms": 10,
-            }
-        )
+        self._consumer = self._new_consumer()
+        self._fenced_at: list[float] = []  # when the group fenced our consumer lately
         self._producer = self._new_producer()
         self._in_transaction = False
         self._failed_in_a_row = 0
@@ -252,6 +242,55 @@ class ShardProcessor:
     def standby_shards(self) -> list[int]:
         """Shards owned elsewhere of which this processor keeps a warm copy."""
         return sorted(self._standby)
+
+    def _new_consumer(self) -> GroupConsumer:
+        """The commands consumer (leaves the group on close, static member or not)."""
+        return GroupConsumer(
+            {
+                **self._config,
+                "group.id": f"{self.layout.prefix}.engine",
+                # a stable worker id makes a static member: a restart takes its shards back
+                **member_config(instance_id(self.options.worker_id, "engine")),
+                "partition.assignment.strategy": "cooperative-sticky",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": self.options.session_timeout_ms,
+                "heartbeat.interval.ms": self.options.heartbeat_interval_ms,
+                "fetch.wait.max.ms": 10,
+            }
+        )
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self.layout.commands],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+
+    def _replace_fenced_consumer(self, err: KafkaError) -> None:
+        """The group fenced our static member (librdkafka can lose its own member id
+        when the coordinator moves, e.g. a broker failure, and its rejoin under the
+        same ``group.instance.id`` then fences it): that consumer is dead for good, so
+        join again with a new one. Fenced over and over means another live worker has
+        this worker id: stop rather than fence each other forever."""
+        now = time.monotonic()
+        self._fenced_at = [t for t in self._fenced_at if now - t < _FENCED_WINDOW_S] + [now]
+        if len(self._fenced_at) > _MAX_FENCED:
+            raise RuntimeError(
+                f"the engine's consumer was fenced {len(self._fenced_at)} times in "
+                f"{_FENCED_WINDOW_S:.0f} s ({err.str()}): is another worker running with "
+                f"--worker-id {self.options.worker_id!r}?"
+            )
+        log.error("consumer fenced (%s); joining the group again with a new one", err.str())
+        old = self._consumer
+        try:
+            old.close()
+        except (KafkaException, RuntimeError) as close_error:
+            log.warning("closing the fenced consumer: %s", close_error)
+        self._consumer = self._new_consumer()
+        self._subscribe()
 
     def _new_producer(self) -> Producer:
         producer = Producer(
@@ -467,12 +506,7 @@ class ShardProcessor:
 
     def run(self, stop: threading.Event) -> None:
         """Process until ``stop`` is set, then leave the group cleanly."""
-        self._consumer.subscribe(
-            [self.layout.commands],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
+        self._subscribe()
         report_at = time.monotonic() + self.options.metrics_interval_s
         sample_at = time.monotonic()
         if self.options.switch_interval_s is not None:
@@ -908,6 +942,9 @@ class ShardProcessor:
         self._in_flight_seals = {}
         self._take_batch()  # decided on state that is gone; the rewind reads it again
         self._rebuild.clear()
+        if err is not None and _fences_the_consumer(err):
+            self._replace_fenced_consumer(err)  # its assignment restores the shards
+            return
         committed = self._consumer.committed(
             [TopicPartition(self.layout.commands, p) for p in owned], timeout=30
         )
@@ -918,6 +955,14 @@ class ShardProcessor:
             self._consumer.seek(tp)
         if owned:
             self._begin_restore(owned)
+
+
+def _fences_the_consumer(err: KafkaError) -> bool:
+    """The group fenced our consumer (as a transaction's offsets commit, or as a fatal
+    error served by the consumer itself)."""
+    if err.code() == KafkaError.FENCED_INSTANCE_ID:
+        return True
+    return err.code() == KafkaError._FATAL and "consumer" in err.str().lower()
 
 
 def _reasons(dead: list[OutRecord]) -> list[str]:
