@@ -15,11 +15,13 @@ import os
 import signal as os_signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.background import BackgroundRunner
@@ -55,6 +57,28 @@ def _layout(settings: Settings) -> TopicLayout:
 def main(log_level: str) -> None:
     """Durable sagas on Kafka."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+#: how long ``saga worker`` retries its start-up topic check while Kafka is unreachable
+_TOPICS_RETRY_S = 120.0
+
+
+def _ensure_topics_retried(
+    settings: Settings, layout: TopicLayout, task_queues: tuple[str, ...]
+) -> None:
+    """Create or check the topics, retrying transient Kafka errors (a broker that is
+    restarting, a cut connection) for a while; a layout mismatch fails at once."""
+    deadline = time.monotonic() + _TOPICS_RETRY_S
+    while True:
+        try:
+            ensure_topics(AdminClient(settings.kafka_config()), layout, task_queues)
+        except (KafkaException, TimeoutError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("checking the topics failed (%s); retrying", exc)
+            time.sleep(2.0)
+        else:
+            return
 
 
 @main.command()
@@ -198,7 +222,7 @@ def worker(
     log.info("settings: %s", settings.redacted())
     found = discover(modules)
     layout = _layout(settings)
-    ensure_topics(AdminClient(settings.kafka_config()), layout, task_queues)
+    _ensure_topics_retried(settings, layout, task_queues)
     stop = threading.Event()
     os_signal.signal(os_signal.SIGTERM, lambda *_: stop.set())
     os_signal.signal(os_signal.SIGINT, lambda *_: stop.set())
