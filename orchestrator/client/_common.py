@@ -273,29 +273,29 @@ class CommandBuilder:
         self, workflow_id: str, run_id: str | None, name: str, args: Sequence[Any], tp: str | None
     ) -> OutgoingCommand:
         """A QueryWorkflow command; its reply's correlation id is the query id."""
-        query_id = uuid.uuid4().hex
-        command = QueryWorkflow(
-            workflow_id=workflow_id,
-            query_id=query_id,
-            query_name=name,
-            args=self.converter.to_payloads(args),
-            run_id=run_id,
-        )
-        return self._out(command, query_id, tp)
+        return self._query(workflow_id, run_id, name, self.converter.to_payloads(args), tp)
 
     def read(
         self, workflow_id: str, run_id: str | None, name: str, after_seq: int = 0
     ) -> OutgoingCommand:
-        """A built-in read (``__describe``, or one page of ``__history``)."""
+        """A built-in read (``__describe``, or one page of ``__history``); its argument
+        bypasses the converter's codecs, since the engine reads it."""
+        args = [after_seq_arg(after_seq)] if name == HISTORY_QUERY else []
+        return self._query(workflow_id, run_id, name, args, None)
+
+    def _query(
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        name: str,
+        args: list[Payload],
+        tp: str | None,
+    ) -> OutgoingCommand:
         query_id = uuid.uuid4().hex
         command = QueryWorkflow(
-            workflow_id=workflow_id,
-            query_id=query_id,
-            query_name=name,
-            args=[after_seq_arg(after_seq)] if name == HISTORY_QUERY else [],
-            run_id=run_id,
+            workflow_id=workflow_id, query_id=query_id, query_name=name, args=args, run_id=run_id
         )
-        return self._out(command, query_id, None)
+        return self._out(command, query_id, tp)
 
     def describe_read(self, workflow_id: str) -> OutgoingCommand:
         """The read of ``workflow_id``'s latest snapshot."""

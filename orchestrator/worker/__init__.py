@@ -7,8 +7,9 @@ activities, each in a background thread of your process (``with worker:`` or
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from orchestrator.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
@@ -26,8 +27,4 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _MODULES)
