@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -29,6 +30,7 @@ from orchestrator.http.limits import (
 )
 from orchestrator.http.services import SERVICES
 from orchestrator.visibility.store import MAX_LIMIT
+from orchestrator.visibility.windows import MAX_MINUTES
 
 __all__ = ["routes"]
 
@@ -187,13 +189,32 @@ async def list_workflows(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """``GET /v1/stats``: how many runs have each status."""
-    v.check_query(request, ())
+    """``GET /v1/stats[?minutes=N&type=]``: how many runs have each status; with
+    ``minutes``, also per workflow type and minute of the last N: starts, closes by
+    status and start-to-close percentiles."""
+    v.check_query(request, ("minutes", "type"))
+    minutes = _minutes(request.query.get("minutes"))
+    store = request.app[SERVICES].visibility.require()
     try:
-        counts = await request.app[SERVICES].visibility.require().counts()
+        counts = await store.counts()
+        body: dict[str, Any] = {"counts": counts, "total": sum(counts.values())}
+        if minutes is not None:
+            until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+            found = await store.minute_stats(
+                until - timedelta(minutes=minutes), until, request.query.get("type")
+            )
+            body["minutes"] = [m.to_json() for m in found]
     except psycopg.Error as exc:
         raise _database_down(exc) from None
-    return web.json_response({"counts": counts, "total": sum(counts.values())})
+    return web.json_response(body)
+
+
+def _minutes(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= MAX_MINUTES:
+        raise v.bad(f"minutes must be a whole number from 1 to {MAX_MINUTES}")
+    return int(text)
 
 
 def routes() -> list[web.RouteDef]:

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -170,6 +171,52 @@ def list_runs(
         click.echo(f"next page: --after {cursor}", err=True)
 
 
+@click.command("stats")
+@click.option("--minutes", default=15, show_default=True, help="How many minutes back (1-1440).")
+@click.option("--type", "workflow_type", default=None, help="One workflow type.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per type and minute.")
+@click.option("--database-url", default=None, help=_DSN_HELP)
+@click.option("--table", default=DEFAULT_TABLE, show_default=True)
+def stats_command(
+    *, minutes: int, workflow_type: str | None, as_json: bool, database_url: str | None, table: str
+) -> None:
+    """Per workflow type and minute: starts, closes by status, start-to-close percentiles."""
+    from orchestrator.visibility.store import VisibilityStore
+    from orchestrator.visibility.windows import MAX_MINUTES, MinuteStats
+
+    if not 1 <= minutes <= MAX_MINUTES:
+        raise click.UsageError(f"--minutes must be from 1 to {MAX_MINUTES}")
+    _, dsn, _ = _settings(database_url)
+    until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    since = until - timedelta(minutes=minutes)
+
+    async def fetch() -> list[MinuteStats]:
+        async with VisibilityStore(dsn, table=table) as store:
+            return await store.minute_stats(since, until, workflow_type)
+
+    found = asyncio.run(fetch())
+    if as_json:
+        for row in found:
+            click.echo(json.dumps(row.to_json(), sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(show_lines=False)
+    for name in ("minute (UTC)", "type", "started", "closed", "by status", "p50", "p90", "p99"):
+        out.add_column(name, overflow="fold")
+    for row in found:
+        out.add_row(
+            row.minute.strftime("%Y-%m-%d %H:%M"),
+            row.workflow_type,
+            str(row.started),
+            str(row.closed),
+            ", ".join(f"{k} {n}" for k, n in sorted(row.by_status.items())),
+            *(f"{p:.0f} ms" if p is not None else "" for p in (row.p50_ms, row.p90_ms, row.p99_ms)),
+        )
+    Console().print(out)
+
+
 def _print_table(found: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -257,4 +304,5 @@ def register(main: click.Group) -> None:
     """Add the visibility commands to the ``saga`` CLI."""
     main.add_command(projector)
     main.add_command(list_runs)
+    main.add_command(stats_command)
     main.add_command(visibility)

@@ -75,6 +75,7 @@ CREATE INDEX IF NOT EXISTS {by_start} ON {runs} (start_time DESC, workflow_id DE
 CREATE INDEX IF NOT EXISTS {by_status} ON {runs} (status, start_time DESC);
 CREATE INDEX IF NOT EXISTS {by_type} ON {runs} (workflow_type, start_time DESC);
 CREATE INDEX IF NOT EXISTS {by_search} ON {runs} USING gin (search_attributes jsonb_path_ops);
+CREATE INDEX IF NOT EXISTS {by_close} ON {runs} (close_time) WHERE close_time IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {offsets} (
     topic        text    NOT NULL,
     partition    integer NOT NULL,
@@ -138,6 +139,7 @@ def _ddl(table: str) -> sql.Composed:
         by_status=sql.Identifier(f"{table}_by_status"),
         by_type=sql.Identifier(f"{table}_by_type"),
         by_search=sql.Identifier(f"{table}_by_search"),
+        by_close=sql.Identifier(f"{table}_by_close"),
     )
 
 

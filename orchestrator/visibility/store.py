@@ -25,8 +25,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from orchestrator.visibility import windows
 from orchestrator.visibility.schema import COLUMNS, DEFAULT_TABLE, ddl, lock_statement
 from orchestrator.visibility.schema import validate_table as _validate_table
+from orchestrator.visibility.windows import MinuteStats
 
 __all__ = ["MAX_LIMIT", "RunRow", "VisibilityStore", "decode_cursor", "encode_cursor"]
 
@@ -242,6 +244,16 @@ class VisibilityStore:
         )
         rows = await self._fetch(query, params)
         return RunRow.from_db(rows[0]) if rows else None
+
+    async def minute_stats(
+        self, since: datetime, until: datetime, workflow_type: str | None = None
+    ) -> list[MinuteStats]:
+        """Per workflow type and minute in [since, until): runs started, runs closed by
+        status, and start-to-close percentiles of those closed."""
+        params: list[Any] = [since, until] + ([workflow_type] if workflow_type else [])
+        closed = await self._fetch(windows.closed_query(self.table, workflow_type), params)
+        started = await self._fetch(windows.started_query(self.table, workflow_type), params)
+        return windows.fold(closed, started)
 
     async def counts(self) -> dict[str, int]:
         """How many runs have each status (statuses with no run are absent)."""

@@ -407,6 +407,14 @@ async def test_list_search_page_and_stats_from_the_projection(
                 assert time.monotonic() < deadline, stats
                 await asyncio.sleep(0.2)
 
+        windows = (await http.get("/v1/stats", params={"minutes": 10, "type": "e2e.nap"})).json()
+        naps = windows["minutes"]
+        assert sum(m["closed"] for m in naps) == 2 and sum(m["started"] for m in naps) == 2
+        assert {m["workflow_type"] for m in naps} == {"e2e.nap"}
+        assert all(m["start_to_close_ms"]["p50"] is not None for m in naps if m["closed"])
+        r = await http.get("/v1/stats", params={"minutes": "0"})
+        assert r.status_code == 400, r.text
+
         async def ids(**params: Any) -> list[str]:
             r = await http.get("/v1/workflows", params=params)
             assert r.status_code == 200, r.text

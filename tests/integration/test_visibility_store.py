@@ -3,13 +3,16 @@ directly into the runs table, read back through list/search/get/counts."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 
+from orchestrator.cli import main
 from orchestrator.visibility.schema import apply_schema
 from orchestrator.visibility.store import VisibilityStore, decode_cursor
 
@@ -125,3 +128,64 @@ async def test_empty_database_and_bad_arguments(database: str) -> None:
         VisibilityStore(database, table='runs"; DROP TABLE x; --')
     with pytest.raises(ValueError, match="cursor"):
         decode_cursor("W10")  # base64 of "[]"
+
+
+async def test_minute_stats_count_starts_and_closes_with_their_percentiles(database: str) -> None:
+    rows: list[dict[str, Any]] = []
+    # minute 0: ten transfers start; nine close in minute 1 after 100..900 ms, one fails
+    for i in range(10):
+        start = T0 + timedelta(seconds=50)
+        rows.append(
+            {
+                "wf": f"t-{i}",
+                "status": "FAILED" if i == 9 else "COMPLETED",
+                "start": start,
+                "close": start + timedelta(seconds=10, milliseconds=100 * i),
+            }
+        )
+    rows.append({"wf": "r-0", "type": "refund", "status": "RUNNING", "start": T0 + timedelta(60)})
+    rows.append(  # outside the window asked for
+        {"wf": "old", "status": "COMPLETED", "start": T0 - timedelta(hours=1),
+         "close": T0 - timedelta(hours=1)}
+    )
+    _insert(database, rows)
+    async with VisibilityStore(database) as store:
+        found = await store.minute_stats(T0, T0 + timedelta(minutes=5))
+        by_key = {(m.workflow_type, m.minute): m for m in found}
+        first = by_key[("transfer", T0)]
+        assert (first.started, first.closed) == (10, 0)
+        second = by_key[("transfer", T0 + timedelta(minutes=1))]
+        assert (second.started, second.closed) == (0, 10)
+        assert second.by_status == {"COMPLETED": 9, "FAILED": 1}
+        # start-to-close 10.0 .. 10.9 s
+        assert second.p50_ms == 10_450.0 and second.p99_ms is not None
+        assert 10_800 < second.p99_ms <= 10_900
+        assert ("refund", T0) not in by_key  # it started 60 days later
+        assert [m.minute for m in found] == sorted(m.minute for m in found)
+        only = await store.minute_stats(T0, T0 + timedelta(minutes=5), "refund")
+        assert only == []
+        doc = second.to_json()
+        assert doc["start_to_close_ms"]["p50"] == 10_450.0
+        assert doc["minute"] == "2025-01-01T00:01:00+00:00"
+
+
+def test_saga_stats_prints_the_minutes_of_recent_runs(database: str) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    _insert(
+        database,
+        [
+            {"wf": "s-1", "status": "COMPLETED", "start": now - timedelta(seconds=3),
+             "close": now - timedelta(seconds=2)},
+            {"wf": "s-2", "status": "RUNNING", "start": now - timedelta(seconds=1)},
+        ],
+    )
+    out = CliRunner().invoke(
+        main, ["stats", "--minutes", "5", "--json", "--database-url", database],
+        catch_exceptions=False,
+    )
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(line) for line in out.output.splitlines()]
+    assert sum(r["started"] for r in rows) == 2 and sum(r["closed"] for r in rows) == 1
+    assert {r["workflow_type"] for r in rows} == {"transfer"}
+    bad = CliRunner().invoke(main, ["stats", "--minutes", "0", "--database-url", database])
+    assert bad.exit_code == 2 and "--minutes" in bad.output
