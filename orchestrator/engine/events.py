@@ -49,6 +49,7 @@ __all__ = [
     "DecisionEvent",
     "Event",
     "Failure",
+    "InputDeferred",
     "MarkerRecorded",
     "MemoUpserted",
     "RetryPolicyRecord",
@@ -65,9 +66,11 @@ __all__ = [
     "WorkflowCompleted",
     "WorkflowContinuedAsNew",
     "WorkflowFailed",
+    "WorkflowPaused",
     "WorkflowStarted",
     "WorkflowTerminated",
     "WorkflowTimedOut",
+    "WorkflowUnpaused",
 ]
 
 # Timeout kinds used in ActivityTimedOut.timeout_type and timer ids.
@@ -430,6 +433,50 @@ class MemoUpserted(DecisionEvent):
     memo: dict[str, Payload] = field(default_factory=dict)
 
 
+# --- operator's pause ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowPaused(Event):
+    """An operator paused the run: from here on inputs are recorded as
+    :class:`InputDeferred` and reach the code only after :class:`WorkflowUnpaused`."""
+
+    reason: str = ""
+    operator: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowUnpaused(Event):
+    """An operator unpaused the run; the inputs deferred since the pause are applied
+    next, in the order they came (the events they lead to follow this one)."""
+
+    reason: str = ""
+    operator: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputDeferred(Event):
+    """An input that reached a paused run, kept until the unpause (no effect before).
+
+    ``kind`` names the input (see :mod:`orchestrator.engine.deferral`); the other
+    fields hold what that kind carries and keep their defaults otherwise."""
+
+    kind: str
+    name: str = ""
+    """Signal or update name, or timer id."""
+    update_id: str = ""
+    args: list[Payload] = field(default_factory=list)
+    seq_of: int = 0
+    """Activity seq or child seq."""
+    attempt: int = 0
+    run_id: str = ""
+    """A child's run id."""
+    result: Payload | None = None
+    failure: Failure | None = None
+    reason: str = ""
+    """A cancel request's reason."""
+
+
 EVENT_TYPES: Final[dict[str, type[Event]]] = {
     cls.__name__: cls
     for cls in (
@@ -464,6 +511,9 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
         CompensationFailed,
         SearchAttributesUpserted,
         MemoUpserted,
+        WorkflowPaused,
+        WorkflowUnpaused,
+        InputDeferred,
     )
 }
 """Every concrete event class by name (the type tag in JSON exports)."""

@@ -23,10 +23,12 @@ __all__ = [
     "ChildStarted",
     "FireTimer",
     "Input",
+    "PauseWorkflow",
     "RequestUpdate",
     "SendSignal",
     "StartWorkflow",
     "TerminateWorkflow",
+    "UnpauseWorkflow",
 ]
 
 
@@ -141,6 +143,22 @@ class ChildFailed:
     failure: Failure
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseWorkflow:
+    """An operator pauses the run: later inputs are recorded and held until unpaused."""
+
+    reason: str = ""
+    operator: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpauseWorkflow:
+    """An operator unpauses the run: the held inputs are applied, in order."""
+
+    reason: str = ""
+    operator: str = ""
+
+
 Input = (
     StartWorkflow
     | ActivityTaskCompleted
@@ -154,5 +172,7 @@ Input = (
     | ChildStarted
     | ChildCompleted
     | ChildFailed
+    | PauseWorkflow
+    | UnpauseWorkflow
 )
 """Any input an executor accepts."""

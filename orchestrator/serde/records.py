@@ -37,6 +37,8 @@ class ReplyKind(enum.Enum):
     UPDATE = "update"
     QUERY = "query"
     RESULT = "result"
+    PAUSE = "pause"  # reply v2
+    UNPAUSE = "unpause"  # reply v2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +106,28 @@ class TerminateWorkflow:
     workflow_id: str
     reason: str
     details: list[Payload] = field(default_factory=list)
+    run_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseWorkflow:
+    """Pause a run until unpaused; inputs meanwhile are recorded and held (``...pause.v1``)."""
+
+    workflow_id: str
+    reason: str = ""
+    operator: str = ""
+    run_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpauseWorkflow:
+    """Unpause a run: the held inputs are applied in order (``saga.command.unpause.v1``)."""
+
+    workflow_id: str
+    reason: str = ""
+    operator: str = ""
     run_id: str | None = None
     request_id: str | None = None
 
@@ -204,6 +228,8 @@ Command = (
     | ActivityTaskFailed
     | ActivityHeartbeat
     | ChildWorkflowResult
+    | PauseWorkflow
+    | UnpauseWorkflow
 )
 """Any record of the commands topic."""
 
@@ -242,7 +268,7 @@ def idempotency_key(workflow_id: str, run_id: str, activity_seq: int) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reply:
-    """The answer to a command (``<prefix>.replies``, ``saga.reply.v1``)."""
+    """The answer to a command (``<prefix>.replies``, ``saga.reply.v2``)."""
 
     correlation_id: str
     kind: ReplyKind
@@ -254,8 +280,17 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PauseState:
+    """An operator's pause in force: why, who, since when (epoch ms)."""
+
+    reason: str
+    operator: str
+    time: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowSnapshot:
-    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v3``)."""
+    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v4``)."""
 
     workflow_id: str
     run_id: str
@@ -277,3 +312,6 @@ class WorkflowSnapshot:
     """Request id of the start that began this run or its continue-as-new chain (v3)."""
     start_run_id: str | None = None
     """The run that start created: what its START reply named (v3)."""
+    paused: PauseState | None = None
+    """Set while an operator has paused the run (v4); the status stays RUNNING or
+    COMPENSATING, since a pause holds the run where it is."""

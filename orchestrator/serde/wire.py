@@ -35,11 +35,13 @@ from orchestrator.serde.records import (
     CancelWorkflow,
     ChildWorkflowResult,
     Command,
+    PauseWorkflow,
     QueryWorkflow,
     Reply,
     SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
+    UnpauseWorkflow,
     UpdateWorkflow,
     WorkflowSnapshot,
 )
@@ -61,6 +63,8 @@ COMMAND_FAMILIES: Mapping[type[Any], str] = {
     ActivityTaskFailed: "saga.command.activity-failed",
     ActivityHeartbeat: "saga.command.activity-heartbeat",
     ChildWorkflowResult: "saga.command.child-result",
+    PauseWorkflow: "saga.command.pause",
+    UnpauseWorkflow: "saga.command.unpause",
 }
 """Schema family of each command type."""
 

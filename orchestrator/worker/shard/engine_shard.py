@@ -77,7 +77,7 @@ from orchestrator.worker.shard.start_policy import (
 )
 from orchestrator.worker.shard.stats import ShardStats
 from orchestrator.worker.shard.store import ShardStore
-from orchestrator.worker.shard.translate import start_inputs, to_input
+from orchestrator.worker.shard.translate import pause_state, reply_kind, start_inputs, to_input
 from orchestrator.worker.shard.view import StoreView
 from orchestrator.workflow import WorkflowDefinition
 
@@ -85,6 +85,14 @@ __all__ = ["EngineShard", "Execution", "ShardStats", "result_correlation_id"]
 
 log = logging.getLogger(__name__)
 
+#: commands whose sender hears "ok" (or why not) once the run took them
+_ACKNOWLEDGED = (
+    rec.SignalWorkflow,
+    rec.CancelWorkflow,
+    rec.TerminateWorkflow,
+    rec.PauseWorkflow,
+    rec.UnpauseWorkflow,
+)
 #: local-activity rounds one input may lead to; later attempts go through the task queue
 _MAX_LOCAL_ROUNDS = 1000
 #: runs one input may start by continue-as-new; a longer chain goes on in the next cycle
@@ -602,12 +610,8 @@ class EngineShard:
         ]
         for command_out in decision.commands:
             out += self._command(execution, command_out)
-        if isinstance(command, rec.SignalWorkflow | rec.CancelWorkflow | rec.TerminateWorkflow):
-            kind = {
-                rec.SignalWorkflow: rec.ReplyKind.SIGNAL,
-                rec.CancelWorkflow: rec.ReplyKind.CANCEL,
-                rec.TerminateWorkflow: rec.ReplyKind.TERMINATE,
-            }[type(command)]
+        if isinstance(command, _ACKNOWLEDGED):
+            kind = reply_kind(command)
             # a command the run refused (e.g. signal arguments its handler cannot read)
             # left no trace in history: say so, never "ok"
             refused = "; ".join(decision.rejected)
@@ -626,7 +630,10 @@ class EngineShard:
         previous = execution.status
         execution.status = decision.status
         if decision.events and (
-            previous is not decision.status or execution.snapshot is None or not execution.is_open
+            previous is not decision.status
+            or execution.snapshot is None
+            or not execution.is_open
+            or pause_state(executor) != execution.snapshot.paused
         ):
             out.append(self._snapshot(execution, executor))
         if not execution.is_open:
@@ -838,6 +845,11 @@ class EngineShard:
             parent=execution.parent,
             start_request_id=execution.start_request_id,
             start_run_id=execution.start_run_id,
+            paused=pause_state(executor)
+            if executor is not None
+            else previous.paused
+            if previous is not None
+            else None,
         )
         execution.snapshot = snapshot
         encoded = self.wire.encode_snapshot(snapshot)

@@ -1,0 +1,211 @@
+"""Pause and unpause on the shard (no broker): inputs are recorded while paused,
+survive a crash, and are applied once, in order, on unpause."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from orchestrator import workflow
+from orchestrator.engine import events as ev
+from orchestrator.serde import records as rec
+from orchestrator.serde.history_page import DESCRIBE_QUERY
+from tests.unit.worker.shard_harness import CONV, WIRE, Harness
+
+HOUR_MS = 3_600_000
+
+
+@workflow.defn(name="unit.pausable")
+async def pausable(ctx: workflow.WorkflowContext) -> list[str]:
+    got: list[str] = []
+
+    def note(value: str) -> None:
+        got.append(value)
+
+    ctx.set_signal_handler("note", note)
+    ctx.set_query_handler("notes", lambda: list(got))
+    first = await ctx.execute_activity("unit.step", "one", result_type=str)
+    got.append(first)
+    await ctx.sleep(timedelta(hours=1))
+    got.append("woke")
+    second = await ctx.execute_activity("unit.step", "two", result_type=str)
+    got.append(second)
+    await ctx.wait_condition(lambda: "done" in got)
+    return got
+
+
+def harness(path: Path) -> Harness:
+    return Harness(path, [pausable])  # type: ignore[list-item]
+
+
+def complete_tasks(h: Harness) -> list[str]:
+    """Play the activity worker: complete every task sent so far; their arguments."""
+    done = []
+    for out in h.tasks:
+        task = WIRE.decode_task(out.headers, out.value).record
+        arg = CONV.from_payload(task.args[0])
+        done.append(arg)
+        h.send(
+            rec.ActivityTaskCompleted(
+                workflow_id=task.workflow_id,
+                run_id=task.run_id,
+                activity_seq=task.activity_seq,
+                attempt=task.attempt,
+                result=CONV.to_payload(f"did {arg}"),
+            )
+        )
+    h.tasks.clear()
+    h.commit()
+    return done
+
+
+def reply_of(h: Harness, request_id: str) -> rec.Reply:
+    return next(r for r in h.replies if r.correlation_id == request_id)
+
+
+def events(h: Harness, workflow_id: str) -> list[ev.Event]:
+    found = []
+    for entry in h.history:
+        if entry.value is None or entry.key.endswith(b"/snapshot"):
+            continue
+        record = WIRE.decode_event(entry.headers, entry.value).record
+        if record.workflow_id == workflow_id:
+            found.append(record.event)
+    return found
+
+
+def described(h: Harness, workflow_id: str) -> rec.WorkflowSnapshot:
+    reply = h.read(workflow_id, DESCRIBE_QUERY)
+    assert reply.ok and reply.result is not None, reply.error
+    [record] = WIRE.decode_page(reply.result).records
+    return WIRE.decode_snapshot(list(record.headers.items()), record.value).record
+
+
+def query(h: Harness, workflow_id: str, name: str) -> object:
+    query_id = f"q-{h.commands_offset}"
+    h.send(rec.QueryWorkflow(workflow_id=workflow_id, query_id=query_id, query_name=name))
+    h.commit()
+    reply = reply_of(h, query_id)
+    assert reply.ok and reply.result is not None, reply.error
+    return CONV.from_payload(reply.result)
+
+
+def pause(h: Harness, workflow_id: str, request_id: str = "p1") -> rec.Reply:
+    command = rec.PauseWorkflow(
+        workflow_id=workflow_id,
+        reason="downstream outage",
+        operator="ops@bank",
+        request_id=request_id,
+    )
+    h.send(command)
+    h.commit()
+    return reply_of(h, request_id)
+
+
+def unpause(h: Harness, workflow_id: str, request_id: str = "u1") -> rec.Reply:
+    command = rec.UnpauseWorkflow(
+        workflow_id=workflow_id, reason="fixed", operator="ops@bank", request_id=request_id
+    )
+    h.send(command)
+    h.commit()
+    return reply_of(h, request_id)
+
+
+def signal(h: Harness, workflow_id: str, value: str) -> None:
+    args = [CONV.to_payload(value)]
+    h.send(rec.SignalWorkflow(workflow_id=workflow_id, signal_name="note", args=args))
+    h.commit()
+
+
+def test_a_paused_run_decides_nothing_and_applies_what_came_on_unpause(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("p", "unit.pausable")
+    h.commit()
+    assert complete_tasks(h) == ["one"]  # now asleep for an hour
+    assert pause(h, "p").ok
+    snapshot = described(h, "p")
+    assert snapshot.status is rec.WorkflowStatus.RUNNING
+    assert snapshot.paused == rec.PauseState(
+        reason="downstream outage", operator="ops@bank", time=h.clock.now
+    )
+    # a signal comes and the sleep's time passes: both held
+    signal(h, "p", "a")
+    h.run(advance_ms=2 * HOUR_MS)
+    assert h.tasks == [], "a paused run schedules nothing"
+    assert query(h, "p", "notes") == ["did one"], "queries answer while paused"
+    names = [type(e).__name__ for e in events(h, "p")]
+    assert names[-3:] == ["WorkflowPaused", "InputDeferred", "InputDeferred"]
+    assert "TimerFired" not in names and "SignalReceived" not in names
+
+    assert unpause(h, "p").ok
+    assert described(h, "p").paused is None
+    assert query(h, "p", "notes") == ["did one", "a", "woke"]
+    # paused again while step two runs: its result is held too
+    assert pause(h, "p", "p2").ok
+    assert complete_tasks(h) == ["two"]
+    assert query(h, "p", "notes") == ["did one", "a", "woke"]
+    assert unpause(h, "p", "u2").ok
+    signal(h, "p", "done")
+    assert h.results() == {"p": ["did one", "a", "woke", "did two", "done"]}
+    names = [type(e).__name__ for e in events(h, "p")]
+    assert names.count("TimerFired") == 1 and names.count("ActivityCompleted") == 2
+    assert names.count("SignalReceived") == 2
+    unpaused = next(e for e in events(h, "p") if isinstance(e, ev.WorkflowUnpaused))
+    assert (unpaused.reason, unpaused.operator) == ("fixed", "ops@bank")
+
+
+def test_what_a_paused_run_holds_survives_a_crash_and_is_applied_once(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("p", "unit.pausable")
+    h.commit()
+    complete_tasks(h)  # asleep
+    pause(h, "p")
+    signal(h, "p", "a")
+    h.run(advance_ms=2 * HOUR_MS)  # the timer fires into the pause
+    # kill -9, then a new owner on a fresh disk rebuilds the shard from the log
+    h.stop()
+    other = harness(tmp_path / "elsewhere")
+    other.history, other.commands_offset = h.history, h.commands_offset
+    other.restore()
+    other.run(advance_ms=HOUR_MS)
+    assert described(other, "p").paused is not None, "still paused after the failover"
+    assert [type(e).__name__ for e in events(other, "p")].count("InputDeferred") == 2, (
+        "the held timer must not fire again after the restore"
+    )
+    assert unpause(other, "p").ok
+    complete_tasks(other)
+    signal(other, "p", "done")
+    assert other.results() == {"p": ["did one", "a", "woke", "did two", "done"]}
+    assert [type(e).__name__ for e in events(other, "p")].count("TimerFired") == 1
+
+
+def test_terminate_still_works_on_a_paused_run_and_repeats_are_no_ops(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("p", "unit.pausable")
+    h.commit()
+    pause(h, "p")
+    h.send(rec.PauseWorkflow(workflow_id="p", request_id="p2"))
+    h.commit()
+    assert reply_of(h, "p2").ok
+    assert [type(e).__name__ for e in events(h, "p")].count("WorkflowPaused") == 1
+    h.send(rec.TerminateWorkflow(workflow_id="p", reason="give up"))
+    h.commit()
+    assert described(h, "p").status is rec.WorkflowStatus.TERMINATED
+    h.send(rec.UnpauseWorkflow(workflow_id="p", request_id="u2"))
+    h.commit()
+    refused = reply_of(h, "u2")
+    assert not refused.ok and refused.error is not None
+    assert refused.error.type == "WorkflowClosed"
+
+
+def test_a_signal_its_handler_cannot_take_is_refused_while_paused(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("p", "unit.pausable")
+    h.commit()
+    pause(h, "p")
+    bad = [CONV.to_payload({"not": "a str"})]
+    h.send(rec.SignalWorkflow(workflow_id="p", signal_name="note", args=bad, request_id="s1"))
+    h.commit()
+    refused = reply_of(h, "s1")
+    assert not refused.ok and refused.error is not None
+    assert refused.error.type == "CommandRejected"
