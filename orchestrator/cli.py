@@ -32,7 +32,7 @@ from orchestrator.config import (
     Settings,
     default_state_dir,
 )
-from orchestrator.exceptions import WorkflowFailedError
+from orchestrator.exceptions import OrchestratorError, WorkflowFailedError
 from orchestrator.log.topics import TopicLayout, ensure_topics
 
 if TYPE_CHECKING:  # the worker's modules load only when a worker runs
@@ -495,6 +495,55 @@ def terminate(workflow_id: str, reason: str) -> None:
         client.close()
 
 
+def _operator(given: str | None) -> str:
+    """Who runs the command: ``--operator``, else the local user name and host."""
+    if given:
+        return given
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (a bare container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Why, recorded in the run's history.")
+@click.option("--operator", default=None, help="Who asks (default: user@host).")
+@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for the shard.")
+def pause(workflow_id: str, reason: str, operator: str | None, wait: float) -> None:
+    """Pause a running workflow: it decides nothing until unpaused; signals, activity
+    results and timers that come meanwhile are recorded and applied on unpause."""
+    client = _client()
+    try:
+        client.get_handle(workflow_id).pause(reason, operator=_operator(operator), wait=wait)
+    except OrchestratorError as exc:  # refused (no such run, closed) or no answer in time
+        raise click.ClickException(f"pause {workflow_id}: {exc}") from exc
+    finally:
+        client.close()
+    click.echo(f"paused {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Why, recorded in the run's history.")
+@click.option("--operator", default=None, help="Who asks (default: user@host).")
+@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for the shard.")
+def unpause(workflow_id: str, reason: str, operator: str | None, wait: float) -> None:
+    """Unpause a paused workflow: what it held is applied, in order, and it goes on."""
+    client = _client()
+    try:
+        client.get_handle(workflow_id).unpause(reason, operator=_operator(operator), wait=wait)
+    except OrchestratorError as exc:  # refused (no such run, closed) or no answer in time
+        raise click.ClickException(f"unpause {workflow_id}: {exc}") from exc
+    finally:
+        client.close()
+    click.echo(f"unpaused {workflow_id}")
+
+
 @main.command()
 @click.argument("workflow_id")
 def describe(workflow_id: str) -> None:
@@ -531,6 +580,8 @@ def history(workflow_id: str, run_id: str | None, as_json: bool) -> None:
     if found.snapshot is not None:
         snap = found.snapshot
         parked = f" PARKED: {snap.parked}" if snap.parked else ""
+        if snap.paused is not None:
+            parked += f" PAUSED by {snap.paused.operator}: {snap.paused.reason}"
         click.echo(f"{workflow_id} run {snap.run_id} {snap.status.name}{parked}")
     activity_names: dict[int, str] = {}
     for event in found.events:

@@ -101,6 +101,16 @@ def _compensation_started(e: ev.CompensationStarted, _: ActivityNames) -> str:
     return f"saga {e.saga_id}: {', '.join(e.compensations)}{cause}"
 
 
+def _by(e: ev.WorkflowPaused | ev.WorkflowUnpaused, _: ActivityNames) -> str:
+    who = f"by {e.operator}" if e.operator else "by an unnamed operator"
+    return f"{who}: {e.reason}" if e.reason else who
+
+
+def _held(e: ev.InputDeferred, _: ActivityNames) -> str:
+    what = e.name or (f"#{e.seq_of}" if e.seq_of else e.reason)
+    return f"{e.kind} {what} (applied on unpause)" if what else f"{e.kind} (applied on unpause)"
+
+
 _DETAILS: dict[type[ev.Event], Callable[[Any, ActivityNames], str]] = {
     ev.WorkflowStarted: lambda e, _: f"{e.workflow_type} on {e.task_queue}",
     ev.WorkflowCancelRequested: lambda e, _: e.reason,
@@ -134,6 +144,9 @@ _DETAILS: dict[type[ev.Event], Callable[[Any, ActivityNames], str]] = {
     ev.CompensationFailed: lambda e, _: (
         f"saga {e.saga_id}: {e.activity_type}: {_failure(e.failure)}"
     ),
+    ev.WorkflowPaused: _by,
+    ev.WorkflowUnpaused: _by,
+    ev.InputDeferred: _held,
 }
 
 

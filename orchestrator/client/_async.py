@@ -372,6 +372,26 @@ class AsyncWorkflowHandle:
         out = b.terminate(self.workflow_id, self.run_id, reason, traceparent)
         await self.client._deliver(out, wait)
 
+    async def pause(
+        self, reason: str = "", *, operator: str = "", wait: float | None = None
+    ) -> None:
+        """Pause the run: it decides and schedules nothing until :meth:`unpause`.
+
+        Signals, updates, activity outcomes and timers that come meanwhile are
+        recorded in history and applied, in order, on unpause; queries still answer.
+        ``reason`` and ``operator`` are recorded with the pause. Pausing a paused run
+        changes nothing. ``wait`` as for :meth:`signal`.
+        """
+        out = self.client.builder.pause(self.workflow_id, self.run_id, reason, operator)
+        await self.client._deliver(out, wait)
+
+    async def unpause(
+        self, reason: str = "", *, operator: str = "", wait: float | None = None
+    ) -> None:
+        """Unpause the run: what it held since the pause is applied, in order."""
+        out = self.client.builder.unpause(self.workflow_id, self.run_id, reason, operator)
+        await self.client._deliver(out, wait)
+
     async def update(
         self,
         name: str,

@@ -36,40 +36,65 @@ DEFERRED_KINDS: Final = (
 def to_deferred(given: inp.Input, seq: int, time: int) -> ev.InputDeferred | None:  # noqa: PLR0911
     """The event that holds ``given`` while paused; None for inputs a pause does not
     hold (start, terminate, heartbeats, pause and unpause themselves)."""
-    base = {"seq": seq, "time": time}
     match given:
         case inp.SendSignal():
-            return ev.InputDeferred(**base, kind="signal", name=given.name, args=list(given.args))
+            return ev.InputDeferred(
+                seq=seq, time=time, kind="signal", name=given.name, args=list(given.args)
+            )
         case inp.RequestUpdate():
             return ev.InputDeferred(
-                **base, kind="update", name=given.name, update_id=given.update_id,
+                seq=seq,
+                time=time,
+                kind="update",
+                name=given.name,
+                update_id=given.update_id,
                 args=list(given.args),
             )
         case inp.ActivityTaskCompleted():
             return ev.InputDeferred(
-                **base, kind="activity_completed", seq_of=given.activity_seq,
-                attempt=given.attempt, result=given.result,
+                seq=seq,
+                time=time,
+                kind="activity_completed",
+                seq_of=given.activity_seq,
+                attempt=given.attempt,
+                result=given.result,
             )
         case inp.ActivityTaskFailed():
             return ev.InputDeferred(
-                **base, kind="activity_failed", seq_of=given.activity_seq,
-                attempt=given.attempt, failure=given.failure,
+                seq=seq,
+                time=time,
+                kind="activity_failed",
+                seq_of=given.activity_seq,
+                attempt=given.attempt,
+                failure=given.failure,
             )
         case inp.FireTimer():
-            return ev.InputDeferred(**base, kind="timer", name=given.timer_id)
+            return ev.InputDeferred(seq=seq, time=time, kind="timer", name=given.timer_id)
         case inp.CancelWorkflow():
-            return ev.InputDeferred(**base, kind="cancel", reason=given.reason)
+            return ev.InputDeferred(seq=seq, time=time, kind="cancel", reason=given.reason)
         case inp.ChildStarted():
             return ev.InputDeferred(
-                **base, kind="child_started", seq_of=given.child_seq, run_id=given.run_id
+                seq=seq,
+                time=time,
+                kind="child_started",
+                seq_of=given.child_seq,
+                run_id=given.run_id,
             )
         case inp.ChildCompleted():
             return ev.InputDeferred(
-                **base, kind="child_completed", seq_of=given.child_seq, result=given.result
+                seq=seq,
+                time=time,
+                kind="child_completed",
+                seq_of=given.child_seq,
+                result=given.result,
             )
         case inp.ChildFailed():
             return ev.InputDeferred(
-                **base, kind="child_failed", seq_of=given.child_seq, failure=given.failure
+                seq=seq,
+                time=time,
+                kind="child_failed",
+                seq_of=given.child_seq,
+                failure=given.failure,
             )
     return None
 

@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any, Final
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import events as ev
 from orchestrator.engine.activities import ActivityMixin, _Activity, _ActState
-from orchestrator.engine.deferral import from_deferred, to_deferred
 from orchestrator.engine.commands import (
     CancelTimer,
     Command,
@@ -61,6 +60,7 @@ from orchestrator.engine.commands import (
     ScheduleActivityTask,
     StartTimer,
 )
+from orchestrator.engine.deferral import from_deferred, to_deferred
 from orchestrator.engine.failures import (
     from_failure,
     to_failure,

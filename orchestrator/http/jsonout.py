@@ -79,6 +79,13 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "last_seq": d.last_seq,
         "search_attributes": jsonable(d.search_attributes),
         "memo": jsonable(d.memo),
+        "paused": {
+            "reason": d.paused.reason,
+            "operator": d.paused.operator,
+            "since": d.paused.since.isoformat(),
+        }
+        if d.paused is not None
+        else None,
     }
 
 
