@@ -610,6 +610,11 @@ class EngineShard:
         ]
         for command_out in decision.commands:
             out += self._command(execution, command_out)
+        if any(isinstance(e, ev.WorkflowUnpaused) for e in decision.events):
+            # a timer re-armed while paused (a heartbeat timeout) fired into the pause
+            # once and was held; from the unpause on, the run's timers are its code's
+            pending = executor.pending_timers()
+            self.timers.replace_run(execution.workflow_id, execution.run_id, pending)
         if isinstance(command, _ACKNOWLEDGED):
             kind = reply_kind(command)
             # a command the run refused (e.g. signal arguments its handler cannot read)

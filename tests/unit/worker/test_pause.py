@@ -209,3 +209,46 @@ def test_a_signal_its_handler_cannot_take_is_refused_while_paused(tmp_path: Path
     refused = reply_of(h, "s1")
     assert not refused.ok and refused.error is not None
     assert refused.error.type == "CommandRejected"
+
+
+@workflow.defn(name="unit.counter")
+class Counter:
+    """An update ``add`` and a query ``total``; ends when ``stop`` is signalled."""
+
+    def __init__(self) -> None:
+        self.total_now = 0
+        self.stopped = False
+
+    @workflow.run
+    async def run(self, ctx: workflow.WorkflowContext) -> int:
+        await ctx.wait_condition(lambda: self.stopped)
+        return self.total_now
+
+    @workflow.update(name="add")
+    async def add(self, n: int) -> int:
+        self.total_now += n
+        return self.total_now
+
+    @workflow.signal(name="stop")
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_an_update_sent_while_paused_is_answered_on_unpause(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [Counter])
+    h.start("c", "unit.counter")
+    h.commit()
+    pause(h, "c")
+    h.send(
+        rec.UpdateWorkflow(
+            workflow_id="c", update_id="up-1", update_name="add", args=[CONV.to_payload(5)]
+        )
+    )
+    h.commit()
+    assert not [r for r in h.replies if r.correlation_id == "up-1"], "no answer while paused"
+    unpause(h, "c")
+    answer = reply_of(h, "up-1")
+    assert answer.ok and answer.result is not None and CONV.from_payload(answer.result) == 5
+    h.send(rec.SignalWorkflow(workflow_id="c", signal_name="stop"))
+    h.commit()
+    assert h.results() == {"c": 5}
