@@ -52,6 +52,7 @@ __all__ = [
     "InputDeferred",
     "MarkerRecorded",
     "MemoUpserted",
+    "ResetOrigin",
     "RetryPolicyRecord",
     "SearchAttributesUpserted",
     "SignalReceived",
@@ -115,6 +116,23 @@ class RetryPolicyRecord:
     non_retryable_errors: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetOrigin:
+    """Set in the ``WorkflowStarted`` of a run an operator's reset started: the run it
+    reset (``from_run_id``), whose first ``to_seq`` events this run's history begins
+    with, who reset it and why.
+
+    ``activity_keys``: for each activity scheduled up to the reset point (by
+    ``activity_seq``, as text), the run id its idempotency key keeps, so a re-executed
+    attempt carries the key its first execution had."""
+
+    from_run_id: str
+    to_seq: int
+    reason: str = ""
+    operator: str = ""
+    activity_keys: dict[str, str] = field(default_factory=dict)
+
+
 # --- bases -----------------------------------------------------------------------
 
 
@@ -153,6 +171,8 @@ class WorkflowStarted(Event):
     search_attributes: dict[str, Payload] = field(default_factory=dict)
     #: when the execution timeout closes the workflow (epoch ms; kept by continued runs)
     execution_deadline: int | None = None
+    #: set when an operator's reset started this run (v3)
+    reset: ResetOrigin | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,9 +187,12 @@ class WorkflowCancelRequested(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowTerminated(Event):
-    """An operator ended the run; no more code runs (terminal)."""
+    """An operator ended the run; no more code runs (terminal). ``reset_run_id``: the
+    run was ended by a reset, which started that run in its place (v3)."""
 
     reason: str = ""
+    operator: str = ""
+    reset_run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

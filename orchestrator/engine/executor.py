@@ -175,6 +175,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
 
     __slots__ = (
         "_activities",
+        "_activity_keys",
         "_build_id",
         "_children",
         "_closed",
@@ -245,6 +246,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         self._main: asyncio.Task[Any] | None = None
         self._rng = random.Random(0)
         self._activities: dict[int, _Activity] = {}
+        self._activity_keys: dict[int, str] = {}
         self._children: dict[int, _Child] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._timer_fire_at: dict[str, int] = {}
@@ -337,6 +339,11 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             raise QueryError(f"query {name!r}: bad arguments: {exc}") from exc
         result = self._run_read_only(f"query {name!r}", handler.fn, decoded)
         return self._conv.to_payload(result)
+
+    def key_run_id(self, activity_seq: int) -> str:
+        """The run id in activity ``activity_seq``'s idempotency key: this run's, or
+        for an activity scheduled before a reset point, the run that first ran it."""
+        return self._activity_keys.get(activity_seq, self.started.run_id)
 
     def pending_timers(self) -> list[StartTimer]:
         """Every timer the runtime should hold for this run (for restore)."""
@@ -436,7 +443,9 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             if not self.cancel_requested:
                 self._accept(ev.WorkflowCancelRequested(seq=seq, time=now, reason=inp.reason))
         elif isinstance(inp, TerminateWorkflow):
-            self._accept(ev.WorkflowTerminated(seq=seq, time=now, reason=inp.reason))
+            self._accept(ev.WorkflowTerminated(seq=seq, time=now, reason=inp.reason,
+                                               operator=inp.operator,
+                                               reset_run_id=inp.reset_run_id))
         else:
             child = self._children.get(inp.child_seq)
             if child is None or child.future.done():
@@ -660,6 +669,8 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
 
         self._set_status(e)
         self._started = e
+        if e.reset is not None:
+            self._activity_keys = {int(k): v for k, v in e.reset.activity_keys.items()}
         self._rng = random.Random(e.random_seed)
         self.memo = dict(e.memo)
         self.search_attributes = dict(e.search_attributes)

@@ -114,9 +114,12 @@ class CancelWorkflow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TerminateWorkflow:
-    """End the run now, running no more code (no compensation)."""
+    """End the run now, running no more code (no compensation); ``reset_run_id``
+    when a reset ends it in favour of that run."""
 
     reason: str = ""
+    operator: str = ""
+    reset_run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -39,6 +39,7 @@ class ReplyKind(enum.Enum):
     RESULT = "result"
     PAUSE = "pause"  # reply v2
     UNPAUSE = "unpause"  # reply v2
+    RESET = "reset"  # reply v2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +130,20 @@ class UnpauseWorkflow:
     reason: str = ""
     operator: str = ""
     run_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetWorkflow:
+    """Reset a run to a point: a new run replays its history up to there
+    (``saga.command.reset.v1``). ``event_seq`` None: the last decision point."""
+
+    workflow_id: str
+    reason: str = ""
+    operator: str = ""
+    run_id: str | None = None
+    event_seq: int | None = None
+    exclude_signals: bool = False
     request_id: str | None = None
 
 
@@ -230,6 +245,7 @@ Command = (
     | ChildWorkflowResult
     | PauseWorkflow
     | UnpauseWorkflow
+    | ResetWorkflow
 )
 """Any record of the commands topic."""
 

@@ -38,6 +38,7 @@ from orchestrator.serde.records import (
     PauseWorkflow,
     QueryWorkflow,
     Reply,
+    ResetWorkflow,
     SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
@@ -65,6 +66,7 @@ COMMAND_FAMILIES: Mapping[type[Any], str] = {
     ChildWorkflowResult: "saga.command.child-result",
     PauseWorkflow: "saga.command.pause",
     UnpauseWorkflow: "saga.command.unpause",
+    ResetWorkflow: "saga.command.reset",
 }
 """Schema family of each command type."""
 

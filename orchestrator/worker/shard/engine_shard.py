@@ -62,10 +62,12 @@ from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
 from orchestrator.worker.shard.replies import (
     existing_run_reply,
     refusal,
+    reset_reply,
     result_correlation_id,
     started_reply,
     unknown_type_reply,
 )
+from orchestrator.worker.shard.reset import ResetRefusedError, plan_reset
 from orchestrator.worker.shard.retention import Retention
 from orchestrator.worker.shard.standby import StandbyWarmer
 from orchestrator.worker.shard.start_policy import (
@@ -338,6 +340,8 @@ class EngineShard:
             return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
         if isinstance(command, rec.QueryWorkflow):
             return self._query(execution, command)
+        if isinstance(command, rec.ResetWorkflow):
+            return self._reset(execution, command, ce_id, msg, now_ms)
         if not execution.is_open:
             return self._reply_closed(command, ce_id, execution)
         out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
@@ -647,6 +651,75 @@ class EngineShard:
             out += self._run_chain(execution, now)
         return out
 
+    # --- an operator's reset (planned by orchestrator/worker/shard/reset.py) --------
+
+    def _reset(
+        self, old: Execution, command: rec.ResetWorkflow, ce_id: str, msg: InRecord, now: int
+    ) -> list[OutRecord]:
+        """Start a new run with ``old``'s history up to the reset point, terminating
+        ``old`` first if open; refused (nothing written) when the point is not one to
+        reset to or the current code does not replay the history up to it."""
+        correlation = command.request_id or ce_id
+        new_run_id = str(
+            uuid.uuid5(_RUN_ID_NAMESPACE, f"{old.workflow_id}/reset/{msg.partition}/{msg.offset}")
+        )
+        definition = self.workflows.get(old.workflow_type)
+        if definition is None:
+            unknown = f"unknown workflow type {old.workflow_type!r} here"
+            return [self._reply(reset_reply(command, correlation, old.run_id, unknown))]
+        try:
+            plan = plan_reset(
+                self.executions.events(old),
+                old_run_id=old.run_id,
+                new_run_id=new_run_id,
+                event_seq=command.event_seq,
+                exclude_signals=command.exclude_signals,
+                reason=command.reason,
+                operator=command.operator,
+            )
+            executor = self._replay(definition, plan.prefix)
+        except (ResetRefusedError, NonDeterminismError) as exc:
+            return [self._reply(reset_reply(command, correlation, old.run_id, str(exc)))]
+        out: list[OutRecord] = []
+        if old.is_open:
+            why = f"reset to event {plan.to_seq} as run {new_run_id}: {command.reason}"
+            stop = inputs.TerminateWorkflow(
+                reason=why, operator=command.operator, reset_run_id=new_run_id
+            )
+            out += self._apply(old, [stop], now, None, correlation)
+            if old.is_open:  # parked by its own replay: left as it is
+                refused = f"run {old.run_id} could not be ended: {old.parked}"
+                return [*out, self._reply(reset_reply(command, correlation, old.run_id, refused))]
+        new = Execution(
+            old.workflow_id,
+            new_run_id,
+            old.workflow_type,
+            old.task_queue,
+            plan.prefix[0].time,
+            parent=old.parent,
+            start_request_id=old.start_request_id,
+            start_run_id=old.start_run_id,
+            traceparent=old.traceparent,
+        )
+        self.executions.add(new)
+        self.stats.run_started(new.workflow_type)
+        self._trace_run = new.traceparent
+        for e in plan.prefix:
+            out.append(self._event(new, e, self.wire.encode_event(new.workflow_id, new_run_id, e)))
+        new.executor = executor
+        # attempts running at the reset point run again for the new run (the old run's
+        # results are refused: they name the old run), with their idempotency keys
+        in_flight = {(t.activity_seq, t.attempt) for t in executor.running_activities()}
+        out += self._apply(new, plan.signals, now, None, correlation)
+        if new.snapshot is None:  # nothing new decided: the new run is current all the same
+            out.append(self._snapshot(new, new.executor))
+        if new.executor is executor and new.is_open:
+            for task in executor.running_activities():
+                if (task.activity_seq, task.attempt) in in_flight:
+                    out += self._command(new, task)
+            self.timers.replace_run(new.workflow_id, new_run_id, executor.pending_timers())
+        return [*out, self._reply(reset_reply(command, correlation, new_run_id, None))]
+
     # --- continue-as-new ----------------------------------------------------------
 
     def _run_chain(self, execution: Execution, now: int) -> list[OutRecord]:
@@ -727,6 +800,7 @@ class EngineShard:
                     start_to_close_timeout_ms=command.start_to_close_ms,
                     heartbeat_timeout_ms=command.heartbeat_timeout_ms,
                     heartbeat_details=list(command.heartbeat_details),
+                    idempotency_key=command.idempotency_key,
                 )
                 if command.local and self._local and self._local.handles(command.activity_type):
                     self._local_due.append(task)  # run by fire_due, in this same cycle
@@ -892,6 +966,10 @@ class EngineShard:
         if execution.status is EngineStatus.CONTINUED_AS_NEW:
             # not the end of the workflow: the next run replies (and reports); the
             # events stay until it starts (its start reads the last one after a restore)
+            return []
+        if isinstance(last, ev.WorkflowTerminated) and last.reset_run_id:
+            # ended by a reset: the run that replaces it replies (and reports) at its end
+            self.executions.release_events(execution)
             return []
         self.executions.release_events(execution)  # on disk until retention
         out: list[OutRecord] = []

@@ -93,6 +93,7 @@ def reply_kind(command: rec.Command) -> rec.ReplyKind:
         rec.StartWorkflow: rec.ReplyKind.START,
         rec.PauseWorkflow: rec.ReplyKind.PAUSE,
         rec.UnpauseWorkflow: rec.ReplyKind.UNPAUSE,
+        rec.ResetWorkflow: rec.ReplyKind.RESET,
     }.get(type(command), rec.ReplyKind.RESULT)
 
 
