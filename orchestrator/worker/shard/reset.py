@@ -119,7 +119,9 @@ def _refuse_inside_a_pause(prefix: Sequence[ev.Event]) -> None:
         if isinstance(e, ev.WorkflowPaused | ev.WorkflowUnpaused):
             paused = isinstance(e, ev.WorkflowPaused)
     if paused:
-        raise ResetRefusedError("the run was paused at that point; reset to a point outside the pause")
+        raise ResetRefusedError(
+            "the run was paused at that point; reset to a point outside the pause"
+        )
 
 
 def _signals_after(tail: Sequence[ev.Event]) -> list[inputs.SendSignal]:
