@@ -546,6 +546,48 @@ def unpause(workflow_id: str, reason: str, operator: str | None, wait: float) ->
 
 @main.command()
 @click.argument("workflow_id")
+@click.option(
+    "--to-event",
+    "event_seq",
+    type=int,
+    default=None,
+    help="Reset point: the new run starts with events 1..N (see `saga history`). "
+    "Default: the last decision point, just before the run's latest decisions.",
+)
+@click.option(
+    "--exclude-signals", is_flag=True, help="Do not deliver the signals received after the point."
+)
+@click.option("--reason", required=True, help="Why, recorded in both runs.")
+@click.option("--operator", default=None, help="Who asks (default: user@host).")
+@click.option("--wait", default=30.0, show_default=True, help="Seconds to wait for the shard.")
+def reset(  # noqa: PLR0917 - click passes the options by position
+    workflow_id: str,
+    event_seq: int | None,
+    exclude_signals: bool,
+    reason: str,
+    operator: str | None,
+    wait: float,
+) -> None:
+    """Reset a workflow's current run to a point: a new run replays its history up to
+    there with the deployed code and goes on; an open run is terminated for it."""
+    client = _client()
+    try:
+        new_run = client.get_handle(workflow_id).reset(
+            reason,
+            event_seq=event_seq,
+            exclude_signals=exclude_signals,
+            operator=_operator(operator),
+            timeout=wait,
+        )
+    except OrchestratorError as exc:  # refused (bad point, no such run) or no answer
+        raise click.ClickException(f"reset {workflow_id}: {exc}") from exc
+    finally:
+        client.close()
+    click.echo(f"reset {workflow_id}: new run {new_run}")
+
+
+@main.command()
+@click.argument("workflow_id")
 def describe(workflow_id: str) -> None:
     """Print a workflow's latest status."""
     client = _client()

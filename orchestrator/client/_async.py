@@ -392,6 +392,37 @@ class AsyncWorkflowHandle:
         out = self.client.builder.unpause(self.workflow_id, self.run_id, reason, operator)
         await self.client._deliver(out, wait)
 
+    async def reset(
+        self,
+        reason: str = "",
+        *,
+        event_seq: int | None = None,
+        exclude_signals: bool = False,
+        operator: str = "",
+        timeout: float = 30.0,  # noqa: ASYNC109 - same API as the blocking client
+    ) -> str:
+        """Reset the run to event ``event_seq`` (default: its last decision point, just
+        before its latest decisions) and return the new run's id.
+
+        A new run of this workflow id starts with the history up to that point and
+        the current code; the decisions after it are made again. Signals received
+        after the point are delivered again unless ``exclude_signals``. An open run
+        is terminated in favour of the new one; ``reason`` and ``operator`` are
+        recorded in both. Activities in flight at the point run again with their
+        idempotency keys; the old attempts' results are ignored. ApplicationError
+        with type ``ResetRefused`` says why a reset cannot be done.
+        """
+        b = self.client.builder
+        out = b.reset(
+            self.workflow_id,
+            self.run_id,
+            reason,
+            operator,
+            event_seq=event_seq,
+            exclude_signals=exclude_signals,
+        )
+        return b.reset_run_id(await self.client._request(out, timeout))
+
     async def update(
         self,
         name: str,

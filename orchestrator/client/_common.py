@@ -45,6 +45,7 @@ from orchestrator.serde.records import (
     QueryWorkflow,
     Reply,
     ReplyKind,
+    ResetWorkflow,
     SignalWithStart,
     SignalWorkflow,
     StartWorkflow,
@@ -296,6 +297,36 @@ class CommandBuilder:
             request_id=request_id,
         )
         return self._out(command, request_id, None)
+
+    def reset(
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        reason: str,
+        operator: str,
+        *,
+        event_seq: int | None,
+        exclude_signals: bool,
+    ) -> OutgoingCommand:
+        """A ResetWorkflow command."""
+        request_id = uuid.uuid4().hex
+        command = ResetWorkflow(
+            workflow_id=workflow_id,
+            reason=reason,
+            operator=operator,
+            run_id=run_id,
+            event_seq=event_seq,
+            exclude_signals=exclude_signals,
+            request_id=request_id,
+        )
+        return self._out(command, request_id, None)
+
+    def reset_run_id(self, reply: Reply) -> str:
+        """The new run a reset started; raises as :meth:`reply_value` if refused."""
+        self.reply_value(reply)
+        if reply.run_id is None:
+            raise OrchestratorError(f"reset of {reply.workflow_id!r}: the reply names no run")
+        return reply.run_id
 
     def update(
         self, workflow_id: str, run_id: str | None, name: str, args: Sequence[Any], tp: str | None

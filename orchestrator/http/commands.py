@@ -1,4 +1,5 @@
-"""Routes that send commands: start, signal, cancel, terminate, pause, unpause, update, query.
+"""Routes that send commands: start, signal, cancel, terminate, pause, unpause, reset,
+update, query.
 
 Each waits (bounded) for the shard's reply when asked to, so a caller learns the
 run id of a start, or that a signal hit an unknown or closed workflow. A command
@@ -24,6 +25,7 @@ from orchestrator.http.limits import (
     MAX_REASON_CHARS,
     MAX_WAIT_S,
     QUERY_TIMEOUT_S,
+    RESET_WAIT_S,
     START_WAIT_S,
     UPDATE_TIMEOUT_S,
 )
@@ -177,6 +179,35 @@ async def _pause_or_unpause(request: web.Request, *, pausing: bool) -> web.Respo
     return _delivered(handle, wait, paused=pausing)
 
 
+async def reset(request: web.Request) -> web.Response:
+    """``POST /v1/workflows/{id}/reset``: a new run replays the history up to a point."""
+    handle = handle_of(request)
+    body = await v.json_body(
+        request,
+        required=("reason",),
+        optional=("event_seq", "exclude_signals", "operator", "wait"),
+    )
+    wait = v.seconds(body.get("wait"), "wait", default=RESET_WAIT_S, maximum=MAX_WAIT_S)
+    reason = v.text(body["reason"], "reason", MAX_REASON_CHARS)
+    operator = v.text(body.get("operator", ""), "operator", MAX_OPERATOR_CHARS)
+    event_seq = body.get("event_seq")
+    if event_seq is not None and (
+        isinstance(event_seq, bool) or not isinstance(event_seq, int) or event_seq < 1
+    ):
+        raise v.bad("event_seq must be a positive integer (an event's seq)")
+    exclude = body.get("exclude_signals", False)
+    if not isinstance(exclude, bool):
+        raise v.bad("exclude_signals must be true or false")
+    new_run = await handle.reset(
+        reason,
+        event_seq=event_seq,
+        exclude_signals=exclude,
+        operator=operator or f"http {request.remote or 'unknown'}",
+        timeout=wait,
+    )
+    return web.json_response({"workflow_id": handle.workflow_id, "run_id": new_run})
+
+
 async def update(request: web.Request) -> web.Response:
     """``POST /v1/workflows/{id}/updates/{name}``: run an update handler, return its result."""
     handle = handle_of(request)
@@ -227,6 +258,7 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{wf}/terminate", terminate),
         web.post(f"{wf}/pause", pause),
         web.post(f"{wf}/unpause", unpause),
+        web.post(f"{wf}/reset", reset),
         web.post(f"{wf}/updates/{{name}}", update),
         web.get(f"{wf}/queries/{{name}}", query, allow_head=False),
         web.post(f"{wf}/queries/{{name}}", query),

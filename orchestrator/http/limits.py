@@ -13,6 +13,9 @@ START_WAIT_S: Final = 10.0
 COMMAND_WAIT_S: Final = 10.0
 """Default wait for the shard's answer to a signal, cancel or terminate."""
 
+RESET_WAIT_S: Final = 30.0
+"""Default wait for the shard's answer to a reset (it replays the run's history)."""
+
 UPDATE_TIMEOUT_S: Final = 30.0
 """Default wait for an update's result."""
 
