@@ -101,6 +101,14 @@ def _compensation_started(e: ev.CompensationStarted, _: ActivityNames) -> str:
     return f"saga {e.saga_id}: {', '.join(e.compensations)}{cause}"
 
 
+def _reset_origin(e: ev.WorkflowStarted) -> str:
+    if e.reset is None:
+        return ""
+    r = e.reset
+    by = f" by {r.operator}" if r.operator else ""
+    return f", reset from run {r.from_run_id} at event {r.to_seq}{by}: {r.reason}"
+
+
 def _by(e: ev.WorkflowPaused | ev.WorkflowUnpaused, _: ActivityNames) -> str:
     who = f"by {e.operator}" if e.operator else "by an unnamed operator"
     return f"{who}: {e.reason}" if e.reason else who
@@ -112,7 +120,7 @@ def _held(e: ev.InputDeferred, _: ActivityNames) -> str:
 
 
 _DETAILS: dict[type[ev.Event], Callable[[Any, ActivityNames], str]] = {
-    ev.WorkflowStarted: lambda e, _: f"{e.workflow_type} on {e.task_queue}",
+    ev.WorkflowStarted: lambda e, _: f"{e.workflow_type} on {e.task_queue}" + _reset_origin(e),
     ev.WorkflowCancelRequested: lambda e, _: e.reason,
     ev.WorkflowTerminated: lambda e, _: e.reason,
     ev.WorkflowFailed: lambda e, _: _failure(e.failure),

@@ -53,3 +53,28 @@ class PausableSaga:
     @workflow.query(name="notes")
     def read_notes(self) -> list[str]:
         return list(self.notes)
+
+
+@workflow.defn(name="ops.collector")
+class Collector:
+    """One step, then collects ``note`` signals until one says ``end``."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    @workflow.run
+    async def run(self, ctx: workflow.WorkflowContext) -> list[str]:
+        first = await ctx.execute_activity(
+            step, "one", task_queue=QUEUE, start_to_close=timedelta(minutes=5)
+        )
+        self.notes.append(first)
+        await ctx.wait_condition(lambda: "end" in self.notes)
+        return self.notes
+
+    @workflow.signal(name="note")
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    @workflow.query(name="notes")
+    def read_notes(self) -> list[str]:
+        return list(self.notes)

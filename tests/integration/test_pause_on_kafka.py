@@ -68,7 +68,7 @@ def test_pause_mid_step_signal_timer_kill9_unpause(
     worker = spawn_saga(args, env, tmp_path / "worker-1.log")
     try:
         with Client(kafka_config, layout=layout) as client:
-            handle = client.start("pause.saga", 3.0, id="held", task_queue=QUEUE, wait_started=60)
+            handle = client.start("pause.saga", 8.0, id="held", task_queue=QUEUE, wait_started=60)
             wait_for(
                 client,
                 "held",
