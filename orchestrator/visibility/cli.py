@@ -182,7 +182,7 @@ def _print_table(found: list[Any]) -> None:
             row.workflow_id,
             row.run_id[:8],
             row.workflow_type,
-            row.status + (" (parked)" if row.parked else ""),
+            row.status + (" (parked)" if row.parked else "") + (" (paused)" if row.paused else ""),
             row.start_time.isoformat(timespec="seconds"),
             row.close_time.isoformat(timespec="seconds") if row.close_time else "",
             row.current_step or "",

@@ -87,6 +87,7 @@ class RunState:
     memo: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     parked: str | None = None
+    paused: str | None = None
     pending: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -196,6 +197,7 @@ def apply_event(
         new.close_time = event.time
         new.pending.clear()
         new.parked = None
+        new.paused = None
     return new
 
 
@@ -215,6 +217,10 @@ def _apply_details(new: RunState, event: ev.Event, decode: PayloadDecoder) -> No
             new.error = _text(event.failure.message)
         case ev.WorkflowTerminated():
             new.error = _text(event.reason) or None
+        case ev.WorkflowPaused():
+            new.paused = _text(f"{event.operator}: {event.reason}")
+        case ev.WorkflowUnpaused():
+            new.paused = None
         case _:
             pass
 

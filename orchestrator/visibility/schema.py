@@ -39,6 +39,7 @@ COLUMNS: Final = (
     "memo",
     "error",
     "parked",
+    "paused",
     "shard",
     "updated_at",
 )
@@ -66,11 +67,13 @@ CREATE TABLE IF NOT EXISTS {runs} (
     memo               jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
     error              text,
     parked             text,
+    paused             text,
     shard              integer     NOT NULL,
     pending_activities jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
     updated_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (workflow_id, run_id)
 );
+ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS paused text;
 CREATE INDEX IF NOT EXISTS {by_start} ON {runs} (start_time DESC, workflow_id DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS {by_status} ON {runs} (status, start_time DESC);
 CREATE INDEX IF NOT EXISTS {by_type} ON {runs} (workflow_type, start_time DESC);

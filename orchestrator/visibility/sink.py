@@ -94,6 +94,7 @@ class RunsSink:
                 memo=r["memo"],
                 error=r["error"],
                 parked=r["parked"],
+                paused=r["paused"],
                 pending={int(k): v for k, v in r["pending_activities"].items()},
             )
             found[state.key] = state
@@ -155,6 +156,7 @@ def _params(s: RunState) -> list[Any]:
         Jsonb(s.memo),
         s.error,
         s.parked,
+        s.paused,
         s.shard,
         Jsonb({str(k): v for k, v in s.pending.items()}),
     ]

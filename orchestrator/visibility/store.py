@@ -49,8 +49,9 @@ class RunRow:
     ``history_length`` is the seq of the last applied event; ``search_attributes``
     and ``memo`` hold JSON-decoded values (None where a value could not be decoded,
     e.g. encrypted without the key); ``error`` is the failure message of a failed run;
-    ``parked`` says why a run cannot progress (non-determinism); ``shard`` is the
-    history partition.
+    ``parked`` says why a run cannot progress (non-determinism); ``paused``, while an
+    operator has paused the run, who did and why (``"<operator>: <reason>"``);
+    ``shard`` is the history partition.
     """
 
     workflow_id: str
@@ -66,6 +67,7 @@ class RunRow:
     memo: dict[str, Any]
     error: str | None
     parked: str | None
+    paused: str | None
     shard: int
     updated_at: datetime
 
@@ -85,6 +87,7 @@ class RunRow:
             "memo": self.memo,
             "error": self.error,
             "parked": self.parked,
+            "paused": self.paused,
             "shard": self.shard,
             "updated_at": _iso(self.updated_at),
         }

@@ -136,6 +136,18 @@ def test_every_terminal_event_closes_the_run() -> None:
         assert got == (status, error, T0 + 3, None)
 
 
+def test_a_pause_shows_until_the_unpause_or_the_close() -> None:
+    pause = ev.WorkflowPaused(seq=2, time=T0 + 2, reason="audit", operator="ann")
+    state = fold([started(), pause])
+    assert (state.status, state.paused) == ("RUNNING", "ann: audit")
+    held = ev.InputDeferred(seq=3, time=T0 + 3, kind="signal", name="go")
+    assert fold([held], state).paused == "ann: audit"
+    unpaused = fold([started(), pause, held, ev.WorkflowUnpaused(seq=4, time=T0 + 4)])
+    assert (unpaused.status, unpaused.paused) == ("RUNNING", None)
+    ended = fold([started(), pause, ev.WorkflowTerminated(seq=3, time=T0 + 3, reason="x")])
+    assert (ended.status, ended.paused) == ("TERMINATED", None)
+
+
 def test_applying_an_event_again_changes_nothing() -> None:
     events = [started(), scheduled(2, 1, "a"), completed(3, 1)]
     state = fold(events)
@@ -239,6 +251,7 @@ def test_times_and_cursors_round_trip() -> None:
         memo={},
         error=None,
         parked=None,
+        paused=None,
         shard=0,
         updated_at=from_ms(T0),
     )
