@@ -20,7 +20,7 @@ from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.http import validation as v
 from orchestrator.http.commands import handle_of
 from orchestrator.http.errors import ApiError
-from orchestrator.http.jsonout import description_json, event_json, jsonable
+from orchestrator.http.jsonout import description_json, event_json, jsonable, pause_json
 from orchestrator.http.limits import (
     DEFAULT_LIST_LIMIT,
     DESCRIBE_TIMEOUT_S,
@@ -135,6 +135,9 @@ async def history(request: web.Request) -> web.Response:
             "run_id": found.run_id,
             "status": snapshot.status.name if snapshot is not None else None,
             "parked": snapshot.parked if snapshot is not None else None,
+            "paused": pause_json(handle.client.builder.describe(snapshot).paused)
+            if snapshot is not None
+            else None,
             "events": [event_json(e, converter) for e in found.events],
         }
     )

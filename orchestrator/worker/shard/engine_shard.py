@@ -12,7 +12,8 @@ one transaction; the store follows once that transaction committed.
 Replies: a command's reply carries ``correlation_id`` = the command's
 ``request_id`` (or ``update_id`` / ``query_id``), else its CloudEvents ``ce_id``.
 When a run closes, a RESULT reply with correlation id ``result/<workflow_id>`` is
-written (not for a run a reset ended: its successor's is), and the snapshot (key ``<workflow_id>/snapshot``) holds the outcome.
+written (not for a run a reset ended: its successor's is), and the snapshot
+(key ``<workflow_id>/snapshot``) holds the outcome.
 
 Continue-as-new closes the run and starts the next one (same workflow id, so same
 shard) in the same cycle; only the last run writes the RESULT reply. Child
