@@ -95,6 +95,7 @@ class RunsSink:
                 error=r["error"],
                 parked=r["parked"],
                 paused=r["paused"],
+                build_ids=list(r["build_ids"]),
                 pending={int(k): v for k, v in r["pending_activities"].items()},
             )
             found[state.key] = state
@@ -157,6 +158,7 @@ def _params(s: RunState) -> list[Any]:
         s.error,
         s.parked,
         s.paused,
+        Jsonb(s.build_ids),
         s.shard,
         Jsonb({str(k): v for k, v in s.pending.items()}),
     ]

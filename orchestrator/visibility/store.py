@@ -51,7 +51,8 @@ class RunRow:
     e.g. encrypted without the key); ``error`` is the failure message of a failed run;
     ``parked`` says why a run cannot progress (non-determinism); ``paused``, while an
     operator has paused the run, who did and why (``"<operator>: <reason>"``);
-    ``shard`` is the history partition.
+    ``build_ids``: the build ids of the workers that made the run's decisions, in the
+    order they first did; ``shard`` is the history partition.
     """
 
     workflow_id: str
@@ -68,6 +69,7 @@ class RunRow:
     error: str | None
     parked: str | None
     paused: str | None
+    build_ids: list[str]
     shard: int
     updated_at: datetime
 
@@ -88,6 +90,7 @@ class RunRow:
             "error": self.error,
             "parked": self.parked,
             "paused": self.paused,
+            "build_ids": self.build_ids,
             "shard": self.shard,
             "updated_at": _iso(self.updated_at),
         }
@@ -186,6 +189,7 @@ class VisibilityStore:
         status: str | None = None,
         workflow_type: str | None = None,
         search: dict[str, Any] | None = None,
+        build_id: str | None = None,
         limit: int = 100,
         after: str | None = None,
     ) -> tuple[list[RunRow], str | None]:
@@ -193,7 +197,8 @@ class VisibilityStore:
 
         ``status`` is matched case-insensitively against the status names;
         ``search`` matches runs whose search attributes contain every given key with
-        the given JSON value (JSONB containment). ``limit`` is 1..1000. ``after`` is a
+        the given JSON value (JSONB containment); ``build_id`` matches runs that a
+        worker of that build made decisions for. ``limit`` is 1..1000. ``after`` is a
         cursor from a previous call; a malformed cursor raises ValueError.
         """
         if not 1 <= limit <= MAX_LIMIT:
@@ -209,6 +214,9 @@ class VisibilityStore:
         if search:
             where.append(sql.SQL("search_attributes @> %s"))
             params.append(Jsonb(search))
+        if build_id is not None:
+            where.append(sql.SQL("build_ids @> %s"))
+            params.append(Jsonb([build_id]))
         if after is not None:
             start, workflow_id, run_id = decode_cursor(after)
             where.append(sql.SQL("(start_time, workflow_id, run_id) < (%s, %s, %s)"))
