@@ -307,6 +307,7 @@ class CommandBuilder:
         *,
         event_seq: int | None,
         exclude_signals: bool,
+        before_build: str | None = None,
     ) -> OutgoingCommand:
         """A ResetWorkflow command."""
         request_id = uuid.uuid4().hex
@@ -316,6 +317,7 @@ class CommandBuilder:
             operator=operator,
             run_id=run_id,
             event_seq=event_seq,
+            before_build=before_build,
             exclude_signals=exclude_signals,
             request_id=request_id,
         )

@@ -341,12 +341,14 @@ class WorkflowHandle:
         reason: str = "",
         *,
         event_seq: int | None = None,
+        before_build: str | None = None,
         exclude_signals: bool = False,
         operator: str = "",
         timeout: float = 30.0,
     ) -> str:
         """Reset the run to event ``event_seq`` (default: its last decision point, just
-        before its latest decisions) and return the new run's id.
+        before its latest decisions; with ``before_build``, just before the first
+        decision a worker of that build made) and return the new run's id.
 
         A new run of this workflow id starts with the history up to that point and
         the current code; the decisions after it are made again. Signals received
@@ -364,6 +366,7 @@ class WorkflowHandle:
             operator,
             event_seq=event_seq,
             exclude_signals=exclude_signals,
+            before_build=before_build,
         )
         return b.reset_run_id(self.client._request(out, timeout))
 

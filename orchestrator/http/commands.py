@@ -185,7 +185,7 @@ async def reset(request: web.Request) -> web.Response:
     body = await v.json_body(
         request,
         required=("reason",),
-        optional=("event_seq", "exclude_signals", "operator", "wait"),
+        optional=("event_seq", "before_build", "exclude_signals", "operator", "wait"),
     )
     wait = v.seconds(body.get("wait"), "wait", default=RESET_WAIT_S, maximum=MAX_WAIT_S)
     reason = v.text(body["reason"], "reason", MAX_REASON_CHARS)
@@ -195,12 +195,16 @@ async def reset(request: web.Request) -> web.Response:
         isinstance(event_seq, bool) or not isinstance(event_seq, int) or event_seq < 1
     ):
         raise v.bad("event_seq must be a positive integer (an event's seq)")
+    before_build = body.get("before_build")
+    if before_build is not None:
+        before_build = v.text(before_build, "before_build", MAX_OPERATOR_CHARS)
     exclude = body.get("exclude_signals", False)
     if not isinstance(exclude, bool):
         raise v.bad("exclude_signals must be true or false")
     new_run = await handle.reset(
         reason,
         event_seq=event_seq,
+        before_build=before_build,
         exclude_signals=exclude,
         operator=operator or f"http {request.remote or 'unknown'}",
         timeout=wait,

@@ -143,6 +143,7 @@ class ResetWorkflow:
     operator: str = ""
     run_id: str | None = None
     event_seq: int | None = None
+    before_build: str | None = None
     exclude_signals: bool = False
     request_id: str | None = None
 

@@ -677,6 +677,7 @@ class EngineShard:
                 exclude_signals=command.exclude_signals,
                 reason=command.reason,
                 operator=command.operator,
+                before_build=command.before_build,
             )
             executor = self._replay(definition, plan.prefix)
         except (ResetRefusedError, NonDeterminismError) as exc:

@@ -20,7 +20,13 @@ from orchestrator.engine import events as ev
 from orchestrator.engine import inputs
 from orchestrator.engine.deferral import from_deferred
 
-__all__ = ["ResetPlan", "ResetRefusedError", "last_decision_point", "plan_reset"]
+__all__ = [
+    "ResetPlan",
+    "ResetRefusedError",
+    "first_decision_of",
+    "last_decision_point",
+    "plan_reset",
+]
 
 
 class ResetRefusedError(ValueError):
@@ -48,6 +54,14 @@ def last_decision_point(events: Sequence[ev.Event]) -> int:
     return point
 
 
+def first_decision_of(events: Sequence[ev.Event], build_id: str) -> int:
+    """The seq of the first decision a worker of ``build_id`` made in ``events``."""
+    for e in events:
+        if isinstance(e, ev.DecisionEvent) and e.build_id == build_id:
+            return e.seq
+    raise ResetRefusedError(f"build {build_id!r} made no decision in this run")
+
+
 def plan_reset(
     events: Sequence[ev.Event],
     *,
@@ -57,11 +71,20 @@ def plan_reset(
     exclude_signals: bool,
     reason: str,
     operator: str,
+    before_build: str | None = None,
 ) -> ResetPlan:
-    """The new run's start; :class:`ResetRefusedError` when the point is not one to reset to."""
+    """The new run's start; :class:`ResetRefusedError` when the point is not one to reset to.
+
+    The point: ``event_seq``; else, with ``before_build``, the event before the first
+    decision a worker of that build made; else the last decision point."""
     if not events or not isinstance(events[0], ev.WorkflowStarted):
         raise ResetRefusedError("the run has no history to reset (retention may have ended)")
-    to_seq = last_decision_point(events) if event_seq is None else event_seq
+    if event_seq is not None:
+        to_seq = event_seq
+    elif before_build is not None:
+        to_seq = first_decision_of(events, before_build) - 1
+    else:
+        to_seq = last_decision_point(events)
     closing = next((e.seq for e in events if isinstance(e, ev.TERMINAL_EVENTS)), None)
     last = closing - 1 if closing is not None else events[-1].seq
     if not 1 <= to_seq <= last:

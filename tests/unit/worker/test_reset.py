@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from orchestrator import workflow
 from orchestrator.engine import events as ev
 from orchestrator.serde import records as rec
@@ -172,3 +174,36 @@ def test_a_reset_to_a_point_that_is_not_one_is_refused_and_changes_nothing(
     results = [r for r in h.replies if r.kind is rec.ReplyKind.RESULT]
     assert [r.run_id for r in results][-1] == again.run_id
     assert h.results() == {"c": ["did one", "end"]}
+
+
+def test_the_bad_build_point_is_just_before_that_builds_first_decision() -> None:
+    from orchestrator.worker.shard.reset import ResetRefusedError, plan_reset
+
+    started = ev.WorkflowStarted(
+        seq=1, time=1, workflow_type="t", workflow_id="w", run_id="r1", task_queue="q"
+    )
+    events: list[ev.Event] = [
+        started,
+        ev.TimerStarted(seq=2, time=1, build_id="good", timer_id="timer/1", fire_at=5),
+        ev.TimerFired(seq=3, time=5, timer_id="timer/1"),
+        ev.TimerStarted(seq=4, time=5, build_id="bad", timer_id="timer/2", fire_at=9),
+        ev.SignalReceived(seq=5, time=6, signal_name="note"),
+        ev.TimerCancelled(seq=6, time=6, build_id="bad", timer_id="timer/2"),
+    ]
+
+    def plan(build: str) -> int:
+        return plan_reset(
+            events,
+            old_run_id="r1",
+            new_run_id="r2",
+            event_seq=None,
+            exclude_signals=False,
+            reason="",
+            operator="",
+            before_build=build,
+        ).to_seq
+
+    assert plan("bad") == 3
+    assert plan("good") == 1
+    with pytest.raises(ResetRefusedError, match="made no decision"):
+        plan("other")
