@@ -336,13 +336,13 @@ class EngineShard:
             run_id and run_id != execution.run_id and not isinstance(command, rec.QueryWorkflow)
         ):
             return self._no_such_run(command, ce_id)
+        if isinstance(command, rec.ResetWorkflow):  # also the way out of a bad build's parking
+            return self._reset(execution, command, ce_id, msg, now_ms)
         if execution.parked is not None:
             self.stats.dead_lettered += 1
             return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
         if isinstance(command, rec.QueryWorkflow):
             return self._query(execution, command)
-        if isinstance(command, rec.ResetWorkflow):
-            return self._reset(execution, command, ce_id, msg, now_ms)
         if not execution.is_open:
             return self._reply_closed(command, ce_id, execution)
         out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
@@ -647,7 +647,7 @@ class EngineShard:
         ):
             out.append(self._snapshot(execution, executor))
         if not execution.is_open:
-            out += self._closed(execution, executor)
+            out += self._closed(execution)
         if execution.next_run is not None and not self._chaining:
             out += self._run_chain(execution, now)
         return out
@@ -688,10 +688,10 @@ class EngineShard:
             stop = inputs.TerminateWorkflow(
                 reason=why, operator=command.operator, reset_run_id=new_run_id
             )
-            out += self._apply(old, [stop], now, None, correlation)
-            if old.is_open:  # parked by its own replay: left as it is
-                refused = f"run {old.run_id} could not be ended: {old.parked}"
-                return [*out, self._reply(reset_reply(command, correlation, old.run_id, refused))]
+            if old.parked is None:
+                out += self._apply(old, [stop], now, None, correlation)
+            if old.is_open:  # parked (before, or by its replay just now): no code runs
+                out += self._terminate_parked(old, stop, now)
         new = Execution(
             old.workflow_id,
             new_run_id,
@@ -709,18 +709,38 @@ class EngineShard:
         for e in plan.prefix:
             out.append(self._event(new, e, self.wire.encode_event(new.workflow_id, new_run_id, e)))
         new.executor = executor
-        # attempts running at the reset point run again for the new run (the old run's
-        # results are refused: they name the old run), with their idempotency keys
-        in_flight = {(t.activity_seq, t.attempt) for t in executor.running_activities()}
         out += self._apply(new, plan.signals, now, None, correlation)
         if new.snapshot is None:  # nothing new decided: the new run is current all the same
             out.append(self._snapshot(new, new.executor))
         if new.executor is executor and new.is_open:
+            # attempts running at the reset point run again for the new run, with their
+            # idempotency keys (the old run's results are refused: they name the old run)
             for task in executor.running_activities():
-                if (task.activity_seq, task.attempt) in in_flight:
+                if task.activity_seq in plan.scheduled:
                     out += self._command(new, task)
             self.timers.replace_run(new.workflow_id, new_run_id, executor.pending_timers())
         return [*out, self._reply(reset_reply(command, correlation, new_run_id, None))]
+
+    def _terminate_parked(
+        self, execution: Execution, stop: inputs.TerminateWorkflow, now: int
+    ) -> list[OutRecord]:
+        """End a run its code cannot replay: the terminate event is appended without an
+        executor, as terminating runs no code anyway."""
+        events = self.executions.events(execution)
+        event = ev.WorkflowTerminated(
+            seq=events[-1].seq + 1 if events else 1,
+            time=max(now, events[-1].time if events else now),
+            reason=stop.reason,
+            operator=stop.operator,
+            reset_run_id=stop.reset_run_id,
+        )
+        encoded = self.wire.encode_event(execution.workflow_id, execution.run_id, event)
+        out = [self._event(execution, event, encoded)]
+        execution.status = EngineStatus.TERMINATED
+        execution.parked = None
+        self.stats.run_unparked(execution.workflow_id)
+        out.append(self._snapshot(execution, None))
+        return out + self._closed(execution)
 
     # --- continue-as-new ----------------------------------------------------------
 
@@ -950,7 +970,7 @@ class EngineShard:
             return None, None
         return None, closing_failure(last)
 
-    def _closed(self, execution: Execution, executor: WorkflowExecutor) -> list[OutRecord]:
+    def _closed(self, execution: Execution) -> list[OutRecord]:
         self.executions.drop_executor(execution)
         self.view.delete(b"k" + execution.workflow_id.encode())
         self.timers.clear_run(execution.workflow_id, execution.run_id)

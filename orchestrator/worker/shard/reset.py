@@ -42,6 +42,9 @@ class ResetPlan:
     """Events ``1..to_seq`` of the old run, the first naming the new run and the reset."""
     signals: list[inputs.SendSignal]
     """Signals the old run received after the reset point, to deliver again."""
+    scheduled: frozenset[int]
+    """Activity seqs scheduled up to the point (those still running at it must be
+    dispatched again; later ones the new run schedules itself)."""
 
 
 def last_decision_point(events: Sequence[ev.Event]) -> int:
@@ -106,7 +109,8 @@ def plan_reset(
     )
     prefix[0] = dataclasses.replace(started, run_id=new_run_id, reset=origin)
     signals = [] if exclude_signals else _signals_after(events[to_seq:])
-    return ResetPlan(to_seq, prefix, signals)
+    scheduled = frozenset(int(seq) for seq in origin.activity_keys)
+    return ResetPlan(to_seq, prefix, signals, scheduled)
 
 
 def _activity_keys(

@@ -4,6 +4,7 @@ activity in flight at the point runs again under its idempotency key."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -41,9 +42,13 @@ def harness(path: Path) -> Harness:
     return Harness(path, [Collector])  # type: ignore[list-item]
 
 
-def reset(h: Harness, request_id: str, **kw: object) -> rec.Reply:
+def reset(h: Harness, request_id: str, workflow_id: str = "c", **kw: object) -> rec.Reply:
     command = rec.ResetWorkflow(
-        workflow_id="c", reason="bad deploy", operator="ops@bank", request_id=request_id, **kw
+        workflow_id=workflow_id,
+        reason="bad deploy",
+        operator="ops@bank",
+        request_id=request_id,
+        **kw,
     )
     h.send(command)
     h.commit()
@@ -207,3 +212,37 @@ def test_the_bad_build_point_is_just_before_that_builds_first_decision() -> None
     assert plan("good") == 1
     with pytest.raises(ResetRefusedError, match="made no decision"):
         plan("other")
+
+
+@workflow.defn(name="unit.flip")
+async def flip_v1(ctx: workflow.WorkflowContext) -> str:
+    await ctx.sleep(timedelta(days=1))
+    return "v1"
+
+
+def _flip_v2() -> object:
+    @workflow.defn(name="unit.flip")
+    async def flip_v2(ctx: workflow.WorkflowContext) -> str:
+        return await ctx.execute_activity("unit.step", "v2", result_type=str)
+
+    return flip_v2
+
+
+def test_a_parked_run_is_reset_by_the_code_that_cannot_replay_it(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "a", [flip_v1])  # type: ignore[list-item]
+    h.start("f", "unit.flip")
+    h.commit()
+    h.stop()
+    fixed = Harness(tmp_path / "b", [_flip_v2()])  # type: ignore[list-item]
+    fixed.history, fixed.commands_offset = h.history, h.commands_offset
+    fixed.restore()
+    fixed.run()
+    execution = fixed.shard.executions.get("f")
+    assert execution is not None and execution.parked is not None, "v2 cannot replay v1's run"
+    answer = reset(fixed, "r1", "f")  # to the last decision point: event 1
+    assert answer.ok, answer.error
+    old_run = execution.run_id
+    closed = run_events(fixed, old_run)[-1]
+    assert isinstance(closed, ev.WorkflowTerminated) and closed.reset_run_id == answer.run_id
+    assert complete_tasks(fixed) == ["v2"]
+    assert fixed.results() == {"f": "did v2"}
