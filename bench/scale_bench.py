@@ -312,6 +312,24 @@ class LogWatch:
 
 
 @dataclass
+class LogWatches:
+    """Notes when ``count`` matching lines appeared in several logs together."""
+
+    watches: list[LogWatch]
+    count: int
+    seen_at: float | None = None
+
+    def poll(self) -> bool:
+        if self.seen_at is None:
+            found = sum(
+                len(re.findall(w.pattern, w.worker.log_text(w.offset))) for w in self.watches
+            )
+            if found >= self.count:
+                self.seen_at = time.monotonic()
+        return self.seen_at is not None
+
+
+@dataclass
 class Row:
     scenario: str
     figure: str
@@ -822,15 +840,27 @@ class Bench:
             if self.args.load == "seed":
                 self.seed(scenario, prefix, "storm", n, fire_at)
             self.start_worker(prefix, "storm-activities", engine=False)
-            engine = self.start_worker(prefix, "storm-engine")
+            engines = [
+                self.start_worker(prefix, "storm-engine" + (f"-{i + 1}" if i else ""))
+                for i in range(self.args.storm_engines)
+            ]
+            engine = engines[0]
             at = self.answered(client, "storm-probe", self.args.timeout)
             self.row(
-                scenario, "engine ready (spawn -> a start answered)", f"{at - engine.spawned:.1f}s"
+                scenario,
+                f"{len(engines)} engine worker(s) ready (spawn -> a start answered)",
+                f"{at - engine.spawned:.1f}s",
             )
             # seeded runs' timers are known once the recovery replays after the restore
             # are done: a timer due before that fires late
             recovery = (
-                LogWatch(engine, self.args.recovered_log, self.args.shards, engine.log_from)
+                LogWatches(
+                    [
+                        LogWatch(e, self.args.recovered_log, self.args.shards, e.log_from)
+                        for e in engines
+                    ],
+                    self.args.shards,
+                )
                 if self.args.load == "seed"
                 else None
             )
@@ -876,7 +906,7 @@ class Bench:
             )
 
     def _report_recovery(
-        self, scenario: str, engine: Worker, recovery: LogWatch, fire_at: int
+        self, scenario: str, engine: Worker, recovery: LogWatches, fire_at: int
     ) -> None:
         recovery.poll()
         if recovery.seen_at is None:
@@ -909,7 +939,7 @@ class Bench:
             send_starts(producer, layout, ids, rate, "bench.three_step", sent, sent_wall)
 
     def _wait_storm(
-        self, watcher: ReplyWatcher, ids: list[str], fire_at: int, recovery: LogWatch | None
+        self, watcher: ReplyWatcher, ids: list[str], fire_at: int, recovery: LogWatches | None
     ) -> int:
         """Wait until every storm run replied (or the bound); how many did."""
         bound = (fire_at - now_ms()) / 1000 + self.args.storm_timeout
@@ -1080,6 +1110,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--storm-at", type=float, default=0.0, help="s after loading (0: auto)")
     parser.add_argument("--storm-timeout", type=float, default=300.0, help="s after the due time")
     parser.add_argument("--steady-rate", type=float, default=50.0)
+    parser.add_argument(
+        "--storm-engines",
+        type=int,
+        default=1,
+        help="engine workers sharing the storm's shards (one process each)",
+    )
     parser.add_argument(
         "--steady-warmup-s",
         type=float,

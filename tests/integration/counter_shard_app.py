@@ -66,7 +66,7 @@ class CounterShard:
             OutRecord(self.layout.replies, key, str(n).encode()),
         ]
 
-    def fire_due(self, now_ms: int) -> list[OutRecord]:
+    def fire_due(self, now_ms: int, until: float) -> list[OutRecord]:
         return []
 
     def next_due_ms(self) -> int | None:

@@ -65,8 +65,10 @@ class ShardHandler(Protocol):
         """Apply one command record of this shard; return what to write."""
         ...
 
-    def fire_due(self, now_ms: int) -> list[OutRecord]:
-        """Fire every timer due at ``now_ms``; return what to write."""
+    def fire_due(self, now_ms: int, until: float) -> list[OutRecord]:
+        """Fire timers due at ``now_ms``; return what to write. Work that can wait (a
+        wake-up storm) stops at ``until`` (a ``time.monotonic()`` instant): the
+        processor shares one budget per cycle between its shards."""
         ...
 
     def next_due_ms(self) -> int | None:

@@ -200,12 +200,16 @@ class EngineShard:
     def ingest(self, entries: Sequence[HistoryEntry]) -> None:
         """History records read by a restore, oldest first, into the store."""
         ingest.ingest(self.store, self.wire, entries, self.retention_ms)
+        self.timers.forget()  # the restore wrote index entries around them
+        self.retention.expiries.forget()
 
     def restored(self, now_ms: int) -> list[OutRecord]:
         """The restore reached the log's end: finish the store and serve again. Runs the
         restore touched (and parked runs, which new code may now replay) are recovered
         in bounded slices by :meth:`fire_due`."""
         ingest.finish(self.store, self.wire, self.retention_ms)
+        self.timers.forget()
+        self.retention.expiries.forget()
         for key, _ in list(self.store.scan(b"k")):
             self.store.put(b"v" + key[1:], b"")
         self._recovering = self.store.first(b"v") is not None
@@ -213,7 +217,7 @@ class EngineShard:
         self._recovery_began, self._recovered = time.monotonic(), 0
         return self._take_outbox()
 
-    def _recover_some(self, now_ms: int) -> list[OutRecord]:
+    def _recover_some(self, now_ms: int, deadline: float) -> list[OutRecord]:
         """Replay a slice of the runs whose timers are unknown since the restore."""
         if not self._recovering:
             return []
@@ -228,7 +232,6 @@ class EngineShard:
             )
             return []
         out: list[OutRecord] = []
-        deadline = time.monotonic() + self.tuning.timer_budget_ms / 1000
         for key, _ in batch:
             self.view.delete(key)
             self._recovered += 1
@@ -470,26 +473,29 @@ class EngineShard:
         due = [d for d in (self.timers.next_due(), self.retention.next_due()) if d is not None]
         return min(due) if due else None
 
-    def fire_due(self, now_ms: int) -> list[OutRecord]:
-        """Fire due timers (a bounded number per cycle), tombstone expired runs, go on
-        with long continue-as-new chains and with recovery after a restore, and run the
-        local activity attempts decided in this cycle."""
+    def fire_due(self, now_ms: int, until: float) -> list[OutRecord]:
+        """Go on with long continue-as-new chains and run the local activity attempts
+        decided in this cycle; then, until ``until`` (monotonic) and within this
+        shard's own budgets, fire due timers, tombstone expired runs and recover runs
+        after a restore."""
         self._trace_command = self._trace_run = None
-        out = self.retention.expire(now_ms, self.tuning.timers_per_cycle)
+        out: list[OutRecord] = []
         chains, self._continue_due = self._continue_due, []
         for chained in chains:
             if self.executions.get(chained.workflow_id) is chained:
                 out += self._run_chain(chained, now_ms)
-        out += self._fire_timers(now_ms)
-        out += self._recover_some(now_ms)
+        if time.monotonic() < until:
+            until = min(until, time.monotonic() + self.tuning.timer_budget_ms / 1000)
+            out += self.retention.expire(now_ms, self.tuning.timers_per_cycle)
+            out += self._fire_timers(now_ms, until)
+            out += self._recover_some(now_ms, until)
         out += self._run_local(now_ms)
         return self._take_outbox() + out
 
-    def _fire_timers(self, now_ms: int) -> list[OutRecord]:
+    def _fire_timers(self, now_ms: int, deadline: float) -> list[OutRecord]:
         """Fire due timers, a few at a time, within the count and time budgets."""
         out: list[OutRecord] = []
         fired = 0
-        deadline = time.monotonic() + self.tuning.timer_budget_ms / 1000
         while fired < self.tuning.timers_per_cycle:  # at least one chunk, however slow
             chunk = self.timers.pop_due(now_ms, min(16, self.tuning.timers_per_cycle - fired))
             fired += len(chunk)
@@ -505,7 +511,8 @@ class EngineShard:
             return []
         if execution.parked is not None or self._executor(execution) is None:
             return []
-        self.timers.discard(due)  # the replay, if any, registered it again
+        if self._recovering:
+            self.timers.discard(due)  # the replay, if any, registered it again
         fire = [inputs.FireTimer(timer_id=due.timer_id)]
         return self._apply(execution, fire, now_ms, None, "", park_unwritable=True)
 
@@ -557,10 +564,15 @@ class EngineShard:
             return None
         if events:
             self.stats.replays += 1
-            self.heartbeats.restore(execution.workflow_id, execution.run_id, executor)
-            executor.heartbeat_grace(self._restored_at)
-            pending = executor.pending_timers()
-            self.timers.replace_run(execution.workflow_id, execution.run_id, pending)
+            if executor.running_activities():
+                self.heartbeats.restore(execution.workflow_id, execution.run_id, executor)
+                executor.heartbeat_grace(self._restored_at)
+            if self._recovering:
+                # the restore may have rebuilt the store from the topic, which holds no
+                # timer index: the replay says which timers the run holds. Otherwise
+                # the store has indexed them since they were decided.
+                pending = executor.pending_timers()
+                self.timers.replace_run(execution.workflow_id, execution.run_id, pending)
         execution.executor = executor
         return executor
 

@@ -76,6 +76,14 @@ class ProcessorOptions:
 
     worker_id: str = field(default_factory=default_worker_id)
     max_batch: int = 2000
+    #: time per cycle, for all shards together, for work that can wait: firing due
+    #: timers, expiring closed runs, recovering runs after a restore. A wake-up storm
+    #: then delays each cycle's commands by this much at most (each shard also stops
+    #: at its own ``ShardTuning.timer_budget_ms``); the shards take turns going first
+    due_budget_ms: float = 25.0
+    #: no such work while the batch gathered for the next transaction holds this many
+    #: records: a storm's firings wait rather than make every commit large
+    due_backlog_records: int = 2000
     idle_poll_s: float = 0.02
     # A hanging transaction pins the last stable offset (read_committed readers stall,
     # compaction cannot pass it), and a crashed owner's open transaction delays the
@@ -208,6 +216,7 @@ class ShardProcessor:
         self._pending: list[OutRecord] = []
         self._offsets: dict[int, int] = {}
         self._batch_in = 0
+        self._due_turn = 0  # which shard fires due work first in the next cycle
         self._rebuild: set[int] = set()  # handler raised: its state may be ahead of the log
         self._lost: set[int] = set()  # a handler's local store failed: wipe and rebuild
         self._reader = HistoryReader(kafka_config, layout.history)
@@ -598,6 +607,8 @@ class ShardProcessor:
             wait = _GATHER_POLL_S
         elif self._pending or self._offsets:
             return 0.0  # a batch is ready and nothing is being committed: go
+        if len(self._pending) >= self.options.due_backlog_records:
+            return wait  # due work waits for the commit in flight (see _fire_due)
         due = [d for d in (h.next_due_ms() for h in self._shards.values()) if d is not None]
         if not due:
             return wait
@@ -675,9 +686,14 @@ class ShardProcessor:
             raise ShardStateLost(f"the stores of shards {sorted(self._lost)} failed")
 
     def _fire_due(self, now: int) -> None:
-        for partition, handler in self._shards.items():
+        until = time.monotonic() + self.options.due_budget_ms / 1000
+        if len(self._pending) >= self.options.due_backlog_records:
+            until = 0.0  # continuations only (chains, local activities)
+        shards = list(self._shards.items())
+        self._due_turn = (self._due_turn + 1) % max(1, len(shards))
+        for partition, handler in shards[self._due_turn :] + shards[: self._due_turn]:
             try:
-                self._pending += handler.fire_due(now)
+                self._pending += handler.fire_due(now, until)
             except ShardStateLost:
                 log.exception("shard %d: store failed", partition)
                 self._lost.add(partition)

@@ -330,12 +330,16 @@ class ShardStore:
             raise StoreCorrupted(f"store {self.path}: {exc}") from exc
         return None if found is None else bytes(found)
 
-    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
-        """Entries whose key starts with ``prefix``, in key order."""
+    def scan(
+        self, prefix: bytes, limit: int | None = None, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Entries whose key starts with ``prefix``, in key order, from ``start`` (a
+        key under ``prefix``) when given: a queue-like index read from its front skips
+        the tombstones of the entries it already consumed."""
         opts = ReadOptions()
         opts.set_iterate_upper_bound(_after(prefix))
         it = self._db.iter(opts)
-        it.seek(prefix)
+        it.seek(prefix if start is None else max(prefix, start))
         n = 0
         while it.valid() and (limit is None or n < limit):
             yield it.key(), it.value()

@@ -110,14 +110,22 @@ class StoreView:
         found, value = self._decided(key)
         return value if found else self.store.get(key)
 
-    def scan(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
-        """Visible entries under ``prefix`` in key order."""
+    def scan(
+        self, prefix: bytes, limit: int | None = None, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Visible entries under ``prefix`` in key order (from ``start`` when given)."""
+        low = prefix if start is None else max(prefix, start)
         pending = sorted(
-            {k for gen in self._gens for k in gen.spaces.get(prefix[0], ()) if k.startswith(prefix)}
+            {
+                k
+                for gen in self._gens
+                for k in gen.spaces.get(prefix[0], ())
+                if k >= low and k.startswith(prefix)
+            }
         )
         overlay = ((k, v) for k in pending for _, v in [self._decided(k)] if v is not None)
         stored = (
-            (k, v) for k, v in self.store.scan(prefix) if not self._decided(k)[0]
+            (k, v) for k, v in self.store.scan(prefix, start=start) if not self._decided(k)[0]
         )
         merged = heapq.merge(overlay, stored, key=lambda kv: kv[0])
         yield from itertools.islice(merged, limit)

@@ -8,6 +8,7 @@ broker. The processor's own transactions are tested on Kafka (tests/integration)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,7 @@ class Harness:
 
     def tick(self, advance_ms: int = 0) -> list[OutRecord]:
         self.clock.now += advance_ms
-        out = self.shard.fire_due(self.clock.now)
+        out = self.shard.fire_due(self.clock.now, time.monotonic() + 60)
         self.pending += out
         return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,9 +12,11 @@ import pytest
 from orchestrator import workflow
 from orchestrator.serde import records as rec
 from orchestrator.worker.shard import store as keys
+from orchestrator.worker.shard.due import TimerIndex
 from orchestrator.worker.shard.engine_shard import ShardTuning
 from orchestrator.worker.shard.records import ShardStateLost
 from orchestrator.worker.shard.store import StoreCorrupted
+from orchestrator.worker.shard.view import StoreView
 from tests.unit.worker.shard_harness import CONV, Harness
 
 DAY_MS = 86_400_000
@@ -45,8 +49,15 @@ async def chain(ctx: workflow.WorkflowContext, n: int) -> int:
     return n
 
 
+@workflow.defn(name="unit.two_timers")
+async def two_timers(ctx: workflow.WorkflowContext) -> str:
+    await asyncio.gather(ctx.sleep(timedelta(days=1)), ctx.sleep(timedelta(days=2)))
+    return "both"
+
+
 def harness(tmp_path: Path, **kw: object) -> Harness:
-    return Harness(tmp_path / "state", [sleeper, waiter, chain, hoarder], **kw)  # type: ignore[arg-type]
+    workflows = [sleeper, waiter, chain, hoarder, two_timers]
+    return Harness(tmp_path / "state", workflows, **kw)  # type: ignore[arg-type]
 
 
 def test_a_sleeping_run_leaves_memory_and_wakes_from_the_store(tmp_path: Path) -> None:
@@ -337,3 +348,56 @@ def test_a_full_cache_stays_bounded_and_loses_no_run(tmp_path: Path) -> None:
     h.commit()
     h.run(advance_ms=DAY_MS)
     assert len(h.results()) == 21, "evicted runs wake from the store"
+
+
+def test_a_run_woken_from_the_store_keeps_its_other_timers(tmp_path: Path) -> None:
+    h = harness(tmp_path, tuning=ShardTuning(idle_evict_ms=0))
+    h.start("t", "unit.two_timers")
+    h.commit()
+    assert h.shard.executions.get("t").executor is None  # type: ignore[union-attr]
+    h.run(advance_ms=DAY_MS)  # the first timer wakes it: replayed from the store
+    assert h.results() == {}
+    h.run(advance_ms=DAY_MS)
+    assert h.results() == {"t": "both"}
+    assert h.events_of("t").count("TimerFired") == 2
+
+
+def test_the_due_index_finds_an_entry_added_below_what_it_already_read(
+    tmp_path: Path,
+) -> None:
+    h = harness(tmp_path)
+    view = StoreView(h.shard.store)
+    timers = TimerIndex(view)
+    for n in range(1, 6):
+        timers.set(f"w{n}", "r", "t", 100 * n)
+    view.apply(view.seal(), None)  # in RocksDB now, like every committed timer
+
+    def fire(now: int, limit: int = 10) -> list[str]:
+        due = [t.workflow_id for t in timers.pop_due(now, limit)]
+        view.apply(view.seal(), None)  # the deletes become tombstones on disk
+        return due
+
+    assert fire(350, 2) == ["w1", "w2"]
+    assert fire(350) == ["w3"]
+    # re-indexed late (a run recovered after a restore): already due, below the front
+    timers.set("w0", "r", "t", 50)
+    assert timers.next_due() == 50
+    assert fire(450) == ["w0", "w4"]
+    assert fire(10_000) == ["w5"]
+    assert fire(10_000) == [] and timers.next_due() is None
+
+
+def test_a_spent_cycle_budget_fires_nothing_and_the_next_cycle_goes_on(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    for i in range(20):
+        h.start(f"s-{i}", "unit.sleeper", 1)
+    h.commit()
+    h.clock.now += DAY_MS
+    h.pending += h.shard.fire_due(h.clock.now, until=time.monotonic() - 1)
+    h.commit()
+    assert h.results() == {}, "the processor spent the cycle's budget on other shards"
+    h.start("new", "unit.waiter")  # commands are decided all the same
+    h.commit()
+    assert any(r.workflow_id == "new" and r.ok for r in h.replies)
+    h.run()
+    assert len(h.results()) == 20

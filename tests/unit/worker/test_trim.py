@@ -38,7 +38,7 @@ def freed_by_another_thread_mib() -> float:
         for i in range(CHUNKS):
             buffers.append(libc.malloc(CHUNK))
             ctypes.memset(buffers[-1], 1, CHUNK)
-            if i % 4096 == 0:
+            if i % 256 == 0:  # every 256 KiB: no free run at the top for free() to trim
                 pinned.append(libc.malloc(64))
         for buffer in buffers:
             libc.free(buffer)
@@ -70,7 +70,7 @@ def test_memory_freed_by_another_thread_is_given_back() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert float(done.stdout.strip().splitlines()[-1]) > 40  # of 100 MiB freed
+    assert float(done.stdout.strip().splitlines()[-1]) > 80  # of 100 MiB freed
 
 
 def test_no_c_library_no_trim(monkeypatch: pytest.MonkeyPatch) -> None:
