@@ -118,6 +118,11 @@ class ActivityMixin:
             if act.state is _ActState.RUNNING and act.heartbeat_timeout_ms is not None:
                 act.last_heartbeat_at = max(act.last_heartbeat_at, since_ms)
 
+    def _attempt_running(self, activity_seq: int, attempt: int) -> bool:
+        """Whether ``attempt`` is the running attempt of activity ``activity_seq``."""
+        act = self._activities.get(activity_seq)
+        return act is not None and act.state is _ActState.RUNNING and act.attempt == attempt
+
     def _handle_activity_input(
         self, inp: ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat
     ) -> None:

@@ -496,6 +496,15 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             isinstance(i, FireTimer) and i.timer_id == inp.timer_id for i in self._deferred
         ):
             return True  # fired again after a restore: held once is enough
+        if isinstance(inp, ActivityTaskCompleted | ActivityTaskFailed) and (
+            not self._attempt_running(inp.activity_seq, inp.attempt)
+            or any(
+                isinstance(i, ActivityTaskCompleted | ActivityTaskFailed)
+                and (i.activity_seq, i.attempt) == (inp.activity_seq, inp.attempt)
+                for i in self._deferred
+            )
+        ):
+            return True  # a late or repeated report (at least once): it would not count
         held = to_deferred(inp, self._next_seq(), self._now)
         if held is None:
             return False

@@ -252,3 +252,25 @@ def test_an_update_sent_while_paused_is_answered_on_unpause(tmp_path: Path) -> N
     h.send(rec.SignalWorkflow(workflow_id="c", signal_name="stop"))
     h.commit()
     assert h.results() == {"c": 5}
+
+
+def test_a_repeated_activity_report_while_paused_is_held_once(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("p", "unit.pausable")
+    h.commit()
+    pause(h, "p")
+    [task] = [WIRE.decode_task(t.headers, t.value).record for t in h.tasks]
+    for result in ("first", "again"):  # an activity worker re-ran the task after a crash
+        h.send(
+            rec.ActivityTaskCompleted(
+                workflow_id="p",
+                run_id=task.run_id,
+                activity_seq=task.activity_seq,
+                attempt=task.attempt,
+                result=CONV.to_payload(result),
+            )
+        )
+        h.commit()
+    assert [type(e).__name__ for e in events(h, "p")].count("InputDeferred") == 1
+    unpause(h, "p")
+    assert query(h, "p", "notes") == ["first"]
