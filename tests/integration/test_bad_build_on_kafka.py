@@ -63,7 +63,7 @@ def test_reset_bad_build_resets_exactly_its_runs(
     monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
     monkeypatch.setenv("DATABASE_URL", database)
     layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
-    ensure_topics(admin, layout)
+    ensure_topics(admin, layout, [QUEUE])
     good_ids = [f"g-{i}" for i in range(3)]
     bad_ids = [f"b-{i}" for i in range(5)]
     with (

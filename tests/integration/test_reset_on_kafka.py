@@ -41,7 +41,7 @@ def client(
     monkeypatch.setenv("SAGA_TOPIC_PREFIX", topic_prefix)
     monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
     layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
-    ensure_topics(admin, layout)
+    ensure_topics(admin, layout, [QUEUE])
     options = ProcessorOptions(worker_id=f"{topic_prefix}-reset")
     with (
         EngineWorker(kafka_config, layout, [Collector], options=options),
