@@ -83,9 +83,8 @@ def test_reset_bad_build_resets_exactly_its_runs(
                 "the bad build's runs FAILED in the visibility store",
                 lambda: listed(database, "bad-2") == dict.fromkeys(bad_ids, "FAILED"),
             )
-        first_runs = {w: client.get_handle(w).describe().run_id for w in good_ids}
-
         with engine(kafka_config, layout, "good-3", build_sagas_good):
+            first_runs = {w: client.get_handle(w).describe(timeout=60).run_id for w in good_ids}
             dry = CliRunner().invoke(
                 main, ["reset", "--bad-build", "bad-2", "--reason", "INC-1", "--dry-run"]
             )
@@ -102,4 +101,5 @@ def test_reset_bad_build_resets_exactly_its_runs(
             again = CliRunner().invoke(main, ["reset", "--bad-build", "bad-2", "--reason", "x"])
             assert again.exit_code == 0, again.output
             assert again.output.splitlines()[-1] == "build bad-2: 0 reset, 5 skipped"
-        assert {w: client.get_handle(w).describe().run_id for w in good_ids} == first_runs
+            described = {w: client.get_handle(w).describe().run_id for w in good_ids}
+            assert described == first_runs, "the good build's runs are not touched"
