@@ -274,3 +274,23 @@ def test_a_repeated_activity_report_while_paused_is_held_once(tmp_path: Path) ->
     assert [type(e).__name__ for e in events(h, "p")].count("InputDeferred") == 1
     unpause(h, "p")
     assert query(h, "p", "notes") == ["first"]
+
+
+def test_a_paused_runs_history_exports_and_replays(tmp_path: Path) -> None:
+    from orchestrator.engine.replayer import Replayer, history_from_json, history_to_json
+
+    h = harness(tmp_path)
+    h.start("p", "unit.pausable")
+    h.commit()
+    complete_tasks(h)
+    pause(h, "p")
+    signal(h, "p", "a")
+    h.run(advance_ms=2 * HOUR_MS)
+    unpause(h, "p")
+    complete_tasks(h)
+    signal(h, "p", "done")
+    recorded = events(h, "p")
+    exported = history_to_json(recorded)
+    assert history_from_json(exported) == recorded
+    result = Replayer(workflows=[pausable]).replay(exported)
+    assert result.status is rec.WorkflowStatus.COMPLETED

@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator import workflow
 from orchestrator.engine import events as ev
+from orchestrator.engine.replayer import Replayer, history_from_json, history_to_json
 from orchestrator.serde import records as rec
 from tests.unit.worker.shard_harness import CONV, WIRE, Harness
 from tests.unit.worker.test_pause import complete_tasks, events, query, reply_of, signal
@@ -104,6 +105,9 @@ def test_reset_to_event_n_delivers_later_signals_again_unless_excluded(tmp_path:
         "events 1..3, then the three signals again"
     )
     assert h.results() == {}, "the reset run's end is not the workflow's result"
+    exported = history_to_json(run_events(h, second_run))
+    assert history_from_json(exported) == run_events(h, second_run)
+    assert Replayer(workflows=[Collector]).replay(exported).status is rec.WorkflowStatus.RUNNING
 
     excluded = reset(h, "r2", event_seq=3, exclude_signals=True)
     assert excluded.ok, excluded.error
