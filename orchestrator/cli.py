@@ -582,6 +582,8 @@ def reset(  # noqa: PLR0917 - click passes the options by position
     """Reset a workflow's current run to a point: a new run replays its history up to
     there with the deployed code and goes on; an open run is terminated for it.
     ``--bad-build B`` without an id resets every run build B decided for."""
+    if event_seq is not None and bad_build is not None:
+        raise click.UsageError("give either --to-event or --bad-build, not both")
     if workflow_id is None:
         if bad_build is None:
             raise click.UsageError("give a WORKFLOW_ID, or --bad-build to reset a build's runs")

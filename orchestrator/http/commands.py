@@ -198,6 +198,8 @@ async def reset(request: web.Request) -> web.Response:
     before_build = body.get("before_build")
     if before_build is not None:
         before_build = v.text(before_build, "before_build", MAX_OPERATOR_CHARS)
+    if event_seq is not None and before_build is not None:
+        raise v.bad("give either event_seq or before_build, not both")
     exclude = body.get("exclude_signals", False)
     if not isinstance(exclude, bool):
         raise v.bad("exclude_signals must be true or false")

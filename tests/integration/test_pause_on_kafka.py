@@ -5,6 +5,7 @@ signal applied, nothing lost or doubled."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import time
@@ -89,6 +90,17 @@ def test_pause_mid_step_signal_timer_kill9_unpause(
             found = wait_for(client, "held", lambda f: len(held(f)) == 3, "step one's result held")
             assert held(found) == ["signal", "timer", "activity_completed"]
             assert handle.query("notes") == [], "a paused saga answers queries"
+            shown = saga("history", "held").output.splitlines()
+            assert "RUNNING PAUSED by ops@bank: bank API down" in shown[0]
+            assert shown[-1].split()[2:] == [
+                "InputDeferred",
+                "activity_completed",
+                "#1",
+                "(applied",
+                "on",
+                "unpause)",
+            ]
+            assert json.loads(saga("describe", "held").output)["paused"]["operator"] == "ops@bank"
             names = [type(e).__name__ for e in found.events]
             assert names.count("ActivityScheduled") == 1, "nothing scheduled while paused"
 
