@@ -294,3 +294,20 @@ def test_a_paused_runs_history_exports_and_replays(tmp_path: Path) -> None:
     assert history_from_json(exported) == recorded
     result = Replayer(workflows=[pausable]).replay(exported)
     assert result.status is rec.WorkflowStatus.COMPLETED
+
+
+def test_an_execution_timeout_that_passes_while_paused_applies_on_unpause(tmp_path: Path) -> None:
+    h = harness(tmp_path)
+    h.start("p", "unit.pausable", execution_timeout_ms=HOUR_MS // 2)
+    h.commit()
+    complete_tasks(h)  # asleep for an hour
+    pause(h, "p")
+    h.run(advance_ms=2 * HOUR_MS)
+    assert described(h, "p").status is rec.WorkflowStatus.RUNNING, "held, not applied"
+    held = [e for e in events(h, "p") if isinstance(e, ev.InputDeferred)]
+    assert [(e.kind, e.name) for e in held] == [
+        ("timer", "execution-timeout"),
+        ("timer", "timer/1"),
+    ]
+    unpause(h, "p")
+    assert described(h, "p").status is rec.WorkflowStatus.TIMED_OUT
