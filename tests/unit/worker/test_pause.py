@@ -311,3 +311,25 @@ def test_an_execution_timeout_that_passes_while_paused_applies_on_unpause(tmp_pa
     ]
     unpause(h, "p")
     assert described(h, "p").status is rec.WorkflowStatus.TIMED_OUT
+
+
+@workflow.defn(name="unit.booker")
+async def booker(ctx: workflow.WorkflowContext) -> str:
+    saga = ctx.saga()
+    saga.add_compensation("unit.release", "seat-1")
+    await ctx.sleep(timedelta(days=10))
+    return "booked"
+
+
+def test_a_cancel_sent_while_paused_compensates_on_unpause(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [booker])  # type: ignore[list-item]
+    h.start("b", "unit.booker")
+    h.commit()
+    pause(h, "b")
+    h.send(rec.CancelWorkflow(workflow_id="b", reason="customer asked", request_id="c1"))
+    h.commit()
+    assert reply_of(h, "c1").ok
+    assert h.tasks == [], "no compensation while paused"
+    unpause(h, "b")
+    assert complete_tasks(h) == ["seat-1"]
+    assert described(h, "b").status is rec.WorkflowStatus.CANCELLED
