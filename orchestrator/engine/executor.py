@@ -487,6 +487,8 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         """While paused: record ``inp`` to apply on unpause. False for inputs a pause
         lets through (terminate, heartbeats). A signal its handler cannot take is
         refused now, as it would be when running."""
+        if self._closed:
+            return False  # terminated while paused: nothing is held after the end
         if isinstance(inp, SendSignal):
             problem = self._context().check_signal(inp.name, inp.args)
             if problem is not None:

@@ -333,3 +333,33 @@ def test_a_cancel_sent_while_paused_compensates_on_unpause(tmp_path: Path) -> No
     unpause(h, "b")
     assert complete_tasks(h) == ["seat-1"]
     assert described(h, "b").status is rec.WorkflowStatus.CANCELLED
+
+
+@workflow.defn(name="unit.beating")
+async def beating(ctx: workflow.WorkflowContext) -> str:
+    return await ctx.execute_activity(
+        "unit.beat", "x", heartbeat_timeout=timedelta(minutes=1), result_type=str
+    )
+
+
+def test_heartbeats_keep_an_attempt_alive_while_its_run_is_paused(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [beating])  # type: ignore[list-item]
+    h.start("h", "unit.beating")
+    h.commit()
+    [task] = [WIRE.decode_task(t.headers, t.value).record for t in h.tasks]
+    pause(h, "h")
+    for _ in range(10):  # ten minutes of heartbeats, every 30 s
+        h.run(advance_ms=30_000)
+        h.send(
+            rec.ActivityHeartbeat(
+                workflow_id="h",
+                run_id=task.run_id,
+                activity_seq=task.activity_seq,
+                attempt=task.attempt,
+            )
+        )
+        h.commit()
+    assert not [e for e in events(h, "h") if isinstance(e, ev.InputDeferred)]
+    unpause(h, "h")
+    assert complete_tasks(h) == ["x"]
+    assert h.results() == {"h": "did x"}
