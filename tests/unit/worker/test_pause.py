@@ -233,6 +233,10 @@ class Counter:
     def stop(self) -> None:
         self.stopped = True
 
+    @workflow.query(name="total")
+    def total(self) -> int:
+        return self.total_now
+
 
 def test_an_update_sent_while_paused_is_answered_on_unpause(tmp_path: Path) -> None:
     h = Harness(tmp_path, [Counter])
