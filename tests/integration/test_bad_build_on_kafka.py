@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from orchestrator.cli import main
 from orchestrator.client import Client
+from orchestrator.engine import events as ev
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.visibility.projector import Projector
 from orchestrator.visibility.store import VisibilityStore
@@ -103,3 +104,57 @@ def test_reset_bad_build_resets_exactly_its_runs(
             assert again.output.splitlines()[-1] == "build bad-2: 0 reset, 5 skipped"
             described = {w: client.get_handle(w).describe().run_id for w in good_ids}
             assert described == first_runs, "the good build's runs are not touched"
+
+
+def test_runs_the_fixed_build_cannot_replay_are_reset_out_of_parking(
+    kafka_config: dict[str, Any],
+    admin: AdminClient,
+    topic_prefix: str,
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_config["bootstrap.servers"])
+    monkeypatch.setenv("SAGA_TOPIC_PREFIX", topic_prefix)
+    monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
+    monkeypatch.setenv("DATABASE_URL", database)
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    ensure_topics(admin, layout, [QUEUE])
+    ids = [f"d-{i}" for i in range(4)]
+    with (
+        Projector(database, kafka_config, layout),
+        ActivityWorker(kafka_config, QUEUE, [build_sagas_good.pack], layout=layout),
+        Client(kafka_config, layout=layout) as client,
+    ):
+        bad = ProcessorOptions(worker_id=f"{topic_prefix}-bad")
+        with EngineWorker(
+            kafka_config, layout, [build_sagas_bad.deliver], build_id="bad-9", options=bad
+        ):
+            for wf_id in ids:
+                client.start(build_sagas_bad.deliver, wf_id, id=wf_id, task_queue=QUEUE)
+            # each waits a day, a decision of the bad build in its history
+            wait_for(
+                "the bad build's runs RUNNING in the visibility store",
+                lambda: (
+                    listed(database, "bad-9") == dict.fromkeys(ids, "RUNNING")
+                    and all(
+                        any(e.__class__.__name__ == "TimerStarted" for e in h.events)
+                        for h in (client.fetch_history(w) for w in ids)
+                    )
+                ),
+            )
+            first_runs = {w: str(client.fetch_history(w).run_id) for w in ids}
+        good = ProcessorOptions(worker_id=f"{topic_prefix}-good")
+        with EngineWorker(
+            kafka_config, layout, [build_sagas_good.deliver], build_id="good-10", options=good
+        ):
+            done = CliRunner().invoke(main, ["reset", "--bad-build", "bad-9", "--reason", "INC-2"])
+            assert done.exit_code == 0, done.output
+            assert done.output.splitlines()[-1] == "build bad-9: 4 reset, 0 skipped"
+            with Client(kafka_config, layout=layout) as fresh:
+                for wf_id in ids:
+                    assert fresh.get_handle(wf_id).result(timeout=60) == f"packed {wf_id}"
+                    old = fresh.fetch_history(wf_id, first_runs[wf_id]).events[-1]
+                    assert isinstance(old, ev.WorkflowTerminated) and old.reset_run_id
+    parked = [r for r in caplog.records if " parked: " in r.getMessage()]
+    assert {r.getMessage().split()[1] for r in parked} == set(ids), "the fixed build parked them"
