@@ -250,3 +250,63 @@ def test_a_parked_run_is_reset_by_the_code_that_cannot_replay_it(tmp_path: Path)
     assert isinstance(closed, ev.WorkflowTerminated) and closed.reset_run_id == answer.run_id
     assert complete_tasks(fixed) == ["v2"]
     assert fixed.results() == {"f": "did v2"}
+
+
+def test_points_inside_a_pause_or_with_a_child_running_are_refused() -> None:
+    from orchestrator.worker.shard.reset import ResetRefusedError, plan_reset
+
+    started = ev.WorkflowStarted(
+        seq=1, time=1, workflow_type="t", workflow_id="w", run_id="r1", task_queue="q"
+    )
+    paused: list[ev.Event] = [
+        started,
+        ev.WorkflowPaused(seq=2, time=2),
+        ev.InputDeferred(seq=3, time=3, kind="signal", name="note"),
+        ev.WorkflowUnpaused(seq=4, time=4),
+        ev.SignalReceived(seq=5, time=4, signal_name="note"),
+    ]
+    child: list[ev.Event] = [
+        started,
+        ev.ChildWorkflowInitiated(
+            seq=2, time=2, child_seq=1, workflow_type="k", workflow_id="kid", task_queue="q"
+        ),
+        ev.ChildWorkflowStarted(seq=3, time=3, child_seq=1, run_id="kr"),
+        ev.ChildWorkflowCompleted(seq=4, time=4, child_seq=1, result=CONV.to_payload(1)),
+    ]
+
+    def plan(events: list[ev.Event], to: int) -> int:
+        return plan_reset(
+            events,
+            old_run_id="r1",
+            new_run_id="r2",
+            event_seq=to,
+            exclude_signals=False,
+            reason="",
+            operator="",
+        ).to_seq
+
+    for inside in (2, 3):
+        with pytest.raises(ResetRefusedError, match="paused at that point"):
+            plan(paused, inside)
+    assert plan(paused, 4) == 4 and plan(paused, 1) == 1
+    for running in (2, 3):
+        with pytest.raises(ResetRefusedError, match=r"child workflows \[1\] were running"):
+            plan(child, running)
+    assert plan(child, 4) == 4
+
+
+def test_a_point_the_deployed_code_does_not_replay_is_refused(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "a", [flip_v1])  # type: ignore[list-item]
+    h.start("f", "unit.flip")
+    h.commit()
+    h.stop()
+    fixed = Harness(tmp_path / "b", [_flip_v2()])  # type: ignore[list-item]
+    fixed.history, fixed.commands_offset = h.history, h.commands_offset
+    fixed.restore()
+    before = len(fixed.history)
+    refused = reset(fixed, "r1", "f", event_seq=2)  # the TimerStarted v2 does not make
+    assert not refused.ok and refused.error is not None
+    assert refused.error.type == "ResetRefused"
+    assert "different command than history records" in refused.error.message
+    fixed.commit()
+    assert [e.key for e in fixed.history[before:]] == [], "nothing written"
