@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import hashlib
 import multiprocessing
 import os
 import re
@@ -62,6 +61,7 @@ from orchestrator.converter import DataConverter
 from orchestrator.devstack import providers
 from orchestrator.devstack.processes import stop_process
 from orchestrator.engine import events as ev
+from orchestrator.engine.executor import seed_for_run
 from orchestrator.log.headers import headers_of
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.reading import read_committed
@@ -100,15 +100,17 @@ def workflow_id(kind: str, n: int) -> str:
 # --- what the engine writes for a run -------------------------------------------------
 
 
-def synthetic_run(kind: str, wf_id: str, run_id: str, now: int, arg: int) -> list[EncodedRecord]:
+def synthetic_run(
+    kind: str, wf_id: str, run_id: str, now: int, arg: int, request_id: str | None = None
+) -> list[EncodedRecord]:
     """The history records the engine writes when it starts ``wf_id`` at ``now``
     (epoch ms) with input ``arg`` (see EngineShard._start/_apply/_snapshot): for a
     sleeper, WorkflowStarted + TimerStarted + a RUNNING snapshot; for ``closed``,
     WorkflowStarted + WorkflowCompleted + a COMPLETED snapshot. One decision, so
-    every time in it is the same ``now``."""
+    every time in it is the same ``now``. Seeded runs are started by no client: no
+    request id (so no start deduplication) and no trace context."""
     wf_type = WORKFLOW_TYPES[kind]
-    # the engine derives the seed from the run id when the start names none
-    seed = int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big") >> 1
+    seed = seed_for_run(run_id)  # as the engine derives it when the start names none
     first = ev.WorkflowStarted(
         seq=1,
         time=now,
@@ -140,6 +142,8 @@ def synthetic_run(kind: str, wf_id: str, run_id: str, now: int, arg: int) -> lis
         last_seq=2,
         close_time=close_time,
         result=result,
+        start_request_id=request_id,
+        start_run_id=None if request_id is None else run_id,
     )
     return [
         WIRE.encode_event(wf_id, run_id, first),
@@ -627,7 +631,18 @@ class Bench:
                 continue
             started = WIRE.decode_event(real[0].headers, real[0].value).record.event
             assert isinstance(started, ev.WorkflowStarted)
-            seeded = synthetic_run(kind, wf_id, started.run_id, started.time, arg)
+            # the client's start carries a request id and a trace context, which a
+            # seeded run has none of: take the request id from the engine's snapshot
+            # and leave the traceparent header out of the comparison
+            snapshot = WIRE.decode_history(real[-1].headers, real[-1].value).record
+            request_id = getattr(snapshot, "start_request_id", None)
+            seeded = synthetic_run(kind, wf_id, started.run_id, started.time, arg, request_id)
+            real = [
+                HistoryEntry(
+                    e.key, e.value, e.offset, [h for h in e.headers if h[0] != "traceparent"]
+                )
+                for e in real
+            ]
             if len(real) != len(seeded):
                 problems.append(f"{wf_id}: engine wrote {len(real)} records, seeder {len(seeded)}")
             for got, want in zip(real, seeded, strict=False):

@@ -148,7 +148,11 @@ class AsyncClient:
                 f"topics {layout.commands} / {layout.replies} do not exist; start a worker"
             )
         builder = CommandBuilder(
-            wire or WireFormat(source=source), converter or DataConverter(), shards, source=source
+            wire or WireFormat(source=source),
+            converter or DataConverter(),
+            shards,
+            source=source,
+            topic=layout.commands,
         )
         return cls(producer, listener, options, layout, builder)
 

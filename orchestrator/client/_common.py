@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orchestrator import tracing
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine.events import Event, Failure
@@ -180,19 +181,35 @@ class CommandBuilder:
     """Builds command records and interprets replies for one deployment."""
 
     def __init__(
-        self, wire: WireFormat, converter: DataConverter, shards: int, *, source: str
+        self,
+        wire: WireFormat,
+        converter: DataConverter,
+        shards: int,
+        *,
+        source: str,
+        topic: str = "saga.commands",
     ) -> None:
         self.wire = wire
         self.converter = converter
         self.shards = shards
         self.source = source
+        self.topic = topic  # the commands topic, for the send span
 
     def _out(
         self, command: Command, correlation_id: str, traceparent: str | None
     ) -> OutgoingCommand:
+        given = None if traceparent is None else _traceparent(traceparent)
+        attributes = tracing.kafka_attributes(
+            self.topic,
+            "send",
+            **{"saga.workflow_id": command.workflow_id, "saga.command": type(command).__name__},
+        )
+        name = f"saga send {type(command).__name__}"
+        with tracing.hop(name, tracing.PRODUCER, given, attributes, current=True) as hop:
+            sent = hop.traceparent or given or new_traceparent()
         # ce_id = request id: the shard echoes either, so both choices agree
         record = self.wire.encode_command(
-            command, ce_id=correlation_id, source=self.source, traceparent=_traceparent(traceparent)
+            command, ce_id=correlation_id, source=self.source, traceparent=sent
         )
         return OutgoingCommand(record, shard_for(command.workflow_id, self.shards), correlation_id)
 

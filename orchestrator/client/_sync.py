@@ -69,7 +69,11 @@ class Client:
         self._producer = Producer({**self._kafka, "enable.idempotence": True, "linger.ms": 1})
         shards = _partitions(self._producer, self.layout.commands)
         self.builder = CommandBuilder(
-            wire or WireFormat(source=source), converter or DataConverter(), shards, source=source
+            wire or WireFormat(source=source),
+            converter or DataConverter(),
+            shards,
+            source=source,
+            topic=self.layout.commands,
         )
         self._replies = ReplyBuffer()
         self._cond = threading.Condition()

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from orchestrator import tracing
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
 from orchestrator.engine.events import Failure
@@ -367,18 +368,40 @@ class ActivityWorker:
         runner: AttemptRunner,
     ) -> None:
         began = time.monotonic()
-        try:
-            outcome: ActivityOutcome = await runner.run(task)
-            record = self._encode(task, outcome, traceparent)
-        except RecordEncodeError as exc:  # e.g. a result over the record size limit
-            outcome = runner.failed(task, Failure(message=str(exc), type="RecordEncodeError"))
-            record = self._encode(task, outcome, traceparent)
-        except Exception as exc:
-            log.exception("activity task %s: worker error", task.idempotency_key)
-            outcome = runner.failed(task, Failure(message=repr(exc), type="WorkerError"))
-            record = self._encode(task, outcome, traceparent)
-        finally:
-            self._running -= 1
+        attributes = tracing.kafka_attributes(
+            self.topic,
+            "process",
+            **{
+                "messaging.destination.partition.id": str(partition),
+                "messaging.kafka.offset": offset,
+                "saga.workflow_id": task.workflow_id,
+                "saga.run_id": task.run_id,
+                "saga.activity_type": task.activity_type,
+                "saga.activity_seq": task.activity_seq,
+                "saga.attempt": task.attempt,
+            },
+        )
+        name = f"saga activity {task.activity_type}"
+        with tracing.hop(name, tracing.CONSUMER, traceparent, attributes) as hop:
+            traceparent = hop.traceparent or traceparent  # the outcome is this span's child
+            try:
+                outcome: ActivityOutcome = await runner.run(task)
+                record = self._encode(task, outcome, traceparent)
+            except RecordEncodeError as exc:  # e.g. a result over the record size limit
+                outcome = runner.failed(task, Failure(message=str(exc), type="RecordEncodeError"))
+                record = self._encode(task, outcome, traceparent)
+            except Exception as exc:
+                log.exception("activity task %s: worker error", task.idempotency_key)
+                outcome = runner.failed(task, Failure(message=repr(exc), type="WorkerError"))
+                record = self._encode(task, outcome, traceparent)
+            finally:
+                self._running -= 1
+            if isinstance(outcome, ActivityTaskFailed):
+                hop.set("saga.outcome", "timed_out" if is_timeout(outcome) else "failed")
+                hop.set("error.type", outcome.failure.type or "ActivityError")
+                hop.fail(outcome.failure.message)
+            else:
+                hop.set("saga.outcome", "completed")
         self._count(task, outcome, time.monotonic() - began)
         self._produce(
             self.layout.commands, self._shard(task.workflow_id), record, (partition, offset)

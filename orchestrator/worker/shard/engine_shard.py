@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from orchestrator import tracing
 from orchestrator.config import DEFAULT_CACHE_SIZE, DEFAULT_RETENTION_MS
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import commands as cmd
@@ -598,11 +599,50 @@ class EngineShard:
         """Apply inputs to the run and turn its decision into records. A decision that
         cannot be written raises (the command that caused it is dead-lettered with the
         reason), or with ``park_unwritable`` (timers, local activities: no command to
-        refuse) parks the run."""
+        refuse) parks the run. With a tracing SDK the decision is a span, child of the
+        command's trace context (of the run's for a timer or a local activity)."""
+        if not tracing.recording():
+            return self._decide(
+                execution, batch, now, command, correlation, park_unwritable=park_unwritable
+            )
+        parent = (self._trace_command if command is not None else None) or execution.traceparent
+        attributes = tracing.kafka_attributes(
+            self.layout.commands,
+            "process",
+            **{
+                "messaging.destination.partition.id": str(self.partition),
+                "saga.workflow_id": execution.workflow_id,
+                "saga.run_id": execution.run_id,
+                "saga.workflow_type": execution.workflow_type,
+                "saga.inputs": ", ".join(type(i).__name__ for i in batch),
+            },
+        )
+        name = f"saga decide {execution.workflow_type}"
+        with tracing.hop(name, tracing.CONSUMER, parent, attributes) as hop:
+            out = self._decide(
+                execution, batch, now, command, correlation,
+                park_unwritable=park_unwritable, hop=hop,
+            )
+            hop.set("saga.status", execution.status.name)
+            if execution.parked is not None:
+                hop.fail(f"parked: {execution.parked}")
+            return out
+
+    def _decide(
+        self,
+        execution: Execution,
+        batch: Sequence[inputs.Input],
+        now: int,
+        command: rec.Command | None,
+        correlation: str,
+        *,
+        park_unwritable: bool,
+        hop: tracing.Hop | None = None,
+    ) -> list[OutRecord]:
         executor = self._executor(execution)
         if executor is None:
             return []
-        self._trace_run = execution.traceparent
+        self._trace_run = (hop and hop.traceparent) or execution.traceparent
         try:
             decision = executor.apply(batch, now)
         except NonDeterminismError as exc:
@@ -625,6 +665,8 @@ class EngineShard:
         out = [
             self._event(execution, e, enc) for e, enc in zip(decision.events, encoded, strict=True)
         ]
+        if hop is not None and decision.events:
+            hop.set("saga.events", f"{decision.events[0].seq}-{decision.events[-1].seq}")
         for command_out in decision.commands:
             out += self._command(execution, command_out)
         if any(isinstance(e, ev.WorkflowUnpaused) for e in decision.events):
