@@ -64,6 +64,8 @@ class ActivityInfo:
     """When this attempt was dispatched (workflow time)."""
     heartbeat_details: Sequence[Any] = field(default_factory=tuple)
     """Details of the last heartbeat of an earlier attempt, if any."""
+    key: str = ""
+    """The idempotency key the engine gave the task (empty: derived, see below)."""
 
     @property
     def activity_id(self) -> str:
@@ -72,8 +74,10 @@ class ActivityInfo:
 
     @property
     def idempotency_key(self) -> str:
-        """``"{workflow_id}/{run_id}/{activity_seq}"``, stable across attempts."""
-        return f"{self.workflow_id}/{self.run_id}/{self.activity_seq}"
+        """Stable across attempts: ``"{workflow_id}/{run_id}/{activity_seq}"``, where an
+        activity that an operator's reset runs again keeps the run id of the run that
+        first ran it (docs/operations.md)."""
+        return self.key or f"{self.workflow_id}/{self.run_id}/{self.activity_seq}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from orchestrator.config import (
     Settings,
     default_state_dir,
 )
-from orchestrator.exceptions import WorkflowFailedError
+from orchestrator.exceptions import OrchestratorError, WorkflowFailedError
 from orchestrator.log.topics import TopicLayout, ensure_topics
 
 if TYPE_CHECKING:  # the worker's modules load only when a worker runs
@@ -495,6 +495,145 @@ def terminate(workflow_id: str, reason: str) -> None:
         client.close()
 
 
+def _operator(given: str | None) -> str:
+    """Who runs the command: ``--operator``, else the local user name and host."""
+    if given:
+        return given
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (a bare container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Why, recorded in the run's history.")
+@click.option("--operator", default=None, help="Who asks (default: user@host).")
+@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for the shard.")
+def pause(workflow_id: str, reason: str, operator: str | None, wait: float) -> None:
+    """Pause a running workflow: it decides nothing until unpaused; signals, activity
+    results and timers that come meanwhile are recorded and applied on unpause."""
+    client = _client()
+    try:
+        client.get_handle(workflow_id).pause(reason, operator=_operator(operator), wait=wait)
+    except OrchestratorError as exc:  # refused (no such run, closed) or no answer in time
+        raise click.ClickException(f"pause {workflow_id}: {exc}") from exc
+    finally:
+        client.close()
+    click.echo(f"paused {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Why, recorded in the run's history.")
+@click.option("--operator", default=None, help="Who asks (default: user@host).")
+@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for the shard.")
+def unpause(workflow_id: str, reason: str, operator: str | None, wait: float) -> None:
+    """Unpause a paused workflow: what it held is applied, in order, and it goes on."""
+    client = _client()
+    try:
+        client.get_handle(workflow_id).unpause(reason, operator=_operator(operator), wait=wait)
+    except OrchestratorError as exc:  # refused (no such run, closed) or no answer in time
+        raise click.ClickException(f"unpause {workflow_id}: {exc}") from exc
+    finally:
+        client.close()
+    click.echo(f"unpaused {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id", required=False)
+@click.option(
+    "--to-event",
+    "event_seq",
+    type=int,
+    default=None,
+    help="Reset point: the new run starts with events 1..N (see `saga history`). "
+    "Default: the last decision point, just before the run's latest decisions.",
+)
+@click.option(
+    "--bad-build",
+    default=None,
+    help="Reset to just before the first decision a worker of this build made; "
+    "without WORKFLOW_ID, every run the visibility store lists for the build.",
+)
+@click.option(
+    "--exclude-signals", is_flag=True, help="Do not deliver the signals received after the point."
+)
+@click.option("--dry-run", is_flag=True, help="With --bad-build: list the runs, reset nothing.")
+@click.option("--reason", required=True, help="Why, recorded in both runs.")
+@click.option("--operator", default=None, help="Who asks (default: user@host).")
+@click.option("--wait", default=30.0, show_default=True, help="Seconds to wait for each reset.")
+@click.option("--database-url", default=None, help="PostgreSQL DSN (default: $DATABASE_URL).")
+def reset(  # noqa: PLR0917 - click passes the options by position
+    workflow_id: str | None,
+    event_seq: int | None,
+    bad_build: str | None,
+    exclude_signals: bool,
+    dry_run: bool,
+    reason: str,
+    operator: str | None,
+    wait: float,
+    database_url: str | None,
+) -> None:
+    """Reset a workflow's current run to a point: a new run replays its history up to
+    there with the deployed code and goes on; an open run is terminated for it.
+    ``--bad-build B`` without an id resets every run build B decided for."""
+    if event_seq is not None and bad_build is not None:
+        raise click.UsageError("give either --to-event or --bad-build, not both")
+    if workflow_id is None:
+        if bad_build is None:
+            raise click.UsageError("give a WORKFLOW_ID, or --bad-build to reset a build's runs")
+        _reset_bad_build(bad_build, reason, _operator(operator), wait, database_url, dry_run)
+        return
+    client = _client()
+    try:
+        new_run = client.get_handle(workflow_id).reset(
+            reason,
+            event_seq=event_seq,
+            before_build=bad_build,
+            exclude_signals=exclude_signals,
+            operator=_operator(operator),
+            timeout=wait,
+        )
+    except OrchestratorError as exc:  # refused (bad point, no such run) or no answer
+        raise click.ClickException(f"reset {workflow_id}: {exc}") from exc
+    finally:
+        client.close()
+    click.echo(f"reset {workflow_id}: new run {new_run}")
+
+
+def _reset_bad_build(  # noqa: PLR0917 - the command's options, passed on
+    build_id: str,
+    reason: str,
+    operator: str,
+    wait: float,
+    database_url: str | None,
+    dry_run: bool,
+) -> None:
+    from orchestrator.bad_build import reset_bad_build, runs_of_build
+    from orchestrator.visibility.schema import DEFAULT_TABLE
+
+    dsn = database_url or Settings.from_env().database_url
+    rows = runs_of_build(dsn, DEFAULT_TABLE, build_id)
+    if dry_run:
+        for row in rows:
+            click.echo(f"would reset {row.workflow_id} run {row.run_id} ({row.status})")
+        click.echo(f"{len(rows)} run(s) of build {build_id}")
+        return
+    client = _client()
+    try:
+        report = reset_bad_build(
+            client, rows, build_id, reason=reason, operator=operator, echo=click.echo, timeout=wait
+        )
+    finally:
+        client.close()
+    click.echo(f"build {build_id}: {len(report.reset)} reset, {len(report.skipped)} skipped")
+
+
 @main.command()
 @click.argument("workflow_id")
 def describe(workflow_id: str) -> None:
@@ -531,6 +670,8 @@ def history(workflow_id: str, run_id: str | None, as_json: bool) -> None:
     if found.snapshot is not None:
         snap = found.snapshot
         parked = f" PARKED: {snap.parked}" if snap.parked else ""
+        if snap.paused is not None:
+            parked += f" PAUSED by {snap.paused.operator}: {snap.paused.reason}"
         click.echo(f"{workflow_id} run {snap.run_id} {snap.status.name}{parked}")
     activity_names: dict[int, str] = {}
     for event in found.events:

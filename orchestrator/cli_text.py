@@ -101,8 +101,26 @@ def _compensation_started(e: ev.CompensationStarted, _: ActivityNames) -> str:
     return f"saga {e.saga_id}: {', '.join(e.compensations)}{cause}"
 
 
+def _reset_origin(e: ev.WorkflowStarted) -> str:
+    if e.reset is None:
+        return ""
+    r = e.reset
+    by = f" by {r.operator}" if r.operator else ""
+    return f", reset from run {r.from_run_id} at event {r.to_seq}{by}: {r.reason}"
+
+
+def _by(e: ev.WorkflowPaused | ev.WorkflowUnpaused, _: ActivityNames) -> str:
+    who = f"by {e.operator}" if e.operator else "by an unnamed operator"
+    return f"{who}: {e.reason}" if e.reason else who
+
+
+def _held(e: ev.InputDeferred, _: ActivityNames) -> str:
+    what = e.name or (f"#{e.seq_of}" if e.seq_of else e.reason)
+    return f"{e.kind} {what} (applied on unpause)" if what else f"{e.kind} (applied on unpause)"
+
+
 _DETAILS: dict[type[ev.Event], Callable[[Any, ActivityNames], str]] = {
-    ev.WorkflowStarted: lambda e, _: f"{e.workflow_type} on {e.task_queue}",
+    ev.WorkflowStarted: lambda e, _: f"{e.workflow_type} on {e.task_queue}" + _reset_origin(e),
     ev.WorkflowCancelRequested: lambda e, _: e.reason,
     ev.WorkflowTerminated: lambda e, _: e.reason,
     ev.WorkflowFailed: lambda e, _: _failure(e.failure),
@@ -134,6 +152,9 @@ _DETAILS: dict[type[ev.Event], Callable[[Any, ActivityNames], str]] = {
     ev.CompensationFailed: lambda e, _: (
         f"saga {e.saga_id}: {e.activity_type}: {_failure(e.failure)}"
     ),
+    ev.WorkflowPaused: _by,
+    ev.WorkflowUnpaused: _by,
+    ev.InputDeferred: _held,
 }
 
 

@@ -7,7 +7,8 @@ write commands to ``<prefix>.commands`` keyed by workflow id, on partition
 (a fresh one when the caller passes none).
 
 Reply correlation (docs/clients.md): every command a client sends carries a fresh
-UUID (32 hex digits) as its ``request_id`` (start, signal, cancel, terminate),
+UUID (32 hex digits) as its ``request_id`` (start, signal, cancel, terminate, pause,
+unpause),
 ``update_id`` or ``query_id``, and the same value as its ``ce_id``. The shard
 answers on ``<prefix>.replies`` with ``Reply.correlation_id`` set to that id (a
 command without one is answered with its ``ce_id``), and the record key is the
@@ -20,6 +21,7 @@ of the shard that owns it, when the run closed before the client started.
 
 from orchestrator.client._async import AsyncClient, AsyncWorkflowHandle
 from orchestrator.client._common import (
+    PauseInfo,
     ReplyTimeoutError,
     WorkflowDescription,
     WorkflowNotFoundError,
@@ -35,6 +37,7 @@ __all__ = [
     "AsyncWorkflowHandle",
     "Client",
     "IdReusePolicy",
+    "PauseInfo",
     "ReplyTimeoutError",
     "WorkflowDescription",
     "WorkflowHandle",

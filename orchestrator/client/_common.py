@@ -42,13 +42,16 @@ from orchestrator.serde.records import (
     CancelWorkflow,
     Command,
     IdReusePolicy,
+    PauseWorkflow,
     QueryWorkflow,
     Reply,
     ReplyKind,
+    ResetWorkflow,
     SignalWithStart,
     SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
+    UnpauseWorkflow,
     UpdateWorkflow,
     WorkflowSnapshot,
     WorkflowStatus,
@@ -59,6 +62,7 @@ __all__ = [
     "NO_INPUT",
     "CommandBuilder",
     "OutgoingCommand",
+    "PauseInfo",
     "ReplyBuffer",
     "ReplyTimeoutError",
     "RunHistory",
@@ -142,8 +146,18 @@ class OutgoingCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseInfo:
+    """An operator's pause in force on a run: who paused it, why, and since when."""
+
+    reason: str
+    operator: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowDescription:
-    """The latest snapshot of a workflow id, decoded."""
+    """The latest snapshot of a workflow id, decoded. ``paused`` is set while an
+    operator holds the run (its status stays RUNNING or COMPENSATING)."""
 
     workflow_id: str
     run_id: str
@@ -155,6 +169,7 @@ class WorkflowDescription:
     last_seq: int
     search_attributes: dict[str, Any] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)
+    paused: PauseInfo | None = None
 
     @property
     def is_open(self) -> bool:
@@ -271,6 +286,66 @@ class CommandBuilder:
             workflow_id=workflow_id, reason=reason, run_id=run_id, request_id=request_id
         )
         return self._out(command, request_id, tp)
+
+    def pause(
+        self, workflow_id: str, run_id: str | None, reason: str, operator: str
+    ) -> OutgoingCommand:
+        """A PauseWorkflow command."""
+        request_id = uuid.uuid4().hex
+        command = PauseWorkflow(
+            workflow_id=workflow_id,
+            reason=reason,
+            operator=operator,
+            run_id=run_id,
+            request_id=request_id,
+        )
+        return self._out(command, request_id, None)
+
+    def unpause(
+        self, workflow_id: str, run_id: str | None, reason: str, operator: str
+    ) -> OutgoingCommand:
+        """An UnpauseWorkflow command."""
+        request_id = uuid.uuid4().hex
+        command = UnpauseWorkflow(
+            workflow_id=workflow_id,
+            reason=reason,
+            operator=operator,
+            run_id=run_id,
+            request_id=request_id,
+        )
+        return self._out(command, request_id, None)
+
+    def reset(
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        reason: str,
+        operator: str,
+        *,
+        event_seq: int | None,
+        exclude_signals: bool,
+        before_build: str | None = None,
+    ) -> OutgoingCommand:
+        """A ResetWorkflow command."""
+        request_id = uuid.uuid4().hex
+        command = ResetWorkflow(
+            workflow_id=workflow_id,
+            reason=reason,
+            operator=operator,
+            run_id=run_id,
+            event_seq=event_seq,
+            before_build=before_build,
+            exclude_signals=exclude_signals,
+            request_id=request_id,
+        )
+        return self._out(command, request_id, None)
+
+    def reset_run_id(self, reply: Reply) -> str:
+        """The new run a reset started; raises as :meth:`reply_value` if refused."""
+        self.reply_value(reply)
+        if reply.run_id is None:
+            raise OrchestratorError(f"reset of {reply.workflow_id!r}: the reply names no run")
+        return reply.run_id
 
     def update(
         self, workflow_id: str, run_id: str | None, name: str, args: Sequence[Any], tp: str | None
@@ -416,6 +491,13 @@ class CommandBuilder:
                 for k, v in snapshot.search_attributes.items()
             },
             memo={k: self.converter.from_payload(v) for k, v in snapshot.memo.items()},
+            paused=PauseInfo(
+                reason=snapshot.paused.reason,
+                operator=snapshot.paused.operator,
+                since=_time(snapshot.paused.time),
+            )
+            if snapshot.paused is not None
+            else None,
         )
 
     def exception(self, failure: Failure) -> BaseException:

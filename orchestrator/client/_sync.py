@@ -320,6 +320,60 @@ class WorkflowHandle:
         out = b.terminate(self.workflow_id, self.run_id, reason, traceparent)
         self.client._deliver(out, wait)
 
+    def pause(
+        self, reason: str = "", *, operator: str = "", wait: float | None = None
+    ) -> None:
+        """Pause the run: it decides and schedules nothing until :meth:`unpause`.
+
+        Signals, updates, activity outcomes and timers that come meanwhile are
+        recorded in history and applied, in order, on unpause; queries still answer.
+        ``reason`` and ``operator`` are recorded with the pause. Pausing a paused run
+        changes nothing. ``wait`` as for :meth:`signal`.
+        """
+        out = self.client.builder.pause(self.workflow_id, self.run_id, reason, operator)
+        self.client._deliver(out, wait)
+
+    def unpause(
+        self, reason: str = "", *, operator: str = "", wait: float | None = None
+    ) -> None:
+        """Unpause the run: what it held since the pause is applied, in order."""
+        out = self.client.builder.unpause(self.workflow_id, self.run_id, reason, operator)
+        self.client._deliver(out, wait)
+
+    def reset(
+        self,
+        reason: str = "",
+        *,
+        event_seq: int | None = None,
+        before_build: str | None = None,
+        exclude_signals: bool = False,
+        operator: str = "",
+        timeout: float = 30.0,
+    ) -> str:
+        """Reset the run to event ``event_seq`` (default: its last decision point, just
+        before its latest decisions; with ``before_build``, just before the first
+        decision a worker of that build made) and return the new run's id.
+
+        A new run of this workflow id starts with the history up to that point and
+        the current code; the decisions after it are made again. Signals received
+        after the point are delivered again unless ``exclude_signals``. An open run
+        is terminated in favour of the new one; ``reason`` and ``operator`` are
+        recorded in both. Activities in flight at the point run again with their
+        idempotency keys; the old attempts' results are ignored. ApplicationError
+        with type ``ResetRefused`` says why a reset cannot be done.
+        """
+        b = self.client.builder
+        out = b.reset(
+            self.workflow_id,
+            self.run_id,
+            reason,
+            operator,
+            event_seq=event_seq,
+            exclude_signals=exclude_signals,
+            before_build=before_build,
+        )
+        return b.reset_run_id(self.client._request(out, timeout))
+
     def update(
         self,
         name: str,

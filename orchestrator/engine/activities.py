@@ -95,6 +95,7 @@ class ActivityMixin:
         def _fail(self, exc: BaseException) -> None: ...
         def decide(self, e: ev.DecisionEvent) -> tuple[ev.DecisionEvent, bool]: ...
         def peek(self) -> ev.Event | None: ...
+        def key_run_id(self, activity_seq: int) -> str: ...
         def workflow_loop(self) -> WorkflowEventLoop: ...
 
     def restore_heartbeat(
@@ -116,6 +117,11 @@ class ActivityMixin:
         for act in self._activities.values():
             if act.state is _ActState.RUNNING and act.heartbeat_timeout_ms is not None:
                 act.last_heartbeat_at = max(act.last_heartbeat_at, since_ms)
+
+    def _attempt_running(self, activity_seq: int, attempt: int) -> bool:
+        """Whether ``attempt`` is the running attempt of activity ``activity_seq``."""
+        act = self._activities.get(activity_seq)
+        return act is not None and act.state is _ActState.RUNNING and act.attempt == attempt
 
     def _handle_activity_input(
         self, inp: ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat
@@ -296,6 +302,7 @@ class ActivityMixin:
             heartbeat_timeout_ms=act.heartbeat_timeout_ms,
             heartbeat_details=act.heartbeat_details,
             local=act.local,
+            key_run_id=self.key_run_id(act.seq),
         )
 
     def _dispatch(self, act: _Activity) -> None:

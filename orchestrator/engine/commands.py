@@ -54,11 +54,15 @@ class ScheduleActivityTask:
     heartbeat_details: list[Payload] = field(default_factory=list)
     local: bool = False
     """The code asked for a local activity: the engine worker may run it itself."""
+    key_run_id: str = ""
+    """The run id of the idempotency key when not ``run_id`` (an activity a reset
+    re-executes keeps the key of the run that first ran it)."""
 
     @property
     def idempotency_key(self) -> str:
-        """``"{workflow_id}/{run_id}/{activity_seq}"``, the same for every attempt."""
-        return f"{self.workflow_id}/{self.run_id}/{self.activity_seq}"
+        """``"{workflow_id}/{key_run_id or run_id}/{activity_seq}"``, the same for
+        every attempt."""
+        return f"{self.workflow_id}/{self.key_run_id or self.run_id}/{self.activity_seq}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

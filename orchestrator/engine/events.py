@@ -49,8 +49,10 @@ __all__ = [
     "DecisionEvent",
     "Event",
     "Failure",
+    "InputDeferred",
     "MarkerRecorded",
     "MemoUpserted",
+    "ResetOrigin",
     "RetryPolicyRecord",
     "SearchAttributesUpserted",
     "SignalReceived",
@@ -65,9 +67,11 @@ __all__ = [
     "WorkflowCompleted",
     "WorkflowContinuedAsNew",
     "WorkflowFailed",
+    "WorkflowPaused",
     "WorkflowStarted",
     "WorkflowTerminated",
     "WorkflowTimedOut",
+    "WorkflowUnpaused",
 ]
 
 # Timeout kinds used in ActivityTimedOut.timeout_type and timer ids.
@@ -112,6 +116,23 @@ class RetryPolicyRecord:
     non_retryable_errors: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetOrigin:
+    """Set in the ``WorkflowStarted`` of a run an operator's reset started: the run it
+    reset (``from_run_id``), whose first ``to_seq`` events this run's history begins
+    with, who reset it and why.
+
+    ``activity_keys``: for each activity scheduled up to the reset point (by
+    ``activity_seq``, as text), the run id its idempotency key keeps, so a re-executed
+    attempt carries the key its first execution had."""
+
+    from_run_id: str
+    to_seq: int
+    reason: str = ""
+    operator: str = ""
+    activity_keys: dict[str, str] = field(default_factory=dict)
+
+
 # --- bases -----------------------------------------------------------------------
 
 
@@ -150,6 +171,8 @@ class WorkflowStarted(Event):
     search_attributes: dict[str, Payload] = field(default_factory=dict)
     #: when the execution timeout closes the workflow (epoch ms; kept by continued runs)
     execution_deadline: int | None = None
+    #: set when an operator's reset started this run (v3)
+    reset: ResetOrigin | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,9 +187,12 @@ class WorkflowCancelRequested(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowTerminated(Event):
-    """An operator ended the run; no more code runs (terminal)."""
+    """An operator ended the run; no more code runs (terminal). ``reset_run_id``: the
+    run was ended by a reset, which started that run in its place (v3)."""
 
     reason: str = ""
+    operator: str = ""
+    reset_run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -430,6 +456,50 @@ class MemoUpserted(DecisionEvent):
     memo: dict[str, Payload] = field(default_factory=dict)
 
 
+# --- operator's pause ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowPaused(Event):
+    """An operator paused the run: from here on inputs are recorded as
+    :class:`InputDeferred` and reach the code only after :class:`WorkflowUnpaused`."""
+
+    reason: str = ""
+    operator: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowUnpaused(Event):
+    """An operator unpaused the run; the inputs deferred since the pause are applied
+    next, in the order they came (the events they lead to follow this one)."""
+
+    reason: str = ""
+    operator: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputDeferred(Event):
+    """An input that reached a paused run, kept until the unpause (no effect before).
+
+    ``kind`` names the input (see :mod:`orchestrator.engine.deferral`); the other
+    fields hold what that kind carries and keep their defaults otherwise."""
+
+    kind: str
+    name: str = ""
+    """Signal or update name, or timer id."""
+    update_id: str = ""
+    args: list[Payload] = field(default_factory=list)
+    seq_of: int = 0
+    """Activity seq or child seq."""
+    attempt: int = 0
+    run_id: str = ""
+    """A child's run id."""
+    result: Payload | None = None
+    failure: Failure | None = None
+    reason: str = ""
+    """A cancel request's reason."""
+
+
 EVENT_TYPES: Final[dict[str, type[Event]]] = {
     cls.__name__: cls
     for cls in (
@@ -464,6 +534,9 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
         CompensationFailed,
         SearchAttributesUpserted,
         MemoUpserted,
+        WorkflowPaused,
+        WorkflowUnpaused,
+        InputDeferred,
     )
 }
 """Every concrete event class by name (the type tag in JSON exports)."""

@@ -32,6 +32,9 @@ Contract for runtimes (the Kafka shard processor, the test environment)::
 - To keep a million sleeping runs cheap, evict idle executors (:meth:`evict`)
   and keep only their timers; a fired timer restores the run from history.
 - Queries: :meth:`query`. The run's status: :attr:`status`.
+- Pause (an operator's): after a ``PauseWorkflow`` input, inputs are recorded as
+  ``InputDeferred`` events and reach the code only after ``UnpauseWorkflow``
+  (:mod:`orchestrator.engine.deferral`); :attr:`paused` says whether and why.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from orchestrator.engine.commands import (
     ScheduleActivityTask,
     StartTimer,
 )
+from orchestrator.engine.deferral import from_deferred, to_deferred
 from orchestrator.engine.failures import (
     from_failure,
     to_failure,
@@ -72,10 +76,12 @@ from orchestrator.engine.inputs import (
     ChildStarted,
     FireTimer,
     Input,
+    PauseWorkflow,
     RequestUpdate,
     SendSignal,
     StartWorkflow,
     TerminateWorkflow,
+    UnpauseWorkflow,
 )
 from orchestrator.engine.loop import WorkflowEventLoop
 from orchestrator.engine.recording import RUN_ID_NAMESPACE, Counters, RecordingMixin, _Child
@@ -169,6 +175,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
 
     __slots__ = (
         "_activities",
+        "_activity_keys",
         "_build_id",
         "_children",
         "_closed",
@@ -178,6 +185,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         "_counters",
         "_ctx",
         "_cursor",
+        "_deferred",
         "_defn",
         "_fatal",
         "_guard",
@@ -188,6 +196,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         "_new_events",
         "_now",
         "_patches",
+        "_paused",
         "_read_only",
         "_rejected",
         "_rng",
@@ -237,12 +246,15 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         self._main: asyncio.Task[Any] | None = None
         self._rng = random.Random(0)
         self._activities: dict[int, _Activity] = {}
+        self._activity_keys: dict[int, str] = {}
         self._children: dict[int, _Child] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._timer_fire_at: dict[str, int] = {}
         self._timer_by_handle: dict[int, str] = {}
         self._conditions: list[tuple[Any, asyncio.Future[bool]]] = []
         self._patches: dict[str, bool] = {}
+        self._paused: ev.WorkflowPaused | None = None
+        self._deferred: list[Input] = []
         self._counters = Counters()
         self.cancel_requested = False
         self._timed_out = False
@@ -257,6 +269,11 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
     def status(self) -> WorkflowStatus:
         """The run's status after the events seen so far."""
         return self._status
+
+    @property
+    def paused(self) -> ev.WorkflowPaused | None:
+        """The pause in force (who paused the run, why and when), None when not paused."""
+        return self._paused
 
     @property
     def history(self) -> list[ev.Event]:
@@ -323,6 +340,11 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         result = self._run_read_only(f"query {name!r}", handler.fn, decoded)
         return self._conv.to_payload(result)
 
+    def key_run_id(self, activity_seq: int) -> str:
+        """The run id in activity ``activity_seq``'s idempotency key: this run's, or
+        for an activity scheduled before a reset point, the run that first ran it."""
+        return self._activity_keys.get(activity_seq, self.started.run_id)
+
     def pending_timers(self) -> list[StartTimer]:
         """Every timer the runtime should hold for this run (for restore)."""
         if self._closed:
@@ -333,7 +355,9 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             out.append(deadline)
         for act in self._activities.values():
             out.extend(self._activity_timers(act))
-        return out
+        # a timer that fired while paused is held in history: it must not fire again
+        held = {i.timer_id for i in self._deferred if isinstance(i, FireTimer)}
+        return [t for t in out if t.timer_id not in held] if held else out
 
     def quiet_until(self, until_ms: int) -> bool:
         """True when nothing but a command can move this open run before ``until_ms``:
@@ -398,6 +422,10 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
                 self._commands.append(deadline)
         elif self._started is None:
             raise ValueError("the first input must be StartWorkflow")
+        elif isinstance(inp, PauseWorkflow | UnpauseWorkflow):
+            self._handle_pause(inp)
+        elif self._paused is not None and self._hold(inp):
+            return
         elif isinstance(inp, ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat):
             self._handle_activity_input(inp)
         elif isinstance(inp, FireTimer):
@@ -415,7 +443,9 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             if not self.cancel_requested:
                 self._accept(ev.WorkflowCancelRequested(seq=seq, time=now, reason=inp.reason))
         elif isinstance(inp, TerminateWorkflow):
-            self._accept(ev.WorkflowTerminated(seq=seq, time=now, reason=inp.reason))
+            self._accept(ev.WorkflowTerminated(seq=seq, time=now, reason=inp.reason,
+                                               operator=inp.operator,
+                                               reset_run_id=inp.reset_run_id))
         else:
             child = self._children.get(inp.child_seq)
             if child is None or child.future.done():
@@ -433,6 +463,55 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
                 self._accept(ev.ChildWorkflowFailed(seq=seq, time=now,
                                                     child_seq=inp.child_seq,
                                                     failure=inp.failure))
+
+    def _handle_pause(self, inp: PauseWorkflow | UnpauseWorkflow) -> None:
+        """Pause, or unpause and apply the held inputs in order; a repeat is a no-op."""
+        seq, now = self._next_seq(), self._now
+        if isinstance(inp, PauseWorkflow):
+            if self._paused is None:
+                self._accept(ev.WorkflowPaused(seq=seq, time=now, reason=inp.reason,
+                                               operator=inp.operator))
+            return
+        if self._paused is None:
+            return
+        held = self._deferred
+        self._accept(ev.WorkflowUnpaused(seq=seq, time=now, reason=inp.reason,
+                                         operator=inp.operator))
+        for given in held:
+            if self._closed and not isinstance(given, RequestUpdate):
+                continue
+            self._handle(given)
+            self._raise_fatal()
+
+    def _hold(self, inp: Input) -> bool:
+        """While paused: record ``inp`` to apply on unpause. False for inputs a pause
+        lets through (terminate, heartbeats). A signal its handler cannot take is
+        refused now, as it would be when running."""
+        if self._closed:
+            return False  # terminated while paused: nothing is held after the end
+        if isinstance(inp, SendSignal):
+            problem = self._context().check_signal(inp.name, inp.args)
+            if problem is not None:
+                self._rejected.append(problem)
+                return True
+        if isinstance(inp, FireTimer) and any(
+            isinstance(i, FireTimer) and i.timer_id == inp.timer_id for i in self._deferred
+        ):
+            return True  # fired again after a restore: held once is enough
+        if isinstance(inp, ActivityTaskCompleted | ActivityTaskFailed) and (
+            not self._attempt_running(inp.activity_seq, inp.attempt)
+            or any(
+                isinstance(i, ActivityTaskCompleted | ActivityTaskFailed)
+                and (i.activity_seq, i.attempt) == (inp.activity_seq, inp.attempt)
+                for i in self._deferred
+            )
+        ):
+            return True  # a late or repeated report (at least once): it would not count
+        held = to_deferred(inp, self._next_seq(), self._now)
+        if held is None:
+            return False
+        self._accept(held)
+        return True
 
     def _started_event(self, inp: StartWorkflow, seq: int, now: int) -> ev.WorkflowStarted:
         seed = inp.random_seed
@@ -536,6 +615,9 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         elif isinstance(e, ev.ChildWorkflowStarted | ev.ChildWorkflowCompleted
                         | ev.ChildWorkflowFailed):
             self._deliver_child(e)
+        elif isinstance(e, ev.WorkflowPaused | ev.WorkflowUnpaused | ev.InputDeferred):
+            self._deliver_pause(e)
+            return  # the code does not run: it is quiescent, and paused or about to resume
         else:
             self._fail(NonDeterminismError(
                 "unexpected input event in history", seq=e.seq,
@@ -543,6 +625,27 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             ))
             return
         self._run()
+
+    def _deliver_pause(
+        self, e: ev.WorkflowPaused | ev.WorkflowUnpaused | ev.InputDeferred
+    ) -> None:
+        if isinstance(e, ev.WorkflowPaused):
+            self._paused = e
+        elif isinstance(e, ev.WorkflowUnpaused):
+            # the held inputs' own events follow in history (replay) or are being
+            # made by _handle_pause (live)
+            self._paused = None
+            self._deferred = []
+        elif self._paused is None:
+            self._fail(NonDeterminismError(
+                "history holds an input for a run that is not paused", seq=e.seq,
+                expected="WorkflowPaused before it", actual="InputDeferred",
+            ))
+        else:
+            try:
+                self._deferred.append(from_deferred(e))
+            except ValueError as exc:
+                self._fail(WorkflowTaskError(str(exc)))
 
     def _deliver_timer(self, e: ev.TimerFired) -> None:
         if e.timer_id.startswith("timer/"):
@@ -577,6 +680,8 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
 
         self._set_status(e)
         self._started = e
+        if e.reset is not None:
+            self._activity_keys = {int(k): v for k, v in e.reset.activity_keys.items()}
         self._rng = random.Random(e.random_seed)
         self.memo = dict(e.memo)
         self.search_attributes = dict(e.search_attributes)

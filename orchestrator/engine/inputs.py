@@ -23,10 +23,12 @@ __all__ = [
     "ChildStarted",
     "FireTimer",
     "Input",
+    "PauseWorkflow",
     "RequestUpdate",
     "SendSignal",
     "StartWorkflow",
     "TerminateWorkflow",
+    "UnpauseWorkflow",
 ]
 
 
@@ -112,9 +114,12 @@ class CancelWorkflow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TerminateWorkflow:
-    """End the run now, running no more code (no compensation)."""
+    """End the run now, running no more code (no compensation); ``reset_run_id``
+    when a reset ends it in favour of that run."""
 
     reason: str = ""
+    operator: str = ""
+    reset_run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +146,22 @@ class ChildFailed:
     failure: Failure
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseWorkflow:
+    """An operator pauses the run: later inputs are recorded and held until unpaused."""
+
+    reason: str = ""
+    operator: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpauseWorkflow:
+    """An operator unpauses the run: the held inputs are applied, in order."""
+
+    reason: str = ""
+    operator: str = ""
+
+
 Input = (
     StartWorkflow
     | ActivityTaskCompleted
@@ -154,5 +175,7 @@ Input = (
     | ChildStarted
     | ChildCompleted
     | ChildFailed
+    | PauseWorkflow
+    | UnpauseWorkflow
 )
 """Any input an executor accepts."""

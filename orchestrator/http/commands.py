@@ -1,4 +1,5 @@
-"""Routes that send commands: start, signal, cancel, terminate, update, query.
+"""Routes that send commands: start, signal, cancel, terminate, pause, unpause, reset,
+update, query.
 
 Each waits (bounded) for the shard's reply when asked to, so a caller learns the
 run id of a start, or that a signal hit an unknown or closed workflow. A command
@@ -20,9 +21,11 @@ from orchestrator.http import validation as v
 from orchestrator.http.jsonout import jsonable
 from orchestrator.http.limits import (
     COMMAND_WAIT_S,
+    MAX_OPERATOR_CHARS,
     MAX_REASON_CHARS,
     MAX_WAIT_S,
     QUERY_TIMEOUT_S,
+    RESET_WAIT_S,
     START_WAIT_S,
     UPDATE_TIMEOUT_S,
 )
@@ -153,6 +156,64 @@ async def terminate(request: web.Request) -> web.Response:
     return _delivered(handle, wait)
 
 
+async def pause(request: web.Request) -> web.Response:
+    """``POST /v1/workflows/{id}/pause``: hold the run; it decides nothing until unpaused."""
+    return await _pause_or_unpause(request, pausing=True)
+
+
+async def unpause(request: web.Request) -> web.Response:
+    """``POST /v1/workflows/{id}/unpause``: apply what the run held, and go on."""
+    return await _pause_or_unpause(request, pausing=False)
+
+
+async def _pause_or_unpause(request: web.Request, *, pausing: bool) -> web.Response:
+    handle = handle_of(request)
+    body = await v.json_body(request, optional=("reason", "operator", "wait"), allow_empty=True)
+    wait = v.seconds(body.get("wait"), "wait", default=COMMAND_WAIT_S, maximum=MAX_WAIT_S)
+    reason = v.text(body.get("reason", ""), "reason", MAX_REASON_CHARS)
+    operator = v.text(body.get("operator", ""), "operator", MAX_OPERATOR_CHARS)
+    if not operator:
+        operator = f"http {request.remote or 'unknown'}"
+    verb = handle.pause if pausing else handle.unpause
+    await verb(reason, operator=operator, wait=wait or None)
+    return _delivered(handle, wait, paused=pausing)
+
+
+async def reset(request: web.Request) -> web.Response:
+    """``POST /v1/workflows/{id}/reset``: a new run replays the history up to a point."""
+    handle = handle_of(request)
+    body = await v.json_body(
+        request,
+        required=("reason",),
+        optional=("event_seq", "before_build", "exclude_signals", "operator", "wait"),
+    )
+    wait = v.seconds(body.get("wait"), "wait", default=RESET_WAIT_S, maximum=MAX_WAIT_S)
+    reason = v.text(body["reason"], "reason", MAX_REASON_CHARS)
+    operator = v.text(body.get("operator", ""), "operator", MAX_OPERATOR_CHARS)
+    event_seq = body.get("event_seq")
+    if event_seq is not None and (
+        isinstance(event_seq, bool) or not isinstance(event_seq, int) or event_seq < 1
+    ):
+        raise v.bad("event_seq must be a positive integer (an event's seq)")
+    before_build = body.get("before_build")
+    if before_build is not None:
+        before_build = v.text(before_build, "before_build", MAX_OPERATOR_CHARS)
+    if event_seq is not None and before_build is not None:
+        raise v.bad("give either event_seq or before_build, not both")
+    exclude = body.get("exclude_signals", False)
+    if not isinstance(exclude, bool):
+        raise v.bad("exclude_signals must be true or false")
+    new_run = await handle.reset(
+        reason,
+        event_seq=event_seq,
+        before_build=before_build,
+        exclude_signals=exclude,
+        operator=operator or f"http {request.remote or 'unknown'}",
+        timeout=wait,
+    )
+    return web.json_response({"workflow_id": handle.workflow_id, "run_id": new_run})
+
+
 async def update(request: web.Request) -> web.Response:
     """``POST /v1/workflows/{id}/updates/{name}``: run an update handler, return its result."""
     handle = handle_of(request)
@@ -201,6 +262,9 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{wf}/signals/{{name}}", signal),
         web.post(f"{wf}/cancel", cancel),
         web.post(f"{wf}/terminate", terminate),
+        web.post(f"{wf}/pause", pause),
+        web.post(f"{wf}/unpause", unpause),
+        web.post(f"{wf}/reset", reset),
         web.post(f"{wf}/updates/{{name}}", update),
         web.get(f"{wf}/queries/{{name}}", query, allow_head=False),
         web.post(f"{wf}/queries/{{name}}", query),

@@ -35,6 +35,7 @@ _REFUSALS: Mapping[str, tuple[int, str]] = {
     "WorkflowAlreadyStarted": (409, "already_started"),
     "WorkflowParked": (409, "workflow_parked"),
     "CommandRejected": (422, "command_rejected"),
+    "ResetRefused": (409, "reset_refused"),
 }
 _AIOHTTP_CODES: Mapping[int, str] = {
     400: "bad_request",

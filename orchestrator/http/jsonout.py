@@ -17,10 +17,10 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrator.client import WorkflowDescription
+from orchestrator.client import PauseInfo, WorkflowDescription
 from orchestrator.converter import DataConverter, Payload
 
-__all__ = ["description_json", "dumps", "event_json", "jsonable", "payload_json"]
+__all__ = ["description_json", "dumps", "event_json", "jsonable", "pause_json", "payload_json"]
 
 
 def _iso_ms(ms: int) -> str:
@@ -79,7 +79,15 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "last_seq": d.last_seq,
         "search_attributes": jsonable(d.search_attributes),
         "memo": jsonable(d.memo),
+        "paused": pause_json(d.paused),
     }
+
+
+def pause_json(paused: PauseInfo | None) -> dict[str, Any] | None:
+    """An operator's pause in force as JSON (None when not paused)."""
+    if paused is None:
+        return None
+    return {"reason": paused.reason, "operator": paused.operator, "since": paused.since.isoformat()}
 
 
 def event_json(event: Any, converter: DataConverter) -> dict[str, Any]:

@@ -13,6 +13,9 @@ START_WAIT_S: Final = 10.0
 COMMAND_WAIT_S: Final = 10.0
 """Default wait for the shard's answer to a signal, cancel or terminate."""
 
+RESET_WAIT_S: Final = 30.0
+"""Default wait for the shard's answer to a reset (it replays the run's history)."""
+
 UPDATE_TIMEOUT_S: Final = 30.0
 """Default wait for an update's result."""
 
@@ -30,4 +33,5 @@ HISTORY_TIMEOUT_S: Final = 20.0
 
 MAX_ID_CHARS: Final = 256
 MAX_REASON_CHARS: Final = 1000
+MAX_OPERATOR_CHARS: Final = 200
 DEFAULT_LIST_LIMIT: Final = 100

@@ -21,11 +21,12 @@ from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.http import validation as v
 from orchestrator.http.commands import handle_of
 from orchestrator.http.errors import ApiError
-from orchestrator.http.jsonout import description_json, event_json, jsonable
+from orchestrator.http.jsonout import description_json, event_json, jsonable, pause_json
 from orchestrator.http.limits import (
     DEFAULT_LIST_LIMIT,
     DESCRIBE_TIMEOUT_S,
     HISTORY_TIMEOUT_S,
+    MAX_ID_CHARS,
     MAX_WAIT_S,
 )
 from orchestrator.http.services import SERVICES
@@ -137,6 +138,9 @@ async def history(request: web.Request) -> web.Response:
             "run_id": found.run_id,
             "status": snapshot.status.name if snapshot is not None else None,
             "parked": snapshot.parked if snapshot is not None else None,
+            "paused": pause_json(handle.client.builder.describe(snapshot).paused)
+            if snapshot is not None
+            else None,
             "events": [event_json(e, converter) for e in found.events],
         }
     )
@@ -157,8 +161,8 @@ def _search(values: list[str]) -> dict[str, Any]:
 
 
 async def list_workflows(request: web.Request) -> web.Response:
-    """``GET /v1/workflows?status=&type=&search=k:v&limit=&after=``: newest first."""
-    v.check_query(request, ("status", "type", "search", "limit", "after"))
+    """``GET /v1/workflows?status=&type=&search=k:v&build_id=&limit=&after=``: newest first."""
+    v.check_query(request, ("status", "type", "search", "build_id", "limit", "after"))
     status = request.query.get("status")
     if status is not None and status.upper() not in _STATUSES:
         raise v.bad(f"status must be one of {', '.join(sorted(_STATUSES))}")
@@ -172,12 +176,16 @@ async def list_workflows(request: web.Request) -> web.Response:
     if not 1 <= limit <= MAX_LIMIT:
         raise v.bad(f"limit must be between 1 and {MAX_LIMIT}")
     search = _search(request.query.getall("search", []))
+    build_id = request.query.get("build_id")
+    if build_id is not None:
+        v.text(build_id, "build_id", MAX_ID_CHARS)
     store = request.app[SERVICES].visibility.require()
     try:
         rows, cursor = await store.list_runs(
             status=status,
             workflow_type=workflow_type,
             search=search or None,
+            build_id=build_id,
             limit=limit,
             after=request.query.get("after"),
         )

@@ -37,6 +37,9 @@ class ReplyKind(enum.Enum):
     UPDATE = "update"
     QUERY = "query"
     RESULT = "result"
+    PAUSE = "pause"  # reply v2
+    UNPAUSE = "unpause"  # reply v2
+    RESET = "reset"  # reply v2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +108,43 @@ class TerminateWorkflow:
     reason: str
     details: list[Payload] = field(default_factory=list)
     run_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseWorkflow:
+    """Pause a run until unpaused; inputs meanwhile are recorded and held (``...pause.v1``)."""
+
+    workflow_id: str
+    reason: str = ""
+    operator: str = ""
+    run_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpauseWorkflow:
+    """Unpause a run: the held inputs are applied in order (``saga.command.unpause.v1``)."""
+
+    workflow_id: str
+    reason: str = ""
+    operator: str = ""
+    run_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetWorkflow:
+    """Reset a run to a point: a new run replays its history up to there
+    (``saga.command.reset.v1``). ``event_seq`` None: the last decision point."""
+
+    workflow_id: str
+    reason: str = ""
+    operator: str = ""
+    run_id: str | None = None
+    event_seq: int | None = None
+    before_build: str | None = None
+    exclude_signals: bool = False
     request_id: str | None = None
 
 
@@ -204,6 +244,9 @@ Command = (
     | ActivityTaskFailed
     | ActivityHeartbeat
     | ChildWorkflowResult
+    | PauseWorkflow
+    | UnpauseWorkflow
+    | ResetWorkflow
 )
 """Any record of the commands topic."""
 
@@ -242,7 +285,7 @@ def idempotency_key(workflow_id: str, run_id: str, activity_seq: int) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reply:
-    """The answer to a command (``<prefix>.replies``, ``saga.reply.v1``)."""
+    """The answer to a command (``<prefix>.replies``, ``saga.reply.v2``)."""
 
     correlation_id: str
     kind: ReplyKind
@@ -254,8 +297,17 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PauseState:
+    """An operator's pause in force: why, who, since when (epoch ms)."""
+
+    reason: str
+    operator: str
+    time: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowSnapshot:
-    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v3``)."""
+    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v4``)."""
 
     workflow_id: str
     run_id: str
@@ -277,3 +329,6 @@ class WorkflowSnapshot:
     """Request id of the start that began this run or its continue-as-new chain (v3)."""
     start_run_id: str | None = None
     """The run that start created: what its START reply named (v3)."""
+    paused: PauseState | None = None
+    """Set while an operator has paused the run (v4); the status stays RUNNING or
+    COMPENSATING, since a pause holds the run where it is."""

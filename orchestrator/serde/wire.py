@@ -35,11 +35,14 @@ from orchestrator.serde.records import (
     CancelWorkflow,
     ChildWorkflowResult,
     Command,
+    PauseWorkflow,
     QueryWorkflow,
     Reply,
+    ResetWorkflow,
     SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
+    UnpauseWorkflow,
     UpdateWorkflow,
     WorkflowSnapshot,
 )
@@ -61,6 +64,9 @@ COMMAND_FAMILIES: Mapping[type[Any], str] = {
     ActivityTaskFailed: "saga.command.activity-failed",
     ActivityHeartbeat: "saga.command.activity-heartbeat",
     ChildWorkflowResult: "saga.command.child-result",
+    PauseWorkflow: "saga.command.pause",
+    UnpauseWorkflow: "saga.command.unpause",
+    ResetWorkflow: "saga.command.reset",
 }
 """Schema family of each command type."""
 

@@ -130,6 +130,9 @@ def _search_terms(terms: tuple[str, ...]) -> dict[str, Any]:
     help="key=value on search attributes (repeatable); the value is JSON if it parses, "
     "else a string: customer=acme, priority=3, vip=true, code='\"007\"'.",
 )
+@click.option(
+    "--build-id", default=None, help="Runs a worker of this build made decisions for."
+)
 @click.option("--limit", default=50, show_default=True)
 @click.option("--after", default=None, help="Cursor printed by the previous page.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
@@ -140,6 +143,7 @@ def list_runs(
     status: str | None,
     workflow_type: str | None,
     terms: tuple[str, ...],
+    build_id: str | None,
     limit: int,
     after: str | None,
     as_json: bool,
@@ -155,7 +159,12 @@ def list_runs(
     async def fetch() -> tuple[list[RunRow], str | None]:
         async with VisibilityStore(dsn, table=table) as store:
             return await store.list_runs(
-                status=status, workflow_type=workflow_type, search=search, limit=limit, after=after
+                status=status,
+                workflow_type=workflow_type,
+                search=search,
+                build_id=build_id,
+                limit=limit,
+                after=after,
             )
 
     try:
@@ -229,7 +238,7 @@ def _print_table(found: list[Any]) -> None:
             row.workflow_id,
             row.run_id[:8],
             row.workflow_type,
-            row.status + (" (parked)" if row.parked else ""),
+            row.status + (" (parked)" if row.parked else "") + (" (paused)" if row.paused else ""),
             row.start_time.isoformat(timespec="seconds"),
             row.close_time.isoformat(timespec="seconds") if row.close_time else "",
             row.current_step or "",

@@ -87,6 +87,8 @@ class RunState:
     memo: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     parked: str | None = None
+    paused: str | None = None
+    build_ids: list[str] = field(default_factory=list)
     pending: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -108,6 +110,7 @@ class RunState:
             self,
             search_attributes=dict(self.search_attributes),
             memo=dict(self.memo),
+            build_ids=list(self.build_ids),
             pending=dict(self.pending),
         )
 
@@ -191,11 +194,16 @@ def apply_event(
     new = state.copy()
     new.history_length = event.seq
     new.status = _STATUS_AFTER.get(type(event), new.status)
+    if isinstance(event, ev.DecisionEvent) and event.build_id:
+        build = _text(event.build_id) or ""
+        if build not in new.build_ids:
+            new.build_ids.append(build)
     _apply_details(new, event, decode)
     if not new.is_open:
         new.close_time = event.time
         new.pending.clear()
         new.parked = None
+        new.paused = None
     return new
 
 
@@ -215,6 +223,10 @@ def _apply_details(new: RunState, event: ev.Event, decode: PayloadDecoder) -> No
             new.error = _text(event.failure.message)
         case ev.WorkflowTerminated():
             new.error = _text(event.reason) or None
+        case ev.WorkflowPaused():
+            new.paused = _text(f"{event.operator}: {event.reason}")
+        case ev.WorkflowUnpaused():
+            new.paused = None
         case _:
             pass
 

@@ -39,6 +39,8 @@ COLUMNS: Final = (
     "memo",
     "error",
     "parked",
+    "paused",
+    "build_ids",
     "shard",
     "updated_at",
 )
@@ -66,11 +68,16 @@ CREATE TABLE IF NOT EXISTS {runs} (
     memo               jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
     error              text,
     parked             text,
+    paused             text,
+    build_ids          jsonb       NOT NULL DEFAULT '[]'::jsonb,
     shard              integer     NOT NULL,
     pending_activities jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
     updated_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (workflow_id, run_id)
 );
+ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS paused text;
+ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS build_ids jsonb NOT NULL DEFAULT '[]'::jsonb;
+CREATE INDEX IF NOT EXISTS {by_build} ON {runs} USING gin (build_ids);
 CREATE INDEX IF NOT EXISTS {by_start} ON {runs} (start_time DESC, workflow_id DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS {by_status} ON {runs} (status, start_time DESC);
 CREATE INDEX IF NOT EXISTS {by_type} ON {runs} (workflow_type, start_time DESC);
@@ -140,6 +147,7 @@ def _ddl(table: str) -> sql.Composed:
         by_type=sql.Identifier(f"{table}_by_type"),
         by_search=sql.Identifier(f"{table}_by_search"),
         by_close=sql.Identifier(f"{table}_by_close"),
+        by_build=sql.Identifier(f"{table}_by_build"),
     )
 
 

@@ -94,6 +94,8 @@ class RunsSink:
                 memo=r["memo"],
                 error=r["error"],
                 parked=r["parked"],
+                paused=r["paused"],
+                build_ids=list(r["build_ids"]),
                 pending={int(k): v for k, v in r["pending_activities"].items()},
             )
             found[state.key] = state
@@ -155,6 +157,8 @@ def _params(s: RunState) -> list[Any]:
         Jsonb(s.memo),
         s.error,
         s.parked,
+        s.paused,
+        Jsonb(s.build_ids),
         s.shard,
         Jsonb({str(k): v for k, v in s.pending.items()}),
     ]

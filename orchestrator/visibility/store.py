@@ -51,8 +51,10 @@ class RunRow:
     ``history_length`` is the seq of the last applied event; ``search_attributes``
     and ``memo`` hold JSON-decoded values (None where a value could not be decoded,
     e.g. encrypted without the key); ``error`` is the failure message of a failed run;
-    ``parked`` says why a run cannot progress (non-determinism); ``shard`` is the
-    history partition.
+    ``parked`` says why a run cannot progress (non-determinism); ``paused``, while an
+    operator has paused the run, who did and why (``"<operator>: <reason>"``);
+    ``build_ids``: the build ids of the workers that made the run's decisions, in the
+    order they first did; ``shard`` is the history partition.
     """
 
     workflow_id: str
@@ -68,6 +70,8 @@ class RunRow:
     memo: dict[str, Any]
     error: str | None
     parked: str | None
+    paused: str | None
+    build_ids: list[str]
     shard: int
     updated_at: datetime
 
@@ -87,6 +91,8 @@ class RunRow:
             "memo": self.memo,
             "error": self.error,
             "parked": self.parked,
+            "paused": self.paused,
+            "build_ids": self.build_ids,
             "shard": self.shard,
             "updated_at": _iso(self.updated_at),
         }
@@ -185,6 +191,7 @@ class VisibilityStore:
         status: str | None = None,
         workflow_type: str | None = None,
         search: dict[str, Any] | None = None,
+        build_id: str | None = None,
         limit: int = 100,
         after: str | None = None,
     ) -> tuple[list[RunRow], str | None]:
@@ -192,7 +199,8 @@ class VisibilityStore:
 
         ``status`` is matched case-insensitively against the status names;
         ``search`` matches runs whose search attributes contain every given key with
-        the given JSON value (JSONB containment). ``limit`` is 1..1000. ``after`` is a
+        the given JSON value (JSONB containment); ``build_id`` matches runs that a
+        worker of that build made decisions for. ``limit`` is 1..1000. ``after`` is a
         cursor from a previous call; a malformed cursor raises ValueError.
         """
         if not 1 <= limit <= MAX_LIMIT:
@@ -208,6 +216,9 @@ class VisibilityStore:
         if search:
             where.append(sql.SQL("search_attributes @> %s"))
             params.append(Jsonb(search))
+        if build_id is not None:
+            where.append(sql.SQL("build_ids @> %s"))
+            params.append(Jsonb([build_id]))
         if after is not None:
             start, workflow_id, run_id = decode_cursor(after)
             where.append(sql.SQL("(start_time, workflow_id, run_id) < (%s, %s, %s)"))

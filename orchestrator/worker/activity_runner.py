@@ -288,4 +288,5 @@ def _info(task: ActivityTask, heartbeat_details: Sequence[Any]) -> ActivityInfo:
         scheduled_time=scheduled,
         attempt_started_time=scheduled,
         heartbeat_details=tuple(heartbeat_details),
+        key=task.idempotency_key,
     )

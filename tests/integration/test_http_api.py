@@ -176,6 +176,65 @@ async def test_cancel_and_terminate(api: str) -> None:
         assert (r.status_code, r.json()["error"]) == (409, "workflow_closed"), r.text
 
 
+async def test_pause_holds_signals_until_unpause(api: str) -> None:
+    async with api_client(api) as http:
+        r = await start(http, workflow="http.account", id="acct-p", task_queue="q", input=1)
+        assert r.status_code == 201, r.text
+        wf = "/v1/workflows/acct-p"
+        r = await http.post(f"{wf}/pause", json={"reason": "audit", "operator": "ann"})
+        assert r.status_code == 200, r.text
+        paused = (await http.get(wf)).json()["workflow"]
+        assert paused["status"] == "RUNNING"
+        assert (paused["paused"]["operator"], paused["paused"]["reason"]) == ("ann", "audit")
+
+        r = await http.post(f"{wf}/signals/deposit", json={"args": [5]})
+        assert r.status_code == 200, r.text
+        balance = (await http.get(f"{wf}/queries/balance")).json()["result"]
+        assert balance == 1, "held while paused; queries still answer"
+
+        r = await http.post(f"{wf}/unpause", json={"reason": "audit done"})
+        assert r.status_code == 200, r.text
+        assert (await http.get(wf)).json()["workflow"]["paused"] is None
+        balance = (await http.get(f"{wf}/queries/balance")).json()["result"]
+        assert balance == 6
+        events = (await http.get(f"{wf}/history")).json()["events"]
+        by_type = {e["type"]: e for e in events}
+        assert by_type["WorkflowPaused"]["operator"] == "ann"
+        assert by_type["WorkflowUnpaused"]["operator"].startswith("http ")
+        assert by_type["InputDeferred"]["kind"] == "signal"
+
+
+async def test_reset_to_an_event_with_and_without_later_signals(api: str) -> None:
+    async with api_client(api) as http:
+        r = await start(http, workflow="http.account", id="acct-r", task_queue="q", input=1)
+        assert r.status_code == 201, r.text
+        first_run = r.json()["run_id"]
+        wf = "/v1/workflows/acct-r"
+        for amount in (5, 7):
+            r = await http.post(f"{wf}/signals/deposit", json={"args": [amount]})
+            assert r.status_code == 200, r.text
+
+        body = {"reason": "bad deploy", "event_seq": 2, "exclude_signals": True}
+        r = await http.post(f"{wf}/reset", json=body)
+        assert r.status_code == 200, r.text
+        second_run = r.json()["run_id"]
+        assert second_run != first_run
+        balance = (await http.get(f"{wf}/queries/balance")).json()["result"]
+        assert balance == 6, "events 1..2 (start, deposit 5); the deposit of 7 left out"
+
+        r = await http.post(f"{wf}/reset", json={"reason": "again", "event_seq": 1})
+        assert r.status_code == 200, r.text
+        balance = (await http.get(f"{wf}/queries/balance")).json()["result"]
+        assert balance == 6, "the deposit of 5 came after event 1: delivered again"
+
+        old = (await http.get(f"{wf}/history", params={"run_id": first_run})).json()
+        assert old["events"][-1]["type"] == "WorkflowTerminated"
+        assert old["events"][-1]["reset_run_id"] == second_run
+        assert old["events"][-1]["operator"].startswith("http ")
+        r = await http.post(f"{wf}/reset", json={"reason": "nowhere", "event_seq": 99})
+        assert (r.status_code, r.json()["error"]) == (409, "reset_refused"), r.text
+
+
 async def test_unknown_workflow_is_404_everywhere(api: str) -> None:
     async with api_client(api) as http:
         wf = "/v1/workflows/no-such-id"
@@ -186,6 +245,9 @@ async def test_unknown_workflow_is_404_everywhere(api: str) -> None:
             ("POST", f"{wf}/signals/go", {"args": []}),
             ("POST", f"{wf}/cancel", None),
             ("POST", f"{wf}/terminate", {"reason": "x"}),
+            ("POST", f"{wf}/pause", None),
+            ("POST", f"{wf}/unpause", None),
+            ("POST", f"{wf}/reset", {"reason": "x"}),
             ("POST", f"{wf}/updates/withdraw", {"args": [1]}),
             ("GET", f"{wf}/queries/balance", None),
         ]:
@@ -206,6 +268,9 @@ ROUTES: list[tuple[str, str]] = [
     ("POST", "/v1/workflows/w-1/signals/go"),
     ("POST", "/v1/workflows/w-1/cancel"),
     ("POST", "/v1/workflows/w-1/terminate"),
+    ("POST", "/v1/workflows/w-1/pause"),
+    ("POST", "/v1/workflows/w-1/unpause"),
+    ("POST", "/v1/workflows/w-1/reset"),
     ("POST", "/v1/workflows/w-1/updates/u"),
     ("GET", "/v1/workflows/w-1/queries/q"),
     ("POST", "/v1/workflows/w-1/queries/q"),

@@ -12,7 +12,8 @@ one transaction; the store follows once that transaction committed.
 Replies: a command's reply carries ``correlation_id`` = the command's
 ``request_id`` (or ``update_id`` / ``query_id``), else its CloudEvents ``ce_id``.
 When a run closes, a RESULT reply with correlation id ``result/<workflow_id>`` is
-written, and the snapshot (key ``<workflow_id>/snapshot``) holds the outcome.
+written (not for a run a reset ended: its successor's is), and the snapshot
+(key ``<workflow_id>/snapshot``) holds the outcome.
 
 Continue-as-new closes the run and starts the next one (same workflow id, so same
 shard) in the same cycle; only the last run writes the RESULT reply. Child
@@ -63,10 +64,12 @@ from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
 from orchestrator.worker.shard.replies import (
     existing_run_reply,
     refusal,
+    reset_reply,
     result_correlation_id,
     started_reply,
     unknown_type_reply,
 )
+from orchestrator.worker.shard.reset import ResetRefusedError, plan_reset
 from orchestrator.worker.shard.retention import Retention
 from orchestrator.worker.shard.standby import StandbyWarmer
 from orchestrator.worker.shard.start_policy import (
@@ -78,7 +81,7 @@ from orchestrator.worker.shard.start_policy import (
 )
 from orchestrator.worker.shard.stats import ShardStats
 from orchestrator.worker.shard.store import ShardStore
-from orchestrator.worker.shard.translate import start_inputs, to_input
+from orchestrator.worker.shard.translate import pause_state, reply_kind, start_inputs, to_input
 from orchestrator.worker.shard.view import StoreView
 from orchestrator.workflow import WorkflowDefinition
 
@@ -86,6 +89,14 @@ __all__ = ["EngineShard", "Execution", "ShardStats", "result_correlation_id"]
 
 log = logging.getLogger(__name__)
 
+#: commands whose sender hears "ok" (or why not) once the run took them
+_ACKNOWLEDGED = (
+    rec.SignalWorkflow,
+    rec.CancelWorkflow,
+    rec.TerminateWorkflow,
+    rec.PauseWorkflow,
+    rec.UnpauseWorkflow,
+)
 #: local-activity rounds one input may lead to; later attempts go through the task queue
 _MAX_LOCAL_ROUNDS = 1000
 #: runs one input may start by continue-as-new; a longer chain goes on in the next cycle
@@ -329,6 +340,8 @@ class EngineShard:
             run_id and run_id != execution.run_id and not isinstance(command, rec.QueryWorkflow)
         ):
             return self._no_such_run(command, ce_id)
+        if isinstance(command, rec.ResetWorkflow):  # also the way out of a bad build's parking
+            return self._reset(execution, command, ce_id, msg, now_ms)
         if execution.parked is not None:
             self.stats.dead_lettered += 1
             return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
@@ -656,12 +669,13 @@ class EngineShard:
             hop.set("saga.events", f"{decision.events[0].seq}-{decision.events[-1].seq}")
         for command_out in decision.commands:
             out += self._command(execution, command_out)
-        if isinstance(command, rec.SignalWorkflow | rec.CancelWorkflow | rec.TerminateWorkflow):
-            kind = {
-                rec.SignalWorkflow: rec.ReplyKind.SIGNAL,
-                rec.CancelWorkflow: rec.ReplyKind.CANCEL,
-                rec.TerminateWorkflow: rec.ReplyKind.TERMINATE,
-            }[type(command)]
+        if any(isinstance(e, ev.WorkflowUnpaused) for e in decision.events):
+            # a timer re-armed while paused (a heartbeat timeout) fired into the pause
+            # once and was held; from the unpause on, the run's timers are its code's
+            pending = executor.pending_timers()
+            self.timers.replace_run(execution.workflow_id, execution.run_id, pending)
+        if isinstance(command, _ACKNOWLEDGED):
+            kind = reply_kind(command)
             # a command the run refused (e.g. signal arguments its handler cannot read)
             # left no trace in history: say so, never "ok"
             refused = "; ".join(decision.rejected)
@@ -680,14 +694,107 @@ class EngineShard:
         previous = execution.status
         execution.status = decision.status
         if decision.events and (
-            previous is not decision.status or execution.snapshot is None or not execution.is_open
+            previous is not decision.status
+            or execution.snapshot is None
+            or not execution.is_open
+            or pause_state(executor) != execution.snapshot.paused
         ):
             out.append(self._snapshot(execution, executor))
         if not execution.is_open:
-            out += self._closed(execution, executor)
+            out += self._closed(execution)
         if execution.next_run is not None and not self._chaining:
             out += self._run_chain(execution, now)
         return out
+
+    # --- an operator's reset (planned by orchestrator/worker/shard/reset.py) --------
+
+    def _reset(
+        self, old: Execution, command: rec.ResetWorkflow, ce_id: str, msg: InRecord, now: int
+    ) -> list[OutRecord]:
+        """Start a new run with ``old``'s history up to the reset point, terminating
+        ``old`` first if open; refused (nothing written) when the point is not one to
+        reset to or the current code does not replay the history up to it."""
+        correlation = command.request_id or ce_id
+        new_run_id = str(
+            uuid.uuid5(_RUN_ID_NAMESPACE, f"{old.workflow_id}/reset/{msg.partition}/{msg.offset}")
+        )
+        definition = self.workflows.get(old.workflow_type)
+        if definition is None:
+            unknown = f"unknown workflow type {old.workflow_type!r} here"
+            return [self._reply(reset_reply(command, correlation, old.run_id, unknown))]
+        try:
+            plan = plan_reset(
+                self.executions.events(old),
+                old_run_id=old.run_id,
+                new_run_id=new_run_id,
+                event_seq=command.event_seq,
+                exclude_signals=command.exclude_signals,
+                reason=command.reason,
+                operator=command.operator,
+                before_build=command.before_build,
+            )
+            executor = self._replay(definition, plan.prefix)
+        except (ResetRefusedError, NonDeterminismError) as exc:
+            return [self._reply(reset_reply(command, correlation, old.run_id, str(exc)))]
+        out: list[OutRecord] = []
+        if old.is_open:
+            why = f"reset to event {plan.to_seq} as run {new_run_id}: {command.reason}"
+            stop = inputs.TerminateWorkflow(
+                reason=why, operator=command.operator, reset_run_id=new_run_id
+            )
+            if old.parked is None:
+                out += self._apply(old, [stop], now, None, correlation)
+            if old.is_open:  # parked (before, or by its replay just now): no code runs
+                out += self._terminate_parked(old, stop, now)
+        new = Execution(
+            old.workflow_id,
+            new_run_id,
+            old.workflow_type,
+            old.task_queue,
+            plan.prefix[0].time,
+            parent=old.parent,
+            start_request_id=old.start_request_id,
+            start_run_id=old.start_run_id,
+            traceparent=old.traceparent,
+        )
+        self.executions.add(new)
+        self.stats.run_started(new.workflow_type)
+        self._trace_run = new.traceparent
+        for e in plan.prefix:
+            out.append(self._event(new, e, self.wire.encode_event(new.workflow_id, new_run_id, e)))
+        new.executor = executor
+        out += self._apply(new, plan.signals, now, None, correlation)
+        if new.snapshot is None:  # nothing new decided: the new run is current all the same
+            out.append(self._snapshot(new, new.executor))
+        if new.executor is executor and new.is_open:
+            # attempts running at the reset point run again for the new run, with their
+            # idempotency keys (the old run's results are refused: they name the old run)
+            for task in executor.running_activities():
+                if task.activity_seq in plan.scheduled:
+                    out += self._command(new, task)
+            self.timers.replace_run(new.workflow_id, new_run_id, executor.pending_timers())
+        return [*out, self._reply(reset_reply(command, correlation, new_run_id, None))]
+
+    def _terminate_parked(
+        self, execution: Execution, stop: inputs.TerminateWorkflow, now: int
+    ) -> list[OutRecord]:
+        """End a run its code cannot replay: the terminate event is appended without an
+        executor, as terminating runs no code anyway."""
+        events = self.executions.events(execution)
+        event = ev.WorkflowTerminated(
+            seq=events[-1].seq + 1 if events else 1,
+            time=max(now, events[-1].time if events else now),
+            reason=stop.reason,
+            operator=stop.operator,
+            reset_run_id=stop.reset_run_id,
+        )
+        encoded = self.wire.encode_event(execution.workflow_id, execution.run_id, event)
+        out = [self._event(execution, event, encoded)]
+        execution.status = EngineStatus.TERMINATED
+        execution.parked = None
+        self.stats.run_unparked(execution.workflow_id)
+        out.append(self._snapshot(execution, None))
+        return out + self._closed(execution)
 
     # --- continue-as-new ----------------------------------------------------------
 
@@ -769,6 +876,7 @@ class EngineShard:
                     start_to_close_timeout_ms=command.start_to_close_ms,
                     heartbeat_timeout_ms=command.heartbeat_timeout_ms,
                     heartbeat_details=list(command.heartbeat_details),
+                    idempotency_key=command.idempotency_key,
                 )
                 if command.local and self._local and self._local.handles(command.activity_type):
                     self._local_due.append(task)  # run by fire_due, in this same cycle
@@ -892,6 +1000,11 @@ class EngineShard:
             parent=execution.parent,
             start_request_id=execution.start_request_id,
             start_run_id=execution.start_run_id,
+            paused=pause_state(executor)
+            if executor is not None
+            else previous.paused
+            if previous is not None
+            else None,
         )
         execution.snapshot = snapshot
         encoded = self.wire.encode_snapshot(snapshot)
@@ -911,7 +1024,7 @@ class EngineShard:
             return None, None
         return None, closing_failure(last)
 
-    def _closed(self, execution: Execution, executor: WorkflowExecutor) -> list[OutRecord]:
+    def _closed(self, execution: Execution) -> list[OutRecord]:
         self.executions.drop_executor(execution)
         self.view.delete(b"k" + execution.workflow_id.encode())
         self.timers.clear_run(execution.workflow_id, execution.run_id)
@@ -929,6 +1042,10 @@ class EngineShard:
         if execution.status is EngineStatus.CONTINUED_AS_NEW:
             # not the end of the workflow: the next run replies (and reports); the
             # events stay until it starts (its start reads the last one after a restore)
+            return []
+        if isinstance(last, ev.WorkflowTerminated) and last.reset_run_id:
+            # ended by a reset: the run that replaces it replies (and reports) at its end
+            self.executions.release_events(execution)
             return []
         self.executions.release_events(execution)  # on disk until retention
         out: list[OutRecord] = []

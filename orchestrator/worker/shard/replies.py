@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "existing_run_reply",
     "refusal",
+    "reset_reply",
     "result_correlation_id",
     "started_reply",
     "unknown_type_reply",
@@ -106,4 +107,21 @@ def refusal(
         run_id=run_id,
         ok=False,
         error=failure,
+    )
+
+
+def reset_reply(
+    command: rec.ResetWorkflow, correlation: str, run_id: str, refused: str | None
+) -> rec.Reply:
+    """The answer to a reset: ok with the new run's id, or why it was refused (then
+    ``run_id`` is the run that stays as it was)."""
+    return rec.Reply(
+        correlation_id=correlation,
+        kind=rec.ReplyKind.RESET,
+        workflow_id=command.workflow_id,
+        run_id=run_id,
+        ok=refused is None,
+        error=None
+        if refused is None
+        else Failure(message=f"reset refused: {refused}", type="ResetRefused", non_retryable=True),
     )

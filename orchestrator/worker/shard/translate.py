@@ -6,10 +6,11 @@ engine's inputs (:mod:`orchestrator.engine.inputs`)."""
 from __future__ import annotations
 
 from orchestrator.engine import inputs
+from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.serde import records as rec
 from orchestrator.worker.shard import children
 
-__all__ = ["reply_kind", "start_inputs", "to_input"]
+__all__ = ["pause_state", "reply_kind", "start_inputs", "to_input"]
 
 
 def start_inputs(start: rec.StartWorkflow, run_id: str, now: int) -> list[inputs.Input]:
@@ -74,6 +75,10 @@ def to_input(command: rec.Command) -> inputs.Input:  # noqa: PLR0911
             )
         case rec.ChildWorkflowResult():
             return children.report_input(command)
+        case rec.PauseWorkflow():
+            return inputs.PauseWorkflow(reason=command.reason, operator=command.operator)
+        case rec.UnpauseWorkflow():
+            return inputs.UnpauseWorkflow(reason=command.reason, operator=command.operator)
     raise TypeError(f"no engine input for {type(command).__name__}")
 
 
@@ -86,4 +91,15 @@ def reply_kind(command: rec.Command) -> rec.ReplyKind:
         rec.UpdateWorkflow: rec.ReplyKind.UPDATE,
         rec.QueryWorkflow: rec.ReplyKind.QUERY,
         rec.StartWorkflow: rec.ReplyKind.START,
+        rec.PauseWorkflow: rec.ReplyKind.PAUSE,
+        rec.UnpauseWorkflow: rec.ReplyKind.UNPAUSE,
+        rec.ResetWorkflow: rec.ReplyKind.RESET,
     }.get(type(command), rec.ReplyKind.RESULT)
+
+
+def pause_state(executor: WorkflowExecutor) -> rec.PauseState | None:
+    """The snapshot's view of the run's pause (None when not paused)."""
+    paused = executor.paused
+    if paused is None:
+        return None
+    return rec.PauseState(reason=paused.reason, operator=paused.operator, time=paused.time)

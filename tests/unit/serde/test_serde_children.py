@@ -51,7 +51,7 @@ def test_a_refused_child_start_has_no_run() -> None:
     assert decoded == report and decoded.child_run_id is None
 
 
-def test_snapshots_are_written_as_v3_and_carry_the_parent() -> None:
+def test_snapshots_are_written_as_the_newest_version_and_carry_the_parent() -> None:
     snapshot = WorkflowSnapshot(
         workflow_id="kid",
         run_id="run-k",
@@ -63,7 +63,7 @@ def test_snapshots_are_written_as_v3_and_carry_the_parent() -> None:
         parent=ParentExecution(workflow_id="p", run_id="run-p", child_seq=3),
     )
     encoded = WIRE.encode_snapshot(snapshot)
-    assert dict(encoded.headers)["ce_type"] == b"saga.history.snapshot.v3"
+    assert dict(encoded.headers)["ce_type"] == b"saga.history.snapshot.v4"
     assert WIRE.decode_snapshot(encoded.headers, encoded.value).record == snapshot
 
 

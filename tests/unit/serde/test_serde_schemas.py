@@ -48,10 +48,13 @@ def test_the_folder_holds_every_family() -> None:
         "saga.command.activity-heartbeat",
         "saga.command.cancel",
         "saga.command.child-result",
+        "saga.command.pause",
         "saga.command.query",
+        "saga.command.reset",
         "saga.command.signal",
         "saga.command.start",
         "saga.command.terminate",
+        "saga.command.unpause",
         "saga.command.update",
         "saga.history.event",
         "saga.history.snapshot",
@@ -228,9 +231,9 @@ def test_the_override_variable_is_honoured(tmp_path: Path, monkeypatch: pytest.M
 def test_a_family_without_a_python_type_is_refused(tmp_path: Path) -> None:
     for path in REGISTRY.directory.glob("*.avsc"):
         shutil.copy(path, tmp_path / path.name)
-    extra = dict(_CANCEL_V1_WITHOUT_REASON, name="Pause")
-    (tmp_path / "saga.command.pause.v1.avsc").write_text(json.dumps(extra))
-    with pytest.raises(SchemaError, match=r"saga\.command\.pause"):
+    extra = dict(_CANCEL_V1_WITHOUT_REASON, name="Snooze")
+    (tmp_path / "saga.command.snooze.v1.avsc").write_text(json.dumps(extra))
+    with pytest.raises(SchemaError, match=r"saga\.command\.snooze"):
         WireFormat(SchemaRegistry(tmp_path))
 
 

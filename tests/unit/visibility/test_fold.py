@@ -136,6 +136,30 @@ def test_every_terminal_event_closes_the_run() -> None:
         assert got == (status, error, T0 + 3, None)
 
 
+def test_a_pause_shows_until_the_unpause_or_the_close() -> None:
+    pause = ev.WorkflowPaused(seq=2, time=T0 + 2, reason="audit", operator="ann")
+    state = fold([started(), pause])
+    assert (state.status, state.paused) == ("RUNNING", "ann: audit")
+    held = ev.InputDeferred(seq=3, time=T0 + 3, kind="signal", name="go")
+    assert fold([held], state).paused == "ann: audit"
+    unpaused = fold([started(), pause, held, ev.WorkflowUnpaused(seq=4, time=T0 + 4)])
+    assert (unpaused.status, unpaused.paused) == ("RUNNING", None)
+    ended = fold([started(), pause, ev.WorkflowTerminated(seq=3, time=T0 + 3, reason="x")])
+    assert (ended.status, ended.paused) == ("TERMINATED", None)
+
+
+def test_build_ids_of_the_deciding_workers_in_first_seen_order() -> None:
+    events: list[ev.Event] = [
+        started(),
+        ev.TimerStarted(seq=2, time=T0, build_id="b-1", timer_id="timer/1", fire_at=T0 + 9),
+        ev.TimerFired(seq=3, time=T0 + 9, timer_id="timer/1"),
+        ev.TimerStarted(seq=4, time=T0 + 9, build_id="b-2", timer_id="timer/2", fire_at=T0 + 99),
+        ev.TimerCancelled(seq=5, time=T0 + 9, build_id="b-1", timer_id="timer/2"),
+        ev.MarkerRecorded(seq=6, time=T0 + 9, build_id="", marker_name="m", marker_id="1"),
+    ]
+    assert fold(events).build_ids == ["b-1", "b-2"]
+
+
 def test_applying_an_event_again_changes_nothing() -> None:
     events = [started(), scheduled(2, 1, "a"), completed(3, 1)]
     state = fold(events)
@@ -239,6 +263,8 @@ def test_times_and_cursors_round_trip() -> None:
         memo={},
         error=None,
         parked=None,
+        paused=None,
+        build_ids=[],
         shard=0,
         updated_at=from_ms(T0),
     )
