@@ -73,6 +73,10 @@ class Scraper(threading.Thread):
                     pass  # not up yet
 
 
+#: how workers are started: ``python -m <module> ...`` (bench.traced: with a tracing SDK)
+LAUNCHER = ["orchestrator.cli"]
+
+
 def spawn(
     bootstrap: str, prefix: str, shards: int, name: str, logs: Path, extra: list[str]
 ) -> subprocess.Popen[bytes]:
@@ -87,7 +91,7 @@ def spawn(
             [
                 sys.executable,
                 "-m",
-                "orchestrator.cli",
+                *LAUNCHER,
                 "--log-level",
                 "INFO",
                 "worker",
@@ -225,7 +229,16 @@ def main() -> None:
         action="store_true",
         help="after the run, split start->complete into hops (bench/hop_trace.py)",
     )
+    parser.add_argument(
+        "--tracing",
+        choices=("api", "sdk"),
+        default="api",
+        help="api: the OpenTelemetry API only, as shipped (no span recorded); sdk: workers "
+        "run with the SDK, every span recorded, batched and dropped (bench/traced.py)",
+    )
     args = parser.parse_args()
+    if args.tracing == "sdk":
+        LAUNCHER[:] = ["bench.traced"]
 
     logs = Path(tempfile.mkdtemp(prefix="saga-bench-"))
     with providers.kafka() as kafka:
@@ -290,7 +303,8 @@ def main() -> None:
             q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
             print(
                 f"workflow={args.workflow} sagas={args.sagas} completed={len(finished)} "
-                f"engine_workers={args.workers} shards={args.shards} rate={args.rate or 'max'}"
+                f"engine_workers={args.workers} shards={args.shards} rate={args.rate or 'max'} "
+                f"tracing={args.tracing}"
             )
             print(f"throughput: {len(finished) / elapsed:.0f} sagas/s over {elapsed:.1f}s")
             if scraper is not None:
