@@ -33,6 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 PRODUCER = SpanKind.PRODUCER
 CONSUMER = SpanKind.CONSUMER
+INTERNAL = SpanKind.INTERNAL
 
 _TRACER = trace.get_tracer("orchestrator")  # a proxy: it binds to the SDK once one is set
 _PROPAGATOR = TraceContextTextMapPropagator()

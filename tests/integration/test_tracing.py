@@ -91,7 +91,7 @@ def test_a_saga_is_one_trace_across_processes_and_an_engine_kill(
         engine = traced(files["engine2"], engine_args, env, tmp_path / "engine2.log")
         procs.append(engine)
         with Client(kafka_config, layout=layout) as client:
-            assert client.get_handle(WORKFLOW_ID).result(timeout=90) == 24
+            assert client.get_handle(WORKFLOW_ID).result(timeout=90) == 48
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -129,6 +129,10 @@ def test_a_saga_is_one_trace_across_processes_and_an_engine_kill(
         assert attempt["attributes"]["saga.attempt"] == 1
     answered = [d for d in decisions if d["parent_id"] in {a["span_id"] for a in attempts}]
     assert len(answered) == 3, "each outcome's decision is the attempt's child"
+    local = [s for s in spans(files["engine2"]) if s["name"] == "saga local activity traced.double"]
+    assert len(local) == 1 and local[0]["trace_id"] == trace_id
+    assert by_id[local[0]["parent_id"]]["name"] == "saga decide traced.steps"
+    assert decisions[-1]["parent_id"] == local[0]["span_id"], "its outcome's decision"
     # the timer fired in the new engine: its decision hangs from the run's context,
     # which the history kept across the kill
     woken = [d for d in after_kill if "FireTimer" in d["attributes"]["saga.inputs"]]

@@ -1,4 +1,4 @@
-"""The saga of the tracing test: three activity steps around a sleep."""
+"""The saga of the tracing test: three activity steps around a sleep, then a local one."""
 
 from __future__ import annotations
 
@@ -19,4 +19,5 @@ async def steps(ctx: workflow.WorkflowContext, n: int) -> int:
     n = await ctx.execute_activity(double, n, task_queue=QUEUE)
     await ctx.sleep(timedelta(seconds=4))  # the test kills the engine here
     n = await ctx.execute_activity(double, n, task_queue=QUEUE)
-    return await ctx.execute_activity(double, n, task_queue=QUEUE)
+    n = await ctx.execute_activity(double, n, task_queue=QUEUE)
+    return await ctx.execute_local_activity(double, n)

@@ -160,7 +160,8 @@ class EngineShard:
         self._open_indexes()
         self._outbox: list[OutRecord] = []  # records produced on the side (parked snapshots)
         self._local = local_activities
-        self._local_due: list[rec.ActivityTask] = []  # local attempts asked for, not yet run
+        #: local attempts asked for, not yet run, with the trace context of their decision
+        self._local_due: list[tuple[rec.ActivityTask, str | None]] = []
         self._chaining = False  # starting continued runs: _apply leaves the chain to its loop
         self._continue_due: list[Execution] = []
         #: trace contexts of the command being handled and of the run deciding (W3C
@@ -527,10 +528,10 @@ class EngineShard:
             due, self._local_due = self._local_due, []
             if not due:
                 break
-            outcomes = self._local.run(due)
+            outcomes = self._local.run([t for t, _ in due], [trace for _, trace in due])
             self.stats.local_attempts += len(outcomes)
             now = max(now_ms, self._clock())
-            for outcome in outcomes:
+            for outcome, trace in outcomes:
                 execution = self.executions.get(outcome.workflow_id)
                 if (
                     execution is None
@@ -540,10 +541,10 @@ class EngineShard:
                 ):
                     continue  # the run ended or stopped meanwhile (say, terminated)
                 out += self._apply(
-                    execution, [to_input(outcome)], now, None, "", park_unwritable=True
+                    execution, [to_input(outcome)], now, None, "", park_unwritable=True, cause=trace
                 )
         # past the round limit (the code loops over local calls): the task queue takes the rest
-        out += [self._task_record(task) for task in self._local_due]
+        out += [self._task_record(task) for task, _ in self._local_due]
         self._local_due = []
         return out
 
@@ -595,6 +596,7 @@ class EngineShard:
         correlation: str,
         *,
         park_unwritable: bool = False,
+        cause: str | None = None,
     ) -> list[OutRecord]:
         """Apply inputs to the run and turn its decision into records. A decision that
         cannot be written raises (the command that caused it is dead-lettered with the
@@ -605,7 +607,11 @@ class EngineShard:
             return self._decide(
                 execution, batch, now, command, correlation, park_unwritable=park_unwritable
             )
-        parent = (self._trace_command if command is not None else None) or execution.traceparent
+        parent = (
+            cause
+            or (self._trace_command if command is not None else None)
+            or execution.traceparent
+        )
         attributes = tracing.kafka_attributes(
             self.layout.commands,
             "process",
@@ -879,7 +885,7 @@ class EngineShard:
                     idempotency_key=command.idempotency_key,
                 )
                 if command.local and self._local and self._local.handles(command.activity_type):
-                    self._local_due.append(task)  # run by fire_due, in this same cycle
+                    self._local_due.append((task, self._trace_run))  # run by fire_due, this cycle
                     return []
                 return [self._task_record(task)]
             case cmd.StartTimer():

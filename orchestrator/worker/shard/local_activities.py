@@ -23,9 +23,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from orchestrator import tracing
 from orchestrator.activity import ActivityDefinition
 from orchestrator.converter import DataConverter
-from orchestrator.serde.records import ActivityHeartbeat, ActivityTask
+from orchestrator.serde.records import ActivityHeartbeat, ActivityTask, ActivityTaskFailed
 from orchestrator.worker.activity_runner import ActivityOutcome, AttemptRunner
 
 __all__ = ["DEFAULT_MAX_ATTEMPT_S", "LocalActivities"]
@@ -68,8 +69,12 @@ class LocalActivities:
         """True when this worker has the activity registered and can run it."""
         return activity_type in self._runner.activities
 
-    def run(self, tasks: Sequence[ActivityTask]) -> list[ActivityOutcome]:
-        """Run the attempts concurrently; one outcome per task, in order."""
+    def run(
+        self, tasks: Sequence[ActivityTask], traces: Sequence[str | None] = ()
+    ) -> list[tuple[ActivityOutcome, str | None]]:
+        """Run the attempts concurrently; one outcome per task, in order, each with the
+        trace context of its attempt (a span, child of ``traces[i]``, with a tracing SDK;
+        else ``traces[i]`` itself)."""
         limit_ms = round(self.max_attempt_s * 1000)
         bounded = [
             dataclasses.replace(
@@ -81,10 +86,35 @@ class LocalActivities:
         ]
         self.attempts += len(bounded)
 
-        async def all_of() -> list[ActivityOutcome]:
-            return list(await asyncio.gather(*(self._runner.run(t) for t in bounded)))
+        parents = list(traces) or [None] * len(bounded)
+
+        attempts = [self._attempt(t, p) for t, p in zip(bounded, parents, strict=True)]
+
+        async def all_of() -> list[tuple[ActivityOutcome, str | None]]:
+            return list(await asyncio.gather(*attempts))
 
         return self._loop.run_until_complete(all_of())
+
+    async def _attempt(
+        self, task: ActivityTask, parent: str | None
+    ) -> tuple[ActivityOutcome, str | None]:
+        attributes: dict[str, str | int | bool] = {
+            "saga.workflow_id": task.workflow_id,
+            "saga.run_id": task.run_id,
+            "saga.activity_type": task.activity_type,
+            "saga.activity_seq": task.activity_seq,
+            "saga.attempt": task.attempt,
+            "saga.local": True,
+        }
+        name = f"saga local activity {task.activity_type}"
+        with tracing.hop(name, tracing.INTERNAL, parent, attributes) as hop:
+            outcome = await self._runner.run(task)
+            if isinstance(outcome, ActivityTaskFailed):
+                hop.set("saga.outcome", "failed")
+                hop.fail(outcome.failure.message)
+            else:
+                hop.set("saga.outcome", "completed")
+            return outcome, hop.traceparent or parent
 
     def close(self) -> None:
         self._loop.close()
