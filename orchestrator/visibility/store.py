@@ -183,6 +183,8 @@ class VisibilityStore:
         status: str | None = None,
         workflow_type: str | None = None,
         search: dict[str, Any] | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
         limit: int = 100,
         after: str | None = None,
     ) -> tuple[list[RunRow], str | None]:
@@ -190,8 +192,9 @@ class VisibilityStore:
 
         ``status`` is matched case-insensitively against the status names;
         ``search`` matches runs whose search attributes contain every given key with
-        the given JSON value (JSONB containment). ``limit`` is 1..1000. ``after`` is a
-        cursor from a previous call; a malformed cursor raises ValueError.
+        the given JSON value (JSONB containment); ``started_after`` (inclusive) and
+        ``started_before`` (exclusive) bound the start time. ``limit`` is 1..1000.
+        ``after`` is a cursor from a previous call; a malformed cursor raises ValueError.
         """
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
@@ -206,6 +209,12 @@ class VisibilityStore:
         if search:
             where.append(sql.SQL("search_attributes @> %s"))
             params.append(Jsonb(search))
+        if started_after is not None:
+            where.append(sql.SQL("start_time >= %s"))
+            params.append(started_after)
+        if started_before is not None:
+            where.append(sql.SQL("start_time < %s"))
+            params.append(started_before)
         if after is not None:
             start, workflow_id, run_id = decode_cursor(after)
             where.append(sql.SQL("(start_time, workflow_id, run_id) < (%s, %s, %s)"))
