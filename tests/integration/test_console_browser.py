@@ -1,0 +1,226 @@
+"""The web console in a real Chromium, against ``saga dev`` on real Kafka and PostgreSQL:
+sign in, see the runs and their statuses, filter, open a compensated order and see its
+steps, compensation and error, cancel and terminate running sagas, redrive a dead letter.
+
+Screenshots of each page go to ``.cache/console-screenshots/`` (not committed).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from orchestrator.devstack import providers
+from orchestrator.devstack.processes import free_port
+from tests.integration.browser import chromium
+from tests.integration.dev_process import DevServer, start_dev
+from tests.integration.http_helpers import bearer
+
+pytestmark = pytest.mark.integration
+
+SCREENSHOTS = Path(__file__).parents[2] / ".cache" / "console-screenshots"
+WAIT_S = 90  # an upper bound on a loaded machine, never a performance claim
+
+
+@pytest.fixture
+def dev(
+    kafka: providers.KafkaHandle, database: str, topic_prefix: str, tmp_path: Path
+) -> Iterator[DevServer]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "DATABASE_URL": database,
+        "SAGA_TOPIC_PREFIX": topic_prefix,
+        "SAGA_SHARDS": "2",
+    }
+    args = ["--sagas", "tests.integration.console_sagas", "--state-dir", str(tmp_path / "dev")]
+    args += ["--http-port", str(free_port()), "--no-reload"]
+    server = start_dev(args, env, tmp_path / "dev.out")
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0, server.text()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    driver = chromium(tmp_path / "chromium-profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def start(dev: DevServer, workflow: str, workflow_id: str, amount: int, wait: float = 10) -> None:
+    body = {
+        "workflow": workflow,
+        "id": workflow_id,
+        "task_queue": "console",
+        "input": {"order_id": workflow_id, "amount": amount},
+        "wait": wait,
+    }
+    r = httpx.post(f"{dev.api_url}/v1/workflows", json=body, headers=bearer(dev.token), timeout=30)
+    assert r.status_code in (201, 202), r.text
+
+
+def shot(driver: WebDriver, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def wait_for(driver: WebDriver, css: str) -> None:
+    WebDriverWait(driver, WAIT_S).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def status_in_list(driver: WebDriver, workflow_id: str) -> str | None:
+    rows = driver.find_elements(By.CSS_SELECTOR, f'#runs tr[data-workflow-id="{workflow_id}"]')
+    if not rows:
+        return None
+    return rows[0].find_element(By.CSS_SELECTOR, ".badge").get_attribute("data-status")
+
+
+def wait_status_in_list(driver: WebDriver, workflow_id: str, status: str) -> None:
+    WebDriverWait(driver, WAIT_S).until(lambda d: status_in_list(d, workflow_id) == status)
+
+
+def run_status(driver: WebDriver) -> str | None:
+    found = driver.find_elements(By.CSS_SELECTOR, "#run-status .badge")
+    return found[0].get_attribute("data-status") if found else None
+
+
+def open_run(driver: WebDriver, workflow_id: str) -> None:
+    driver.find_element(By.LINK_TEXT, workflow_id).click()
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: (
+            d.find_elements(By.ID, "run-id") and d.find_element(By.ID, "run-id").text == workflow_id
+        )
+    )
+
+
+def confirm(driver: WebDriver) -> str:
+    alert = WebDriverWait(driver, WAIT_S).until(ec.alert_is_present())
+    question = alert.text
+    alert.accept()
+    return question
+
+
+def test_console_shows_runs_and_steers_them(dev: DevServer, browser: WebDriver) -> None:
+    start(dev, "console.order", "order-ok", 50)
+    start(dev, "console.order", "order-big", 500)
+    start(dev, "console.hold", "hold-cancel", 20)
+    start(dev, "console.hold", "hold-terminate", 30)
+    start(dev, "console.unknown", "nobody-runs-this", 1, wait=0)  # goes to the DLQ
+
+    # sign in: the page holds no data until a token is given
+    browser.get(dev.console_url)
+    wait_for(browser, "#login")
+    assert not browser.find_elements(By.ID, "runs")
+    browser.find_element(By.ID, "token").send_keys(dev.token)
+    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+
+    # the list: every run with its status (refreshed live, no reload)
+    wait_for(browser, "#runs")
+    wait_status_in_list(browser, "order-ok", "COMPLETED")
+    wait_status_in_list(browser, "order-big", "FAILED")
+    wait_status_in_list(browser, "hold-cancel", "RUNNING")
+    wait_status_in_list(browser, "hold-terminate", "RUNNING")
+    counts = browser.find_element(By.ID, "counts").text
+    assert "COMPLETED" in counts
+    assert "FAILED" in counts
+    shot(browser, "1-runs")
+
+    # filter by status
+    Select(browser.find_element(By.ID, "filter-status")).select_by_value("FAILED")
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: (
+            [
+                r.get_attribute("data-workflow-id")
+                for r in d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+            ]
+            == ["order-big"]
+        )
+    )
+    shot(browser, "2-runs-failed")
+
+    # the compensated order: its steps, the compensation, the error and its cause
+    open_run(browser, "order-big")
+    assert run_status(browser) == "FAILED"
+    steps = browser.find_element(By.ID, "steps")
+    assert (
+        steps.find_element(By.CSS_SELECTOR, '[data-activity="console.reserve"]').get_attribute(
+            "data-state"
+        )
+        == "COMPLETED"
+    )
+    assert (
+        steps.find_element(By.CSS_SELECTOR, '[data-activity="console.charge"]').get_attribute(
+            "data-state"
+        )
+        == "FAILED"
+    )
+    compensations = browser.find_element(By.ID, "compensations")
+    assert (
+        compensations.find_element(
+            By.CSS_SELECTOR, '[data-activity="console.release"]'
+        ).get_attribute("data-state")
+        == "COMPLETED"
+    )
+    failure = browser.find_element(By.ID, "failure").text
+    assert "CardLimit" in failure
+    assert "card limit is 100, asked 500" in failure
+    timeline = browser.find_element(By.ID, "timeline")
+    kinds = [
+        e.get_attribute("data-type") for e in timeline.find_elements(By.CSS_SELECTOR, "li.event")
+    ]
+    assert kinds[0] == "WorkflowStarted"
+    assert "CompensationStarted" in kinds
+    assert kinds[-1] == "WorkflowFailed"
+    assert not browser.find_elements(By.ID, "actions")  # a closed run offers no actions
+    shot(browser, "3-run-compensated")
+
+    # cancel a running saga through the UI: it releases its reservation, ends CANCELLED
+    browser.get(dev.console_url + "#/runs")
+    wait_status_in_list(browser, "hold-cancel", "RUNNING")
+    open_run(browser, "hold-cancel")
+    wait_for(browser, "#timeline li[data-type=TimerStarted]")
+    browser.find_element(By.ID, "cancel-reason").send_keys("customer changed their mind")
+    browser.find_element(By.ID, "cancel").click()
+    assert "Cancel hold-cancel?" in confirm(browser)
+    WebDriverWait(browser, WAIT_S).until(lambda d: run_status(d) == "CANCELLED")
+    release = browser.find_element(
+        By.CSS_SELECTOR, '#compensations [data-activity="console.release"]'
+    )
+    assert release.get_attribute("data-state") == "COMPLETED"
+    shot(browser, "4-run-cancelled")
+
+    # terminate: needs a reason, asks first, ends TERMINATED without compensation
+    browser.get(dev.console_url + "#/runs")
+    wait_status_in_list(browser, "hold-terminate", "RUNNING")
+    open_run(browser, "hold-terminate")
+    browser.find_element(By.ID, "terminate-reason").send_keys("test cleanup")
+    browser.find_element(By.ID, "terminate").click()
+    assert "Terminate hold-terminate?" in confirm(browser)
+    WebDriverWait(browser, WAIT_S).until(lambda d: run_status(d) == "TERMINATED")
+    assert "test cleanup" in browser.find_element(By.ID, "terminated").text
+    assert not browser.find_elements(By.ID, "compensations")
+    shot(browser, "5-run-terminated")
+
+    # the start nobody could run is a dead letter; redrive sends it back
+    browser.find_element(By.ID, "nav-dlq").click()
+    wait_for(browser, "#dead-letters tbody tr")
+    row = browser.find_element(By.CSS_SELECTOR, "#dead-letters tbody tr")
+    assert row.find_element(By.CSS_SELECTOR, ".reason").text
+    row.find_element(By.CSS_SELECTOR, "button.redrive").click()
+    assert "Redrive dead letter" in confirm(browser)
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: "1 record(s) sent back" in d.find_element(By.ID, "message").text
+    )
+    shot(browser, "6-dead-letters")
