@@ -103,6 +103,12 @@ def _stop_event() -> threading.Event:
     help="Port of the API and the console; 0 picks a free one, kept for the next start.",
 )
 @click.option(
+    "--demo-bank",
+    is_flag=True,
+    help="Also run the demo bank (orchestrator.devstack.bank) on the dev database and give "
+    "the worker its BANK_URL, for sagas.payments.",
+)
+@click.option(
     "--reload/--no-reload",
     default=True,
     show_default=True,
@@ -115,6 +121,7 @@ def dev_command(
     state_dir: Path,
     http_host: str,
     http_port: int,
+    demo_bank: bool,
     reload: bool,
 ) -> None:
     """Run the whole stack for MODULE until Ctrl-C: Kafka, PostgreSQL, an engine and
@@ -134,6 +141,7 @@ def dev_command(
         port = http_port or ports.port("http")
         procs = DevProcesses(layout, modules, queues, env, http_host, port)
         try:
+            bank = procs.start_bank(ports.port("bank")) if demo_bank else None
             procs.start_worker()
             procs.start_http()
             procs.wait_http()
@@ -143,7 +151,9 @@ def dev_command(
                 f"logs:     {layout.logs}\n"
                 f"sagas:    {', '.join(modules)} (task queues: {', '.join(queues)})\n\n"
                 f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
-                f"export DATABASE_URL={dsn}\n\n"
+                f"export DATABASE_URL={dsn}\n"
+                + (f"export BANK_URL={bank}\n" if bank else "")
+                + "\n"
                 "Ctrl-C stops everything; the runs stay in the state folder.",
             )
             _supervise(procs, ModuleWatch(modules) if reload else None, stop)

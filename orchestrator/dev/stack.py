@@ -72,6 +72,7 @@ class DevProcesses:
     http_port: int
     worker: subprocess.Popen[bytes] | None = field(default=None, init=False)
     http: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    bank: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
@@ -80,6 +81,23 @@ class DevProcesses:
     def _saga(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "orchestrator.cli", *args]
         return spawn(argv, self.layout.logs / f"{name}.log", env=self.env)
+
+    def start_bank(self, port: int) -> str:
+        """Start the demo bank (``orchestrator.devstack.bank``) on the dev database; its
+        URL, also given to the worker as ``BANK_URL``."""
+        dsn = self.env["DATABASE_URL"]
+        argv = [sys.executable, "-m", "orchestrator.devstack.bank", "--dsn", dsn]
+        self.bank = spawn([*argv, "--port", str(port)], self.layout.logs / "bank.log", env=self.env)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not _answers(f"{url}/health"):
+            if self.bank.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "the demo bank did not start" + tail(self.layout.logs / "bank.log")
+                )
+            time.sleep(0.2)
+        self.env["BANK_URL"] = url
+        return url
 
     def start_worker(self) -> None:
         """Start ``saga worker`` for the modules: engine, activity workers, projector."""
@@ -108,11 +126,8 @@ class DevProcesses:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check_http()
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+            if _answers(f"{self.url}/healthz"):
+                return
             time.sleep(0.2)
         raise TimeoutError(f"saga http did not answer at {self.url}" + self.http_log())
 
@@ -132,7 +147,16 @@ class DevProcesses:
         return tail(self.layout.logs / "worker.log")
 
     def stop(self) -> None:
-        """Stop the HTTP server, then the worker (it drains in-flight activities)."""
-        for proc in (self.http, self.worker):
+        """Stop the HTTP server, then the worker (it drains in-flight activities), then
+        the bank."""
+        for proc in (self.http, self.worker, self.bank):
             if proc is not None:
                 stop_process(proc, grace_s=30)
+
+
+def _answers(url: str) -> bool:
+    """True when ``GET url`` answers 200."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
