@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
@@ -76,8 +77,13 @@ def shot(driver: WebDriver, name: str) -> None:
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
+def waiting(driver: WebDriver) -> WebDriverWait[WebDriver]:
+    """A wait that retries when the page's live refresh replaced an element under it."""
+    return WebDriverWait(driver, WAIT_S, ignored_exceptions=[StaleElementReferenceException])
+
+
 def wait_for(driver: WebDriver, css: str) -> None:
-    WebDriverWait(driver, WAIT_S).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+    waiting(driver).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
 def status_in_list(driver: WebDriver, workflow_id: str) -> str | None:
@@ -88,7 +94,7 @@ def status_in_list(driver: WebDriver, workflow_id: str) -> str | None:
 
 
 def wait_status_in_list(driver: WebDriver, workflow_id: str, status: str) -> None:
-    WebDriverWait(driver, WAIT_S).until(lambda d: status_in_list(d, workflow_id) == status)
+    waiting(driver).until(lambda d: status_in_list(d, workflow_id) == status)
 
 
 def run_status(driver: WebDriver) -> str | None:
@@ -97,8 +103,12 @@ def run_status(driver: WebDriver) -> str | None:
 
 
 def open_run(driver: WebDriver, workflow_id: str) -> None:
-    driver.find_element(By.LINK_TEXT, workflow_id).click()
-    WebDriverWait(driver, WAIT_S).until(
+    def click() -> bool:
+        driver.find_element(By.LINK_TEXT, workflow_id).click()
+        return True
+
+    waiting(driver).until(lambda _: click())
+    waiting(driver).until(
         lambda d: (
             d.find_elements(By.ID, "run-id") and d.find_element(By.ID, "run-id").text == workflow_id
         )
@@ -139,7 +149,7 @@ def test_console_shows_runs_and_steers_them(dev: DevServer, browser: WebDriver) 
 
     # filter by status
     Select(browser.find_element(By.ID, "filter-status")).select_by_value("FAILED")
-    WebDriverWait(browser, WAIT_S).until(
+    waiting(browser).until(
         lambda d: (
             [
                 r.get_attribute("data-workflow-id")
@@ -194,7 +204,7 @@ def test_console_shows_runs_and_steers_them(dev: DevServer, browser: WebDriver) 
     browser.find_element(By.ID, "cancel-reason").send_keys("customer changed their mind")
     browser.find_element(By.ID, "cancel").click()
     assert "Cancel hold-cancel?" in confirm(browser)
-    WebDriverWait(browser, WAIT_S).until(lambda d: run_status(d) == "CANCELLED")
+    waiting(browser).until(lambda d: run_status(d) == "CANCELLED")
     release = browser.find_element(
         By.CSS_SELECTOR, '#compensations [data-activity="console.release"]'
     )
@@ -208,7 +218,7 @@ def test_console_shows_runs_and_steers_them(dev: DevServer, browser: WebDriver) 
     browser.find_element(By.ID, "terminate-reason").send_keys("test cleanup")
     browser.find_element(By.ID, "terminate").click()
     assert "Terminate hold-terminate?" in confirm(browser)
-    WebDriverWait(browser, WAIT_S).until(lambda d: run_status(d) == "TERMINATED")
+    waiting(browser).until(lambda d: run_status(d) == "TERMINATED")
     assert "test cleanup" in browser.find_element(By.ID, "terminated").text
     assert not browser.find_elements(By.ID, "compensations")
     shot(browser, "5-run-terminated")
@@ -220,7 +230,7 @@ def test_console_shows_runs_and_steers_them(dev: DevServer, browser: WebDriver) 
     assert row.find_element(By.CSS_SELECTOR, ".reason").text
     row.find_element(By.CSS_SELECTOR, "button.redrive").click()
     assert "Redrive dead letter" in confirm(browser)
-    WebDriverWait(browser, WAIT_S).until(
+    waiting(browser).until(
         lambda d: "1 record(s) sent back" in d.find_element(By.ID, "message").text
     )
     shot(browser, "6-dead-letters")

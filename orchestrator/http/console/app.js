@@ -69,7 +69,11 @@ setInterval(() => {
   if (current && current.live() && document.visibilityState === "visible") current.refresh();
 }, REFRESH_MS);
 window.addEventListener("hashchange", route);
-window.addEventListener("saga-unauthorized", () => login("The server refused the token (401); sign in again."));
+window.addEventListener("saga-unauthorized", () => {
+  if (current) current.stop();
+  current = null;
+  login("The server refused the token (401); sign in again.");
+});
 logout.addEventListener("click", () => {
   setToken(null);
   route();

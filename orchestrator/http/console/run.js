@@ -93,7 +93,7 @@ async function download(id, runId, say) {
   }
 }
 
-function render(slot, id, runId, described, history, say) {
+function render(head, body, id, runId, described, history, say) {
   const wf = described.workflow || {};
   const row = described.visibility || {};
   const status = history.status || wf.status || row.status;
@@ -101,7 +101,7 @@ function render(slot, id, runId, described, history, say) {
   const t = fold(history.events);
   const link = (wid, rid, text) => h("a", { href: `#/runs/${encodeURIComponent(wid)}${rid ? `?run_id=${encodeURIComponent(rid)}` : ""}` }, text);
   const parked = history.parked || row.parked;
-  replace(slot,
+  replace(head,
     h("div", { class: "title-row" }, h("h1", { id: "run-id" }, id), h("span", { id: "run-status" }, badge(status)),
       parked ? h("span", { class: "badge parked" }, "PARKED") : null),
     parked ? h("p", { class: "error", id: "parked" }, `Parked: ${parked}`) : null,
@@ -115,8 +115,8 @@ function render(slot, id, runId, described, history, say) {
       t.parent ? [h("dt", {}, "parent"), h("dd", {}, link(t.parent.id, t.parent.runId, t.parent.id))] : null,
       t.continuedFrom ? [h("dt", {}, "continued from"), h("dd", {}, link(id, t.continuedFrom, t.continuedFrom))] : null,
       t.continuedAs ? [h("dt", {}, "continued as"), h("dd", {}, link(id, t.continuedAs, t.continuedAs))] : null),
-    h("p", {}, h("button", { type: "button", id: "download", onclick: () => download(id, runOf, say) }, "Download history (replay JSON)")),
-    actions(id, status, say),
+    h("p", {}, h("button", { type: "button", id: "download", onclick: () => download(id, runOf, say) }, "Download history (replay JSON)")));
+  replace(body,
     section("Input", "input", value(t.started ? t.started.input : null)),
     t.closed && t.closed.type === "WorkflowCompleted" ? section("Result", "result", value(t.closed.result)) : null,
     t.failure ? section("Failure", "failure", failureChain(t.failure),
@@ -150,29 +150,29 @@ function render(slot, id, runId, described, history, say) {
 export function runView(main, id, params) {
   const runId = params.get("run_id");
   const message = h("p", { id: "message", role: "status" });
+  const head = h("div");
   const slot = h("div");
+  // the action form is built once per status, not on every refresh, so what the user
+  // is typing stays where it is
+  const actionSlot = h("div");
   let status = null;
   const say = (text, bad) => {
     message.className = bad ? "error" : "ok";
     message.textContent = text;
   };
-  replace(main, h("p", {}, h("a", { href: "#/runs" }, "← runs")), message, slot);
+  replace(main, h("p", {}, h("a", { href: "#/runs" }, "← runs")), message, head, actionSlot, slot);
   return makeView(async () => {
     try {
       const [described, history] = await Promise.all([api.describe(id, runId), api.history(id, runId)]);
-      // keep what the user typed into the action fields across refreshes
-      const typed = [...slot.querySelectorAll("input")].map((i) => [i.id, i.value]);
       const open = [...slot.querySelectorAll("details[open]")].map((d) => d.parentElement && d.parentElement.dataset.seq);
-      render(slot, id, runId, described, history, say);
-      for (const [inputId, text] of typed) {
-        const input = slot.querySelector(`#${inputId}`);
-        if (input) input.value = text;
-      }
+      render(head, slot, id, runId, described, history, say);
+      const now = history.status || (described.workflow && described.workflow.status);
+      if (now !== status) replace(actionSlot, actions(id, now, say));
       for (const seq of open) {
         const d = seq && slot.querySelector(`li[data-seq="${seq}"] > details`);
         if (d) d.open = true;
       }
-      status = history.status;
+      status = now;
     } catch (error) {
       replace(slot, errorLine(error));
     }
