@@ -167,10 +167,11 @@ def _search(values: list[str]) -> dict[str, Any]:
 
 
 async def list_workflows(request: web.Request) -> web.Response:
-    """``GET /v1/workflows?status=&type=&search=k:v&started_after=&started_before=&limit=
-    &after=``: newest first."""
+    """``GET /v1/workflows?status=&type=&search=k:v&started_after=&started_before=&parked=
+    &limit=&after=``: newest first."""
     v.check_query(
-        request, ("status", "type", "search", "started_after", "started_before", "limit", "after")
+        request,
+        ("status", "type", "search", "started_after", "started_before", "parked", "limit", "after"),
     )
     status = request.query.get("status")
     if status is not None and status.upper() not in _STATUSES:
@@ -187,6 +188,10 @@ async def list_workflows(request: web.Request) -> web.Response:
     search = _search(request.query.getall("search", []))
     started_after = v.query_time(request, "started_after")
     started_before = v.query_time(request, "started_before")
+    parked_text = request.query.get("parked")
+    if parked_text not in (None, "true", "false"):
+        raise v.bad("parked must be true or false")
+    parked = None if parked_text is None else parked_text == "true"
     store = request.app[SERVICES].visibility.require()
     try:
         rows, cursor = await store.list_runs(
@@ -195,6 +200,7 @@ async def list_workflows(request: web.Request) -> web.Response:
             search=search or None,
             started_after=started_after,
             started_before=started_before,
+            parked=parked,
             limit=limit,
             after=request.query.get("after"),
         )

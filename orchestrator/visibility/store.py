@@ -185,6 +185,7 @@ class VisibilityStore:
         search: dict[str, Any] | None = None,
         started_after: datetime | None = None,
         started_before: datetime | None = None,
+        parked: bool | None = None,
         limit: int = 100,
         after: str | None = None,
     ) -> tuple[list[RunRow], str | None]:
@@ -193,7 +194,8 @@ class VisibilityStore:
         ``status`` is matched case-insensitively against the status names;
         ``search`` matches runs whose search attributes contain every given key with
         the given JSON value (JSONB containment); ``started_after`` (inclusive) and
-        ``started_before`` (exclusive) bound the start time. ``limit`` is 1..1000.
+        ``started_before`` (exclusive) bound the start time; ``parked`` keeps only parked
+        runs (True) or only the others (False). ``limit`` is 1..1000.
         ``after`` is a cursor from a previous call; a malformed cursor raises ValueError.
         """
         if not 1 <= limit <= MAX_LIMIT:
@@ -215,6 +217,8 @@ class VisibilityStore:
         if started_before is not None:
             where.append(sql.SQL("start_time < %s"))
             params.append(started_before)
+        if parked is not None:
+            where.append(sql.SQL("parked IS NOT NULL" if parked else "parked IS NULL"))
         if after is not None:
             start, workflow_id, run_id = decode_cursor(after)
             where.append(sql.SQL("(start_time, workflow_id, run_id) < (%s, %s, %s)"))

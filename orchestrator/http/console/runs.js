@@ -16,7 +16,7 @@ let trailFilters = "";
 
 function filtersOf(params) {
   const keep = new URLSearchParams();
-  for (const key of ["status", "type", "search", "from", "to"]) {
+  for (const key of ["status", "type", "search", "from", "to", "parked"]) {
     for (const v of params.getAll(key)) if (v) keep.append(key, v);
   }
   return keep;
@@ -29,6 +29,7 @@ function apiQuery(filters, after) {
   for (const term of (filters.get("search") || "").split(/\s+/).filter(Boolean)) q.append("search", term);
   if (filters.get("from")) q.set("started_after", new Date(filters.get("from")).toISOString());
   if (filters.get("to")) q.set("started_before", new Date(filters.get("to")).toISOString());
+  if (filters.get("parked")) q.set("parked", "true");
   q.set("limit", String(PAGE));
   if (after) q.set("after", after);
   return q;
@@ -48,12 +49,14 @@ function filterForm(filters) {
   const search = h("input", { name: "search", id: "filter-search", placeholder: "key:value ...", value: filters.get("search") || "", size: 24 });
   const from = h("input", { type: "datetime-local", name: "from", id: "filter-from", value: filters.get("from") || "" });
   const to = h("input", { type: "datetime-local", name: "to", id: "filter-to", value: filters.get("to") || "" });
+  const parked = h("input", { type: "checkbox", name: "parked", id: "filter-parked", value: "1", checked: Boolean(filters.get("parked")) });
   const form = h("form", { class: "filters", id: "filters" },
     h("label", {}, "Status ", status),
     h("label", {}, "Type ", type),
     h("label", { title: "search attributes: key:value, space-separated (AND)" }, "Search ", search),
     h("label", {}, "Started from ", from),
     h("label", {}, "to ", to),
+    h("label", { title: "runs that cannot replay their history with the loaded code" }, "Parked only ", parked),
     h("button", { type: "submit" }, "Apply"),
     h("button", { type: "button", onclick: () => go(new URLSearchParams(), null) }, "Clear"));
   form.addEventListener("submit", (event) => {
@@ -63,6 +66,7 @@ function filterForm(filters) {
     go(next, null);
   });
   status.addEventListener("change", () => form.requestSubmit());
+  parked.addEventListener("change", () => form.requestSubmit());
   return form;
 }
 
