@@ -1,5 +1,5 @@
 // The console's entry point: login, hash routing (#/runs, #/runs/<id>, #/dead-letters)
-// and live refresh: the shown view polls the API every two seconds while visible.
+// and live refresh: the shown view polls the API every second while visible.
 
 import { api, setToken, token } from "./api.js";
 import { h, replace } from "./dom.js";
@@ -7,7 +7,7 @@ import { deadLettersView } from "./deadletters.js";
 import { runView } from "./run.js";
 import { runsView } from "./runs.js";
 
-const REFRESH_MS = 2000;
+const REFRESH_MS = 1000;
 const main = document.getElementById("main");
 const logout = document.getElementById("logout");
 let current = null;

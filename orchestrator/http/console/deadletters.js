@@ -62,5 +62,6 @@ export function deadLettersView(main, params) {
     } catch (error) {
       replace(slot, errorLine(error));
     }
-  }, { live: () => live.checked && !document.querySelector("#dead-letters details[open]") });
+    // each read opens a Kafka consumer on the server: every 5 s is enough here
+  }, { live: () => live.checked && !document.querySelector("#dead-letters details[open]"), everyMs: 5000 });
 }

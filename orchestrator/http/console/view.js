@@ -2,14 +2,17 @@
 
 import { h } from "./dom.js";
 
-/** A view whose `load()` renders into its element; `refresh()` skips while one runs. */
-export function makeView(load, { live = () => true } = {}) {
+/** A view whose `load()` renders into its element; `refresh()` skips while one runs,
+ * and until `everyMs` has passed since the last one. */
+export function makeView(load, { live = () => true, everyMs = 0 } = {}) {
   let busy = false;
   let stopped = false;
+  let last = 0;
   const view = {
     async refresh() {
-      if (busy || stopped) return;
+      if (busy || stopped || Date.now() - last < everyMs) return;
       busy = true;
+      last = Date.now();
       try {
         await load();
       } finally {
