@@ -11,14 +11,17 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from orchestrator.config import DEFAULT_HTTP_PORT
-from orchestrator.dev.stack import DevLayout, DevProcesses, admin_token
-from orchestrator.dev.watch import ModuleWatch
 from orchestrator.devstack.paths import cache_root
-from orchestrator.devstack.persistent import PortBook, persistent_kafka, persistent_postgres
+
+if TYPE_CHECKING:  # loaded when `saga dev` runs, not by every `saga` command
+    from orchestrator.dev.stack import DevProcesses
+    from orchestrator.dev.watch import ModuleWatch
+    from orchestrator.devstack.persistent import PortBook
 
 __all__ = ["register"]
 
@@ -34,7 +37,7 @@ def _module_task_queue(module: str) -> str | None:
     (the worker then reports why)."""
     try:
         found = importlib.import_module(module)
-    except ImportError:
+    except Exception:  # noqa: BLE001 - a broken module is the worker's to report, with its log
         return None
     queue = getattr(found, "TASK_QUEUE", None)
     return queue if isinstance(queue, str) else None
@@ -47,6 +50,8 @@ def _kafka(home: Path, ports: PortBook) -> Iterator[str]:
     if external:
         yield external
         return
+    from orchestrator.devstack.persistent import persistent_kafka
+
     with persistent_kafka(home, ports) as servers:
         yield servers
 
@@ -58,6 +63,8 @@ def _postgres(home: Path, ports: PortBook) -> Iterator[str]:
     if external:
         yield external
         return
+    from orchestrator.devstack.persistent import persistent_postgres
+
     with persistent_postgres(home, ports) as dsn:
         yield dsn
 
@@ -126,6 +133,10 @@ def dev_command(
 ) -> None:
     """Run the whole stack for MODULE until Ctrl-C: Kafka, PostgreSQL, an engine and
     activity worker, the visibility projector, the HTTP API and the web console."""
+    from orchestrator.dev.stack import DevLayout, DevProcesses, admin_token
+    from orchestrator.dev.watch import ModuleWatch
+    from orchestrator.devstack.persistent import PortBook
+
     sys.path.insert(0, os.getcwd())  # as `python -m` does for the worker it starts
     queues = task_queues or tuple(
         dict.fromkeys(_module_task_queue(m) or "default" for m in modules)
