@@ -21,6 +21,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from orchestrator.devstack import providers
 from orchestrator.devstack.processes import free_port
+from orchestrator.status import WorkflowStatus
+from orchestrator.testing import Replayer, history_from_json
+from tests.integration import console_sagas
 from tests.integration.browser import chromium
 from tests.integration.dev_process import DevServer, start_dev
 from tests.integration.http_helpers import bearer
@@ -54,6 +57,11 @@ def dev(
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
     driver = chromium(tmp_path / "chromium-profile")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
     try:
         yield driver
     finally:
@@ -122,7 +130,9 @@ def confirm(driver: WebDriver) -> str:
     return question
 
 
-def test_console_shows_runs_and_steers_them(dev: DevServer, browser: WebDriver) -> None:
+def test_console_shows_runs_and_steers_them(
+    dev: DevServer, browser: WebDriver, tmp_path: Path
+) -> None:
     start(dev, "console.order", "order-ok", 50)
     start(dev, "console.order", "order-big", 500)
     start(dev, "console.hold", "hold-cancel", 20)
@@ -195,6 +205,15 @@ def test_console_shows_runs_and_steers_them(dev: DevServer, browser: WebDriver) 
     assert kinds[-1] == "WorkflowFailed"
     assert not browser.find_elements(By.ID, "actions")  # a closed run offers no actions
     shot(browser, "3-run-compensated")
+
+    # its history, downloaded, replays against the code
+    browser.find_element(By.ID, "download").click()
+    downloaded = tmp_path / "downloads" / "order-big.history.json"
+    waiting(browser).until(lambda _: downloaded.exists())
+    replayed = Replayer(workflows=[console_sagas.order]).replay(
+        history_from_json(downloaded.read_text())
+    )
+    assert replayed.status is WorkflowStatus.FAILED
 
     # cancel a running saga through the UI: it releases its reservation, ends CANCELLED
     browser.get(dev.console_url + "#/runs")
