@@ -47,9 +47,12 @@ export function time(iso) {
   return h("time", { datetime: iso, title: iso }, when.toLocaleString());
 }
 
+const undecoded = (v) => v && typeof v === "object" && !Array.isArray(v) && "encoding" in v && "data_base64" in v;
+
 /** JSON shown as text, or a note for a payload the server could not decode. */
 export function value(v) {
-  if (v && typeof v === "object" && !Array.isArray(v) && "encoding" in v && "data_base64" in v) {
+  if (Array.isArray(v) && v.some(undecoded)) return h("div", {}, v.map(value));
+  if (undecoded(v)) {
     const bytes = Math.floor((v.data_base64.length * 3) / 4);
     return h("span", { class: "encrypted" }, `encoded payload (${v.encoding}, ~${bytes} bytes): the server cannot decode it`);
   }
