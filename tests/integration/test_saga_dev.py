@@ -59,6 +59,7 @@ def listening(address: str) -> bool:
         return sock.connect_ex((host, int(port))) == 0
 
 
+@pytest.mark.timeout(480)  # starts a whole stack (and a browser) on a shared 2-core machine
 def test_saga_dev_keeps_runs_reloads_code_and_stops_cleanly(tmp_path: Path) -> None:
     code = tmp_path / "code"
     code.mkdir()
