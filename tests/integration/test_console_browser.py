@@ -253,4 +253,6 @@ def test_console_shows_runs_and_steers_them(
     waiting(browser).until(
         lambda d: "1 record(s) sent back" in d.find_element(By.ID, "message").text
     )
+    # the engine still knows no such workflow: the redriven start is refused again
+    wait_for(browser, '#dead-letters tbody tr[data-offset="1"]')
     shot(browser, "6-dead-letters")
