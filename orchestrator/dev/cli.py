@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -112,8 +113,8 @@ def _stop_event() -> threading.Event:
 @click.option(
     "--demo-bank",
     is_flag=True,
-    help="Also run the demo bank (orchestrator.devstack.bank) on the dev database and give "
-    "the worker its BANK_URL, for sagas.payments.",
+    help="For sagas.payments: also run the demo bank (orchestrator.devstack.bank) on the dev "
+    "database, give the worker its BANK_URL, and create the <prefix>.payments.events topic.",
 )
 @click.option(
     "--reload/--no-reload",
@@ -137,6 +138,7 @@ def dev_command(
     from orchestrator.dev.watch import ModuleWatch
     from orchestrator.devstack.persistent import PortBook
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per health check
     sys.path.insert(0, os.getcwd())  # as `python -m` does for the worker it starts
     queues = task_queues or tuple(
         dict.fromkeys(_module_task_queue(m) or "default" for m in modules)

@@ -97,6 +97,7 @@ class DevProcesses:
                 )
             time.sleep(0.2)
         self.env["BANK_URL"] = url
+        _ensure_events_topic(self.env)
         return url
 
     def start_worker(self) -> None:
@@ -152,6 +153,24 @@ class DevProcesses:
         for proc in (self.http, self.worker, self.bank):
             if proc is not None:
                 stop_process(proc, grace_s=30)
+
+
+def _ensure_events_topic(env: dict[str, str]) -> None:
+    """Create ``<prefix>.payments.events``, where the payments saga announces transfers
+    (the broker creates no topic by itself); nothing when it exists."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from orchestrator.config import Settings
+
+    settings = Settings.from_env(env)
+    name = f"{settings.topic_prefix}.payments.events"
+    admin = AdminClient(settings.kafka_config())
+    try:
+        admin.create_topics([NewTopic(name, settings.shards, -1)])[name].result(30)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
 
 
 def _answers(url: str) -> bool:
