@@ -1,7 +1,8 @@
 """``saga dev`` as a new user runs it: its own Kafka and PostgreSQL (no address in the
 environment), a run started over HTTP, new code picked up when the module's file
-changes, a clean stop on SIGTERM (nothing left listening), and every run still there
-after a restart on the same state folder."""
+changes (new runs use it; a running run it cannot replay parks, and the list of parked
+runs shows why), a clean stop on SIGTERM (nothing left listening), and every run still
+there after a restart on the same state folder."""
 
 from __future__ import annotations
 
@@ -35,11 +36,35 @@ async def greet(name: str) -> str:
 @workflow.defn(name="devmod.hello")
 async def hello(ctx: workflow.WorkflowContext, name: str) -> str:
     return await ctx.execute_activity(greet, name)
+
+
+@workflow.defn(name="devmod.waiter")
+class Waiter:
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.run
+    async def run(self, ctx: workflow.WorkflowContext, name: str) -> str:
+        {waiter_first}
+        await ctx.wait_condition(lambda: self.done)
+        return "done"
+
+    @workflow.signal(name="finish")
+    def finish(self) -> None:
+        self.done = True
 """
+
+#: the waiter's first step in each version: v2 sleeps first, which a run started under
+#: v1 cannot replay
+FIRST = {
+    "hello": "await ctx.execute_activity(greet, name)",
+    "bonjour": "await ctx.sleep(0.01)",
+}
 
 
 def write_module(folder: Path, greeting: str) -> None:
-    (folder / "devmod.py").write_text(MODULE.replace("{greeting}", greeting))
+    code = MODULE.replace("{greeting}", greeting).replace("{waiter_first}", FIRST[greeting])
+    (folder / "devmod.py").write_text(code)
 
 
 def run_hello(dev: DevServer, workflow_id: str) -> Any:
@@ -76,11 +101,40 @@ def test_saga_dev_keeps_runs_reloads_code_and_stops_cleanly(tmp_path: Path) -> N
     try:
         assert set(dev.exports) == {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}
         assert run_hello(dev, "greet-1")["result"] == "hello, ada"
+        with httpx.Client(base_url=dev.api_url, headers=bearer(dev.token), timeout=30) as http:
+            body = {
+                "workflow": "devmod.waiter",
+                "id": "wait-1",
+                "task_queue": "devq",
+                "input": "ada",
+            }
+            assert http.post("/v1/workflows", json=body).status_code == 201
+            wait_until(
+                lambda: '"ActivityCompleted"' in http.get("/v1/workflows/wait-1/history").text,
+                60,
+                "the waiter's first step",
+            )
 
         # new code: the worker restarts on it, and new runs use it
         write_module(code, "bonjour")
         wait_until(lambda: "restarting the worker" in dev.text(), 60, "the reload")
         assert run_hello(dev, "greet-2")["result"] == "bonjour, ada"
+
+        # the running waiter cannot replay on the new code: it parks, visibly
+        with httpx.Client(base_url=dev.api_url, headers=bearer(dev.token), timeout=30) as http:
+            r = http.post("/v1/workflows/wait-1/signals/finish", json={"wait": 0})
+            assert r.status_code == 202, r.text
+
+            def parked() -> list[dict[str, Any]]:
+                r = http.get("/v1/workflows", params={"parked": "true"})
+                return list(r.json()["workflows"]) if r.is_success else []
+
+            wait_until(lambda: [w["workflow_id"] for w in parked()] == ["wait-1"], 60, "parked")
+            # the reason names the diverging command
+            assert (
+                "expected ActivityScheduled(devmod.greet), got TimerStarted"
+                in (parked()[0]["parked"])
+            )
     finally:
         assert dev.stop() == 0, dev.text()
     assert "saga dev: stopped" in dev.text()
