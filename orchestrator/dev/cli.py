@@ -70,11 +70,26 @@ def _postgres(home: Path, ports: PortBook) -> Iterator[str]:
         yield dsn
 
 
-def _stop_event() -> threading.Event:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return stop
+class _Stopping(BaseException):
+    """Ctrl-C or SIGTERM while the stack was still starting (a BaseException, as
+    KeyboardInterrupt is, so no `except Exception` on the way swallows it)."""
+
+
+class _Signals:
+    """Ctrl-C and SIGTERM: while starting they abort the start (everything started so
+    far is stopped on the way out); once running they set :attr:`stop`."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.interrupting = True  # while starting
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, *_: object) -> None:
+        self.stop.set()
+        if self.interrupting:
+            self.interrupting = False  # once: the way out must not be interrupted
+            raise _Stopping
 
 
 @click.command("dev")
@@ -147,32 +162,41 @@ def dev_command(
     layout.root.mkdir(parents=True, exist_ok=True)
     ports = PortBook(layout.ports)
     token_file = admin_token(layout.token_file)
-    stop = _stop_event()
+    signals = _Signals()
     click.echo(f"saga dev: state in {layout.root}; starting Kafka and PostgreSQL ...")
-    with _kafka(layout.kafka, ports) as bootstrap, _postgres(layout.postgres, ports) as dsn:
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": dsn}
-        port = http_port or ports.port("http")
-        procs = DevProcesses(layout, modules, queues, env, http_host, port)
-        try:
-            bank = procs.start_bank(ports.port("bank")) if demo_bank else None
-            procs.start_worker()
-            procs.start_http()
-            procs.wait_http()
-            click.echo(
-                f"\nconsole:  {procs.url}/console/\n"
-                f"token:    the admin token for the console's login is in {token_file}\n"
-                f"logs:     {layout.logs}\n"
-                f"sagas:    {', '.join(modules)} (task queues: {', '.join(queues)})\n\n"
-                f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
-                f"export DATABASE_URL={dsn}\n"
-                + (f"export BANK_URL={bank}\n" if bank else "")
-                + "\n"
-                "Ctrl-C stops everything; the runs stay in the state folder.",
-            )
-            _supervise(procs, ModuleWatch(modules) if reload else None, stop)
-        finally:
-            click.echo("saga dev: stopping ...")
-            procs.stop()
+    try:
+        with (
+            _kafka(layout.kafka, ports) as bootstrap,
+            _postgres(layout.postgres, ports) as dsn,
+        ):
+            env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": dsn}
+            port = http_port or ports.port("http")
+            procs = DevProcesses(layout, modules, queues, env, http_host, port)
+            try:
+                bank = procs.start_bank(ports.port("bank")) if demo_bank else None
+                procs.start_worker()
+                procs.start_http()
+                procs.wait_http()
+                click.echo(
+                    f"\nconsole:  {procs.url}/console/\n"
+                    f"token:    the admin token for the console's login is in {token_file}\n"
+                    f"logs:     {layout.logs}\n"
+                    f"sagas:    {', '.join(modules)} (task queues: {', '.join(queues)})\n\n"
+                    f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
+                    f"export DATABASE_URL={dsn}\n"
+                    + (f"export BANK_URL={bank}\n" if bank else "")
+                    + "\n"
+                    "Ctrl-C stops everything; the runs stay in the state folder.",
+                )
+                signals.interrupting = False
+                if not signals.stop.is_set():
+                    _supervise(procs, ModuleWatch(modules) if reload else None, signals.stop)
+            finally:
+                signals.interrupting = False  # a second Ctrl-C does not interrupt the stop
+                click.echo("saga dev: stopping ...")
+                procs.stop()
+    except _Stopping:
+        pass  # interrupted while starting; what had started is stopped
     click.echo("saga dev: stopped")
 
 
