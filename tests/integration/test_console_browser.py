@@ -221,6 +221,14 @@ def test_console_shows_runs_and_steers_them(
     wait_status_in_list(browser, "hold-cancel", "RUNNING")
     open_run(browser, "hold-cancel")
     wait_for(browser, "#timeline li[data-type=TimerStarted]")
+    # a signal, with its arguments, lands in the history
+    browser.find_element(By.ID, "signal-name").send_keys("nudge")
+    browser.find_element(By.ID, "signal-args").clear()
+    browser.find_element(By.ID, "signal-args").send_keys('[{"by": "support"}]')
+    browser.find_element(By.ID, "signal").click()
+    assert "Send signal nudge to hold-cancel?" in confirm(browser)
+    wait_for(browser, "#timeline li[data-type=SignalReceived]")
+    assert "support" in browser.find_element(By.ID, "signals").text
     browser.find_element(By.ID, "cancel-reason").send_keys("customer changed their mind")
     browser.find_element(By.ID, "cancel").click()
     assert "Cancel hold-cancel?" in confirm(browser)
