@@ -81,8 +81,13 @@ def start(dev: DevServer, workflow: str, workflow_id: str, amount: int, wait: fl
 
 
 def shot(driver: WebDriver, name: str) -> None:
+    """The whole page (the window grown to its height for the picture)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    size = driver.get_window_size()
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(size["width"], max(size["height"], int(height) + 120))
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    driver.set_window_size(size["width"], size["height"])
 
 
 def waiting(driver: WebDriver) -> WebDriverWait[WebDriver]:

@@ -42,11 +42,11 @@ function activityRows(list) {
 
 function actions(id, status, say) {
   if (!OPEN.has(status)) return null;
-  const run = async (question, call) => {
+  const run = async (question, done, call) => {
     if (!window.confirm(question)) return;
     try {
       await call();
-      say(`${question.replace(/\?$/, "")}: accepted.`, false);
+      say(done, false);
     } catch (error) {
       say(error.status === 403 ? "This token is read-only: actions need an admin token." : error.message, true);
     }
@@ -67,15 +67,18 @@ function actions(id, status, say) {
           return;
         }
         if (!signalName.value) { say("Name the signal.", true); return; }
-        run(`Send signal ${signalName.value} to ${id}?`, () => api.signal(id, signalName.value, args));
+        run(`Send signal ${signalName.value} to ${id}?`, `Signal ${signalName.value} delivered to ${id}.`,
+          () => api.signal(id, signalName.value, args));
       } }, "Signal")),
     h("div", { class: "action" }, cancelReason,
       h("button", { type: "button", id: "cancel", onclick: () =>
-        run(`Cancel ${id}? It runs its compensations.`, () => api.cancel(id, cancelReason.value)) }, "Cancel")),
+        run(`Cancel ${id}? It runs its compensations.`, `${id} accepted the cancellation.`,
+          () => api.cancel(id, cancelReason.value)) }, "Cancel")),
     h("div", { class: "action" }, terminateReason,
       h("button", { type: "button", id: "terminate", class: "danger", onclick: () => {
         if (!terminateReason.value.trim()) { say("Terminating needs a reason.", true); return; }
-        run(`Terminate ${id}? No more code and no compensation runs.`, () => api.terminate(id, terminateReason.value));
+        run(`Terminate ${id}? No more code and no compensation runs.`, `${id} is terminated.`,
+          () => api.terminate(id, terminateReason.value));
       } }, "Terminate")));
 }
 
