@@ -135,7 +135,7 @@ def confirm(driver: WebDriver) -> str:
     return question
 
 
-@pytest.mark.timeout(480)  # starts a whole stack (and a browser) on a shared 2-core machine
+@pytest.mark.timeout(480)  # starts a stack and a browser on a shared 2-core machine
 def test_console_shows_runs_and_steers_them(
     dev: DevServer, browser: WebDriver, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,17 @@ def listening(address: str) -> bool:
         return sock.connect_ex((host, int(port))) == 0
 
 
-@pytest.mark.timeout(480)  # starts a whole stack (and a browser) on a shared 2-core machine
-def test_saga_dev_keeps_runs_reloads_code_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[Path]:
+    """The state folder; as root, PostgreSQL's data lives outside it (see
+    persistent.py), so that is removed here, whatever the test's outcome."""
+    folder = tmp_path / "state"
+    yield folder
+    shutil.rmtree((folder / "postgres").resolve(), ignore_errors=True)
+
+
+@pytest.mark.timeout(480)  # starts a whole stack, twice, on a shared 2-core machine
+def test_saga_dev_keeps_runs_reloads_code_and_stops_cleanly(tmp_path: Path, state: Path) -> None:
     code = tmp_path / "code"
     code.mkdir()
     write_module(code, "hello")
@@ -94,7 +104,6 @@ def test_saga_dev_keeps_runs_reloads_code_and_stops_cleanly(tmp_path: Path) -> N
     }
     env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")])
     env["SAGA_SHARDS"] = "2"
-    state = tmp_path / "state"
     args = ["--sagas", "devmod", "--state-dir", str(state), "--http-port", "0"]
 
     dev = start_dev(args, env, tmp_path / "dev-1.out")
@@ -161,5 +170,3 @@ def test_saga_dev_keeps_runs_reloads_code_and_stops_cleanly(tmp_path: Path) -> N
             assert r.json()["result"] == "bonjour, ada"
     finally:
         assert again.stop() == 0, again.text()
-        # as root, PostgreSQL's data lives outside the state folder (see persistent.py)
-        shutil.rmtree((state / "postgres").resolve(), ignore_errors=True)
