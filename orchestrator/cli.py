@@ -402,6 +402,10 @@ from orchestrator.http.cli import register as _register_http  # noqa: E402
 
 _register_http(main)
 
+from orchestrator.dev.cli import register as _register_dev  # noqa: E402
+
+_register_dev(main)
+
 
 def _client() -> Any:
     from orchestrator.client import Client

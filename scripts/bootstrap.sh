@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes a fresh machine ready: virtual environment with the package and its dev
-# extras, PostgreSQL server binaries, Apache Kafka's jars. Idempotent; fast when done.
+# extras, PostgreSQL server binaries, Chromium (browser tests), Apache Kafka's jars.
+# Idempotent; fast when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,14 @@ if [ -z "${DATABASE_URL:-}" ]; then
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null \
       || die "could not install PostgreSQL; install the 'postgresql' package or set DATABASE_URL"
   fi
+fi
+
+# --- Chromium and its driver, for the console's browser tests ----------------
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  say "installing chromium and chromium-driver with apt (the console's browser tests)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null \
+    || die "could not install chromium; install the 'chromium' and 'chromium-driver' packages"
 fi
 
 # --- Apache Kafka jars (only when no KAFKA_BOOTSTRAP_SERVERS is given) -----

@@ -26,6 +26,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from orchestrator.http.console_routes import is_console_path
 from orchestrator.http.errors import ApiError
 
 __all__ = [
@@ -165,12 +166,21 @@ def _refuse(request: web.Request, reason: str, challenge: str) -> ApiError:
     return ApiError(401, "unauthorized", reason, {"WWW-Authenticate": challenge})
 
 
+def _open(request: web.Request) -> bool:
+    """/healthz, and GETs of the console's files: they hold no data (the page asks the
+    user for a token, then calls the authenticated API)."""
+    if request.path in _OPEN_PATHS:
+        return True
+    return request.method == "GET" and is_console_path(request.path)
+
+
 def auth_middleware(tokens: Tokens | None) -> Middleware:
-    """Require a bearer token on every path but /healthz (``None``: no authentication)."""
+    """Require a bearer token on every path but /healthz and the console's files
+    (``None``: no authentication)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if tokens is None or request.path in _OPEN_PATHS:
+        if tokens is None or _open(request):
             return await handler(request)
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():

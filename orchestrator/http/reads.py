@@ -122,14 +122,26 @@ async def result(request: web.Request) -> web.Response:
 
 
 async def history(request: web.Request) -> web.Response:
-    """``GET /v1/workflows/{id}/history[?run_id=]``: a run's events, oldest first."""
-    handle = handle_of(request)
+    """``GET /v1/workflows/{id}/history[?run_id=][&format=replay]``: a run's events,
+    oldest first; ``format=replay`` answers the file ``saga history --json`` writes."""
+    handle = handle_of(request, ("run_id", "format"))
+    replay_format = request.query.get("format", "api")
+    if replay_format not in ("api", "replay"):
+        raise v.bad("format must be api or replay")
     services = request.app[SERVICES]
     found = await handle.client.fetch_history(
         handle.workflow_id, handle.run_id, timeout=HISTORY_TIMEOUT_S
     )
     if found.snapshot is None and not found.events:
         raise ApiError(404, "workflow_not_found", f"no history of workflow {handle.workflow_id!r}")
+    if replay_format == "replay":
+        from orchestrator.engine.replayer import history_to_json
+
+        return web.Response(
+            text=history_to_json(found.events),
+            content_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{found.run_id}.json"'},
+        )
     snapshot = found.snapshot
     converter = services.options.converter
     return web.json_response(
@@ -161,8 +173,15 @@ def _search(values: list[str]) -> dict[str, Any]:
 
 
 async def list_workflows(request: web.Request) -> web.Response:
-    """``GET /v1/workflows?status=&type=&search=k:v&build_id=&limit=&after=``: newest first."""
-    v.check_query(request, ("status", "type", "search", "build_id", "limit", "after"))
+    """``GET /v1/workflows?status=&type=&search=k:v&build_id=&started_after=&started_before=
+    &parked=&limit=&after=``: newest first."""
+    v.check_query(
+        request,
+        (
+            "status", "type", "search", "build_id", "started_after", "started_before", "parked",
+            "limit", "after",
+        ),
+    )
     status = request.query.get("status")
     if status is not None and status.upper() not in _STATUSES:
         raise v.bad(f"status must be one of {', '.join(sorted(_STATUSES))}")
@@ -179,6 +198,12 @@ async def list_workflows(request: web.Request) -> web.Response:
     build_id = request.query.get("build_id")
     if build_id is not None:
         v.text(build_id, "build_id", MAX_ID_CHARS)
+    started_after = v.query_time(request, "started_after")
+    started_before = v.query_time(request, "started_before")
+    parked_text = request.query.get("parked")
+    if parked_text not in (None, "true", "false"):
+        raise v.bad("parked must be true or false")
+    parked = None if parked_text is None else parked_text == "true"
     store = request.app[SERVICES].visibility.require()
     try:
         rows, cursor = await store.list_runs(
@@ -186,6 +211,9 @@ async def list_workflows(request: web.Request) -> web.Response:
             workflow_type=workflow_type,
             search=search or None,
             build_id=build_id,
+            started_after=started_after,
+            started_before=started_before,
+            parked=parked,
             limit=limit,
             after=request.query.get("after"),
         )

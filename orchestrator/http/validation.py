@@ -11,6 +11,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
@@ -25,6 +26,7 @@ __all__ = [
     "json_object",
     "name",
     "query_seconds",
+    "query_time",
     "run_id",
     "seconds",
     "task_queue",
@@ -183,3 +185,15 @@ def traceparent(headers: Mapping[str, str]) -> str | None:
     if not _TRACEPARENT.match(value.strip()):
         raise bad("traceparent header is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)")
     return value.strip()
+
+
+def query_time(request: web.Request, key: str) -> datetime | None:
+    """The ISO 8601 time in query parameter ``key`` (UTC when it names no zone), or None."""
+    raw = request.query.get(key)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise bad(f"{key} must be an ISO 8601 time, e.g. 2026-12-03T14:00:00Z") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

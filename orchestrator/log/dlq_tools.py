@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +45,7 @@ class DeadLetter:
 
 def read_dead_letters(
     kafka_config: dict[str, Any], dlq_topic: str, start_offset: int = 0, timeout_s: float = 30.0
-) -> Iterator[DeadLetter]:
+) -> Generator[DeadLetter, None, None]:
     """Every dead letter from ``start_offset`` to the current end (the DLQ has one partition)."""
     consumer = Consumer(
         {

@@ -192,6 +192,9 @@ class VisibilityStore:
         workflow_type: str | None = None,
         search: dict[str, Any] | None = None,
         build_id: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        parked: bool | None = None,
         limit: int = 100,
         after: str | None = None,
     ) -> tuple[list[RunRow], str | None]:
@@ -200,8 +203,10 @@ class VisibilityStore:
         ``status`` is matched case-insensitively against the status names;
         ``search`` matches runs whose search attributes contain every given key with
         the given JSON value (JSONB containment); ``build_id`` matches runs that a
-        worker of that build made decisions for. ``limit`` is 1..1000. ``after`` is a
-        cursor from a previous call; a malformed cursor raises ValueError.
+        worker of that build made decisions for; ``started_after`` (inclusive) and
+        ``started_before`` (exclusive) bound the start time; ``parked`` keeps only parked
+        runs (True) or only the others (False). ``limit`` is 1..1000.
+        ``after`` is a cursor from a previous call; a malformed cursor raises ValueError.
         """
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
@@ -219,6 +224,14 @@ class VisibilityStore:
         if build_id is not None:
             where.append(sql.SQL("build_ids @> %s"))
             params.append(Jsonb([build_id]))
+        if started_after is not None:
+            where.append(sql.SQL("start_time >= %s"))
+            params.append(started_after)
+        if started_before is not None:
+            where.append(sql.SQL("start_time < %s"))
+            params.append(started_before)
+        if parked is not None:
+            where.append(sql.SQL("parked IS NOT NULL" if parked else "parked IS NULL"))
         if after is not None:
             start, workflow_id, run_id = decode_cursor(after)
             where.append(sql.SQL("(start_time, workflow_id, run_id) < (%s, %s, %s)"))

@@ -29,7 +29,7 @@ def _insert(dsn: str, rows: list[dict[str, Any]], table: str = "saga_runs") -> N
                 f"INSERT INTO {table} (workflow_id, run_id, workflow_type, task_queue, status,"
                 " start_time, close_time, current_step, history_length, search_attributes,"
                 " memo, error, parked, shard)"
-                " VALUES (%s,%s,%s,'q',%s,%s,%s,%s,%s,%s,%s,%s,NULL,%s)",
+                " VALUES (%s,%s,%s,'q',%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 [
                     r["wf"],
                     r.get("run", "r1"),
@@ -42,6 +42,7 @@ def _insert(dsn: str, rows: list[dict[str, Any]], table: str = "saga_runs") -> N
                     Jsonb(r.get("sa", {})),
                     Jsonb({"note": "hi"}),
                     r.get("error"),
+                    r.get("parked"),
                     r.get("shard", 0),
                 ],
             )
@@ -91,6 +92,22 @@ async def test_list_filters_and_pages_newest_first(database: str) -> None:
         assert [r.workflow_id for r in both] == ["wf-4"]
         none, cursor = await store.list_runs(search={"customer": "nobody"})
         assert (none, cursor) == ([], None)
+
+
+async def test_list_by_start_time_range_and_parked(database: str) -> None:
+    rows = _rows()
+    rows[3]["parked"] = "non-determinism: expected ScheduleActivity debit, code sent StartTimer"
+    _insert(database, rows)
+    async with VisibilityStore(database) as store:
+        window, _ = await store.list_runs(
+            started_after=T0 + timedelta(seconds=2), started_before=T0 + timedelta(seconds=5)
+        )
+        assert [r.workflow_id for r in window] == ["wf-4", "wf-3", "wf-2"]
+        parked, _ = await store.list_runs(parked=True)
+        assert [(r.workflow_id, r.parked) for r in parked] == [("wf-3", rows[3]["parked"])]
+        others, _ = await store.list_runs(parked=False)
+        assert "wf-3" not in {r.workflow_id for r in others}
+        assert len(others) == len(rows) - 1
 
 
 async def test_get_run_counts_and_json(database: str) -> None:

@@ -1,0 +1,1 @@
+"""``saga dev``: the whole stack for one sagas module, in one command, without Docker."""

@@ -1,0 +1,67 @@
+// The HTTP API, called with the token the user typed in (kept in sessionStorage only:
+// it is gone when the tab closes, and never part of the page the server sends).
+
+const KEY = "saga-console-token";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function token() {
+  return sessionStorage.getItem(KEY);
+}
+
+export function setToken(value) {
+  if (value) sessionStorage.setItem(KEY, value);
+  else sessionStorage.removeItem(KEY);
+}
+
+async function call(method, path, body, raw = false) {
+  const headers = { Authorization: `Bearer ${token() || ""}` };
+  const init = { method, headers, cache: "no-store", credentials: "omit" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  if (response.status === 401) {
+    setToken(null);
+    window.dispatchEvent(new Event("saga-unauthorized"));
+  }
+  if (!response.ok) {
+    let code = "http_error";
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const error = await response.json();
+      code = error.error || code;
+      message = error.message || message;
+    } catch {
+      // not JSON: keep the status line
+    }
+    throw new ApiError(response.status, code, message);
+  }
+  return raw ? response.text() : response.json();
+}
+
+const wf = (id) => `/v1/workflows/${encodeURIComponent(id)}`;
+const runQuery = (runId) => (runId ? `?run_id=${encodeURIComponent(runId)}` : "");
+
+export const api = {
+  stats: () => call("GET", "/v1/stats"),
+  list: (params) => call("GET", `/v1/workflows?${params}`),
+  describe: (id, runId) => call("GET", wf(id) + runQuery(runId)),
+  history: (id, runId) => call("GET", `${wf(id)}/history${runQuery(runId)}`),
+  replayHistory: (id, runId) =>
+    call("GET", `${wf(id)}/history?format=replay${runId ? `&run_id=${encodeURIComponent(runId)}` : ""}`, undefined, true),
+  result: (id) => call("GET", `${wf(id)}/result`),
+  signal: (id, name, args) => call("POST", `${wf(id)}/signals/${encodeURIComponent(name)}`, { args }),
+  cancel: (id, reason) => call("POST", `${wf(id)}/cancel`, { reason }),
+  terminate: (id, reason) => call("POST", `${wf(id)}/terminate`, { reason }),
+  deadLetters: (fromOffset, limit) => call("GET", `/v1/dead-letters?from_offset=${fromOffset}&limit=${limit}`),
+  redrive: (fromOffset, toOffset) =>
+    call("POST", "/v1/dead-letters/redrive", { from_offset: fromOffset, to_offset: toOffset }),
+};
