@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 DAY_MS = 24 * 3600 * 1000
@@ -139,6 +140,24 @@ def _wait_visible(admin: AdminClient, names: list[str]) -> None:
         time.sleep(0.1)
 
 
+def _describe_configs(admin: AdminClient, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each topic's configs. A topic created a moment ago may be unknown to the broker
+    that answers (on a cluster, metadata reaches the brokers one by one): asked again
+    until the timeout."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
+        described = admin.describe_configs(resources, request_timeout=_TIMEOUT_S)
+        try:
+            return {r.name: f.result(_TIMEOUT_S) for r, f in described.items()}
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
 def _check(admin: AdminClient, specs: list[TopicSpec], layout: TopicLayout) -> None:
     problems: list[str] = []
     topics = admin.list_topics(timeout=_TIMEOUT_S).topics
@@ -148,12 +167,9 @@ def _check(admin: AdminClient, specs: list[TopicSpec], layout: TopicLayout) -> N
             f"{layout.commands} has {partitions.get(layout.commands)} partitions but "
             f"{layout.history} has {partitions.get(layout.history)}: shards must line up"
         )
-    resources = [ConfigResource(ResourceType.TOPIC, s.name) for s in specs]
-    described = admin.describe_configs(resources, request_timeout=_TIMEOUT_S)
     by_name = {s.name: s for s in specs}
-    for resource, future in described.items():
-        actual = future.result(_TIMEOUT_S)
-        spec = by_name[resource.name]
+    for name, actual in _describe_configs(admin, [s.name for s in specs]).items():
+        spec = by_name[name]
         for key in spec.enforced:
             want, have = spec.config.get(key), actual[key].value if key in actual else None
             if want is not None and have != want:
