@@ -209,7 +209,8 @@ def test_console_shows_runs_and_steers_them(
     assert kinds[0] == "WorkflowStarted"
     assert "CompensationStarted" in kinds
     assert kinds[-1] == "WorkflowFailed"
-    assert not browser.find_elements(By.ID, "actions")  # a closed run offers no actions
+    # a closed run offers a reset only
+    assert browser.find_elements(By.ID, "reset") and not browser.find_elements(By.ID, "cancel")
     shot(browser, "3-run-compensated")
 
     # its history, downloaded, replays against the code
@@ -226,13 +227,24 @@ def test_console_shows_runs_and_steers_them(
     wait_status_in_list(browser, "hold-cancel", "RUNNING")
     open_run(browser, "hold-cancel")
     wait_for(browser, "#timeline li[data-type=TimerStarted]")
-    # a signal, with its arguments, lands in the history
+    # paused, it holds a signal; unpaused, it applies it
+    browser.find_element(By.ID, "pause-reason").send_keys("looking into it")
+    browser.find_element(By.ID, "pause").click()
+    assert "Pause hold-cancel?" in confirm(browser)
+    wait_for(browser, "#paused-badge")
+    assert "looking into it" in browser.find_element(By.ID, "paused").text
+    # a signal, with its arguments, lands in the history (held while paused)
     browser.find_element(By.ID, "signal-name").send_keys("nudge")
     browser.find_element(By.ID, "signal-args").clear()
     browser.find_element(By.ID, "signal-args").send_keys('[{"by": "support"}]')
     browser.find_element(By.ID, "signal").click()
     assert "Send signal nudge to hold-cancel?" in confirm(browser)
+    wait_for(browser, "#timeline li[data-type=InputDeferred]")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#timeline li[data-type=SignalReceived]")
+    browser.find_element(By.ID, "unpause").click()
+    assert "Unpause hold-cancel?" in confirm(browser)
     wait_for(browser, "#timeline li[data-type=SignalReceived]")
+    assert not browser.find_elements(By.ID, "paused-badge")
     assert "support" in browser.find_element(By.ID, "signals").text
     browser.find_element(By.ID, "cancel-reason").send_keys("customer changed their mind")
     browser.find_element(By.ID, "cancel").click()
@@ -255,6 +267,24 @@ def test_console_shows_runs_and_steers_them(
     assert "test cleanup" in browser.find_element(By.ID, "terminated").text
     assert not browser.find_elements(By.ID, "compensations")
     shot(browser, "5-run-terminated")
+
+    # reset the compensated order from its page: a new run of the same id goes on
+    browser.get(dev.console_url + "#/runs")
+    open_run(browser, "order-big")
+    before = browser.find_element(By.ID, "run-of").text
+    browser.find_element(By.ID, "reset-reason").send_keys("bank fixed")
+    browser.find_element(By.ID, "reset").click()
+    assert "Reset order-big to its last decision?" in confirm(browser)
+    waiting(browser).until(lambda d: d.find_element(By.ID, "run-of").text not in ("", before))
+    # a build id no worker has: the filter leaves nothing
+    browser.get(dev.console_url + "#/runs")
+    wait_for(browser, "#filter-build")
+    browser.find_element(By.ID, "filter-build").send_keys("no-such-build")
+    browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+    waiting(browser).until(
+        lambda d: "build=no-such-build" in d.current_url
+        and not d.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-workflow-id]")
+    )
 
     # the start nobody could run is a dead letter; redrive sends it back
     browser.find_element(By.ID, "nav-dlq").click()

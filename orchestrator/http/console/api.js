@@ -61,6 +61,10 @@ export const api = {
   signal: (id, name, args) => call("POST", `${wf(id)}/signals/${encodeURIComponent(name)}`, { args }),
   cancel: (id, reason) => call("POST", `${wf(id)}/cancel`, { reason }),
   terminate: (id, reason) => call("POST", `${wf(id)}/terminate`, { reason }),
+  pause: (id, reason) => call("POST", `${wf(id)}/pause`, { reason }),
+  unpause: (id, reason) => call("POST", `${wf(id)}/unpause`, { reason }),
+  reset: (id, reason, eventSeq, excludeSignals) => call("POST", `${wf(id)}/reset`,
+    { reason, exclude_signals: excludeSignals, ...(eventSeq ? { event_seq: eventSeq } : {}) }),
   deadLetters: (fromOffset, limit) => call("GET", `/v1/dead-letters?from_offset=${fromOffset}&limit=${limit}`),
   redrive: (fromOffset, toOffset) =>
     call("POST", "/v1/dead-letters/redrive", { from_offset: fromOffset, to_offset: toOffset }),

@@ -40,8 +40,7 @@ function activityRows(list) {
     h("td", {}, a.attempts.length ? attemptsCell(a) : h("span", { class: "muted" }, "no attempt finished yet"))));
 }
 
-function actions(id, status, say) {
-  if (!OPEN.has(status)) return null;
+function actions(id, status, paused, say) {
   const run = async (question, done, call) => {
     if (!window.confirm(question)) return;
     try {
@@ -51,6 +50,33 @@ function actions(id, status, say) {
       say(error.status === 403 ? "This token is read-only: actions need an admin token." : error.message, true);
     }
   };
+  const resetSeq = h("input", { id: "reset-event", type: "number", min: "1", placeholder: "event # (default: the last decision)" });
+  const resetReason = h("input", { id: "reset-reason", placeholder: "reason (required)" });
+  const resetExclude = h("input", { id: "reset-exclude-signals", type: "checkbox" });
+  const reset = h("div", { class: "action" }, resetSeq, resetReason,
+    h("label", { title: "signals received after the point are not sent to the new run" }, resetExclude, " leave out later signals"),
+    h("button", { type: "button", id: "reset", class: "danger", onclick: () => {
+      if (!resetReason.value.trim()) { say("Resetting needs a reason.", true); return; }
+      const seq = resetSeq.value ? Number(resetSeq.value) : null;
+      const point = seq ? `event ${seq}` : "its last decision";
+      run(`Reset ${id} to ${point}? A new run replays the history up to there; an open run is ended.`,
+        `${id} was reset: a new run goes on from ${point}.`,
+        async () => {
+          const next = await api.reset(id, resetReason.value, seq, resetExclude.checked);
+          location.hash = `#/runs/${encodeURIComponent(id)}?run_id=${encodeURIComponent(next.run_id)}`;
+        });
+    } }, "Reset"));
+  if (!OPEN.has(status)) return section("Actions (admin token)", "actions", reset);
+  const pauseReason = h("input", { id: "pause-reason", placeholder: "reason (optional)" });
+  const pausing = paused
+    ? h("div", { class: "action" }, pauseReason,
+      h("button", { type: "button", id: "unpause", onclick: () =>
+        run(`Unpause ${id}? What it held while paused is applied now.`, `${id} is running again.`,
+          () => api.unpause(id, pauseReason.value)) }, "Unpause"))
+    : h("div", { class: "action" }, pauseReason,
+      h("button", { type: "button", id: "pause", onclick: () =>
+        run(`Pause ${id}? It decides nothing until unpaused; what arrives is held.`, `${id} is paused.`,
+          () => api.pause(id, pauseReason.value)) }, "Pause"));
   const signalName = h("input", { id: "signal-name", placeholder: "signal name", required: true });
   const signalArgs = h("input", { id: "signal-args", placeholder: "args as a JSON list, e.g. [1]", value: "[]" });
   const cancelReason = h("input", { id: "cancel-reason", placeholder: "reason (optional)" });
@@ -79,7 +105,8 @@ function actions(id, status, say) {
         if (!terminateReason.value.trim()) { say("Terminating needs a reason.", true); return; }
         run(`Terminate ${id}? No more code and no compensation runs.`, `${id} is terminated.`,
           () => api.terminate(id, terminateReason.value));
-      } }, "Terminate")));
+      } }, "Terminate")),
+    pausing, reset);
 }
 
 async function download(id, runId, say) {
@@ -104,13 +131,17 @@ function render(head, body, id, runId, described, history, say) {
   const t = fold(history.events);
   const link = (wid, rid, text) => h("a", { href: `#/runs/${encodeURIComponent(wid)}${rid ? `?run_id=${encodeURIComponent(rid)}` : ""}` }, text);
   const parked = history.parked || row.parked;
+  const paused = wf.paused;
   replace(head,
     h("div", { class: "title-row" }, h("h1", { id: "run-id" }, id), h("span", { id: "run-status" }, badge(status)),
-      parked ? h("span", { class: "badge parked" }, "PARKED") : null),
+      parked ? h("span", { class: "badge parked" }, "PARKED") : null,
+      paused ? h("span", { class: "badge parked", id: "paused-badge" }, "PAUSED") : null),
     parked ? h("p", { class: "error", id: "parked" }, `Parked: ${parked}`) : null,
+    paused ? h("p", { class: "error", id: "paused" },
+      `Paused by ${paused.operator || "?"} since `, time(paused.since), paused.reason ? `: ${paused.reason}` : "") : null,
     h("dl", { class: "meta" },
       h("dt", {}, "type"), h("dd", {}, wf.workflow_type || row.workflow_type || (t.started && t.started.workflow_type) || "-"),
-      h("dt", {}, "run"), h("dd", {}, runOf || "-"),
+      h("dt", {}, "run"), h("dd", { id: "run-of" }, runOf || "-"),
       h("dt", {}, "task queue"), h("dd", {}, wf.task_queue || row.task_queue || "-"),
       h("dt", {}, "started"), h("dd", {}, time(wf.start_time || row.start_time)),
       h("dt", {}, "closed"), h("dd", {}, time(wf.close_time || row.close_time)),
@@ -159,6 +190,7 @@ export function runView(main, id, params) {
   // is typing stays where it is
   const actionSlot = h("div");
   let status = null;
+  let shown = null; // the status and pause the action form was built for
   const say = (text, bad) => {
     message.className = bad ? "error" : "ok";
     message.textContent = text;
@@ -170,7 +202,9 @@ export function runView(main, id, params) {
       const open = [...slot.querySelectorAll("details[open]")].map((d) => d.parentElement && d.parentElement.dataset.seq);
       render(head, slot, id, runId, described, history, say);
       const now = history.status || (described.workflow && described.workflow.status);
-      if (now !== status) replace(actionSlot, actions(id, now, say));
+      const paused = Boolean(described.workflow && described.workflow.paused);
+      if (`${now}/${paused}` !== shown) replace(actionSlot, actions(id, now, paused, say));
+      shown = `${now}/${paused}`;
       for (const seq of open) {
         const d = seq && slot.querySelector(`li[data-seq="${seq}"] > details`);
         if (d) d.open = true;

@@ -1,4 +1,4 @@
-// Runs: filters (status, type, search attributes, start-time range), counts by status,
+// Runs: filters (status, type, search attributes, build id, start-time range), counts by status,
 // keyset paging, refreshed live.
 
 import { api } from "./api.js";
@@ -16,7 +16,7 @@ let trailFilters = "";
 
 function filtersOf(params) {
   const keep = new URLSearchParams();
-  for (const key of ["status", "type", "search", "from", "to", "parked"]) {
+  for (const key of ["status", "type", "search", "build", "from", "to", "parked"]) {
     for (const v of params.getAll(key)) if (v) keep.append(key, v);
   }
   return keep;
@@ -26,6 +26,7 @@ function apiQuery(filters, after) {
   const q = new URLSearchParams();
   if (filters.get("status")) q.set("status", filters.get("status"));
   if (filters.get("type")) q.set("type", filters.get("type"));
+  if (filters.get("build")) q.set("build_id", filters.get("build"));
   for (const term of (filters.get("search") || "").split(/\s+/).filter(Boolean)) q.append("search", term);
   if (filters.get("from")) q.set("started_after", new Date(filters.get("from")).toISOString());
   if (filters.get("to")) q.set("started_before", new Date(filters.get("to")).toISOString());
@@ -47,6 +48,7 @@ function filterForm(filters) {
     STATUSES.map((s) => h("option", { value: s, selected: filters.get("status") === s }, s)));
   const type = h("input", { name: "type", id: "filter-type", placeholder: "workflow type", value: filters.get("type") || "" });
   const search = h("input", { name: "search", id: "filter-search", placeholder: "key:value ...", value: filters.get("search") || "", size: 24 });
+  const build = h("input", { name: "build", id: "filter-build", placeholder: "build id", value: filters.get("build") || "", size: 12 });
   const from = h("input", { type: "datetime-local", name: "from", id: "filter-from", value: filters.get("from") || "" });
   const to = h("input", { type: "datetime-local", name: "to", id: "filter-to", value: filters.get("to") || "" });
   const parked = h("input", { type: "checkbox", name: "parked", id: "filter-parked", value: "1", checked: Boolean(filters.get("parked")) });
@@ -54,6 +56,7 @@ function filterForm(filters) {
     h("label", {}, "Status ", status),
     h("label", {}, "Type ", type),
     h("label", { title: "search attributes: key:value, space-separated (AND)" }, "Search ", search),
+    h("label", { title: "runs a worker of this build (saga worker --build-id) made decisions for" }, "Build ", build),
     h("label", {}, "Started from ", from),
     h("label", {}, "to ", to),
     h("label", { title: "runs that cannot replay their history with the loaded code" }, "Parked only ", parked),
