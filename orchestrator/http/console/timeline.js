@@ -152,6 +152,9 @@ export function summary(e) {
     case "WorkflowCancelRequested": case "WorkflowTerminated": return e.reason || "";
     case "WorkflowContinuedAsNew": return `new run ${e.new_run_id}`;
     case "MarkerRecorded": return `${e.marker_name} ${e.marker_id}`;
+    case "WorkflowPaused": case "WorkflowUnpaused":
+      return `by ${e.operator || "?"}${e.reason ? `: ${e.reason}` : ""}`;
+    case "InputDeferred": return `held: ${e.kind}${e.name ? ` ${e.name}` : ""}`;
     default: return "";
   }
 }
