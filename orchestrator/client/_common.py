@@ -291,22 +291,24 @@ class CommandBuilder:
         self, workflow_id: str, run_id: str | None, reason: str, operator: str
     ) -> OutgoingCommand:
         """A PauseWorkflow command."""
-        request_id = uuid.uuid4().hex
-        command = PauseWorkflow(
-            workflow_id=workflow_id,
-            reason=reason,
-            operator=operator,
-            run_id=run_id,
-            request_id=request_id,
-        )
-        return self._out(command, request_id, None)
+        return self._operator_command(PauseWorkflow, workflow_id, run_id, reason, operator)
 
     def unpause(
         self, workflow_id: str, run_id: str | None, reason: str, operator: str
     ) -> OutgoingCommand:
         """An UnpauseWorkflow command."""
+        return self._operator_command(UnpauseWorkflow, workflow_id, run_id, reason, operator)
+
+    def _operator_command(
+        self,
+        kind: type[PauseWorkflow] | type[UnpauseWorkflow],
+        workflow_id: str,
+        run_id: str | None,
+        reason: str,
+        operator: str,
+    ) -> OutgoingCommand:
         request_id = uuid.uuid4().hex
-        command = UnpauseWorkflow(
+        command = kind(
             workflow_id=workflow_id,
             reason=reason,
             operator=operator,

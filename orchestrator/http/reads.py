@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -31,7 +30,7 @@ from orchestrator.http.limits import (
 )
 from orchestrator.http.services import SERVICES
 from orchestrator.visibility.store import MAX_LIMIT
-from orchestrator.visibility.windows import MAX_MINUTES
+from orchestrator.visibility.windows import MAX_MINUTES, last_minutes
 
 __all__ = ["routes"]
 
@@ -235,10 +234,8 @@ async def stats(request: web.Request) -> web.Response:
         counts = await store.counts()
         body: dict[str, Any] = {"counts": counts, "total": sum(counts.values())}
         if minutes is not None:
-            until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-            found = await store.minute_stats(
-                until - timedelta(minutes=minutes), until, request.query.get("type")
-            )
+            since, until = last_minutes(minutes)
+            found = await store.minute_stats(since, until, request.query.get("type"))
             body["minutes"] = [m.to_json() for m in found]
     except psycopg.Error as exc:
         raise _database_down(exc) from None

@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -191,13 +190,12 @@ def stats_command(
 ) -> None:
     """Per workflow type and minute: starts, closes by status, start-to-close percentiles."""
     from orchestrator.visibility.store import VisibilityStore
-    from orchestrator.visibility.windows import MAX_MINUTES, MinuteStats
+    from orchestrator.visibility.windows import MAX_MINUTES, MinuteStats, last_minutes
 
     if not 1 <= minutes <= MAX_MINUTES:
         raise click.UsageError(f"--minutes must be from 1 to {MAX_MINUTES}")
     _, dsn, _ = _settings(database_url)
-    until = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    since = until - timedelta(minutes=minutes)
+    since, until = last_minutes(minutes)
 
     async def fetch() -> list[MinuteStats]:
         async with VisibilityStore(dsn, table=table) as store:

@@ -10,7 +10,7 @@ start-to-close percentiles) and by when they started (starts).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import sql
@@ -42,6 +42,13 @@ class MinuteStats:
             "by_status": dict(sorted(self.by_status.items())),
             "start_to_close_ms": {"p50": self.p50_ms, "p90": self.p90_ms, "p99": self.p99_ms},
         }
+
+
+def last_minutes(minutes: int, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """[since, until) covering the current minute and the ``minutes - 1`` before it."""
+    current = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    until = current + timedelta(minutes=1)
+    return until - timedelta(minutes=minutes), until
 
 
 def closed_query(table: str, workflow_type: str | None) -> sql.Composed:
