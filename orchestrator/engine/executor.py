@@ -168,6 +168,9 @@ _STATUS_OF: dict[type[ev.Event], WorkflowStatus] = {
 
 EXECUTION_TIMEOUT_TIMER = "execution-timeout"
 """Timer id of a run's execution timeout (the runtime holds it like any timer)."""
+#: the generator of a run not started yet (nothing draws from it: the code runs after
+#: the start, which seeds the run's own from its history)
+_UNSTARTED_RNG = random.Random(0)
 
 
 class WorkflowExecutor(ActivityMixin, RecordingMixin):
@@ -244,7 +247,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         self._loop: WorkflowEventLoop | None = None
         self._ctx: EngineContext | None = None
         self._main: asyncio.Task[Any] | None = None
-        self._rng = random.Random(0)
+        self._rng = _UNSTARTED_RNG  # replaced, seeded from history, when the run starts
         self._activities: dict[int, _Activity] = {}
         self._activity_keys: dict[int, str] = {}
         self._children: dict[int, _Child] = {}
@@ -831,7 +834,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         Only ``finally`` blocks of workflow code run, and nothing is recorded: the
         run continues from its history in a new executor.
         """
-        if self._loop is not None:
+        if self._loop is not None and not self._suppress:  # a closed run is cleaned up
             self._cleanup()
         self._fatal = self._fatal or WorkflowTaskError("executor evicted")
         self._release()

@@ -41,7 +41,14 @@ from typing import Any, ClassVar, Literal
 from orchestrator.converter import Payload, PayloadCodec
 from orchestrator.exceptions import NondeterministicCallError
 
-__all__ = ["GuardMode", "NondeterminismWarning", "UnguardedCodec", "guarded", "suspended"]
+__all__ = [
+    "GuardMode",
+    "NondeterminismWarning",
+    "UnguardedCodec",
+    "guarded",
+    "installed",
+    "suspended",
+]
 
 GuardMode = Literal["raise", "warn", "off"]
 
@@ -101,6 +108,8 @@ class _State(threading.local):
 
 
 _state = _State()
+
+
 class _Installation:
     """Process-wide: how many guarded blocks are active, and what was replaced."""
 
@@ -200,6 +209,22 @@ class UnguardedCodec:
     def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         with suspended():
             return self.inner.decode(payloads)
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """Keep the checking wrappers in place for a while, unchecked outside ``guarded``.
+
+    For a runtime about to run many workflow activations in a row (a wake-up storm
+    replays and fires thousands of runs): each ``guarded`` block inside then finds
+    the wrappers installed instead of swapping twenty attributes in and out. Calls
+    outside a guarded block only pass through a wrapper (the mode is off).
+    """
+    _install()
+    try:
+        yield
+    finally:
+        _uninstall()
 
 
 @contextlib.contextmanager

@@ -34,11 +34,12 @@ from orchestrator.config import DEFAULT_CACHE_SIZE, DEFAULT_RETENTION_MS
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import commands as cmd
 from orchestrator.engine import events as ev
-from orchestrator.engine import inputs
+from orchestrator.engine import guards, inputs
 from orchestrator.engine.events import Event, Failure
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.failures import closing_failure
 from orchestrator.engine.status import WorkflowStatus as EngineStatus
+from orchestrator.engine.timer_fold import folded_timers
 from orchestrator.exceptions import NonDeterminismError
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
@@ -183,7 +184,7 @@ class EngineShard:
         self.reads = StoreReads(self.view, self.wire)
         self.heartbeats = HeartbeatStore(self.view, self.wire)
         self._recovering = self.view.first(b"v") is not None
-        self._recovery_began, self._recovered = time.monotonic(), 0
+        self._recovery_began, self._recovered, self._folded = time.monotonic(), 0, 0
 
     # --- restore ------------------------------------------------------------------
 
@@ -216,7 +217,7 @@ class EngineShard:
             self.store.put(b"v" + key[1:], b"")
         self._recovering = self.store.first(b"v") is not None
         self._restored_at = now_ms
-        self._recovery_began, self._recovered = time.monotonic(), 0
+        self._recovery_began, self._recovered, self._folded = time.monotonic(), 0, 0
         return self._take_outbox()
 
     def _recover_some(self, now_ms: int, deadline: float) -> list[OutRecord]:
@@ -227,10 +228,12 @@ class EngineShard:
         if not batch:
             self._recovering = False
             log.info(
-                "shard %d: runs to recover after the restore all replayed (%d in %.1fs)",
+                "shard %d: runs to recover after the restore all replayed (%d in %.1fs, "
+                "%d of them with timers read off their events)",
                 self.partition,
                 self._recovered,
                 time.monotonic() - self._recovery_began,
+                self._folded,
             )
             return []
         out: list[OutRecord] = []
@@ -257,7 +260,7 @@ class EngineShard:
                 self.stats.run_unparked(workflow_id)
                 return self._run_chain(execution, now_ms)
             return []
-        if not execution.is_open:
+        if not execution.is_open or (execution.parked is None and self._fold(execution)):
             return []
         was_parked = execution.parked
         execution.parked = None
@@ -273,6 +276,21 @@ class EngineShard:
         elif executor.quiet_until(now_ms + self.tuning.idle_evict_ms):
             self.executions.evict(execution)
         return out
+
+    def _fold(self, execution: Execution) -> bool:
+        """Index a sleeping run's timers from its events, without replaying it
+        (:mod:`~orchestrator.engine.timer_fold`); False when only a replay can tell.
+        A run the current code cannot replay is then parked when it next wakes, not
+        here."""
+        if execution.executor is not None or execution.workflow_type not in self.workflows:
+            return False
+        timers = folded_timers(self.executions.events(execution))
+        if timers is None:
+            return False
+        self.timers.replace_run(execution.workflow_id, execution.run_id, timers)
+        self._folded += 1
+        self.executions.evict(execution)
+        return True
 
     def keep_warm(self, now_ms: int) -> bool:
         """While standing by for this shard (another worker owns it): index the timers
@@ -489,8 +507,11 @@ class EngineShard:
         if time.monotonic() < until:
             until = min(until, time.monotonic() + self.tuning.timer_budget_ms / 1000)
             out += self.retention.expire(now_ms, self.tuning.timers_per_cycle)
-            out += self._fire_timers(now_ms, until)
-            out += self._recover_some(now_ms, until)
+            due = self.timers.next_due()
+            if self._recovering or (due is not None and due <= now_ms):
+                with guards.installed():  # for the replays and firings that follow
+                    out += self._fire_timers(now_ms, until)
+                    out += self._recover_some(now_ms, until)
         out += self._run_local(now_ms)
         return self._take_outbox() + out
 
@@ -608,9 +629,7 @@ class EngineShard:
                 execution, batch, now, command, correlation, park_unwritable=park_unwritable
             )
         parent = (
-            cause
-            or (self._trace_command if command is not None else None)
-            or execution.traceparent
+            cause or (self._trace_command if command is not None else None) or execution.traceparent
         )
         attributes = tracing.kafka_attributes(
             self.layout.commands,
@@ -626,8 +645,13 @@ class EngineShard:
         name = f"saga decide {execution.workflow_type}"
         with tracing.hop(name, tracing.CONSUMER, parent, attributes) as hop:
             out = self._decide(
-                execution, batch, now, command, correlation,
-                park_unwritable=park_unwritable, hop=hop,
+                execution,
+                batch,
+                now,
+                command,
+                correlation,
+                park_unwritable=park_unwritable,
+                hop=hop,
             )
             hop.set("saga.status", execution.status.name)
             if execution.parked is not None:
@@ -1034,9 +1058,11 @@ class EngineShard:
         self.executions.drop_executor(execution)
         self.view.delete(b"k" + execution.workflow_id.encode())
         self.timers.clear_run(execution.workflow_id, execution.run_id)
-        self.heartbeats.clear_run(execution.workflow_id, execution.run_id)
         result, failure = self._outcome(execution)
         events = self.executions.events(execution)
+        if any(isinstance(e, ev.ActivityScheduled) for e in events):
+            # only an activity heartbeats: a run that scheduled none has nothing to clear
+            self.heartbeats.clear_run(execution.workflow_id, execution.run_id)
         self.stats.run_closed(execution.workflow_type, execution.status, events)
         last = events[-1] if events else None
         self.retention.closed(

@@ -1,10 +1,10 @@
 """A standby copy of a shard another worker owns (``saga worker --standby``).
 
 The processor tails the shard's history into the local store (the same ingest as a
-restore); this module then, a slice at a time, replays the open runs the tail
-touched to index their timers, so a promotion finds the timer index ready and
-reads only the last moments of history. It writes nothing to Kafka: every store
-write is derived from committed history and applied at once.
+restore); this module then, a slice at a time, indexes the timers of the open runs
+the tail touched (read off their events, or by a replay), so a promotion finds the
+timer index ready and reads only the last moments of history. It writes nothing
+to Kafka: every store write is derived from committed history and applied at once.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from orchestrator.engine.events import Event
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.status import WorkflowStatus
+from orchestrator.engine.timer_fold import folded_timers
 from orchestrator.worker.shard.due import TimerIndex
 from orchestrator.worker.shard.executions import ExecutionTable
 from orchestrator.worker.shard.view import StoreView
@@ -65,15 +66,18 @@ class StandbyWarmer:
         definition = self.workflows.get(execution.workflow_type)
         ready = execution.is_open and execution.parked is None and definition is not None
         if ready and definition is not None:
-            try:
-                executor = self.replay(definition, self.executions.events(execution))
-            except Exception:  # noqa: BLE001 - the owner's replay after promotion decides
-                ready = False
-            else:
-                self.timers.replace_run(
-                    execution.workflow_id, execution.run_id, executor.pending_timers()
-                )
-                executor.evict()
+            events = self.executions.events(execution)
+            timers = folded_timers(events)  # a sleeping run needs no replay
+            if timers is None:
+                try:
+                    executor = self.replay(definition, events)
+                except Exception:  # noqa: BLE001 - the owner's replay after promotion decides
+                    ready = False
+                else:
+                    timers = executor.pending_timers()
+                    executor.evict()
+            if timers is not None:
+                self.timers.replace_run(execution.workflow_id, execution.run_id, timers)
         continued = execution.status is WorkflowStatus.CONTINUED_AS_NEW
         if not ready and (execution.is_open or continued):
             self.view.put(b"k" + workflow_id.encode(), b"")  # recovered after a promotion

@@ -240,7 +240,8 @@ def test_a_parked_run_is_reset_by_the_code_that_cannot_replay_it(tmp_path: Path)
     fixed = Harness(tmp_path / "b", [_flip_v2()])  # type: ignore[list-item]
     fixed.history, fixed.commands_offset = h.history, h.commands_offset
     fixed.restore()
-    fixed.run()
+    fixed.run()  # the restore reads the sleeping run's timer off its events, no replay
+    fixed.run(86_400_000)  # it wakes: v2 replays it, and cannot
     execution = fixed.shard.executions.get("f")
     assert execution is not None and execution.parked is not None, "v2 cannot replay v1's run"
     answer = reset(fixed, "r1", "f")  # to the last decision point: event 1

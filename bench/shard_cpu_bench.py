@@ -1,0 +1,108 @@
+"""CPU per run of one engine shard, in process, without a broker.
+
+    PYTHONPATH=. .venv/bin/python bench/shard_cpu_bench.py --mode storm --runs 5000
+    PYTHONPATH=. .venv/bin/python bench/shard_cpu_bench.py --mode recover --runs 5000
+
+One shard over a real RocksDB store (tests/unit/worker/shard_harness.py plays the
+processor: a list for the history partition, transactions that commit at once).
+
+* ``storm``: N runs of ``bench.sleep_until`` all due at one instant, evicted from
+  memory (as after a long sleep), then fired in the engine's slices, each slice
+  committed: what one firing costs (read the run, replay it, fire, close, encode).
+* ``recover``: N runs of ``bench.sleep_30d`` rebuilt from their history into a new
+  store, then recovered (their timers indexed): what a rebuild costs per run after
+  the records are read.
+
+It prints the deciding thread's CPU time per run (``time.thread_time``: the GIL
+holder's work, less sensitive to a loaded machine than wall time) and wall time, the
+median of ``--repeat`` rounds. Compare two builds by running it from each checkout
+(``PYTHONPATH=<checkout>``), alternating. Kafka's share (producing, the broker) is
+not in these figures: bench/scale_bench.py measures the whole worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # after PYTHONPATH: another checkout can be measured
+
+from bench import sleepers  # noqa: E402
+from orchestrator.worker.shard.engine_shard import ShardTuning  # noqa: E402
+from tests.unit.worker.shard_harness import T0, Harness  # noqa: E402
+
+DAY_MS = 86_400_000
+
+
+def _seed(harness: Harness, workflow_type: str, n: int, arg: int | None) -> None:
+    for i in range(n):
+        harness.start(f"s-{i}", workflow_type, i if arg is None else arg, request_id=f"r-{i}")
+        if i % 200 == 199:
+            harness.commit()
+    harness.commit()
+
+
+def storm(n: int) -> tuple[float, float]:
+    """Per firing: (thread CPU s, wall s)."""
+    harness = Harness(
+        Path(tempfile.mkdtemp()), [sleepers.sleep_until], tuning=ShardTuning(idle_evict_ms=0)
+    )
+    due = T0 + 3_600_000
+    _seed(harness, "bench.sleep_until", n, due)
+    harness.run(1000)  # every run evicted: asleep in the store only
+    harness.clock.now = due + 1
+    wall, cpu = time.perf_counter(), time.thread_time()
+    while harness.tick():
+        harness.commit()
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    fired = sum(1 for r in harness.replies if r.kind.name == "RESULT")
+    if fired != n:
+        raise SystemExit(f"{fired} of {n} fired")
+    harness.stop()
+    return cpu / n, wall / n
+
+
+def recover(n: int) -> tuple[float, float]:
+    """Per run recovered after a rebuild: (thread CPU s, wall s)."""
+    first = Harness(
+        Path(tempfile.mkdtemp()), [sleepers.sleep_30d], tuning=ShardTuning(idle_evict_ms=0)
+    )
+    _seed(first, "bench.sleep_30d", n, None)
+    first.stop()
+    tuning = ShardTuning(idle_evict_ms=0, timer_budget_ms=1e9, recoveries_per_cycle=n)
+    fresh = Harness(Path(tempfile.mkdtemp()), [sleepers.sleep_30d], tuning=tuning)
+    fresh.history, fresh.commands_offset = first.history, first.commands_offset
+    fresh.restore(batch=500)
+    wall, cpu = time.perf_counter(), time.thread_time()
+    fresh.run(rounds=10_000)
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    due = fresh.shard.next_due_ms()
+    if due is None or due - fresh.clock.now < 29 * DAY_MS:
+        raise SystemExit(f"timers not recovered: next due {due}")
+    fresh.stop()
+    return cpu / n, wall / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["storm", "recover"], required=True)
+    parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    measure = storm if args.mode == "storm" else recover
+    rounds = [measure(args.runs) for _ in range(args.repeat)]
+    cpu = statistics.median(r[0] for r in rounds) * 1e6
+    wall = statistics.median(r[1] for r in rounds) * 1e6
+    each = ", ".join(f"{r[0] * 1e6:.0f}" for r in rounds)
+    print(f"{args.mode} {args.runs}: thread CPU per run {cpu:.0f} us (rounds: {each}), "
+          f"wall {wall:.0f} us; command: {' '.join(sys.argv)}")
+
+
+if __name__ == "__main__":
+    main()
