@@ -1119,7 +1119,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--recovered-log",
-        default=r"shard \d+: runs to recover after the restore all replayed",
+        default=r"shard \d+: runs to recover after the restore all recovered",
         help="regex of the log line a shard writes once its recovery replays are done",
     )
     parser.add_argument("--storm-at", type=float, default=0.0, help="s after loading (0: auto)")

@@ -10,8 +10,8 @@ processor: a list for the history partition, transactions that commit at once).
   memory (as after a long sleep), then fired in the engine's slices, each slice
   committed: what one firing costs (read the run, replay it, fire, close, encode).
 * ``recover``: N runs of ``bench.sleep_30d`` rebuilt from their history into a new
-  store, then recovered (their timers indexed): what a rebuild costs per run after
-  the records are read.
+  store (written in slices of 500 records) and recovered (their timers indexed): what
+  a rebuild costs per run once the records are read from Kafka.
 
 It prints the deciding thread's CPU time per run (``time.thread_time``: the GIL
 holder's work, less sensitive to a loaded machine than wall time) and wall time, the
@@ -78,8 +78,8 @@ def recover(n: int) -> tuple[float, float]:
     tuning = ShardTuning(idle_evict_ms=0, timer_budget_ms=1e9, recoveries_per_cycle=n)
     fresh = Harness(Path(tempfile.mkdtemp()), [sleepers.sleep_30d], tuning=tuning)
     fresh.history, fresh.commands_offset = first.history, first.commands_offset
-    fresh.restore(batch=500)
     wall, cpu = time.perf_counter(), time.thread_time()
+    fresh.restore(batch=500)  # the processor's slices hold about this many records
     fresh.run(rounds=10_000)
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
     due = fresh.shard.next_due_ms()

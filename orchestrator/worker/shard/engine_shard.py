@@ -202,7 +202,7 @@ class EngineShard:
 
     def ingest(self, entries: Sequence[HistoryEntry]) -> None:
         """History records read by a restore, oldest first, into the store."""
-        ingest.ingest(self.store, self.wire, entries, self.retention_ms)
+        ingest.ingest(self.store, self.wire, entries, self.retention_ms, self.workflows.keys())
         self.timers.forget()  # the restore wrote index entries around them
         self.retention.expiries.forget()
 
@@ -218,6 +218,8 @@ class EngineShard:
         self._recovering = self.store.first(b"v") is not None
         self._restored_at = now_ms
         self._recovery_began, self._recovered, self._folded = time.monotonic(), 0, 0
+        if not self._recovering:  # the restore indexed every timer it read (ingest.py)
+            self._log_recovered()
         return self._take_outbox()
 
     def _recover_some(self, now_ms: int, deadline: float) -> list[OutRecord]:
@@ -227,14 +229,7 @@ class EngineShard:
         batch = list(self.view.scan(b"v", self.tuning.recoveries_per_cycle))
         if not batch:
             self._recovering = False
-            log.info(
-                "shard %d: runs to recover after the restore all replayed (%d in %.1fs, "
-                "%d of them with timers read off their events)",
-                self.partition,
-                self._recovered,
-                time.monotonic() - self._recovery_began,
-                self._folded,
-            )
+            self._log_recovered()
             return []
         out: list[OutRecord] = []
         for key, _ in batch:
@@ -244,6 +239,16 @@ class EngineShard:
             if time.monotonic() >= deadline:
                 break  # the shard's commands come first; the rest in the next cycles
         return out
+
+    def _log_recovered(self) -> None:
+        log.info(
+            "shard %d: runs to recover after the restore all recovered (%d in %.1fs, "
+            "%d of them with timers read off their events)",
+            self.partition,
+            self._recovered,
+            time.monotonic() - self._recovery_began,
+            self._folded,
+        )
 
     def _recover(self, workflow_id: str, now_ms: int) -> list[OutRecord]:
         execution = self.executions.get(workflow_id)

@@ -4,17 +4,25 @@ A new owner reads its partition from the store's checkpoint (0 for a new store) 
 log's end and hands the records here a batch at a time; each batch is one atomic
 store write that also moves the checkpoint, so a crash mid-restore resumes where it
 was. Nothing is replayed here: runs that the records touched are put in the store's
-recovery set, and the shard replays them in bounded slices once it serves again (to
-recompute their timers, unpark them, or start a next run). Only snapshots are
-decoded (their status and close time); events are stored as they are.
+recovery set, and the shard recovers them in bounded slices once it serves again (to
+recompute their timers, unpark them, or start a next run). Snapshots are decoded
+(their status and close time); events are stored as they are, except those of a run
+whose whole history so far is in the batch (its first event included): they are
+decoded and, when the run only waits (:mod:`~orchestrator.engine.timer_fold`), its
+timers are indexed here and it skips the recovery set. A rebuild of a million
+sleeping runs then has nothing left to recover once the records are read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
+from orchestrator.engine import events as ev
+from orchestrator.engine.commands import StartTimer
 from orchestrator.engine.status import WorkflowStatus as EngineStatus
+from orchestrator.engine.timer_fold import folded_timers
 from orchestrator.serde import records as rec
+from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.keys import SNAPSHOT_SUFFIX
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.shard import store as keys
@@ -29,11 +37,20 @@ _SNAPSHOT = SNAPSHOT_SUFFIX.encode()
 class _Batch:
     """The store writes of one batch of history records."""
 
-    def __init__(self, store: ShardStore, wire: WireFormat, retention_ms: int) -> None:
+    def __init__(
+        self,
+        store: ShardStore,
+        wire: WireFormat,
+        retention_ms: int,
+        known_types: Collection[str] = (),
+    ) -> None:
         self.store = store
         self.wire = wire
         self.retention_ms = retention_ms
+        self.known_types = known_types
         self.puts: dict[bytes, bytes | None] = {}
+        #: events of each run seen in this batch, in order: (workflow id, run id) -> entries
+        self.runs: dict[tuple[str, str], list[tuple[int, HistoryEntry]]] = {}
 
     def current_run(self, workflow_id: str) -> bytes | None:
         key = keys.current_run_key(workflow_id)
@@ -41,6 +58,7 @@ class _Batch:
 
     def event(self, workflow_id: str, run_id: str, seq: int, entry: HistoryEntry) -> None:
         key = keys.event_key(workflow_id, run_id, seq)
+        self.runs.setdefault((workflow_id, run_id), []).append((seq, entry))
         if entry.value is None:
             self.puts[key] = None
             return
@@ -76,6 +94,46 @@ class _Batch:
                 return
         puts[keys.recovery_key(workflow_id)] = b""
 
+    def fold_timers(self) -> None:
+        """Index the timers of runs that only wait and whose history so far is all in
+        this batch; a workflow id leaves the recovery set when a snapshot in this batch
+        names such a run as its current one and nothing else of it needs recovering."""
+        folded: dict[str, set[bytes]] = {}
+        refused: set[str] = set()
+        for (workflow_id, run_id), events in self.runs.items():
+            timers = self._fold(events)
+            if timers is None:
+                refused.add(workflow_id)
+                continue
+            folded.setdefault(workflow_id, set()).add(run_id.encode())
+            for timer in timers:
+                at = keys.u64(timer.fire_at)
+                self.puts[keys.timer_key(workflow_id, run_id, timer.timer_id)] = at
+                due = keys.timer_due_key(timer.fire_at, workflow_id, run_id, timer.timer_id)
+                self.puts[due] = b""
+        for workflow_id, runs in folded.items():
+            current = self.puts.get(keys.current_run_key(workflow_id))
+            parked = self.puts.get(b"k" + workflow_id.encode()) is not None
+            if workflow_id not in refused and current in runs and not parked:
+                self.puts[keys.recovery_key(workflow_id)] = None
+
+    def _fold(self, events: list[tuple[int, HistoryEntry]]) -> list[StartTimer] | None:
+        if [seq for seq, _ in events] != list(range(1, len(events) + 1)):
+            return None  # its first events were read before this batch, or a gap
+        try:
+            decoded = [
+                self.wire.decode_event(entry.headers, entry.value).record.event
+                for _, entry in events
+            ]
+        except RecordDecodeError:
+            return None  # the recovery reads it again, and parks it if it must
+        started = decoded[0]
+        if not isinstance(started, ev.WorkflowStarted):
+            return None
+        if started.workflow_type not in self.known_types:
+            return None  # the recovery parks a run of a type this build lacks
+        return folded_timers(decoded)
+
     def _superseded(self, workflow_id: str, run_id: str) -> None:
         """A newer run's snapshot is about to replace ``run_id``'s. If no closed snapshot
         of that run was read (compaction removed it), :func:`finish` gives its events a
@@ -90,12 +148,17 @@ class _Batch:
 
 
 def ingest(
-    store: ShardStore, wire: WireFormat, entries: Sequence[HistoryEntry], retention_ms: int
+    store: ShardStore,
+    wire: WireFormat,
+    entries: Sequence[HistoryEntry],
+    retention_ms: int,
+    known_types: Collection[str] = (),
 ) -> None:
-    """Apply history records (oldest first) to the store, with the checkpoint after them."""
+    """Apply history records (oldest first) to the store, with the checkpoint after them;
+    runs of ``known_types`` (the workflow types this build runs) may be folded."""
     if not entries:
         return
-    batch = _Batch(store, wire, retention_ms)
+    batch = _Batch(store, wire, retention_ms, known_types)
     for entry in entries:
         if entry.key.endswith(_SNAPSHOT):
             workflow_id = entry.key[: -len(_SNAPSHOT)].decode()
@@ -107,6 +170,7 @@ def ingest(
         run_key, _, seq = entry.key.rpartition(b"/")
         workflow_id, _, run_id = run_key.decode().rpartition("/")
         batch.event(workflow_id, run_id, int(seq), entry)
+    batch.fold_timers()
     store.write(batch.puts, entries[-1].offset + 1)
 
 

@@ -23,7 +23,9 @@ def test_a_standby_copy_indexes_timers_so_a_promotion_fires_them(tmp_path: Path)
     standby = harness(tmp_path / "standby", tuning=ShardTuning(recoveries_per_cycle=7))
     standby.history = owner.history
     shard = standby.shard
-    shard.ingest(standby.history[shard.checkpoint :])
+    for entry in standby.history[shard.checkpoint :]:  # a record per slice of the tail: no
+        shard.ingest([entry])  # run's history is whole in one, so none is folded on the way
+    assert len(list(shard.store.scan(b"v"))) == 30, "every sleeper is left to the warming"
     warmed = 0
     while shard.keep_warm(standby.clock.now):  # a slice at a time
         warmed += 1
@@ -33,6 +35,23 @@ def test_a_standby_copy_indexes_timers_so_a_promotion_fires_them(tmp_path: Path)
     assert list(shard.store.scan(b"k")) == [], "nothing needs the owner's recovery"
     # promoted: the timers fire without any replay of the runs first
     standby.pending += shard.restored(standby.clock.now)
+    standby.run(advance_ms=DAY_MS)
+    assert standby.results() == {f"s-{i}": "slept 1d" for i in range(30)}
+
+
+def test_a_standby_tail_that_holds_whole_histories_indexes_their_timers_at_once(
+    tmp_path: Path,
+) -> None:
+    owner = harness(tmp_path / "owner")
+    for i in range(30):
+        owner.start(f"s-{i}", "unit.sleeper", 1)
+    owner.commit()
+    standby = harness(tmp_path / "standby")
+    standby.history = owner.history
+    standby.shard.ingest(standby.history)  # one slice holds every run's whole history
+    assert list(standby.shard.store.scan(b"v")) == [], "nothing left to warm"
+    assert len(list(standby.shard.store.scan(b"u"))) == 30, "every sleeper's timer is indexed"
+    standby.pending += standby.shard.restored(standby.clock.now)
     standby.run(advance_ms=DAY_MS)
     assert standby.results() == {f"s-{i}": "slept 1d" for i in range(30)}
 
