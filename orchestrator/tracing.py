@@ -13,7 +13,10 @@ writes carry that span's context, so the next hop becomes its child:
   fired; the run's context is kept in its history, so a saga that sleeps for days
   and moves between workers stays one trace;
 * each activity attempt on the activity worker: a ``CONSUMER`` span, child of the
-  decision that scheduled it, with its attempt number and outcome.
+  decision that scheduled it, with its attempt number and outcome;
+* each reply a client waited for, when it takes it: a ``CONSUMER`` span, child of the
+  context the reply carries (the command it answers; for a RESULT, the closing
+  decision).
 
 Attribute names follow OpenTelemetry's messaging conventions for Kafka where one
 applies (``messaging.*``) and use a ``saga.`` prefix for ours.

@@ -102,7 +102,7 @@ class AsyncClient:
         self._options = options
         self.layout = layout
         self.builder = builder
-        self._replies = ReplyBuffer()
+        self._replies = ReplyBuffer(topic=self.layout.replies)
         self._arrived = asyncio.Condition()
         self._task = asyncio.get_running_loop().create_task(self._listen(), name="saga-replies")
 
@@ -300,7 +300,7 @@ class AsyncClient:
                         except RecordDecodeError as exc:
                             log.warning("undecodable reply skipped: %s", exc)
                             continue
-                        self._replies.offer(reply.record)
+                        self._replies.offer(reply.record, reply.cloud_event.traceparent)
                 self._arrived.notify_all()
 
     async def _snapshot(self, workflow_id: str, timeout: float) -> WorkflowSnapshot | None:  # noqa: ASYNC109

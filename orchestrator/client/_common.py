@@ -541,11 +541,15 @@ class ReplyBuffer:
     so ``result()`` called after a run closed still finds its reply.
     """
 
-    def __init__(self, keep_results: int = 10_000) -> None:
+    def __init__(self, keep_results: int = 10_000, topic: str = "") -> None:
         self.keep_results = keep_results
+        self.topic = topic
         self._wanted: set[str] = set()
         self._got: dict[str, Reply] = {}
         self._results: OrderedDict[str, Reply] = OrderedDict()
+        #: the trace context each kept reply arrived with (its hop's span is made when
+        #: the reply is taken: a RESULT nobody asks for makes none)
+        self._traces: dict[int, str] = {}
         self.evicted = 0
         """RESULT replies dropped so far to keep the buffer bounded."""
 
@@ -553,8 +557,9 @@ class ReplyBuffer:
         """Keep the reply with this correlation id when it arrives."""
         self._wanted.add(correlation_id)
 
-    def offer(self, reply: Reply) -> bool:
-        """Keep ``reply`` if someone wants it (True) or it is a RESULT.
+    def offer(self, reply: Reply, traceparent: str | None = None) -> bool:
+        """Keep ``reply`` (which arrived with ``traceparent``) if someone wants it
+        (True) or it is a RESULT.
 
         RESULT replies live only in the bounded ``keep_results`` buffer, wanted or
         not, so a long-running client (the HTTP API) does not keep one per workflow
@@ -564,21 +569,44 @@ class ReplyBuffer:
             self._results[reply.correlation_id] = reply
             self._results.move_to_end(reply.correlation_id)
             while len(self._results) > self.keep_results:
-                self._results.popitem(last=False)
+                _, dropped = self._results.popitem(last=False)
+                self._traces.pop(id(dropped), None)
                 self.evicted += 1
-            return True
-        if reply.correlation_id in self._wanted:
+        elif reply.correlation_id in self._wanted:
             self._got[reply.correlation_id] = reply
-            return True
-        return False
+        else:
+            return False
+        if traceparent is not None:
+            self._traces[id(reply)] = traceparent
+        return True
 
     def take(self, correlation_id: str) -> Reply | None:
-        """The reply if it arrived (it is forgotten); None otherwise."""
+        """The reply if it arrived (it is forgotten); None otherwise. With a tracing
+        SDK, taking it is the reply's hop: a span, child of the decision that sent it."""
         reply = self._got.pop(correlation_id, None) or self._results.pop(correlation_id, None)
         if reply is not None:
             self._wanted.discard(correlation_id)
             self._results.pop(correlation_id, None)
+            parent = self._traces.pop(id(reply), None)
+            if tracing.recording():
+                self._received(reply, parent)
         return reply
+
+    def _received(self, reply: Reply, parent: str | None) -> None:
+        attributes = tracing.kafka_attributes(
+            self.topic,
+            "receive",
+            **{
+                "saga.workflow_id": reply.workflow_id,
+                "saga.run_id": reply.run_id,
+                "saga.reply": reply.kind.name,
+                "saga.ok": reply.ok,
+            },
+        )
+        name = f"saga receive {reply.kind.name}"
+        with tracing.hop(name, tracing.CONSUMER, parent, attributes, current=True) as hop:
+            if not reply.ok and reply.error is not None:
+                hop.fail(reply.error.message)
 
     def forget(self, correlation_id: str) -> None:
         """Stop waiting for a reply (timed out)."""

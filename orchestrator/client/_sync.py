@@ -75,7 +75,7 @@ class Client:
             source=source,
             topic=self.layout.commands,
         )
-        self._replies = ReplyBuffer()
+        self._replies = ReplyBuffer(topic=self.layout.replies)
         self._cond = threading.Condition()
         self._closed = threading.Event()
         self._listener = _consumer(self._kafka)
@@ -246,7 +246,7 @@ class Client:
                         except RecordDecodeError as exc:
                             log.warning("undecodable reply skipped: %s", exc)
                             continue
-                        self._replies.offer(reply.record)
+                        self._replies.offer(reply.record, reply.cloud_event.traceparent)
                     self._cond.notify_all()
         finally:
             self._listener.close()

@@ -82,7 +82,6 @@ def test_a_saga_is_one_trace_across_processes_and_an_engine_kill(
             env,
             tmp_path / "client.log",
         )
-        assert started.wait(90) == 0, (tmp_path / "client.log").read_text()
         # the first step done, the saga sleeps 4 s: kill the engine then
         wait_for(lambda: len(spans(files["activities"])) == 1, 60, "the first activity")
         time.sleep(0.5)
@@ -92,6 +91,7 @@ def test_a_saga_is_one_trace_across_processes_and_an_engine_kill(
         procs.append(engine)
         with Client(kafka_config, layout=layout) as client:
             assert client.get_handle(WORKFLOW_ID).result(timeout=90) == 48
+        assert started.wait(90) == 0, (tmp_path / "client.log").read_text()
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -138,6 +138,13 @@ def test_a_saga_is_one_trace_across_processes_and_an_engine_kill(
     woken = [d for d in after_kill if "FireTimer" in d["attributes"]["saga.inputs"]]
     assert woken and woken[0]["parent_id"] == send["span_id"]
     assert decisions[-1]["attributes"]["saga.status"] == "COMPLETED"
+    # the client saw the START reply (it carries the context of the command it answers)
+    # and the RESULT, sent by the last decision
+    received = {s["name"]: s for s in client_spans if s["name"].startswith("saga receive")}
+    assert received["saga receive START"]["parent_id"] == send["span_id"]
+    assert received["saga receive RESULT"]["parent_id"] == decisions[-1]["span_id"]
+    assert received["saga receive RESULT"]["kind"] == "CONSUMER"
+    assert received["saga receive RESULT"]["attributes"]["saga.ok"] is True
 
     # the START and RESULT replies (not those to the test's own untraced reads)
     replies = [
