@@ -15,6 +15,7 @@ sleeping runs then has nothing left to recover once the records are read.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 
 from orchestrator.engine import events as ev
@@ -51,6 +52,9 @@ class _Batch:
         self.puts: dict[bytes, bytes | None] = {}
         #: events of each run seen in this batch, in order: (workflow id, run id) -> entries
         self.runs: dict[tuple[str, str], list[tuple[int, HistoryEntry]]] = {}
+        #: runs a snapshot of this batch shows open, unparked and of a known type: the
+        #: only ones worth decoding events for
+        self.waiting: set[tuple[str, str]] = set()
 
     def current_run(self, workflow_id: str) -> bytes | None:
         key = keys.current_run_key(workflow_id)
@@ -84,6 +88,11 @@ class _Batch:
         parked = b"k" + workflow_id.encode()
         puts[parked] = b"" if snapshot.parked is not None else None
         status = EngineStatus[snapshot.status.name]
+        run = (workflow_id, snapshot.run_id)
+        if status.is_terminal or snapshot.parked is not None:
+            self.waiting.discard(run)
+        elif snapshot.workflow_type in self.known_types:
+            self.waiting.add(run)
         if status.is_terminal:
             closed_at = snapshot.close_time or snapshot.start_time
             expires = closed_at + self.retention_ms
@@ -96,29 +105,28 @@ class _Batch:
 
     def fold_timers(self) -> None:
         """Index the timers of runs that only wait and whose history so far is all in
-        this batch; a workflow id leaves the recovery set when a snapshot in this batch
-        names such a run as its current one and nothing else of it needs recovering."""
-        folded: dict[str, set[bytes]] = {}
-        refused: set[str] = set()
-        for (workflow_id, run_id), events in self.runs.items():
-            timers = self._fold(events)
+        this batch; such a workflow id leaves the recovery set when the batch's last
+        snapshot of it names that run, open and not parked."""
+        if not self.waiting:
+            return
+        runs_of = Counter(workflow_id for workflow_id, _ in self.runs)
+        for workflow_id, run_id in self.waiting:
+            if self.puts.get(keys.current_run_key(workflow_id)) != run_id.encode():
+                continue  # a later run of the id took over in this batch
+            if runs_of[workflow_id] > 1:
+                continue  # another run of the id changed too: the recovery sorts it out
+            timers = self._fold(self.runs.get((workflow_id, run_id), []))
             if timers is None:
-                refused.add(workflow_id)
                 continue
-            folded.setdefault(workflow_id, set()).add(run_id.encode())
             for timer in timers:
                 at = keys.u64(timer.fire_at)
                 self.puts[keys.timer_key(workflow_id, run_id, timer.timer_id)] = at
                 due = keys.timer_due_key(timer.fire_at, workflow_id, run_id, timer.timer_id)
                 self.puts[due] = b""
-        for workflow_id, runs in folded.items():
-            current = self.puts.get(keys.current_run_key(workflow_id))
-            parked = self.puts.get(b"k" + workflow_id.encode()) is not None
-            if workflow_id not in refused and current in runs and not parked:
-                self.puts[keys.recovery_key(workflow_id)] = None
+            self.puts[keys.recovery_key(workflow_id)] = None
 
     def _fold(self, events: list[tuple[int, HistoryEntry]]) -> list[StartTimer] | None:
-        if [seq for seq, _ in events] != list(range(1, len(events) + 1)):
+        if not events or [seq for seq, _ in events] != list(range(1, len(events) + 1)):
             return None  # its first events were read before this batch, or a gap
         try:
             decoded = [
