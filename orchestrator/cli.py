@@ -406,6 +406,10 @@ from orchestrator.dev.cli import register as _register_dev  # noqa: E402
 
 _register_dev(main)
 
+from orchestrator.schedules.cli import register as _register_schedules  # noqa: E402
+
+_register_schedules(main)
+
 
 def _client() -> Any:
     from orchestrator.client import Client

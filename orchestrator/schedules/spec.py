@@ -18,6 +18,7 @@ __all__ = [
     "MAX_BACKFILL_FIRINGS",
     "RECENT_ACTIONS",
     "SCHEDULE_ID_RE",
+    "SCHEDULE_WORKFLOW",
     "FiringKind",
     "OverlapPolicy",
     "RecentAction",
@@ -27,7 +28,11 @@ __all__ = [
     "SchedulePolicy",
     "ScheduleSpec",
     "check_schedule_id",
+    "schedule_workflow_id",
 ]
+
+SCHEDULE_WORKFLOW = "saga.schedule"
+"""The workflow type of every schedule."""
 
 RECENT_ACTIONS = 10
 """How many recent actions a schedule keeps for ``describe``."""
@@ -195,3 +200,8 @@ def check_schedule_id(schedule_id: str) -> str:
             "starting with a letter or digit"
         )
     return schedule_id
+
+
+def schedule_workflow_id(schedule_id: str) -> str:
+    """The workflow id of a schedule's runs: ``schedule:<schedule id>``."""
+    return f"schedule:{schedule_id}"

@@ -36,6 +36,7 @@ from orchestrator.schedules.overlap import Outcome, decide
 from orchestrator.schedules.spec import (
     MAX_BACKFILL_FIRINGS,
     RECENT_ACTIONS,
+    SCHEDULE_WORKFLOW,
     FiringKind,
     OverlapPolicy,
     RecentAction,
@@ -44,6 +45,7 @@ from orchestrator.schedules.spec import (
     ScheduleDescription,
     SchedulePolicy,
     ScheduleSpec,
+    schedule_workflow_id,
 )
 
 __all__ = [
@@ -57,9 +59,6 @@ __all__ = [
     "schedule_workflow_id",
 ]
 
-SCHEDULE_WORKFLOW = "saga.schedule"
-"""The workflow type of every schedule."""
-
 SCHEDULE_TASK_QUEUE = "saga.schedules"
 """The task queue schedule runs are started with (they schedule no task-queue work)."""
 
@@ -72,11 +71,6 @@ CONTINUE_AFTER = 500
 NEXT_TIMES = 5
 _MAX_MISSED_COUNT = 100_000  # nominal times counted one by one after a long downtime
 _STOP_RETRY = workflow.RetryPolicy(initial=timedelta(seconds=1), maximum=timedelta(seconds=30))
-
-
-def schedule_workflow_id(schedule_id: str) -> str:
-    """The workflow id of a schedule's runs."""
-    return f"schedule:{schedule_id}"
 
 
 @dataclass(slots=True)
