@@ -190,6 +190,9 @@ class ScheduleDescription:
     recent: list[RecentAction]
     next_times: list[datetime]
     """The next nominal times (jitter not included; empty while paused)."""
+    handled_until: datetime
+    """Every scheduled nominal time up to here is dealt with: started, skipped,
+    buffered, missed, or passed while paused."""
 
 
 def check_schedule_id(schedule_id: str) -> str:

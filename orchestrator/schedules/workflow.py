@@ -398,4 +398,5 @@ class ScheduleWorkflow:
             buffered=[utc(f.nominal_ms) for f in s.buffered],
             recent=list(s.recent),
             next_times=upcoming,
+            handled_until=utc(s.cursor_ms),
         )

@@ -81,6 +81,7 @@ class RunStopper:
         return self._producer
 
     def close(self) -> None:
-        """Flush what is left."""
+        """Flush what is left and let the producer go."""
         if self._producer is not None:
             self._producer.flush(_FLUSH_S)
+            self._producer = None
