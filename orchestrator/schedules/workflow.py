@@ -32,6 +32,7 @@ from orchestrator.schedules.calendar import (
     to_ms,
     utc,
 )
+from orchestrator.schedules.catchup import scan_due
 from orchestrator.schedules.overlap import Outcome, decide
 from orchestrator.schedules.spec import (
     MAX_BACKFILL_FIRINGS,
@@ -69,7 +70,6 @@ CONTINUE_AFTER = 500
 """Wake-ups after which a schedule run continues as new (once nothing runs)."""
 
 NEXT_TIMES = 5
-_MAX_MISSED_COUNT = 100_000  # nominal times counted one by one after a long downtime
 _STOP_RETRY = workflow.RetryPolicy(initial=timedelta(seconds=1), maximum=timedelta(seconds=30))
 
 
@@ -173,25 +173,13 @@ class ScheduleWorkflow:
         if s.paused:
             s.cursor_ms = max(s.cursor_ms, now)  # firings due while paused do not run
             return
-        window = round(s.policy.catchup_window_s * 1000)
-        horizon = now - window - round(s.spec.jitter_s * 1000)
-        if s.cursor_ms < horizon:  # after a long downtime: count the hopeless ones at once
-            for count, _ in enumerate(times_between(s.spec, s.cursor_ms + 1, horizon + 1), 1):
-                if count >= _MAX_MISSED_COUNT:
-                    break
-                s.missed += 1
-            s.cursor_ms = horizon
-        while True:
-            nominal = next_after(s.spec, s.cursor_ms)
-            if nominal is None:
-                return
-            at = nominal + jitter_ms(s.schedule_id, nominal, s.spec.jitter_s)
-            if at > now:
-                return
-            s.cursor_ms = nominal
+        scan = scan_due(s.spec, s.schedule_id, s.cursor_ms, now, s.policy.catchup_window_s)
+        s.cursor_ms = scan.cursor_ms
+        s.missed += scan.bulk_missed
+        for nominal, missed in scan.due:
             wid = firing_workflow_id(s.schedule_id, nominal)
             firing = Firing(nominal, FiringKind.SCHEDULED, wid, s.policy.overlap)
-            if now - at > window:
+            if missed:
                 s.missed += 1
                 self._record(firing, "missed")
             else:
