@@ -709,7 +709,12 @@ def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> No
         client.close()
     if not found.events:
         raise click.ClickException(f"no history for {workflow_id!r} (run {found.run_id})")
-    replayer = Replayer(workflows=list(discover(modules).workflows.values()))
+    from orchestrator.schedules.workflow import SCHEDULE_WORKFLOW, ScheduleWorkflow
+
+    workflows = discover(modules).workflows
+    # schedule runs replay without naming a module: every engine worker hosts them
+    replayer = Replayer(workflows=[*workflows.values(), *(
+        [] if SCHEDULE_WORKFLOW in workflows else [ScheduleWorkflow])])
     try:
         result = replayer.replay(found.events)
     except NonDeterminismError as exc:

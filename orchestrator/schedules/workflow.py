@@ -66,7 +66,7 @@ SCHEDULE_TASK_QUEUE = "saga.schedules"
 STOP_ACTIVITY = "saga.schedule.stop_run"
 """The local activity that cancels or terminates a running firing."""
 
-CONTINUE_AFTER = 500
+CONTINUE_AFTER = 100
 """Wake-ups after which a schedule run continues as new (once nothing runs)."""
 
 NEXT_TIMES = 5
