@@ -287,6 +287,8 @@ class ScheduleWorkflow:
         """Refuse a change whose spec or policy is invalid."""
         problems = [*(change.spec.problems() if change.spec else []),
                     *(change.policy.problems() if change.policy else [])]
+        if change.action and not (change.action.workflow_type and change.action.task_queue):
+            problems.append("the action needs a workflow type and a task queue")
         if problems:
             raise ValueError("; ".join(problems))
 

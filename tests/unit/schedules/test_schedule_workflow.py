@@ -167,6 +167,8 @@ async def test_update_changes_the_spec_and_refuses_a_bad_one(env: WorkflowEnviro
     with pytest.raises(UpdateRejectedError, match="unknown time zone"):
         await handle.update("update", ScheduleChange(spec=ScheduleSpec(cron=["0 * * * *"],
                                                                        time_zone="Nowhere/X")))
+    with pytest.raises(UpdateRejectedError, match="needs a workflow type"):
+        await handle.update("update", ScheduleChange(action=ScheduleAction("", "q")))
     await env.sleep(timedelta(seconds=9))
     assert (await describe(handle)).started == 3  # at 1, then 5 and 10
 
