@@ -39,6 +39,7 @@ from orchestrator.schedules.workflow import ScheduleWorkflow
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
 from orchestrator.status import WorkflowStatus
+from orchestrator.visibility.projector import Projector
 from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
 from orchestrator.worker.shard.records import headers_of
@@ -202,14 +203,19 @@ def test_backfill_of_one_hour_across_a_dst_jump_starts_exactly_its_nominal_times
     kafka_config: dict[str, Any],
     layout: TopicLayout,
     client: Client,
+    database: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = saga_env(kafka_config["bootstrap.servers"], layout.prefix, SHARDS)
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "SAGA_TOPIC_PREFIX", "SAGA_SHARDS"):
         monkeypatch.setenv(name, env[name])  # for the in-process `saga schedule ...`
+    monkeypatch.setenv("DATABASE_URL", database)
     options = ProcessorOptions(worker_id=f"{layout.prefix}-engine", transaction_timeout_ms=5000)
     workflows = [schedule_sagas.slow, schedule_sagas.quick]
-    with EngineWorker(kafka_config, layout, workflows, options=options):
+    with (
+        EngineWorker(kafka_config, layout, workflows, options=options),
+        Projector(database, kafka_config, layout),
+    ):
         saga("schedule", "create", "nightly", "--workflow", "sched.quick", "--task-queue", QUEUE,
              "--input", '"bf"', "--cron", "*/5 * * * *", "--time-zone", "America/New_York",
              "--paused", "--note", "backfill only")
@@ -232,6 +238,22 @@ def test_backfill_of_one_hour_across_a_dst_jump_starts_exactly_its_nominal_times
         final = client.schedule_handle("nightly").describe()
         assert (final.started, final.skipped, final.missed) == (13, 0, 0)
         assert [a.outcome for a in final.recent] == ["completed"] * 10
+
+        saga("schedule", "update", "nightly", "--every", "1h", "--overlap", "buffer_all",
+             "--note", "hourly too")
+        saga("schedule", "unpause", "nightly", "--note", "live")
+        described = json.loads(saga("schedule", "describe", "nightly", "--json"))
+        assert described["spec"]["cron"] == ["*/5 * * * *"]  # kept: the update gave no --cron
+        assert (described["spec"]["interval_s"], described["policy"]["overlap"]) == (
+            3600, "buffer_all")
+        assert (described["paused"], described["note"]) == (False, "live")
+        assert len(described["next_times"]) == 5
+        saga("schedule", "pause", "nightly", "--note", "quiet")
+        deadline = time.monotonic() + 30
+        while "nightly" not in (listed := saga("schedule", "list")):
+            assert time.monotonic() < deadline, listed  # the projector writes the run
+            time.sleep(0.2)
+        assert "paused" in listed and "13 started" in listed and "1 schedule(s)" in listed
         saga("schedule", "delete", "nightly")
         assert client.get_handle("schedule:nightly").result(timeout=30) is None
         status = client.get_handle("schedule:nightly").describe().status
@@ -241,8 +263,20 @@ def test_backfill_of_one_hour_across_a_dst_jump_starts_exactly_its_nominal_times
     assert initiated(logs["schedule:nightly"]) == [*expected, triggered]
 
 
-def test_terminate_other_stops_the_running_firing_through_the_engine(
-    kafka_config: dict[str, Any], layout: TopicLayout, client: Client
+@pytest.mark.parametrize(
+    ("overlap", "outcome", "status"),
+    [
+        (OverlapPolicy.TERMINATE_OTHER, "terminated", WorkflowStatus.TERMINATED),
+        (OverlapPolicy.CANCEL_OTHER, "cancelled", WorkflowStatus.CANCELLED),
+    ],
+)
+def test_stop_policies_stop_the_running_firing_through_the_engine(
+    kafka_config: dict[str, Any],
+    layout: TopicLayout,
+    client: Client,
+    overlap: OverlapPolicy,
+    outcome: str,
+    status: WorkflowStatus,
 ) -> None:
     options = ProcessorOptions(worker_id=f"{layout.prefix}-engine", transaction_timeout_ms=5000)
     with EngineWorker(kafka_config, layout, [schedule_sagas.slow], options=options):
@@ -250,17 +284,47 @@ def test_terminate_other_stops_the_running_firing_through_the_engine(
             "relay",
             ScheduleSpec(interval_s=2),
             ScheduleAction("sched.slow", QUEUE, [60.0]),
-            SchedulePolicy(OverlapPolicy.TERMINATE_OTHER),
+            SchedulePolicy(overlap),
         )
         final = wait_for(
             handle,
-            lambda d: sum(a.outcome == "terminated" for a in d.recent) >= 2,
-            "two firings terminated by their successors",
+            lambda d: sum(a.outcome == outcome for a in d.recent) >= 2,
+            f"two firings {outcome} by their successors",
         )
         handle.delete()
-        terminated = [a.workflow_id for a in final.recent if a.outcome == "terminated"]
-        for firing in terminated:
-            described = client.get_handle(firing).describe()
-            assert described.status is WorkflowStatus.TERMINATED
+        stopped = [a.workflow_id for a in final.recent if a.outcome == outcome]
+        for firing in stopped:
+            assert client.get_handle(firing).describe().status is status
+    # the next firing started when (terminate) or once (cancel) its predecessor stopped
     assert final.skipped == 0 and len(final.running) == 1
     assert final.started >= 3
+
+
+def test_after_downtime_only_the_catchup_window_runs(
+    kafka_config: dict[str, Any], layout: TopicLayout, client: Client
+) -> None:
+    options = ProcessorOptions(worker_id=f"{layout.prefix}-engine", transaction_timeout_ms=5000)
+    workflows = [schedule_sagas.quick]
+    with EngineWorker(kafka_config, layout, workflows, options=options):
+        handle = client.create_schedule(
+            "ticks",
+            ScheduleSpec(interval_s=1),
+            ScheduleAction("sched.quick", QUEUE, ["t"]),
+            SchedulePolicy(OverlapPolicy.ALLOW_ALL, catchup_window_s=1.5),
+        )
+        wait_for(handle, lambda d: d.started >= 2, "two firings")
+    stopped_at = time.time()
+    time.sleep(5)  # every engine worker down
+    with EngineWorker(kafka_config, layout, workflows, options=options):
+        final = wait_for(
+            handle,
+            lambda d: d.handled_until.timestamp() > time.time() - 0.5 and d.started >= 5,
+            "firing again after the restart",
+        )
+        handle.delete()
+    assert final.missed >= 3  # the seconds of the downtime older than the window
+    seconds = to_ms(final.handled_until) // 1000 - to_ms(final.created_at) // 1000
+    assert final.started + final.missed == seconds and final.skipped == 0
+    missed = [a.nominal_time.timestamp() for a in final.recent if a.outcome == "missed"]
+    assert all(t > stopped_at - 1 for t in missed)
+    print(f"{final.missed} missed, {final.started} started over {seconds} s")
