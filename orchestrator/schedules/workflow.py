@@ -294,8 +294,11 @@ class ScheduleWorkflow:
 
     @workflow.update(name="update")
     def update(self, change: ScheduleChange) -> ScheduleDescription:
-        """Replace the parts given; the next firing follows the new spec."""
+        """Replace the parts given; a new spec fires from now on."""
         s = self.state
+        if change.spec is not None:
+            # its nominal times before now were never due under the old spec: not missed
+            s.cursor_ms = max(s.cursor_ms, self._now_ms())
         s.spec = change.spec or s.spec
         s.action = change.action or s.action
         s.policy = change.policy or s.policy

@@ -173,6 +173,17 @@ async def test_update_changes_the_spec_and_refuses_a_bad_one(env: WorkflowEnviro
     assert (await describe(handle)).started == 3  # at 1, then 5 and 10
 
 
+async def test_a_new_spec_fires_from_the_update_on(env: WorkflowEnvironment) -> None:
+    handle = await schedule(env, seconds=0.1, spec=ScheduleSpec(interval_s=3600))
+    await env.sleep(timedelta(minutes=30))
+    await handle.update("update", ScheduleChange(spec=ScheduleSpec(interval_s=60)))
+    await env.sleep(timedelta(seconds=90))
+    d = await describe(handle)
+    # the minutes 1-30 of the new spec were before the update: not run, not missed
+    assert (d.started, d.skipped, d.missed) == (1, 0, 0)
+    assert d.recent[0].nominal_time == T0 + timedelta(minutes=31)
+
+
 async def test_backfill_queues_every_nominal_time_of_its_range(env: WorkflowEnvironment) -> None:
     spec = ScheduleSpec(cron=["*/10 * * * *"])
     handle = await schedule(env, OverlapPolicy.ALLOW_ALL, seconds=1, spec=spec, paused=True)
