@@ -209,7 +209,12 @@ def list_command(as_json: bool, database_url: str | None) -> None:
             )
         return sorted(r.workflow_id.removeprefix("schedule:") for r in rows)
 
-    found = asyncio.run(ids())
+    import psycopg
+
+    try:
+        found = asyncio.run(ids())
+    except psycopg.Error as exc:
+        raise click.ClickException(f"the visibility store did not answer: {exc}") from exc
     with _client() as client:
         for schedule_id in found:
             d = _handle(client, schedule_id).describe()
