@@ -406,6 +406,10 @@ from orchestrator.dev.cli import register as _register_dev  # noqa: E402
 
 _register_dev(main)
 
+from orchestrator.schedules.cli import register as _register_schedules  # noqa: E402
+
+_register_schedules(main)
+
 
 def _client() -> Any:
     from orchestrator.client import Client
@@ -705,7 +709,12 @@ def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> No
         client.close()
     if not found.events:
         raise click.ClickException(f"no history for {workflow_id!r} (run {found.run_id})")
-    replayer = Replayer(workflows=list(discover(modules).workflows.values()))
+    from orchestrator.schedules.workflow import SCHEDULE_WORKFLOW, ScheduleWorkflow
+
+    workflows = discover(modules).workflows
+    # schedule runs replay without naming a module: every engine worker hosts them
+    replayer = Replayer(workflows=[*workflows.values(), *(
+        [] if SCHEDULE_WORKFLOW in workflows else [ScheduleWorkflow])])
     try:
         result = replayer.replay(found.events)
     except NonDeterminismError as exc:

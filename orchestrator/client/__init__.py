@@ -28,17 +28,20 @@ from orchestrator.client._common import (
     new_traceparent,
     result_correlation_id,
 )
+from orchestrator.client._schedules import AsyncScheduleHandle, ScheduleHandle
 from orchestrator.client._sync import Client, WorkflowHandle
 from orchestrator.serde.records import IdReusePolicy
 from orchestrator.status import WorkflowStatus
 
 __all__ = [
     "AsyncClient",
+    "AsyncScheduleHandle",
     "AsyncWorkflowHandle",
     "Client",
     "IdReusePolicy",
     "PauseInfo",
     "ReplyTimeoutError",
+    "ScheduleHandle",
     "WorkflowDescription",
     "WorkflowHandle",
     "WorkflowNotFoundError",

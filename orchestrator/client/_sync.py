@@ -30,6 +30,7 @@ from orchestrator.client._common import (
     resolve_config,
     result_correlation_id,
 )
+from orchestrator.client._schedules import ScheduleHandle, new_schedule
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
 from orchestrator.engine.events import Event
@@ -37,6 +38,12 @@ from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.consuming import consume_available
 from orchestrator.log.headers import headers_of
 from orchestrator.log.topics import TopicLayout
+from orchestrator.schedules.spec import ScheduleAction, SchedulePolicy, ScheduleSpec
+from orchestrator.schedules.workflow import (
+    SCHEDULE_TASK_QUEUE,
+    SCHEDULE_WORKFLOW,
+    schedule_workflow_id,
+)
 from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
 from orchestrator.serde.wire import WireFormat
@@ -144,6 +151,35 @@ class Client:
         if wait_started is not None or id_reuse_policy is IdReusePolicy.ALLOW_DUPLICATE:
             handle._evicted_at_start = self._replies.evicted
         return handle
+
+    def create_schedule(
+        self,
+        schedule_id: str,
+        spec: ScheduleSpec,
+        action: ScheduleAction,
+        policy: SchedulePolicy | None = None,
+        *,
+        paused: bool = False,
+        note: str = "",
+        timeout: float = 30.0,
+    ) -> ScheduleHandle:
+        """Create a schedule (docs/schedules.md) and wait until its run has started.
+
+        ValueError lists what is wrong with the spec or policy. Creating an id whose
+        schedule exists leaves that schedule as it is (change it with ``update``).
+        """
+        workflow_id, state = new_schedule(
+            schedule_id, spec, action, policy, paused=paused, note=note
+        )
+        handle = self.start(
+            SCHEDULE_WORKFLOW, state, id=workflow_id, task_queue=SCHEDULE_TASK_QUEUE,
+            wait_started=timeout,
+        )
+        return ScheduleHandle(handle, schedule_id)
+
+    def schedule_handle(self, schedule_id: str) -> ScheduleHandle:
+        """A handle to an existing schedule (no I/O)."""
+        return ScheduleHandle(self.get_handle(schedule_workflow_id(schedule_id)), schedule_id)
 
     def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
         """A handle to an existing workflow id (no I/O)."""

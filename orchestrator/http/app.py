@@ -6,7 +6,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from orchestrator.http import commands, console_routes, deadletters, metrics, reads
+from orchestrator.http import (
+    commands,
+    console_routes,
+    deadletters,
+    metrics,
+    reads,
+    schedules,
+)
 from orchestrator.http.auth import auth_middleware
 from orchestrator.http.errors import error_middleware
 from orchestrator.http.limits import MAX_BODY_BYTES
@@ -41,5 +48,6 @@ def build_app(options: ApiOptions) -> web.Application:
     app.add_routes(commands.routes())
     app.add_routes(metrics.routes())
     app.add_routes(deadletters.routes())
+    app.add_routes(schedules.routes())
     app.add_routes(console_routes.routes())
     return app

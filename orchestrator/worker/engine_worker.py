@@ -15,8 +15,10 @@ from orchestrator.config import DEFAULT_RETENTION_MS
 from orchestrator.converter import DataConverter
 from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import EngineMetrics
+from orchestrator.schedules.workflow import SCHEDULE_WORKFLOW, ScheduleWorkflow
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.activity_runner import activity_definitions
+from orchestrator.worker.schedule_stops import RunStopper
 from orchestrator.worker.shard.engine_shard import EngineShard, ShardTuning
 from orchestrator.worker.shard.gauges import EngineShardGauges
 from orchestrator.worker.shard.local_activities import DEFAULT_MAX_ATTEMPT_S, LocalActivities
@@ -80,11 +82,14 @@ class EngineWorker(BackgroundRunner):
             store = StoreOptions(state_dir)
         self.store_memory = StoreMemory(store)
         self.workflows = definitions(workflows)
+        # every engine worker hosts schedules (docs/schedules.md): the built-in
+        # workflow, and the local activity its overlap policies stop firings with
+        self.workflows.setdefault(SCHEDULE_WORKFLOW, definition_of(ScheduleWorkflow))
+        self.stopper = RunStopper(kafka_config, layout)
         registered = activity_definitions(activities)
-        self.local_activities = (
-            LocalActivities(registered, converter, max_attempt_s=local_max_attempt_s)
-            if registered
-            else None
+        registered.update(activity_definitions(self.stopper.activities()))
+        self.local_activities = LocalActivities(
+            registered, converter, max_attempt_s=local_max_attempt_s
         )
         self.wire = wire or WireFormat()
         self.shards: dict[int, EngineShard] = {}
@@ -113,7 +118,7 @@ class EngineWorker(BackgroundRunner):
         try:
             self.processor.run(stop)
         finally:
-            if self.local_activities is not None:
-                self.local_activities.close()
+            self.local_activities.close()
+            self.stopper.close()
             if self._temporary is not None:
                 shutil.rmtree(self._temporary, ignore_errors=True)

@@ -302,3 +302,50 @@ def test_console_shows_runs_and_steers_them(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "#dead-letters tbody tr")) == 2
     )
     shot(browser, "6-dead-letters")
+
+
+@pytest.mark.timeout(300)  # starts a stack and a browser on a shared 2-core machine
+def test_console_schedules_page_pauses_triggers_and_deletes(
+    dev: DevServer, browser: WebDriver
+) -> None:
+    body = {
+        "schedule_id": "hourly-orders",
+        "spec": {"interval_s": 3600},
+        "action": {"workflow_type": "console.order", "task_queue": "console",
+                   "args": [{"order_id": "from-schedule", "amount": 10}]},
+    }
+    r = httpx.post(f"{dev.api_url}/v1/schedules", json=body, headers=bearer(dev.token), timeout=60)
+    assert r.status_code == 201, r.text
+
+    browser.get(dev.console_url + "#/schedules")
+    wait_for(browser, "#login")
+    browser.find_element(By.ID, "token").send_keys(dev.token)
+    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    card = '[data-schedule="hourly-orders"]'
+    wait_for(browser, card)  # listed once the projector has the schedule's run
+    assert "every 3600 s (UTC)" in browser.find_element(By.CSS_SELECTOR, card).text
+
+    def click(css: str) -> bool:
+        browser.find_element(By.CSS_SELECTOR, f"{card} {css}").click()
+        return True
+
+    waiting(browser).until(lambda _: click("button.trigger"))
+    message = (By.ID, "message")
+    waiting(browser).until(lambda d: "Triggered hourly-orders-" in d.find_element(*message).text)
+    counts = (By.CSS_SELECTOR, f"{card} .counts-line")
+    waiting(browser).until(lambda d: d.find_element(*counts).text.startswith("1 started"))
+    waiting(browser).until(lambda _: click("button.pause"))
+    wait_for(browser, f"{card} #paused-hourly-orders")
+    assert browser.find_element(By.CSS_SELECTOR, f"{card} .next").text == "-"
+    waiting(browser).until(lambda _: click("summary"))
+    waiting(browser).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, f'{card} [data-outcome="completed"]')
+        or d.find_elements(By.CSS_SELECTOR, f'{card} [data-outcome="running"]')
+    )
+    shot(browser, "5-schedules")
+    waiting(browser).until(lambda _: click("summary"))  # closed again: live refresh resumes
+    waiting(browser).until(lambda _: click("button.unpause"))
+    waiting(browser).until(lambda d: not d.find_elements(By.ID, "paused-hourly-orders"))
+    waiting(browser).until(lambda _: click("button.delete"))
+    assert "Delete schedule hourly-orders?" in confirm(browser)
+    wait_for(browser, "#no-schedules")

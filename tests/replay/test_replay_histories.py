@@ -16,10 +16,12 @@ from orchestrator.testing import Replayer, WorkflowEnvironment, history_from_jso
 from orchestrator.workflow import definition_of
 from tests.replay import sample_sagas as s
 from tests.replay.record_histories import assert_replays_to_the_same_commands, scenarios
+from tests.replay.schedule_scenarios import WORKFLOWS as SCHEDULES
 from tests.replay.shipped_scenarios import WORKFLOWS as SHIPPED
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-CURRENT = [s.transfer, s.Subscription, s.payout, s.trip, s.Cart, s.versioned_v2_patched, *SHIPPED]
+CURRENT = [s.transfer, s.Subscription, s.payout, s.trip, s.Cart, s.versioned_v2_patched, *SHIPPED,
+           *SCHEDULES]
 
 
 @pytest.fixture(autouse=True)

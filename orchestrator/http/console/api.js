@@ -48,6 +48,7 @@ async function call(method, path, body, raw = false) {
 }
 
 const wf = (id) => `/v1/workflows/${encodeURIComponent(id)}`;
+const sc = (id) => `/v1/schedules/${encodeURIComponent(id)}`;
 const runQuery = (runId) => (runId ? `?run_id=${encodeURIComponent(runId)}` : "");
 
 export const api = {
@@ -65,6 +66,13 @@ export const api = {
   unpause: (id, reason) => call("POST", `${wf(id)}/unpause`, { reason }),
   reset: (id, reason, eventSeq, excludeSignals) => call("POST", `${wf(id)}/reset`,
     { reason, exclude_signals: excludeSignals, ...(eventSeq ? { event_seq: eventSeq } : {}) }),
+  schedules: () => call("GET", "/v1/schedules"),
+  schedule: {
+    pause: (id) => call("POST", `${sc(id)}/pause`, { note: "paused from the console" }),
+    unpause: (id) => call("POST", `${sc(id)}/unpause`, {}),
+    trigger: (id) => call("POST", `${sc(id)}/trigger`, {}),
+    delete: (id) => call("DELETE", sc(id)),
+  },
   deadLetters: (fromOffset, limit) => call("GET", `/v1/dead-letters?from_offset=${fromOffset}&limit=${limit}`),
   redrive: (fromOffset, toOffset) =>
     call("POST", "/v1/dead-letters/redrive", { from_offset: fromOffset, to_offset: toOffset }),

@@ -1,4 +1,5 @@
-// The console's entry point: login, hash routing (#/runs, #/runs/<id>, #/dead-letters)
+// The console's entry point: login, hash routing (#/runs, #/runs/<id>, #/schedules,
+// #/dead-letters)
 // and live refresh: the shown view polls the API every second while visible.
 
 import { api, setToken, token } from "./api.js";
@@ -6,6 +7,7 @@ import { h, replace } from "./dom.js";
 import { deadLettersView } from "./deadletters.js";
 import { runView } from "./run.js";
 import { runsView } from "./runs.js";
+import { schedulesView } from "./schedules.js";
 
 const REFRESH_MS = 1000;
 const main = document.getElementById("main");
@@ -56,8 +58,11 @@ function route() {
   const params = new URLSearchParams(query);
   document.getElementById("nav-runs").classList.toggle("active", path.startsWith("/runs"));
   document.getElementById("nav-dlq").classList.toggle("active", path === "/dead-letters");
+  document.getElementById("nav-schedules").classList.toggle("active", path === "/schedules");
   if (path.startsWith("/runs/")) {
     current = runView(main, decodeURIComponent(path.slice("/runs/".length)), params);
+  } else if (path === "/schedules") {
+    current = schedulesView(main);
   } else if (path === "/dead-letters") {
     current = deadLettersView(main, params);
   } else {
