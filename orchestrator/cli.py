@@ -57,6 +57,11 @@ def _layout(settings: Settings) -> TopicLayout:
 def main(log_level: str) -> None:
     """Durable sagas on Kafka."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # --sagas modules live in the user's project, not in the installed package: look in
+    # the current folder first, as `python -m` does (an installed `saga` script's
+    # sys.path[0] is its own bin folder)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 #: how long ``saga worker`` retries its start-up topic check while Kafka is unreachable
