@@ -14,8 +14,10 @@ import sys
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import click
+import pytest
 
 from orchestrator.cli import EXTRA_OF_MODULE, main
 
@@ -144,3 +146,24 @@ def test_saga_finds_a_sagas_module_in_the_current_folder(tmp_path: Path) -> None
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1] == "['mine.hello']"
+
+
+def test_saga_dev_demo_bank_outside_a_checkout_says_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    real = importlib.util.find_spec
+
+    def wheel_install(name: str, package: str | None = None) -> Any:
+        return None if name == "orchestrator.devstack.bank" else real(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", wheel_install)
+    result = CliRunner().invoke(
+        main, ["dev", "--sagas", "sagas.payments", "--demo-bank", "--state-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "demo bank of a checkout" in result.output
+    assert list(tmp_path.iterdir()) == []  # refused before anything started
