@@ -44,7 +44,7 @@ DEFAULT_COMPENSATION_RETRY = RetryPolicy(
 
 
 class CompensationRecorder(Protocol):
-    """Where a saga records its progress in history (the executor)."""
+    """Where a saga records its progress in history (the executor's Records)."""
 
     def record_compensation_started(
         self, saga_id: int, compensations: list[str], cause: BaseException | None
