@@ -6,7 +6,7 @@ bootstrap:
 	@scripts/bootstrap.sh
 
 demo: bootstrap
-	.venv/bin/python -m orchestrator.demo
+	.venv/bin/python -m sagas.demo
 
 smoke: bootstrap
 	.venv/bin/python -m orchestrator.devstack smoke

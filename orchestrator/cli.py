@@ -47,7 +47,33 @@ def _layout(settings: Settings) -> TopicLayout:
     return TopicLayout(prefix=settings.topic_prefix, shards=settings.shards)
 
 
-@click.group()
+EXTRA_OF_MODULE: dict[str, str] = {
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+    "aiohttp": "http",
+    "aiokafka": "asyncio",
+}
+"""Modules of the optional parts, and the extra (pyproject.toml) that installs each."""
+
+
+class _Main(click.Group):
+    """``saga``: a command whose optional part is not installed names the extra to
+    install, instead of ending in a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            extra = EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
+            if extra is None:
+                raise
+            raise click.ClickException(
+                f"this command needs {exc.name}, which is not installed: "
+                f"pip install 'saga-orchestrator[{extra}]' (or '[all]' for every part)"
+            ) from exc
+
+
+@click.group(cls=_Main)
 @click.option(
     "--log-level",
     default="INFO",
@@ -57,6 +83,11 @@ def _layout(settings: Settings) -> TopicLayout:
 def main(log_level: str) -> None:
     """Durable sagas on Kafka."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # --sagas modules live in the user's project, not in the installed package: look in
+    # the current folder first, as `python -m` does (an installed `saga` script's
+    # sys.path[0] is its own bin folder)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 #: how long ``saga worker`` retries its start-up topic check while Kafka is unreachable

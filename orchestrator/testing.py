@@ -26,11 +26,11 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from orchestrator import activity as activity_api
 from orchestrator.activity import ActivityDefinition, ActivityInfo
@@ -80,6 +80,9 @@ from orchestrator.exceptions import (
 from orchestrator.status import WorkflowStatus
 from orchestrator.workflow import WorkflowDefinition, definition_of
 
+if TYPE_CHECKING:
+    from orchestrator.engine.saga import Saga
+
 __all__ = [
     "ReplayResult",
     "Replayer",
@@ -125,6 +128,9 @@ class _Timers:
             return at, run_id, timer_id
         return None
 
+
+R = TypeVar("R")
+T = TypeVar("T")
 
 class WorkflowEnvironment:
     """Runs workflows and activities in process on simulated, skipping time."""
@@ -191,10 +197,20 @@ class WorkflowEnvironment:
             d = definition_of(w)
             self._defs[d.name] = d
 
+    @overload
+    async def start_workflow(
+        self, workflow: Callable[..., Awaitable[R]], *args: Any, id: str | None = None,
+        task_queue: str = "default",
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def start_workflow(
+        self, workflow: type[Any] | WorkflowDefinition | Saga, *args: Any,
+        id: str | None = None, task_queue: str = "default",
+    ) -> WorkflowHandle[Any]: ...
     async def start_workflow(
         self, workflow: Any, *args: Any, id: str | None = None,
         task_queue: str = "default",
-    ) -> WorkflowHandle:
+    ) -> WorkflowHandle[Any]:
         """Start a run; nothing beyond its first step runs until you wait on something."""
         d = definition_of(workflow)
         self._defs.setdefault(d.name, d)
@@ -206,6 +222,15 @@ class WorkflowEnvironment:
         self._start(start, None)
         return WorkflowHandle(self, wid, start.run_id, d)
 
+    @overload
+    async def execute_workflow(
+        self, workflow: Callable[..., Awaitable[R]], *args: Any, id: str | None = None,
+    ) -> R: ...
+    @overload
+    async def execute_workflow(
+        self, workflow: type[Any] | WorkflowDefinition | Saga, *args: Any,
+        id: str | None = None,
+    ) -> Any: ...
     async def execute_workflow(
         self, workflow: Any, *args: Any, id: str | None = None,
     ) -> Any:
@@ -357,7 +382,7 @@ class WorkflowEnvironment:
         return run
 
 
-class WorkflowHandle:
+class WorkflowHandle(Generic[R]):
     """A started workflow in a :class:`WorkflowEnvironment`."""
 
     def __init__(
@@ -391,8 +416,13 @@ class WorkflowHandle:
     def _closed(self) -> bool:
         return self.status.is_terminal and self.status is not WorkflowStatus.CONTINUED_AS_NEW
 
+    @overload
+    async def result(self) -> R: ...
+    @overload
+    async def result(self, *, result_type: type[T]) -> T: ...
     async def result(self, *, result_type: Any = None) -> Any:
-        """Run until the workflow closes; its result, or WorkflowFailedError."""
+        """Run until the workflow closes; its result (decoded into ``result_type``,
+        else the workflow's return annotation), or WorkflowFailedError."""
         await self._env._run_until(self._closed)
         run = self._env._latest(self.id)
         last = run.executor.history[-1]

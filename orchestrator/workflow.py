@@ -548,6 +548,24 @@ class WorkflowContext(ABC):
     ) -> None:
         """Register an update handler (and optional validator) at run time."""
 
+    @overload
+    async def execute_child_workflow(
+        self,
+        workflow: Callable[..., Awaitable[R]],
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        result_type: type[R] | None = None,
+    ) -> R: ...
+    @overload
+    async def execute_child_workflow(
+        self,
+        workflow: str | type[Any] | WorkflowDefinition | Saga,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        result_type: type[R] | None = None,
+    ) -> R: ...
     @abstractmethod
     async def execute_child_workflow(
         self,
@@ -557,7 +575,12 @@ class WorkflowContext(ABC):
         task_queue: str | None = None,
         result_type: Any = None,
     ) -> Any:
-        """Start a child workflow and wait for its result (ChildWorkflowError if not)."""
+        """Start a child workflow and wait for its result (ChildWorkflowError if not).
+
+        The result is decoded into ``result_type``, else into the return annotation
+        of a ``@workflow.defn`` target (so a typed workflow function gives a typed
+        result), else it is plain JSON values (a workflow named by a string).
+        """
 
     def continue_as_new(self, *args: Any, workflow: str | None = None) -> NoReturn:
         """End this run and start a fresh one (same id, empty history) with ``args``."""

@@ -27,10 +27,10 @@ from datetime import timedelta
 
 import httpx
 
-from connectors.http import HttpConnector
-from connectors.kafka import CONNECTOR_SCHEMAS, EventPublisher
 from orchestrator import activity, workflow
 from orchestrator.config import Settings
+from orchestrator.connectors.http import HttpConnector
+from orchestrator.connectors.kafka import CONNECTOR_SCHEMAS, EventPublisher
 from orchestrator.workflow import RetryPolicy
 
 TASK_QUEUE = "payments"

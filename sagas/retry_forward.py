@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.http import HttpConnector
 from orchestrator import activity, workflow
+from orchestrator.connectors.http import HttpConnector
 from orchestrator.workflow import RetryPolicy, days, hours, seconds
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Clients for outside callers: start workflows and signal, cancel, update, query them.
 
-``Client`` blocks (confluent-kafka); ``AsyncClient`` is for asyncio (aiokafka). Both
+``Client`` blocks (confluent-kafka); ``AsyncClient`` is for asyncio (aiokafka, the
+``asyncio`` extra: ``pip install 'saga-orchestrator[asyncio]'``). Both
 write commands to ``<prefix>.commands`` keyed by workflow id, on partition
 ``shard_for(workflow_id, N)``, as CloudEvents binary-mode records (``ce_specversion``,
 ``ce_id``, ``ce_type``, ``ce_source``, ``content-type``) with a W3C ``traceparent``
@@ -19,7 +20,8 @@ replies by correlation id; ``result()`` falls back to the workflow's snapshot, a
 of the shard that owns it, when the run closed before the client started.
 """
 
-from orchestrator.client._async import AsyncClient, AsyncWorkflowHandle
+from typing import TYPE_CHECKING
+
 from orchestrator.client._common import (
     PauseInfo,
     ReplyTimeoutError,
@@ -30,8 +32,21 @@ from orchestrator.client._common import (
 )
 from orchestrator.client._schedules import AsyncScheduleHandle, ScheduleHandle
 from orchestrator.client._sync import Client, WorkflowHandle
+from orchestrator.lazy import lazy_attributes
 from orchestrator.serde.records import IdReusePolicy
 from orchestrator.status import WorkflowStatus
+
+if TYPE_CHECKING:
+    from orchestrator.client._async import AsyncClient, AsyncWorkflowHandle
+
+# the asyncio client needs aiokafka (the `asyncio` extra): imported when first used
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "AsyncClient": "orchestrator.client._async",
+        "AsyncWorkflowHandle": "orchestrator.client._async",
+    },
+)
 
 __all__ = [
     "AsyncClient",

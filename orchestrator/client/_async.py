@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.helpers import create_ssl_context
@@ -25,6 +25,7 @@ from orchestrator.client._common import (
     WorkflowNotFoundError,
     resolve_config,
     result_correlation_id,
+    workflow_result_type,
 )
 from orchestrator.client._schedules import AsyncScheduleHandle, new_schedule
 from orchestrator.config import Settings
@@ -42,9 +43,16 @@ from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
 from orchestrator.serde.wire import WireFormat
 
+if TYPE_CHECKING:
+    from orchestrator.engine.saga import Saga
+    from orchestrator.workflow import WorkflowDefinition
+
 __all__ = ["AsyncClient", "AsyncWorkflowHandle", "aiokafka_options"]
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+T = TypeVar("T")
 _TIMEOUT_S = 30.0
 
 # librdkafka name -> aiokafka keyword, for what the clients need (security included)
@@ -163,9 +171,10 @@ class AsyncClient:
         )
         return cls(producer, listener, options, layout, builder)
 
+    @overload
     async def start(
         self,
-        workflow: str | Callable[..., Any] | type[Any],
+        workflow: Callable[..., Awaitable[R]],
         input: Any = NO_INPUT,
         *,
         id: str,
@@ -179,7 +188,42 @@ class AsyncClient:
         start_signal_args: Sequence[Any] = (),
         traceparent: str | None = None,
         wait_started: float | None = None,
-    ) -> AsyncWorkflowHandle:
+    ) -> AsyncWorkflowHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        workflow: str | type[Any] | WorkflowDefinition | Saga,
+        input: Any = NO_INPUT,
+        *,
+        id: str,
+        task_queue: str,
+        args: Sequence[Any] | None = None,
+        id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE,
+        search_attributes: Mapping[str, Any] | None = None,
+        memo: Mapping[str, Any] | None = None,
+        execution_timeout: timedelta | None = None,
+        start_signal: str | None = None,
+        start_signal_args: Sequence[Any] = (),
+        traceparent: str | None = None,
+        wait_started: float | None = None,
+    ) -> AsyncWorkflowHandle[Any]: ...
+    async def start(
+        self,
+        workflow: Any,
+        input: Any = NO_INPUT,
+        *,
+        id: str,
+        task_queue: str,
+        args: Sequence[Any] | None = None,
+        id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE,
+        search_attributes: Mapping[str, Any] | None = None,
+        memo: Mapping[str, Any] | None = None,
+        execution_timeout: timedelta | None = None,
+        start_signal: str | None = None,
+        start_signal_args: Sequence[Any] = (),
+        traceparent: str | None = None,
+        wait_started: float | None = None,
+    ) -> AsyncWorkflowHandle[Any]:
         """Send a start command (returns once Kafka has it); see ``Client.start``.
 
         With ``wait_started=seconds``, also wait for the shard's START reply: the
@@ -187,7 +231,7 @@ class AsyncClient:
         already running), a refused start raises ApplicationError (type
         ``WorkflowAlreadyStarted``), and no reply in time raises ReplyTimeoutError.
         """
-        handle = self.get_handle(id)
+        handle = self.get_handle(id, result_type=workflow_result_type(workflow))
         out = self.builder.start(
             workflow,
             input,
@@ -246,9 +290,20 @@ class AsyncClient:
         """A handle to an existing schedule (no I/O)."""
         return AsyncScheduleHandle(self.get_handle(schedule_workflow_id(schedule_id)), schedule_id)
 
-    def get_handle(self, workflow_id: str, run_id: str | None = None) -> AsyncWorkflowHandle:
-        """A handle to an existing workflow id (no I/O)."""
-        return AsyncWorkflowHandle(self, workflow_id, run_id)
+    @overload
+    def get_handle(
+        self, workflow_id: str, run_id: str | None = None, *, result_type: type[R]
+    ) -> AsyncWorkflowHandle[R]: ...
+    @overload
+    def get_handle(
+        self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
+    ) -> AsyncWorkflowHandle[Any]: ...
+    def get_handle(
+        self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
+    ) -> AsyncWorkflowHandle[Any]:
+        """A handle to an existing workflow id (no I/O). ``result_type`` is what
+        :meth:`AsyncWorkflowHandle.result` decodes the result into (default: plain JSON values)."""
+        return AsyncWorkflowHandle(self, workflow_id, run_id, result_type=result_type)
 
     async def close(self) -> None:
         """Flush pending commands and stop following replies."""
@@ -369,15 +424,22 @@ class AsyncClient:
         return RunHistory(snapshot, chosen, events)
 
 
-class AsyncWorkflowHandle:
+class AsyncWorkflowHandle(Generic[R]):
     """One workflow id (and optionally one run of it), for asyncio callers."""
 
-    def __init__(self, client: AsyncClient, workflow_id: str, run_id: str | None = None) -> None:
+    def __init__(
+        self, client: AsyncClient, workflow_id: str, run_id: str | None = None,
+        *, result_type: Any = None,
+    ) -> None:
         self.client = client
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.start_request_id: str | None = None
         """Correlation id of the START reply, when this handle sent the start."""
+        self.result_type: Any = result_type
+        """What :meth:`result` decodes the run's result into when the call names no
+        type: the workflow's return annotation when the handle comes from ``start``
+        with a ``@workflow.defn`` target, else None (plain JSON values)."""
         # set by start(): how many RESULT replies the client had dropped then (None: not
         # started here); unchanged at result() time means this run's reply cannot be lost
         self._evicted_at_start: int | None = None
@@ -492,11 +554,18 @@ class AsyncWorkflowHandle:
         out = b.query(self.workflow_id, self.run_id, name, args, traceparent)
         return b.reply_value(await self.client._request(out, timeout), result_type)
 
+    @overload
+    async def result(self, timeout: float | None = None) -> R: ...  # noqa: ASYNC109
+    @overload
+    async def result(
+        self, timeout: float | None = None, *, result_type: type[T]  # noqa: ASYNC109
+    ) -> T: ...
     async def result(self, timeout: float | None = None, *, result_type: Any = None) -> Any:  # noqa: ASYNC109
         """Wait for the run to close: its result, or WorkflowFailedError (after
         COMPENSATION_FAILED, with the compensations' errors in ``compensation_errors``)."""
         try:
-            return await self._result(timeout, result_type)
+            hint = self.result_type if result_type is None else result_type
+            return await self._result(timeout, hint)
         except WorkflowFailedError as exc:
             if exc.status == "COMPENSATION_FAILED":
                 found = await self.client.fetch_history(self.workflow_id, self.run_id)

@@ -127,6 +127,16 @@ def resolve_config(
     return dict(config), layout or TopicLayout()
 
 
+def workflow_result_type(workflow: str | Callable[..., Any] | type[Any]) -> Any:
+    """What a run's result decodes into: the ``@workflow.defn`` target's return
+    annotation, or None (plain JSON values) for a workflow named by a string."""
+    if isinstance(workflow, str):
+        return None
+    from orchestrator.workflow import definition_of
+
+    return definition_of(workflow).return_type
+
+
 def workflow_name(workflow: str | Callable[..., Any] | type[Any]) -> str:
     """The workflow type name: a string as is, else the ``@workflow.defn`` name."""
     if isinstance(workflow, str):

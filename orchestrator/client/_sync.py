@@ -6,10 +6,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from confluent_kafka import (
     Consumer,
@@ -29,6 +29,7 @@ from orchestrator.client._common import (
     WorkflowNotFoundError,
     resolve_config,
     result_correlation_id,
+    workflow_result_type,
 )
 from orchestrator.client._schedules import ScheduleHandle, new_schedule
 from orchestrator.config import Settings
@@ -48,9 +49,16 @@ from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
 from orchestrator.serde.wire import WireFormat
 
+if TYPE_CHECKING:
+    from orchestrator.engine.saga import Saga
+    from orchestrator.workflow import WorkflowDefinition
+
 __all__ = ["Client", "WorkflowHandle"]
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+T = TypeVar("T")
 _TIMEOUT_S = 30.0
 
 
@@ -97,9 +105,10 @@ class Client:
 
     # --- public API -------------------------------------------------------------
 
+    @overload
     def start(
         self,
-        workflow: str | Callable[..., Any] | type[Any],
+        workflow: Callable[..., Awaitable[R]],
         input: Any = NO_INPUT,
         *,
         id: str,
@@ -113,7 +122,42 @@ class Client:
         start_signal_args: Sequence[Any] = (),
         traceparent: str | None = None,
         wait_started: float | None = None,
-    ) -> WorkflowHandle:
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    def start(
+        self,
+        workflow: str | type[Any] | WorkflowDefinition | Saga,
+        input: Any = NO_INPUT,
+        *,
+        id: str,
+        task_queue: str,
+        args: Sequence[Any] | None = None,
+        id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE,
+        search_attributes: Mapping[str, Any] | None = None,
+        memo: Mapping[str, Any] | None = None,
+        execution_timeout: timedelta | None = None,
+        start_signal: str | None = None,
+        start_signal_args: Sequence[Any] = (),
+        traceparent: str | None = None,
+        wait_started: float | None = None,
+    ) -> WorkflowHandle[Any]: ...
+    def start(
+        self,
+        workflow: Any,
+        input: Any = NO_INPUT,
+        *,
+        id: str,
+        task_queue: str,
+        args: Sequence[Any] | None = None,
+        id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE,
+        search_attributes: Mapping[str, Any] | None = None,
+        memo: Mapping[str, Any] | None = None,
+        execution_timeout: timedelta | None = None,
+        start_signal: str | None = None,
+        start_signal_args: Sequence[Any] = (),
+        traceparent: str | None = None,
+        wait_started: float | None = None,
+    ) -> WorkflowHandle[Any]:
         """Send a start command (returns once Kafka has it); ``workflow`` is a name or a
         ``@workflow.defn`` target. Starting an id that is running is a no-op.
 
@@ -122,7 +166,7 @@ class Client:
         already running), a refused start raises ApplicationError (type
         ``WorkflowAlreadyStarted``), and no reply in time raises ReplyTimeoutError.
         """
-        handle = self.get_handle(id)
+        handle = self.get_handle(id, result_type=workflow_result_type(workflow))
         out = self.builder.start(
             workflow,
             input,
@@ -181,9 +225,20 @@ class Client:
         """A handle to an existing schedule (no I/O)."""
         return ScheduleHandle(self.get_handle(schedule_workflow_id(schedule_id)), schedule_id)
 
-    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
-        """A handle to an existing workflow id (no I/O)."""
-        return WorkflowHandle(self, workflow_id, run_id)
+    @overload
+    def get_handle(
+        self, workflow_id: str, run_id: str | None = None, *, result_type: type[R]
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    def get_handle(
+        self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
+    ) -> WorkflowHandle[Any]: ...
+    def get_handle(
+        self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
+    ) -> WorkflowHandle[Any]:
+        """A handle to an existing workflow id (no I/O). ``result_type`` is what
+        :meth:`WorkflowHandle.result` decodes the result into (default: plain JSON values)."""
+        return WorkflowHandle(self, workflow_id, run_id, result_type=result_type)
 
     def close(self) -> None:
         """Flush pending commands and stop following replies."""
@@ -313,15 +368,22 @@ class Client:
         return RunHistory(snapshot, chosen, events)
 
 
-class WorkflowHandle:
+class WorkflowHandle(Generic[R]):
     """One workflow id (and optionally one run of it)."""
 
-    def __init__(self, client: Client, workflow_id: str, run_id: str | None = None) -> None:
+    def __init__(
+        self, client: Client, workflow_id: str, run_id: str | None = None,
+        *, result_type: Any = None,
+    ) -> None:
         self.client = client
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.start_request_id: str | None = None
         """Correlation id of the START reply, when this handle sent the start."""
+        self.result_type: Any = result_type
+        """What :meth:`result` decodes the run's result into when the call names no
+        type: the workflow's return annotation when the handle comes from ``start``
+        with a ``@workflow.defn`` target, else None (plain JSON values)."""
         # set by start(): how many RESULT replies the client had dropped then (None: not
         # started here); unchanged at result() time means this run's reply cannot be lost
         self._evicted_at_start: int | None = None
@@ -436,6 +498,10 @@ class WorkflowHandle:
         out = b.query(self.workflow_id, self.run_id, name, args, traceparent)
         return b.reply_value(self.client._request(out, timeout), result_type)
 
+    @overload
+    def result(self, timeout: float | None = None) -> R: ...
+    @overload
+    def result(self, timeout: float | None = None, *, result_type: type[T]) -> T: ...
     def result(self, timeout: float | None = None, *, result_type: Any = None) -> Any:
         """Wait for the run to close: its result, or WorkflowFailedError (after
         COMPENSATION_FAILED, with the compensations' errors in ``compensation_errors``).
@@ -443,7 +509,8 @@ class WorkflowHandle:
         A run that closed before this call is found through its snapshot.
         """
         try:
-            return self._result(timeout, result_type)
+            hint = self.result_type if result_type is None else result_type
+            return self._result(timeout, hint)
         except WorkflowFailedError as exc:
             if exc.status == "COMPENSATION_FAILED":
                 found = self.client.fetch_history(self.workflow_id, self.run_id)

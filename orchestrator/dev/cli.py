@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import logging
 import os
 import signal
@@ -149,6 +150,11 @@ def dev_command(
 ) -> None:
     """Run the whole stack for MODULE until Ctrl-C: Kafka, PostgreSQL, an engine and
     activity worker, the visibility projector, the HTTP API and the web console."""
+    if demo_bank and importlib.util.find_spec("orchestrator.devstack.bank") is None:
+        raise click.UsageError(
+            "--demo-bank runs the demo bank of a checkout of the repository (it backs the "
+            "sagas.payments example; neither is in the wheel): run saga dev from a clone"
+        )
     from orchestrator.dev.stack import DevLayout, DevProcesses, admin_token
     from orchestrator.dev.watch import ModuleWatch
     from orchestrator.devstack.persistent import PortBook

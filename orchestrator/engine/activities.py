@@ -18,7 +18,6 @@ from orchestrator.engine import events as ev
 from orchestrator.engine.commands import (
     CancelActivityTask,
     CancelTimer,
-    Command,
     ScheduleActivityTask,
     StartTimer,
 )
@@ -33,10 +32,10 @@ from orchestrator.retry import next_retry_at
 from orchestrator.workflow import ActivityOptions, RetryPolicy
 
 if TYPE_CHECKING:
-    from orchestrator.engine.loop import WorkflowEventLoop
+    from orchestrator.engine.journal import Journal
     from orchestrator.engine.recording import Counters
 
-__all__ = ["ActivityMixin"]
+__all__ = ["Activities"]
 
 DEFAULT_RETRY = RetryPolicy()
 
@@ -74,36 +73,46 @@ class _Activity:
     local: bool = False
 
 
-class ActivityMixin:
-    """Activity handling of :class:`~orchestrator.engine.executor.WorkflowExecutor`."""
+class Activities:
+    """The activities of one run, by activity seq: the executor delegates to it."""
 
-    __slots__ = ()
+    __slots__ = ("_by_seq", "_conv", "_counters", "_j", "keys")
 
-    if TYPE_CHECKING:
-        _activities: dict[int, _Activity]
-        _commands: list[Command]
-        _conv: DataConverter
-        _build_id: str
-        _now: int
-        _live: bool
-        _counters: Counters
+    def __init__(self, journal: Journal, converter: DataConverter, counters: Counters) -> None:
+        self._j = journal
+        self._conv = converter
+        self._counters = counters
+        self._by_seq: dict[int, _Activity] = {}
+        self.keys: dict[int, str] = {}
+        """Idempotency-key run ids of activities scheduled before a reset point."""
 
-        @property
-        def started(self) -> ev.WorkflowStarted: ...
-        def _next_seq(self) -> int: ...
-        def _accept(self, e: ev.Event) -> None: ...
-        def _fail(self, exc: BaseException) -> None: ...
-        def decide(self, e: ev.DecisionEvent) -> tuple[ev.DecisionEvent, bool]: ...
-        def peek(self) -> ev.Event | None: ...
-        def key_run_id(self, activity_seq: int) -> str: ...
-        def workflow_loop(self) -> WorkflowEventLoop: ...
+    def key_run_id(self, activity_seq: int) -> str:
+        """The run id in activity ``activity_seq``'s idempotency key: this run's, or
+        for an activity scheduled before a reset point, the run that first ran it."""
+        return self.keys.get(activity_seq, self._j.started.run_id)
+
+    def any_running(self) -> bool:
+        """Whether an attempt is dispatched and not finished."""
+        return any(a.state is _ActState.RUNNING for a in self._by_seq.values())
+
+    def running(self) -> list[ScheduleActivityTask]:
+        """Attempts that are dispatched and not finished, as tasks (for restore)."""
+        return [self._task(a) for a in self._by_seq.values() if a.state is _ActState.RUNNING]
+
+    def pending_timers(self) -> list[StartTimer]:
+        """Every timer of every activity the runtime should hold (for restore)."""
+        return [t for act in self._by_seq.values() for t in self._activity_timers(act)]
+
+    def clear(self) -> None:
+        """Drop every activity (the executor is released)."""
+        self._by_seq.clear()
 
     def restore_heartbeat(
         self, activity_seq: int, attempt: int, at_ms: int, details: list[Payload]
     ) -> None:
         """After a replay: a heartbeat the runtime kept (history has none) of a running
         attempt, so its heartbeat timeout counts from it and a retry gets its details."""
-        act = self._activities.get(activity_seq)
+        act = self._by_seq.get(activity_seq)
         if act is None or act.state is not _ActState.RUNNING or act.attempt != attempt:
             return
         if at_ms >= act.last_heartbeat_at:
@@ -114,24 +123,25 @@ class ActivityMixin:
         """After a restore that lost the heartbeats: running attempts with a heartbeat
         timeout count it from ``since_ms`` at the earliest (a live activity heartbeats
         again within it; a dead one times out one timeout later)."""
-        for act in self._activities.values():
+        for act in self._by_seq.values():
             if act.state is _ActState.RUNNING and act.heartbeat_timeout_ms is not None:
                 act.last_heartbeat_at = max(act.last_heartbeat_at, since_ms)
 
-    def _attempt_running(self, activity_seq: int, attempt: int) -> bool:
+    def attempt_running(self, activity_seq: int, attempt: int) -> bool:
         """Whether ``attempt`` is the running attempt of activity ``activity_seq``."""
-        act = self._activities.get(activity_seq)
+        act = self._by_seq.get(activity_seq)
         return act is not None and act.state is _ActState.RUNNING and act.attempt == attempt
 
-    def _handle_activity_input(
+    def handle_input(
         self, inp: ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat
     ) -> None:
-        act = self._activities.get(inp.activity_seq)
+        """A report of an attempt: its result, its failure or a heartbeat."""
+        act = self._by_seq.get(inp.activity_seq)
         if act is None or act.state is not _ActState.RUNNING or act.attempt != inp.attempt:
             return  # a late or duplicate report of an attempt that no longer counts
-        seq, now = self._next_seq(), self._now
+        seq, now = self._j.next_seq(), self._j.now
         if isinstance(inp, ActivityTaskCompleted):
-            self._accept(ev.ActivityCompleted(seq=seq, time=now, activity_seq=act.seq,
+            self._j.accept(ev.ActivityCompleted(seq=seq, time=now, activity_seq=act.seq,
                                               attempt=act.attempt, result=inp.result))
         elif isinstance(inp, ActivityTaskFailed):
             self._attempt_failed(act, inp.failure, None)
@@ -139,48 +149,47 @@ class ActivityMixin:
             act.last_heartbeat_at = now
             act.heartbeat_details = list(inp.details)
             if act.heartbeat_timeout_ms:
-                self._commands.append(StartTimer(
+                self._j.commands.append(StartTimer(
                     timer_id=f"activity/{act.seq}/{ev.HEARTBEAT}/{act.attempt}",
                     fire_at=now + act.heartbeat_timeout_ms,
                 ))
 
-
     def _attempt_failed(self, act: _Activity, failure: ev.Failure, timeout: str | None) -> None:
-        seq, now = self._next_seq(), self._now
+        seq, now = self._j.next_seq(), self._j.now
         at = next_retry_at(
             act.policy, attempt=act.attempt, failure=failure, now_ms=now,
             first_scheduled_ms=act.scheduled_at, schedule_to_close_ms=act.schedule_to_close_ms,
         )
         if at is not None:
-            self._accept(ev.ActivityAttemptFailed(seq=seq, time=now, activity_seq=act.seq,
+            self._j.accept(ev.ActivityAttemptFailed(seq=seq, time=now, activity_seq=act.seq,
                                                   attempt=act.attempt, failure=failure,
                                                   next_retry_at=at))
         elif timeout is not None:
-            self._accept(ev.ActivityTimedOut(seq=seq, time=now, activity_seq=act.seq,
+            self._j.accept(ev.ActivityTimedOut(seq=seq, time=now, activity_seq=act.seq,
                                              attempt=act.attempt, timeout_type=timeout))
         else:
-            self._accept(ev.ActivityFailed(seq=seq, time=now, activity_seq=act.seq,
+            self._j.accept(ev.ActivityFailed(seq=seq, time=now, activity_seq=act.seq,
                                            attempt=act.attempt, failure=failure))
 
-
-    def _handle_activity_timer(self, timer_id: str) -> None:
-        seq, now = self._next_seq(), self._now
+    def handle_timer(self, timer_id: str) -> None:
+        """An activity timer fired: a retry's backoff ended, or a timeout."""
+        seq, now = self._j.next_seq(), self._j.now
         parts = timer_id.split("/")
         if len(parts) < 3 or parts[0] != "activity" or not parts[1].isdigit():
             return
-        act = self._activities.get(int(parts[1]))
+        act = self._by_seq.get(int(parts[1]))
         if act is None:
             return
         kind = parts[2]
         if kind == ev.SCHEDULE_TO_CLOSE:
             if act.state in (_ActState.RUNNING, _ActState.BACKOFF):
-                self._accept(ev.ActivityTimedOut(seq=seq, time=now, activity_seq=act.seq,
+                self._j.accept(ev.ActivityTimedOut(seq=seq, time=now, activity_seq=act.seq,
                                                  attempt=act.attempt, timeout_type=kind))
             return
         if len(parts) != 4 or parts[3] != str(act.attempt):
             return
         if kind == "retry" and act.state is _ActState.BACKOFF:
-            self._accept(ev.TimerFired(seq=seq, time=now, timer_id=timer_id))
+            self._j.accept(ev.TimerFired(seq=seq, time=now, timer_id=timer_id))
         elif act.state is _ActState.RUNNING and kind in (ev.START_TO_CLOSE, ev.HEARTBEAT):
             limit = act.start_to_close_ms if kind == ev.START_TO_CLOSE else act.heartbeat_timeout_ms
             since = act.attempt_started_at
@@ -189,21 +198,21 @@ class ActivityMixin:
             if limit is not None and now >= since + limit:
                 self._attempt_failed(act, timeout_failure(kind), kind)
 
-
-    def _deliver_activity(
+    def deliver(
         self,
         e: ev.ActivityCompleted | ev.ActivityAttemptFailed | ev.ActivityFailed
         | ev.ActivityTimedOut,
     ) -> None:
-        act = self._activities.get(e.activity_seq)
+        """Deliver an attempt's outcome: resolve the future, or wait for a retry."""
+        act = self._by_seq.get(e.activity_seq)
         if act is None:
-            self._fail(NonDeterminismError(
+            self._j.fail(NonDeterminismError(
                 "history has an activity outcome the code never scheduled", seq=e.seq,
                 expected=f"ActivityScheduled(seq {e.activity_seq})", actual="none",
             ))
             return
-        if self._live:
-            self._commands.extend(
+        if self._j.live:
+            self._j.commands.extend(
                 CancelTimer(timer_id=t.timer_id)
                 for t in self._activity_timers(act)
                 if not (isinstance(e, ev.ActivityAttemptFailed)
@@ -213,8 +222,8 @@ class ActivityMixin:
         if isinstance(e, ev.ActivityAttemptFailed):
             act.state = _ActState.BACKOFF
             act.next_retry_at = e.next_retry_at
-            if self._live:
-                self._commands.append(StartTimer(
+            if self._j.live:
+                self._j.commands.append(StartTimer(
                     timer_id=f"activity/{act.seq}/retry/{act.attempt}", fire_at=e.next_retry_at
                 ))
             return
@@ -237,23 +246,22 @@ class ActivityMixin:
             attempt=act.attempt,
         ))
 
-
-    def _deliver_activity_retry(self, e: ev.TimerFired) -> None:
-        act = self._activities.get(int(e.timer_id.split("/")[1]))
+    def deliver_retry(self, e: ev.TimerFired) -> None:
+        """A retry's backoff ended: the next attempt runs."""
+        act = self._by_seq.get(int(e.timer_id.split("/")[1]))
         if act is None:
-            self._fail(NonDeterminismError(
+            self._j.fail(NonDeterminismError(
                 "history has a retry for an activity the code never scheduled",
                 seq=e.seq, expected="ActivityScheduled", actual="none",
             ))
             return
         act.attempt += 1
         act.state = _ActState.RUNNING
-        act.attempt_started_at = self._now
-        if self._live:
+        act.attempt_started_at = self._j.now
+        if self._j.live:
             self._dispatch(act)
 
-
-    def schedule_activity(
+    def schedule(
         self, name: str, args: list[Payload], options: ActivityOptions, result_type: Any
     ) -> asyncio.Future[Any]:
         """Record ActivityScheduled and return the future of its result."""
@@ -261,17 +269,17 @@ class ActivityMixin:
         seq = self._counters.activity
         policy = (options.retry or DEFAULT_RETRY).to_record()
 
-        started = self.started
+        started = self._j.started
         e = ev.ActivityScheduled(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id, activity_seq=seq,
+            seq=self._j.next_seq(), time=self._j.now, build_id=self._j.build_id, activity_seq=seq,
             activity_type=name, task_queue=options.task_queue or started.task_queue,
             input=args, retry_policy=policy, start_to_close_ms=_ms(options.start_to_close),
             schedule_to_close_ms=_ms(options.schedule_to_close),
             heartbeat_timeout_ms=_ms(options.heartbeat_timeout),
         )
-        rec, is_new = self.decide(e)
+        rec, is_new = self._j.decide(e)
         assert isinstance(rec, ev.ActivityScheduled)
-        fut: asyncio.Future[Any] = self.workflow_loop().create_future()
+        fut: asyncio.Future[Any] = self._j.workflow_loop().create_future()
         act = _Activity(
             seq=seq, activity_type=rec.activity_type, task_queue=rec.task_queue,
             args=rec.input, policy=rec.retry_policy, start_to_close_ms=rec.start_to_close_ms,
@@ -280,19 +288,19 @@ class ActivityMixin:
             result_type=result_type, future=fut, attempt_started_at=rec.time,
             local=options.local,
         )
-        self._activities[seq] = act
+        self._by_seq[seq] = act
         fut.add_done_callback(lambda f: self._on_activity_future_done(act, f))
         if is_new:
             self._dispatch(act)
             if act.schedule_to_close_ms is not None:
-                self._commands.append(StartTimer(
+                self._j.commands.append(StartTimer(
                     timer_id=f"activity/{seq}/{ev.SCHEDULE_TO_CLOSE}",
                     fire_at=act.scheduled_at + act.schedule_to_close_ms,
                 ))
         return fut
 
     def _task(self, act: _Activity) -> ScheduleActivityTask:
-        started = self.started
+        started = self._j.started
         return ScheduleActivityTask(
             workflow_id=started.workflow_id, run_id=started.run_id,
             workflow_type=started.workflow_type, activity_seq=act.seq, attempt=act.attempt,
@@ -306,8 +314,8 @@ class ActivityMixin:
         )
 
     def _dispatch(self, act: _Activity) -> None:
-        self._commands.append(self._task(act))
-        self._commands.extend(
+        self._j.commands.append(self._task(act))
+        self._j.commands.extend(
             t for t in self._activity_timers(act) if ev.SCHEDULE_TO_CLOSE not in t.timer_id
         )
 
@@ -339,9 +347,10 @@ class ActivityMixin:
         timers = self._activity_timers(act)
         attempt = act.attempt
         act.state = _ActState.CANCELLED
-        _, is_new = self.decide(ev.ActivityCancelRequested(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id, activity_seq=act.seq,
+        _, is_new = self._j.decide(ev.ActivityCancelRequested(
+            seq=self._j.next_seq(), time=self._j.now, build_id=self._j.build_id,
+            activity_seq=act.seq,
         ))
         if is_new:
-            self._commands.append(CancelActivityTask(activity_seq=act.seq, attempt=attempt))
-            self._commands.extend(CancelTimer(timer_id=t.timer_id) for t in timers)
+            self._j.commands.append(CancelActivityTask(activity_seq=act.seq, attempt=attempt))
+            self._j.commands.extend(CancelTimer(timer_id=t.timer_id) for t in timers)

@@ -240,14 +240,14 @@ class EngineContext(WorkflowContext):
         """Start an accepted update's handler; its outcome is recorded when it ends."""
         handler = self._updates.get(name)
         if handler is None:
-            self._x.respond_update(update_id, None, Failure(
+            self._x.records.respond_update(update_id, None, Failure(
                 message=f"unknown update {name!r}", type="NotFoundError", non_retryable=True,
             ))
             return
         try:
             args = self._x.converter.from_payloads(payloads, handler.arg_types)
         except PayloadConversionError as exc:
-            self._x.respond_update(update_id, None, self._x.failure_of(exc))
+            self._x.records.respond_update(update_id, None, self._x.failure_of(exc))
             return
         task = self._spawn(self._call(handler.fn, args))
         task.add_done_callback(lambda t: self._update_done(update_id, t))
@@ -259,12 +259,12 @@ class EngineContext(WorkflowContext):
             return
         if exc is None:
             try:
-                self._x.respond_update(update_id, self._x.converter.to_payload(task.result()),
-                                       None)
+                result = self._x.converter.to_payload(task.result())
+                self._x.records.respond_update(update_id, result, None)
             except PayloadConversionError as enc_exc:
-                self._x.respond_update(update_id, None, self._x.failure_of(enc_exc))
+                self._x.records.respond_update(update_id, None, self._x.failure_of(enc_exc))
             return
-        self._x.respond_update(update_id, None, self._x.failure_of(exc))
+        self._x.records.respond_update(update_id, None, self._x.failure_of(exc))
 
     # --- WorkflowContext --------------------------------------------------------------
 
@@ -310,7 +310,7 @@ class EngineContext(WorkflowContext):
             payloads = self._x.converter.to_payloads(args)
         except PayloadConversionError as exc:
             raise PayloadConversionError(f"arguments of activity {name!r}: {exc}") from None
-        return await self._x.schedule_activity(name, payloads, options, hint)
+        return await self._x.activities.schedule(name, payloads, options, hint)
 
     async def sleep(self, duration: timedelta | float) -> None:
         await asyncio.sleep(_seconds(duration) or 0.0)
@@ -386,25 +386,25 @@ class EngineContext(WorkflowContext):
             wtype = d.name
             hint = result_type if result_type is not None else d.return_type
         payloads = self._x.converter.to_payloads(args)
-        return await self._x.start_child(wtype, id, payloads, task_queue, hint)
+        return await self._x.children.start(wtype, id, payloads, task_queue, hint)
 
     def patched(self, change_id: str) -> bool:
-        return self._x.patched(change_id)
+        return self._x.records.patched(change_id)
 
     def side_effect(self, fn: Callable[[], R], result_type: Any = None) -> R:
-        result: R = self._x.side_effect(fn, result_type)
+        result: R = self._x.records.side_effect(fn, result_type)
         return result
 
     def upsert_search_attributes(self, attributes: Mapping[str, Any]) -> None:
         conv = self._x.converter
-        self._x.upsert(attributes={k: conv.to_payload(v) for k, v in attributes.items()})
+        self._x.records.upsert(attributes={k: conv.to_payload(v) for k, v in attributes.items()})
 
     def upsert_memo(self, memo: Mapping[str, Any]) -> None:
         conv = self._x.converter
-        self._x.upsert(memo={k: conv.to_payload(v) for k, v in memo.items()})
+        self._x.records.upsert(memo={k: conv.to_payload(v) for k, v in memo.items()})
 
     def saga(self, *, parallel_compensation: bool = False) -> SagaScope:
-        scope = SagaScope(self, len(self._sagas) + 1, self._x,
+        scope = SagaScope(self, len(self._sagas) + 1, self._x.records,
                           parallel_compensation=parallel_compensation)
         self._sagas.append(scope)
         return scope

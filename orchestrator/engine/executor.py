@@ -34,7 +34,16 @@ Contract for runtimes (the Kafka shard processor, the test environment)::
 - Queries: :meth:`query`. The run's status: :attr:`status`.
 - Pause (an operator's): after a ``PauseWorkflow`` input, inputs are recorded as
   ``InputDeferred`` events and reach the code only after ``UnpauseWorkflow``
-  (:mod:`orchestrator.engine.deferral`); :attr:`paused` says whether and why.
+  (:mod:`orchestrator.engine.pausing`); :attr:`paused` says whether and why.
+
+The executor composes small collaborators, each holding its own state: the
+:class:`~orchestrator.engine.journal.Journal` (history, cursor, output, status),
+:class:`~orchestrator.engine.activities.Activities`,
+:class:`~orchestrator.engine.timers.Timers` (the loop's timer hooks),
+:class:`~orchestrator.engine.children.Children`,
+:class:`~orchestrator.engine.recording.Records` (markers, metadata, updates, sagas) and
+the :class:`~orchestrator.engine.pausing.PauseGate`. It routes inputs and events to
+them and runs the code; the workflow context calls them directly.
 """
 
 from __future__ import annotations
@@ -51,20 +60,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import events as ev
-from orchestrator.engine.activities import ActivityMixin, _Activity, _ActState
+from orchestrator.engine.activities import Activities
+from orchestrator.engine.children import Children
 from orchestrator.engine.commands import (
-    CancelTimer,
     Command,
     ContinueAsNewRun,
     RespondUpdate,
     ScheduleActivityTask,
     StartTimer,
 )
-from orchestrator.engine.deferral import from_deferred, to_deferred
-from orchestrator.engine.failures import (
-    from_failure,
-    to_failure,
-)
+from orchestrator.engine.failures import from_failure, to_failure
 from orchestrator.engine.guards import GuardMode, UnguardedCodec, guarded
 from orchestrator.engine.inputs import (
     ActivityTaskCompleted,
@@ -83,25 +88,27 @@ from orchestrator.engine.inputs import (
     TerminateWorkflow,
     UnpauseWorkflow,
 )
+from orchestrator.engine.journal import Journal, describe_decision
 from orchestrator.engine.loop import WorkflowEventLoop
-from orchestrator.engine.recording import RUN_ID_NAMESPACE, Counters, RecordingMixin, _Child
+from orchestrator.engine.pausing import PauseGate
+from orchestrator.engine.recording import RUN_ID_NAMESPACE, Counters, Records
+from orchestrator.engine.timers import PREFIX as TIMER_PREFIX
+from orchestrator.engine.timers import Timers
 from orchestrator.exceptions import (
     CompensationError,
     ContinueAsNew,
     NonDeterminismError,
-    NondeterministicCallError,
     PayloadConversionError,
     QueryError,
     WorkflowTaskError,
 )
-from orchestrator.status import WorkflowStatus, is_transition_valid
+from orchestrator.status import WorkflowStatus
 from orchestrator.workflow import WorkflowDefinition
 
 if TYPE_CHECKING:
     from orchestrator.engine.context import EngineContext
 
 __all__ = ["Decision", "WorkflowExecutor"]
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,33 +120,6 @@ class Decision:
     status: WorkflowStatus
     rejected: list[str] = field(default_factory=list)
     """Inputs refused without a trace, with the reason (e.g. an undecodable signal)."""
-
-
-def _describe(e: ev.Event) -> str:
-    key = _key(e)
-    return f"{key[0]}({', '.join(key[1:])})" if len(key) > 1 else key[0]
-
-
-def _key(e: ev.Event) -> tuple[str, ...]:  # noqa: PLR0911
-    """What must match between a recorded decision and a replayed one."""
-    name = type(e).__name__
-    if isinstance(e, ev.ActivityScheduled):
-        return (name, e.activity_type)
-    if isinstance(e, ev.ActivityCancelRequested):
-        return (name, str(e.activity_seq))
-    if isinstance(e, ev.TimerStarted | ev.TimerCancelled):
-        return (name, e.timer_id)
-    if isinstance(e, ev.ChildWorkflowInitiated):
-        return (name, e.workflow_type)
-    if isinstance(e, ev.MarkerRecorded):
-        return (name, e.marker_name, e.marker_id)
-    if isinstance(e, ev.UpdateCompleted):
-        return (name, e.update_id)
-    if isinstance(e, ev.CompensationStarted | ev.CompensationCompleted):
-        return (name, str(e.saga_id))
-    if isinstance(e, ev.CompensationFailed):
-        return (name, str(e.saga_id), e.activity_type)
-    return (name,)
 
 
 SEED_BITS: Final = 53
@@ -154,18 +134,6 @@ def seed_for_run(run_id: str) -> int:
     return digest >> (64 - SEED_BITS)
 
 
-_STATUS_OF: dict[type[ev.Event], WorkflowStatus] = {
-    ev.CompensationStarted: WorkflowStatus.COMPENSATING,
-    ev.CompensationCompleted: WorkflowStatus.RUNNING,
-    ev.WorkflowCompleted: WorkflowStatus.COMPLETED,
-    ev.WorkflowFailed: WorkflowStatus.FAILED,
-    ev.WorkflowCancelled: WorkflowStatus.CANCELLED,
-    ev.WorkflowCompensationFailed: WorkflowStatus.COMPENSATION_FAILED,
-    ev.WorkflowContinuedAsNew: WorkflowStatus.CONTINUED_AS_NEW,
-    ev.WorkflowTerminated: WorkflowStatus.TERMINATED,
-    ev.WorkflowTimedOut: WorkflowStatus.TIMED_OUT,
-}
-
 EXECUTION_TIMEOUT_TIMER = "execution-timeout"
 """Timer id of a run's execution timeout (the runtime holds it like any timer)."""
 #: the generator of a run not started yet (nothing draws from it: the code runs after
@@ -173,46 +141,25 @@ EXECUTION_TIMEOUT_TIMER = "execution-timeout"
 _UNSTARTED_RNG = random.Random(0)
 
 
-class WorkflowExecutor(ActivityMixin, RecordingMixin):
+class WorkflowExecutor:
     """Runs one workflow run by deterministic replay; see the module docstring."""
 
     __slots__ = (
-        "_activities",
-        "_activity_keys",
-        "_build_id",
-        "_children",
-        "_closed",
-        "_commands",
         "_conditions",
         "_conv",
-        "_counters",
         "_ctx",
-        "_cursor",
-        "_deferred",
         "_defn",
-        "_fatal",
         "_guard",
-        "_history",
-        "_live",
-        "_loop",
+        "_j",
         "_main",
-        "_new_events",
-        "_now",
-        "_patches",
-        "_paused",
-        "_read_only",
-        "_rejected",
         "_rng",
-        "_started",
-        "_status",
-        "_suppress",
         "_timed_out",
-        "_timer_by_handle",
-        "_timer_fire_at",
-        "_timers",
+        "activities",
         "cancel_requested",
-        "memo",
-        "search_attributes",
+        "children",
+        "pause",
+        "records",
+        "timers",
     )
 
     def __init__(
@@ -225,45 +172,30 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         guard: GuardMode = "raise",
     ) -> None:
         self._defn = definition
-        self._build_id = build_id
         conv = converter or DataConverter()
         if conv.codec is not None and not isinstance(conv.codec, UnguardedCodec):
             conv = dataclasses.replace(conv, codec=UnguardedCodec(conv.codec))
         self._conv = conv
         self._guard: GuardMode = guard
-        self._history: list[ev.Event] = list(history)
-        self._cursor = 0
-        self._new_events: list[ev.Event] = []
-        self._commands: list[Command] = []
-        self._rejected: list[str] = []
-        self._status = WorkflowStatus.RUNNING
-        self._fatal: BaseException | None = None
-        self._now = 0
-        self._live = False
-        self._closed = False
-        self._suppress = False
-        self._read_only: str | None = None
-        self._started: ev.WorkflowStarted | None = None
-        self._loop: WorkflowEventLoop | None = None
+        self._j = Journal(history, build_id, self._deliver_live)
+        counters = Counters()
+        self.activities = Activities(self._j, conv, counters)
+        """The run's activities (the context schedules through it)."""
+        self.timers = Timers(self._j, counters)
+        """The run's durable timers (the loop's timer hooks)."""
+        self.children = Children(self._j, conv, counters)
+        """The run's child workflows (the context starts them through it)."""
+        self.records = Records(self._j, conv, counters)
+        """Markers, metadata, update outcomes and saga records."""
+        self.pause = PauseGate(self._j, self.activities)
+        """The operator's pause and the inputs it holds."""
         self._ctx: EngineContext | None = None
         self._main: asyncio.Task[Any] | None = None
         self._rng = _UNSTARTED_RNG  # replaced, seeded from history, when the run starts
-        self._activities: dict[int, _Activity] = {}
-        self._activity_keys: dict[int, str] = {}
-        self._children: dict[int, _Child] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._timer_fire_at: dict[str, int] = {}
-        self._timer_by_handle: dict[int, str] = {}
         self._conditions: list[tuple[Any, asyncio.Future[bool]]] = []
-        self._patches: dict[str, bool] = {}
-        self._paused: ev.WorkflowPaused | None = None
-        self._deferred: list[Input] = []
-        self._counters = Counters()
         self.cancel_requested = False
         self._timed_out = False
-        self.search_attributes: dict[str, Payload] = {}
-        self.memo: dict[str, Payload] = {}
-        if self._history:
+        if self._j.history:
             self._replay()
 
     # --- public surface -------------------------------------------------------------
@@ -271,22 +203,22 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
     @property
     def status(self) -> WorkflowStatus:
         """The run's status after the events seen so far."""
-        return self._status
+        return self._j.status
 
     @property
     def paused(self) -> ev.WorkflowPaused | None:
         """The pause in force (who paused the run, why and when), None when not paused."""
-        return self._paused
+        return self.pause.paused
 
     @property
     def history(self) -> list[ev.Event]:
         """The full history (recorded and new events), in order."""
-        return list(self._history)
+        return list(self._j.history)
 
     @property
     def is_replaying(self) -> bool:
         """True while recorded history is being re-run."""
-        return self._cursor < len(self._history)
+        return self._j.replaying
 
     @property
     def definition(self) -> WorkflowDefinition:
@@ -301,9 +233,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
     @property
     def started(self) -> ev.WorkflowStarted:
         """The run's WorkflowStarted event."""
-        if self._started is None:
-            raise RuntimeError("the run has not started")
-        return self._started
+        return self._j.started
 
     @property
     def main_task(self) -> asyncio.Task[Any] | None:
@@ -313,22 +243,31 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
     @property
     def now_ms(self) -> int:
         """Workflow time of the latest event (epoch ms)."""
-        return self._now
+        return self._j.now
+
+    @property
+    def memo(self) -> dict[str, Payload]:
+        """The run's memo (as started, with every upsert)."""
+        return self.records.memo
+
+    @property
+    def search_attributes(self) -> dict[str, Payload]:
+        """The run's search attributes (as started, with every upsert)."""
+        return self.records.search_attributes
 
     def apply(self, inputs: Sequence[Input], now_ms: int) -> Decision:
         """Feed inputs at time ``now_ms``; see the module docstring for the contract."""
-        if self._fatal is not None:
-            raise self._fatal
-        self._live = True
+        j = self._j
+        j.raise_fatal()
+        j.live = True
         for inp in inputs:
-            self._now = max(self._now, now_ms)
-            if self._closed and not isinstance(inp, RequestUpdate):
+            j.now = max(j.now, now_ms)
+            if j.closed and not isinstance(inp, RequestUpdate):
                 continue
             self._handle(inp)
-            self._raise_fatal()
-        out = Decision(self._new_events, self._commands, self._status, self._rejected)
-        self._new_events, self._commands, self._rejected = [], [], []
-        return out
+            j.raise_fatal()
+        events, commands, rejected = j.take()
+        return Decision(events, commands, j.status, rejected)
 
     def query(self, name: str, args: Sequence[Payload] = ()) -> Payload:
         """Answer query ``name`` from the run's current state (no history is written)."""
@@ -346,175 +285,115 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
     def key_run_id(self, activity_seq: int) -> str:
         """The run id in activity ``activity_seq``'s idempotency key: this run's, or
         for an activity scheduled before a reset point, the run that first ran it."""
-        return self._activity_keys.get(activity_seq, self.started.run_id)
+        return self.activities.key_run_id(activity_seq)
+
+    def restore_heartbeat(
+        self, activity_seq: int, attempt: int, at_ms: int, details: list[Payload]
+    ) -> None:
+        """After a replay: a heartbeat the runtime kept (history has none) of a running
+        attempt, so its heartbeat timeout counts from it and a retry gets its details."""
+        self.activities.restore_heartbeat(activity_seq, attempt, at_ms, details)
+
+    def heartbeat_grace(self, since_ms: int) -> None:
+        """After a restore that lost the heartbeats: running attempts with a heartbeat
+        timeout count it from ``since_ms`` at the earliest."""
+        self.activities.heartbeat_grace(since_ms)
 
     def pending_timers(self) -> list[StartTimer]:
         """Every timer the runtime should hold for this run (for restore)."""
-        if self._closed:
+        if self._j.closed:
             return []
-        out = [StartTimer(timer_id=t, fire_at=at) for t, at in self._timer_fire_at.items()]
+        out = self.timers.pending()
         deadline = self._execution_timer()
         if deadline is not None:
             out.append(deadline)
-        for act in self._activities.values():
-            out.extend(self._activity_timers(act))
+        out.extend(self.activities.pending_timers())
         # a timer that fired while paused is held in history: it must not fire again
-        held = {i.timer_id for i in self._deferred if isinstance(i, FireTimer)}
+        held = self.pause.held_timer_ids()
         return [t for t in out if t.timer_id not in held] if held else out
 
     def quiet_until(self, until_ms: int) -> bool:
         """True when nothing but a command can move this open run before ``until_ms``:
         no activity attempt is running and no timer is due by then (a runtime may
         then drop the executor and replay it when something happens)."""
-        if self._closed or self._fatal is not None:
+        if self._j.closed or self._j.fatal is not None:
             return False
-        if any(a.state is _ActState.RUNNING for a in self._activities.values()):
+        if self.activities.any_running():
             return False
         return all(t.fire_at > until_ms for t in self.pending_timers())
 
     def running_activities(self) -> list[ScheduleActivityTask]:
         """Activity attempts that are dispatched and not finished (for restore)."""
-        if self._closed:
+        if self._j.closed:
             return []
-        return [
-            self._task(a) for a in self._activities.values() if a.state is _ActState.RUNNING
-        ]
+        return self.activities.running()
 
     # --- replay -----------------------------------------------------------------------
 
     def _replay(self) -> None:
-        first = self._history[0]
+        j = self._j
+        first = j.history[0]
         if not isinstance(first, ev.WorkflowStarted):
             raise NonDeterminismError(
                 "history must begin with WorkflowStarted",
                 seq=first.seq, expected="WorkflowStarted", actual=type(first).__name__,
             )
-        while self._cursor < len(self._history):
-            rec = self._history[self._cursor]
+        while j.cursor < len(j.history):
+            rec = j.history[j.cursor]
             if isinstance(rec, ev.DecisionEvent):
-                self._fail(
+                j.fail(
                     NonDeterminismError(
                         "history records a command the workflow code did not issue",
-                        seq=rec.seq, expected=_describe(rec), actual="no command",
+                        seq=rec.seq, expected=describe_decision(rec), actual="no command",
                     )
                 )
-                self._raise_fatal()
-            self._cursor += 1
+                j.raise_fatal()
+            j.cursor += 1
             self._deliver(rec, live=False)
-            self._raise_fatal()
+            j.raise_fatal()
 
     # --- inputs -------------------------------------------------------------------------
 
-    def _next_seq(self) -> int:
-        return len(self._history) + 1
-
-    def _accept(self, e: ev.Event) -> None:
-        self._history.append(e)
-        self._cursor = len(self._history)
-        self._new_events.append(e)
-        self._deliver(e, live=True)
-
     def _handle(self, inp: Input) -> None:  # noqa: PLR0912
-        seq, now = self._next_seq(), self._now
+        j = self._j
+        seq, now = j.next_seq(), j.now
         if isinstance(inp, StartWorkflow):
-            if self._history:
+            if j.history:
                 raise ValueError("StartWorkflow must be the first input of an empty history")
-            self._accept(self._started_event(inp, seq, now))
+            j.accept(self._started_event(inp, seq, now))
             deadline = self._execution_timer()
             if deadline is not None:
-                self._commands.append(deadline)
-        elif self._started is None:
+                j.commands.append(deadline)
+        elif not j.has_started:
             raise ValueError("the first input must be StartWorkflow")
         elif isinstance(inp, PauseWorkflow | UnpauseWorkflow):
-            self._handle_pause(inp)
-        elif self._paused is not None and self._hold(inp):
+            self.pause.handle(inp, self._handle)
+        elif self.pause.paused is not None and self.pause.hold(
+            inp, self._context().check_signal
+        ):
             return
         elif isinstance(inp, ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat):
-            self._handle_activity_input(inp)
+            self.activities.handle_input(inp)
         elif isinstance(inp, FireTimer):
             self._handle_timer(inp.timer_id)
         elif isinstance(inp, SendSignal):
             problem = self._context().check_signal(inp.name, inp.args)
             if problem is not None:
-                self._rejected.append(problem)
+                j.rejected.append(problem)
                 return
-            self._accept(ev.SignalReceived(seq=seq, time=now, signal_name=inp.name,
-                                           args=list(inp.args)))
+            j.accept(ev.SignalReceived(seq=seq, time=now, signal_name=inp.name,
+                                       args=list(inp.args)))
         elif isinstance(inp, RequestUpdate):
             self._handle_update(inp)
         elif isinstance(inp, CancelWorkflow):
             if not self.cancel_requested:
-                self._accept(ev.WorkflowCancelRequested(seq=seq, time=now, reason=inp.reason))
+                j.accept(ev.WorkflowCancelRequested(seq=seq, time=now, reason=inp.reason))
         elif isinstance(inp, TerminateWorkflow):
-            self._accept(ev.WorkflowTerminated(seq=seq, time=now, reason=inp.reason,
-                                               operator=inp.operator,
-                                               reset_run_id=inp.reset_run_id))
-        else:
-            child = self._children.get(inp.child_seq)
-            if child is None or child.future.done():
-                return
-            if isinstance(inp, ChildStarted):
-                if child.run_id is None:
-                    self._accept(ev.ChildWorkflowStarted(seq=seq, time=now,
-                                                         child_seq=inp.child_seq,
-                                                         run_id=inp.run_id))
-            elif isinstance(inp, ChildCompleted):
-                self._accept(ev.ChildWorkflowCompleted(seq=seq, time=now,
-                                                       child_seq=inp.child_seq,
-                                                       result=inp.result))
-            elif isinstance(inp, ChildFailed):
-                self._accept(ev.ChildWorkflowFailed(seq=seq, time=now,
-                                                    child_seq=inp.child_seq,
-                                                    failure=inp.failure))
-
-    def _handle_pause(self, inp: PauseWorkflow | UnpauseWorkflow) -> None:
-        """Pause, or unpause and apply the held inputs in order; a repeat is a no-op."""
-        seq, now = self._next_seq(), self._now
-        if isinstance(inp, PauseWorkflow):
-            if self._paused is None:
-                self._accept(ev.WorkflowPaused(seq=seq, time=now, reason=inp.reason,
-                                               operator=inp.operator))
-            return
-        if self._paused is None:
-            return
-        held = self._deferred
-        self._accept(ev.WorkflowUnpaused(seq=seq, time=now, reason=inp.reason,
-                                         operator=inp.operator))
-        for given in held:
-            if self._closed and not isinstance(given, RequestUpdate):
-                continue
-            self._handle(given)
-            self._raise_fatal()
-
-    def _hold(self, inp: Input) -> bool:
-        """While paused: record ``inp`` to apply on unpause. False for inputs a pause
-        lets through (terminate, heartbeats). A signal its handler cannot take is
-        refused now, as it would be when running."""
-        if self._closed:
-            return False  # terminated while paused: nothing is held after the end
-        if isinstance(inp, SendSignal):
-            problem = self._context().check_signal(inp.name, inp.args)
-            if problem is not None:
-                self._rejected.append(problem)
-                return True
-        if isinstance(inp, FireTimer) and any(
-            isinstance(i, FireTimer) and i.timer_id == inp.timer_id for i in self._deferred
-        ):
-            return True  # fired again after a restore: held once is enough
-        if isinstance(inp, ActivityTaskCompleted | ActivityTaskFailed) and (
-            not self._attempt_running(inp.activity_seq, inp.attempt)
-            or any(
-                isinstance(i, ActivityTaskCompleted | ActivityTaskFailed)
-                and (i.activity_seq, i.attempt) == (inp.activity_seq, inp.attempt)
-                for i in self._deferred
-            )
-        ):
-            return True  # a late or repeated report (at least once): it would not count
-        held = to_deferred(inp, self._next_seq(), self._now)
-        if held is None:
-            return False
-        self._accept(held)
-        return True
+            j.accept(ev.WorkflowTerminated(seq=seq, time=now, reason=inp.reason,
+                                           operator=inp.operator,
+                                           reset_run_id=inp.reset_run_id))
+        elif isinstance(inp, ChildStarted | ChildCompleted | ChildFailed):
+            self.children.handle_input(inp)
 
     def _started_event(self, inp: StartWorkflow, seq: int, now: int) -> ev.WorkflowStarted:
         seed = inp.random_seed
@@ -531,42 +410,41 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
 
     def _execution_timer(self) -> StartTimer | None:
         """The execution timeout's timer while it can still fire."""
-        started = self._started
-        if started is None or started.execution_deadline is None:
+        if not self._j.has_started or self._j.started.execution_deadline is None:
             return None
-        if self._closed or self.cancel_requested:
+        if self._j.closed or self.cancel_requested:
             return None  # a cancellation under way (the timeout's or a caller's) decides
-        return StartTimer(timer_id=EXECUTION_TIMEOUT_TIMER, fire_at=started.execution_deadline)
+        return StartTimer(timer_id=EXECUTION_TIMEOUT_TIMER,
+                          fire_at=self._j.started.execution_deadline)
 
     def _time_out(self) -> None:
         """The execution deadline passed: cancel the run, as a caller's cancel would, but
         remember why, so the cancellation closes it TIMED_OUT."""
         if self._execution_timer() is None:
             return
-        self._accept(ev.WorkflowCancelRequested(
-            seq=self._next_seq(), time=self._now, timed_out=True,
+        self._j.accept(ev.WorkflowCancelRequested(
+            seq=self._j.next_seq(), time=self._j.now, timed_out=True,
             reason=f"execution timeout: deadline {self.started.execution_deadline} reached",
         ))
 
     def _handle_timer(self, timer_id: str) -> None:
         if timer_id == EXECUTION_TIMEOUT_TIMER:
             self._time_out()
-            return
-        if timer_id.startswith("timer/"):
-            if timer_id in self._timers:
-                self._accept(ev.TimerFired(seq=self._next_seq(), time=self._now,
-                                           timer_id=timer_id))
-            return
-        self._handle_activity_timer(timer_id)
+        elif timer_id.startswith(TIMER_PREFIX):
+            self.timers.handle_fire(timer_id)
+        else:
+            self.activities.handle_timer(timer_id)
+
     def _handle_update(self, inp: RequestUpdate) -> None:
+        j = self._j
+
         def reject(message: str, failure: ev.Failure | None = None) -> None:
             f = failure or ev.Failure(message=message, type="UpdateRejectedError",
                                       non_retryable=True)
-            self._commands.append(RespondUpdate(update_id=inp.update_id, failure=f,
-                                                rejected=True))
+            j.commands.append(RespondUpdate(update_id=inp.update_id, failure=f, rejected=True))
 
-        if self._closed:
-            reject(f"the run is closed ({self._status.value})")
+        if j.closed:
+            reject(f"the run is closed ({j.status.value})")
             return
         ctx = self._context()
         handler = ctx.update_handler(inp.name)
@@ -585,24 +463,30 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             except Exception as exc:  # noqa: BLE001 - any validator error rejects the update
                 reject(str(exc), to_failure(exc, self._conv, with_stack=False))
                 return
-        self._accept(ev.UpdateAccepted(seq=self._next_seq(), time=self._now,
-                                       update_id=inp.update_id, update_name=inp.name,
-                                       args=list(inp.args)))
+        j.accept(ev.UpdateAccepted(seq=j.next_seq(), time=j.now, update_id=inp.update_id,
+                                   update_name=inp.name, args=list(inp.args)))
 
     # --- delivering events to the code ---------------------------------------------------
 
-    def _deliver(self, e: ev.Event, *, live: bool) -> None:
-        self._live = live
-        self._now = e.time
-        if self._loop is not None:
-            self._loop.now_ms = e.time
+    def _deliver_live(self, e: ev.Event) -> None:
+        self._deliver(e, live=True)
+
+    def _deliver(self, e: ev.Event, *, live: bool) -> None:  # noqa: PLR0912
+        j = self._j
+        j.live = live
+        j.now = e.time
+        if j.loop is not None:
+            j.loop.now_ms = e.time
         if isinstance(e, ev.WorkflowStarted):
             self._start(e)
         elif isinstance(e, ev.ActivityCompleted | ev.ActivityAttemptFailed | ev.ActivityFailed
                         | ev.ActivityTimedOut):
-            self._deliver_activity(e)
+            self.activities.deliver(e)
         elif isinstance(e, ev.TimerFired):
-            self._deliver_timer(e)
+            if e.timer_id.startswith(TIMER_PREFIX):
+                self.timers.deliver(e)
+            else:
+                self.activities.deliver_retry(e)
         elif isinstance(e, ev.SignalReceived):
             self._context().deliver_signal(e.signal_name, e.args)
         elif isinstance(e, ev.UpdateAccepted):
@@ -613,57 +497,21 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             if self._main is not None and not self._main.done():
                 self._main.cancel()
         elif isinstance(e, ev.WorkflowTerminated):
-            self._set_status(e)
-            self._close()
+            j.set_status(e)
+            j.closed = True
         elif isinstance(e, ev.ChildWorkflowStarted | ev.ChildWorkflowCompleted
                         | ev.ChildWorkflowFailed):
-            self._deliver_child(e)
+            self.children.deliver(e)
         elif isinstance(e, ev.WorkflowPaused | ev.WorkflowUnpaused | ev.InputDeferred):
-            self._deliver_pause(e)
+            self.pause.deliver(e)
             return  # the code does not run: it is quiescent, and paused or about to resume
         else:
-            self._fail(NonDeterminismError(
+            j.fail(NonDeterminismError(
                 "unexpected input event in history", seq=e.seq,
                 expected="an input event", actual=type(e).__name__,
             ))
             return
         self._run()
-
-    def _deliver_pause(
-        self, e: ev.WorkflowPaused | ev.WorkflowUnpaused | ev.InputDeferred
-    ) -> None:
-        if isinstance(e, ev.WorkflowPaused):
-            self._paused = e
-        elif isinstance(e, ev.WorkflowUnpaused):
-            # the held inputs' own events follow in history (replay) or are being
-            # made by _handle_pause (live)
-            self._paused = None
-            self._deferred = []
-        elif self._paused is None:
-            self._fail(NonDeterminismError(
-                "history holds an input for a run that is not paused", seq=e.seq,
-                expected="WorkflowPaused before it", actual="InputDeferred",
-            ))
-        else:
-            try:
-                self._deferred.append(from_deferred(e))
-            except ValueError as exc:
-                self._fail(WorkflowTaskError(str(exc)))
-
-    def _deliver_timer(self, e: ev.TimerFired) -> None:
-        if e.timer_id.startswith("timer/"):
-            handle = self._timers.pop(e.timer_id, None)
-            self._timer_fire_at.pop(e.timer_id, None)
-            if handle is None:
-                self._fail(NonDeterminismError(
-                    "history has a timer firing for a timer the code did not start",
-                    seq=e.seq, expected=f"TimerStarted({e.timer_id})", actual="none",
-                ))
-                return
-            self._timer_by_handle.pop(id(handle), None)
-            self.workflow_loop().fire(handle)
-            return
-        self._deliver_activity_retry(e)
 
     # --- running the code -----------------------------------------------------------------
 
@@ -674,33 +522,31 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
 
     def workflow_loop(self) -> WorkflowEventLoop:
         """The run's deterministic loop."""
-        if self._loop is None:
-            raise RuntimeError("the run has not started")
-        return self._loop
+        return self._j.workflow_loop()
 
     def _start(self, e: ev.WorkflowStarted) -> None:
         from orchestrator.engine.context import EngineContext
 
-        self._set_status(e)
-        self._started = e
+        self._j.set_status(e)
+        self._j.start(e)
         if e.reset is not None:
-            self._activity_keys = {int(k): v for k, v in e.reset.activity_keys.items()}
+            self.activities.keys = {int(k): v for k, v in e.reset.activity_keys.items()}
         self._rng = random.Random(e.random_seed)
-        self.memo = dict(e.memo)
-        self.search_attributes = dict(e.search_attributes)
-        self._loop = WorkflowEventLoop(self, e.time)
+        self.records.memo = dict(e.memo)
+        self.records.search_attributes = dict(e.search_attributes)
+        loop = self._j.loop = WorkflowEventLoop(self.timers, e.time)
         self._ctx = EngineContext(self)
-        self._main = self._loop.create_task(self._ctx.run_main(e.input))
+        self._main = loop.create_task(self._ctx.run_main(e.input))
         self._main.add_done_callback(self._on_main_done)
 
     def _run(self) -> None:
         loop = self.workflow_loop()
-        with guarded(self._guard, self._on_violation):
+        with guarded(self._guard, self._j.on_violation):
             while True:
                 loop.run_ready()
                 if not self._check_conditions():
                     break
-        if self._closed and not self._suppress:
+        if self._j.closed and not self._j.suppress:
             self._cleanup()
 
     def _check_conditions(self) -> bool:
@@ -717,41 +563,31 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         self._conditions = keep
         return fired
 
-    def _on_violation(self, message: str) -> None:
-        self._fail(NondeterministicCallError(message))
-
     def _run_read_only(self, what: str, fn: Any, args: Sequence[Any]) -> Any:
         """Run a query handler or validator; its misbehaviour is its caller's error.
 
         It cannot park the run: nothing it did is recorded.
         """
         violations: list[str] = []
-        self._read_only = what
+        self._j.read_only = what
         try:
             with guarded(self._guard, violations.append):
                 result = fn(*args)
         except WorkflowTaskError as exc:
             raise QueryError(f"{what}: {exc}") from None
         finally:
-            self._read_only = None
+            self._j.read_only = None
         if violations:
             raise QueryError(f"{what}: {violations[0]}")
         return result
 
-    def _fail(self, exc: BaseException) -> None:
-        if self._fatal is None:
-            self._fatal = exc
-
-    def _raise_fatal(self) -> None:
-        if self._fatal is not None:
-            raise self._fatal
-
     def _on_main_done(self, task: asyncio.Task[Any]) -> None:
-        if self._closed:
+        j = self._j
+        if j.closed:
             return
         exc: BaseException | None
         exc = asyncio.CancelledError() if task.cancelled() else task.exception()
-        seq, now, b = self._next_seq(), self._now, self._build_id
+        seq, now, b = j.next_seq(), j.now, j.build_id
         if exc is None:
             try:
                 result = self._conv.to_payload(task.result())
@@ -761,7 +597,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
                 self._finish(ev.WorkflowCompleted(seq=seq, time=now, build_id=b, result=result))
                 return
         if isinstance(exc, WorkflowTaskError):
-            self._fail(exc)
+            j.fail(exc)
         elif isinstance(exc, ContinueAsNew):
             self._continue_as_new(exc)
         elif isinstance(exc, asyncio.CancelledError) and self._timed_out:
@@ -778,26 +614,26 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             self._finish(ev.WorkflowFailed(seq=seq, time=now, build_id=b,
                                            failure=to_failure(exc, self._conv)))
         else:
-            self._fail(WorkflowTaskError(f"workflow code raised {exc!r}"))
+            j.fail(WorkflowTaskError(f"workflow code raised {exc!r}"))
 
     def _continue_as_new(self, exc: ContinueAsNew) -> None:
+        j = self._j
         started = self.started
         try:
             args = self._conv.to_payloads(exc.args)
         except PayloadConversionError as enc_exc:
-            self._finish(ev.WorkflowFailed(seq=self._next_seq(), time=self._now,
-                                           build_id=self._build_id,
+            self._finish(ev.WorkflowFailed(seq=j.next_seq(), time=j.now, build_id=j.build_id,
                                            failure=to_failure(enc_exc, self._conv)))
             return
         new_run_id = str(uuid.uuid5(RUN_ID_NAMESPACE, f"{started.run_id}/continue-as-new"))
         wtype = exc.workflow or started.workflow_type
         e = ev.WorkflowContinuedAsNew(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id,
+            seq=j.next_seq(), time=j.now, build_id=j.build_id,
             new_run_id=new_run_id, workflow_type=wtype, task_queue=started.task_queue,
             input=args, execution_deadline=started.execution_deadline,
         )
         if self._finish(e):
-            self._commands.append(ContinueAsNewRun(start=StartWorkflow(
+            j.commands.append(ContinueAsNewRun(start=StartWorkflow(
                 workflow_id=started.workflow_id, run_id=new_run_id, workflow_type=wtype,
                 task_queue=started.task_queue, args=args,
                 parent_workflow_id=started.parent_workflow_id,
@@ -807,16 +643,13 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             )))
 
     def _finish(self, e: ev.DecisionEvent) -> bool:
-        _, is_new = self.decide(e)
-        self._close()
+        _, is_new = self._j.decide(e)
+        self._j.closed = True
         return is_new
-
-    def _close(self) -> None:
-        self._closed = True
 
     def _cleanup(self) -> None:
         """Stop leftover coroutines of a closed run without recording anything."""
-        self._suppress = True
+        self._j.suppress = True
         loop = self.workflow_loop()
         for task in loop.own_tasks():
             coro = task.get_coro()
@@ -834,9 +667,9 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         Only ``finally`` blocks of workflow code run, and nothing is recorded: the
         run continues from its history in a new executor.
         """
-        if self._loop is not None and not self._suppress:  # a closed run is cleaned up
+        if self._j.loop is not None and not self._j.suppress:  # a closed run is cleaned up
             self._cleanup()
-        self._fatal = self._fatal or WorkflowTaskError("executor evicted")
+        self._j.fail(WorkflowTaskError("executor evicted"))
         self._release()
 
     def _release(self) -> None:
@@ -845,93 +678,15 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         Freed by reference counting at once instead of piling up until a full
         garbage collection, which paused a busy engine for 150-290 ms at a time.
         """
-        self._loop = None
+        self._j.detach()
         self._ctx = None
         self._main = None
-        self._activities.clear()
-        self._children.clear()
-        self._timers.clear()
-        self._timer_by_handle.clear()
+        self.activities.clear()
+        self.children.clear()
+        self.timers.clear()
         self._conditions.clear()
 
-    # --- decisions (called by the context) --------------------------------------------
-
-    def decide(self, e: ev.DecisionEvent) -> tuple[ev.DecisionEvent, bool]:
-        """Match ``e`` against history when replaying, else record it.
-
-        Returns the effective event (the recorded one when replaying) and whether it
-        is new (so its commands must be issued).
-        """
-        if self._read_only is not None:
-            raise QueryError(f"{self._read_only} must not change the workflow ({_describe(e)})")
-        if self._suppress or self._closed:
-            return e, False
-        if self._cursor < len(self._history):
-            rec = self._history[self._cursor]
-            if not isinstance(rec, ev.DecisionEvent) or _key(rec) != _key(e):
-                err = NonDeterminismError(
-                    "workflow code issued a different command than history records",
-                    seq=rec.seq, expected=_describe(rec), actual=_describe(e),
-                )
-                self._fail(err)
-                raise err
-            self._cursor += 1
-            self._set_status(rec)
-            return rec, False
-        self._history.append(e)
-        self._cursor = len(self._history)
-        self._new_events.append(e)
-        self._set_status(e)
-        return e, True
-
-    def peek(self) -> ev.Event | None:
-        """The next recorded event when replaying, else None."""
-        if self._cursor < len(self._history):
-            return self._history[self._cursor]
-        return None
-
-    def _set_status(self, e: ev.Event) -> None:
-        new = _STATUS_OF.get(type(e))
-        if new is None or new is self._status:
-            return
-        if not is_transition_valid(self._status, new):
-            self._fail(WorkflowTaskError(
-                f"invalid status transition {self._status.value} -> {new.value} at event {e.seq}"
-            ))
-            return
-        self._status = new
-
-    # --- timers (called by the loop) ------------------------------------------------------
-
-    def timer_started(self, handle: asyncio.TimerHandle, fire_at_ms: int) -> None:
-        """Record a durable timer for a loop ``call_at``."""
-        if self._suppress or self._closed:
-            return
-        self._counters.timer += 1
-        timer_id = f"timer/{self._counters.timer}"
-        rec, is_new = self.decide(ev.TimerStarted(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id,
-            timer_id=timer_id, fire_at=fire_at_ms,
-        ))
-        assert isinstance(rec, ev.TimerStarted)
-        self._timers[timer_id] = handle
-        self._timer_fire_at[timer_id] = rec.fire_at
-        self._timer_by_handle[id(handle)] = timer_id
-        if is_new:
-            self._commands.append(StartTimer(timer_id=timer_id, fire_at=rec.fire_at))
-
-    def timer_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        """Record the cancellation of a pending durable timer."""
-        timer_id = self._timer_by_handle.pop(id(handle), None)
-        if timer_id is None or timer_id not in self._timers:
-            return
-        del self._timers[timer_id]
-        self._timer_fire_at.pop(timer_id, None)
-        _, is_new = self.decide(ev.TimerCancelled(
-            seq=self._next_seq(), time=self._now, build_id=self._build_id, timer_id=timer_id,
-        ))
-        if is_new:
-            self._commands.append(CancelTimer(timer_id=timer_id))
+    # --- called by the context ------------------------------------------------------------
 
     def add_condition(self, predicate: Any) -> asyncio.Future[bool]:
         """A future resolved once ``predicate()`` is true (checked after each step)."""

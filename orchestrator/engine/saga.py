@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from orchestrator.exceptions import CompensationError
 from orchestrator.retry import RetryPolicy
@@ -44,7 +44,7 @@ DEFAULT_COMPENSATION_RETRY = RetryPolicy(
 
 
 class CompensationRecorder(Protocol):
-    """Where a saga records its progress in history (the executor)."""
+    """Where a saga records its progress in history (the executor's Records)."""
 
     def record_compensation_started(
         self, saga_id: int, compensations: list[str], cause: BaseException | None
@@ -56,6 +56,8 @@ class CompensationRecorder(Protocol):
         self, saga_id: int, activity_type: str, error: BaseException
     ) -> None: ...
 
+
+R = TypeVar("R")
 
 def _name(activity: Callable[..., Any] | str) -> str:
     if isinstance(activity, str):
@@ -123,6 +125,54 @@ class SagaScope:
                 activity, args, retry or DEFAULT_COMPENSATION_RETRY, start_to_close, task_queue
             ))
 
+    @overload
+    async def step(
+        self,
+        activity: Callable[..., Awaitable[R]],
+        *args: Any,
+        compensate: Callable[..., Any] | str | None = None,
+        compensate_args: tuple[Any, ...] | None = None,
+        retry: RetryPolicy | None = None,
+        compensation_retry: RetryPolicy | None = None,
+        pivot: bool = False,
+        register_before: bool = False,
+        task_queue: str | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+    ) -> R: ...
+    @overload
+    async def step(
+        self,
+        activity: Callable[..., R],
+        *args: Any,
+        compensate: Callable[..., Any] | str | None = None,
+        compensate_args: tuple[Any, ...] | None = None,
+        retry: RetryPolicy | None = None,
+        compensation_retry: RetryPolicy | None = None,
+        pivot: bool = False,
+        register_before: bool = False,
+        task_queue: str | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+    ) -> R: ...
+    @overload
+    async def step(
+        self,
+        activity: str,
+        *args: Any,
+        compensate: Callable[..., Any] | str | None = None,
+        compensate_args: tuple[Any, ...] | None = None,
+        retry: RetryPolicy | None = None,
+        compensation_retry: RetryPolicy | None = None,
+        pivot: bool = False,
+        register_before: bool = False,
+        task_queue: str | None = None,
+        start_to_close: timedelta | None = None,
+        schedule_to_close: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+    ) -> Any: ...
     async def step(
         self,
         activity: Callable[..., Any] | str,

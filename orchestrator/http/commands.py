@@ -48,7 +48,9 @@ _START_FIELDS = (
 _TEN_YEARS_S = 10 * 366 * 86_400.0
 
 
-def handle_of(request: web.Request, params: tuple[str, ...] = ("run_id",)) -> AsyncWorkflowHandle:
+def handle_of(
+    request: web.Request, params: tuple[str, ...] = ("run_id",)
+) -> AsyncWorkflowHandle[Any]:
     """A client handle for the workflow id (and ``?run_id=``) of the request path;
     query parameters other than ``params`` are refused."""
     v.check_query(request, params)
@@ -96,7 +98,7 @@ async def start(request: web.Request) -> web.Response:
     }
     workflow = v.name(body["workflow"], "workflow")
     client = request.app[SERVICES].kafka.require()
-    handle: AsyncWorkflowHandle | None = None
+    handle: AsyncWorkflowHandle[Any] | None = None
     with contextlib.suppress(ReplyTimeoutError):  # the command is in Kafka: 202 below
         handle = await client.start(workflow, wait_started=wait or None, **options)
     if handle is None or handle.run_id is None:
@@ -120,7 +122,7 @@ async def start(request: web.Request) -> web.Response:
     )
 
 
-def _delivered(handle: AsyncWorkflowHandle, wait: float, **extra: Any) -> web.Response:
+def _delivered(handle: AsyncWorkflowHandle[Any], wait: float, **extra: Any) -> web.Response:
     body = {"workflow_id": handle.workflow_id, "confirmed": bool(wait), **extra}
     return web.json_response(body, status=200 if wait else 202)
 

@@ -9,7 +9,7 @@ See docs/migrating-from-queues.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from orchestrator.lazy import lazy_attributes
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from orchestrator.migration.publisher import PublishError, StartPublisher
 
 __all__ = [
+    "DEFAULT_OUTBOX_TABLE",
     "BridgeMetrics",
     "BridgeStart",
     "LegacyMessage",
@@ -48,6 +49,9 @@ __all__ = [
     "outbox_request_id",
     "outbox_workflow_id",
 ]
+
+DEFAULT_OUTBOX_TABLE: Final = "saga_outbox"
+"""The outbox table's name unless told otherwise (here, so the CLI needs no psycopg)."""
 
 # imported on first use: `saga worker` loads this package's CLI, not its servers
 _MODULES = {

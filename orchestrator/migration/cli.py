@@ -14,11 +14,10 @@ import threading
 from typing import Any
 
 import click
-import psycopg
 
 from orchestrator.config import Settings
 from orchestrator.log.topics import TopicLayout
-from orchestrator.migration.outbox import DEFAULT_TABLE
+from orchestrator.migration import DEFAULT_OUTBOX_TABLE as DEFAULT_TABLE
 
 __all__ = ["bridge", "outbox", "register"]
 
@@ -45,6 +44,8 @@ def outbox() -> None:
 @click.option("--table", default=DEFAULT_TABLE, show_default=True)
 def outbox_migrate(table: str) -> None:
     """Create the outbox table, index and NOTIFY trigger in DATABASE_URL (idempotent)."""
+    import psycopg
+
     from orchestrator.migration.outbox import migrate
 
     with psycopg.connect(Settings.from_env().database_url) as conn:

@@ -31,6 +31,7 @@ from psycopg import sql
 
 from orchestrator.background import BackgroundRunner
 from orchestrator.log.topics import TopicLayout
+from orchestrator.migration import DEFAULT_OUTBOX_TABLE
 from orchestrator.migration.ids import outbox_request_id, outbox_workflow_id
 from orchestrator.migration.publisher import PublishError, StartPublisher
 
@@ -38,7 +39,7 @@ __all__ = ["CRASH_HOOK_ENV", "DEFAULT_TABLE", "OutboxMetrics", "OutboxRelay", "m
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TABLE = "saga_outbox"
+DEFAULT_TABLE = DEFAULT_OUTBOX_TABLE
 CRASH_HOOK_ENV = "SAGA_OUTBOX_TEST_KILL_AFTER_PUBLISH"
 """Test-only: when set (to anything), the relay SIGKILLs itself after Kafka acknowledged
 its first non-empty batch and before marking it: the crash the design must survive."""

@@ -21,7 +21,7 @@ import click
 
 from orchestrator.config import Settings
 from orchestrator.log.topics import TopicLayout
-from orchestrator.visibility.schema import DEFAULT_TABLE
+from orchestrator.visibility import DEFAULT_TABLE
 
 __all__ = ["register"]
 

@@ -14,6 +14,8 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
+from orchestrator.visibility import DEFAULT_TABLE
+
 __all__ = [
     "COLUMNS",
     "DEFAULT_TABLE",
@@ -23,7 +25,6 @@ __all__ = [
     "validate_table",
 ]
 
-DEFAULT_TABLE: Final = "saga_runs"
 
 COLUMNS: Final = (
     "workflow_id",

@@ -18,8 +18,8 @@ import httpx
 import psycopg
 import pytest
 
-from connectors.http import HttpConnector
 from orchestrator import activity, workflow
+from orchestrator.connectors.http import HttpConnector
 from orchestrator.devstack.bank import BankServer
 from orchestrator.exceptions import ApplicationError
 from orchestrator.testing import WorkflowEnvironment

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -41,13 +42,24 @@ async def quick(ctx: workflow.WorkflowContext, n: int) -> int:
     return n * 5
 
 
+@dataclass(frozen=True)
+class Receipt:
+    order_id: str
+    total: int
+
+
+@workflow.defn(name="outcomes.receipt")
+async def receipt(ctx: workflow.WorkflowContext, order_id: str, items: list[int]) -> Receipt:
+    return Receipt(order_id, sum(items))
+
+
 @pytest.fixture
 def client(kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str) -> Iterator[Client]:
     layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
     ensure_topics(admin, layout, [QUEUE])
     options = ProcessorOptions(worker_id=f"{topic_prefix}-engine", transaction_timeout_ms=5000)
     with (
-        EngineWorker(kafka_config, layout, [Sleeper, quick], options=options),
+        EngineWorker(kafka_config, layout, [Sleeper, quick, receipt], options=options),
         Client(kafka_config, layout=layout) as c,
     ):
         yield c
@@ -126,3 +138,23 @@ async def test_the_async_client_reads_describe_result_and_history(
         assert described.status is WorkflowStatus.COMPLETED
         found = await late.fetch_history("o-async", timeout=20)
         assert [type(e).__name__ for e in found.events][-1] == "WorkflowCompleted"
+
+
+async def test_a_handle_started_from_a_typed_workflow_returns_its_return_type(
+    client: Client, kafka_config: dict[str, Any], topic_prefix: str
+) -> None:
+    # the handle's type says Receipt (tests/typing/typed_edges.py checks that with mypy);
+    # this checks the value is one, through both clients, and by name as plain JSON
+    handle = client.start(receipt, args=["r-1", [2, 3]], id="o-receipt", task_queue=QUEUE)
+    got: Receipt = handle.result(timeout=20)
+    assert got == Receipt("r-1", 5)
+    assert client.get_handle("o-receipt").result(timeout=20) == {"order_id": "r-1", "total": 5}
+    assert client.get_handle("o-receipt", result_type=Receipt).result(timeout=20) == got
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    async with await AsyncClient.connect(kafka_config, layout=layout) as aclient:
+        ahandle = await aclient.start(
+            receipt, args=["r-2", [4]], id="o-receipt-2", task_queue=QUEUE
+        )
+        assert await ahandle.result(timeout=20) == Receipt("r-2", 4)
+        by_name = aclient.get_handle("o-receipt-2", result_type=Receipt)
+        assert await by_name.result(timeout=20) == Receipt("r-2", 4)

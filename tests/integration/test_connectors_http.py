@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp import web
 
-from connectors.http import HttpConnector
 from orchestrator import activity
 from orchestrator.activity import ActivityInfo
+from orchestrator.connectors.http import HttpConnector
 from orchestrator.exceptions import ApplicationError
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ import pytest
 from confluent_kafka import Consumer, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.kafka import CONNECTOR_SCHEMAS, EventPublisher
 from orchestrator import activity
 from orchestrator.activity import ActivityInfo
+from orchestrator.connectors.kafka import CONNECTOR_SCHEMAS, EventPublisher
 from orchestrator.exceptions import ApplicationError
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import socket
 import psycopg
 import pytest
 
-from connectors.postgres import Ledger, Receipt, migrate
+from orchestrator.connectors.postgres import Ledger, Receipt, migrate
 from orchestrator.exceptions import ApplicationError
 
 pytestmark = pytest.mark.integration

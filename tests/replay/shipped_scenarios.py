@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from connectors.http import HttpConnector
 from orchestrator import activity
+from orchestrator.connectors.http import HttpConnector
 from orchestrator.engine import events as ev
 from orchestrator.exceptions import ApplicationError, WorkflowFailedError
 from orchestrator.testing import WorkflowEnvironment

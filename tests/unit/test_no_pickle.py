@@ -12,7 +12,7 @@ from pathlib import Path
 
 from orchestrator.devstack.paths import REPO_ROOT
 
-SCANNED = ("orchestrator", "connectors", "sagas")
+SCANNED = ("orchestrator", "sagas")
 BANNED_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle"}
 BANNED_CALLS = {"eval", "exec", "compile", "__import__"}
 SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader"}

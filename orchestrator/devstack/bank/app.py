@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.postgres import Ledger, Receipt
+from orchestrator.connectors.postgres import Ledger, Receipt
 from orchestrator.devstack.bank.faults import Faults
 from orchestrator.exceptions import ApplicationError
 

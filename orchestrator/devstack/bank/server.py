@@ -10,7 +10,7 @@ from types import TracebackType
 
 from aiohttp import web
 
-from connectors.postgres import Ledger
+from orchestrator.connectors.postgres import Ledger
 from orchestrator.devstack.bank.app import build_app
 from orchestrator.devstack.bank.faults import Faults
 

@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from connectors.http import (
+from orchestrator.connectors.http import (
     EXCEPTION_RULES,
     error_for_exception,
     error_for_response,

@@ -11,7 +11,12 @@ import fastavro
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from connectors.kafka import CONNECTOR_SCHEMAS, EXCEPTION_RULES, EventPublisher, error_for_kafka
+from orchestrator.connectors.kafka import (
+    CONNECTOR_SCHEMAS,
+    EXCEPTION_RULES,
+    EventPublisher,
+    error_for_kafka,
+)
 from orchestrator.exceptions import ApplicationError
 
 SCHEMA = CONNECTOR_SCHEMAS / "payments.transfer-event.v1.avsc"

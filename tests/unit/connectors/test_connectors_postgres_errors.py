@@ -7,7 +7,7 @@ import psycopg.errors
 import psycopg_pool
 import pytest
 
-from connectors.postgres import CLASS_RULES, error_for_psycopg, is_transient
+from orchestrator.connectors.postgres import CLASS_RULES, error_for_psycopg, is_transient
 from orchestrator.exceptions import ApplicationError
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from connectors.http import IDEMPOTENCY_HEADER, HttpConnector
+from orchestrator.connectors.http import IDEMPOTENCY_HEADER, HttpConnector
 from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.testing import WorkflowEnvironment
 from orchestrator.workflow import WorkflowStatus

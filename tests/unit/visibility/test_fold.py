@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import events as ev
-from orchestrator.engine.executor import _STATUS_OF
+from orchestrator.engine.journal import STATUS_OF as _STATUS_OF
 from orchestrator.serde import records as rec
 from orchestrator.serde.encryption import AesGcmCodec
 from orchestrator.serde.keys import event_key, snapshot_key

@@ -1,6 +1,6 @@
 """The main job: 1,000 transfers through a bank outage and a worker crash, on real parts.
 
-``python -m orchestrator.demo`` (``make demo``) starts Kafka and PostgreSQL (see
+``python -m sagas.demo`` (``make demo``) starts Kafka and PostgreSQL (see
 docs/development.md), the demo bank (HTTP + PostgreSQL, fault injection), two
 worker processes (engine + activity worker each), then publishes transfers through
 the Python client while it (1) closes the bank for a few seconds and (2) kills one
@@ -429,7 +429,7 @@ def count_retries(bootstrap: str, layout: TopicLayout) -> Counter[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sagas.demo", description=__doc__)
     parser.add_argument("--transfers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=100.0, help="transfers published per second")
     parser.add_argument("--outage", type=float, default=5.0, help="bank holiday length (s)")

@@ -3,8 +3,8 @@
 See docs/connectors.md for the error table.
 """
 
-from connectors.http._client import IDEMPOTENCY_HEADER, HttpConnector, Timeout
-from connectors.http._errors import (
+from orchestrator.connectors.http._client import IDEMPOTENCY_HEADER, HttpConnector, Timeout
+from orchestrator.connectors.http._errors import (
     DEFAULT_RETRYABLE_STATUSES,
     EXCEPTION_RULES,
     ErrorRule,

@@ -9,13 +9,13 @@ from typing import Any
 
 import httpx
 
-from connectors.http._errors import (
+from orchestrator import activity
+from orchestrator.connectors.http._errors import (
     DEFAULT_RETRYABLE_STATUSES,
     error_for_exception,
     error_for_response,
     secret_header_values,
 )
-from orchestrator import activity
 from orchestrator.exceptions import ApplicationError
 
 __all__ = ["IDEMPOTENCY_HEADER", "HttpConnector", "Timeout"]

@@ -17,8 +17,8 @@ import fastavro.validation
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from fastavro.validation import ValidationError
 
-from connectors.kafka._errors import error_for_kafka, schema_error
 from orchestrator import activity
+from orchestrator.connectors.kafka._errors import error_for_kafka, schema_error
 
 __all__ = ["CONNECTOR_SCHEMAS", "IDEMPOTENCY_HEADER", "EventPublisher", "Published"]
 

@@ -22,7 +22,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from connectors.postgres._errors import error_for_psycopg, rejection
+from orchestrator.connectors.postgres._errors import error_for_psycopg, rejection
 from orchestrator.exceptions import ApplicationError
 
 __all__ = ["Ledger", "Receipt"]
@@ -121,7 +121,7 @@ class Ledger:
 
         ``wait``: seconds to wait for a connection (at start and per operation).
         """
-        from connectors.postgres._schema import migrate
+        from orchestrator.connectors.postgres._schema import migrate
 
         pool = AsyncConnectionPool(
             dsn, min_size=min_size, max_size=max_size, timeout=wait, open=False

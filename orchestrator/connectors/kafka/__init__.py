@@ -3,8 +3,8 @@
 See docs/connectors.md.
 """
 
-from connectors.kafka._errors import EXCEPTION_RULES, TERMINAL_CODES, error_for_kafka
-from connectors.kafka._publisher import (
+from orchestrator.connectors.kafka._errors import EXCEPTION_RULES, TERMINAL_CODES, error_for_kafka
+from orchestrator.connectors.kafka._publisher import (
     CONNECTOR_SCHEMAS,
     IDEMPOTENCY_HEADER,
     EventPublisher,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from connectors.postgres._errors import error_for_psycopg
+from orchestrator.connectors.postgres._errors import error_for_psycopg
 
 __all__ = ["SCHEMA_SQL", "migrate"]
 

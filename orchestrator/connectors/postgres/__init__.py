@@ -3,15 +3,15 @@
 See docs/connectors.md for the guarantees and the error table.
 """
 
-from connectors.postgres._errors import (
+from orchestrator.connectors.postgres._errors import (
     CLASS_RULES,
     TRANSIENT_SQLSTATE_CLASSES,
     TRANSIENT_SQLSTATES,
     error_for_psycopg,
     is_transient,
 )
-from connectors.postgres._ledger import Ledger, Receipt
-from connectors.postgres._schema import SCHEMA_SQL, migrate
+from orchestrator.connectors.postgres._ledger import Ledger, Receipt
+from orchestrator.connectors.postgres._schema import SCHEMA_SQL, migrate
 
 __all__ = [
     "CLASS_RULES",
