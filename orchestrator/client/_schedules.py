@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.schedules.spec import (
     OverlapPolicy,
@@ -58,7 +58,7 @@ class ScheduleHandle:
     """A schedule, for a blocking :class:`~orchestrator.client.Client`. Every verb
     waits for the schedule's answer (``timeout`` seconds)."""
 
-    def __init__(self, workflow: WorkflowHandle, schedule_id: str) -> None:
+    def __init__(self, workflow: WorkflowHandle[Any], schedule_id: str) -> None:
         self.schedule_id = schedule_id
         self.workflow = workflow
         """The handle of the schedule's workflow (its id is ``schedule:<id>``)."""
@@ -120,7 +120,7 @@ class ScheduleHandle:
 class AsyncScheduleHandle:
     """A schedule, for an :class:`~orchestrator.client.AsyncClient` (see ScheduleHandle)."""
 
-    def __init__(self, workflow: AsyncWorkflowHandle, schedule_id: str) -> None:
+    def __init__(self, workflow: AsyncWorkflowHandle[Any], schedule_id: str) -> None:
         self.schedule_id = schedule_id
         self.workflow = workflow
 
