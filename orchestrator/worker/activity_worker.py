@@ -53,6 +53,7 @@ from orchestrator.worker.activity_runner import (
     activity_definitions,
     is_timeout,
 )
+from orchestrator.worker.group_watch import GroupWatch
 from orchestrator.worker.membership import GroupConsumer, member_config
 from orchestrator.worker.offsets import ContiguousOffsetTracker
 from orchestrator.worker.shard.dlq import REASON_HEADER, SOURCE_HEADER
@@ -102,6 +103,11 @@ class ActivityWorkerOptions:
     Give only an id that is stable across restarts and unique in the group (``saga
     worker --worker-id W`` uses ``W.tasks.<queue>``); None: a dynamic member."""
     fetch_batch: int = 500
+    group_watch_interval_s: float | None = 15.0
+    """How often the worker checks that every partition of its queue has an owner in
+    the group, and makes the group rebalance if some stay unowned (a static member
+    restarted in the middle of a rebalance: orchestrator/worker/group_watch.py);
+    None: never."""
 
 
 @dataclass(slots=True)
@@ -225,10 +231,18 @@ class ActivityWorker:
             on_lost=self._on_lost,
         )
         log.info("activity worker %s consuming %s", self.identity, self.topic)
+        watch = None
+        if opts.group_watch_interval_s is not None:
+            watch = GroupWatch(
+                self._kafka, self.group_id, self.topic, interval_s=opts.group_watch_interval_s
+            )
+            watch.start()
         try:
             await self._consume(consumer, producer, runner)
             await self._drain(producer)
         finally:
+            if watch is not None:
+                await loop.run_in_executor(None, watch.stop)
             for task in self._tasks:
                 task.cancel()
             pool.shutdown(wait=False, cancel_futures=True)

@@ -46,6 +46,7 @@ from orchestrator.log.dlq_tools import REASON_HEADER
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import EngineMetrics, ShardGauges
+from orchestrator.worker.group_watch import GroupWatch
 from orchestrator.worker.membership import GroupConsumer, instance_id, member_config
 from orchestrator.worker.shard.contract import HandlerFactory, ShardHandler
 from orchestrator.worker.shard.dlq import dead_letter
@@ -114,6 +115,10 @@ class ProcessorOptions:
     #: the deciding thread holds for up to this long: Python's default of 5 ms made
     #: each commit wait for it (engine commit mean 48 -> 38 ms at 250 sagas/s, one run each)
     switch_interval_s: float | None = 0.0005
+    #: how often the worker checks that every shard has an owner in the group, and
+    #: makes the group rebalance if some stay unowned (a static member restarted in
+    #: the middle of a rebalance: orchestrator/worker/group_watch.py); None: never
+    group_watch_interval_s: float | None = 15.0
 
 
 @dataclass
@@ -516,6 +521,12 @@ class ShardProcessor:
     def run(self, stop: threading.Event) -> None:
         """Process until ``stop`` is set, then leave the group cleanly."""
         self._subscribe()
+        watch = None
+        if self.options.group_watch_interval_s is not None:
+            group = f"{self.layout.prefix}.engine"
+            interval = self.options.group_watch_interval_s
+            watch = GroupWatch(self._config, group, self.layout.commands, interval_s=interval)
+            watch.start()
         report_at = time.monotonic() + self.options.metrics_interval_s
         sample_at = time.monotonic()
         if self.options.switch_interval_s is not None:
@@ -532,6 +543,8 @@ class ShardProcessor:
                     release_free_memory()  # what a restore or a burst freed meanwhile
                     report_at = time.monotonic() + self.options.metrics_interval_s
         finally:
+            if watch is not None:
+                watch.stop()
             self._commit_now()
             self._consumer.close()  # (its revocation commits nothing more: all is done)
             if self._failure is not None and self._in_transaction:
