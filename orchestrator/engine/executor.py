@@ -77,6 +77,7 @@ from orchestrator.engine.inputs import (
     FireTimer,
     Input,
     PauseWorkflow,
+    RepairCompensation,
     RequestUpdate,
     SendSignal,
     StartWorkflow,
@@ -94,6 +95,7 @@ from orchestrator.exceptions import (
     QueryError,
     WorkflowTaskError,
 )
+from orchestrator.retry import RetryPolicy
 from orchestrator.status import WorkflowStatus, is_transition_valid
 from orchestrator.workflow import WorkflowDefinition
 
@@ -156,6 +158,7 @@ def seed_for_run(run_id: str) -> int:
 
 _STATUS_OF: dict[type[ev.Event], WorkflowStatus] = {
     ev.CompensationStarted: WorkflowStatus.COMPENSATING,
+    ev.CompensationRepaired: WorkflowStatus.COMPENSATING,
     ev.CompensationCompleted: WorkflowStatus.RUNNING,
     ev.WorkflowCompleted: WorkflowStatus.COMPLETED,
     ev.WorkflowFailed: WorkflowStatus.FAILED,
@@ -202,6 +205,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         "_paused",
         "_read_only",
         "_rejected",
+        "_repairs",
         "_rng",
         "_started",
         "_status",
@@ -258,6 +262,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         self._patches: dict[str, bool] = {}
         self._paused: ev.WorkflowPaused | None = None
         self._deferred: list[Input] = []
+        self._repairs: list[ev.CompensationRepaired] = []
         self._counters = Counters()
         self.cancel_requested = False
         self._timed_out = False
@@ -277,6 +282,18 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
     def paused(self) -> ev.WorkflowPaused | None:
         """The pause in force (who paused the run, why and when), None when not paused."""
         return self._paused
+
+    @property
+    def repairs(self) -> list[ev.CompensationRepaired]:
+        """Operators' repairs of this run's failed compensations, oldest first."""
+        return list(self._repairs)
+
+    def failed_compensations(self) -> list[str]:
+        """Activity types of the compensations whose failure closed the run
+        COMPENSATION_FAILED (empty for any other status): what a repair may skip."""
+        if self._status is not WorkflowStatus.COMPENSATION_FAILED or self._ctx is None:
+            return []
+        return self._context().failed_compensations()
 
     @property
     def history(self) -> list[ev.Event]:
@@ -322,7 +339,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         self._live = True
         for inp in inputs:
             self._now = max(self._now, now_ms)
-            if self._closed and not isinstance(inp, RequestUpdate):
+            if self._closed and not isinstance(inp, RequestUpdate | RepairCompensation):
                 continue
             self._handle(inp)
             self._raise_fatal()
@@ -425,6 +442,8 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
                 self._commands.append(deadline)
         elif self._started is None:
             raise ValueError("the first input must be StartWorkflow")
+        elif isinstance(inp, RepairCompensation):
+            self._handle_repair(inp)
         elif isinstance(inp, PauseWorkflow | UnpauseWorkflow):
             self._handle_pause(inp)
         elif self._paused is not None and self._hold(inp):
@@ -485,6 +504,27 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
                 continue
             self._handle(given)
             self._raise_fatal()
+
+    def _handle_repair(self, inp: RepairCompensation) -> None:
+        """Reopen a COMPENSATION_FAILED run; refused (listed in ``rejected``) otherwise."""
+        failed = self.failed_compensations()
+        if not failed:
+            self._rejected.append(
+                f"only a COMPENSATION_FAILED run can be repaired; this one is "
+                f"{self._status.value}"
+            )
+            return
+        if inp.skip is not None and inp.skip not in failed:
+            self._rejected.append(
+                f"{inp.skip!r} is not a failed compensation of this run; failed: {failed}"
+            )
+            return
+        self._accept(ev.CompensationRepaired(
+            seq=self._next_seq(), time=self._now,
+            action=ev.REPAIR_RETRY if inp.skip is None else ev.REPAIR_SKIP,
+            activity_type=inp.skip or "", retry_policy=inp.retry_policy,
+            reason=inp.reason, operator=inp.operator,
+        ))
 
     def _hold(self, inp: Input) -> bool:
         """While paused: record ``inp`` to apply on unpause. False for inputs a pause
@@ -591,7 +631,7 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
 
     # --- delivering events to the code ---------------------------------------------------
 
-    def _deliver(self, e: ev.Event, *, live: bool) -> None:
+    def _deliver(self, e: ev.Event, *, live: bool) -> None:  # noqa: PLR0912
         self._live = live
         self._now = e.time
         if self._loop is not None:
@@ -618,6 +658,9 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         elif isinstance(e, ev.ChildWorkflowStarted | ev.ChildWorkflowCompleted
                         | ev.ChildWorkflowFailed):
             self._deliver_child(e)
+        elif isinstance(e, ev.CompensationRepaired):
+            if not self._reopen(e):
+                return
         elif isinstance(e, ev.WorkflowPaused | ev.WorkflowUnpaused | ev.InputDeferred):
             self._deliver_pause(e)
             return  # the code does not run: it is quiescent, and paused or about to resume
@@ -649,6 +692,23 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
                 self._deferred.append(from_deferred(e))
             except ValueError as exc:
                 self._fail(WorkflowTaskError(str(exc)))
+
+    def _reopen(self, e: ev.CompensationRepaired) -> bool:
+        """An operator's repair: the closed run compensates again, in a new main task."""
+        if self._status is not WorkflowStatus.COMPENSATION_FAILED or self._loop is None:
+            self._fail(NonDeterminismError(
+                "history repairs a run that did not end COMPENSATION_FAILED", seq=e.seq,
+                expected="WorkflowCompensationFailed before it", actual="CompensationRepaired",
+            ))
+            return False
+        self._set_status(e)
+        self._repairs.append(e)
+        self._closed = False
+        retry = RetryPolicy.from_record(e.retry_policy) if e.retry_policy else None
+        skip = e.activity_type if e.action == ev.REPAIR_SKIP else None
+        self._main = self._loop.create_task(self._context().resume_compensation(skip, retry))
+        self._main.add_done_callback(self._on_main_done)
+        return True
 
     def _deliver_timer(self, e: ev.TimerFired) -> None:
         if e.timer_id.startswith("timer/"):
@@ -700,8 +760,13 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
                 loop.run_ready()
                 if not self._check_conditions():
                     break
-        if self._closed and not self._suppress:
+        if self._closed and not self._suppress and not self._repairable():
             self._cleanup()
+
+    def _repairable(self) -> bool:
+        """A run closed COMPENSATION_FAILED keeps its coroutines: an operator's repair
+        resumes its sagas where they stopped (evicting it still drops them)."""
+        return self._status is WorkflowStatus.COMPENSATION_FAILED and self._fatal is None
 
     def _check_conditions(self) -> bool:
         fired = False
