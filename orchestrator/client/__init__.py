@@ -22,6 +22,7 @@ of the shard that owns it, when the run closed before the client started.
 from orchestrator.client._async import AsyncClient, AsyncWorkflowHandle
 from orchestrator.client._common import (
     PauseInfo,
+    RepairInfo,
     ReplyTimeoutError,
     WorkflowDescription,
     WorkflowNotFoundError,
@@ -38,6 +39,7 @@ __all__ = [
     "Client",
     "IdReusePolicy",
     "PauseInfo",
+    "RepairInfo",
     "ReplyTimeoutError",
     "WorkflowDescription",
     "WorkflowHandle",

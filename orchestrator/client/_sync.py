@@ -37,6 +37,7 @@ from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.consuming import consume_available
 from orchestrator.log.headers import headers_of
 from orchestrator.log.topics import TopicLayout
+from orchestrator.retry import RetryPolicy
 from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
 from orchestrator.serde.wire import WireFormat
@@ -339,6 +340,28 @@ class WorkflowHandle:
         """Unpause the run: what it held since the pause is applied, in order."""
         out = self.client.builder.unpause(self.workflow_id, self.run_id, reason, operator)
         self.client._deliver(out, wait)
+
+    def repair(
+        self,
+        reason: str = "",
+        *,
+        skip: str | None = None,
+        retry: RetryPolicy | None = None,
+        operator: str = "",
+        timeout: float = 30.0,
+    ) -> None:
+        """Repair a run that ended COMPENSATION_FAILED: its compensation goes on from the
+        one that failed, which runs again (under ``retry`` when given, else its own
+        policy), or with ``skip`` (its activity type) counts as done without running.
+        The run is COMPENSATING until it ends again: as a compensated run does (the
+        error that caused the compensation), or COMPENSATION_FAILED if a compensation
+        fails again. ``reason`` and ``operator`` are recorded in its history and listed
+        in :meth:`describe`. Raises ApplicationError with type ``CommandRejected`` for a
+        run in another status or a ``skip`` that names no failed compensation.
+        """
+        b = self.client.builder
+        out = b.repair(self.workflow_id, self.run_id, reason, operator, skip=skip, retry=retry)
+        b.reply_value(self.client._request(out, timeout))
 
     def reset(
         self,

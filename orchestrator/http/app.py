@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from orchestrator.http import commands, console_routes, deadletters, metrics, reads
+from orchestrator.http import commands, console_routes, deadletters, metrics, reads, repair
 from orchestrator.http.auth import auth_middleware
 from orchestrator.http.errors import error_middleware
 from orchestrator.http.limits import MAX_BODY_BYTES
@@ -39,6 +39,7 @@ def build_app(options: ApiOptions) -> web.Application:
     app.cleanup_ctx.append(lifetime)
     app.add_routes(reads.routes())
     app.add_routes(commands.routes())
+    app.add_routes(repair.routes())
     app.add_routes(metrics.routes())
     app.add_routes(deadletters.routes())
     app.add_routes(console_routes.routes())

@@ -1,0 +1,102 @@
+"""``saga repair``: an operator's repair of a run that ended COMPENSATION_FAILED.
+
+Registered on the ``saga`` group by :mod:`orchestrator.cli`, which passes the two
+helpers every operator command shares (the client and the operator's name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from orchestrator.exceptions import OrchestratorError
+from orchestrator.retry import RetryPolicy
+
+__all__ = ["register", "retry_policy"]
+
+
+def retry_policy(
+    max_attempts: int | None,
+    initial: float | None,
+    maximum: float | None,
+    backoff: float | None,
+    expire_after: float | None,
+) -> RetryPolicy | None:
+    """The policy the options describe (defaults for those not given), or None when
+    no option is given: the failed compensations keep their own policy."""
+    given = (max_attempts, initial, maximum, backoff, expire_after)
+    if all(v is None for v in given):
+        return None
+    base = RetryPolicy()
+    return RetryPolicy(
+        initial=timedelta(seconds=initial) if initial is not None else base.initial,
+        backoff=backoff if backoff is not None else base.backoff,
+        maximum=timedelta(seconds=maximum) if maximum is not None else base.maximum,
+        max_attempts=max_attempts if max_attempts is not None else base.max_attempts,
+        expire_after=timedelta(seconds=expire_after) if expire_after is not None else None,
+    )
+
+
+def register(
+    main: click.Group, client: Callable[[], Any], operator_of: Callable[[str | None], str]
+) -> None:
+    """Add ``saga repair`` to ``main``."""
+
+    @main.command()
+    @click.argument("workflow_id")
+    @click.option("--retry", "retry_flag", is_flag=True,
+                  help="Run the failed compensations again.")
+    @click.option("--skip", default=None, metavar="STEP",
+                  help="Count this failed compensation (its activity type) as done.")
+    @click.option("--max-attempts", type=click.IntRange(min=0), default=None,
+                  help="With --retry: attempts under the new policy (0 = unlimited).")
+    @click.option("--initial", type=click.FloatRange(min=0), default=None,
+                  help="With --retry: first retry delay, seconds.")
+    @click.option("--maximum", type=click.FloatRange(min=0), default=None,
+                  help="With --retry: cap on the retry delay, seconds.")
+    @click.option("--backoff", type=click.FloatRange(min=1), default=None,
+                  help="With --retry: delay multiplier per attempt.")
+    @click.option("--expire-after", type=click.FloatRange(min=0), default=None,
+                  help="With --retry: give up this many seconds after the first attempt.")
+    @click.option("--reason", required=True, help="Why, recorded in the run's history.")
+    @click.option("--operator", default=None, help="Who asks (default: user@host).")
+    @click.option("--wait", default=30.0, show_default=True,
+                  help="Seconds to wait for the shard.")
+    def repair(  # noqa: PLR0917 - click passes the options by position
+        workflow_id: str,
+        retry_flag: bool,
+        skip: str | None,
+        max_attempts: int | None,
+        initial: float | None,
+        maximum: float | None,
+        backoff: float | None,
+        expire_after: float | None,
+        reason: str,
+        operator: str | None,
+        wait: float,
+    ) -> None:
+        """Repair a run that ended COMPENSATION_FAILED: --retry its failed compensations
+        (optionally under a new policy) or --skip one; compensation then goes on in the
+        saga's order and the run ends again (`saga describe` lists the repairs)."""
+        if retry_flag == (skip is not None):
+            raise click.UsageError("give either --retry or --skip STEP")
+        try:
+            policy = retry_policy(max_attempts, initial, maximum, backoff, expire_after)
+        except ValueError as exc:  # RetryPolicy lists every problem
+            raise click.UsageError(str(exc)) from exc
+        if skip is not None and policy is not None:
+            raise click.UsageError("retry policy options go with --retry, not --skip")
+        c = client()
+        try:
+            c.get_handle(workflow_id).repair(
+                reason, skip=skip, retry=policy, operator=operator_of(operator), timeout=wait
+            )
+        except OrchestratorError as exc:  # refused (status, unknown step, no run) or no answer
+            hint = "see `saga describe` and `saga history` for its status and failed step"
+            raise click.ClickException(f"repair {workflow_id}: {exc}\nhint: {hint}") from exc
+        finally:
+            c.close()
+        click.echo(f"repaired {workflow_id}: " + (f"skipped {skip}" if skip else "retrying"))
