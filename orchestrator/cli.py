@@ -714,9 +714,9 @@ def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> No
     click.echo(f"replayed {result.events} events of {result.workflow_type}: {result.status.name}")
 
 
-from orchestrator.cli_repair import register as _register_repair  # noqa: E402
+from orchestrator.cli_ops import register as _register_ops  # noqa: E402
 
-_register_repair(main, _client, _operator)
+_register_ops(main, _client, _operator)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from orchestrator.client._common import (
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
 from orchestrator.engine.events import Event
+from orchestrator.engine.stack import STACK_QUERY, TaskStack
 from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.topics import TopicLayout
 from orchestrator.retry import RetryPolicy
@@ -396,6 +397,15 @@ class AsyncWorkflowHandle:
         """Unpause the run: what it held since the pause is applied, in order."""
         out = self.client.builder.unpause(self.workflow_id, self.run_id, reason, operator)
         await self.client._deliver(out, wait)
+
+    async def stack(self, *, timeout: float = 10.0) -> list[TaskStack]:  # noqa: ASYNC109
+        """Where each task of the open run waits: its workflow-code frames (file, line,
+        function) and what it awaits (activity, timer and due time, signal,
+        condition), read by the engine off the suspended coroutines (the reserved
+        query ``__stack``). Raises QueryError, naming why, for a closed or parked
+        run too."""
+        answer = await self.query(STACK_QUERY, timeout=timeout)
+        return [TaskStack.from_json(task) for task in answer]
 
     async def repair(
         self,

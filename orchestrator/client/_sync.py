@@ -33,6 +33,7 @@ from orchestrator.client._common import (
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
 from orchestrator.engine.events import Event
+from orchestrator.engine.stack import STACK_QUERY, TaskStack
 from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.consuming import consume_available
 from orchestrator.log.headers import headers_of
@@ -340,6 +341,15 @@ class WorkflowHandle:
         """Unpause the run: what it held since the pause is applied, in order."""
         out = self.client.builder.unpause(self.workflow_id, self.run_id, reason, operator)
         self.client._deliver(out, wait)
+
+    def stack(self, *, timeout: float = 10.0) -> list[TaskStack]:
+        """Where each task of the open run waits: its workflow-code frames (file, line,
+        function) and what it awaits (activity, timer and due time, signal,
+        condition), read by the engine off the suspended coroutines (the reserved
+        query ``__stack``). Raises QueryError, naming why, for a closed or parked
+        run too."""
+        answer = self.query(STACK_QUERY, timeout=timeout)
+        return [TaskStack.from_json(task) for task in answer]
 
     def repair(
         self,

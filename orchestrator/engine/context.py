@@ -140,6 +140,10 @@ class EngineContext(WorkflowContext):
         if errors:
             raise CompensationError(cause, errors) from cause
 
+    def signal_waiters(self) -> dict[int, str]:
+        """``wait_signal`` futures by ``id()``, each described by its signal's name."""
+        return {id(f): f"signal {name!r}" for name, q in self._waiters.items() for f in q}
+
     def failed_compensations(self) -> list[str]:
         """Activity types of the compensations that failed (an operator may repair)."""
         return [name for saga in self._sagas for name in saga.failed_compensations]

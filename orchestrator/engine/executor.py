@@ -47,6 +47,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from orchestrator.converter import DataConverter, Payload
@@ -86,6 +87,7 @@ from orchestrator.engine.inputs import (
 )
 from orchestrator.engine.loop import WorkflowEventLoop
 from orchestrator.engine.recording import RUN_ID_NAMESPACE, Counters, RecordingMixin, _Child
+from orchestrator.engine.stack import STACK_QUERY, TaskStack, task_stacks
 from orchestrator.exceptions import (
     CompensationError,
     ContinueAsNew,
@@ -348,7 +350,10 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
         return out
 
     def query(self, name: str, args: Sequence[Payload] = ()) -> Payload:
-        """Answer query ``name`` from the run's current state (no history is written)."""
+        """Answer query ``name`` from the run's current state (no history is written);
+        the reserved :data:`~orchestrator.engine.stack.STACK_QUERY` with :meth:`stack`."""
+        if name == STACK_QUERY:
+            return self._conv.to_payload([s.to_json() for s in self.stack()])
         handler = self._context().query_handler(name)
         if handler is None:
             known = sorted(self._context().query_names())
@@ -359,6 +364,13 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
             raise QueryError(f"query {name!r}: bad arguments: {exc}") from exc
         result = self._run_read_only(f"query {name!r}", handler.fn, decoded)
         return self._conv.to_payload(result)
+
+    def stack(self) -> list[TaskStack]:
+        """Where each task of the run is suspended and what it awaits (empty when the
+        run is closed or evicted)."""
+        if self._loop is None or self._closed or self._ctx is None:
+            return []
+        return task_stacks(_Waits(self))
 
     def key_run_id(self, activity_seq: int) -> str:
         """The run id in activity ``activity_seq``'s idempotency key: this run's, or
@@ -1015,3 +1027,46 @@ class WorkflowExecutor(ActivityMixin, RecordingMixin):
     def exception_of(self, failure: ev.Failure) -> BaseException:
         """Rebuild an exception from a Failure with this run's converter."""
         return from_failure(failure, self._conv)
+
+
+def _iso(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Waits:
+    """The executor's waits, as :func:`~orchestrator.engine.stack.task_stacks` reads them."""
+
+    def __init__(self, x: WorkflowExecutor) -> None:
+        self._x = x
+
+    def main_task(self) -> asyncio.Task[Any] | None:
+        return self._x._main
+
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        return self._x.workflow_loop().own_tasks()
+
+    def futures(self) -> dict[int, str]:
+        x = self._x
+        out = {
+            id(a.future): f"activity {a.activity_type} #{a.seq} (attempt {a.attempt}, "
+            + (f"retry at {_iso(a.next_retry_at)}" if a.state is _ActState.BACKOFF else "running")
+            + ")"
+            for a in x._activities.values()
+        }
+        out |= {
+            id(c.future): f"child workflow {c.workflow_type} {c.workflow_id}"
+            for c in x._children.values()
+        }
+        for predicate, fut in x._conditions:
+            code = getattr(predicate, "__code__", None)
+            where = f" at {code.co_filename}:{code.co_firstlineno}" if code else ""
+            out[id(fut)] = f"condition {getattr(predicate, '__qualname__', predicate)}{where}"
+        return out | x._context().signal_waiters()
+
+    def timer_handles(self) -> dict[int, str]:
+        x = self._x
+        return {
+            id(handle): f"timer {timer_id} due {_iso(x._timer_fire_at.get(timer_id, 0))}"
+            for timer_id, handle in x._timers.items()
+        }

@@ -6,7 +6,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from orchestrator.http import commands, console_routes, deadletters, metrics, reads, repair
+from orchestrator.http import (
+    commands,
+    console_routes,
+    deadletters,
+    metrics,
+    reads,
+    repair,
+    stack,
+)
 from orchestrator.http.auth import auth_middleware
 from orchestrator.http.errors import error_middleware
 from orchestrator.http.limits import MAX_BODY_BYTES
@@ -40,6 +48,7 @@ def build_app(options: ApiOptions) -> web.Application:
     app.add_routes(reads.routes())
     app.add_routes(commands.routes())
     app.add_routes(repair.routes())
+    app.add_routes(stack.routes())
     app.add_routes(metrics.routes())
     app.add_routes(deadletters.routes())
     app.add_routes(console_routes.routes())

@@ -1,11 +1,14 @@
-"""``saga repair``: an operator's repair of a run that ended COMPENSATION_FAILED.
+"""Operator verbs of the ``saga`` CLI kept apart from :mod:`orchestrator.cli`:
+``saga repair`` (a run that ended COMPENSATION_FAILED) and ``saga stack`` (where a
+running workflow waits).
 
 Registered on the ``saga`` group by :mod:`orchestrator.cli`, which passes the two
-helpers every operator command shares (the client and the operator's name).
+helpers the commands share (the client and the operator's name).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -43,7 +46,31 @@ def retry_policy(
 def register(
     main: click.Group, client: Callable[[], Any], operator_of: Callable[[str | None], str]
 ) -> None:
-    """Add ``saga repair`` to ``main``."""
+    """Add ``saga repair`` and ``saga stack`` to ``main``."""
+
+    @main.command()
+    @click.argument("workflow_id")
+    @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+    @click.option("--timeout", default=10.0, show_default=True,
+                  help="Seconds to wait for the shard.")
+    def stack(workflow_id: str, as_json: bool, timeout: float) -> None:
+        """Where each task of a running workflow waits: the file:line and function of
+        its innermost workflow-code frame, and what it awaits."""
+        c = client()
+        try:
+            tasks = c.get_handle(workflow_id).stack(timeout=timeout)
+        except OrchestratorError as exc:  # closed, parked, unknown, or no answer in time
+            hint = "a stack exists only while the run is open; see `saga describe`"
+            raise click.ClickException(f"stack {workflow_id}: {exc}\nhint: {hint}") from exc
+        finally:
+            c.close()
+        if as_json:
+            click.echo(json.dumps([t.to_json() for t in tasks], indent=2))
+            return
+        for task in tasks:
+            click.echo(f"{task.task}: awaiting {task.awaiting}")
+            for frame in reversed(task.frames):  # innermost first, as a traceback's end
+                click.echo(f"    {frame}")
 
     @main.command()
     @click.argument("workflow_id")
