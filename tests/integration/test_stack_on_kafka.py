@@ -4,6 +4,7 @@ time); the same over HTTP and the client; a closed run is refused in one line.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -73,7 +74,7 @@ async def test_stack_of_a_running_saga(
     deadline = time.monotonic() + 60
     while "activity pause.step" not in (tasks := handle.stack(timeout=30))[0].awaiting:
         assert time.monotonic() < deadline, tasks
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     main_task = tasks[0]
     assert main_task.task == "main" and main_task.location is not None
     assert main_task.location.file == pause_sagas.__file__
