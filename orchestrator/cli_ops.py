@@ -15,10 +15,37 @@ from typing import Any
 
 import click
 
-from orchestrator.exceptions import OrchestratorError
+from orchestrator.cli_errors import expected_error_text
+from orchestrator.cli_text import jsonable
+from orchestrator.exceptions import OrchestratorError, WorkflowFailedError
 from orchestrator.retry import RetryPolicy
 
-__all__ = ["register", "retry_policy"]
+__all__ = ["json_list", "key_values", "register", "retry_policy"]
+
+
+def json_list(text: str) -> list[Any]:
+    """A ``--args`` option: a JSON list."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--args") from exc
+    if not isinstance(value, list):
+        raise click.BadParameter("must be a JSON list, e.g. '[1, \"a\"]'", param_hint="--args")
+    return value
+
+
+def key_values(terms: tuple[str, ...], option: str) -> dict[str, Any]:
+    """Repeated ``key=value`` options; the value is JSON if it parses, else a string."""
+    found: dict[str, Any] = {}
+    for term in terms:
+        key, sep, raw = term.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {term!r}", param_hint=option)
+        try:
+            found[key] = json.loads(raw)
+        except ValueError:
+            found[key] = raw  # a bare word is a string
+    return found
 
 
 def retry_policy(
@@ -46,8 +73,15 @@ def retry_policy(
 def register(
     main: click.Group, client: Callable[[], Any], operator_of: Callable[[str | None], str]
 ) -> None:
-    """Add ``saga repair`` and ``saga stack`` to ``main``."""
+    """Add ``saga repair``, ``stack``, ``query``, ``update`` and ``result`` to ``main``."""
+    _register_run_reads(main, client)
+    _register_operator(main, client, operator_of)
 
+
+def _register_operator(
+    main: click.Group, client: Callable[[], Any], operator_of: Callable[[str | None], str]
+) -> None:
+    """``saga stack`` and ``saga repair``."""
     @main.command()
     @click.argument("workflow_id")
     @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
@@ -127,3 +161,59 @@ def register(
         finally:
             c.close()
         click.echo(f"repaired {workflow_id}: " + (f"skipped {skip}" if skip else "retrying"))
+
+
+def _register_run_reads(main: click.Group, client: Callable[[], Any]) -> None:
+    """``saga query``, ``saga update`` and ``saga result``."""
+
+    @main.command("query")
+    @click.argument("workflow_id")
+    @click.argument("name")
+    @click.option("--args", "args_json", default="[]", help="Query arguments, a JSON list.")
+    @click.option("--run-id", default=None, help="A run of the workflow (default: the latest).")
+    @click.option("--timeout", default=10.0, show_default=True,
+                  help="Seconds to wait for the answer.")
+    def query_command(
+        workflow_id: str, name: str, args_json: str, run_id: str | None, timeout: float
+    ) -> None:
+        """Ask a running workflow's query handler; print its answer as JSON."""
+        c = client()
+        try:
+            answer = c.get_handle(workflow_id, run_id).query(
+                name, *json_list(args_json), timeout=timeout
+            )
+        finally:
+            c.close()
+        click.echo(json.dumps(answer, default=jsonable))
+
+    @main.command("update")
+    @click.argument("workflow_id")
+    @click.argument("name")
+    @click.option("--args", "args_json", default="[]", help="Update arguments, a JSON list.")
+    @click.option("--timeout", default=30.0, show_default=True,
+                  help="Seconds to wait for the result.")
+    def update_command(workflow_id: str, name: str, args_json: str, timeout: float) -> None:
+        """Run a running workflow's update handler; print its result as JSON."""
+        c = client()
+        try:
+            result = c.get_handle(workflow_id).update(name, *json_list(args_json),
+                                                      timeout=timeout)
+        finally:
+            c.close()
+        click.echo(json.dumps(result, default=jsonable))
+
+    @main.command("result")
+    @click.argument("workflow_id")
+    @click.option("--timeout", default=None, type=float,
+                  help="Seconds to wait for a running workflow (default: no limit).")
+    def result_command(workflow_id: str, timeout: float | None) -> None:
+        """Wait for a workflow's outcome: print its result as JSON (exit 0), or how it
+        ended (exit 1)."""
+        c = client()
+        try:
+            result = c.get_handle(workflow_id).result(timeout=timeout)
+        except WorkflowFailedError as exc:
+            raise click.ClickException(expected_error_text(exc, workflow_id)) from exc
+        finally:
+            c.close()
+        click.echo(json.dumps(result, default=jsonable))
