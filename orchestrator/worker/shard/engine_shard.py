@@ -822,11 +822,21 @@ class EngineShard:
         """Reopen a COMPENSATION_FAILED run: its code (replayed if evicted) goes on
         compensating. Refused for any other status, or a skip that names no failed
         compensation (the executor says so: nothing is written)."""
+        message = None
         if execution.status is not EngineStatus.COMPENSATION_FAILED:
             message = (
                 f"only a COMPENSATION_FAILED run can be repaired; workflow "
                 f"{execution.workflow_id!r} is {execution.status.name}"
             )
+        else:
+            executor = self._executor(execution)
+            failed = executor.failed_compensations() if executor is not None else []
+            if command.skip is not None and command.skip not in failed:
+                message = f"{command.skip!r} is not a failed compensation of this run; " \
+                    f"failed: {failed}"
+        if message is not None:
+            # refused here, not by the executor: applying anything to a closed run
+            # would close it again (a second RESULT reply, report and retention entry)
             failure = Failure(message=message, type="CommandRejected", non_retryable=True)
             return self._refuse(refusal(command, ce_id, execution.run_id, failure))
         out = self._apply(execution, [to_input(command)], now, command, ce_id)

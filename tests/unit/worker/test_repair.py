@@ -117,6 +117,7 @@ def test_repairs_of_other_runs_or_unknown_steps_are_refused(tmp_path: Path) -> N
     assert not refused.ok and refused.error is not None
     assert "not a failed compensation" in refused.error.message
     assert len(h.history) == before, "nothing written"
+    assert len(results(h)) == 1, "no second RESULT for a run that did not change"
     h.start("open", "unit.two_steps")
     h.commit()
     h.send(rec.RepairWorkflow(workflow_id="open", request_id="r2"))
