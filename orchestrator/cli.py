@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.background import BackgroundRunner
+from orchestrator.cli_errors import ExpectedErrors
 from orchestrator.cli_text import failed_run_text, history_line, jsonable
 from orchestrator.config import (
     DEFAULT_CACHE_SIZE,
@@ -34,6 +36,7 @@ from orchestrator.config import (
 )
 from orchestrator.exceptions import OrchestratorError, WorkflowFailedError
 from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.serde.records import IdReusePolicy
 
 if TYPE_CHECKING:  # the worker's modules load only when a worker runs
     from orchestrator.metrics import SagaMetrics
@@ -56,7 +59,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
 """Modules of the optional parts, and the extra (pyproject.toml) that installs each."""
 
 
-class _Main(click.Group):
+class _Main(ExpectedErrors):
     """``saga``: a command whose optional part is not installed names the extra to
     install, instead of ending in a traceback."""
 
@@ -462,6 +465,19 @@ def _json_arg(text: str | None) -> Any:
 @click.option("--task-queue", required=True)
 @click.option("--input", "input_json", default=None, help="The workflow's input, as JSON.")
 @click.option("--args", "args_json", default=None, help="Several arguments, as a JSON list.")
+@click.option(
+    "--id-reuse-policy",
+    type=click.Choice([p.name for p in IdReusePolicy], case_sensitive=False),
+    default=IdReusePolicy.ALLOW_DUPLICATE.name,
+    show_default=True,
+    help="What a start of an id whose last run closed (or runs) does.",
+)
+@click.option("--search-attr", "search_attrs", multiple=True, metavar="KEY=VALUE",
+              help="A search attribute (repeatable); JSON if it parses, else a string.")
+@click.option("--memo", "memo_terms", multiple=True, metavar="KEY=VALUE",
+              help="A memo entry (repeatable); JSON if it parses, else a string.")
+@click.option("--execution-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds after which the run is cancelled and ends TIMED_OUT.")
 @click.option("--wait/--no-wait", default=False, help="Wait for the outcome and print it.")
 def start(
     workflow_type: str,
@@ -470,22 +486,35 @@ def start(
     task_queue: str,
     input_json: str | None,
     args_json: str | None,
+    id_reuse_policy: str,
+    search_attrs: tuple[str, ...],
+    memo_terms: tuple[str, ...],
+    execution_timeout: float | None,
     wait: bool,
 ) -> None:
     """Start a workflow (a no-op if one with this id is already running)."""
+    from orchestrator.cli_ops import key_values
+
+    policy = IdReusePolicy[id_reuse_policy.upper()]
+    options: dict[str, Any] = {
+        "id": workflow_id,
+        "task_queue": task_queue,
+        "id_reuse_policy": policy,
+        # the shard's answer says whether the policy let the run start (else a run that
+        # was refused would look started), and --wait must not take an older run's result
+        "wait_started": 30.0 if wait or policy is not IdReusePolicy.ALLOW_DUPLICATE else None,
+        "search_attributes": key_values(search_attrs, "--search-attr") or None,
+        "memo": key_values(memo_terms, "--memo") or None,
+        "execution_timeout": timedelta(seconds=execution_timeout)
+        if execution_timeout is not None
+        else None,
+    }
     client = _client()
     try:
         if args_json is not None:
-            handle = client.start(
-                workflow_type,
-                id=workflow_id,
-                task_queue=task_queue,
-                args=list(_json_arg(args_json)),
-            )
+            handle = client.start(workflow_type, args=list(_json_arg(args_json)), **options)
         else:
-            handle = client.start(
-                workflow_type, _json_arg(input_json), id=workflow_id, task_queue=task_queue
-            )
+            handle = client.start(workflow_type, _json_arg(input_json), **options)
         click.echo(f"started {workflow_id}")
         if wait:
             try:
@@ -498,26 +527,34 @@ def start(
         client.close()
 
 
+_WAIT_HELP = "Seconds to wait for the shard to take it (0: send and return)."
+
+
 @main.command("signal")
 @click.argument("workflow_id")
 @click.argument("name")
 @click.option("--args", "args_json", default="[]", help="Signal arguments, a JSON list.")
-def signal_command(workflow_id: str, name: str, args_json: str) -> None:
+@click.option("--wait", default=10.0, show_default=True, help=_WAIT_HELP)
+def signal_command(workflow_id: str, name: str, args_json: str, wait: float) -> None:
     """Send a signal to a running workflow."""
     client = _client()
     try:
-        client.get_handle(workflow_id).signal(name, *(_json_arg(args_json) or []))
+        client.get_handle(workflow_id).signal(
+            name, *(_json_arg(args_json) or []), wait=wait or None
+        )
     finally:
         client.close()
 
 
 @main.command()
 @click.argument("workflow_id")
-def cancel(workflow_id: str) -> None:
+@click.option("--reason", default="")
+@click.option("--wait", default=10.0, show_default=True, help=_WAIT_HELP)
+def cancel(workflow_id: str, reason: str, wait: float) -> None:
     """Ask a workflow to cancel (it compensates, then ends CANCELLED)."""
     client = _client()
     try:
-        client.get_handle(workflow_id).cancel()
+        client.get_handle(workflow_id).cancel(reason, wait=wait or None)
     finally:
         client.close()
 
@@ -525,11 +562,12 @@ def cancel(workflow_id: str) -> None:
 @main.command()
 @click.argument("workflow_id")
 @click.option("--reason", required=True)
-def terminate(workflow_id: str, reason: str) -> None:
+@click.option("--wait", default=10.0, show_default=True, help=_WAIT_HELP)
+def terminate(workflow_id: str, reason: str, wait: float) -> None:
     """End a workflow at once, running no more of its code (no compensation)."""
     client = _client()
     try:
-        client.get_handle(workflow_id).terminate(reason)
+        client.get_handle(workflow_id).terminate(reason, wait=wait or None)
     finally:
         client.close()
 
@@ -752,6 +790,11 @@ def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> No
         click.echo(f"NOT deterministic: {exc}", err=True)
         sys.exit(1)
     click.echo(f"replayed {result.events} events of {result.workflow_type}: {result.status.name}")
+
+
+from orchestrator.cli_ops import register as _register_ops  # noqa: E402
+
+_register_ops(main, _client, _operator)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,15 @@ def _by(e: ev.WorkflowPaused | ev.WorkflowUnpaused, _: ActivityNames) -> str:
     return f"{who}: {e.reason}" if e.reason else who
 
 
+def _repaired(e: ev.CompensationRepaired, _: ActivityNames) -> str:
+    what = f"skip {e.activity_type}" if e.action == ev.REPAIR_SKIP else "retry"
+    if e.retry_policy is not None:
+        attempts = e.retry_policy.max_attempts or "unlimited"
+        what += f" (new policy: {attempts} attempts)"
+    who = f"by {e.operator}" if e.operator else "by an unnamed operator"
+    return f"{what} {who}: {e.reason}" if e.reason else f"{what} {who}"
+
+
 def _held(e: ev.InputDeferred, _: ActivityNames) -> str:
     what = e.name or (f"#{e.seq_of}" if e.seq_of else e.reason)
     return f"{e.kind} {what} (applied on unpause)" if what else f"{e.kind} (applied on unpause)"
@@ -155,6 +164,7 @@ _DETAILS: dict[type[ev.Event], Callable[[Any, ActivityNames], str]] = {
     ev.WorkflowPaused: _by,
     ev.WorkflowUnpaused: _by,
     ev.InputDeferred: _held,
+    ev.CompensationRepaired: _repaired,
 }
 
 

@@ -20,6 +20,9 @@ __all__ = ["TRANSITIONS", "WorkflowStatus", "is_transition_valid"]
 class WorkflowStatus(enum.Enum):
     """Where a run is. Open: RUNNING and COMPENSATING; every other status is terminal.
 
+    ``COMPENSATION_FAILED`` is terminal too (the run is closed, its outcome
+    reported), but an operator's repair can reopen it: it is then COMPENSATING again.
+
     ``TIMED_OUT``: the run's ``execution_timeout`` passed; it was cancelled and its
     compensations ran (docs/concepts.md).
     """
@@ -36,9 +39,12 @@ class WorkflowStatus(enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
-        """True when no more history is written for the run."""
-        return not TRANSITIONS[self]
+        """True once the run is closed (no more history is written, unless an operator
+        repairs a COMPENSATION_FAILED run)."""
+        return self not in _OPEN
 
+
+_OPEN: Final = frozenset({WorkflowStatus.RUNNING, WorkflowStatus.COMPENSATING})
 
 _CLOSED_BY_CODE: Final = frozenset(
     {
@@ -63,7 +69,8 @@ TRANSITIONS: Final[dict[WorkflowStatus, frozenset[WorkflowStatus]]] = {
     WorkflowStatus.TERMINATED: frozenset(),
     WorkflowStatus.CONTINUED_AS_NEW: frozenset(),
     WorkflowStatus.TIMED_OUT: frozenset(),
-    WorkflowStatus.COMPENSATION_FAILED: frozenset(),
+    # only by an operator's repair (a CompensationRepaired event): compensation goes on
+    WorkflowStatus.COMPENSATION_FAILED: frozenset({WorkflowStatus.COMPENSATING}),
 }
 """Allowed next statuses for each status (the engine refuses any other move)."""
 

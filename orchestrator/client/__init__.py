@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.client._common import (
     PauseInfo,
+    RepairInfo,
     ReplyTimeoutError,
     WorkflowDescription,
     WorkflowNotFoundError,
@@ -55,6 +56,7 @@ __all__ = [
     "Client",
     "IdReusePolicy",
     "PauseInfo",
+    "RepairInfo",
     "ReplyTimeoutError",
     "ScheduleHandle",
     "WorkflowDescription",

@@ -31,8 +31,10 @@ from orchestrator.client._schedules import AsyncScheduleHandle, new_schedule
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
 from orchestrator.engine.events import Event
+from orchestrator.engine.stack import STACK_QUERY, TaskStack
 from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.topics import TopicLayout
+from orchestrator.retry import RetryPolicy
 from orchestrator.schedules.spec import ScheduleAction, SchedulePolicy, ScheduleSpec
 from orchestrator.schedules.workflow import (
     SCHEDULE_TASK_QUEUE,
@@ -493,6 +495,37 @@ class AsyncWorkflowHandle(Generic[R]):
         """Unpause the run: what it held since the pause is applied, in order."""
         out = self.client.builder.unpause(self.workflow_id, self.run_id, reason, operator)
         await self.client._deliver(out, wait)
+
+    async def stack(self, *, timeout: float = 10.0) -> list[TaskStack]:  # noqa: ASYNC109
+        """Where each task of the open run waits: its workflow-code frames (file, line,
+        function) and what it awaits (activity, timer and due time, signal,
+        condition), read by the engine off the suspended coroutines (the reserved
+        query ``__stack``). Raises QueryError, naming why, for a closed or parked
+        run too."""
+        answer = await self.query(STACK_QUERY, timeout=timeout)
+        return [TaskStack.from_json(task) for task in answer]
+
+    async def repair(
+        self,
+        reason: str = "",
+        *,
+        skip: str | None = None,
+        retry: RetryPolicy | None = None,
+        operator: str = "",
+        timeout: float = 30.0,  # noqa: ASYNC109 - same API as the blocking client
+    ) -> None:
+        """Repair a run that ended COMPENSATION_FAILED: its compensation goes on from the
+        one that failed, which runs again (under ``retry`` when given, else its own
+        policy), or with ``skip`` (its activity type) counts as done without running.
+        The run is COMPENSATING until it ends again: as a compensated run does (the
+        error that caused the compensation), or COMPENSATION_FAILED if a compensation
+        fails again. ``reason`` and ``operator`` are recorded in its history and listed
+        in :meth:`describe`. Raises ApplicationError with type ``CommandRejected`` for a
+        run in another status or a ``skip`` that names no failed compensation.
+        """
+        b = self.client.builder
+        out = b.repair(self.workflow_id, self.run_id, reason, operator, skip=skip, retry=retry)
+        b.reply_value(await self.client._request(out, timeout))
 
     async def reset(
         self,

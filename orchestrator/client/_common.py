@@ -32,6 +32,7 @@ from orchestrator.exceptions import (
 )
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
+from orchestrator.retry import RetryPolicy
 from orchestrator.serde.history_page import (
     DESCRIBE_QUERY,
     HISTORY_QUERY,
@@ -44,6 +45,7 @@ from orchestrator.serde.records import (
     IdReusePolicy,
     PauseWorkflow,
     QueryWorkflow,
+    RepairWorkflow,
     Reply,
     ReplyKind,
     ResetWorkflow,
@@ -63,6 +65,7 @@ __all__ = [
     "CommandBuilder",
     "OutgoingCommand",
     "PauseInfo",
+    "RepairInfo",
     "ReplyBuffer",
     "ReplyTimeoutError",
     "RunHistory",
@@ -165,9 +168,22 @@ class PauseInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RepairInfo:
+    """An operator's repair of a run's failed compensation: ``retry`` or ``skip`` (of
+    the compensation ``activity_type``), who, why and when."""
+
+    action: str
+    activity_type: str
+    reason: str
+    operator: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowDescription:
     """The latest snapshot of a workflow id, decoded. ``paused`` is set while an
-    operator holds the run (its status stays RUNNING or COMPENSATING)."""
+    operator holds the run (its status stays RUNNING or COMPENSATING); ``repairs``
+    lists operators' repairs of its failed compensations, oldest first."""
 
     workflow_id: str
     run_id: str
@@ -180,6 +196,7 @@ class WorkflowDescription:
     search_attributes: dict[str, Any] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)
     paused: PauseInfo | None = None
+    repairs: list[RepairInfo] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -352,6 +369,31 @@ class CommandBuilder:
         )
         return self._out(command, request_id, None)
 
+    def repair(
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        reason: str,
+        operator: str,
+        *,
+        skip: str | None,
+        retry: RetryPolicy | None,
+    ) -> OutgoingCommand:
+        """A RepairWorkflow command (a retry policy only with a retry, not a skip)."""
+        if skip is not None and retry is not None:
+            raise ValueError("a repair either skips a compensation or retries with a policy")
+        request_id = uuid.uuid4().hex
+        command = RepairWorkflow(
+            workflow_id=workflow_id,
+            run_id=run_id,
+            skip=skip,
+            retry_policy=retry.to_record() if retry is not None else None,
+            reason=reason,
+            operator=operator,
+            request_id=request_id,
+        )
+        return self._out(command, request_id, None)
+
     def reset_run_id(self, reply: Reply) -> str:
         """The new run a reset started; raises as :meth:`reply_value` if refused."""
         self.reply_value(reply)
@@ -510,6 +552,16 @@ class CommandBuilder:
             )
             if snapshot.paused is not None
             else None,
+            repairs=[
+                RepairInfo(
+                    action=n.action,
+                    activity_type=n.activity_type,
+                    reason=n.reason,
+                    operator=n.operator,
+                    at=_time(n.time),
+                )
+                for n in snapshot.repairs
+            ],
         )
 
     def exception(self, failure: Failure) -> BaseException:

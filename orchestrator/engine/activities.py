@@ -27,6 +27,7 @@ from orchestrator.engine.inputs import (
     ActivityTaskFailed,
     ActivityTaskHeartbeat,
 )
+from orchestrator.engine.stack import iso_ms
 from orchestrator.exceptions import NonDeterminismError, PayloadConversionError
 from orchestrator.retry import next_retry_at
 from orchestrator.workflow import ActivityOptions, RetryPolicy
@@ -102,6 +103,15 @@ class Activities:
     def pending_timers(self) -> list[StartTimer]:
         """Every timer of every activity the runtime should hold (for restore)."""
         return [t for act in self._by_seq.values() for t in self._activity_timers(act)]
+
+    def waits(self) -> dict[int, str]:
+        """What each activity's future stands for, by ``id()`` (``saga stack``)."""
+        return {
+            id(a.future): f"activity {a.activity_type} #{a.seq} (attempt {a.attempt}, "
+            + (f"retry at {iso_ms(a.next_retry_at)}" if a.state is _ActState.BACKOFF else "running")
+            + ")"
+            for a in self._by_seq.values()
+        }
 
     def clear(self) -> None:
         """Drop every activity (the executor is released)."""

@@ -43,6 +43,13 @@ class Children:
         self._counters = counters
         self._by_seq: dict[int, _Child] = {}
 
+    def waits(self) -> dict[int, str]:
+        """What each child's future stands for, by ``id()`` (``saga stack``)."""
+        return {
+            id(c.future): f"child workflow {c.workflow_type} {c.workflow_id}"
+            for c in self._by_seq.values()
+        }
+
     def clear(self) -> None:
         """Drop every child (the executor is released)."""
         self._by_seq.clear()

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, get_type_hints
 
 from orchestrator.activity import ActivityDefinition
 from orchestrator.converter import Payload
@@ -36,6 +36,7 @@ from orchestrator.workflow import (
 
 if TYPE_CHECKING:
     from orchestrator.engine.executor import WorkflowExecutor
+    from orchestrator.retry import RetryPolicy
 
 __all__ = ["EngineContext"]
 
@@ -90,6 +91,7 @@ class EngineContext(WorkflowContext):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._instance: Any = None
         self._handler_error: Exception | None = None
+        self._cause: BaseException | None = None  # what the sagas compensate for
 
     # --- the run ----------------------------------------------------------------------
 
@@ -127,6 +129,7 @@ class EngineContext(WorkflowContext):
             raise
 
     async def _compensate_all(self, cause: BaseException) -> None:
+        self._cause = cause
         errors: list[BaseException] = []
         for saga in reversed(self._sagas):
             try:
@@ -136,6 +139,36 @@ class EngineContext(WorkflowContext):
                 break
         if errors:
             raise CompensationError(cause, errors) from cause
+
+    def signal_waiters(self) -> dict[int, str]:
+        """``wait_signal`` futures by ``id()``, each described by its signal's name."""
+        return {id(f): f"signal {name!r}" for name, q in self._waiters.items() for f in q}
+
+    def failed_compensations(self) -> list[str]:
+        """Activity types of the compensations that failed (an operator may repair)."""
+        return [name for saga in self._sagas for name in saga.failed_compensations]
+
+    async def resume_compensation(
+        self, skip: str | None, retry: RetryPolicy | None
+    ) -> NoReturn:
+        """After an operator's repair: go on compensating, newest saga first (the one
+        that failed, then those not compensated yet), then end as the run would have
+        had compensation not failed: with the error that caused it."""
+        cause = self._cause
+        if isinstance(cause, CompensationError):
+            cause = cause.original  # the code re-raised an explicit compensate()'s error
+        if cause is None:
+            raise WorkflowTaskError("a repair of a run that has not compensated")
+        errors: list[BaseException] = []
+        for saga in reversed(self._sagas):
+            try:
+                await saga.repair(cause, skip, retry)
+            except CompensationError as exc:
+                errors.extend(exc.errors)
+                break
+        if errors:
+            raise CompensationError(cause, errors) from cause
+        raise cause
 
     def _bind_class_handlers(
         self,

@@ -33,6 +33,8 @@ from orchestrator.converter import Payload
 
 __all__ = [
     "EVENT_TYPES",
+    "REPAIR_RETRY",
+    "REPAIR_SKIP",
     "ActivityAttemptFailed",
     "ActivityCancelRequested",
     "ActivityCompleted",
@@ -45,6 +47,7 @@ __all__ = [
     "ChildWorkflowStarted",
     "CompensationCompleted",
     "CompensationFailed",
+    "CompensationRepaired",
     "CompensationStarted",
     "DecisionEvent",
     "Event",
@@ -500,6 +503,30 @@ class InputDeferred(Event):
     """A cancel request's reason."""
 
 
+# --- operator's repair of a failed compensation ---------------------------------
+
+
+REPAIR_RETRY: Final = "retry"
+REPAIR_SKIP: Final = "skip"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompensationRepaired(Event):
+    """An operator reopened a COMPENSATION_FAILED run: its compensation goes on
+    (the run is COMPENSATING again) from the compensation that failed (v4).
+
+    ``action`` is ``retry`` (run the failed compensations again, under
+    ``retry_policy`` when set, else their own) or ``skip`` (``activity_type``, a
+    failed compensation, counts as done without running; the saga goes on with
+    the compensations after it)."""
+
+    action: str
+    activity_type: str = ""
+    retry_policy: RetryPolicyRecord | None = None
+    reason: str = ""
+    operator: str = ""
+
+
 EVENT_TYPES: Final[dict[str, type[Event]]] = {
     cls.__name__: cls
     for cls in (
@@ -537,6 +564,7 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
         WorkflowPaused,
         WorkflowUnpaused,
         InputDeferred,
+        CompensationRepaired,
     )
 }
 """Every concrete event class by name (the type tag in JSON exports)."""
@@ -550,4 +578,5 @@ TERMINAL_EVENTS: Final = (
     WorkflowTerminated,
     WorkflowTimedOut,
 )
-"""Events after which a run has no more history."""
+"""Events that close a run: after them it has no more history, except that an
+operator's :class:`CompensationRepaired` may follow ``WorkflowCompensationFailed``."""

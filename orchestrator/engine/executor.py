@@ -82,6 +82,7 @@ from orchestrator.engine.inputs import (
     FireTimer,
     Input,
     PauseWorkflow,
+    RepairCompensation,
     RequestUpdate,
     SendSignal,
     StartWorkflow,
@@ -92,6 +93,7 @@ from orchestrator.engine.journal import Journal, describe_decision
 from orchestrator.engine.loop import WorkflowEventLoop
 from orchestrator.engine.pausing import PauseGate
 from orchestrator.engine.recording import RUN_ID_NAMESPACE, Counters, Records
+from orchestrator.engine.stack import STACK_QUERY, TaskStack, task_stacks
 from orchestrator.engine.timers import PREFIX as TIMER_PREFIX
 from orchestrator.engine.timers import Timers
 from orchestrator.exceptions import (
@@ -102,6 +104,7 @@ from orchestrator.exceptions import (
     QueryError,
     WorkflowTaskError,
 )
+from orchestrator.retry import RetryPolicy
 from orchestrator.status import WorkflowStatus
 from orchestrator.workflow import WorkflowDefinition
 
@@ -152,6 +155,7 @@ class WorkflowExecutor:
         "_guard",
         "_j",
         "_main",
+        "_repairs",
         "_rng",
         "_timed_out",
         "activities",
@@ -191,6 +195,7 @@ class WorkflowExecutor:
         """The operator's pause and the inputs it holds."""
         self._ctx: EngineContext | None = None
         self._main: asyncio.Task[Any] | None = None
+        self._repairs: list[ev.CompensationRepaired] = []
         self._rng = _UNSTARTED_RNG  # replaced, seeded from history, when the run starts
         self._conditions: list[tuple[Any, asyncio.Future[bool]]] = []
         self.cancel_requested = False
@@ -262,7 +267,7 @@ class WorkflowExecutor:
         j.live = True
         for inp in inputs:
             j.now = max(j.now, now_ms)
-            if j.closed and not isinstance(inp, RequestUpdate):
+            if j.closed and not isinstance(inp, RequestUpdate | RepairCompensation):
                 continue
             self._handle(inp)
             j.raise_fatal()
@@ -270,7 +275,10 @@ class WorkflowExecutor:
         return Decision(events, commands, j.status, rejected)
 
     def query(self, name: str, args: Sequence[Payload] = ()) -> Payload:
-        """Answer query ``name`` from the run's current state (no history is written)."""
+        """Answer query ``name`` from the run's current state (no history is written);
+        the reserved :data:`~orchestrator.engine.stack.STACK_QUERY` with :meth:`stack`."""
+        if name == STACK_QUERY:
+            return self._conv.to_payload([s.to_json() for s in self.stack()])
         handler = self._context().query_handler(name)
         if handler is None:
             known = sorted(self._context().query_names())
@@ -281,6 +289,25 @@ class WorkflowExecutor:
             raise QueryError(f"query {name!r}: bad arguments: {exc}") from exc
         result = self._run_read_only(f"query {name!r}", handler.fn, decoded)
         return self._conv.to_payload(result)
+
+    def stack(self) -> list[TaskStack]:
+        """Where each task of the run is suspended and what it awaits (empty when the
+        run is closed or evicted)."""
+        if self._j.loop is None or self._j.closed or self._ctx is None:
+            return []
+        return task_stacks(_Waits(self))
+
+    @property
+    def repairs(self) -> list[ev.CompensationRepaired]:
+        """Operators' repairs of this run's failed compensations, oldest first."""
+        return list(self._repairs)
+
+    def failed_compensations(self) -> list[str]:
+        """Activity types of the compensations whose failure closed the run
+        COMPENSATION_FAILED (empty for any other status): what a repair may skip."""
+        if self._j.status is not WorkflowStatus.COMPENSATION_FAILED or self._ctx is None:
+            return []
+        return self._context().failed_compensations()
 
     def key_run_id(self, activity_seq: int) -> str:
         """The run id in activity ``activity_seq``'s idempotency key: this run's, or
@@ -366,6 +393,8 @@ class WorkflowExecutor:
                 j.commands.append(deadline)
         elif not j.has_started:
             raise ValueError("the first input must be StartWorkflow")
+        elif isinstance(inp, RepairCompensation):
+            self._handle_repair(inp)
         elif isinstance(inp, PauseWorkflow | UnpauseWorkflow):
             self.pause.handle(inp, self._handle)
         elif self.pause.paused is not None and self.pause.hold(
@@ -394,6 +423,27 @@ class WorkflowExecutor:
                                            reset_run_id=inp.reset_run_id))
         elif isinstance(inp, ChildStarted | ChildCompleted | ChildFailed):
             self.children.handle_input(inp)
+
+    def _handle_repair(self, inp: RepairCompensation) -> None:
+        """Reopen a COMPENSATION_FAILED run; refused (listed in ``rejected``) otherwise."""
+        j = self._j
+        failed = self.failed_compensations()
+        if not failed:
+            j.rejected.append(
+                f"only a COMPENSATION_FAILED run can be repaired; this one is {j.status.value}"
+            )
+            return
+        if inp.skip is not None and inp.skip not in failed:
+            j.rejected.append(
+                f"{inp.skip!r} is not a failed compensation of this run; failed: {failed}"
+            )
+            return
+        j.accept(ev.CompensationRepaired(
+            seq=j.next_seq(), time=j.now,
+            action=ev.REPAIR_RETRY if inp.skip is None else ev.REPAIR_SKIP,
+            activity_type=inp.skip or "", retry_policy=inp.retry_policy,
+            reason=inp.reason, operator=inp.operator,
+        ))
 
     def _started_event(self, inp: StartWorkflow, seq: int, now: int) -> ev.WorkflowStarted:
         seed = inp.random_seed
@@ -502,6 +552,9 @@ class WorkflowExecutor:
         elif isinstance(e, ev.ChildWorkflowStarted | ev.ChildWorkflowCompleted
                         | ev.ChildWorkflowFailed):
             self.children.deliver(e)
+        elif isinstance(e, ev.CompensationRepaired):
+            if not self._reopen(e):
+                return
         elif isinstance(e, ev.WorkflowPaused | ev.WorkflowUnpaused | ev.InputDeferred):
             self.pause.deliver(e)
             return  # the code does not run: it is quiescent, and paused or about to resume
@@ -512,6 +565,24 @@ class WorkflowExecutor:
             ))
             return
         self._run()
+
+    def _reopen(self, e: ev.CompensationRepaired) -> bool:
+        """An operator's repair: the closed run compensates again, in a new main task."""
+        j = self._j
+        if j.status is not WorkflowStatus.COMPENSATION_FAILED or j.loop is None:
+            j.fail(NonDeterminismError(
+                "history repairs a run that did not end COMPENSATION_FAILED", seq=e.seq,
+                expected="WorkflowCompensationFailed before it", actual="CompensationRepaired",
+            ))
+            return False
+        j.set_status(e)
+        self._repairs.append(e)
+        j.closed = False
+        retry = RetryPolicy.from_record(e.retry_policy) if e.retry_policy else None
+        skip = e.activity_type if e.action == ev.REPAIR_SKIP else None
+        self._main = j.loop.create_task(self._context().resume_compensation(skip, retry))
+        self._main.add_done_callback(self._on_main_done)
+        return True
 
     # --- running the code -----------------------------------------------------------------
 
@@ -546,8 +617,17 @@ class WorkflowExecutor:
                 loop.run_ready()
                 if not self._check_conditions():
                     break
-        if self._j.closed and not self._j.suppress:
+        if self._j.closed and not self._j.suppress and not self._repairable():
             self._cleanup()
+
+    def conditions(self) -> list[tuple[Any, asyncio.Future[bool]]]:
+        """The ``wait_condition`` predicates waiting now, with their futures."""
+        return list(self._conditions)
+
+    def _repairable(self) -> bool:
+        """A run closed COMPENSATION_FAILED keeps its coroutines: an operator's repair
+        resumes its sagas where they stopped (evicting it still drops them)."""
+        return self._j.status is WorkflowStatus.COMPENSATION_FAILED and self._j.fatal is None
 
     def _check_conditions(self) -> bool:
         fired = False
@@ -705,3 +785,28 @@ class WorkflowExecutor:
     def exception_of(self, failure: ev.Failure) -> BaseException:
         """Rebuild an exception from a Failure with this run's converter."""
         return from_failure(failure, self._conv)
+
+
+class _Waits:
+    """The executor's waits, as :func:`~orchestrator.engine.stack.task_stacks` reads them."""
+
+    def __init__(self, x: WorkflowExecutor) -> None:
+        self._x = x
+
+    def main_task(self) -> asyncio.Task[Any] | None:
+        return self._x.main_task
+
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        return self._x.workflow_loop().own_tasks()
+
+    def futures(self) -> dict[int, str]:
+        x = self._x
+        out = x.activities.waits() | x.children.waits()
+        for predicate, fut in x.conditions():
+            code = getattr(predicate, "__code__", None)
+            where = f" at {code.co_filename}:{code.co_firstlineno}" if code else ""
+            out[id(fut)] = f"condition {getattr(predicate, '__qualname__', predicate)}{where}"
+        return out | x._context().signal_waiters()
+
+    def timer_handles(self) -> dict[int, str]:
+        return self._x.timers.waits()

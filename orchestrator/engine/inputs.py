@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.converter import Payload
-from orchestrator.engine.events import Failure
+from orchestrator.engine.events import Failure, RetryPolicyRecord
 
 __all__ = [
     "ActivityTaskCompleted",
@@ -24,6 +24,7 @@ __all__ = [
     "FireTimer",
     "Input",
     "PauseWorkflow",
+    "RepairCompensation",
     "RequestUpdate",
     "SendSignal",
     "StartWorkflow",
@@ -162,6 +163,18 @@ class UnpauseWorkflow:
     operator: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RepairCompensation:
+    """An operator repairs a COMPENSATION_FAILED run: retry its failed compensations
+    (under ``retry_policy`` when set), or with ``skip`` set, count that failed
+    compensation (an activity type) as done; either way compensation goes on."""
+
+    skip: str | None = None
+    retry_policy: RetryPolicyRecord | None = None
+    reason: str = ""
+    operator: str = ""
+
+
 Input = (
     StartWorkflow
     | ActivityTaskCompleted
@@ -177,5 +190,6 @@ Input = (
     | ChildFailed
     | PauseWorkflow
     | UnpauseWorkflow
+    | RepairCompensation
 )
 """Any input an executor accepts."""

@@ -31,6 +31,7 @@ __all__ = ["STATUS_OF", "Journal", "describe_decision", "match_key"]
 
 STATUS_OF: dict[type[ev.Event], WorkflowStatus] = {
     ev.CompensationStarted: WorkflowStatus.COMPENSATING,
+    ev.CompensationRepaired: WorkflowStatus.COMPENSATING,
     ev.CompensationCompleted: WorkflowStatus.RUNNING,
     ev.WorkflowCompleted: WorkflowStatus.COMPLETED,
     ev.WorkflowFailed: WorkflowStatus.FAILED,

@@ -16,6 +16,9 @@ Semantics (docs/sagas.md states them for users):
 - A compensation that exhausts its policy stops the sequence (earlier steps are not
   compensated over a failed later one) and the run ends COMPENSATION_FAILED with
   the original error and every compensation error.
+- An operator may repair such a run (:meth:`SagaScope.repair`, reached through
+  ``EngineContext.resume_compensation``): the failed compensations run again, or one
+  is skipped, and the compensations after them follow in the same order.
 - ``pivot=True`` marks the point of no return: once that step succeeds nothing is
   compensated any more, and later steps are retried without a limit.
 """
@@ -100,11 +103,21 @@ class SagaScope:
         self._inflight: set[asyncio.Task[Any]] = set()
         self._state = _State.ACTIVE
         self._compensating: asyncio.Task[None] | None = None
+        self._cause: BaseException | None = None
+        #: compensations not yet done, in the order they run (set when compensating)
+        self._todo: list[_Compensation] = []
+        #: those of ``_todo`` whose last run exhausted its policy
+        self._failed: list[_Compensation] = []
 
     @property
     def committed(self) -> bool:
         """True once a pivot step succeeded: nothing will be compensated."""
         return self._state is _State.COMMITTED
+
+    @property
+    def failed_compensations(self) -> list[str]:
+        """Names of the compensations whose last run exhausted its retry policy."""
+        return [_name(c.activity) for c in self._failed]
 
     @property
     def pending_compensations(self) -> list[str]:
@@ -239,7 +252,37 @@ class SagaScope:
                 return
             loop = asyncio.get_running_loop()
             self._compensating = loop.create_task(self._run(cause))
+        await self._await_compensating()
+
+    async def repair(
+        self, cause: BaseException, skip: str | None, retry: RetryPolicy | None
+    ) -> None:
+        """Go on compensating after an operator's repair (shielded from cancellation).
+
+        A saga whose compensation failed runs its failed compensations again (under
+        ``retry`` when given), except ``skip``, which counts as done, then the ones
+        after them; a saga not compensated yet compensates now; any other returns.
+        Raises CompensationError if a compensation exhausts its policy again.
+        """
+        if self._compensating is None:
+            await self.compensate(cause)
+            return
+        if not self._failed:
+            return
+        skipped = next((c for c in self._failed if _name(c.activity) == skip), None)
+        if skipped is not None:
+            self._todo = [c for c in self._todo if c is not skipped]
+        if retry is not None:
+            again = {id(c) for c in self._failed}
+            self._todo = [replace(c, retry=retry) if id(c) in again else c for c in self._todo]
+        self._failed = []
+        loop = asyncio.get_running_loop()
+        self._compensating = loop.create_task(self._run_todo())
+        await self._await_compensating()
+
+    async def _await_compensating(self) -> None:
         task = self._compensating
+        assert task is not None
         while True:
             try:
                 await asyncio.shield(task)
@@ -256,31 +299,44 @@ class SagaScope:
         if self._state is _State.COMMITTED:
             return  # a pivot that was in flight succeeded: nothing to undo
         self._state = _State.COMPENSATED
+        self._cause = cause
         comps = self._ordered()
         if not comps:
             return
         self._recorder.record_compensation_started(
             self._id, [_name(c.activity) for c in comps], cause
         )
+        self._todo = comps
+        await self._run_todo()
+
+    async def _run_todo(self) -> None:
+        """Run the compensations left to do, in order (or all at once when parallel)."""
         errors: list[BaseException] = []
+        todo = list(self._todo)
         if self._parallel:
             results = await asyncio.gather(
-                *(self._run_one(c) for c in comps), return_exceptions=True
+                *(self._run_one(c) for c in todo), return_exceptions=True
             )
-            for c, r in zip(comps, results, strict=True):
+            for c, r in zip(todo, results, strict=True):
                 if isinstance(r, BaseException):
                     self._recorder.record_compensation_failed(self._id, _name(c.activity), r)
                     errors.append(r)
+                    self._failed.append(c)
+            done = {id(c) for c, r in zip(todo, results, strict=True)
+                    if not isinstance(r, BaseException)}
+            self._todo = [c for c in self._todo if id(c) not in done]
         else:
-            for c in comps:
+            for c in todo:
                 try:
                     await self._run_one(c)
                 except Exception as exc:  # noqa: BLE001 - every failure is kept and reported
                     self._recorder.record_compensation_failed(self._id, _name(c.activity), exc)
                     errors.append(exc)
+                    self._failed.append(c)
                     break
+                self._todo = self._todo[1:]  # ``c`` is always the first left to do
         if errors:
-            raise CompensationError(cause or RuntimeError("compensation requested"), errors)
+            raise CompensationError(self._cause or RuntimeError("compensation requested"), errors)
         self._recorder.record_compensation_completed(self._id)
 
     async def _run_one(self, c: _Compensation) -> Any:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.engine import events as ev
 from orchestrator.engine.commands import CancelTimer, StartTimer
+from orchestrator.engine.stack import iso_ms
 from orchestrator.exceptions import NonDeterminismError
 
 if TYPE_CHECKING:
@@ -37,6 +38,13 @@ class Timers:
         self._handles: dict[str, asyncio.TimerHandle] = {}
         self._fire_at: dict[str, int] = {}
         self._by_handle: dict[int, str] = {}
+
+    def waits(self) -> dict[int, str]:
+        """What each durable timer's loop handle stands for, by ``id()`` (``saga stack``)."""
+        return {
+            id(handle): f"timer {timer_id} due {iso_ms(self._fire_at.get(timer_id, 0))}"
+            for timer_id, handle in self._handles.items()
+        }
 
     def timer_started(self, handle: asyncio.TimerHandle, fire_at_ms: int) -> None:
         """Record a durable timer for a loop ``call_at``."""

@@ -13,6 +13,8 @@ from orchestrator.http import (
     metrics,
     reads,
     schedules,
+    repair,
+    stack,
 )
 from orchestrator.http.auth import auth_middleware
 from orchestrator.http.errors import error_middleware
@@ -46,6 +48,8 @@ def build_app(options: ApiOptions) -> web.Application:
     app.cleanup_ctx.append(lifetime)
     app.add_routes(reads.routes())
     app.add_routes(commands.routes())
+    app.add_routes(repair.routes())
+    app.add_routes(stack.routes())
     app.add_routes(metrics.routes())
     app.add_routes(deadletters.routes())
     app.add_routes(schedules.routes())

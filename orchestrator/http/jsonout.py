@@ -80,6 +80,16 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "search_attributes": jsonable(d.search_attributes),
         "memo": jsonable(d.memo),
         "paused": pause_json(d.paused),
+        "repairs": [
+            {
+                "action": r.action,
+                "activity_type": r.activity_type,
+                "reason": r.reason,
+                "operator": r.operator,
+                "at": r.at.isoformat(),
+            }
+            for r in d.repairs
+        ],
     }
 
 

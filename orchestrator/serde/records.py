@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 
 from orchestrator.converter import Payload
-from orchestrator.engine.events import Failure
+from orchestrator.engine.events import Failure, RetryPolicyRecord
 
 # The snapshot field type, re-exported for readers of ``records.WorkflowStatus``.
 from orchestrator.status import WorkflowStatus as WorkflowStatus  # noqa: PLC0414
@@ -40,6 +40,7 @@ class ReplyKind(enum.Enum):
     PAUSE = "pause"  # reply v2
     UNPAUSE = "unpause"  # reply v2
     RESET = "reset"  # reply v2
+    REPAIR = "repair"  # reply v3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +150,21 @@ class ResetWorkflow:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RepairWorkflow:
+    """Repair a COMPENSATION_FAILED run (``saga.command.repair.v1``): retry its failed
+    compensations (under ``retry_policy`` when set), or with ``skip``, count that
+    failed compensation as done; compensation then goes on in the saga's order."""
+
+    workflow_id: str
+    run_id: str | None = None
+    skip: str | None = None
+    retry_policy: RetryPolicyRecord | None = None
+    reason: str = ""
+    operator: str = ""
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateWorkflow:
     """Run an update handler; the reply's correlation id is ``update_id`` (``...update.v1``)."""
 
@@ -247,6 +263,7 @@ Command = (
     | PauseWorkflow
     | UnpauseWorkflow
     | ResetWorkflow
+    | RepairWorkflow
 )
 """Any record of the commands topic."""
 
@@ -285,7 +302,7 @@ def idempotency_key(workflow_id: str, run_id: str, activity_seq: int) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reply:
-    """The answer to a command (``<prefix>.replies``, ``saga.reply.v2``)."""
+    """The answer to a command (``<prefix>.replies``, ``saga.reply.v3``)."""
 
     correlation_id: str
     kind: ReplyKind
@@ -306,8 +323,20 @@ class PauseState:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RepairNote:
+    """An operator's repair of a failed compensation: ``retry`` or ``skip`` (of
+    ``activity_type``), why, who, when (epoch ms)."""
+
+    action: str
+    reason: str
+    operator: str
+    time: int
+    activity_type: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowSnapshot:
-    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v4``)."""
+    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v5``)."""
 
     workflow_id: str
     run_id: str
@@ -332,3 +361,5 @@ class WorkflowSnapshot:
     paused: PauseState | None = None
     """Set while an operator has paused the run (v4); the status stays RUNNING or
     COMPENSATING, since a pause holds the run where it is."""
+    repairs: list[RepairNote] = field(default_factory=list)
+    """Operators' repairs of the run's failed compensations, oldest first (v5)."""

@@ -37,6 +37,7 @@ from orchestrator.serde.records import (
     Command,
     PauseWorkflow,
     QueryWorkflow,
+    RepairWorkflow,
     Reply,
     ResetWorkflow,
     SignalWorkflow,
@@ -67,6 +68,7 @@ COMMAND_FAMILIES: Mapping[type[Any], str] = {
     PauseWorkflow: "saga.command.pause",
     UnpauseWorkflow: "saga.command.unpause",
     ResetWorkflow: "saga.command.reset",
+    RepairWorkflow: "saga.command.repair",
 }
 """Schema family of each command type."""
 

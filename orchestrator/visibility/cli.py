@@ -179,6 +179,39 @@ def list_runs(
         click.echo(f"next page: --after {cursor}", err=True)
 
 
+@click.command("count")
+@click.option("--status", default=None, help="RUNNING, COMPLETED, FAILED, ... (any case).")
+@click.option("--type", "workflow_type", default=None, help="Workflow type.")
+@click.option("--search", "terms", multiple=True, help="key=value, as for `saga list`.")
+@click.option(
+    "--build-id", default=None, help="Runs a worker of this build made decisions for."
+)
+@click.option("--database-url", default=None, help=_DSN_HELP)
+@click.option("--table", default=DEFAULT_TABLE, show_default=True)
+def count_runs(
+    *,
+    status: str | None,
+    workflow_type: str | None,
+    terms: tuple[str, ...],
+    build_id: str | None,
+    database_url: str | None,
+    table: str,
+) -> None:
+    """How many runs `saga list` would list with these filters (every page)."""
+    from orchestrator.visibility.store import VisibilityStore
+
+    _, dsn, _ = _settings(database_url)
+    search = _search_terms(terms)
+
+    async def fetch() -> int:
+        async with VisibilityStore(dsn, table=table) as store:
+            return await store.count_runs(
+                status=status, workflow_type=workflow_type, search=search, build_id=build_id
+            )
+
+    click.echo(str(asyncio.run(fetch())))
+
+
 @click.command("stats")
 @click.option("--minutes", default=15, show_default=True, help="How many minutes back (1-1440).")
 @click.option("--type", "workflow_type", default=None, help="One workflow type.")
@@ -311,5 +344,6 @@ def register(main: click.Group) -> None:
     """Add the visibility commands to the ``saga`` CLI."""
     main.add_command(projector)
     main.add_command(list_runs)
+    main.add_command(count_runs)
     main.add_command(stats_command)
     main.add_command(visibility)

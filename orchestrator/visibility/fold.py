@@ -55,6 +55,7 @@ _STATUS_AFTER: Final[dict[type[ev.Event], str]] = {
     ev.WorkflowStarted: "RUNNING",
     ev.CompensationStarted: "COMPENSATING",
     ev.CompensationCompleted: "RUNNING",
+    ev.CompensationRepaired: "COMPENSATING",
     ev.WorkflowCompleted: "COMPLETED",
     ev.WorkflowFailed: "FAILED",
     ev.WorkflowCancelled: "CANCELLED",
@@ -227,6 +228,9 @@ def _apply_details(new: RunState, event: ev.Event, decode: PayloadDecoder) -> No
             new.paused = _text(f"{event.operator}: {event.reason}")
         case ev.WorkflowUnpaused():
             new.paused = None
+        case ev.CompensationRepaired():  # an operator reopened a COMPENSATION_FAILED run
+            new.close_time = None
+            new.error = None
         case _:
             pass
 

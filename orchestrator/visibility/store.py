@@ -210,28 +210,10 @@ class VisibilityStore:
         """
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-        where: list[sql.Composable] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append(sql.SQL("status = %s"))
-            params.append(status.upper())
-        if workflow_type is not None:
-            where.append(sql.SQL("workflow_type = %s"))
-            params.append(workflow_type)
-        if search:
-            where.append(sql.SQL("search_attributes @> %s"))
-            params.append(Jsonb(search))
-        if build_id is not None:
-            where.append(sql.SQL("build_ids @> %s"))
-            params.append(Jsonb([build_id]))
-        if started_after is not None:
-            where.append(sql.SQL("start_time >= %s"))
-            params.append(started_after)
-        if started_before is not None:
-            where.append(sql.SQL("start_time < %s"))
-            params.append(started_before)
-        if parked is not None:
-            where.append(sql.SQL("parked IS NOT NULL" if parked else "parked IS NULL"))
+        where, params = _filters(
+            status=status, workflow_type=workflow_type, search=search, build_id=build_id,
+            started_after=started_after, started_before=started_before, parked=parked,
+        )
         if after is not None:
             start, workflow_id, run_id = decode_cursor(after)
             where.append(sql.SQL("(start_time, workflow_id, run_id) < (%s, %s, %s)"))
@@ -250,6 +232,25 @@ class VisibilityStore:
             rows = rows[:limit]
             return rows, encode_cursor(rows[-1])
         return rows, None
+
+    async def count_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow_type: str | None = None,
+        search: dict[str, Any] | None = None,
+        build_id: str | None = None,
+    ) -> int:
+        """How many runs :meth:`list_runs` would list with these filters (all pages)."""
+        where, params = _filters(
+            status=status, workflow_type=workflow_type, search=search, build_id=build_id
+        )
+        query = sql.SQL("SELECT count(*) AS n FROM {table} {where}").format(
+            table=sql.Identifier(self.table),
+            where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
+        )
+        rows = await self._fetch(query, params)
+        return int(rows[0]["n"])
 
     async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRow | None:
         """One run; with ``run_id`` None, the workflow id's latest run (None if unknown)."""
@@ -285,3 +286,39 @@ class VisibilityStore:
             sql.Identifier(self.table)
         )
         return {r["status"]: int(r["n"]) for r in await self._fetch(query, [])}
+
+
+def _filters(
+    *,
+    status: str | None = None,
+    workflow_type: str | None = None,
+    search: dict[str, Any] | None = None,
+    build_id: str | None = None,
+    started_after: datetime | None = None,
+    started_before: datetime | None = None,
+    parked: bool | None = None,
+) -> tuple[list[sql.Composable], list[Any]]:
+    """The WHERE terms and their parameters of a run filter (see ``list_runs``)."""
+    where: list[sql.Composable] = []
+    params: list[Any] = []
+    if status is not None:
+        where.append(sql.SQL("status = %s"))
+        params.append(status.upper())
+    if workflow_type is not None:
+        where.append(sql.SQL("workflow_type = %s"))
+        params.append(workflow_type)
+    if search:
+        where.append(sql.SQL("search_attributes @> %s"))
+        params.append(Jsonb(search))
+    if build_id is not None:
+        where.append(sql.SQL("build_ids @> %s"))
+        params.append(Jsonb([build_id]))
+    if started_after is not None:
+        where.append(sql.SQL("start_time >= %s"))
+        params.append(started_after)
+    if started_before is not None:
+        where.append(sql.SQL("start_time < %s"))
+        params.append(started_before)
+    if parked is not None:
+        where.append(sql.SQL("parked IS NOT NULL" if parked else "parked IS NULL"))
+    return where, params

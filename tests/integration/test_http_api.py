@@ -248,8 +248,10 @@ async def test_unknown_workflow_is_404_everywhere(api: str) -> None:
             ("POST", f"{wf}/pause", None),
             ("POST", f"{wf}/unpause", None),
             ("POST", f"{wf}/reset", {"reason": "x"}),
+            ("POST", f"{wf}/repair", {"reason": "x"}),
             ("POST", f"{wf}/updates/withdraw", {"args": [1]}),
             ("GET", f"{wf}/queries/balance", None),
+            ("GET", f"{wf}/stack", None),
         ]:
             r = await http.request(method, path, json=body)
             assert r.status_code == 404, (method, path, r.text)
@@ -271,9 +273,11 @@ ROUTES: list[tuple[str, str]] = [
     ("POST", "/v1/workflows/w-1/pause"),
     ("POST", "/v1/workflows/w-1/unpause"),
     ("POST", "/v1/workflows/w-1/reset"),
+    ("POST", "/v1/workflows/w-1/repair"),
     ("POST", "/v1/workflows/w-1/updates/u"),
     ("GET", "/v1/workflows/w-1/queries/q"),
     ("POST", "/v1/workflows/w-1/queries/q"),
+    ("GET", "/v1/workflows/w-1/stack"),
 ]
 
 

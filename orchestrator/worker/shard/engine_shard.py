@@ -82,7 +82,13 @@ from orchestrator.worker.shard.start_policy import (
 )
 from orchestrator.worker.shard.stats import ShardStats
 from orchestrator.worker.shard.store import ShardStore
-from orchestrator.worker.shard.translate import pause_state, reply_kind, start_inputs, to_input
+from orchestrator.worker.shard.translate import (
+    pause_state,
+    repair_notes,
+    reply_kind,
+    start_inputs,
+    to_input,
+)
 from orchestrator.worker.shard.view import StoreView
 from orchestrator.workflow import WorkflowDefinition
 
@@ -97,6 +103,7 @@ _ACKNOWLEDGED = (
     rec.TerminateWorkflow,
     rec.PauseWorkflow,
     rec.UnpauseWorkflow,
+    rec.RepairWorkflow,
 )
 #: local-activity rounds one input may lead to; later attempts go through the task queue
 _MAX_LOCAL_ROUNDS = 1000
@@ -371,6 +378,8 @@ class EngineShard:
             return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
         if isinstance(command, rec.QueryWorkflow):
             return self._query(execution, command)
+        if isinstance(command, rec.RepairWorkflow):
+            return self._repair(execution, command, ce_id, now_ms)
         if not execution.is_open:
             return self._reply_closed(command, ce_id, execution)
         out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
@@ -810,6 +819,38 @@ class EngineShard:
             self.timers.replace_run(new.workflow_id, new_run_id, executor.pending_timers())
         return [*out, self._reply(reset_reply(command, correlation, new_run_id, None))]
 
+    # --- an operator's repair of a failed compensation ------------------------------
+
+    def _repair(
+        self, execution: Execution, command: rec.RepairWorkflow, ce_id: str, now: int
+    ) -> list[OutRecord]:
+        """Reopen a COMPENSATION_FAILED run: its code (replayed if evicted) goes on
+        compensating. Refused for any other status, or a skip that names no failed
+        compensation (the executor says so: nothing is written)."""
+        message = None
+        if execution.status is not EngineStatus.COMPENSATION_FAILED:
+            message = (
+                f"only a COMPENSATION_FAILED run can be repaired; workflow "
+                f"{execution.workflow_id!r} is {execution.status.name}"
+            )
+        else:
+            executor = self._executor(execution)
+            failed = executor.failed_compensations() if executor is not None else []
+            if command.skip is not None and command.skip not in failed:
+                message = f"{command.skip!r} is not a failed compensation of this run; " \
+                    f"failed: {failed}"
+        if message is not None:
+            # refused here, not by the executor: applying anything to a closed run
+            # would close it again (a second RESULT reply, report and retention entry)
+            failure = Failure(message=message, type="CommandRejected", non_retryable=True)
+            return self._refuse(refusal(command, ce_id, execution.run_id, failure))
+        out = self._apply(execution, [to_input(command)], now, command, ce_id)
+        if execution.is_open:
+            # open again: a restore recovers it like any open run (its closing
+            # undid this), and its retention waits for its next close
+            self.view.put(b"k" + execution.workflow_id.encode(), b"")
+        return out
+
     def _terminate_parked(
         self, execution: Execution, stop: inputs.TerminateWorkflow, now: int
     ) -> list[OutRecord]:
@@ -1040,6 +1081,7 @@ class EngineShard:
             else previous.paused
             if previous is not None
             else None,
+            repairs=repair_notes(events),
         )
         execution.snapshot = snapshot
         encoded = self.wire.encode_snapshot(snapshot)

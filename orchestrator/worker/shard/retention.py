@@ -12,7 +12,7 @@ from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.keys import event_key, snapshot_key
 from orchestrator.worker.shard import store as keys
 from orchestrator.worker.shard.due import ExpiryIndex
-from orchestrator.worker.shard.executions import ExecutionTable
+from orchestrator.worker.shard.executions import Execution, ExecutionTable
 from orchestrator.worker.shard.records import OutRecord
 from orchestrator.worker.shard.view import StoreView
 
@@ -50,6 +50,8 @@ class Retention:
             latest = current is not None and current.run_id == due.run_id
             if latest and current is not None and current.is_open:
                 continue  # the entry of a close that was rolled back: the run goes on
+            if latest and current is not None and _reopened_since(current, due.last_seq):
+                continue  # repaired after this close: its later close has its own entry
             for seq in range(1, due.last_seq + 1):
                 self.view.delete(keys.event_key(due.workflow_id, due.run_id, seq))
                 out.append(self._tombstone(event_key(due.workflow_id, due.run_id, seq)))
@@ -60,3 +62,10 @@ class Retention:
 
     def _tombstone(self, key: bytes) -> OutRecord:
         return OutRecord(self.layout.history, key, None, self.partition)
+
+
+def _reopened_since(execution: Execution, last_seq: int) -> bool:
+    """Whether the run has events after the close ``last_seq`` ended it (an operator's
+    repair reopened it since)."""
+    snapshot = execution.snapshot
+    return snapshot is not None and snapshot.last_seq > last_seq

@@ -5,12 +5,13 @@ engine's inputs (:mod:`orchestrator.engine.inputs`)."""
 
 from __future__ import annotations
 
+from orchestrator.engine import events as ev
 from orchestrator.engine import inputs
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.serde import records as rec
 from orchestrator.worker.shard import children
 
-__all__ = ["pause_state", "reply_kind", "start_inputs", "to_input"]
+__all__ = ["pause_state", "repair_notes", "reply_kind", "start_inputs", "to_input"]
 
 
 def start_inputs(start: rec.StartWorkflow, run_id: str, now: int) -> list[inputs.Input]:
@@ -79,6 +80,13 @@ def to_input(command: rec.Command) -> inputs.Input:  # noqa: PLR0911
             return inputs.PauseWorkflow(reason=command.reason, operator=command.operator)
         case rec.UnpauseWorkflow():
             return inputs.UnpauseWorkflow(reason=command.reason, operator=command.operator)
+        case rec.RepairWorkflow():
+            return inputs.RepairCompensation(
+                skip=command.skip,
+                retry_policy=command.retry_policy,
+                reason=command.reason,
+                operator=command.operator,
+            )
     raise TypeError(f"no engine input for {type(command).__name__}")
 
 
@@ -94,6 +102,7 @@ def reply_kind(command: rec.Command) -> rec.ReplyKind:
         rec.PauseWorkflow: rec.ReplyKind.PAUSE,
         rec.UnpauseWorkflow: rec.ReplyKind.UNPAUSE,
         rec.ResetWorkflow: rec.ReplyKind.RESET,
+        rec.RepairWorkflow: rec.ReplyKind.REPAIR,
     }.get(type(command), rec.ReplyKind.RESULT)
 
 
@@ -103,3 +112,18 @@ def pause_state(executor: WorkflowExecutor) -> rec.PauseState | None:
     if paused is None:
         return None
     return rec.PauseState(reason=paused.reason, operator=paused.operator, time=paused.time)
+
+
+def repair_notes(events: list[ev.Event]) -> list[rec.RepairNote]:
+    """The snapshot's view of operators' repairs of the run, from its history."""
+    return [
+        rec.RepairNote(
+            action=e.action,
+            activity_type=e.activity_type,
+            reason=e.reason,
+            operator=e.operator,
+            time=e.time,
+        )
+        for e in events
+        if isinstance(e, ev.CompensationRepaired)
+    ]

@@ -50,6 +50,7 @@ def test_the_folder_holds_every_family() -> None:
         "saga.command.child-result",
         "saga.command.pause",
         "saga.command.query",
+        "saga.command.repair",
         "saga.command.reset",
         "saga.command.signal",
         "saga.command.start",

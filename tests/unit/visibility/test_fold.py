@@ -136,6 +136,18 @@ def test_every_terminal_event_closes_the_run() -> None:
         assert got == (status, error, T0 + 3, None)
 
 
+def test_a_repaired_run_is_open_again_until_its_next_close() -> None:
+    fail = ev.Failure(message="boom", type="X")
+    closed = fold([started(), ev.WorkflowCompensationFailed(seq=2, time=T0 + 2, failure=fail)])
+    assert (closed.status, closed.close_time) == ("COMPENSATION_FAILED", T0 + 2)
+    repaired = ev.CompensationRepaired(seq=3, time=T0 + 3, action="skip", activity_type="undo")
+    state = fold([repaired, scheduled(4, 1, "undo_a")], closed)
+    assert (state.status, state.close_time, state.error) == ("COMPENSATING", None, None)
+    assert state.current_step == "undo_a"
+    state = fold([ev.WorkflowFailed(seq=5, time=T0 + 5, failure=fail)], state)
+    assert (state.status, state.close_time, state.error) == ("FAILED", T0 + 5, "boom")
+
+
 def test_a_pause_shows_until_the_unpause_or_the_close() -> None:
     pause = ev.WorkflowPaused(seq=2, time=T0 + 2, reason="audit", operator="ann")
     state = fold([started(), pause])
