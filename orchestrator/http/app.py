@@ -12,8 +12,8 @@ from orchestrator.http import (
     deadletters,
     metrics,
     reads,
-    schedules,
     repair,
+    schedules,
     stack,
 )
 from orchestrator.http.auth import auth_middleware
