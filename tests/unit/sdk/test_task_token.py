@@ -50,7 +50,7 @@ def test_complete_async_is_not_swallowed_by_except_exception() -> None:
     with pytest.raises(activity.CompleteAsync):
         try:
             raise activity.CompleteAsync
-        except Exception:  # noqa: BLE001 - what user code might do
+        except Exception:
             pytest.fail("caught by except Exception")
 
 

@@ -93,7 +93,7 @@ def test_a_failure_by_token_takes_the_retry_policy(tmp_path: Path) -> None:
     assert (failed.failure.type, failed.failure.message) == ("Busy", "no answer")
     assert [CONV.from_payload(p) for p in failed.failure.details] == ["ticket 9"]
     h.run(advance_ms=2 * SECOND)
-    first, second = tasks(h)
+    _first, second = tasks(h)
     assert second.attempt == 2
     send(h, fail_command(BUILDER, token_of(second), "gone", error_type="Gone",
                          non_retryable=True, details=()))
@@ -103,7 +103,7 @@ def test_a_failure_by_token_takes_the_retry_policy(tmp_path: Path) -> None:
 
 
 def test_a_timed_out_attempts_token_no_longer_counts(tmp_path: Path) -> None:
-    h, task = started(tmp_path)
+    h, _task = started(tmp_path)
     h.run(advance_ms=61 * SECOND)  # nobody heartbeats: the heartbeat timeout passes
     h.run(advance_ms=2 * SECOND)  # the retry's backoff
     first, second = tasks(h)
