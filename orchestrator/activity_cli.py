@@ -121,6 +121,19 @@ def decode(token: str) -> None:
                            "activity_seq": t.activity_seq, "attempt": t.attempt}))
 
 
+@activity.command()
+@click.argument("workflow_id")
+@click.argument("run_id")
+@click.argument("activity_seq", type=int)
+@click.argument("attempt", type=int)
+def token(workflow_id: str, run_id: str, activity_seq: int, attempt: int) -> None:
+    """Print the token of an attempt read from `saga history` (no Kafka needed)."""
+    try:
+        click.echo(TaskToken(workflow_id, run_id, activity_seq, attempt).encode())
+    except InvalidTaskTokenError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def register(main: click.Group) -> None:
     """Add ``saga activity`` to the CLI."""
     main.add_command(activity)
