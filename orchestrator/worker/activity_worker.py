@@ -392,7 +392,7 @@ class ActivityWorker:
                 ran = await runner.run(task)
                 if ran is None:  # CompleteAsync: the task token's holder reports it
                     hop.set("saga.outcome", "pending")
-                    self.stats.pending += 1
+                    self._count_pending(task)
                     self._tracker.finish(partition, offset)
                     return
                 outcome: ActivityOutcome = ran
@@ -443,6 +443,11 @@ class ActivityWorker:
             failure = outcome.failure
             retryable = "false" if failure.non_retryable else "true"
             metrics.failures.labels(name, failure.type, retryable).inc()
+
+    def _count_pending(self, task: ActivityTask) -> None:
+        self.stats.pending += 1
+        if self.metrics is not None:
+            self.metrics.attempts.labels(task.activity_type, "pending").inc()
 
     def _sample(self, consumer: Consumer, metrics: ActivityMetrics) -> None:
         """Lag (end of log - position) of each assigned partition, and the slots in use."""

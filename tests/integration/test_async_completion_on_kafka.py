@@ -32,6 +32,7 @@ from orchestrator.devstack import providers
 from orchestrator.engine import events as ev
 from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.metrics import SagaMetrics
 from orchestrator.retry import RetryPolicy
 from orchestrator.task_token import TaskToken
 from orchestrator.worker.activity_worker import ActivityWorker
@@ -88,6 +89,7 @@ class Deployment:
     layout: TopicLayout
     client: Client
     activities: ActivityWorker
+    metrics: SagaMetrics
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +99,15 @@ def deployment(kafka: providers.KafkaHandle) -> Iterator[Deployment]:
     layout = TopicLayout(prefix=prefix, shards=SHARDS)
     ensure_topics(AdminClient(config), layout, [QUEUE])
     options = ProcessorOptions(worker_id=f"{prefix}-engine", transaction_timeout_ms=5000)
+    metrics = SagaMetrics()
     with (
         EngineWorker(config, layout, [order], options=options),
-        ActivityWorker(config, QUEUE, [ask_mainframe], layout=layout) as worker,
+        ActivityWorker(
+            config, QUEUE, [ask_mainframe], layout=layout, metrics=metrics.activities
+        ) as worker,
         Client(config, layout=layout) as client,
     ):
-        yield Deployment(config, layout, client, worker)
+        yield Deployment(config, layout, client, worker, metrics)
 
 
 def start(d: Deployment, ask: Ask) -> str:
@@ -123,6 +128,10 @@ def test_the_client_completes_a_pending_activity(deployment: Deployment) -> None
     d.client.complete_activity(token, "paid")
     assert d.client.get_handle(workflow_id).result(timeout=30) == "paid"
     assert d.activities.stats.pending >= 1
+    pending = d.metrics.registry.get_sample_value(
+        "saga_activity_attempts_total", {"activity_type": "legacy.ask", "outcome": "pending"}
+    )
+    assert pending is not None and pending >= 1
     [done] = [e for e in history(d, workflow_id) if isinstance(e, ev.ActivityCompleted)]
     assert done.attempt == 1
 
