@@ -7,6 +7,11 @@ API, writes a row). It runs at least once per attempt, so it should pass
 
 Parameters and return values are converted with the payload converter, guided by
 the type hints, so annotate them.
+
+An activity that is finished by someone else later (a webhook, a message from a
+legacy system) hands out ``info().task_token`` and raises :class:`CompleteAsync`;
+the holder of the token then completes, fails or heartbeats the attempt through a
+client, ``saga activity`` or the HTTP API (docs/concepts.md).
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from datetime import datetime
 from typing import Any, TypeVar, get_type_hints, overload
 
 from orchestrator.exceptions import DefinitionError
+from orchestrator.task_token import TaskToken
 
 __all__ = [
     "ActivityDefinition",
     "ActivityInfo",
+    "CompleteAsync",
     "definition_of",
     "defn",
     "heartbeat",
@@ -78,6 +85,22 @@ class ActivityInfo:
         activity that an operator's reset runs again keeps the run id of the run that
         first ran it (docs/operations.md)."""
         return self.key or f"{self.workflow_id}/{self.run_id}/{self.activity_seq}"
+
+    @property
+    def task_token(self) -> str:
+        """An opaque, URL-safe string naming this attempt, for completing it from
+        outside after ``raise CompleteAsync()`` (``Client.complete_activity``)."""
+        return TaskToken(self.workflow_id, self.run_id, self.activity_seq, self.attempt).encode()
+
+
+class CompleteAsync(BaseException):
+    """Raise from an activity to end it without an outcome: the attempt stays running
+    until the holder of ``info().task_token`` completes or fails it, or one of its
+    timeouts (start-to-close, heartbeat, schedule-to-close) passes.
+
+    A ``BaseException``, so an ``except Exception`` in the activity does not swallow
+    it. Not supported in local activities (the attempt fails, not retried).
+    """
 
 
 @dataclass(frozen=True, slots=True)

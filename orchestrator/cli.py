@@ -444,6 +444,10 @@ from orchestrator.schedules.cli import register as _register_schedules  # noqa: 
 
 _register_schedules(main)
 
+from orchestrator.activity_cli import register as _register_activity  # noqa: E402
+
+_register_activity(main)
+
 
 def _client() -> Any:
     from orchestrator.client import Client

@@ -337,6 +337,9 @@ class WorkflowEnvironment:
         except Exception as exc:  # noqa: BLE001 - every activity error is reported back
             outcome = ActivityTaskFailed(activity_seq=task.activity_seq, attempt=task.attempt,
                                          failure=to_failure(exc, self._conv))
+        except activity_api.CompleteAsync:
+            outcome = ActivityTaskFailed(activity_seq=task.activity_seq, attempt=task.attempt,
+                                         failure=_NO_ASYNC_COMPLETION)
         self._apply(run, [outcome])
 
     async def _call_activity(self, run: _Run, task: ScheduleActivityTask) -> Payload:
@@ -380,6 +383,14 @@ class WorkflowEnvironment:
         while run.next_run_id is not None:
             run = self._runs[run.next_run_id]
         return run
+
+
+_NO_ASYNC_COMPLETION = ev.Failure(
+    message="activity.CompleteAsync is not supported by WorkflowEnvironment; test the "
+    "activity on its own, or with a fake that returns its result",
+    type="CompleteAsyncNotSupported",
+    non_retryable=True,
+)
 
 
 class WorkflowHandle(Generic[R]):

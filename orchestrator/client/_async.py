@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.helpers import create_ssl_context
 
+from orchestrator.client._activities import complete_command, fail_command, heartbeat_command
 from orchestrator.client._common import (
     NO_INPUT,
     CommandBuilder,
@@ -291,6 +292,41 @@ class AsyncClient:
     def schedule_handle(self, schedule_id: str) -> AsyncScheduleHandle:
         """A handle to an existing schedule (no I/O)."""
         return AsyncScheduleHandle(self.get_handle(schedule_workflow_id(schedule_id)), schedule_id)
+
+    async def complete_activity(self, token: str, result: Any = None) -> None:
+        """Complete the activity attempt ``token`` names with ``result`` (after the
+        activity raised ``activity.CompleteAsync``). Returns once Kafka has the command;
+        nothing answers it: the engine applies it only if that attempt is still the
+        running one, and drops it otherwise (see the run's history to know which).
+        InvalidTaskTokenError for a malformed token."""
+        await self._send(complete_command(self.builder, token, result))
+
+    async def fail_activity(
+        self,
+        token: str,
+        message: str,
+        *,
+        error_type: str = "ApplicationError",
+        non_retryable: bool = False,
+        details: Sequence[Any] = (),
+    ) -> None:
+        """Fail the activity attempt ``token`` names; the workflow's retry policy
+        decides what follows (``non_retryable`` ends the activity now). Fire-and-forget
+        like :meth:`complete_activity`."""
+        out = fail_command(
+            self.builder,
+            token,
+            message,
+            error_type=error_type,
+            non_retryable=non_retryable,
+            details=details,
+        )
+        await self._send(out)
+
+    async def heartbeat_activity(self, token: str, *details: Any) -> None:
+        """Heartbeat the attempt ``token`` names (keeps its heartbeat timeout from
+        passing; ``details`` go to a retry). Fire-and-forget."""
+        await self._send(heartbeat_command(self.builder, token, details))
 
     @overload
     def get_handle(

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from orchestrator.http import (
+    activities,
     commands,
     console_routes,
     deadletters,
@@ -53,5 +54,6 @@ def build_app(options: ApiOptions) -> web.Application:
     app.add_routes(metrics.routes())
     app.add_routes(deadletters.routes())
     app.add_routes(schedules.routes())
+    app.add_routes(activities.routes())
     app.add_routes(console_routes.routes())
     return app

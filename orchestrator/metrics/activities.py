@@ -38,7 +38,7 @@ class ActivityMetrics:
         self.attempts = Counter(
             "saga_activity_attempts",
             "Attempts finished, by outcome: completed, failed (retryable), "
-            "failed_non_retryable, timed_out.",
+            "failed_non_retryable, timed_out, pending (left to a task token's holder).",
             ["activity_type", "outcome"], registry=registry,
         )  # fmt: skip
         self.failures = Counter(

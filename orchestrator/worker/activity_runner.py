@@ -2,7 +2,9 @@
 
 Async activities run as asyncio tasks on the worker's loop; sync ones run in the
 worker's bounded thread pool. Either way the attempt ends in exactly one command
-for the shard: :class:`ActivityTaskCompleted` or :class:`ActivityTaskFailed`.
+for the shard: :class:`ActivityTaskCompleted` or :class:`ActivityTaskFailed`,
+unless the activity raised :class:`~orchestrator.activity.CompleteAsync`: then it
+ends in none (``run`` returns None) and the holder of its task token reports it.
 
 Timeouts: ``start_to_close`` counts from the moment this worker starts the
 attempt; ``heartbeat`` from the start or the last ``activity.heartbeat()``. When
@@ -120,8 +122,9 @@ class AttemptRunner:
         self.heartbeat_throttle_s = heartbeat_throttle_s
         self.default_start_to_close_s = default_start_to_close_s
 
-    async def run(self, task: ActivityTask) -> ActivityOutcome:
-        """Run one attempt to its outcome (cancellation of the caller propagates)."""
+    async def run(self, task: ActivityTask) -> ActivityOutcome | None:  # noqa: PLR0911
+        """Run one attempt to its outcome, or None when the activity raised
+        ``CompleteAsync`` (cancellation of the caller propagates)."""
         definition = self.activities.get(task.activity_type)
         if definition is None:
             return self.failed(
@@ -155,6 +158,8 @@ class AttemptRunner:
         try:
             result = future.result()
             payload = self.converter.to_payload(result)
+        except activity.CompleteAsync:
+            return None  # completed later by the holder of the task token
         except Exception as exc:  # noqa: BLE001 - every user error becomes a recorded failure
             return self.failed(task, to_failure(exc, self.converter))
         except asyncio.CancelledError as exc:  # the activity cancelled itself

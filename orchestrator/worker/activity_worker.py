@@ -10,7 +10,9 @@ therefore re-delivers every task whose outcome may not have been written: at
 least once, with the same idempotency key.
 
 Outcomes and heartbeats go to ``<prefix>.commands``, keyed by workflow id, on the
-partition ``shard_for(workflow_id, N)`` chosen explicitly. Records that cannot be
+partition ``shard_for(workflow_id, N)`` chosen explicitly. An attempt that raised
+``activity.CompleteAsync`` sends none: its offset is finished at once, and the
+holder of its task token sends the outcome later. Records that cannot be
 decoded go to ``<prefix>.dlq`` (reason in ``saga.dlq.reason``) and are committed
 past. At most ``max_in_flight`` tasks run at once; fetched tasks beyond that wait
 in a buffer, and a full buffer pauses fetching until half of it is started.
@@ -119,6 +121,8 @@ class ActivityWorkerStats:
     completed: int = 0
     failed: int = 0
     timed_out: int = 0
+    pending: int = 0
+    """Attempts that raised CompleteAsync (no outcome sent; completed by token)."""
     dead_lettered: int = 0
     heartbeats: int = 0
     commits: int = 0
@@ -399,7 +403,13 @@ class ActivityWorker:
         with tracing.hop(name, tracing.CONSUMER, traceparent, attributes) as hop:
             traceparent = hop.traceparent or traceparent  # the outcome is this span's child
             try:
-                outcome: ActivityOutcome = await runner.run(task)
+                ran = await runner.run(task)
+                if ran is None:  # CompleteAsync: the task token's holder reports it
+                    hop.set("saga.outcome", "pending")
+                    self._count_pending(task)
+                    self._tracker.finish(partition, offset)
+                    return
+                outcome: ActivityOutcome = ran
                 record = self._encode(task, outcome, traceparent)
             except RecordEncodeError as exc:  # e.g. a result over the record size limit
                 outcome = runner.failed(task, Failure(message=str(exc), type="RecordEncodeError"))
@@ -447,6 +457,11 @@ class ActivityWorker:
             failure = outcome.failure
             retryable = "false" if failure.non_retryable else "true"
             metrics.failures.labels(name, failure.type, retryable).inc()
+
+    def _count_pending(self, task: ActivityTask) -> None:
+        self.stats.pending += 1
+        if self.metrics is not None:
+            self.metrics.attempts.labels(task.activity_type, "pending").inc()
 
     def _sample(self, consumer: Consumer, metrics: ActivityMetrics) -> None:
         """Lag (end of log - position) of each assigned partition, and the slots in use."""

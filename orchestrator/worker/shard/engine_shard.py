@@ -383,7 +383,7 @@ class EngineShard:
         if not execution.is_open:
             return self._reply_closed(command, ce_id, execution)
         out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
-        if isinstance(command, rec.ActivityHeartbeat):
+        if isinstance(command, rec.ActivityHeartbeat) and _beats_running(execution, command):
             self.heartbeats.record(command, now_ms)
         return out
 
@@ -1162,3 +1162,13 @@ class EngineShard:
 
     def _refuse(self, reply: rec.Reply | None) -> list[OutRecord]:
         return [] if reply is None else [self._reply(reply)]
+
+
+def _beats_running(execution: Execution, beat: rec.ActivityHeartbeat) -> bool:
+    """Whether ``beat`` is for the attempt that runs: a late heartbeat of an older
+    attempt (or one sent with a stale task token) must not replace the running
+    attempt's in the store, where a replay would look for it."""
+    executor = execution.executor
+    return executor is not None and executor.activities.attempt_running(
+        beat.activity_seq, beat.attempt
+    )

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from orchestrator import tracing
 from orchestrator.activity import ActivityDefinition
 from orchestrator.converter import DataConverter
+from orchestrator.engine.events import Failure
 from orchestrator.serde.records import ActivityHeartbeat, ActivityTask, ActivityTaskFailed
 from orchestrator.worker.activity_runner import ActivityOutcome, AttemptRunner
 
@@ -34,6 +35,14 @@ __all__ = ["DEFAULT_MAX_ATTEMPT_S", "LocalActivities"]
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPT_S = 10.0
+
+
+_NOT_ASYNC = Failure(
+    message="activity.CompleteAsync is not supported in a local activity (the attempt "
+    "holds up its shard); run it through a task queue",
+    type="CompleteAsyncNotSupported",
+    non_retryable=True,
+)
 
 
 def _ignore_heartbeat(_: ActivityHeartbeat) -> None:
@@ -108,7 +117,8 @@ class LocalActivities:
         }
         name = f"saga local activity {task.activity_type}"
         with tracing.hop(name, tracing.INTERNAL, parent, attributes) as hop:
-            outcome = await self._runner.run(task)
+            ran = await self._runner.run(task)
+            outcome = ran if ran is not None else self._runner.failed(task, _NOT_ASYNC)
             if isinstance(outcome, ActivityTaskFailed):
                 hop.set("saga.outcome", "failed")
                 hop.fail(outcome.failure.message)

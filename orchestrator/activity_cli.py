@@ -1,0 +1,139 @@
+"""``saga activity ...``: complete, fail or heartbeat an activity attempt by its task
+token (an activity that raised ``activity.CompleteAsync``; docs/concepts.md).
+Settings come from the environment like every ``saga`` command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from orchestrator.config import Settings
+from orchestrator.exceptions import OrchestratorError
+from orchestrator.log.topics import TopicLayout
+from orchestrator.task_token import InvalidTaskTokenError, TaskToken
+
+if TYPE_CHECKING:
+    from orchestrator.client import Client
+
+__all__ = ["register"]
+
+
+@contextmanager
+def _client() -> Iterator[Client]:
+    from orchestrator.client import Client
+
+    settings = Settings.from_env()
+    client = Client(settings, layout=TopicLayout(settings.topic_prefix, settings.shards))
+    try:
+        yield client
+    except (OrchestratorError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        client.close()
+
+
+def _token(token: str) -> TaskToken:
+    try:
+        return TaskToken.decode(token)
+    except InvalidTaskTokenError as exc:
+        raise click.BadParameter(str(exc), param_hint="TOKEN") from None
+
+
+def _json(text: str | None, option: str, *, as_list: bool = False) -> Any:
+    if text is None:
+        return [] if as_list else None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+    if as_list and not isinstance(value, list):
+        raise click.BadParameter("must be a JSON list", param_hint=option)
+    return value
+
+
+def _sent(t: TaskToken) -> None:
+    click.echo(
+        f"sent for workflow {t.workflow_id} run {t.run_id} activity {t.activity_seq} "
+        f"attempt {t.attempt}; it counts only if that attempt is still running "
+        f"(see `saga history {t.workflow_id}`)"
+    )
+
+
+@click.group()
+def activity() -> None:
+    """Finish an activity attempt by its task token (async completion)."""
+
+
+@activity.command()
+@click.argument("token")
+@click.option("--result", "result_json", default=None, help="The activity's result, as JSON.")
+def complete(token: str, result_json: str | None) -> None:
+    """Complete the attempt TOKEN names with --result."""
+    t = _token(token)
+    result = _json(result_json, "--result")
+    with _client() as client:
+        client.complete_activity(token, result)
+    _sent(t)
+
+
+@activity.command()
+@click.argument("token")
+@click.option("--message", required=True, help="What went wrong.")
+@click.option("--type", "error_type", default="ApplicationError", show_default=True,
+              help="The error type (retry policies match non_retryable_errors on it).")
+@click.option("--non-retryable", is_flag=True, help="Fail the activity for good (no retry).")
+@click.option("--details", "details_json", default=None, help="Error details, a JSON list.")
+def fail(
+    token: str, message: str, error_type: str, non_retryable: bool, details_json: str | None
+) -> None:
+    """Fail the attempt TOKEN names; the workflow's retry policy decides what follows."""
+    t = _token(token)
+    details = _json(details_json, "--details", as_list=True)
+    with _client() as client:
+        client.fail_activity(
+            token, message, error_type=error_type, non_retryable=non_retryable, details=details
+        )
+    _sent(t)
+
+
+@activity.command()
+@click.argument("token")
+@click.option("--details", "details_json", default=None, help="Progress details, a JSON list.")
+def heartbeat(token: str, details_json: str | None) -> None:
+    """Heartbeat the attempt TOKEN names (keeps its heartbeat timeout from passing)."""
+    t = _token(token)
+    details = _json(details_json, "--details", as_list=True)
+    with _client() as client:
+        client.heartbeat_activity(token, *details)
+    _sent(t)
+
+
+@activity.command()
+@click.argument("token")
+def decode(token: str) -> None:
+    """Print what TOKEN names, as JSON (no Kafka needed)."""
+    t = _token(token)
+    click.echo(json.dumps({"workflow_id": t.workflow_id, "run_id": t.run_id,
+                           "activity_seq": t.activity_seq, "attempt": t.attempt}))
+
+
+@activity.command()
+@click.argument("workflow_id")
+@click.argument("run_id")
+@click.argument("activity_seq", type=int)
+@click.argument("attempt", type=int)
+def token(workflow_id: str, run_id: str, activity_seq: int, attempt: int) -> None:
+    """Print the token of an attempt read from `saga history` (no Kafka needed)."""
+    try:
+        click.echo(TaskToken(workflow_id, run_id, activity_seq, attempt).encode())
+    except InvalidTaskTokenError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def register(main: click.Group) -> None:
+    """Add ``saga activity`` to the CLI."""
+    main.add_command(activity)

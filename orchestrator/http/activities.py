@@ -1,0 +1,101 @@
+"""Activity routes: complete, fail or heartbeat an attempt by its task token (an activity
+that raised ``activity.CompleteAsync``; docs/concepts.md).
+
+The token travels in the body, not the path, so it stays out of access logs. Each
+route answers 202 once Kafka has the command: nothing answers an activity outcome,
+and the engine applies it only if the attempt the token names is still the running
+one (check the run's history to see whether it counted). POST routes need an admin
+token, as every command does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.http import validation as v
+from orchestrator.http.limits import MAX_REASON_CHARS
+from orchestrator.http.services import SERVICES
+from orchestrator.task_token import InvalidTaskTokenError, TaskToken
+
+__all__ = ["routes"]
+
+_MAX_TYPE_CHARS = 200
+
+
+def _token(body: dict[str, Any]) -> str:
+    value = body["token"]
+    if not isinstance(value, str):
+        raise v.bad("token must be a string")
+    try:
+        TaskToken.decode(value)
+    except InvalidTaskTokenError as exc:
+        raise v.bad(str(exc)) from None
+    return value
+
+
+def _sent(token: str) -> web.Response:
+    t = TaskToken.decode(token)
+    return web.json_response(
+        {
+            "workflow_id": t.workflow_id,
+            "run_id": t.run_id,
+            "activity_seq": t.activity_seq,
+            "attempt": t.attempt,
+            "sent": True,
+            "message": "the outcome is in Kafka; the engine applies it only if this attempt "
+            "is still running (see the run's history)",
+        },
+        status=202,
+    )
+
+
+async def complete(request: web.Request) -> web.Response:
+    """``POST /v1/activities/complete``: ``{"token": ..., "result": <JSON>}``."""
+    v.check_query(request, ())
+    body = await v.json_body(request, required=("token",), optional=("result",))
+    token = _token(body)
+    await request.app[SERVICES].kafka.require().complete_activity(token, body.get("result"))
+    return _sent(token)
+
+
+async def fail(request: web.Request) -> web.Response:
+    """``POST /v1/activities/fail``: ``{"token", "message", "type"?, "non_retryable"?,
+    "details"?}``; the workflow's retry policy decides what follows."""
+    v.check_query(request, ())
+    body = await v.json_body(
+        request, required=("token", "message"), optional=("type", "non_retryable", "details")
+    )
+    token = _token(body)
+    message = v.text(body["message"], "message", MAX_REASON_CHARS)
+    error_type = v.text(body.get("type", "ApplicationError"), "type", _MAX_TYPE_CHARS)
+    if not error_type:
+        raise v.bad("type must not be empty")
+    non_retryable = body.get("non_retryable", False)
+    if not isinstance(non_retryable, bool):
+        raise v.bad("non_retryable must be true or false")
+    details = v.json_list(body.get("details"), "details")
+    await request.app[SERVICES].kafka.require().fail_activity(
+        token, message, error_type=error_type, non_retryable=non_retryable, details=details
+    )
+    return _sent(token)
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """``POST /v1/activities/heartbeat``: ``{"token": ..., "details": [...]}``."""
+    v.check_query(request, ())
+    body = await v.json_body(request, required=("token",), optional=("details",))
+    token = _token(body)
+    details = v.json_list(body.get("details"), "details")
+    await request.app[SERVICES].kafka.require().heartbeat_activity(token, *details)
+    return _sent(token)
+
+
+def routes() -> list[web.RouteDef]:
+    """The activity routes."""
+    return [
+        web.post("/v1/activities/complete", complete),
+        web.post("/v1/activities/fail", fail),
+        web.post("/v1/activities/heartbeat", heartbeat),
+    ]
