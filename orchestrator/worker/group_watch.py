@@ -75,9 +75,11 @@ class GroupWatch:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop looking. Waits briefly: a look blocked on an unreachable broker must not
+        hold up the worker's shutdown (the thread is a daemon; it ends with the process)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(self.kick_timeout_s + 15)
+            self._thread.join(2.0)
 
     def _run(self) -> None:
         admin = AdminClient(self._config)
