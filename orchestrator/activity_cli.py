@@ -5,35 +5,17 @@ Settings come from the environment like every ``saga`` command."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from orchestrator.config import Settings
-from orchestrator.exceptions import OrchestratorError
-from orchestrator.log.topics import TopicLayout
+from orchestrator.cli_client import env_client
 from orchestrator.task_token import InvalidTaskTokenError, TaskToken
-
-if TYPE_CHECKING:
-    from orchestrator.client import Client
 
 __all__ = ["register"]
 
 
-@contextmanager
-def _client() -> Iterator[Client]:
-    from orchestrator.client import Client
-
-    settings = Settings.from_env()
-    client = Client(settings, layout=TopicLayout(settings.topic_prefix, settings.shards))
-    try:
-        yield client
-    except (OrchestratorError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        client.close()
+_client = env_client  # shared by the saga subcommands' modules
 
 
 def _token(token: str) -> TaskToken:

@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from orchestrator.cli_client import env_client
 from orchestrator.config import Settings
-from orchestrator.exceptions import OrchestratorError
-from orchestrator.log.topics import TopicLayout
 from orchestrator.schedules.forms import (
     parse_duration_s,
     parse_overlap,
@@ -39,18 +37,7 @@ __all__ = ["register"]
 _OVERLAPS = [p.value for p in OverlapPolicy]
 
 
-@contextmanager
-def _client() -> Iterator[Client]:
-    from orchestrator.client import Client
-
-    settings = Settings.from_env()
-    client = Client(settings, layout=TopicLayout(settings.topic_prefix, settings.shards))
-    try:
-        yield client
-    except (OrchestratorError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        client.close()
+_client = env_client  # shared by the saga subcommands' modules
 
 
 def _handle(client: Client, schedule_id: str) -> ScheduleHandle:
