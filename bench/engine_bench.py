@@ -200,6 +200,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0, help="starts/s (0: as fast as possible)")
     parser.add_argument("--workers", type=int, default=1, help="engine worker processes")
     parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument(
+        "--engine-arg",
+        action="append",
+        default=[],
+        help="extra `saga worker` option for the engine workers (repeatable), e.g. "
+        "--engine-arg=--no-early-dispatch",
+    )
     parser.add_argument("--workflow", default="bench.noop")
     parser.add_argument(
         "--task-queue-workers",
@@ -254,7 +261,12 @@ def main() -> None:
 
         procs = [
             spawn(
-                kafka.bootstrap_servers, prefix, args.shards, f"engine-{i}", logs, metrics_flags(i)
+                kafka.bootstrap_servers,
+                prefix,
+                args.shards,
+                f"engine-{i}",
+                logs,
+                [*metrics_flags(i), *args.engine_arg],
             )
             for i in range(args.workers)
         ]
@@ -304,6 +316,7 @@ def main() -> None:
             print(
                 f"workflow={args.workflow} sagas={args.sagas} completed={len(finished)} "
                 f"engine_workers={args.workers} shards={args.shards} rate={args.rate or 'max'} "
+                f"engine_args={args.engine_arg} "
                 f"tracing={args.tracing}"
             )
             print(f"throughput: {len(finished) / elapsed:.0f} sagas/s over {elapsed:.1f}s")

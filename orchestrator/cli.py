@@ -194,6 +194,14 @@ def topics(task_queues: tuple[str, ...]) -> None:
     "local stores), so taking one over after a failure reads only its last moments.",
 )
 @click.option(
+    "--early-dispatch/--no-early-dispatch",
+    default=True,
+    show_default=True,
+    help="Send activity tasks as soon as they are decided, ahead of the transaction that "
+    "records them (a step skips a commit's wait). A transaction that then fails makes the "
+    "decision again: the activity may run twice with one idempotency key.",
+)
+@click.option(
     "--cache-size",
     default=DEFAULT_CACHE_SIZE,
     show_default=True,
@@ -242,6 +250,7 @@ def worker(
     retention_hours: float,
     state_dir: Path,
     standby: bool,
+    early_dispatch: bool,
     cache_size: int,
     store_cache_mb: int,
     metrics_port: int,
@@ -273,6 +282,7 @@ def worker(
                 worker_id=worker_id,
                 build_id=build_id,
                 standby=standby,
+                early_dispatch=early_dispatch,
                 retention_hours=retention_hours,
                 state_dir=state_dir,
                 cache_size=cache_size,
@@ -352,6 +362,7 @@ def _engine_worker(
     worker_id: str | None,
     build_id: str,
     standby: bool,
+    early_dispatch: bool = True,
     retention_hours: float,
     state_dir: Path,
     cache_size: int,
@@ -364,7 +375,7 @@ def _engine_worker(
     from orchestrator.worker.shard.processor import ProcessorOptions
     from orchestrator.worker.shard.store import StoreOptions
 
-    options = ProcessorOptions(standby=standby)
+    options = ProcessorOptions(standby=standby, early_dispatch=early_dispatch)
     if worker_id:
         options = dataclasses.replace(options, worker_id=worker_id)
     return EngineWorker(

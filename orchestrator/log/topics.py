@@ -61,10 +61,15 @@ class TopicLayout:
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
 
+    @property
+    def task_prefix(self) -> str:
+        """What every task queue's topic name starts with."""
+        return f"{self.prefix}.tasks."
+
     def task_queue(self, queue: str) -> str:
         if not queue or any(c in queue for c in "/\\ \t\n") or queue in (".", ".."):
             raise ValueError(f"invalid task queue name {queue!r}")
-        return f"{self.prefix}.tasks.{queue}"
+        return f"{self.task_prefix}{queue}"
 
     def specs(self, task_queues: Iterable[str] = ()) -> list[TopicSpec]:
         """Every topic this deployment needs, with its configs."""

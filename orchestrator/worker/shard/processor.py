@@ -49,6 +49,7 @@ from orchestrator.metrics import EngineMetrics, ShardGauges
 from orchestrator.worker.group_watch import GroupWatch
 from orchestrator.worker.membership import GroupConsumer, instance_id, member_config
 from orchestrator.worker.shard.contract import HandlerFactory, ShardHandler
+from orchestrator.worker.shard.dispatch import EarlyBatch, EarlyDispatch
 from orchestrator.worker.shard.dlq import dead_letter
 from orchestrator.worker.shard.records import InRecord, OutRecord, ShardStateLost
 from orchestrator.worker.shard.restore import HistoryReader, RestoreStats
@@ -119,6 +120,11 @@ class ProcessorOptions:
     #: makes the group rebalance if some stay unowned (a static member restarted in
     #: the middle of a rebalance: orchestrator/worker/group_watch.py); None: never
     group_watch_interval_s: float | None = 15.0
+    #: send activity tasks as soon as they are decided, outside the transaction
+    #: (orchestrator/worker/shard/dispatch.py): a step no longer waits for a commit
+    #: before its activity worker sees it. The transaction still commits only once
+    #: those tasks are acknowledged. False: tasks go in the transaction, as replies do
+    early_dispatch: bool = True
 
 
 @dataclass
@@ -142,6 +148,10 @@ class ProcessorMetrics:
     #: time spent writing committed generations to the shard stores (deciding thread)
     store_ms_total: float = 0.0
     cycle_ms_max: float = 0.0
+    #: activity tasks sent ahead of their transaction, and those of them the
+    #: transaction had to carry itself (not acknowledged in time)
+    early_tasks: int = 0
+    early_fallbacks: int = 0
 
     def summary(self) -> str:
         n = self.transactions or 1
@@ -153,7 +163,8 @@ class ProcessorMetrics:
             f"commit_ms_avg={self.commit_ms_total / n:.1f} "
             f"(offsets {self.offsets_ms_total / n:.1f}, end {self.end_ms_total / n:.1f}) "
             f"commit_ms_max={self.commit_ms_max:.1f} "
-            f"cycle_ms_max={self.cycle_ms_max:.1f}"
+            f"cycle_ms_max={self.cycle_ms_max:.1f} "
+            f"early_tasks={self.early_tasks} (fallbacks {self.early_fallbacks})"
         )
 
 
@@ -228,6 +239,11 @@ class ShardProcessor:
         self._consumer = self._new_consumer()
         self._fenced_at: list[float] = []  # when the group fenced our consumer lately
         self._producer = self._new_producer()
+        self._dispatch = (
+            EarlyDispatch(kafka_config, layout.task_prefix)
+            if self.options.early_dispatch
+            else None
+        )
         self._in_transaction = False
         self._failed_in_a_row = 0
         # the transaction being committed in the background, and when it started
@@ -545,27 +561,33 @@ class ShardProcessor:
         finally:
             if watch is not None:
                 watch.stop()
-            self._commit_now()
-            self._consumer.close()  # (its revocation commits nothing more: all is done)
-            if self._failure is not None and self._in_transaction:
-                # abort now rather than leave readers of these partitions stalled until
-                # the transaction times out
-                with contextlib.suppress(KafkaException):
-                    self._producer.abort_transaction(self.options.call_timeout_s)
-            for handler in self._shards.values():
-                handler.close(discard=self._failure is not None)
-            for restoring in self._restoring.values():
-                restoring.handler.close()
-            for standby in self._standby.values():
-                standby.close()
-            self._shards.clear()
-            self._restoring.clear()
-            self._standby.clear()
-            self._reader.close()
-            if self._standby_reader is not None:
-                self._standby_reader.close()
-            self._committer.shutdown()
-            self._producer.flush(10)
+            self._shut_down()
+
+    def _shut_down(self) -> None:
+        """Commit what is gathered, leave the group, close shards, stores and clients."""
+        self._commit_now()
+        self._consumer.close()  # (its revocation commits nothing more: all is done)
+        if self._failure is not None and self._in_transaction:
+            # abort now rather than leave readers of these partitions stalled until
+            # the transaction times out
+            with contextlib.suppress(KafkaException):
+                self._producer.abort_transaction(self.options.call_timeout_s)
+        for handler in self._shards.values():
+            handler.close(discard=self._failure is not None)
+        for restoring in self._restoring.values():
+            restoring.handler.close()
+        for standby in self._standby.values():
+            standby.close()
+        self._shards.clear()
+        self._restoring.clear()
+        self._standby.clear()
+        self._reader.close()
+        if self._standby_reader is not None:
+            self._standby_reader.close()
+        self._committer.shutdown()
+        self._producer.flush(10)
+        if self._dispatch is not None:
+            self._dispatch.close()
 
     def _sample(self, exporter: MetricsExporter) -> None:
         """Set the per-shard gauges (this thread owns the consumer and the stores)."""
@@ -618,7 +640,7 @@ class ShardProcessor:
             wait = min(wait, _GATHER_POLL_S)
         if self._committing():
             wait = _GATHER_POLL_S
-        elif self._pending or self._offsets:
+        elif self._gathered():
             return 0.0  # a batch is ready and nothing is being committed: go
         if len(self._pending) >= self.options.due_backlog_records:
             return wait  # due work waits for the commit in flight (see _fire_due)
@@ -706,7 +728,7 @@ class ShardProcessor:
         self._due_turn = (self._due_turn + 1) % max(1, len(shards))
         for partition, handler in shards[self._due_turn :] + shards[: self._due_turn]:
             try:
-                self._pending += handler.fire_due(now, until)
+                self._gather(handler.fire_due(now, until))
             except ShardStateLost:
                 log.exception("shard %d: store failed", partition)
                 self._lost.add(partition)
@@ -733,16 +755,34 @@ class ShardProcessor:
             self._offsets[partition] = offset + 1
             self._batch_in += 1
             self.metrics.records_in += 1
-            self._pending += self._route(InRecord.of(msg), partition, now)
+            self._gather(self._route(InRecord.of(msg), partition, now))
 
-    def _take_batch(self) -> tuple[list[OutRecord], dict[int, int]]:
+    def _gather(self, records: list[OutRecord]) -> None:
+        """Add decided records to the next transaction's batch; activity tasks go out
+        at once when early dispatch is on (they count in the batch all the same)."""
+        if self._dispatch is None:
+            self._pending += records
+            return
+        for rec in records:
+            if self._dispatch.is_task(rec):
+                self._dispatch.send(rec)
+            else:
+                self._pending.append(rec)
+
+    def _take_batch(self) -> tuple[list[OutRecord], dict[int, int], EarlyBatch | None]:
         out, offsets = self._pending, self._offsets
         self._pending, self._offsets, self._batch_in = [], {}, 0
-        return out, offsets
+        early = self._dispatch.take() if self._dispatch is not None else None
+        return out, offsets, early
+
+    def _gathered(self) -> bool:
+        """Whether anything waits for the next transaction."""
+        early = self._dispatch is not None and len(self._dispatch.gathering) > 0
+        return bool(self._pending or self._offsets or early)
 
     def _hand_over(self) -> int:
         """Start committing the gathered batch in the background (none may be in flight)."""
-        if not self._pending and not self._offsets:
+        if not self._gathered():
             if self._in_flight is None:
                 # nothing decided since the last commit: what the shards wrote meanwhile
                 # is derived from history already committed (timers indexed by the
@@ -750,10 +790,10 @@ class ShardProcessor:
                 self._apply_seals(self._seal(), {})
             return 0
         group = self._consumer.consumer_group_metadata() if self._offsets else None
-        out, offsets = self._take_batch()
+        out, offsets, early = self._take_batch()
         self._commit_started = time.monotonic()
         self._in_flight_seals = self._seal()
-        self._in_flight = self._committer.submit(self._commit, out, offsets, group)
+        self._in_flight = self._committer.submit(self._commit, out, offsets, group, early)
         return len(out)
 
     def _seal(self) -> dict[int, object]:
@@ -786,13 +826,13 @@ class ShardProcessor:
         """Finish the commit in flight, then commit the gathered batch in this thread
         (a revocation: the shards' next owner must find all of it committed)."""
         self._settle()
-        if self._failure is not None or (not self._pending and not self._offsets):
+        if self._failure is not None or not self._gathered():
             return
         group = self._consumer.consumer_group_metadata() if self._offsets else None
-        out, offsets = self._take_batch()
+        out, offsets, early = self._take_batch()
         seals = self._seal()
         try:
-            ends = self._commit(out, offsets, group)
+            ends = self._commit(out, offsets, group, early)
         except KafkaException as exc:
             self._failure = exc  # recovered from in the next cycle
             return
@@ -849,10 +889,16 @@ class ShardProcessor:
         return out
 
     def _commit(
-        self, out: list[OutRecord], offsets: dict[int, int], group: Any
+        self,
+        out: list[OutRecord],
+        offsets: dict[int, int],
+        group: Any,
+        early: EarlyBatch | None = None,
     ) -> dict[int, int]:
         """Write one batch and its consumed offsets in one transaction (commit thread).
-        Returns, per history partition written, the offset after its last record."""
+        The tasks of ``early``, sent ahead, must be acknowledged first; those that are
+        not go in the transaction. Returns, per history partition written, the offset
+        after its last record."""
         began = time.monotonic()
         producer = self._producer
         producer.begin_transaction()
@@ -879,6 +925,12 @@ class ShardProcessor:
         reported = set(last.values())
         for i, rec in enumerate(out):
             self._produce(rec, delivered if i in reported else None)
+        if early is not None and self._dispatch is not None and len(early):
+            self.metrics.early_tasks += len(early)
+            missing = self._dispatch.settle(early, self.options.call_timeout_s / 2)
+            self.metrics.early_fallbacks += len(missing)
+            for rec in missing:
+                self._produce(rec)
         sent = time.monotonic()
         if offsets:
             producer.send_offsets_to_transaction(
