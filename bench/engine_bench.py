@@ -331,8 +331,7 @@ def main() -> None:
                 print_breakdown(
                     hop_breakdown(
                         kafka.bootstrap_servers,
-                        layout.commands,
-                        layout.history,
+                        (layout.commands, layout.history, layout.task_queue("bench")),
                         args.shards,
                         sent_wall_ms,
                         dict(watcher.done_wall_ms),

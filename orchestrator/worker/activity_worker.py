@@ -65,7 +65,7 @@ __all__ = ["ActivityWorker", "ActivityWorkerOptions", "ActivityWorkerStats"]
 
 log = logging.getLogger(__name__)
 
-_IDLE_SLEEP_S = (0.001, 0.005)  # adaptive sleep between empty polls: min, max (latency)
+_IDLE_SLEEP_S = (0.0005, 0.002)  # adaptive sleep between empty polls: min, max (latency)
 _METADATA_TIMEOUT_S = 30.0
 _SAMPLE_INTERVAL_S = 2.0  # lag and in-flight gauges, when metrics are exported
 
@@ -197,7 +197,7 @@ class ActivityWorker:
             {
                 **self._kafka,
                 "enable.idempotence": True,
-                "linger.ms": 2,
+                "linger.ms": 1,
                 "client.id": f"activity-worker-{self.identity}",
             }
         )

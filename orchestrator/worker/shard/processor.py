@@ -125,6 +125,11 @@ class ProcessorOptions:
     #: before its activity worker sees it. The transaction still commits only once
     #: those tasks are acknowledged. False: tasks go in the transaction, as replies do
     early_dispatch: bool = True
+    #: ... but only while the batch gathered for the next transaction is smaller than
+    #: this: under load, tasks ride in the transaction, where they cost least (a large
+    #: batch waits for its commit anyway, and one producer sending in large batches
+    #: keeps the broker's and the workers' work per task low)
+    early_dispatch_below: int = 200
 
 
 @dataclass
@@ -760,7 +765,7 @@ class ShardProcessor:
     def _gather(self, records: list[OutRecord]) -> None:
         """Add decided records to the next transaction's batch; activity tasks go out
         at once when early dispatch is on (they count in the batch all the same)."""
-        if self._dispatch is None:
+        if self._dispatch is None or len(self._pending) >= self.options.early_dispatch_below:
             self._pending += records
             return
         for rec in records:
