@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python bench/shard_cpu_bench.py --mode storm --runs 5000
     PYTHONPATH=. .venv/bin/python bench/shard_cpu_bench.py --mode recover --runs 5000
+    PYTHONPATH=. .venv/bin/python bench/shard_cpu_bench.py --mode saga --runs 5000
 
 One shard over a real RocksDB store (tests/unit/worker/shard_harness.py plays the
 processor: a list for the history partition, transactions that commit at once).
@@ -9,6 +10,10 @@ processor: a list for the history partition, transactions that commit at once).
 * ``storm``: N runs of ``bench.sleep_until`` all due at one instant, evicted from
   memory (as after a long sleep), then fired in the engine's slices, each slice
   committed: what one firing costs (read the run, replay it, fire, close, encode).
+* ``saga``: N three-step sagas (``bench.three_step``, task-queue steps), 100 started
+  per transaction, each step's task answered by an ``ActivityTaskCompleted`` command:
+  what the engine's deciding thread spends on one saga (start, three outcomes, close),
+  the maximum rate's bound on one core.
 * ``recover``: N runs of ``bench.sleep_30d`` rebuilt from their history into a new
   store (written in slices of 500 records) and recovered (their timers indexed): what
   a rebuild costs per run once the records are read from Kafka.
@@ -33,9 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # after PYTHONPATH: another checkout can be measured
 
-from bench import sleepers  # noqa: E402
+from bench import bench_sagas, sleepers  # noqa: E402
+from orchestrator.serde import records as rec  # noqa: E402
 from orchestrator.worker.shard.engine_shard import ShardTuning  # noqa: E402
-from tests.unit.worker.shard_harness import T0, Harness  # noqa: E402
+from tests.unit.worker.shard_harness import CONV, T0, WIRE, Harness  # noqa: E402
 
 DAY_MS = 86_400_000
 
@@ -68,6 +74,37 @@ def storm(n: int) -> tuple[float, float]:
     return cpu / n, wall / n
 
 
+def saga(n: int) -> tuple[float, float]:
+    """Per three-step saga: (thread CPU s, wall s)."""
+    harness = Harness(Path(tempfile.mkdtemp()), [bench_sagas.three_step])
+    wall, cpu = time.perf_counter(), time.thread_time()
+    for first in range(0, n, 100):
+        for i in range(first, min(n, first + 100)):
+            harness.start(f"b-{i}", "bench.three_step", i, request_id=f"r-{i}")
+        harness.commit()
+        while harness.tasks:
+            tasks, harness.tasks = harness.tasks, []
+            for record in tasks:
+                task = WIRE.decode_task(record.headers, record.value).record
+                n_in = CONV.from_payload(task.args[0])
+                harness.send(
+                    rec.ActivityTaskCompleted(
+                        workflow_id=task.workflow_id,
+                        run_id=task.run_id,
+                        activity_seq=task.activity_seq,
+                        attempt=task.attempt,
+                        result=CONV.to_payload(n_in + 1),
+                    )
+                )
+            harness.commit()
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    done = harness.results()
+    if len(done) != n or done.get("b-0") != 3:
+        raise SystemExit(f"{len(done)} of {n} completed (b-0: {done.get('b-0')!r})")
+    harness.stop()
+    return cpu / n, wall / n
+
+
 def recover(n: int) -> tuple[float, float]:
     """Per run recovered after a rebuild: (thread CPU s, wall s)."""
     first = Harness(
@@ -91,11 +128,11 @@ def recover(n: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=["storm", "recover"], required=True)
+    parser.add_argument("--mode", choices=["storm", "recover", "saga"], required=True)
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    measure = storm if args.mode == "storm" else recover
+    measure = {"storm": storm, "recover": recover, "saga": saga}[args.mode]
     rounds = [measure(args.runs) for _ in range(args.repeat)]
     cpu = statistics.median(r[0] for r in rounds) * 1e6
     wall = statistics.median(r[1] for r in rounds) * 1e6
