@@ -20,6 +20,10 @@ DAY_MS = 24 * 3600 * 1000
 _TIMEOUT_S = 30.0
 
 
+#: (prefix, queue) -> topic name, for names already checked
+_TASK_TOPICS: dict[tuple[str, str], str] = {}
+
+
 class TopicLayoutError(RuntimeError):
     """An existing topic does not fit the layout (cleanup policy or partition count)."""
 
@@ -67,9 +71,16 @@ class TopicLayout:
         return f"{self.prefix}.tasks."
 
     def task_queue(self, queue: str) -> str:
-        if not queue or any(c in queue for c in "/\\ \t\n") or queue in (".", ".."):
-            raise ValueError(f"invalid task queue name {queue!r}")
-        return f"{self.task_prefix}{queue}"
+        """The topic of task queue ``queue`` (checked once per name: every task asks)."""
+        key = (self.prefix, queue)
+        topic = _TASK_TOPICS.get(key)
+        if topic is None:
+            if not queue or any(c in queue for c in "/\\ \t\n") or queue in (".", ".."):
+                raise ValueError(f"invalid task queue name {queue!r}")
+            topic = f"{self.task_prefix}{queue}"
+            if len(_TASK_TOPICS) < 10_000:  # a deployment's queues: never unbounded
+                _TASK_TOPICS[key] = topic
+        return topic
 
     def specs(self, task_queues: Iterable[str] = ()) -> list[TopicSpec]:
         """Every topic this deployment needs, with its configs."""
