@@ -386,18 +386,22 @@ class ActivityWorker:
         runner: AttemptRunner,
     ) -> None:
         began = time.monotonic()
-        attributes = tracing.kafka_attributes(
-            self.topic,
-            "process",
-            **{
-                "messaging.destination.partition.id": str(partition),
-                "messaging.kafka.offset": offset,
-                "saga.workflow_id": task.workflow_id,
-                "saga.run_id": task.run_id,
-                "saga.activity_type": task.activity_type,
-                "saga.activity_seq": task.activity_seq,
-                "saga.attempt": task.attempt,
-            },
+        attributes = (  # built only for an SDK that records them
+            tracing.kafka_attributes(
+                self.topic,
+                "process",
+                **{
+                    "messaging.destination.partition.id": str(partition),
+                    "messaging.kafka.offset": offset,
+                    "saga.workflow_id": task.workflow_id,
+                    "saga.run_id": task.run_id,
+                    "saga.activity_type": task.activity_type,
+                    "saga.activity_seq": task.activity_seq,
+                    "saga.attempt": task.attempt,
+                },
+            )
+            if tracing.recording()
+            else {}
         )
         name = f"saga activity {task.activity_type}"
         with tracing.hop(name, tracing.CONSUMER, traceparent, attributes) as hop:
