@@ -91,8 +91,6 @@ class EarlyDispatch:
         )
         self._prefix = task_topic_prefix
         self.gathering = EarlyBatch()
-        self.sent = 0
-        self.fallbacks = 0
 
     def is_task(self, record: OutRecord) -> bool:
         """Whether ``record`` is an activity task (the records this sends early)."""
@@ -113,7 +111,6 @@ class EarlyDispatch:
                 time.sleep(0.005)  # local queue full: the commit thread's polls drain it
             else:
                 break
-        self.sent += 1
 
     def take(self) -> EarlyBatch:
         """The batch gathered so far (it goes with the transaction being handed over)."""
@@ -127,9 +124,7 @@ class EarlyDispatch:
         while not batch.reported() and time.monotonic() < deadline:
             self._producer.poll(0.001)
         self._producer.poll(0)
-        missing = batch.unacknowledged()
-        self.fallbacks += len(missing)
-        return missing
+        return batch.unacknowledged()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Deliver what is queued (bounded), then drop the producer."""
