@@ -238,14 +238,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--tracing",
-        choices=("api", "sdk"),
+        choices=("off", "api", "sdk"),
         default="api",
         help="api: the OpenTelemetry API only, as shipped (no span recorded); sdk: workers "
-        "run with the SDK, every span recorded, batched and dropped (bench/traced.py)",
+        "run with the SDK, every span recorded, batched and dropped (bench/traced.py); "
+        "off: tracing taken out of the workers (bench/untraced.py), the baseline",
     )
     args = parser.parse_args()
     if args.tracing == "sdk":
         LAUNCHER[:] = ["bench.traced"]
+    elif args.tracing == "off":
+        LAUNCHER[:] = ["bench.untraced"]
 
     logs = Path(tempfile.mkdtemp(prefix="saga-bench-"))
     with providers.kafka() as kafka:
