@@ -9,23 +9,8 @@
 set -euo pipefail
 ref=${1:?usage: bench/early_dispatch_sitting.sh GIT_REF [RUNS]}
 runs=${2:-3}
-root=$(cd "$(dirname "$0")/.." && pwd)
-py="$root/.venv/bin/python"
-old="$(mktemp -d)/old"
-git -C "$root" worktree add --detach "$old" "$ref" >/dev/null 2>&1
-stack_pid=""
-cleanup() {
-  [ -n "$stack_pid" ] && kill "$stack_pid" 2>/dev/null || true
-  git -C "$root" worktree remove --force "$old" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-  log=$(mktemp)
-  "$py" -m orchestrator.devstack up >"$log" 2>&1 &
-  stack_pid=$!
-  for _ in $(seq 120); do grep -q "^export KAFKA" "$log" && break; sleep 1; done
-  eval "$(grep '^export KAFKA' "$log")"
-fi
+# shellcheck source=bench/sitting.sh
+source "$(dirname "$0")/sitting.sh"
 echo "command: bench/early_dispatch_sitting.sh $ref $runs (new = $(git -C "$root" rev-parse --short HEAD), old = $ref)"
 for i in $(seq "$runs"); do
   for mode in rate50 max rate250; do
