@@ -75,7 +75,8 @@ class EarlyDispatch:
     """An idempotent, non-transactional producer for the engine's activity tasks.
 
     The deciding thread calls :meth:`send`; the commit thread calls :meth:`settle`
-    for the batch it commits (only one thread at a time polls the producer).
+    for the batch it commits. Delivery reports may be served on either thread (a
+    full local queue makes :meth:`send` poll too): batches count them under a lock.
     """
 
     def __init__(self, kafka_config: dict[str, Any], task_topic_prefix: str) -> None:
@@ -108,7 +109,7 @@ class EarlyDispatch:
             try:
                 self._producer.produce(record.topic, on_delivery=callback, **kwargs)
             except BufferError:
-                time.sleep(0.005)  # local queue full: the commit thread's polls drain it
+                self._producer.poll(0.005)  # local queue full: serve deliveries, then retry
             else:
                 break
 
