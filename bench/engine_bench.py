@@ -108,6 +108,12 @@ def spawn(
         )
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_log(path: Path, pattern: str, count: int, timeout_s: float) -> float:
     began = time.monotonic()
     while time.monotonic() - began < timeout_s:
@@ -340,6 +346,14 @@ def main() -> None:
                         dict(watcher.done_wall_ms),
                     )
                 )
+            cpu = [process_cpu_s(p.pid) for p in procs]
+            total = args.sagas + warmup
+            engine_ms = sum(cpu[: args.workers]) * 1000 / total
+            activity_ms = sum(cpu[args.workers :]) * 1000 / total
+            print(
+                f"cpu per saga (process CPU over warm-up and run, {total} sagas): "
+                f"engine {engine_ms:.2f} ms, activity workers {activity_ms:.2f} ms"
+            )
         finally:
             for p in procs:
                 p.terminate()

@@ -259,6 +259,7 @@ def worker(
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
     from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
     from orchestrator.worker.discovery import discover
+    from orchestrator.worker.gc_policy import settle_heap
     from orchestrator.worker.membership import instance_id
 
     settings = Settings.from_env()
@@ -315,6 +316,7 @@ def worker(
 
         projectors.append(Projector(settings.database_url, settings.kafka_config(), layout).start())
         log.info("visibility projector running")
+    settle_heap()
     click.echo("ready", err=True)
     failed: BaseException | None = None
     while failed is None and not stop.wait(0.5):

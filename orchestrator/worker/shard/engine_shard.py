@@ -319,12 +319,18 @@ class EngineShard:
 
     def committed(self, sealed: object, checkpoint: int | None) -> None:
         """The transaction of ``sealed`` committed: write it to the store, and drop the
-        runs that now only wait from memory."""
+        runs that now only wait, and the runs that closed, from memory. A closed run is
+        read back from the store on the rare command that names it (a repeated start, a
+        read); kept in the cache, it only made the collector's full passes longer."""
         assert isinstance(sealed, Sealed)
         horizon = self._clock() + self.tuning.idle_evict_ms
         for execution in self.executions.applied(sealed, checkpoint):
+            if not execution.is_open:
+                if execution.next_run is None:
+                    self.executions.evict(execution)
+                continue
             executor = execution.executor
-            if executor is not None and execution.is_open and executor.quiet_until(horizon):
+            if executor is not None and executor.quiet_until(horizon):
                 self.executions.evict(execution)
 
     def close(self, *, discard: bool = False, wipe: bool = False) -> None:
