@@ -369,8 +369,13 @@ def _shut_down(
 def _batch_workers(
     settings: Settings, layout: TopicLayout, worker_id: str | None
 ) -> list[BatchWorker]:
-    """The batch jobs' activity worker beside an engine (docs/batch.md), started."""
-    from orchestrator.worker.batch_worker import BatchWorker
+    """The batch jobs' activity worker beside an engine (docs/batch.md), started; none
+    without the ``postgres`` extra (batches page through the visibility store)."""
+    try:
+        from orchestrator.worker.batch_worker import BatchWorker
+    except ModuleNotFoundError as exc:
+        log.warning("no batch jobs here: %s (pip install 'saga-orchestrator[postgres]')", exc)
+        return []
 
     started = BatchWorker(
         settings.kafka_config(), layout, settings.database_url, worker_id=worker_id
@@ -847,12 +852,15 @@ def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> No
         client.close()
     if not found.events:
         raise click.ClickException(f"no history for {workflow_id!r} (run {found.run_id})")
+    from orchestrator.batch.spec import BATCH_WORKFLOW
+    from orchestrator.batch.workflow import BatchWorkflow
     from orchestrator.schedules.workflow import SCHEDULE_WORKFLOW, ScheduleWorkflow
 
     workflows = discover(modules).workflows
-    # schedule runs replay without naming a module: every engine worker hosts them
+    # schedule and batch runs replay without naming a module: every engine hosts them
+    builtin = {SCHEDULE_WORKFLOW: ScheduleWorkflow, BATCH_WORKFLOW: BatchWorkflow}
     replayer = Replayer(workflows=[*workflows.values(), *(
-        [] if SCHEDULE_WORKFLOW in workflows else [ScheduleWorkflow])])
+        cls for name, cls in builtin.items() if name not in workflows)])
     try:
         result = replayer.replay(found.events)
     except NonDeterminismError as exc:

@@ -29,7 +29,7 @@ from orchestrator.batch.spec import (
 from orchestrator.cli_client import env_client
 from orchestrator.config import Settings
 from orchestrator.schedules.forms import parse_time
-from orchestrator.visibility.schema import DEFAULT_TABLE
+from orchestrator.visibility import DEFAULT_TABLE
 
 if TYPE_CHECKING:
     from orchestrator.client import Client

@@ -43,7 +43,7 @@ from orchestrator.batch.spec import (
 )
 from orchestrator.client import Client
 from orchestrator.exceptions import ApplicationError, OrchestratorError, ReplyTimeoutError
-from orchestrator.visibility.schema import DEFAULT_TABLE
+from orchestrator.visibility import DEFAULT_TABLE
 from orchestrator.visibility.store import RunRow, VisibilityStore
 
 __all__ = ["LEDGER_TABLE", "BatchPages", "Pacer", "apply_operation", "ledger_ddl"]

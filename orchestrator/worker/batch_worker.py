@@ -16,7 +16,7 @@ from orchestrator.batch.pages import BatchPages
 from orchestrator.batch.spec import BATCH_TASK_QUEUE
 from orchestrator.client import Client
 from orchestrator.log.topics import TopicLayout
-from orchestrator.visibility.schema import DEFAULT_TABLE
+from orchestrator.visibility import DEFAULT_TABLE
 from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
 from orchestrator.worker.membership import instance_id
 
