@@ -258,6 +258,9 @@ class BatchPages:
             if activity.info().attempt < _GIVE_UP_AFTER:
                 raise  # the page runs again (later), this run with it
             outcome, detail = FAILED, f"no answer from its shard: {exc}"
+        if claimed is None and outcome == SKIPPED:
+            # most often the dead attempt's own operation had gone through: say so
+            detail = f"sent again after an attempt died mid-way, then refused: {detail}"
         conn.execute(
             sql.SQL(
                 "UPDATE {} SET outcome = %s, detail = %s, updated_at = now()"

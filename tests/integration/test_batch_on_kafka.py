@@ -28,8 +28,10 @@ from orchestrator.batch.spec import (
     BatchOperation,
     BatchStatus,
 )
+from orchestrator.batch.workflow import BatchWorkflow
 from orchestrator.cli import main
 from orchestrator.client import Client
+from orchestrator.engine.replayer import Replayer
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.visibility.projector import Projector
 from orchestrator.visibility.store import RunRow, VisibilityStore
@@ -85,7 +87,7 @@ def test_bad_build_batch_survives_kill9_and_resets_each_run_once(
     layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
     ensure_topics(admin, layout, [QUEUE, BATCH_TASK_QUEUE])
     good_ids = [f"g-{i}" for i in range(5)]
-    bad_ids = [f"b-{i:03}" for i in range(80)]
+    bad_ids = [f"b-{i:03}" for i in range(200)]
     env = saga_env(bootstrap, topic_prefix, SHARDS, DATABASE_URL=database)
     args = ["worker", "--sagas", "tests.integration.build_sagas_good", "--build-id", "good-3",
             "--worker-id", f"{topic_prefix}-engine"]
@@ -109,22 +111,22 @@ def test_bad_build_batch_survives_kill9_and_resets_each_run_once(
                 client.start(build_sagas_bad.ship, wf_id, id=wf_id, task_queue=QUEUE)
             wait_for("the bad build's runs FAILED in the visibility store", lambda: {
                 r.workflow_id: r.status for r in rows(database, build_id="bad-2")
-            } == dict.fromkeys(bad_ids, "FAILED"))
+            } == dict.fromkeys(bad_ids, "FAILED"), timeout_s=120)
         try:
             procs.append(spawn_saga(args, env, tmp_path / "engine-1.log"))
             dry = CliRunner().invoke(
                 main, ["reset", "--bad-build", "bad-2", "--reason", "INC-1", "--dry-run"]
             )
             assert dry.exit_code == 0, dry.output
-            assert dry.output.splitlines()[-1] == "80 run(s) of build bad-2"
-            assert sum(line.startswith("would reset b-") for line in dry.output.splitlines()) == 80
+            assert dry.output.splitlines()[-1] == "200 run(s) of build bad-2"
+            assert sum(line.startswith("would reset b-") for line in dry.output.splitlines()) == 200
 
             started = time.monotonic()
             handle = client.start_batch(
                 "bad-2-reset",
                 BatchOperation(BatchOp.RESET, reason="INC-1", operator="test", bad_build="bad-2"),
                 BatchFilter(build_id="bad-2"),
-                rate=20, page_size=20, timeout=60,
+                rate=50, page_size=25, timeout=60,
             )
             wait_for("a page done", lambda: (d := described(client, "bad-2-reset"))
                      and d.pages >= 1 and d.status is BatchStatus.RUNNING)
@@ -136,15 +138,19 @@ def test_bad_build_batch_survives_kill9_and_resets_each_run_once(
             t = final.totals
             print(f"batch took {took:.1f}s: {t}")  # shown with -s
             assert final.status is BatchStatus.COMPLETED, final
-            assert final.total == 80 and final.listed == 80, final
+            assert final.total == 200 and final.listed == 200, final
             # a run reset by the killed attempt but not yet recorded is refused (not
             # current) when the page runs again: skipped, never reset twice
-            assert t.done + t.skipped == 80 and t.failed == 0 and t.in_doubt == 0, t
+            assert t.done + t.skipped == 200 and t.failed == 0 and t.in_doubt == 0, t
             assert all("no such workflow run" in why for why in t.skipped_sample.values()), t
-            assert took > 80 / 20 * 0.8, "the rate held"
+            assert took > 200 / 50 * 0.8, "the rate held"
 
             for wf_id in bad_ids:
                 assert client.get_handle(wf_id).result(timeout=60) == f"packed {wf_id}"
+            # the batch's history, cut by a kill -9, replays with the shipped workflow
+            history = client.fetch_history("batch:bad-2-reset")
+            assert Replayer(workflows=[BatchWorkflow]).replay(history.events).status.name == (
+                "COMPLETED")
             def runs_per_id() -> Counter[str] | None:
                 found = Counter(r.workflow_id for r in rows(database, workflow_type="ops.ship"))
                 return found if all(found[w] == 2 for w in bad_ids) else None
@@ -154,7 +160,7 @@ def test_bad_build_batch_survives_kill9_and_resets_each_run_once(
             assert {w: runs[w] for w in good_ids} == dict.fromkeys(good_ids, 1), "good untouched"
             wait_for("the old runs FAILED, the new and the good ones COMPLETED", lambda: Counter(
                 r.status for r in rows(database, workflow_type="ops.ship")
-            ) == Counter({"COMPLETED": 85, "FAILED": 80}))
+            ) == Counter({"COMPLETED": 205, "FAILED": 200}))
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -222,6 +228,22 @@ def test_signal_batch_by_type_and_status_holds_its_rate_and_signals_each_once(
             assert client.get_handle(wf_id).query("pokes") == ["b1"], wf_id
         for wf_id in others:
             assert client.get_handle(wf_id).query("pokes") == [], wf_id
+
+        slow = CliRunner().invoke(main, ["batch", "start", "signal", "--type", "batch.waiter",
+                                         "--signal", "poke", "--args", '["b2"]', "--rate", "2",
+                                         "--page-size", "4", "--id", "poke-2"])
+        assert slow.exit_code == 0, slow.output
+        wait_for("a page of the slow batch done",
+                 lambda: (d := described(client, "poke-2")) and d.pages >= 1)
+        stop = CliRunner().invoke(main, ["batch", "cancel", "poke-2", "--reason", "enough"])
+        assert stop.exit_code == 0 and "cancelling batch poke-2" in stop.output, stop.output
+        cancelled = client.batch_handle("poke-2").result(timeout=30)
+        assert cancelled.status is BatchStatus.CANCELLED and cancelled.cancel_reason == "enough"
+        t = cancelled.totals  # no status filter: the finished runs are skipped, with why
+        assert t.processed < 33 and t.processed % 4 == 0 and t.processed == cancelled.listed, t
+        assert all("is COMPLETED" in why for why in t.skipped_sample.values()), t
+        got_b2 = [w for w in waiting if client.get_handle(w).query("pokes") == ["b1", "b2"]]
+        assert len(got_b2) == cancelled.totals.done, "no page started after the cancel"
 
         listed = CliRunner().invoke(main, ["batch", "list"])
         assert listed.exit_code == 0 and "poke-1" in listed.output, listed.output
