@@ -171,12 +171,13 @@ class BatchPages:
                 self._client = self._client_factory()
             return self._client
 
-    def count(self, filter: BatchFilter) -> int:
-        """How many runs the filter matches now."""
+    def count(self, filter: BatchFilter, op: BatchOp) -> int:
+        """How many runs the filter matches now (as the pages list them: see
+        :meth:`list_page` for parked runs)."""
 
         async def go() -> int:
             async with VisibilityStore(self._dsn, table=self._table) as store:
-                return await store.count_runs(**filter.store_args())
+                return await store.count_runs(**filter.store_args(), parked=_parked(op))
 
         return asyncio.run(go())
 
@@ -186,19 +187,18 @@ class BatchPages:
         """One page of the listing after ``cursor``, and the cursor after it. Parked runs
         are left out except for a reset (the way out of parking): their shard answers
         nothing else, it dead-letters the command."""
-        parked = None if op is BatchOp.RESET else False
 
         async def go() -> tuple[list[RunRow], str | None]:
             async with VisibilityStore(self._dsn, table=self._table) as store:
                 return await store.list_runs(
-                    **filter.store_args(), parked=parked, limit=page_size, after=cursor
+                    **filter.store_args(), parked=_parked(op), limit=page_size, after=cursor
                 )
 
         return asyncio.run(go())
 
     def page(  # noqa: PLR0917 - the activity's arguments, as the workflow sends them
         self,
-        batch_id: str,
+        ledger_id: str,
         operation: BatchOperation,
         filter: BatchFilter,
         cursor: str | None,
@@ -206,14 +206,14 @@ class BatchPages:
         rate: float,
     ) -> PageResult:
         """Apply ``operation`` to the runs of the page after ``cursor``; the next cursor
-        and the batch's totals."""
+        and the batch's totals. ``ledger_id`` is the batch's key in the ledger."""
         rows, next_cursor = self.list_page(filter, cursor, page_size, operation.op)
         pacer = Pacer(rate)
         with psycopg.connect(self._dsn, autocommit=True) as conn:
             self._ensure_ledger(conn)
             for row in rows:
-                self._one(conn, batch_id, operation, row, pacer)
-            totals = ledger_totals(conn, batch_id)
+                self._one(conn, ledger_id, operation, row, pacer)
+            totals = ledger_totals(conn, ledger_id)
         return PageResult(listed=len(rows), next_cursor=next_cursor, totals=totals)
 
     def _ensure_ledger(self, conn: psycopg.Connection[Any]) -> None:
@@ -268,6 +268,10 @@ class BatchPages:
             ).format(table),
             [outcome, detail, *key],
         )
+
+
+def _parked(op: BatchOp) -> bool | None:
+    return None if op is BatchOp.RESET else False
 
 
 def ledger_totals(conn: psycopg.Connection[Any], batch_id: str) -> BatchTotals:

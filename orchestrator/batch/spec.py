@@ -186,6 +186,9 @@ class BatchState:
     created_ms: int = 0
     updated_ms: int = 0
     cancel_reason: str = ""
+    ledger_id: str = ""
+    """The batch's key in the ledger: its id and a token drawn when it began, so an id
+    used again (after the old batch's retention) starts a new ledger."""
 
     def problems(self) -> list[str]:
         """What is wrong with it (empty when valid)."""

@@ -66,11 +66,13 @@ def apply_page(state: BatchState, page: PageResult, now_ms: int) -> None:
         state.status = BatchStatus.COMPLETED
 
 
-def begin(state: BatchState, now_ms: int) -> None:
-    """First run of a batch: note when, and leave out runs that start from now on."""
+def begin(state: BatchState, now_ms: int, token: str) -> None:
+    """First run of a batch: note when, draw its ledger key, and leave out runs that
+    start from now on."""
     if state.created_ms:
         return
     state.created_ms = state.updated_ms = now_ms
+    state.ledger_id = f"{state.batch_id}/{token}"
     before = state.filter.started_before
     limit = utc(now_ms)
     if before is None or before > limit:
@@ -112,10 +114,10 @@ class BatchWorkflow:
     @workflow.run
     async def run(self, ctx: workflow.WorkflowContext, state: BatchState) -> BatchDescription:
         self._state = state
-        begin(state, to_ms(ctx.now()))
+        begin(state, to_ms(ctx.now()), ctx.uuid4().hex[:12])
         if state.total is None:
             state.total = await ctx.execute_activity(
-                COUNT_ACTIVITY, state.filter, task_queue=BATCH_TASK_QUEUE,
+                COUNT_ACTIVITY, state.filter, state.operation.op, task_queue=BATCH_TASK_QUEUE,
                 start_to_close=timedelta(minutes=1), retry=_RETRY, result_type=int,
             )
         pages_here = 0
@@ -127,7 +129,7 @@ class BatchWorkflow:
                 ctx.continue_as_new(state)
             page = await ctx.execute_activity(
                 PAGE_ACTIVITY,
-                state.batch_id,
+                state.ledger_id,
                 state.operation,
                 state.filter,
                 state.cursor,

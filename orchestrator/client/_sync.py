@@ -247,14 +247,15 @@ class Client:
         matches, ``rate`` operations per second at most (0: unpaced), ``page_size`` runs
         per page. Waits until its run has started. ValueError lists what is wrong; an
         empty filter is refused unless ``allow_all``. Starting an id whose batch runs
-        leaves that batch as it is.
+        leaves that batch as it is; an id whose batch has ended is refused
+        (ApplicationError type ``WorkflowAlreadyStarted``) until its retention ends.
         """
         workflow_id, state = new_batch(
             batch_id, operation, filter, rate=rate, page_size=page_size, allow_all=allow_all
         )
         handle = self.start(
             BATCH_WORKFLOW, state, id=workflow_id, task_queue=BATCH_TASK_QUEUE,
-            wait_started=timeout,
+            id_reuse_policy=IdReusePolicy.REJECT_DUPLICATE, wait_started=timeout,
         )
         return BatchHandle(handle, batch_id)
 

@@ -245,6 +245,20 @@ def test_signal_batch_by_type_and_status_holds_its_rate_and_signals_each_once(
         got_b2 = [w for w in waiting if client.get_handle(w).query("pokes") == ["b1", "b2"]]
         assert len(got_b2) == cancelled.totals.done, "no page started after the cancel"
 
+        reused = CliRunner().invoke(main, ["batch", "start", "cancel", "--type", "batch.waiter",
+                                           "--id", "poke-1"])
+        assert reused.exit_code != 0 and "WorkflowAlreadyStarted" in reused.output, (
+            reused.output)
+
+        for op in ("pause", "unpause"):
+            handle = client.start_batch(
+                f"{op}-all", BatchOperation(BatchOp(op), reason="INC-9", operator="ann"),
+                BatchFilter(workflow_type="batch.waiter", status="RUNNING"), rate=0,
+            )
+            assert handle.result(timeout=60).totals.done == 30
+            paused = {client.get_handle(w).describe().paused is not None for w in waiting}
+            assert paused == {op == "pause"}, op
+
         listed = CliRunner().invoke(main, ["batch", "list"])
         assert listed.exit_code == 0 and "poke-1" in listed.output, listed.output
         again = CliRunner().invoke(main, ["batch", "describe", "poke-1"])

@@ -45,7 +45,7 @@ class Fake:
 
 
 @activity.defn(name=COUNT_ACTIVITY)
-def count(filter: BatchFilter) -> int:
+def count(filter: BatchFilter, op: BatchOp) -> int:
     return len(RUNS)
 
 
@@ -125,12 +125,13 @@ async def test_cancel_stops_after_the_page_under_way(env: WorkflowEnvironment) -
 
 def test_begin_bounds_the_start_time_once() -> None:
     s = state()
-    begin(s, to_ms(T0))
+    begin(s, to_ms(T0), "tok")
     assert s.filter.started_before == T0 and s.created_ms == to_ms(T0)
-    begin(s, to_ms(T0 + timedelta(hours=1)))
+    begin(s, to_ms(T0 + timedelta(hours=1)), "other")
     assert s.filter.started_before == T0, "a continued run keeps its bound"
+    assert s.ledger_id == "b/tok", "and its ledger"
     earlier = replace(state(), filter=BatchFilter(started_before=T0 - timedelta(days=1)))
-    begin(earlier, to_ms(T0))
+    begin(earlier, to_ms(T0), "tok")
     assert earlier.filter.started_before == T0 - timedelta(days=1)
 
 
