@@ -218,18 +218,21 @@ class BatchPages:
 
     def _ensure_ledger(self, conn: psycopg.Connection[Any]) -> None:
         if not self._ledger_ready:
-            conn.execute(ledger_ddl())
+            try:
+                conn.execute(ledger_ddl())
+            except psycopg.errors.UniqueViolation:  # another worker created it meanwhile
+                log.debug("ledger table created concurrently")
             self._ledger_ready = True
 
     def _one(
         self,
         conn: psycopg.Connection[Any],
-        batch_id: str,
+        ledger_id: str,
         operation: BatchOperation,
         row: RunRow,
         pacer: Pacer,
     ) -> None:
-        key = [batch_id, row.workflow_id, row.run_id]
+        key = [ledger_id, row.workflow_id, row.run_id]
         table = sql.Identifier(LEDGER_TABLE)
         claimed = conn.execute(
             sql.SQL(
@@ -249,7 +252,7 @@ class BatchPages:
             if found is None or found[0] != CLAIMED or operation.op not in _IDEMPOTENT:
                 return  # dealt with already, or a signal in doubt: never sent twice
             log.info("batch %s: %s run %s again (an attempt died after claiming it)",
-                     batch_id, operation.op, row.run_id)
+                     ledger_id, operation.op, row.run_id)
         pacer.wait()
         client = self._ensure_client()
         try:
@@ -274,14 +277,14 @@ def _parked(op: BatchOp) -> bool | None:
     return None if op is BatchOp.RESET else False
 
 
-def ledger_totals(conn: psycopg.Connection[Any], batch_id: str) -> BatchTotals:
+def ledger_totals(conn: psycopg.Connection[Any], ledger_id: str) -> BatchTotals:
     """The batch's outcome counts and samples, from its ledger rows."""
     table = sql.Identifier(LEDGER_TABLE)
     counts = dict(
         conn.execute(
             sql.SQL("SELECT outcome, count(*) FROM {} WHERE batch_id = %s GROUP BY outcome")
             .format(table),
-            [batch_id],
+            [ledger_id],
         ).fetchall()
     )
 
@@ -291,7 +294,7 @@ def ledger_totals(conn: psycopg.Connection[Any], batch_id: str) -> BatchTotals:
                 "SELECT workflow_id, run_id, detail FROM {} WHERE batch_id = %s"
                 " AND outcome = %s ORDER BY updated_at, workflow_id LIMIT %s"
             ).format(table),
-            [batch_id, outcome, SAMPLES],
+            [ledger_id, outcome, SAMPLES],
         ).fetchall()
         return {f"{w}/{r}": d for w, r, d in rows}
 
