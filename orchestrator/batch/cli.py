@@ -74,16 +74,28 @@ def dry_run_rows(dsn: str, filter: BatchFilter, table: str = DEFAULT_TABLE) -> l
 
 
 def _follow(client: Client, batch_id: str, every_s: float = 1.0) -> BatchDescription:
-    """Print progress until the batch ends (one updating line on a terminal)."""
+    """Print progress until the batch ends: one updating line on a terminal, else a
+    line each time it changes. A shard that does not answer for a while (its engine
+    restarting) is waited for."""
+    from orchestrator.exceptions import ReplyTimeoutError
+
     handle = client.batch_handle(batch_id)
     tty = sys.stdout.isatty()
+    shown = ""
     while True:
-        d = handle.describe()
+        try:
+            d = handle.describe()
+        except ReplyTimeoutError:
+            time.sleep(every_s)
+            continue
         line = progress_line(d)
+        done = d.status is not BatchStatus.RUNNING
         if tty:
-            click.echo("\r" + line, nl=False)
-        if d.status is not BatchStatus.RUNNING:
-            click.echo("" if tty else line)
+            click.echo("\r" + line, nl=done)
+        elif line != shown:
+            click.echo(line)
+        shown = line
+        if done:
             return d
         time.sleep(every_s)
 
