@@ -5,6 +5,7 @@ count activities are replaced by fakes over an in-memory listing and ledger."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import pytest
 
 from orchestrator import activity
 from orchestrator.batch import workflow as batch_workflow
-from orchestrator.batch.cli import progress_line
+from orchestrator.batch.cli import description_json, progress_line
 from orchestrator.batch.pages import Pacer
 from orchestrator.batch.spec import (
     COUNT_ACTIVITY,
@@ -181,3 +182,12 @@ def test_progress_line() -> None:
     s.total, s.totals = 10, BatchTotals(done=4, skipped=1)
     line = progress_line(describe_state(s))
     assert line == f"[{'#' * 15}{'.' * 15}] 5/10 done=4 skipped=1 failed=0 running"
+
+
+def test_description_json_is_plain_json() -> None:
+    s = state()
+    begin(s, to_ms(T0), "tok")
+    out = description_json(describe_state(s))
+    assert json.loads(json.dumps(out)) == out
+    assert out["status"] == "running" and out["operation"]["op"] == "cancel"
+    assert out["filter"]["started_before"] == T0.isoformat()
