@@ -730,7 +730,8 @@ def reset(  # noqa: PLR0917 - click passes the options by position
         if bad_build is None:
             raise click.UsageError("give a WORKFLOW_ID, or --bad-build to reset a build's runs")
         _reset_bad_build(
-            bad_build, reason, _operator(operator), rate, database_url, dry_run, follow
+            bad_build, reason, _operator(operator), rate, database_url, dry_run, follow,
+            exclude_signals=exclude_signals,
         )
         return
     client = _client()
@@ -758,6 +759,8 @@ def _reset_bad_build(  # noqa: PLR0917 - the command's options, passed on
     database_url: str | None,
     dry_run: bool,
     follow: bool,
+    *,
+    exclude_signals: bool = False,
 ) -> None:
     """A batch job (docs/batch.md) that resets every run of ``build_id`` to just before
     the build's first decision in it, by run id: a run no longer current is skipped."""
@@ -773,7 +776,7 @@ def _reset_bad_build(  # noqa: PLR0917 - the command's options, passed on
         click.echo(f"{len(rows)} run(s) of build {build_id}")
         return
     operation = BatchOperation(BatchOp.RESET, reason=reason, operator=operator,
-                               bad_build=build_id)
+                               bad_build=build_id, exclude_signals=exclude_signals)
     batch_id = bad_build_batch_id(build_id)
     done = start_and_report(batch_id, operation, filter_, rate=rate, page_size=100,
                             follow=follow)
