@@ -26,6 +26,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.background import BackgroundRunner
+from orchestrator.batch.spec import BATCH_TASK_QUEUE
 from orchestrator.cli_errors import ExpectedErrors
 from orchestrator.cli_text import failed_run_text, history_line, jsonable
 from orchestrator.config import (
@@ -40,6 +41,8 @@ from orchestrator.serde.records import IdReusePolicy
 
 if TYPE_CHECKING:  # the worker's modules load only when a worker runs
     from orchestrator.metrics import SagaMetrics
+    from orchestrator.worker.activity_worker import ActivityWorker
+    from orchestrator.worker.batch_worker import BatchWorker
     from orchestrator.worker.discovery import Discovered
     from orchestrator.worker.engine_worker import EngineWorker
 
@@ -224,6 +227,14 @@ def topics(task_queues: tuple[str, ...]) -> None:
     "one is active per table, the others stand by.",
 )
 @click.option(
+    "--batch/--no-batch",
+    "batches",
+    default=True,
+    show_default=True,
+    help="With the engine: also serve the saga.batch task queue, which runs batch jobs' "
+    "pages against the visibility store at DATABASE_URL (docs/batch.md).",
+)
+@click.option(
     "--metrics-port",
     default=0,
     show_default=True,
@@ -243,6 +254,7 @@ def worker(
     *,
     engine: bool,
     projector: bool,
+    batches: bool,
     worker_id: str | None,
     build_id: str,
     max_in_flight: int,
@@ -266,7 +278,8 @@ def worker(
     log.info("settings: %s", settings.redacted())
     found = discover(modules)
     layout = _layout(settings)
-    _ensure_topics_retried(settings, layout, task_queues)
+    batch_queue = [BATCH_TASK_QUEUE] if engine and batches else []
+    _ensure_topics_retried(settings, layout, (*task_queues, *batch_queue))
     stop = threading.Event()
     os_signal.signal(os_signal.SIGTERM, lambda *_: stop.set())
     os_signal.signal(os_signal.SIGINT, lambda *_: stop.set())
@@ -310,6 +323,7 @@ def worker(
             ).start()
         )
         log.info("activity worker on queue %r running %d activities", queue, len(found.activities))
+    batch_workers = _batch_workers(settings, layout, worker_id) if batch_queue else []
     projectors: list[BackgroundRunner] = []
     if projector:
         from orchestrator.visibility.projector import Projector
@@ -321,7 +335,7 @@ def worker(
     failed: BaseException | None = None
     while failed is None and not stop.wait(0.5):
         errors = [w.error for w in running] + [w.error for w in activity_workers]
-        errors += [p.error for p in projectors]
+        errors += [p.error for p in projectors] + [b.error for b in batch_workers]
         failed = next((e for e in errors if e is not None), None)
         stalled = max((w.processor.stalled_for() for w in running), default=0.0)
         if watchdog_seconds and stalled > watchdog_seconds:
@@ -329,18 +343,47 @@ def worker(
             log.critical("engine cycle stuck for %.0fs; exiting so a restart fences it", stalled)
             faulthandler.dump_traceback(sys.stderr, all_threads=True)  # where it was stuck
             os._exit(70)
+    _shut_down(activity_workers, batch_workers, running, projectors)
+    close_metrics()
+    if failed is not None:
+        log.error("worker failed: %s", failed)
+        sys.exit(1)
+
+
+def _shut_down(
+    activity_workers: list[ActivityWorker],
+    batch_workers: list[BatchWorker],
+    running: list[EngineWorker],
+    projectors: list[BackgroundRunner],
+) -> None:
     for aw in activity_workers:
         aw.stop()  # stop fetching, drain in-flight attempts, commit
+    for b in batch_workers:  # before the engine: their pages wait for its answers
+        b.stop()
     for w in running:
         w.stop()
     for p in projectors:
         p.stop()
     for aw in activity_workers:
         aw.join(60)
-    close_metrics()
-    if failed is not None:
-        log.error("worker failed: %s", failed)
-        sys.exit(1)
+
+
+def _batch_workers(
+    settings: Settings, layout: TopicLayout, worker_id: str | None
+) -> list[BatchWorker]:
+    """The batch jobs' activity worker beside an engine (docs/batch.md), started; none
+    without the ``postgres`` extra (batches page through the visibility store)."""
+    try:
+        from orchestrator.worker.batch_worker import BatchWorker
+    except ModuleNotFoundError as exc:
+        log.warning("no batch jobs here: %s (pip install 'saga-orchestrator[postgres]')", exc)
+        return []
+
+    started = BatchWorker(
+        settings.kafka_config(), layout, settings.database_url, worker_id=worker_id
+    ).start()
+    log.info("batch worker on queue %r", started.activity_worker.task_queue)
+    return [started]
 
 
 def _metrics_endpoint(host: str, port: int) -> tuple[SagaMetrics | None, Callable[[], None]]:
@@ -660,7 +703,11 @@ def unpause(workflow_id: str, reason: str, operator: str | None, wait: float) ->
 @click.option("--dry-run", is_flag=True, help="With --bad-build: list the runs, reset nothing.")
 @click.option("--reason", required=True, help="Why, recorded in both runs.")
 @click.option("--operator", default=None, help="Who asks (default: user@host).")
-@click.option("--wait", default=30.0, show_default=True, help="Seconds to wait for each reset.")
+@click.option("--wait", default=30.0, show_default=True, help="Seconds to wait for the reset.")
+@click.option("--rate", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="With --bad-build: resets per second at most (0: unpaced).")
+@click.option("--follow/--no-follow", default=True, show_default=True,
+              help="With --bad-build: show the batch's progress until it ends.")
 @click.option("--database-url", default=None, help="PostgreSQL DSN (default: $DATABASE_URL).")
 def reset(  # noqa: PLR0917 - click passes the options by position
     workflow_id: str | None,
@@ -671,17 +718,23 @@ def reset(  # noqa: PLR0917 - click passes the options by position
     reason: str,
     operator: str | None,
     wait: float,
+    rate: float,
+    follow: bool,
     database_url: str | None,
 ) -> None:
     """Reset a workflow's current run to a point: a new run replays its history up to
     there with the deployed code and goes on; an open run is terminated for it.
-    ``--bad-build B`` without an id resets every run build B decided for."""
+    ``--bad-build B`` without an id starts a batch job (`saga batch`) that resets every
+    run build B decided for."""
     if event_seq is not None and bad_build is not None:
         raise click.UsageError("give either --to-event or --bad-build, not both")
     if workflow_id is None:
         if bad_build is None:
             raise click.UsageError("give a WORKFLOW_ID, or --bad-build to reset a build's runs")
-        _reset_bad_build(bad_build, reason, _operator(operator), wait, database_url, dry_run)
+        _reset_bad_build(
+            bad_build, reason, _operator(operator), rate, database_url, dry_run, follow,
+            exclude_signals=exclude_signals,
+        )
         return
     client = _client()
     try:
@@ -704,28 +757,37 @@ def _reset_bad_build(  # noqa: PLR0917 - the command's options, passed on
     build_id: str,
     reason: str,
     operator: str,
-    wait: float,
+    rate: float,
     database_url: str | None,
     dry_run: bool,
+    follow: bool,
+    *,
+    exclude_signals: bool = False,
 ) -> None:
-    from orchestrator.bad_build import reset_bad_build, runs_of_build
-    from orchestrator.visibility.schema import DEFAULT_TABLE
+    """A batch job (docs/batch.md) that resets every run of ``build_id`` to just before
+    the build's first decision in it, by run id: a run no longer current is skipped."""
+    from orchestrator.batch.cli import bad_build_batch_id, dry_run_rows, start_and_report
+    from orchestrator.batch.spec import BatchFilter, BatchOp, BatchOperation
 
-    dsn = database_url or Settings.from_env().database_url
-    rows = runs_of_build(dsn, DEFAULT_TABLE, build_id)
+    filter_ = BatchFilter(build_id=build_id)
     if dry_run:
+        dsn = database_url or Settings.from_env().database_url
+        rows = dry_run_rows(dsn, filter_)
         for row in rows:
             click.echo(f"would reset {row.workflow_id} run {row.run_id} ({row.status})")
         click.echo(f"{len(rows)} run(s) of build {build_id}")
         return
-    client = _client()
-    try:
-        report = reset_bad_build(
-            client, rows, build_id, reason=reason, operator=operator, echo=click.echo, timeout=wait
-        )
-    finally:
-        client.close()
-    click.echo(f"build {build_id}: {len(report.reset)} reset, {len(report.skipped)} skipped")
+    operation = BatchOperation(BatchOp.RESET, reason=reason, operator=operator,
+                               bad_build=build_id, exclude_signals=exclude_signals)
+    batch_id = bad_build_batch_id(build_id)
+    done = start_and_report(batch_id, operation, filter_, rate=rate, page_size=100,
+                            follow=follow)
+    if done is None:
+        click.echo(f"follow it with: saga batch describe {batch_id} --follow")
+        return
+    t = done.totals
+    click.echo(f"build {build_id}: {t.done} reset, {t.skipped} skipped, {t.failed} failed "
+               f"(batch {batch_id}, {done.status.value})")
 
 
 @main.command()
@@ -795,12 +857,15 @@ def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> No
         client.close()
     if not found.events:
         raise click.ClickException(f"no history for {workflow_id!r} (run {found.run_id})")
+    from orchestrator.batch.spec import BATCH_WORKFLOW
+    from orchestrator.batch.workflow import BatchWorkflow
     from orchestrator.schedules.workflow import SCHEDULE_WORKFLOW, ScheduleWorkflow
 
     workflows = discover(modules).workflows
-    # schedule runs replay without naming a module: every engine worker hosts them
+    # schedule and batch runs replay without naming a module: every engine hosts them
+    builtin = {SCHEDULE_WORKFLOW: ScheduleWorkflow, BATCH_WORKFLOW: BatchWorkflow}
     replayer = Replayer(workflows=[*workflows.values(), *(
-        [] if SCHEDULE_WORKFLOW in workflows else [ScheduleWorkflow])])
+        cls for name, cls in builtin.items() if name not in workflows)])
     try:
         result = replayer.replay(found.events)
     except NonDeterminismError as exc:
@@ -812,6 +877,10 @@ def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> No
 from orchestrator.cli_ops import register as _register_ops  # noqa: E402
 
 _register_ops(main, _client, _operator)
+
+from orchestrator.batch.cli import register as _register_batch  # noqa: E402
+
+_register_batch(main, _operator)
 
 
 if __name__ == "__main__":

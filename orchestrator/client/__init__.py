@@ -22,6 +22,7 @@ of the shard that owns it, when the run closed before the client started.
 
 from typing import TYPE_CHECKING
 
+from orchestrator.client._batch import AsyncBatchHandle, BatchHandle
 from orchestrator.client._common import (
     PauseInfo,
     RepairInfo,
@@ -50,9 +51,11 @@ __getattr__ = lazy_attributes(
 )
 
 __all__ = [
+    "AsyncBatchHandle",
     "AsyncClient",
     "AsyncScheduleHandle",
     "AsyncWorkflowHandle",
+    "BatchHandle",
     "Client",
     "IdReusePolicy",
     "PauseInfo",

@@ -18,7 +18,15 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from orchestrator.batch.spec import (
+    BATCH_TASK_QUEUE,
+    BATCH_WORKFLOW,
+    BatchFilter,
+    BatchOperation,
+    batch_workflow_id,
+)
 from orchestrator.client._activities import complete_command, fail_command, heartbeat_command
+from orchestrator.client._batch import BatchHandle, new_batch
 from orchestrator.client._common import (
     NO_INPUT,
     CommandBuilder,
@@ -223,6 +231,37 @@ class Client:
             wait_started=timeout,
         )
         return ScheduleHandle(handle, schedule_id)
+
+    def start_batch(
+        self,
+        batch_id: str,
+        operation: BatchOperation,
+        filter: BatchFilter,
+        *,
+        rate: float = 10.0,
+        page_size: int = 100,
+        allow_all: bool = False,
+        timeout: float = 30.0,
+    ) -> BatchHandle:
+        """Start a batch job (docs/batch.md): ``operation`` on every run ``filter``
+        matches, ``rate`` operations per second at most (0: unpaced), ``page_size`` runs
+        per page. Waits until its run has started. ValueError lists what is wrong; an
+        empty filter is refused unless ``allow_all``. Starting an id whose batch runs
+        leaves that batch as it is; an id whose batch has ended is refused
+        (ApplicationError type ``WorkflowAlreadyStarted``) until its retention ends.
+        """
+        workflow_id, state = new_batch(
+            batch_id, operation, filter, rate=rate, page_size=page_size, allow_all=allow_all
+        )
+        handle = self.start(
+            BATCH_WORKFLOW, state, id=workflow_id, task_queue=BATCH_TASK_QUEUE,
+            id_reuse_policy=IdReusePolicy.REJECT_DUPLICATE, wait_started=timeout,
+        )
+        return BatchHandle(handle, batch_id)
+
+    def batch_handle(self, batch_id: str) -> BatchHandle:
+        """A handle to an existing batch (no I/O)."""
+        return BatchHandle(self.get_handle(batch_workflow_id(batch_id)), batch_id)
 
     def schedule_handle(self, schedule_id: str) -> ScheduleHandle:
         """A handle to an existing schedule (no I/O)."""

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from orchestrator.http import (
     activities,
+    batches,
     commands,
     console_routes,
     deadletters,
@@ -54,6 +55,7 @@ def build_app(options: ApiOptions) -> web.Application:
     app.add_routes(metrics.routes())
     app.add_routes(deadletters.routes())
     app.add_routes(schedules.routes())
+    app.add_routes(batches.routes())
     app.add_routes(activities.routes())
     app.add_routes(console_routes.routes())
     return app

@@ -240,10 +240,14 @@ class VisibilityStore:
         workflow_type: str | None = None,
         search: dict[str, Any] | None = None,
         build_id: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        parked: bool | None = None,
     ) -> int:
         """How many runs :meth:`list_runs` would list with these filters (all pages)."""
         where, params = _filters(
-            status=status, workflow_type=workflow_type, search=search, build_id=build_id
+            status=status, workflow_type=workflow_type, search=search, build_id=build_id,
+            started_after=started_after, started_before=started_before, parked=parked,
         )
         query = sql.SQL("SELECT count(*) AS n FROM {table} {where}").format(
             table=sql.Identifier(self.table),

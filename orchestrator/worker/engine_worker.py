@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.background import BackgroundRunner
+from orchestrator.batch.spec import BATCH_WORKFLOW
+from orchestrator.batch.workflow import BatchWorkflow
 from orchestrator.config import DEFAULT_RETENTION_MS
 from orchestrator.converter import DataConverter
 from orchestrator.log.topics import TopicLayout
@@ -85,6 +87,8 @@ class EngineWorker(BackgroundRunner):
         # every engine worker hosts schedules (docs/schedules.md): the built-in
         # workflow, and the local activity its overlap policies stop firings with
         self.workflows.setdefault(SCHEDULE_WORKFLOW, definition_of(ScheduleWorkflow))
+        # and batch jobs (docs/batch.md); their activities run on the saga.batch queue
+        self.workflows.setdefault(BATCH_WORKFLOW, definition_of(BatchWorkflow))
         self.stopper = RunStopper(kafka_config, layout)
         registered = activity_definitions(activities)
         registered.update(activity_definitions(self.stopper.activities()))

@@ -1,7 +1,7 @@
 """``saga reset --bad-build`` on Kafka and PostgreSQL: runs decided by a broken build
-are found through the visibility store and reset; after the fixed build is deployed
-they complete; runs of the good build are not touched, and a second pass resets
-nothing."""
+are found through the visibility store and reset by a batch job; after the fixed
+build is deployed they complete; runs of the good build are not touched, and a second
+pass resets nothing. (The kill -9 case is in test_batch_on_kafka.py.)"""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from confluent_kafka.admin import AdminClient
 
+from orchestrator.batch.spec import BATCH_TASK_QUEUE
 from orchestrator.cli import main
 from orchestrator.client import Client
 from orchestrator.engine import events as ev
@@ -20,6 +21,7 @@ from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.visibility.projector import Projector
 from orchestrator.visibility.store import VisibilityStore
 from orchestrator.worker.activity_worker import ActivityWorker
+from orchestrator.worker.batch_worker import BatchWorker
 from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
 from tests.integration import build_sagas_bad, build_sagas_good
@@ -64,12 +66,13 @@ def test_reset_bad_build_resets_exactly_its_runs(
     monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
     monkeypatch.setenv("DATABASE_URL", database)
     layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
-    ensure_topics(admin, layout, [QUEUE])
+    ensure_topics(admin, layout, [QUEUE, BATCH_TASK_QUEUE])
     good_ids = [f"g-{i}" for i in range(3)]
     bad_ids = [f"b-{i}" for i in range(5)]
     with (
         Projector(database, kafka_config, layout),
         ActivityWorker(kafka_config, QUEUE, [build_sagas_good.pack], layout=layout),
+        BatchWorker(kafka_config, layout, database),
         Client(kafka_config, layout=layout) as client,
     ):
         with engine(kafka_config, layout, "good-1", build_sagas_good):
@@ -94,14 +97,16 @@ def test_reset_bad_build_resets_exactly_its_runs(
 
             done = CliRunner().invoke(main, ["reset", "--bad-build", "bad-2", "--reason", "INC-1"])
             assert done.exit_code == 0, done.output
-            assert done.output.splitlines()[-1] == "build bad-2: 5 reset, 0 skipped"
+            last = done.output.splitlines()[-1]
+            assert last.startswith("build bad-2: 5 reset, 0 skipped, 0 failed (batch "), last
             with Client(kafka_config, layout=layout) as fresh:
                 for wf_id in bad_ids:
                     assert fresh.get_handle(wf_id).result(timeout=60) == f"packed {wf_id}"
 
             again = CliRunner().invoke(main, ["reset", "--bad-build", "bad-2", "--reason", "x"])
             assert again.exit_code == 0, again.output
-            assert again.output.splitlines()[-1] == "build bad-2: 0 reset, 5 skipped"
+            last = again.output.splitlines()[-1]
+            assert last.startswith("build bad-2: 0 reset, 5 skipped, 0 failed"), last
             described = {w: client.get_handle(w).describe().run_id for w in good_ids}
             assert described == first_runs, "the good build's runs are not touched"
 
@@ -119,11 +124,12 @@ def test_runs_the_fixed_build_cannot_replay_are_reset_out_of_parking(
     monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
     monkeypatch.setenv("DATABASE_URL", database)
     layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
-    ensure_topics(admin, layout, [QUEUE])
+    ensure_topics(admin, layout, [QUEUE, BATCH_TASK_QUEUE])
     ids = [f"d-{i}" for i in range(4)]
     with (
         Projector(database, kafka_config, layout),
         ActivityWorker(kafka_config, QUEUE, [build_sagas_good.pack], layout=layout),
+        BatchWorker(kafka_config, layout, database),
         Client(kafka_config, layout=layout) as client,
     ):
         bad = ProcessorOptions(worker_id=f"{topic_prefix}-bad")
@@ -150,7 +156,8 @@ def test_runs_the_fixed_build_cannot_replay_are_reset_out_of_parking(
         ):
             done = CliRunner().invoke(main, ["reset", "--bad-build", "bad-9", "--reason", "INC-2"])
             assert done.exit_code == 0, done.output
-            assert done.output.splitlines()[-1] == "build bad-9: 4 reset, 0 skipped"
+            last = done.output.splitlines()[-1]
+            assert last.startswith("build bad-9: 4 reset, 0 skipped, 0 failed"), last
             with Client(kafka_config, layout=layout) as fresh:
                 for wf_id in ids:
                     assert fresh.get_handle(wf_id).result(timeout=60) == f"packed {wf_id}"

@@ -16,13 +16,14 @@ from orchestrator.testing import Replayer, WorkflowEnvironment, history_from_jso
 from orchestrator.workflow import definition_of
 from tests.integration.repair_sagas import order as repaired_order
 from tests.replay import sample_sagas as s
+from tests.replay.batch_scenarios import WORKFLOWS as BATCHES
 from tests.replay.record_histories import assert_replays_to_the_same_commands, scenarios
 from tests.replay.schedule_scenarios import WORKFLOWS as SCHEDULES
 from tests.replay.shipped_scenarios import WORKFLOWS as SHIPPED
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 CURRENT = [s.transfer, s.Subscription, s.payout, s.trip, s.Cart, s.versioned_v2_patched, *SHIPPED,
-           *SCHEDULES,
+           *SCHEDULES, *BATCHES,
            repaired_order]  # kafka_repair_skipped.json: an operator's repair, on Kafka
 
 
