@@ -389,6 +389,7 @@ def _engine_worker(
         store=StoreOptions(state_dir, block_cache_bytes=store_cache_mb << 20),
         tuning=ShardTuning(cache_size=cache_size),
         metrics=metrics.engine if metrics is not None else None,
+        flow_control=True,
     )
 
 
@@ -810,6 +811,10 @@ def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> No
 from orchestrator.cli_ops import register as _register_ops  # noqa: E402
 
 _register_ops(main, _client, _operator)
+
+from orchestrator.cli_flow import register as _register_flow  # noqa: E402
+
+_register_flow(main, _layout)
 
 
 if __name__ == "__main__":
