@@ -82,9 +82,9 @@ def write_config(
 
 def _assigned_from(
     kafka_config: Mapping[str, Any], topic: str, tail: int | None
-) -> tuple[Consumer, int]:
+) -> tuple[Consumer, int, int]:
     """A consumer assigned to partition 0 of ``topic``: from the start, or ``tail``
-    offsets before its end; and that end."""
+    offsets before its end; the offset it starts at, and the end."""
     consumer = Consumer(
         {
             **kafka_config,
@@ -93,20 +93,19 @@ def _assigned_from(
             "isolation.level": "read_committed",
         }
     )
-    _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-    start = OFFSET_BEGINNING if tail is None else max(0, high - tail)
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    start = low if tail is None else max(low, high - tail)
     consumer.assign([TopicPartition(topic, 0, start)])
-    return consumer, high
+    return consumer, start, high
 
 
 def read_configs(kafka_config: Mapping[str, Any], layout: TopicLayout) -> dict[str, FlowConfig]:
     """Every queue's flow control, read to the end of the topic now."""
-    consumer, high = _assigned_from(kafka_config, layout.flow_control, None)
+    consumer, position, high = _assigned_from(kafka_config, layout.flow_control, None)
     wire = WireFormat()
     found: dict[str, FlowConfig] = {}
     try:
         deadline = time.monotonic() + 30
-        position = 0
         while position < high and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None:
@@ -149,28 +148,29 @@ def read_state(
     wire = WireFormat()
     back = 64
     while True:
-        consumer, high = _assigned_from(kafka_config, topic, back)
+        consumer, start, high = _assigned_from(kafka_config, topic, back)
         last: FlowState | None = None
         try:
             deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                pos = consumer.position([TopicPartition(topic, 0)])[0].offset
-                if pos >= high and pos >= 0:
-                    break
+            position = start
+            while position < high and time.monotonic() < deadline:
                 msg = consumer.poll(0.2)
-                if msg is None or msg.error():
+                if msg is None:
+                    # the end may be a transaction marker, which no poll returns
+                    position = consumer.position([TopicPartition(topic, 0)])[0].offset
                     continue
+                if msg.error():
+                    continue
+                position = (msg.offset() or 0) + 1
                 try:
                     record = wire.decode_flow(headers_of(msg), msg.value()).record
                 except RecordDecodeError:
                     continue
                 if isinstance(record, FlowState) and record.queue == queue:
                     last = record
-                if (msg.offset() or 0) + 1 >= high:
-                    break
         finally:
             consumer.close()
-        if last is not None or back >= high:
+        if last is not None or start == 0 or back >= high:
             return last
         back *= 8
 

@@ -1,15 +1,16 @@
 """The dispatcher of one flow-controlled task queue (``saga dispatcher``).
 
-It reads ``<prefix>.tasks.<queue>.backlog`` (one partition: one owner, through the
-consumer group ``<prefix>.dispatch.<queue>``), keeps the unreleased tasks in a
+It reads ``<prefix>.tasks.<queue>.backlog`` (one partition: one owner, the process
+holding the transactional id ``<prefix>.dispatch.<queue>``; a new one fences the
+last), keeps the unreleased tasks in a
 :class:`~orchestrator.flow.scheduler.FlowScheduler`, and every cycle releases the
 tasks it picks to ``<prefix>.tasks.<queue>``, where activity workers read them as
 from any queue. Records are forwarded byte for byte (headers included).
 
 Exactly once: each cycle's releases, the new :class:`FlowState` (on the queue's
-compacted state topic) and the backlog offset go in one Kafka transaction. Releases
+compacted state topic) go in one Kafka transaction. Releases
 are out of order, so the offset committed is the lowest unreleased one (``low``),
-and the state lists which offsets in ``[low, position)`` are still pending; a
+recorded in the state, and the state lists which offsets in ``[low, position)`` are still pending; a
 restore reads from ``low`` and skips every other offset below ``position``. The
 transactional id is fixed per queue, so a new dispatcher fences a stale one.
 
@@ -129,7 +130,6 @@ class Dispatcher:
         self._unstarted: dict[int, deque[int]] = {}
         self._dirty = False
         self._next_state = 0.0
-        self._lost = False
 
     # --- run ------------------------------------------------------------------------
 
@@ -153,6 +153,8 @@ class Dispatcher:
             }
         )
         producer.init_transactions(30)  # fences a dispatcher still running under this id
+        # ownership is the transactional id, not a consumer group: starting fences
+        # the previous owner at once (no session timeout to wait out after a kill -9)
         consumer = Consumer(
             {
                 **self.kafka,
@@ -160,6 +162,7 @@ class Dispatcher:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
+                "enable.partition.eof": False,
             }
         )
         offsets = Consumer(
@@ -169,12 +172,7 @@ class Dispatcher:
             consumer.list_topics(self.target, timeout=10).topics[self.target].partitions
         )
         self._unstarted = {p: deque() for p in range(partitions)}
-        consumer.subscribe(
-            [self.backlog],
-            on_assign=self._assigned,
-            on_revoke=lambda _c, _ps: self._revoked(),
-            on_lost=lambda _c, _ps: self._revoked(),
-        )
+        self._restore(consumer)
         try:
             while not stop.is_set():
                 latest = watcher.configs.get(self.queue)
@@ -194,17 +192,16 @@ class Dispatcher:
             consumer.close()
             producer.flush(5)
 
-    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if not partitions:
-            return
+    def _restore(self, consumer: Consumer) -> None:
+        """Start from the last committed state (read after fencing the previous owner,
+        whose open transaction that aborted)."""
         config = self.config
         state = read_state(self.kafka, self.layout, self.queue)
         now = self.clock()
         if state is None:
             self.scheduler = FlowScheduler(config, now)
             self.pending = PendingOffsets()
-            start = consumer.committed(partitions, timeout=10)[0].offset
-            self.position = self._restored_below = max(0, start)
+            self.position = self._restored_below = 0
         else:
             # bucket levels as of the state's time; the scheduler refills them from then
             self.scheduler = FlowScheduler(
@@ -234,11 +231,6 @@ class Dispatcher:
             low,
             self.position,
         )
-        self._lost = False
-
-    def _revoked(self) -> None:
-        self.scheduler = None
-        self._lost = True
 
     def _read(self, msg: Message) -> None:
         err = msg.error()
@@ -353,20 +345,15 @@ class Dispatcher:
                 headers=list(encoded.headers),
                 partition=0,
             )
-            producer.send_offsets_to_transaction(
-                [TopicPartition(self.backlog, 0, low)], consumer.consumer_group_metadata(), 10
-            )
             producer.commit_transaction(30)
         except KafkaException as exc:
-            # fenced (another dispatcher took over) or the broker failed: start again
-            # from the last committed state, as a new owner would
+            # fenced (another dispatcher took over) or the broker failed: this process
+            # ends; a new one restores from the last committed state
             log.warning(
                 "release of %d tasks of %s failed, restoring: %s", len(batch), self.queue, exc
             )
             with contextlib.suppress(KafkaException):
                 producer.abort_transaction(10)
-            self._revoked()
-            consumer.unsubscribe()
             raise
         for d in self._unstarted.values():
             while d and d[-1] == -1:

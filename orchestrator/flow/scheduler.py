@@ -174,14 +174,14 @@ class FlowScheduler(Generic[T]):
 
     def add(self, pending: Pending[T]) -> None:
         """A task read from the backlog."""
-        keys = self._by_priority.setdefault(pending.priority, {})
-        queue = keys.get(pending.key)
-        if queue is None:
-            queue = keys[pending.key] = collections.deque()
         if not self._active(pending.key):
             # an idle key joins at the lowest pass of the active keys: no saved-up credit
             floor = min((self._pass[k] for k in self._pass if self._active(k)), default=0.0)
             self._pass[pending.key] = max(self._pass.get(pending.key, 0.0), floor)
+        keys = self._by_priority.setdefault(pending.priority, {})
+        queue = keys.get(pending.key)
+        if queue is None:
+            queue = keys[pending.key] = collections.deque()
         queue.append(pending)
         self._count += 1
 
