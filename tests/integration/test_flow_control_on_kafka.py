@@ -8,6 +8,7 @@ import collections
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from confluent_kafka import Producer
 
 from orchestrator.flow.configs import read_state
 from orchestrator.flow.scheduler import FlowConfig
+from orchestrator.log.headers import headers_of
 from orchestrator.log.topics import TopicLayout
 from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
 from tests.integration import flow_helpers as fh
@@ -172,3 +174,57 @@ def test_a_backlogged_key_does_not_delay_another_and_a_high_priority_overtakes(
     assert fh.percentile(b, 99) < 1.0, sorted(b)[-5:]
     assert len(high) == 1
     assert high[0] < 1.0, high
+
+
+@pytest.mark.timeout(240)
+def test_a_saga_on_a_flow_controlled_queue_through_the_engine_and_the_cli(
+    kafka_config: dict[str, Any], topic_prefix: str, tmp_path: Path
+) -> None:
+    from orchestrator.client import Client
+    from tests.integration.flow_sagas import QUEUE as FLOWQ
+    from tests.integration.flow_sagas import tenant_step
+    from tests.integration.kafka_reading import read_topic
+
+    layout = TopicLayout(prefix=topic_prefix, shards=4)
+    env = saga_env(kafka_config["bootstrap.servers"], topic_prefix, 4)
+    configure = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "queue", "configure", FLOWQ,
+         "--rate", "100", "--burst", "5", "--weight", "t1=3"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert configure.returncode == 0, configure.stderr
+    assert "rate 100/s burst 5" in configure.stdout
+    procs = [
+        spawn_saga(["worker", "--sagas", "tests.integration.flow_sagas", "--task-queue", FLOWQ],
+                   env, tmp_path / "worker.log"),
+        spawn_saga(["dispatcher", FLOWQ], env, tmp_path / "dispatcher.log"),
+    ]  # fmt: skip
+    try:
+        with Client(kafka_config, layout=layout) as client:
+            handle = client.start(tenant_step, "t1", id="flow-1", task_queue=FLOWQ)
+            assert handle.result(timeout=120) == ["t1@1", "again@1"]
+        backlog = [
+            fh.WIRE.decode_task(headers_of(m), m.value()).record
+            for m in read_topic(kafka_config, layout.backlog(FLOWQ), 1)
+        ]
+        assert [(t.priority, t.fairness_key) for t in backlog] == [(7, "t1"), (0, "t1")]
+        deadline = time.monotonic() + 30
+        while True:
+            described = subprocess.run(
+                [sys.executable, "-m", "orchestrator.cli", "queue", "describe", FLOWQ],
+                env=env, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            if "released   2" in described.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert described.returncode == 0, described.stderr
+        assert "released   2" in described.stdout, described.stdout
+        assert "weights t1=3" in described.stdout
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
