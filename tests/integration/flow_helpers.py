@@ -4,10 +4,12 @@ its backlog, run a dispatcher process, read what it released."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -36,6 +38,10 @@ async def flow_nap(ms: int, sent_at: float, key: str, priority: int) -> None:
     if workflow_id in _STARTED:
         return
     _STARTED.add(workflow_id)
+    log = os.environ.get("FLOW_STARTS_FILE")  # worker processes: one line per start
+    if log:
+        with Path(log).open("a", encoding="utf-8") as out:  # noqa: ASYNC230 - a bench log
+            out.write(f"{time.time()}\n")
     STARTS.append((key, priority, time.time() - sent_at))
     await asyncio.sleep(ms / 1000)
 
