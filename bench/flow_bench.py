@@ -123,7 +123,9 @@ def fairness(args: argparse.Namespace) -> None:
 
 def rate(args: argparse.Namespace) -> None:
     """``--rate``/s on a queue served by ``--workers`` worker processes for ``--seconds``,
-    every worker process restarted (SIGKILL) half-way."""
+    every worker process killed (SIGKILL) half-way and restarted under its
+    ``--worker-id`` (static members: their partitions come back without waiting for
+    the session timeout)."""
     kafka, layout = _kafka(), _layout()
     fh.configure(kafka, layout, FlowConfig(queue=QUEUE, rate=args.rate, burst=args.burst,
                                            window=args.window))  # fmt: skip
@@ -140,7 +142,8 @@ def rate(args: argparse.Namespace) -> None:
         with (logs / f"worker-{i}.log").open("ab") as out:
             return subprocess.Popen(
                 [sys.executable, "-m", "orchestrator.cli", "worker", "--no-engine",
-                 "--task-queue", QUEUE, "--sagas", "tests.integration.flow_helpers"],
+                 "--task-queue", QUEUE, "--sagas", "tests.integration.flow_helpers",
+                 "--worker-id", f"{layout.prefix}-w{i}"],
                 env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
