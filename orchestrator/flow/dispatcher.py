@@ -7,11 +7,11 @@ last), keeps the unreleased tasks in a
 tasks it picks to ``<prefix>.tasks.<queue>``, where activity workers read them as
 from any queue. Records are forwarded byte for byte (headers included).
 
-Exactly once: each cycle's releases, the new :class:`FlowState` (on the queue's
-compacted state topic) go in one Kafka transaction. Releases
-are out of order, so the offset committed is the lowest unreleased one (``low``),
-recorded in the state, and the state lists which offsets in ``[low, position)`` are still pending; a
-restore reads from ``low`` and skips every other offset below ``position``. The
+Exactly once: each cycle's releases and the new :class:`FlowState` (on the queue's
+compacted state topic) go in one Kafka transaction. Releases are out of order, so
+the state records the lowest unreleased backlog offset (``low``), the next offset
+to read (``position``) and which offsets in ``[low, position)`` are still pending;
+a restore reads from ``low`` and skips every other offset below ``position``. The
 transactional id is fixed per queue, so a new dispatcher fences a stale one.
 
 Rate limits survive a restart: the state carries the bucket levels and their wall
@@ -20,7 +20,8 @@ from full buckets.
 
 The window: tasks released but not finished by the workers are counted from the
 workers' committed offsets (group ``<prefix>.activities.<queue>``), per partition;
-a release goes to the partition with the fewest.
+a release goes to the partition with the fewest. A restarted dispatcher starts
+counting from zero, so it may exceed the window once, by at most the window.
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ class Dispatcher:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "enable.partition.eof": False,
+                # the engine writes the backlog in transactions: a fetch that arrives
+                # while one is open must not wait out librdkafka's 500 ms default
+                "fetch.wait.max.ms": 10,
             }
         )
         offsets = Consumer(
