@@ -203,6 +203,12 @@ def test_a_saga_on_a_flow_controlled_queue_through_the_engine_and_the_cli(
         with Client(kafka_config, layout=layout) as client:
             handle = client.start(tenant_step, "t1", id="flow-1", task_queue=FLOWQ)
             assert handle.result(timeout=120) == ["t1@1", "again@1"]
+            # the client verbs: change the config, read it and the dispatcher's state
+            client.configure_task_queue(FlowConfig(queue=FLOWQ, rate=200.0, burst=5))
+            config, state = client.describe_task_queue(FLOWQ)
+            assert config is not None and config.rate == 200.0
+            assert state is None or state.released <= 2
+            assert client.describe_task_queue("no-such-queue") == (None, None)
         backlog = [
             fh.WIRE.decode_task(headers_of(m), m.value()).record
             for m in read_topic(kafka_config, layout.backlog(FLOWQ), 1)
@@ -219,7 +225,7 @@ def test_a_saga_on_a_flow_controlled_queue_through_the_engine_and_the_cli(
             time.sleep(1)
         assert described.returncode == 0, described.stderr
         assert "released   2" in described.stdout, described.stdout
-        assert "weights t1=3" in described.stdout
+        assert "rate 200/s burst 5" in described.stdout
     finally:
         for p in procs:
             p.terminate()
