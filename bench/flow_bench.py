@@ -5,6 +5,7 @@ the latency of the extra hop (docs/benchmarks.md, "Flow control").
     .venv/bin/python bench/flow_bench.py rate                # 50/s, 3 worker processes, 60 s
     .venv/bin/python bench/flow_bench.py priority            # high priority vs a backlog
     .venv/bin/python bench/flow_bench.py hop                 # low load: the dispatcher's cost
+    .venv/bin/python bench/flow_bench.py throughput          # the dispatcher's own maximum
 
 Needs KAFKA_BOOTSTRAP_SERVERS. Tasks are written straight to the queue's backlog (or,
 for the runs without flow control, to the queue's topic), as the engine writes them;
@@ -255,9 +256,27 @@ def hop(args: argparse.Namespace) -> None:
               flush=True)  # fmt: skip
 
 
+def throughput(args: argparse.Namespace) -> None:
+    """The dispatcher's own maximum: ``--backlog`` tasks, no limit, no window, no workers."""
+    kafka, layout = _kafka(), _layout()
+    fh.configure(kafka, layout, FlowConfig(queue=QUEUE, window=0))
+    producer = Producer({**kafka, "linger.ms": 5})
+    fh.send_tasks(producer, layout, QUEUE, args.backlog, key="A", ms=args.ms)
+    stop, _ = _dispatch(kafka, layout)
+    released = fh.read_released(kafka, layout.task_queue(QUEUE), args.backlog, 300)
+    stop.set()
+    times = [r.time_s for r in released]
+    span = times[-1] - times[0]
+    print(
+        f"throughput: {len(times)} released in {span:.1f}s: {len(times) / span:.0f} tasks/s "
+        f"(one dispatcher thread, backlog read and released in the same process)",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=["fairness", "rate", "priority", "hop"])
+    parser.add_argument("what", choices=["fairness", "rate", "priority", "hop", "throughput"])
     parser.add_argument("--backlog", type=int, default=10_000)
     parser.add_argument("--b-rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -270,7 +289,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--logs", default="/tmp/flow-bench-logs")
     args = parser.parse_args()
-    {"fairness": fairness, "rate": rate, "priority": priority, "hop": hop}[args.what](args)
+    modes = {"fairness": fairness, "rate": rate, "priority": priority, "hop": hop,
+             "throughput": throughput}  # fmt: skip
+    modes[args.what](args)
 
 
 if __name__ == "__main__":
