@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -47,6 +47,20 @@ from orchestrator.serde.records import FlowState
 from orchestrator.serde.wire import WireFormat
 
 log = logging.getLogger("orchestrator.flow.dispatcher")
+
+
+_MAX_KEYS = 5_000
+"""Fairness keys whose counters and bucket levels a state record keeps at most."""
+
+V = TypeVar("V", int, float)
+
+
+def _top(values: Mapping[str, V], n: int, *, lowest: bool = False) -> dict[str, V]:
+    """``values`` if it has at most ``n`` entries, else the ``n`` largest (or lowest)."""
+    if len(values) <= n:
+        return dict(values)
+    ranked = sorted(values.items(), key=lambda kv: kv[1], reverse=not lowest)
+    return dict(ranked[:n])
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +302,12 @@ class Dispatcher:
         if config.window <= 0:
             return None
         parts = [TopicPartition(self.target, p) for p in self._unstarted]
-        for tp in offsets.committed(parts, timeout=5):
+        try:
+            committed = offsets.committed(parts, timeout=5)
+        except KafkaException as exc:  # the last counts hold until the next cycle asks
+            log.warning("reading the workers' offsets on %s failed: %s", self.target, exc)
+            committed = []
+        for tp in committed:
             done = self._unstarted[tp.partition]
             while done and done[0] < tp.offset:
                 done.popleft()
@@ -379,12 +398,15 @@ class Dispatcher:
             position=self.position,
             pending=list(self.pending.runs),
             queue_tokens=queue_tokens,
-            key_tokens=key_tokens,
+            # bounded, so that the record stays far below Kafka's 1 MiB whatever the
+            # number of keys: the emptiest buckets (a restart must not refill those),
+            # the largest counts (what describe and the metrics show)
+            key_tokens=_top(key_tokens, _MAX_KEYS, lowest=True),
             released=c.released,
-            released_keys=dict(c.released_keys),
+            released_keys=_top(c.released_keys, _MAX_KEYS),
             throttled=c.throttled_queue,
-            throttled_keys=dict(c.throttled_keys),
+            throttled_keys=_top(c.throttled_keys, _MAX_KEYS),
             window_full=c.window_full,
-            waiting={f"{p}/{k}": n for (p, k), n in scheduler.pending().items()},
+            waiting=_top({f"{p}/{k}": n for (p, k), n in scheduler.pending().items()}, _MAX_KEYS),
             unstarted=self.unstarted(),
         )

@@ -129,3 +129,12 @@ def test_pending_offsets_runs() -> None:
     p.remove(1)
     p.remove(4)
     assert p.runs == [] or all(o not in p for o in range(6)) or p.runs == [3, 4]
+
+
+def test_state_maps_are_bounded() -> None:
+    from orchestrator.flow.dispatcher import _top
+
+    counts = {f"k{i}": i for i in range(10)}
+    assert _top(counts, 20) == counts
+    assert _top(counts, 3) == {"k9": 9, "k8": 8, "k7": 7}
+    assert _top({"a": 0.5, "b": 0.0, "c": 0.9}, 1, lowest=True) == {"b": 0.0}
