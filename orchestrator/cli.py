@@ -434,6 +434,7 @@ def _engine_worker(
         store=StoreOptions(state_dir, block_cache_bytes=store_cache_mb << 20),
         tuning=ShardTuning(cache_size=cache_size),
         metrics=metrics.engine if metrics is not None else None,
+        flow_control=True,
     )
 
 
@@ -881,6 +882,10 @@ _register_ops(main, _client, _operator)
 from orchestrator.batch.cli import register as _register_batch  # noqa: E402
 
 _register_batch(main, _operator)
+
+from orchestrator.cli_flow import register as _register_flow  # noqa: E402
+
+_register_flow(main, _layout)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,10 @@ class ActivityOptions:
     heartbeat_timeout: timedelta | None = None
     local: bool = False
     """Run in the engine worker's own cycle instead of through the task queue."""
+    priority: int = 0
+    """Higher first on a flow-controlled queue (docs/flow-control.md)."""
+    fairness_key: str = ""
+    """The key a flow-controlled queue shares capacity by, e.g. a tenant."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +401,8 @@ class WorkflowContext(ABC):
         start_to_close: timedelta | None = None,
         schedule_to_close: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
+        priority: int = 0,
+        fairness_key: str = "",
     ) -> R: ...
     @overload
     async def execute_activity(
@@ -408,6 +414,8 @@ class WorkflowContext(ABC):
         start_to_close: timedelta | None = None,
         schedule_to_close: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
+        priority: int = 0,
+        fairness_key: str = "",
     ) -> R: ...
     @overload
     async def execute_activity(
@@ -419,6 +427,8 @@ class WorkflowContext(ABC):
         start_to_close: timedelta | None = None,
         schedule_to_close: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
+        priority: int = 0,
+        fairness_key: str = "",
         result_type: type[R] | None = None,
     ) -> R: ...
     async def execute_activity(
@@ -430,6 +440,8 @@ class WorkflowContext(ABC):
         start_to_close: timedelta | None = None,
         schedule_to_close: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
+        priority: int = 0,
+        fairness_key: str = "",
         result_type: Any = None,
     ) -> Any:
         """Run an activity durably and return its result.
@@ -437,10 +449,13 @@ class WorkflowContext(ABC):
         Transient failures are retried under ``retry`` (default: RetryPolicy());
         a final failure raises ActivityError whose cause is the activity's error.
         The call is dispatched once per attempt with the same idempotency key.
+        ``priority`` (higher first) and ``fairness_key`` (e.g. a tenant) order the
+        dispatch on a flow-controlled queue (docs/flow-control.md); they come from
+        the code, like ``task_queue``, and other queues ignore them.
         """
         adef = activity if isinstance(activity, str) else activity_definition_of(activity)
         opts = ActivityOptions(task_queue, retry, start_to_close, schedule_to_close,
-                               heartbeat_timeout)
+                               heartbeat_timeout, priority=priority, fairness_key=fairness_key)
         return await self._execute_activity(adef, args, opts, result_type)
 
     @overload

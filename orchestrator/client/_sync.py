@@ -62,6 +62,8 @@ from orchestrator.serde.wire import WireFormat
 
 if TYPE_CHECKING:
     from orchestrator.engine.saga import Saga
+    from orchestrator.flow.scheduler import FlowConfig
+    from orchestrator.serde.records import FlowState
     from orchestrator.workflow import WorkflowDefinition
 
 __all__ = ["Client", "WorkflowHandle"]
@@ -301,6 +303,37 @@ class Client:
         """Heartbeat the attempt ``token`` names (keeps its heartbeat timeout from
         passing; ``details`` go to a retry). Fire-and-forget."""
         self._send(heartbeat_command(self.builder, token, details))
+
+    # --- flow control of task queues (docs/flow-control.md) ---------------------
+
+    def configure_task_queue(self, config: FlowConfig) -> None:
+        """Put ``config.queue`` under flow control, or change its settings: creates its
+        backlog and state topics and writes the config. A ``saga dispatcher`` for the
+        queue must run, or its tasks wait in the backlog."""
+        from confluent_kafka.admin import AdminClient
+
+        from orchestrator.flow.configs import write_config
+        from orchestrator.log.topics import ensure_topics
+
+        admin = AdminClient(self._kafka)
+        ensure_topics(admin, self.layout, [config.queue], self.layout.flow_specs(config.queue))
+        write_config(self._kafka, self.layout, config, config.queue)
+
+    def remove_task_queue_flow_control(self, queue: str) -> None:
+        """Send ``queue``'s new tasks straight to its topic again."""
+        from orchestrator.flow.configs import write_config
+
+        write_config(self._kafka, self.layout, None, queue)
+
+    def describe_task_queue(self, queue: str) -> tuple[FlowConfig | None, FlowState | None]:
+        """``queue``'s flow control (None: none) and its dispatcher's last committed
+        state (None: nothing released yet): waiting per priority and key, released and
+        throttled counts, as ``saga queue describe`` shows them."""
+        from orchestrator.flow.configs import read_configs, read_state
+
+        config = read_configs(self._kafka, self.layout).get(queue)
+        state = read_state(self._kafka, self.layout, queue) if config is not None else None
+        return config, state
 
     @overload
     def get_handle(

@@ -72,6 +72,8 @@ class _Activity:
     last_heartbeat_at: int = 0
     heartbeat_details: list[Payload] = field(default_factory=list)
     local: bool = False
+    priority: int = 0
+    fairness_key: str = ""
 
 
 class Activities:
@@ -296,7 +298,8 @@ class Activities:
             schedule_to_close_ms=rec.schedule_to_close_ms,
             heartbeat_timeout_ms=rec.heartbeat_timeout_ms, scheduled_at=rec.time,
             result_type=result_type, future=fut, attempt_started_at=rec.time,
-            local=options.local,
+            local=options.local, priority=options.priority,
+            fairness_key=options.fairness_key,
         )
         self._by_seq[seq] = act
         fut.add_done_callback(lambda f: self._on_activity_future_done(act, f))
@@ -319,7 +322,7 @@ class Activities:
             start_to_close_ms=act.start_to_close_ms,
             heartbeat_timeout_ms=act.heartbeat_timeout_ms,
             heartbeat_details=act.heartbeat_details,
-            local=act.local,
+            local=act.local, priority=act.priority, fairness_key=act.fairness_key,
             key_run_id=self.key_run_id(act.seq),
         )
 

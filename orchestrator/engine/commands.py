@@ -54,6 +54,10 @@ class ScheduleActivityTask:
     heartbeat_details: list[Payload] = field(default_factory=list)
     local: bool = False
     """The code asked for a local activity: the engine worker may run it itself."""
+    priority: int = 0
+    """Dispatch priority on a flow-controlled queue (higher first)."""
+    fairness_key: str = ""
+    """Fairness key on a flow-controlled queue ("" the default key)."""
     key_run_id: str = ""
     """The run id of the idempotency key when not ``run_id`` (an activity a reset
     re-executes keeps the key of the run that first ran it)."""

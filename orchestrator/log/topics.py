@@ -82,6 +82,31 @@ class TopicLayout:
                 _TASK_TOPICS[key] = topic
         return topic
 
+    @property
+    def flow_control(self) -> str:
+        """The compacted topic of the task queues' flow-control configs (key: queue)."""
+        return f"{self.prefix}.flow-control"
+
+    def backlog(self, queue: str) -> str:
+        """Where the engine writes the tasks of a flow-controlled queue, for its dispatcher."""
+        return f"{self.task_queue(queue)}.backlog"
+
+    def flow_state(self, queue: str) -> str:
+        """The compacted topic of a flow-controlled queue's dispatcher state."""
+        return f"{self.task_queue(queue)}.flow-state"
+
+    def flow_specs(self, queue: str) -> list[TopicSpec]:
+        """The topics flow control of ``queue`` needs: one partition each, so one
+        dispatcher owns the queue and its rate limit is global."""
+        compact = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
+                   "segment.ms": str(3600 * 1000)}
+        return [
+            TopicSpec(self.flow_control, 1, compact),
+            TopicSpec(self.backlog(queue), 1, {"cleanup.policy": "delete",
+                                              "retention.ms": str(7 * DAY_MS)}),
+            TopicSpec(self.flow_state(queue), 1, compact),
+        ]
+
     def specs(self, task_queues: Iterable[str] = ()) -> list[TopicSpec]:
         """Every topic this deployment needs, with its configs."""
         delete = {"cleanup.policy": "delete"}
@@ -109,13 +134,20 @@ class TopicLayout:
         ]
 
 
-def ensure_topics(admin: AdminClient, layout: TopicLayout, task_queues: Iterable[str] = ()) -> None:
+def ensure_topics(
+    admin: AdminClient,
+    layout: TopicLayout,
+    task_queues: Iterable[str] = (),
+    extra: Iterable[TopicSpec] = (),
+) -> None:
     """Create missing topics; refuse existing ones that break the layout.
+
+    ``extra``: more topics to create and check (e.g. :meth:`TopicLayout.flow_specs`).
 
     Raises :class:`TopicLayoutError` naming every mismatch: a wrong cleanup policy,
     or commands/history partition counts that differ from each other.
     """
-    specs = layout.specs(task_queues)
+    specs = [*layout.specs(task_queues), *extra]
     existing = admin.list_topics(timeout=_TIMEOUT_S).topics
     missing = [s for s in specs if s.name not in existing]
     if missing:

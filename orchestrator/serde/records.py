@@ -273,7 +273,7 @@ Command = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityTask:
-    """One activity attempt for a worker (``<prefix>.tasks.<queue>``, ``saga.task.activity.v1``)."""
+    """One activity attempt for a worker (``<prefix>.tasks.<queue>``, ``saga.task.activity.v2``)."""
 
     workflow_id: str
     run_id: str
@@ -288,6 +288,10 @@ class ActivityTask:
     schedule_to_close_timeout_ms: int | None = None
     heartbeat_timeout_ms: int | None = None
     heartbeat_details: list[Payload] = field(default_factory=list)
+    priority: int = 0
+    """Higher first on a flow-controlled queue (docs/flow-control.md); ignored elsewhere."""
+    fairness_key: str = ""
+    """The key a flow-controlled queue shares capacity by (e.g. a tenant); "" the default."""
 
     def __post_init__(self) -> None:
         if not self.idempotency_key:
@@ -363,3 +367,40 @@ class WorkflowSnapshot:
     COMPENSATING, since a pause holds the run where it is."""
     repairs: list[RepairNote] = field(default_factory=list)
     """Operators' repairs of the run's failed compensations, oldest first (v5)."""
+
+
+# --- flow control (docs/flow-control.md) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlowControl:
+    """The flow control of one task queue (``<prefix>.flow-control``, ``saga.flow.config.v1``)."""
+
+    queue: str
+    rate: float | None = None
+    burst: int = 1
+    key_rate: float | None = None
+    key_burst: int = 1
+    weights: dict[str, float] = field(default_factory=dict)
+    default_weight: float = 1.0
+    window: int = 64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlowState:
+    """A dispatcher's progress on one queue (``saga.flow.state.v1``, fields in the schema)."""
+
+    queue: str
+    time_ms: int
+    low: int
+    position: int
+    pending: list[int] = field(default_factory=list)
+    queue_tokens: float | None = None
+    key_tokens: dict[str, float] = field(default_factory=dict)
+    released: int = 0
+    released_keys: dict[str, int] = field(default_factory=dict)
+    throttled: int = 0
+    throttled_keys: dict[str, int] = field(default_factory=dict)
+    window_full: int = 0
+    waiting: dict[str, int] = field(default_factory=dict)
+    unstarted: int = 0

@@ -35,6 +35,8 @@ from orchestrator.serde.records import (
     CancelWorkflow,
     ChildWorkflowResult,
     Command,
+    FlowControl,
+    FlowState,
     PauseWorkflow,
     QueryWorkflow,
     RepairWorkflow,
@@ -73,6 +75,8 @@ COMMAND_FAMILIES: Mapping[type[Any], str] = {
 """Schema family of each command type."""
 
 TASK_FAMILY = "saga.task.activity"
+FLOW_CONFIG_FAMILY = "saga.flow.config"
+FLOW_STATE_FAMILY = "saga.flow.state"
 REPLY_FAMILY = "saga.reply"
 EVENT_FAMILY = "saga.history.event"
 SNAPSHOT_FAMILY = "saga.history.snapshot"
@@ -132,6 +136,8 @@ class WireFormat:
         self._add_record(REPLY_FAMILY, Reply)
         self._add_record(SNAPSHOT_FAMILY, WorkflowSnapshot)
         self._add_record(PAGE_FAMILY, HistoryPage)
+        self._add_record(FLOW_CONFIG_FAMILY, FlowControl)
+        self._add_record(FLOW_STATE_FAMILY, FlowState)
         reader = self.registry.reader(EVENT_FAMILY)
         named = named_types(reader.parsed)
         events = EventMapper(reader.parsed, named, self._custom(named))
@@ -249,6 +255,22 @@ class WireFormat:
     def decode_reply(self, headers: InHeaders, value: bytes | None) -> Decoded[Reply]:
         """Decode a reply record; raises :class:`RecordDecodeError`."""
         decoded: Decoded[Reply] = self._decode(headers, value, frozenset({REPLY_FAMILY}))
+        return decoded
+
+    # --- flow control (docs/flow-control.md) -----------------------------------
+
+    def encode_flow(self, record: FlowControl | FlowState, ce_id: str) -> EncodedRecord:
+        """Encode a queue's flow-control config or dispatcher state (key: queue name)."""
+        family = FLOW_CONFIG_FAMILY if isinstance(record, FlowControl) else FLOW_STATE_FAMILY
+        key = record.queue.encode()
+        return self._encode(family, record, key, ce_id, source=None, traceparent=None)
+
+    def decode_flow(
+        self, headers: InHeaders, value: bytes | None
+    ) -> Decoded[FlowControl | FlowState]:
+        """Decode a flow-control config or dispatcher state record."""
+        families = frozenset({FLOW_CONFIG_FAMILY, FLOW_STATE_FAMILY})
+        decoded: Decoded[FlowControl | FlowState] = self._decode(headers, value, families)
         return decoded
 
     def encode_page(self, page: HistoryPage) -> Payload:

@@ -15,6 +15,7 @@ from orchestrator.batch.spec import BATCH_WORKFLOW
 from orchestrator.batch.workflow import BatchWorkflow
 from orchestrator.config import DEFAULT_RETENTION_MS
 from orchestrator.converter import DataConverter
+from orchestrator.flow.configs import FlowConfigWatcher
 from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import EngineMetrics
 from orchestrator.schedules.workflow import SCHEDULE_WORKFLOW, ScheduleWorkflow
@@ -66,6 +67,7 @@ class EngineWorker(BackgroundRunner):
         store: StoreOptions | None = None,
         tuning: ShardTuning | None = None,
         metrics: EngineMetrics | None = None,
+        flow_control: bool = False,
     ) -> None:
         """``activities``: those this process may run itself when a workflow calls
         ``ctx.execute_local_activity``; local calls to any other go to the task queue.
@@ -75,7 +77,11 @@ class EngineWorker(BackgroundRunner):
         ``store`` sets the folder and RocksDB's memory at once.
 
         ``metrics``: the process's engine metrics to update (``SagaMetrics().engine``);
-        None exports nothing."""
+        None exports nothing.
+
+        ``flow_control``: follow ``<prefix>.flow-control`` and write the tasks of a
+        flow-controlled queue to its backlog (docs/flow-control.md); off, every task
+        goes to its queue's topic."""
         super().__init__()
         self._temporary: Path | None = None
         if store is None:
@@ -97,6 +103,10 @@ class EngineWorker(BackgroundRunner):
         )
         self.wire = wire or WireFormat()
         self.shards: dict[int, EngineShard] = {}
+        self.flow: FlowConfigWatcher | None = None
+        if flow_control:
+            self.flow = FlowConfigWatcher(kafka_config, layout)
+        task_topic = self.flow.topic_for if self.flow is not None else None
 
         def factory(partition: int) -> EngineShard:
             shard = EngineShard(
@@ -110,6 +120,7 @@ class EngineWorker(BackgroundRunner):
                 retention_ms=retention_ms,
                 converter=converter,
                 local_activities=self.local_activities,
+                task_topic=task_topic,
             )
             shard.stats.metrics = metrics
             self.shards[partition] = shard
@@ -124,5 +135,7 @@ class EngineWorker(BackgroundRunner):
         finally:
             self.local_activities.close()
             self.stopper.close()
+            if self.flow is not None:
+                self.flow.close()
             if self._temporary is not None:
                 shutil.rmtree(self._temporary, ignore_errors=True)

@@ -153,8 +153,12 @@ class EngineShard:
         converter: DataConverter | None = None,
         local_activities: LocalActivities | None = None,
         clock: Callable[[], int] = _wall_ms,
+        task_topic: Callable[[str], str] | None = None,
     ) -> None:
+        """``task_topic``: the topic of a task queue's tasks (flow control sends a
+        controlled queue's to its backlog); None: ``layout.task_queue``."""
         self.partition = partition
+        self._task_topic = task_topic or layout.task_queue
         self.layout = layout
         self.workflows = workflows
         self.wire = wire
@@ -959,6 +963,8 @@ class EngineShard:
                     heartbeat_timeout_ms=command.heartbeat_timeout_ms,
                     heartbeat_details=list(command.heartbeat_details),
                     idempotency_key=command.idempotency_key,
+                    priority=command.priority,
+                    fairness_key=command.fairness_key,
                 )
                 if command.local and self._local and self._local.handles(command.activity_type):
                     self._local_due.append((task, self._trace_run))  # run by fire_due, this cycle
@@ -1048,7 +1054,7 @@ class EngineShard:
         return self._out(self.layout.history, encoded, self.partition)
 
     def _task_record(self, task: rec.ActivityTask) -> OutRecord:
-        return self._out(self.layout.task_queue(task.task_queue), self.wire.encode_task(task))
+        return self._out(self._task_topic(task.task_queue), self.wire.encode_task(task))
 
     def _reply(self, reply: rec.Reply) -> OutRecord:
         return self._out(self.layout.replies, self.wire.encode_reply(reply))

@@ -57,6 +57,8 @@ def test_the_folder_holds_every_family() -> None:
         "saga.command.terminate",
         "saga.command.unpause",
         "saga.command.update",
+        "saga.flow.config",
+        "saga.flow.state",
         "saga.history.event",
         "saga.history.snapshot",
         "saga.reply",

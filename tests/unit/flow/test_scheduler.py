@@ -1,0 +1,140 @@
+"""The flow scheduler with an injected clock: priority, weighted fairness, buckets, window."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from orchestrator.flow.dispatcher import PendingOffsets
+from orchestrator.flow.scheduler import FlowConfig, FlowScheduler, Pending
+
+_offset = iter(range(1_000_000))
+
+
+def _task(priority: int = 0, key: str = "") -> Pending[str]:
+    n = next(_offset)
+    return Pending(offset=n, priority=priority, key=key, item=f"{key}/{priority}/{n}", enqueued=0)
+
+
+def test_higher_priority_first_whatever_the_arrival_order() -> None:
+    s: FlowScheduler[str] = FlowScheduler(FlowConfig(queue="q"), 0.0)
+    for _ in range(100):
+        s.add(_task(0, "a"))
+    s.add(_task(5, "b"))
+    out = s.next_batch(0.0, 1)
+    assert [p.priority for p in out] == [5]
+    assert len(s) == 100
+
+
+def test_keys_share_by_weight() -> None:
+    s: FlowScheduler[str] = FlowScheduler(FlowConfig(queue="q", weights={"a": 3.0}), 0.0)
+    for _ in range(1000):
+        s.add(_task(0, "a"))
+        s.add(_task(0, "b"))
+    out = s.next_batch(0.0, 400)
+    counts = collections.Counter(p.key for p in out)
+    assert counts["a"] == 300
+    assert counts["b"] == 100
+
+
+def test_a_late_key_is_not_starved_by_a_backlog_and_earns_no_credit_while_idle() -> None:
+    s: FlowScheduler[str] = FlowScheduler(FlowConfig(queue="q"), 0.0)
+    for _ in range(10_000):
+        s.add(_task(0, "a"))
+    assert {p.key for p in s.next_batch(0.0, 500)} == {"a"}  # b idle all along
+    s.add(_task(0, "b"))
+    s.add(_task(0, "b"))
+    out = [p.key for p in s.next_batch(0.0, 4)]
+    assert out.count("b") == 2  # b's two tasks within four releases, not after a's 9,500
+    assert out.count("a") == 2  # and b did not earn 500 releases of credit by idling
+
+
+def test_queue_rate_limit_and_burst() -> None:
+    s: FlowScheduler[str] = FlowScheduler(FlowConfig(queue="q", rate=10.0, burst=5), 0.0)
+    for _ in range(100):
+        s.add(_task())
+    assert len(s.next_batch(0.0, None)) == 5  # the burst
+    assert len(s.next_batch(0.05, None)) == 0
+    assert s.counters.throttled_queue == 2
+    released = 0
+    t = 0.0
+    while t < 2.0:
+        t += 0.01
+        released += len(s.next_batch(t, None))
+    assert released == 20  # 10/s for 2 s
+    assert s.wait_s(t) == pytest.approx(0.1, abs=0.011)
+
+
+def test_restored_tokens_do_not_burst() -> None:
+    s: FlowScheduler[str] = FlowScheduler(
+        FlowConfig(queue="q", rate=10.0, burst=10), 100.0, queue_tokens=0.0
+    )
+    for _ in range(100):
+        s.add(_task())
+    assert len(s.next_batch(100.35, None)) == 3  # earned since the state, not a full bucket
+
+
+def test_key_rate_limit_lets_other_keys_and_lower_priorities_go() -> None:
+    config = FlowConfig(queue="q", key_rate=1.0, key_burst=1)
+    s: FlowScheduler[str] = FlowScheduler(config, 0.0)
+    for _ in range(10):
+        s.add(_task(9, "hot"))
+        s.add(_task(0, "cold"))
+    out = s.next_batch(0.0, None)
+    assert [(p.key, p.priority) for p in out] == [("hot", 9), ("cold", 0)]
+    assert s.counters.throttled_keys == {"hot": 1, "cold": 1}
+    assert [p.key for p in s.next_batch(1.0, None)] == ["hot", "cold"]
+
+
+def test_window_bounds_a_batch_and_pending_counts() -> None:
+    s: FlowScheduler[str] = FlowScheduler(FlowConfig(queue="q"), 0.0)
+    for _ in range(10):
+        s.add(_task(1, "a"))
+    s.add(_task(0, "b"))
+    assert len(s.next_batch(0.0, 4)) == 4
+    assert s.counters.window_full == 1
+    assert s.pending() == {(1, "a"): 6, (0, "b"): 1}
+
+
+def test_reconfigure_keeps_the_bucket_level() -> None:
+    s: FlowScheduler[str] = FlowScheduler(FlowConfig(queue="q", rate=1.0, burst=5), 0.0)
+    for _ in range(20):
+        s.add(_task())
+    assert len(s.next_batch(0.0, None)) == 5
+    s.reconfigure(FlowConfig(queue="q", rate=100.0, burst=50), 0.0)
+    assert len(s.next_batch(0.0, None)) == 0  # empty stays empty: no burst from a change
+    assert len(s.next_batch(0.1, None)) == 10
+
+
+def test_config_rejects_nonsense_with_every_problem() -> None:
+    with pytest.raises(ValueError, match=r"rate must be > 0.*bursts must be >= 1"):
+        FlowConfig(queue="q", rate=0.0, burst=0)
+
+
+def test_pending_offsets_runs() -> None:
+    p = PendingOffsets()
+    position = 0
+    for o in [0, 1, 2, 4, 5]:  # 3 is a transaction marker: the run goes over it
+        p.add(o, position)
+        position = o + 1
+    assert p.runs == [0, 6]
+    p.remove(2)
+    assert p.runs == [0, 2, 3, 6]
+    p.remove(0)
+    p.remove(5)
+    assert p.runs == [1, 2, 3, 5]
+    assert 4 in p and 2 not in p and 1 in p
+    assert p.low(99) == 1
+    p.remove(1)
+    p.remove(4)
+    assert p.runs == [] or all(o not in p for o in range(6)) or p.runs == [3, 4]
+
+
+def test_state_maps_are_bounded() -> None:
+    from orchestrator.flow.dispatcher import _top
+
+    counts = {f"k{i}": i for i in range(10)}
+    assert _top(counts, 20) == counts
+    assert _top(counts, 3) == {"k9": 9, "k8": 8, "k7": 7}
+    assert _top({"a": 0.5, "b": 0.0, "c": 0.9}, 1, lowest=True) == {"b": 0.0}
