@@ -318,7 +318,8 @@ class ActivityWorker:
                 self._resume(consumer)
             # also serves rebalances; with nothing running, nothing else needs the loop
             waiting = not self._tasks and not self._backlog and not self._stop.is_set()
-            messages = consumer.consume(opts.fetch_batch, _IDLE_BLOCK_S if waiting else 0)
+            messages = self._wait_for_tasks(consumer) if waiting else []
+            messages += consumer.consume(opts.fetch_batch - len(messages), 0)
             for msg in messages:
                 self._accept(msg)
             now = time.monotonic()
@@ -334,6 +335,14 @@ class ActivityWorker:
             else:
                 await asyncio.sleep(idle)
                 idle = min(idle * 2, _IDLE_SLEEP_S[1])
+
+    @staticmethod
+    def _wait_for_tasks(consumer: Consumer) -> list[Message]:
+        """Block in librdkafka until a record arrives or :data:`_IDLE_BLOCK_S` passes.
+        ``poll`` returns at the first record; ``consume(n, timeout)`` would wait to fill
+        its batch of n."""
+        first = consumer.poll(_IDLE_BLOCK_S)
+        return [] if first is None else [first]
 
     async def _drain(self, producer: Producer) -> None:
         if self._consumer is not None:
