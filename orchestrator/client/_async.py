@@ -25,6 +25,7 @@ from orchestrator.client._activities import complete_command, fail_command, hear
 from orchestrator.client._batch import AsyncBatchHandle, new_batch
 from orchestrator.client._common import (
     NO_INPUT,
+    REPLY_FETCH_WAIT_MS,
     CommandBuilder,
     OutgoingCommand,
     ReplyBuffer,
@@ -152,7 +153,10 @@ class AsyncClient:
             await producer.stop()  # a failed start leaves its client open otherwise
             raise
         listener = AIOKafkaConsumer(
-            **options, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+            **{"fetch_max_wait_ms": REPLY_FETCH_WAIT_MS, **options},
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
         )
         try:
             await listener.start()

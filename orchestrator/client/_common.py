@@ -77,6 +77,10 @@ __all__ = [
     "workflow_name",
 ]
 
+#: how long a fetch of the replies topic may wait at the broker (ms); a client may
+#: override it with ``fetch.wait.max.ms`` in its config (the sync client)
+REPLY_FETCH_WAIT_MS = 10
+
 NO_INPUT: Any = object()
 """Marker for "the workflow takes no input"."""
 

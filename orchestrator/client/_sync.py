@@ -29,6 +29,7 @@ from orchestrator.client._activities import complete_command, fail_command, hear
 from orchestrator.client._batch import BatchHandle, new_batch
 from orchestrator.client._common import (
     NO_INPUT,
+    REPLY_FETCH_WAIT_MS,
     CommandBuilder,
     OutgoingCommand,
     ReplyBuffer,
@@ -702,6 +703,10 @@ class WorkflowHandle(Generic[R]):
 def _consumer(config: Mapping[str, Any], *, eof: bool = False) -> Consumer:
     return Consumer(
         {
+            # replies are written in the engine's transactions; a read_committed fetch
+            # that arrives before the commit waits this long at the broker (librdkafka's
+            # default, 500 ms, added 15 ms to a start-and-result at the median)
+            "fetch.wait.max.ms": REPLY_FETCH_WAIT_MS,
             **config,
             "group.id": f"saga-client-{uuid.uuid4().hex}",  # never joins: assign() only
             "enable.auto.commit": False,
