@@ -287,7 +287,7 @@ def main() -> None:
         "--commit-interval-ms", type=int, default=None, help="LHS_CORE_STREAMS_COMMIT_INTERVAL"
     )
     parser.add_argument(
-        "--pollers", type=int, default=1, help="LHTaskWorker instances in the worker process"
+        "--pollers", type=int, default=4, help="LHTaskWorker instances in the worker process"
     )
     parser.add_argument("--worker-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
