@@ -10,7 +10,9 @@ Starts ``temporal server start-dev`` (Temporal CLI v1.5.1, which embeds Temporal
 1.29.1; ``TEMPORAL_CLI`` or .cache/peers/temporal/bin/temporal) as a child with
 ``--ip 127.0.0.1 --headless`` and free ports, and one Python worker process (the
 ``temporalio`` SDK: the workflow and the activities on one task queue, the SDK's default
-worker settings), both stopped at the end, also on SIGTERM.
+worker settings, so workflows run in its sandbox; ``--unsandboxed`` uses
+``UnsandboxedWorkflowRunner`` instead, to show what the sandbox costs on this CPU), both
+stopped at the end, also on SIGTERM.
 
 What is durable, in this configuration: the dev server is all of Temporal's services in
 one process on SQLite. Every state change of a workflow (started, each workflow task
@@ -103,11 +105,14 @@ async def connect(target: str, deadline_s: float) -> Any:
             await asyncio.sleep(0.5)
 
 
-async def run_worker(target: str) -> None:
-    from temporalio.worker import Worker
+async def run_worker(target: str, unsandboxed: bool) -> None:
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
     client = await connect(target, 60)
-    worker = Worker(client, task_queue=TASK_QUEUE, workflows=[BenchThreeStep], activities=[noop])
+    extra: dict[str, Any] = {"workflow_runner": UnsandboxedWorkflowRunner()} if unsandboxed else {}
+    worker = Worker(
+        client, task_queue=TASK_QUEUE, workflows=[BenchThreeStep], activities=[noop], **extra
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -187,10 +192,13 @@ def main() -> None:
     parser.add_argument(
         "--db-file", action="store_true", help="SQLite in a file (default: in memory)"
     )
+    parser.add_argument(
+        "--unsandboxed", action="store_true", help="worker without the workflow sandbox"
+    )
     parser.add_argument("--worker-target", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker_target:
-        asyncio.run(run_worker(args.worker_target))
+        asyncio.run(run_worker(args.worker_target, args.unsandboxed))
         return
     cli = os.environ.get("TEMPORAL_CLI", str(root() / ".cache/peers/temporal/bin/temporal"))
     if not Path(cli).exists():
@@ -218,7 +226,8 @@ def main() -> None:
         with (workdir / "worker.log").open("ab") as log:
             worker = subprocess.Popen(
                 # as a module: the workflow sandbox re-imports the workflow's module
-                [sys.executable, "-m", "bench.peers.temporal_bench", "--worker-target", target],
+                [sys.executable, "-m", "bench.peers.temporal_bench", "--worker-target", target]
+                + (["--unsandboxed"] if args.unsandboxed else []),
                 cwd=root(),
                 env={**os.environ, "PYTHONPATH": str(root())},
                 stdout=log,
@@ -235,6 +244,7 @@ def main() -> None:
             f"{version} temporalio {importlib.metadata.version('temporalio')} "
             f"workflow=3 no-op activities workflows={len(latencies)} {mode} "
             f"sqlite={'file' if args.db_file else 'in memory (start-dev default)'}"
+            f"{' worker unsandboxed' if args.unsandboxed else ''}"
         )
         print(f"throughput: {len(latencies) / elapsed:.0f} workflows/s over {elapsed:.1f}s")
         print(
