@@ -21,4 +21,7 @@ export GOBIN=$CACHE/bin GOMODCACHE=$CACHE/gomod GOCACHE=$CACHE/gobuild GOFLAGS=-
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 timeout "${SETUP_TIMEOUT:-1800}" go install "github.com/temporalio/cli/cmd/temporal@$VERSION" >&2
 echo "$VERSION" >"$CACHE/version"
+# Only the binary is needed: drop the module and build caches (3.4 GB for v1.5.1).
+go clean -modcache >&2 || true
+rm -rf "$GOCACHE"
 echo "$BIN"
