@@ -15,9 +15,10 @@ consumer groups carry that prefix and are deleted at the end), RocksDB state in 
 temporary directory, and one Python task worker process (``littlehorse-client`` 1.2.1,
 asyncio, ``LHW_NUM_WORKER_THREADS`` = 8) holding ``--pollers`` (default 4)
 ``LHTaskWorker`` instances for the TaskDef: the Python SDK keeps one ``PollTask`` in
-flight per worker, which alone capped the rate (30/s with one, 45/s with four). Everything
-is stopped at the end, also on SIGTERM. The server's gRPC listeners are advertised on 127.0.0.1, but LittleHorse binds
-them on all interfaces (it has no bind-address setting); the ports are random.
+flight per worker, which alone capped the rate (30/s with one, 45/s with four).
+Everything is stopped at the end, also on SIGTERM. The server's gRPC listeners are
+advertised on 127.0.0.1, but LittleHorse binds them on all interfaces (it has no
+bind-address setting); the ports are random.
 
 Server settings are LittleHorse's defaults except the ports, the state directory and the
 cluster id; ``--commit-interval-ms`` sets ``LHS_CORE_STREAMS_COMMIT_INTERVAL`` (default
