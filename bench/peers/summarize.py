@@ -4,7 +4,8 @@
 
 For each setup (file name without the trailing ``-<run>``): the median throughput,
 p50 and p99, each run's figures, the load averages (1 min) seen before each run,
-and for our runs the engine's mean Kafka transaction commit time from its log.
+and for our runs the engine's mean Kafka transaction commit time from its log; first,
+the ``SKIPPED <peer>: <reason>`` lines of peers that could not be set up.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def commit_ms(text: str) -> float | None:
 def main() -> None:
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
     runs: dict[str, list[dict[str, float]]] = defaultdict(list)
+    skipped = folder / "skipped.log"  # peers run_all.sh could not set up
+    if skipped.exists():
+        print(skipped.read_text(), end="")
     for path in sorted(folder.glob("*.txt")):
         setup = path.stem.rsplit("-", 1)[0]
         text = path.read_text()
