@@ -21,7 +21,7 @@ for i in $(seq "$runs"); do
       [ "$mode" = rate50 ] && args=(--sagas 1000 --workflow bench.three_step --task-queue-workers 1 --rate 50)
       echo "=== run $i $build $mode | $(uptime | sed 's/.*load/load/')"
       PYTHONPATH="$dir" "$py" "$dir/bench/engine_bench.py" "${args[@]}" 2>&1 \
-        | grep -E "^(throughput|latency)" || echo "(run failed)"
+        | grep -E "^(throughput|latency|cpu per)" || echo "(run failed)"
     done
   done
 done
