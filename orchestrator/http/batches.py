@@ -41,12 +41,7 @@ _DRY_RUN_MAX = 10_000
 
 
 def _batch_id(value: Any) -> str:
-    if not isinstance(value, str):
-        raise v.bad("batch id must be a string")
-    try:
-        return check_batch_id(value)
-    except ValueError as exc:
-        raise v.bad(str(exc)) from None
+    return v.checked_id(value, "batch id", check_batch_id)
 
 
 def _handle(request: web.Request) -> AsyncBatchHandle:

@@ -39,12 +39,7 @@ _LIST_LIMIT = 200
 
 
 def _schedule_id(value: Any) -> str:
-    if not isinstance(value, str):
-        raise v.bad("schedule id must be a string")
-    try:
-        return check_schedule_id(value)
-    except ValueError as exc:
-        raise v.bad(str(exc)) from None
+    return v.checked_id(value, "schedule id", check_schedule_id)
 
 
 def _handle(request: web.Request) -> AsyncScheduleHandle:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -104,6 +104,16 @@ def workflow_id(value: Any, what: str = "workflow id") -> str:
     if value != value.strip() or not value.isprintable():
         raise bad(f"{what} has outer spaces or non-printable characters")
     return value
+
+
+def checked_id(value: Any, what: str, check: Callable[[str], str]) -> str:
+    """An id that ``check`` accepts (it raises ValueError with the reason otherwise)."""
+    if not isinstance(value, str):
+        raise bad(f"{what} must be a string")
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
 
 
 def name(value: Any, what: str) -> str:
