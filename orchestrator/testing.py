@@ -44,6 +44,7 @@ from orchestrator.engine.commands import (
     ScheduleActivityTask,
     StartChildWorkflow,
     StartTimer,
+    StopChildWorkflow,
 )
 from orchestrator.engine.executor import Decision, WorkflowExecutor
 from orchestrator.engine.failures import closing_failure, from_failure, to_failure
@@ -270,6 +271,8 @@ class WorkflowEnvironment:
             elif isinstance(cmd, StartChildWorkflow):
                 self._start(cmd.start, (run_id, cmd.child_seq))
                 self._apply(run, [ChildStarted(child_seq=cmd.child_seq, run_id=cmd.start.run_id)])
+            elif isinstance(cmd, StopChildWorkflow):
+                self._stop_child(run_id, cmd)
             elif isinstance(cmd, ContinueAsNewRun):
                 run.next_run_id = cmd.start.run_id
                 self._start(cmd.start, run.parent)
@@ -278,6 +281,20 @@ class WorkflowEnvironment:
         ):
             self._closed(run, d)
         return d
+
+    def _stop_child(self, parent_run_id: str, cmd: StopChildWorkflow) -> None:
+        """A parent cancels or terminates its child: the child's current run, if the
+        parent's start began its chain and it is still open (as on Kafka)."""
+        if cmd.workflow_id not in self._first_run:
+            return
+        child = self._latest(cmd.workflow_id)
+        if child.parent != (parent_run_id, cmd.child_seq) or child.executor.status.is_terminal:
+            return
+        stop: Input = (
+            TerminateWorkflow(reason=cmd.reason) if cmd.terminate
+            else CancelWorkflow(reason=cmd.reason)
+        )
+        self._apply(child, [stop])
 
     def _closed(self, run: _Run, d: Decision) -> None:
         if self._check_replay:

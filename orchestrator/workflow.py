@@ -21,13 +21,14 @@ running code only behind ``ctx.patched()``. See docs/concepts.md.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, get_type_hints, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, get_type_hints, overload
 
 from orchestrator.activity import ActivityDefinition
 from orchestrator.activity import definition_of as activity_definition_of
@@ -40,7 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ActivityOptions",
+    "ChildWorkflowHandle",
     "HandlerSpec",
+    "ParentClosePolicy",
     "RetryPolicy",
     "Saga",
     "SagaScope",
@@ -111,6 +114,56 @@ class ActivityOptions:
     """Higher first on a flow-controlled queue (docs/flow-control.md)."""
     fairness_key: str = ""
     """The key a flow-controlled queue shares capacity by, e.g. a tenant."""
+
+
+class ParentClosePolicy(enum.Enum):
+    """What the engine does to a child workflow that is still open when its parent
+    run closes (completes, fails, is cancelled, terminated, timed out, continues as
+    new or ends COMPENSATION_FAILED). Recorded with the child's start, so a replay
+    and a later deploy keep the policy the child was started with."""
+
+    ABANDON = "ABANDON"
+    """The child goes on alone (the default: what every child did before policies)."""
+    REQUEST_CANCEL = "REQUEST_CANCEL"
+    """The child is asked to cancel: its code gets CancelledError and its saga
+    compensates, as with an outside cancel."""
+    TERMINATE = "TERMINATE"
+    """The child is terminated: it stops at once, no more of its code runs and
+    nothing is compensated."""
+
+
+class ChildWorkflowHandle(ABC, Generic[R]):
+    """A started child workflow (``ctx.start_child_workflow``).
+
+    ``await handle`` (or ``await handle.result()``) gives its result, or raises
+    ChildWorkflowError; ``handle.cancel()`` asks it to cancel.
+    """
+
+    @property
+    @abstractmethod
+    def workflow_id(self) -> str:
+        """The child's workflow id."""
+
+    @property
+    @abstractmethod
+    def run_id(self) -> str:
+        """The run id of the child's first run (its start began it)."""
+
+    @abstractmethod
+    async def result(self) -> R:
+        """Wait for the child's result; ChildWorkflowError if it failed, was
+        cancelled, terminated or timed out (the cause says which)."""
+
+    @abstractmethod
+    def cancel(self, reason: str = "") -> None:
+        """Ask the child to cancel (recorded in this run's history as
+        ChildWorkflowCancelRequested). Its code gets CancelledError; if it ends
+        cancelled, :meth:`result` raises ChildWorkflowError with a CancelledError
+        cause; if it catches the cancellation and returns, :meth:`result` gives that.
+        Does nothing once the child has ended or was already asked."""
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self.result().__await__()
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,6 +624,7 @@ class WorkflowContext(ABC):
         id: str | None = None,
         task_queue: str | None = None,
         result_type: type[R] | None = None,
+        parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
     ) -> R: ...
     @overload
     async def execute_child_workflow(
@@ -580,6 +634,7 @@ class WorkflowContext(ABC):
         id: str | None = None,
         task_queue: str | None = None,
         result_type: type[R] | None = None,
+        parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
     ) -> R: ...
     @abstractmethod
     async def execute_child_workflow(
@@ -589,13 +644,50 @@ class WorkflowContext(ABC):
         id: str | None = None,
         task_queue: str | None = None,
         result_type: Any = None,
+        parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
     ) -> Any:
         """Start a child workflow and wait for its result (ChildWorkflowError if not).
 
         The result is decoded into ``result_type``, else into the return annotation
         of a ``@workflow.defn`` target (so a typed workflow function gives a typed
         result), else it is plain JSON values (a workflow named by a string).
+        ``parent_close_policy``: what happens to the child if this run closes first
+        (:class:`ParentClosePolicy`).
         """
+
+    @overload
+    async def start_child_workflow(
+        self,
+        workflow: Callable[..., Awaitable[R]],
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        result_type: type[R] | None = None,
+        parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+    ) -> ChildWorkflowHandle[R]: ...
+    @overload
+    async def start_child_workflow(
+        self,
+        workflow: str | type[Any] | WorkflowDefinition | Saga,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        result_type: type[R] | None = None,
+        parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+    ) -> ChildWorkflowHandle[Any]: ...
+    @abstractmethod
+    async def start_child_workflow(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        result_type: Any = None,
+        parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+    ) -> ChildWorkflowHandle[Any]:
+        """Start a child workflow and return its handle once its first run exists
+        (ChildWorkflowError if its start is refused, say its id is in use). Options as
+        for :meth:`execute_child_workflow`."""
 
     def continue_as_new(self, *args: Any, workflow: str | None = None) -> NoReturn:
         """End this run and start a fresh one (same id, empty history) with ``args``."""

@@ -28,6 +28,7 @@ __all__ = [
     "ScheduleActivityTask",
     "StartChildWorkflow",
     "StartTimer",
+    "StopChildWorkflow",
 ]
 
 
@@ -101,6 +102,21 @@ class StartChildWorkflow:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StopChildWorkflow:
+    """Ask child ``child_seq`` (workflow ``workflow_id``) to cancel, or with
+    ``terminate`` end it at once: the parent's code asked (through the child's
+    handle), or the parent run closed under the child's parent-close policy.
+
+    It reaches the child run the parent's start began, or the run that continued it,
+    never an unrelated run that holds the same workflow id."""
+
+    child_seq: int
+    workflow_id: str
+    terminate: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RespondUpdate:
     """Answer an update request: ``result``, or ``failure`` (``rejected`` = never ran)."""
 
@@ -123,6 +139,7 @@ Command = (
     | StartTimer
     | CancelTimer
     | StartChildWorkflow
+    | StopChildWorkflow
     | RespondUpdate
     | ContinueAsNewRun
 )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, get_type_hints
 
 from orchestrator.activity import ActivityDefinition
 from orchestrator.converter import Payload
+from orchestrator.engine.children import ChildHandle, ChildRun
 from orchestrator.engine.events import Failure
 from orchestrator.engine.saga import SagaScope
 from orchestrator.exceptions import (
@@ -27,7 +28,9 @@ from orchestrator.exceptions import (
 )
 from orchestrator.workflow import (
     ActivityOptions,
+    ChildWorkflowHandle,
     HandlerSpec,
+    ParentClosePolicy,
     WorkflowContext,
     WorkflowInfo,
     check_query_name,
@@ -411,7 +414,40 @@ class EngineContext(WorkflowContext):
         id: str | None = None,
         task_queue: str | None = None,
         result_type: Any = None,
+        parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
     ) -> Any:
+        child = self._start_child(workflow, args, id=id, task_queue=task_queue,
+                                  result_type=result_type, policy=parent_close_policy)
+        return await child.future
+
+    async def start_child_workflow(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str | None = None,
+        result_type: Any = None,
+        parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+    ) -> ChildWorkflowHandle[Any]:
+        child = self._start_child(workflow, args, id=id, task_queue=task_queue,
+                                  result_type=result_type, policy=parent_close_policy)
+        await self._x.children.wait_started(child)
+        return ChildHandle(self._x.children, child)
+
+    def _start_child(
+        self,
+        workflow: Any,
+        args: tuple[Any, ...],
+        *,
+        id: str | None,
+        task_queue: str | None,
+        result_type: Any,
+        policy: ParentClosePolicy,
+    ) -> ChildRun:
+        if not isinstance(policy, ParentClosePolicy):
+            raise TypeError(
+                f"parent_close_policy must be a ParentClosePolicy, not {policy!r}"
+            )
         if isinstance(workflow, str):
             wtype, hint = workflow, result_type
         else:
@@ -419,7 +455,8 @@ class EngineContext(WorkflowContext):
             wtype = d.name
             hint = result_type if result_type is not None else d.return_type
         payloads = self._x.converter.to_payloads(args)
-        return await self._x.children.start(wtype, id, payloads, task_queue, hint)
+        return self._x.children.start(wtype, id, payloads, task_queue, hint,
+                                      parent_close_policy=policy.value)
 
     def patched(self, change_id: str) -> bool:
         return self._x.records.patched(change_id)

@@ -41,6 +41,7 @@ __all__ = [
     "ActivityFailed",
     "ActivityScheduled",
     "ActivityTimedOut",
+    "ChildWorkflowCancelRequested",
     "ChildWorkflowCompleted",
     "ChildWorkflowFailed",
     "ChildWorkflowInitiated",
@@ -81,6 +82,12 @@ __all__ = [
 START_TO_CLOSE: Final = "start_to_close"
 SCHEDULE_TO_CLOSE: Final = "schedule_to_close"
 HEARTBEAT: Final = "heartbeat"
+
+# Parent-close policies recorded in ChildWorkflowInitiated.parent_close_policy (the
+# values of orchestrator.workflow.ParentClosePolicy).
+PARENT_CLOSE_TERMINATE: Final = "TERMINATE"
+PARENT_CLOSE_REQUEST_CANCEL: Final = "REQUEST_CANCEL"
+PARENT_CLOSE_ABANDON: Final = "ABANDON"
 
 # Marker names used by the engine itself.
 MARKER_PATCH: Final = "patch"
@@ -375,13 +382,31 @@ class UpdateCompleted(DecisionEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChildWorkflowInitiated(DecisionEvent):
-    """The code started a child workflow (``child_seq`` numbers them from 1)."""
+    """The code started a child workflow (``child_seq`` numbers them from 1).
+
+    ``parent_close_policy``: what the engine does to the child, if it is still open,
+    when this run closes (``TERMINATE``, ``REQUEST_CANCEL`` or ``ABANDON``; v5, and
+    events written before decode as ``ABANDON``, the behaviour they were made under).
+    """
 
     child_seq: int
     workflow_type: str
     workflow_id: str
     task_queue: str
     input: list[Payload] = field(default_factory=list)
+    parent_close_policy: str = PARENT_CLOSE_ABANDON
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildWorkflowCancelRequested(DecisionEvent):
+    """The code asked child ``child_seq`` to cancel, through its handle (v5).
+
+    The cancel request to the child travels with this decision; the child's end
+    reaches the parent as usual (ChildWorkflowFailed when it ends cancelled,
+    ChildWorkflowCompleted when its code catches the cancellation and returns)."""
+
+    child_seq: int
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -565,6 +590,7 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
         WorkflowUnpaused,
         InputDeferred,
         CompensationRepaired,
+        ChildWorkflowCancelRequested,
     )
 }
 """Every concrete event class by name (the type tag in JSON exports)."""

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Final
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import events as ev
 from orchestrator.engine.activities import Activities
-from orchestrator.engine.children import Children
+from orchestrator.engine.children import Children, parent_close_stops
 from orchestrator.engine.commands import (
     Command,
     ContinueAsNewRun,
@@ -421,6 +421,7 @@ class WorkflowExecutor:
             j.accept(ev.WorkflowTerminated(seq=seq, time=now, reason=inp.reason,
                                            operator=inp.operator,
                                            reset_run_id=inp.reset_run_id))
+            self._stop_children()
         elif isinstance(inp, ChildStarted | ChildCompleted | ChildFailed):
             self.children.handle_input(inp)
 
@@ -725,7 +726,14 @@ class WorkflowExecutor:
     def _finish(self, e: ev.DecisionEvent) -> bool:
         _, is_new = self._j.decide(e)
         self._j.closed = True
+        if is_new:
+            self._stop_children()
         return is_new
+
+    def _stop_children(self) -> None:
+        """The run just closed: its open children get what their parent-close policies
+        say, in the same decision (so in the same transaction as the closing event)."""
+        self._j.commands.extend(parent_close_stops(self._j.history, self._j.status.value))
 
     def _cleanup(self) -> None:
         """Stop leftover coroutines of a closed run without recording anything."""

@@ -51,6 +51,8 @@ def match_key(e: ev.Event) -> tuple[str, ...]:  # noqa: PLR0911
         return (name, e.activity_type)
     if isinstance(e, ev.ActivityCancelRequested):
         return (name, str(e.activity_seq))
+    if isinstance(e, ev.ChildWorkflowCancelRequested):
+        return (name, str(e.child_seq))
     if isinstance(e, ev.TimerStarted | ev.TimerCancelled):
         return (name, e.timer_id)
     if isinstance(e, ev.ChildWorkflowInitiated):

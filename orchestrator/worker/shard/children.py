@@ -9,6 +9,14 @@ child's own shard on ``<prefix>.commands``; the child's shard answers with
 its first run starts (or FAILED when the start is refused), then COMPLETED or
 FAILED when its last run closes. Every one of them travels in the transaction of
 the decision that caused it, so each is written exactly once.
+
+A parent stops a child (its code cancels the child's handle, or it closes under a
+parent-close policy other than ABANDON) with a ``CancelWorkflow`` or
+``TerminateWorkflow`` command to the child's shard, ``ce_source``
+:data:`PARENT_SOURCE` and a ``request_id`` naming the parent run and child seq. The
+child's shard applies it only to a run whose chain that very start began (its
+``parent`` is that run and seq), so a child whose start was refused because its id
+was in use never stops the run that holds the id. Nobody waits for a reply.
 """
 
 from __future__ import annotations
@@ -22,14 +30,20 @@ from orchestrator.engine.failures import closing_failure
 from orchestrator.serde import records as rec
 
 __all__ = [
+    "PARENT_SOURCE",
     "child_start",
     "child_start_id",
     "closed_report",
+    "from_parent",
     "next_run_after",
     "refused_report",
     "report_input",
     "started_report",
+    "stop_command",
 ]
+
+PARENT_SOURCE = "/saga/engine/parent"
+"""``ce_source`` of the commands a parent run sends its children."""
 
 
 def child_start_id(parent_workflow_id: str, parent_run_id: str, child_seq: int) -> str:
@@ -54,6 +68,38 @@ def child_start(command: cmd.StartChildWorkflow) -> rec.StartWorkflow:
             child_seq=command.child_seq,
         ),
     )
+
+
+def _stop_id(parent_workflow_id: str, parent_run_id: str, child_seq: int, kind: str) -> str:
+    return f"{child_start_id(parent_workflow_id, parent_run_id, child_seq)}/{kind}"
+
+
+def stop_command(
+    parent_workflow_id: str, parent_run_id: str, command: cmd.StopChildWorkflow
+) -> tuple[rec.CancelWorkflow | rec.TerminateWorkflow, str]:
+    """The command (and its stable CloudEvents id) that stops a parent's child: one
+    cancel and one terminate at most per child, so each id is written once."""
+    kind = "terminate" if command.terminate else "cancel"
+    stop_id = _stop_id(parent_workflow_id, parent_run_id, command.child_seq, kind)
+    if command.terminate:
+        return rec.TerminateWorkflow(
+            workflow_id=command.workflow_id, reason=command.reason, request_id=stop_id
+        ), stop_id
+    return rec.CancelWorkflow(
+        workflow_id=command.workflow_id, reason=command.reason, request_id=stop_id
+    ), stop_id
+
+
+def from_parent(
+    parent: rec.ParentExecution | None, command: rec.CancelWorkflow | rec.TerminateWorkflow
+) -> bool:
+    """Whether a parent's stop command is for the run whose parent is ``parent``
+    (the run its start began, or a run that continued it)."""
+    if parent is None or command.request_id is None:
+        return False
+    kind = "terminate" if isinstance(command, rec.TerminateWorkflow) else "cancel"
+    expected = _stop_id(parent.workflow_id, parent.run_id, parent.child_seq, kind)
+    return command.request_id == expected
 
 
 def _report_to(

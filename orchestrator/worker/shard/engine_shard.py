@@ -35,6 +35,7 @@ from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import commands as cmd
 from orchestrator.engine import events as ev
 from orchestrator.engine import guards, inputs
+from orchestrator.engine.children import parent_close_stops
 from orchestrator.engine.events import Event, Failure
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.failures import closing_failure
@@ -376,6 +377,10 @@ class EngineShard:
         if isinstance(command, rec.StartWorkflow):
             return self._start(command, ce_id, msg, now_ms)
         execution = self.executions.get(command.workflow_id)
+        if decoded.cloud_event.source == children.PARENT_SOURCE and isinstance(
+            command, rec.CancelWorkflow | rec.TerminateWorkflow
+        ):
+            return self._stop_from_parent(execution, command, ce_id, msg, now_ms)
         run_id = getattr(command, "run_id", None)
         if execution is None or (
             run_id and run_id != execution.run_id and not isinstance(command, rec.QueryWorkflow)
@@ -495,6 +500,29 @@ class EngineShard:
             non_retryable=True,
         )
         return self._report(children.refused_report(start.parent, start.workflow_id, failure))
+
+    def _stop_from_parent(
+        self,
+        execution: Execution | None,
+        command: rec.CancelWorkflow | rec.TerminateWorkflow,
+        ce_id: str,
+        msg: InRecord,
+        now: int,
+    ) -> list[OutRecord]:
+        """A parent's cancel or terminate of its child: applied to the child's open run
+        if the parent's start began its chain, else dropped; nobody waits for a reply."""
+        if execution is None or not children.from_parent(execution.parent, command):
+            log.info(
+                "%s from a parent for workflow %s dropped: no run of it is that parent's "
+                "child (%s)", type(command).__name__, command.workflow_id, command.request_id,
+            )
+            return []
+        if not execution.is_open:
+            return []
+        if execution.parked is not None:
+            self.stats.dead_lettered += 1
+            return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
+        return self._apply(execution, [to_input(command)], now, None, ce_id)
 
     def _report(self, report: rec.ChildWorkflowResult) -> OutRecord:
         """News for a parent run, on the parent's own shard of ``<prefix>.commands``."""
@@ -880,6 +908,8 @@ class EngineShard:
         execution.parked = None
         self.stats.run_unparked(execution.workflow_id)
         out.append(self._snapshot(execution, None))
+        for child_stop in parent_close_stops([*events, event], EngineStatus.TERMINATED.value):
+            out += self._command(execution, child_stop)
         return out + self._closed(execution)
 
     # --- continue-as-new ----------------------------------------------------------
@@ -999,6 +1029,17 @@ class EngineShard:
                 )
                 partition = shard_for(start.workflow_id, self.layout.shards)
                 encoded = self.wire.encode_command(start, ce_id=ce_id)
+                return [self._out(self.layout.commands, encoded, partition)]
+            case cmd.StopChildWorkflow():
+                # to the child's own shard, after its start (same partition, written
+                # earlier or in this very transaction)
+                stop, ce_id = children.stop_command(
+                    execution.workflow_id, execution.run_id, command
+                )
+                partition = shard_for(command.workflow_id, self.layout.shards)
+                encoded = self.wire.encode_command(
+                    stop, ce_id=ce_id, source=children.PARENT_SOURCE
+                )
                 return [self._out(self.layout.commands, encoded, partition)]
             case cmd.ContinueAsNewRun():
                 execution.next_run = command.start  # started by _apply once this run closed

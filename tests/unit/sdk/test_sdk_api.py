@@ -13,7 +13,8 @@ from orchestrator.status import TRANSITIONS, WorkflowStatus, is_transition_valid
 
 def test_workflow_module_exports() -> None:
     assert set(workflow.__all__) == {
-        "ActivityOptions", "HandlerSpec", "RetryPolicy", "Saga", "SagaScope",
+        "ActivityOptions", "ChildWorkflowHandle", "HandlerSpec", "ParentClosePolicy",
+        "RetryPolicy", "Saga", "SagaScope",
         "WorkflowContext", "WorkflowDefinition", "WorkflowInfo", "WorkflowStatus", "days",
         "definition_of", "defn", "hours", "minutes", "query", "run", "seconds", "signal",
         "update", "update_validator",
