@@ -85,7 +85,18 @@ async def awaits(ctx: WorkflowContext, policy: str) -> str:
     ))
 
 
-ALL = [waits, stubborn, sleeps, cancels, leaves, awaits]
+@workflow.defn(name="parent.forgets")
+async def forgets(ctx: WorkflowContext, policy: str) -> str:
+    """Starts a sleeping child and returns before hearing of its start."""
+    task = asyncio.get_running_loop().create_task(ctx.execute_child_workflow(
+        sleeps, id="kid", parent_close_policy=ParentClosePolicy(policy)
+    ))
+    await asyncio.sleep(0)
+    task.cancel()
+    return "forgot"
+
+
+ALL = [waits, stubborn, sleeps, cancels, leaves, awaits, forgets]
 
 
 def kid_handle(env: WorkflowEnvironment) -> WorkflowHandle[str]:
@@ -179,7 +190,7 @@ async def test_a_refused_start_raises_from_start_child_workflow() -> None:
     async def refused(ctx: WorkflowContext) -> str:
         try:
             await ctx.start_child_workflow("no.such.type")
-        except Exception as exc:  # noqa: BLE001 - whatever the environment raises
+        except Exception as exc:
             return type(exc).__name__
         return "started"
 
