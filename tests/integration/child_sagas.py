@@ -108,3 +108,31 @@ async def handover(ctx: workflow.WorkflowContext, n: int) -> str:
 @workflow.defn(name="kids.later")
 async def later(ctx: workflow.WorkflowContext, n: int) -> str:
     return f"later got {n}"
+
+
+@workflow.defn(name="kids.waits_for_go")
+async def waits_for_go(ctx: workflow.WorkflowContext) -> str:
+    """A child that waits for signal ``go``; a cancel ends it CANCELLED."""
+    await ctx.wait_signal("go")
+    return "went"
+
+
+@workflow.defn(name="kids.cancels_child")
+async def cancels_child(ctx: workflow.WorkflowContext, child_id: str) -> str:
+    """Start a child that waits for a signal, then cancel it through its handle."""
+    handle = await ctx.start_child_workflow(waits_for_go, id=child_id, result_type=str)
+    handle.cancel("changed my mind")
+    try:
+        return await handle
+    except ChildWorkflowError as exc:
+        return f"{type(exc).__name__} caused by {type(exc.cause).__name__}"
+
+
+@workflow.defn(name="kids.waits_on_sleeper")
+async def waits_on_sleeper(ctx: workflow.WorkflowContext, child_id: str, policy: str) -> int:
+    """Wait on a child that sleeps ten minutes, under parent-close policy ``policy``."""
+    result: int = await ctx.execute_child_workflow(
+        double, 1, 600_000, id=child_id, result_type=int,
+        parent_close_policy=workflow.ParentClosePolicy(policy),
+    )
+    return result

@@ -49,6 +49,9 @@ WORKFLOWS: list[Any] = [
     kids.parent_of_counter,
     kids.twins,
     kids.handover,
+    kids.waits_for_go,
+    kids.cancels_child,
+    kids.waits_on_sleeper,
 ]
 REPLAYER = Replayer(workflows=[*WORKFLOWS, kids.later])
 
