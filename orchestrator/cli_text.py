@@ -149,7 +149,13 @@ _DETAILS: dict[type[ev.Event], Callable[[Any, ActivityNames], str]] = {
     ev.SignalReceived: lambda e, _: e.signal_name,
     ev.UpdateAccepted: lambda e, _: f"{e.update_name} ({e.update_id})",
     ev.UpdateCompleted: _update_completed,
-    ev.ChildWorkflowInitiated: lambda e, _: f"{e.workflow_type} {e.workflow_id} #{e.child_seq}",
+    ev.ChildWorkflowInitiated: lambda e, _: (
+        f"{e.workflow_type} {e.workflow_id} #{e.child_seq} "
+        f"(parent-close policy {e.parent_close_policy})"
+    ),
+    ev.ChildWorkflowCancelRequested: lambda e, _: (
+        f"#{e.child_seq}: {e.reason}" if e.reason else f"#{e.child_seq}"
+    ),
     ev.ChildWorkflowStarted: lambda e, _: f"#{e.child_seq} run {e.run_id}",
     ev.ChildWorkflowCompleted: lambda e, _: f"#{e.child_seq}",
     ev.ChildWorkflowFailed: lambda e, _: f"#{e.child_seq}: {_failure(e.failure)}",

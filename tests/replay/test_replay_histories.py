@@ -14,6 +14,7 @@ from orchestrator.exceptions import NonDeterminismError
 from orchestrator.status import WorkflowStatus
 from orchestrator.testing import Replayer, WorkflowEnvironment, history_from_json, history_to_json
 from orchestrator.workflow import definition_of
+from tests.integration.child_sagas import cancels_child, waits_on_sleeper
 from tests.integration.repair_sagas import order as repaired_order
 from tests.replay import sample_sagas as s
 from tests.replay.batch_scenarios import WORKFLOWS as BATCHES
@@ -24,7 +25,9 @@ from tests.replay.shipped_scenarios import WORKFLOWS as SHIPPED
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 CURRENT = [s.transfer, s.Subscription, s.payout, s.trip, s.Cart, s.versioned_v2_patched, *SHIPPED,
            *SCHEDULES, *BATCHES,
-           repaired_order]  # kafka_repair_skipped.json: an operator's repair, on Kafka
+           repaired_order,  # kafka_repair_skipped.json: an operator's repair, on Kafka
+           # kafka_child_*.json: a child cancelled through its handle, a parent-close policy
+           cancels_child, waits_on_sleeper]
 
 
 @pytest.fixture(autouse=True)

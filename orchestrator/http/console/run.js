@@ -172,9 +172,11 @@ function render(head, body, id, runId, described, history, say) {
     t.signals.length || t.updates.length ? section("Signals and updates", "signals",
       t.signals.map((s) => h("p", {}, time(s.time), ` signal ${s.name} `, h("code", {}, JSON.stringify(s.args)))),
       t.updates.map((u) => h("p", {}, time(u.time), ` update ${u.name} `, badge(u.state), " ", h("code", {}, JSON.stringify(u.args))))) : null,
-    t.children.length ? section("Children", "children", table(["#", "type", "workflow", "state"],
+    t.children.length ? section("Children", "children", table(["#", "type", "workflow", "state", "parent-close policy"],
       t.children.map((c) => h("tr", {}, h("td", {}, String(c.seq)), h("td", {}, c.type),
-        h("td", {}, link(c.id, c.runId, c.id)), h("td", {}, badge(c.state)))))) : null,
+        h("td", {}, link(c.id, c.runId, c.id)),
+        h("td", {}, badge(c.state), c.cancelRequested ? " cancel requested" : ""),
+        h("td", {}, c.parentClosePolicy))))) : null,
     section("Timeline", "timeline", h("ol", { class: "timeline" }, history.events.map((e) =>
       h("li", { class: `event ev-${e.type}`, dataset: { type: e.type, seq: e.seq } },
         h("span", { class: "seq" }, String(e.seq)), " ", time(e.time), " ", h("b", {}, e.type), " ", summary(e),

@@ -68,8 +68,14 @@ export function fold(events) {
         break;
       }
       case "ChildWorkflowInitiated":
-        children.set(e.child_seq, { seq: e.child_seq, type: e.workflow_type, id: e.workflow_id, runId: null, state: "INITIATED" });
+        children.set(e.child_seq, { seq: e.child_seq, type: e.workflow_type, id: e.workflow_id, runId: null, state: "INITIATED",
+          parentClosePolicy: e.parent_close_policy || "ABANDON", cancelRequested: false });
         break;
+      case "ChildWorkflowCancelRequested": {
+        const c = children.get(e.child_seq);
+        if (c) c.cancelRequested = true;
+        break;
+      }
       case "ChildWorkflowStarted":
       case "ChildWorkflowCompleted":
       case "ChildWorkflowFailed": {
@@ -141,7 +147,8 @@ export function summary(e) {
     case "TimerFired": case "TimerCancelled": return e.timer_id;
     case "SignalReceived": return `${e.signal_name}(${JSON.stringify(e.args).slice(1, -1)})`;
     case "UpdateAccepted": return `${e.update_name} (${e.update_id})`;
-    case "ChildWorkflowInitiated": return `${e.workflow_type} ${e.workflow_id}`;
+    case "ChildWorkflowInitiated": return `${e.workflow_type} ${e.workflow_id} (parent-close policy ${e.parent_close_policy || "ABANDON"})`;
+    case "ChildWorkflowCancelRequested": return `child #${e.child_seq}${e.reason ? `: ${e.reason}` : ""}`;
     case "ChildWorkflowStarted": return `child #${e.child_seq} run ${e.run_id}`;
     case "ChildWorkflowCompleted": return `child #${e.child_seq}`;
     case "ChildWorkflowFailed": return `child #${e.child_seq}: ${e.failure.type}: ${e.failure.message}`;
