@@ -6,13 +6,15 @@ touched. A parked parent's terminate applies the policy too."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+from orchestrator import workflow
 from orchestrator.engine import events as ev
 from orchestrator.serde import records as rec
 from orchestrator.worker.shard import children
 from orchestrator.worker.shard.records import InRecord, OutRecord
-from tests.unit.engine.test_child_cancel import ALL
+from tests.unit.engine.test_child_cancel import ALL, awaits
 from tests.unit.worker.shard_harness import LAYOUT, WIRE, Harness
 from tests.unit.worker.test_pause import described, events
 
@@ -108,3 +110,32 @@ def test_from_parent_matches_only_the_parents_own_stop_ids() -> None:
     assert not children.from_parent(other, cancel)
     swapped = rec.CancelWorkflow(workflow_id="kid", request_id="p/x/r/child/2/terminate")
     assert not children.from_parent(parent, swapped)
+
+
+@workflow.defn(name="parent.awaits")
+async def awaits_changed(ctx: workflow.WorkflowContext, policy: str) -> str:
+    """parent.awaits as a bad deploy changed it: it no longer starts the child first,
+    so its runs that did cannot be replayed (they park)."""
+    await ctx.sleep(timedelta(seconds=1))
+    return "changed"
+
+
+def test_a_parked_parent_terminated_by_a_reset_applies_the_policy(tmp_path: Path) -> None:
+    h = Harness(tmp_path, ALL)
+    h.start("p", "parent.awaits", "TERMINATE", ce_id="c4")
+    forward(h)
+    assert described(h, "kid").status is rec.WorkflowStatus.RUNNING
+    # the bad deploy: the parent's next replay parks it
+    h.workflows = [w for w in ALL if w is not awaits] + [awaits_changed]
+    h.crash()
+    h.send(rec.SignalWorkflow(workflow_id="p", signal_name="wake"))
+    h.commit()
+    assert described(h, "p").parked
+    # the reset terminates the parked run (no code runs) and starts a new one from
+    # event 1; the old run's child gets its TERMINATE
+    h.send(rec.ResetWorkflow(workflow_id="p", event_seq=1, reason="bad deploy",
+                             request_id="reset-1"))
+    forward(h)
+    old_run = events(h, "p")
+    assert any(isinstance(e, ev.WorkflowTerminated) for e in old_run)
+    assert described(h, "kid").status is rec.WorkflowStatus.TERMINATED
