@@ -2,7 +2,8 @@
 
 Each assignment to an annotated variable fails type checking if the public edges
 lose their generic result types: a ``WorkflowHandle[R]`` from ``start`` with a typed
-workflow, ``execute_child_workflow`` and ``saga.step`` with typed functions, and the
+workflow, ``execute_child_workflow``, ``start_child_workflow`` (its handle, awaited
+or through ``result()``) and ``saga.step`` with typed functions, and the
 test environment's handles. ``tests/unit/sdk/test_typed_edges.py`` proves that a wrong
 annotation here is an error, so this module cannot pass by accident.
 """
@@ -59,6 +60,12 @@ async def parent(ctx: workflow.WorkflowContext, order: Order) -> list[Receipt]:
                                                         result_type=Receipt)
     direct: int = await ctx.execute_activity(charge, order)
     assert (charged, name, direct) == (order.amount, order.order_id, order.amount)
+    handle: workflow.ChildWorkflowHandle[Receipt] = await ctx.start_child_workflow(
+        child, order, parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL
+    )
+    awaited: Receipt = await handle
+    result: Receipt = await handle.result()
+    assert awaited == result
     return [receipt, by_name]
 
 
