@@ -195,7 +195,10 @@ class ChildHandle(ChildWorkflowHandle[Any]):
         return self._child.run_id or ""
 
     async def result(self) -> Any:
-        return await self._child.future
+        # shielded: a caller that stops waiting (asyncio.wait_for, a cancelled task)
+        # must not cancel the child's future, or its outcome would be dropped and a
+        # later ``await handle`` could never give it
+        return await asyncio.shield(self._child.future)
 
     def cancel(self, reason: str = "") -> None:
         self._children.cancel(self._child, reason)

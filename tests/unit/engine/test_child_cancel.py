@@ -96,7 +96,21 @@ async def forgets(ctx: WorkflowContext, policy: str) -> str:
     return "forgot"
 
 
-ALL = [waits, stubborn, sleeps, cancels, leaves, awaits, forgets]
+@workflow.defn(name="parent.impatient")
+async def impatient(ctx: WorkflowContext) -> str:
+    """Waits a minute for its child, then cancels it and waits for its end."""
+    handle = await ctx.start_child_workflow(waits, id="kid", result_type=str)
+    try:
+        return str(await asyncio.wait_for(handle.result(), timeout=60))
+    except TimeoutError:
+        handle.cancel("took too long")
+    try:
+        return str(await handle)
+    except ChildWorkflowError as exc:
+        return f"gave up: {type(exc.cause).__name__}"
+
+
+ALL = [waits, stubborn, sleeps, cancels, leaves, awaits, forgets, impatient]
 
 
 def kid_handle(env: WorkflowEnvironment) -> WorkflowHandle[str]:
@@ -122,6 +136,15 @@ async def test_a_parent_cancels_its_child_through_the_handle() -> None:
     assert (asked.child_seq, asked.reason, asked.build_id) == (1, "no longer needed", "test")
     failed = next(e for e in handle.history if isinstance(e, ev.ChildWorkflowFailed))
     assert failed.failure.type == "CancelledError"
+
+
+async def test_a_timed_out_wait_on_the_handle_leaves_the_childs_outcome_to_await() -> None:
+    env = WorkflowEnvironment(workflows=ALL)
+    handle = await env.start_workflow(impatient, id="p")
+    assert await handle.result() == "gave up: CancelledError"
+    assert kid_handle(env).status is WorkflowStatus.CANCELLED
+    names = types_of(handle.history)
+    assert names.index("ChildWorkflowCancelRequested") < names.index("ChildWorkflowFailed")
 
 
 async def test_a_child_that_catches_the_cancellation_gives_its_result() -> None:
