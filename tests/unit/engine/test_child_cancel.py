@@ -6,6 +6,7 @@ WorkflowEnvironment."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
@@ -25,7 +26,13 @@ from orchestrator.engine.inputs import (
     TerminateWorkflow,
 )
 from orchestrator.exceptions import ChildWorkflowError, NonDeterminismError
-from orchestrator.testing import WorkflowEnvironment, WorkflowHandle
+from orchestrator.testing import (
+    Replayer,
+    WorkflowEnvironment,
+    WorkflowHandle,
+    history_from_json,
+    history_to_json,
+)
 from orchestrator.workflow import ParentClosePolicy, WorkflowContext, WorkflowStatus
 
 CONV = DataConverter()
@@ -335,3 +342,22 @@ def test_parent_close_stops_reads_the_open_children_off_history() -> None:
     ]
     assert stops[0].reason == "parent p run r closed FAILED (parent-close policy TERMINATE)"
     assert parent_close_stops([], "FAILED") == []
+
+
+async def test_the_replayer_and_the_json_export_take_the_new_event_and_old_exports() -> None:
+    env = WorkflowEnvironment(workflows=ALL)
+    handle = await env.start_workflow(cancels, "kid.waits", id="p")
+    await handle.result()
+    history = handle.history
+    text = history_to_json(history)
+    assert history_from_json(text) == history
+    result = Replayer(workflows=ALL).replay(history_from_json(text))
+    assert (result.events, result.status) == (len(history), WorkflowStatus.COMPLETED)
+    # an export written before policies has no parent_close_policy: read as ABANDON
+    old = json.loads(text)
+    for item in old:
+        if item["type"] == "ChildWorkflowInitiated":
+            assert item.pop("parent_close_policy") == "ABANDON"
+    [initiated] = [e for e in history_from_json(json.dumps(old))
+                   if isinstance(e, ev.ChildWorkflowInitiated)]
+    assert initiated.parent_close_policy == "ABANDON"
