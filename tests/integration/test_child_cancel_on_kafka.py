@@ -28,6 +28,7 @@ from tests.integration.test_children_on_kafka import (
     histories,
     ids_on_distinct_shards,
     only_run,
+    saga,
 )
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,10 @@ def wait_status(
 
 
 def test_a_parent_cancels_its_child_through_the_handle(
-    kafka_config: dict[str, Any], layout: TopicLayout, client: Client
+    kafka_config: dict[str, Any],
+    layout: TopicLayout,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parent_id, child_id = ids_on_distinct_shards("canceller", 2)
     with engine(kafka_config, layout) as worker:
@@ -75,6 +79,13 @@ def test_a_parent_cancels_its_child_through_the_handle(
         took = time.monotonic() - began
         assert wait_status(client, child_id, rec.WorkflowStatus.CANCELLED)
         assert worker.error is None
+        # `saga history` shows the policy and the cancel request
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_config["bootstrap.servers"])
+        monkeypatch.setenv("SAGA_TOPIC_PREFIX", layout.prefix)
+        monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
+        shown = saga("history", parent_id).output
+        assert "(parent-close policy ABANDON)" in shown
+        assert "ChildWorkflowCancelRequested  #1: changed my mind" in shown
     print(f"start a child, cancel it, hear of its end: {took * 1000:.0f} ms")
     assert outcome == "ChildWorkflowError caused by CancelledError"
 
