@@ -2,7 +2,8 @@
 the parent-close policy become commands to the child's shard, with the parent's
 source and request id; the child's shard applies them only to the run that parent
 started, answers nobody, and a run that merely holds the same workflow id is never
-touched. A parked parent's terminate applies the policy too."""
+touched (nor is a child that continued as new missed). A parked parent's terminate
+applies the policy too."""
 
 from __future__ import annotations
 
@@ -139,3 +140,34 @@ def test_a_parked_parent_terminated_by_a_reset_applies_the_policy(tmp_path: Path
     old_run = events(h, "p")
     assert any(isinstance(e, ev.WorkflowTerminated) for e in old_run)
     assert described(h, "kid").status is rec.WorkflowStatus.TERMINATED
+
+
+@workflow.defn(name="kid.chain")
+async def chain(ctx: workflow.WorkflowContext, n: int) -> int:
+    """Sleeps a second, then continues as new, for ever."""
+    await ctx.sleep(timedelta(seconds=1))
+    ctx.continue_as_new(n + 1)
+
+
+@workflow.defn(name="parent.fails_later")
+async def fails_later(ctx: workflow.WorkflowContext) -> str:
+    await ctx.start_child_workflow(
+        chain, 0, id="kid", parent_close_policy=workflow.ParentClosePolicy.TERMINATE
+    )
+    await ctx.wait_signal("fail")
+    raise RuntimeError("parent fails")
+
+
+def test_the_policy_reaches_a_child_that_continued_as_new(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [chain, fails_later])
+    h.start("p", "parent.fails_later", ce_id="c5")
+    forward(h)
+    h.run(advance_ms=1500)
+    h.run(advance_ms=1500)
+    forward(h)
+    assert h.events_of("kid").count("WorkflowContinuedAsNew") >= 2
+    h.send(rec.SignalWorkflow(workflow_id="p", signal_name="fail"))
+    forward(h)
+    assert described(h, "p").status is rec.WorkflowStatus.FAILED
+    kid = described(h, "kid")
+    assert kid.status is rec.WorkflowStatus.TERMINATED and kid.run_id != kid.start_run_id
