@@ -1020,30 +1020,32 @@ class EngineShard:
                 ]
             case cmd.CancelActivityTask():
                 pass  # the attempt's result will be ignored; workers time out on their own
-            case cmd.StartChildWorkflow():
-                # to the child's own shard; exactly once, with the event that asked for it
-                self.stats.children_started += 1
-                start = children.child_start(command)
-                ce_id = children.child_start_id(
-                    execution.workflow_id, execution.run_id, command.child_seq
-                )
-                partition = shard_for(start.workflow_id, self.layout.shards)
-                encoded = self.wire.encode_command(start, ce_id=ce_id)
-                return [self._out(self.layout.commands, encoded, partition)]
-            case cmd.StopChildWorkflow():
-                # to the child's own shard, after its start (same partition, written
-                # earlier or in this very transaction)
-                stop, ce_id = children.stop_command(
-                    execution.workflow_id, execution.run_id, command
-                )
-                partition = shard_for(command.workflow_id, self.layout.shards)
-                encoded = self.wire.encode_command(
-                    stop, ce_id=ce_id, source=children.PARENT_SOURCE
-                )
-                return [self._out(self.layout.commands, encoded, partition)]
+            case cmd.StartChildWorkflow() | cmd.StopChildWorkflow():
+                return [self._to_child(execution, command)]
             case cmd.ContinueAsNewRun():
                 execution.next_run = command.start  # started by _apply once this run closed
         return []
+
+    def _to_child(
+        self, execution: Execution, command: cmd.StartChildWorkflow | cmd.StopChildWorkflow
+    ) -> OutRecord:
+        """A child's start, or its parent's cancel or terminate, to the child's own shard;
+        exactly once, with the event that asked for it. A stop follows the child's start
+        there (same partition, written earlier or in this very transaction)."""
+        if isinstance(command, cmd.StartChildWorkflow):
+            self.stats.children_started += 1
+            start = children.child_start(command)
+            ce_id = children.child_start_id(
+                execution.workflow_id, execution.run_id, command.child_seq
+            )
+            partition = shard_for(start.workflow_id, self.layout.shards)
+            return self._out(
+                self.layout.commands, self.wire.encode_command(start, ce_id=ce_id), partition
+            )
+        stop, ce_id = children.stop_command(execution.workflow_id, execution.run_id, command)
+        partition = shard_for(command.workflow_id, self.layout.shards)
+        encoded = self.wire.encode_command(stop, ce_id=ce_id, source=children.PARENT_SOURCE)
+        return self._out(self.layout.commands, encoded, partition)
 
     def _query(self, execution: Execution, query: rec.QueryWorkflow) -> list[OutRecord]:
         error: Failure | None = None
