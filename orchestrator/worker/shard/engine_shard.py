@@ -524,6 +524,15 @@ class EngineShard:
             return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
         return self._apply(execution, [to_input(command)], now, None, ce_id)
 
+    def _stop_child(self, execution: Execution, command: cmd.StopChildWorkflow) -> OutRecord:
+        """A parent's cancel or terminate of its child, to the child's own shard; exactly
+        once, with the event that asked for it. It follows the child's start there (same
+        partition, written earlier or in this very transaction)."""
+        stop, ce_id = children.stop_command(execution.workflow_id, execution.run_id, command)
+        partition = shard_for(command.workflow_id, self.layout.shards)
+        encoded = self.wire.encode_command(stop, ce_id=ce_id, source=children.PARENT_SOURCE)
+        return self._out(self.layout.commands, encoded, partition)
+
     def _report(self, report: rec.ChildWorkflowResult) -> OutRecord:
         """News for a parent run, on the parent's own shard of ``<prefix>.commands``."""
         self.stats.child_reports += 1
@@ -978,6 +987,7 @@ class EngineShard:
         return self._out(self.layout.history, encoded, self.partition)
 
     def _command(self, execution: Execution, command: cmd.Command) -> list[OutRecord]:
+        child_stops: list[OutRecord] = []  # the one case that falls through to the end
         match command:
             case cmd.ScheduleActivityTask():
                 task = rec.ActivityTask(
@@ -1020,32 +1030,21 @@ class EngineShard:
                 ]
             case cmd.CancelActivityTask():
                 pass  # the attempt's result will be ignored; workers time out on their own
-            case cmd.StartChildWorkflow() | cmd.StopChildWorkflow():
-                return [self._to_child(execution, command)]
+            case cmd.StartChildWorkflow():
+                # to the child's own shard; exactly once, with the event that asked for it
+                self.stats.children_started += 1
+                start = children.child_start(command)
+                ce_id = children.child_start_id(
+                    execution.workflow_id, execution.run_id, command.child_seq
+                )
+                partition = shard_for(start.workflow_id, self.layout.shards)
+                encoded = self.wire.encode_command(start, ce_id=ce_id)
+                return [self._out(self.layout.commands, encoded, partition)]
             case cmd.ContinueAsNewRun():
                 execution.next_run = command.start  # started by _apply once this run closed
-        return []
-
-    def _to_child(
-        self, execution: Execution, command: cmd.StartChildWorkflow | cmd.StopChildWorkflow
-    ) -> OutRecord:
-        """A child's start, or its parent's cancel or terminate, to the child's own shard;
-        exactly once, with the event that asked for it. A stop follows the child's start
-        there (same partition, written earlier or in this very transaction)."""
-        if isinstance(command, cmd.StartChildWorkflow):
-            self.stats.children_started += 1
-            start = children.child_start(command)
-            ce_id = children.child_start_id(
-                execution.workflow_id, execution.run_id, command.child_seq
-            )
-            partition = shard_for(start.workflow_id, self.layout.shards)
-            return self._out(
-                self.layout.commands, self.wire.encode_command(start, ce_id=ce_id), partition
-            )
-        stop, ce_id = children.stop_command(execution.workflow_id, execution.run_id, command)
-        partition = shard_for(command.workflow_id, self.layout.shards)
-        encoded = self.wire.encode_command(stop, ce_id=ce_id, source=children.PARENT_SOURCE)
-        return self._out(self.layout.commands, encoded, partition)
+            case cmd.StopChildWorkflow():
+                child_stops.append(self._stop_child(execution, command))
+        return child_stops
 
     def _query(self, execution: Execution, query: rec.QueryWorkflow) -> list[OutRecord]:
         error: Failure | None = None
