@@ -358,12 +358,15 @@ class Activities:
         if not fut.cancelled() or act.state not in (_ActState.RUNNING, _ActState.BACKOFF):
             return
         timers = self._activity_timers(act)
-        attempt = act.attempt
+        attempt, dispatched = act.attempt, act.state is _ActState.RUNNING
         act.state = _ActState.CANCELLED
         _, is_new = self._j.decide(ev.ActivityCancelRequested(
             seq=self._j.next_seq(), time=self._j.now, build_id=self._j.build_id,
             activity_seq=act.seq,
         ))
         if is_new:
-            self._j.commands.append(CancelActivityTask(activity_seq=act.seq, attempt=attempt))
+            self._j.commands.append(CancelActivityTask(
+                activity_seq=act.seq, attempt=attempt, task_queue=act.task_queue,
+                activity_type=act.activity_type, dispatched=dispatched, local=act.local,
+            ))
             self._j.commands.extend(CancelTimer(timer_id=t.timer_id) for t in timers)
