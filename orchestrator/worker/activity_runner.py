@@ -205,10 +205,12 @@ class AttemptRunner:
             details = self.converter.from_payloads(task.heartbeat_details, ())
         except Exception as exc:  # noqa: BLE001 - a payload the code cannot take fails the attempt
             return self.failed(task, to_failure(exc, self.converter))
+        cancel = cancel or AttemptCancel()
+        if cancel.requested:  # cancelled between being taken and being started
+            return self.failed(task, cancelled_failure())
         loop = asyncio.get_running_loop()
         beats = _Beats(time.monotonic())
         info = _info(task, details)
-        cancel = cancel or AttemptCancel()
         future = self._launch(definition, args, info, beats, loop, cancel=cancel)
         try:
             timed_out = await self._watch(task, future, beats, cancel.waiter(loop))
