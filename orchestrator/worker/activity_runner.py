@@ -40,6 +40,7 @@ from orchestrator.activity import ActivityDefinition, ActivityInfo
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine.events import Failure
 from orchestrator.engine.failures import timeout_failure, to_failure
+from orchestrator.exceptions import ActivityCancelledError
 from orchestrator.serde.records import (
     ActivityHeartbeat,
     ActivityTask,
@@ -234,6 +235,8 @@ class AttemptRunner:
             return self.failed(task, to_failure(exc, self.converter))
         except asyncio.CancelledError as exc:  # the activity cancelled itself
             return self.failed(task, to_failure(exc, self.converter))
+        except ActivityCancelledError as exc:  # raised with no cancel: the code's own
+            return self.failed(task, to_failure(exc, self.converter))
         return ActivityTaskCompleted(
             workflow_id=task.workflow_id,
             run_id=task.run_id,
@@ -363,23 +366,21 @@ async def _abandon(future: asyncio.Future[Any]) -> None:
 
 async def _stop_cancelled(future: asyncio.Future[Any]) -> None:
     """Stop a cancelled attempt. A coroutine gets CancelledError and a moment for its
-    cleanup; a thread, already told through its flag, gets the same moment to return,
-    then is abandoned (its pool slot stays busy until it does)."""
+    cleanup; a thread, already told through its flag, gets the same moment to return.
+    Whatever either then returns or raises is dropped; one still running after the
+    grace is abandoned (a thread keeps its pool slot until it returns)."""
     if isinstance(future, asyncio.Task):
-        await _abandon(future)
-        return
-    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-        await asyncio.wait_for(asyncio.shield(future), _CANCEL_GRACE_S)
+        future.cancel()
+    await asyncio.wait({future}, timeout=_CANCEL_GRACE_S)
     if future.done():
-        if not future.cancelled():
-            future.exception()  # mark retrieved: the result of a cancelled attempt is dropped
-    else:
-        log.warning("sync activity did not return within %.1fs of its cancel; abandoned",
-                    _CANCEL_GRACE_S)
-        future.add_done_callback(_drop_result)
+        _drop_result(future)
+        return
+    log.warning("activity did not stop within %.1fs of its cancel; abandoned", _CANCEL_GRACE_S)
+    future.add_done_callback(_drop_result)
 
 
 def _drop_result(future: asyncio.Future[Any]) -> None:
+    """Mark the outcome retrieved, so asyncio does not log a dropped error."""
     if not future.cancelled():
         future.exception()
 

@@ -1,0 +1,63 @@
+"""The shard writes a cancel for a dispatched activity attempt, in the decision that
+records ActivityCancelRequested, and none for an activity waiting for its retry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from orchestrator import workflow
+from orchestrator.engine.events import Failure
+from orchestrator.retry import RetryPolicy
+from orchestrator.serde import records as rec
+from orchestrator.worker.shard.records import OutRecord
+from tests.unit.worker.shard_harness import LAYOUT, WIRE, Harness
+
+
+@workflow.defn(name="unit.waits_for_charge")
+async def waits_for_charge(ctx: workflow.WorkflowContext) -> str:
+    result: str = await ctx.execute_activity(
+        "charge", task_queue="payments", start_to_close=timedelta(minutes=1),
+        retry=RetryPolicy(initial=timedelta(hours=1)), result_type=str,
+    )  # fmt: skip
+    return result
+
+
+def cancels(out: list[OutRecord]) -> list[rec.ActivityCancel]:
+    return [
+        WIRE.decode_cancel(o.headers, o.value).record
+        for o in out
+        if o.topic == LAYOUT.activity_cancels
+    ]
+
+
+def started(tmp_path: Path, workflow_id: str) -> tuple[Harness, str]:
+    h = Harness(tmp_path, [waits_for_charge])
+    h.start(workflow_id, "unit.waits_for_charge")
+    h.commit()
+    task = WIRE.decode_task(h.tasks[0].headers, h.tasks[0].value).record
+    return h, task.run_id
+
+
+def test_cancelling_a_run_cancels_its_running_attempt_at_the_worker(tmp_path: Path) -> None:
+    h, run_id = started(tmp_path, "w1")
+    out = h.send(rec.CancelWorkflow(workflow_id="w1", reason="gave up"))
+    assert [
+        (c.workflow_id, c.run_id, c.activity_seq, c.attempt, c.task_queue, c.activity_type)
+        for c in cancels(out)
+    ] == [("w1", run_id, 1, 1, "payments", "charge")]
+    cancel = next(o for o in out if o.topic == LAYOUT.activity_cancels)
+    assert cancel.key == b"payments/w1"
+    assert h.shard.stats.activity_cancels == 1
+
+
+def test_an_activity_waiting_for_its_retry_has_nothing_to_cancel(tmp_path: Path) -> None:
+    h, run_id = started(tmp_path, "w2")
+    h.send(rec.ActivityTaskFailed(
+        workflow_id="w2", run_id=run_id, activity_seq=1, attempt=1,
+        failure=Failure(message="down", type="Unavailable"),
+    ))  # fmt: skip
+    h.commit()
+    out = h.send(rec.CancelWorkflow(workflow_id="w2"))
+    assert cancels(out) == []
+    assert h.shard.stats.activity_cancels == 0
