@@ -182,6 +182,7 @@ def test_a_cancelled_workflow_stops_its_running_activity(d_kind: tuple[Deploymen
     assert _metric(d, "saga_activity_attempts_total", activity_type=(
         "cancel.sleep_async" if kind == "async" else "cancel.poll_sync"
     ), outcome="cancelled") >= 1
+    assert _metric(d, "saga_activity_cancels_total", task_queue=QUEUE, action="stopped") >= 1
 
     # a late outcome of the abandoned attempt changes nothing
     d.client.complete_activity(seen(tag).token, "too late")
