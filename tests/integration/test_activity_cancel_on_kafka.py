@@ -29,17 +29,22 @@ from orchestrator.client import Client
 from orchestrator.devstack import providers
 from orchestrator.engine import events as ev
 from orchestrator.exceptions import ActivityCancelledError, WorkflowFailedError
+from orchestrator.flow.dispatcher import Dispatcher
+from orchestrator.flow.scheduler import FlowConfig
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.metrics import SagaMetrics
 from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
 from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
+from tests.integration.flow_helpers import configure
+from tests.integration.kafka_reading import read_topic
 
 pytestmark = pytest.mark.integration
 SHARDS = 2
 QUEUE = "cancellable"
 LATER = "cancellable-later"  # no worker until the test starts one
 ONE_AT_A_TIME = "cancellable-narrow"  # a worker that runs one attempt at a time
+CONTROLLED = "cancellable-flow"  # flow-controlled: tasks go through a dispatcher
 
 
 @dataclass
@@ -124,10 +129,11 @@ def deployment(kafka: providers.KafkaHandle) -> Iterator[Deployment]:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     layout = TopicLayout(prefix=prefix, shards=SHARDS)
     ensure_topics(AdminClient(config), layout, [QUEUE, LATER, ONE_AT_A_TIME])
+    configure(config, layout, FlowConfig(queue=CONTROLLED, rate=100.0, burst=5))
     options = ProcessorOptions(worker_id=f"{prefix}-engine", transaction_timeout_ms=5000)
     metrics = SagaMetrics()
     with (
-        EngineWorker(config, layout, [hold], options=options),
+        EngineWorker(config, layout, [hold], options=options, flow_control=True),
         ActivityWorker(
             config, QUEUE, [sleep_async, poll_sync], layout=layout, metrics=metrics.activities
         ) as worker,
@@ -210,8 +216,11 @@ def test_a_task_cancelled_before_any_worker_took_it_never_runs(deployment: Deplo
         15,
         "the activity to be scheduled",
     )
+    received_before = d.worker.stats.cancels_received
     handle.cancel()
     _cancelled_run(d, workflow_id)
+    time.sleep(0.3)
+    assert d.worker.stats.cancels_received == received_before  # another queue's cancel
 
     # the worker starts after the cancel: it reads it back before starting any task
     with ActivityWorker(d.kafka_config, LATER, [sleep_async], layout=d.layout) as late:
@@ -245,3 +254,32 @@ def test_a_task_cancelled_while_it_waits_for_a_slot_never_runs(deployment: Deplo
         assert narrow.stats.started == 1
     assert seen(waiting).started is None
     assert seen(busy).cancelled is not None
+
+
+def test_a_running_attempt_on_a_flow_controlled_queue_is_cancelled_too(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    tag = f"flow-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    dispatcher = threading.Thread(
+        target=Dispatcher(d.kafka_config, d.layout, CONTROLLED, cycle_s=0.01).run, args=(stop,)
+    )
+    dispatcher.start()
+    try:
+        with ActivityWorker(d.kafka_config, CONTROLLED, [sleep_async], layout=d.layout) as worker:
+            handle = d.client.start(
+                hold, Hold("async", tag, CONTROLLED), id=f"hold-{tag}", task_queue=QUEUE
+            )
+            _wait(lambda: seen(tag).started is not None, 20, "the activity to start")
+            asked = time.monotonic()
+            handle.cancel()
+            _wait(lambda: seen(tag).cancelled is not None, 5, "the activity to see its cancel")
+            assert (seen(tag).cancelled or 0) - asked < 2.0
+            _cancelled_run(d, f"hold-{tag}")
+            _wait(lambda: worker.stats.cancelled >= 1, 5, "the cancelled outcome")
+    finally:
+        stop.set()
+        dispatcher.join(30)
+    # the task went through the queue's backlog, as every task of a controlled queue
+    assert len(read_topic(d.kafka_config, d.layout.backlog(CONTROLLED), 1)) == 1
