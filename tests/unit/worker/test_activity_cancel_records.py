@@ -3,6 +3,7 @@ records ActivityCancelRequested, and none for an activity waiting for its retry.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -61,3 +62,23 @@ def test_an_activity_waiting_for_its_retry_has_nothing_to_cancel(tmp_path: Path)
     out = h.send(rec.CancelWorkflow(workflow_id="w2"))
     assert cancels(out) == []
     assert h.shard.stats.activity_cancels == 0
+
+
+@workflow.defn(name="unit.charge_or_give_up")
+async def charge_or_give_up(ctx: workflow.WorkflowContext) -> str:
+    try:
+        return await asyncio.wait_for(
+            ctx.execute_activity("charge", task_queue="payments", result_type=str), 60
+        )
+    except TimeoutError:
+        return "gave up"
+
+
+def test_a_wait_for_that_times_out_cancels_the_attempt_it_waited_for(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [charge_or_give_up])
+    h.start("w3", "unit.charge_or_give_up")
+    h.commit()
+    h.run(advance_ms=61_000)
+    sent = [o for o in h.tasks if o.topic == LAYOUT.activity_cancels]
+    assert [(c.workflow_id, c.activity_seq, c.attempt) for c in cancels(sent)] == [("w3", 1, 1)]
+    assert h.results() == {"w3": "gave up"}
