@@ -307,7 +307,7 @@ class ActivityWorker:
             watch.start()
         try:
             await self._consume(consumer, producer, runner, cancels)
-            await self._drain(producer)
+            await self._drain(producer, cancels)
         finally:
             if watch is not None:
                 await loop.run_in_executor(None, watch.stop)
@@ -433,12 +433,13 @@ class ActivityWorker:
         first = consumer.poll(_IDLE_BLOCK_S)
         return [] if first is None else [first]
 
-    async def _drain(self, producer: Producer) -> None:
+    async def _drain(self, producer: Producer, cancels: CancelReader) -> None:
         if self._consumer is not None:
             self._pause(self._consumer)
         deadline = time.monotonic() + self.options.drain_timeout_s
         while self._tasks and time.monotonic() < deadline:
             producer.poll(0)
+            self._apply_cancels(cancels.poll())  # a draining attempt can still be cancelled
             await asyncio.sleep(0.005)
         if self._tasks:
             log.warning("drain timed out: cancelling %d running task(s)", len(self._tasks))
