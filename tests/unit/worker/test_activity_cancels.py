@@ -213,3 +213,21 @@ async def test_an_attempt_cancelled_before_it_started_is_not_called(
 def test_is_cancelled_outside_an_activity_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="outside an activity"):
         activity.is_cancelled()
+
+
+def test_the_cancel_consumer_uses_the_workers_security_settings() -> None:
+    from orchestrator.serde.wire import WireFormat
+    from orchestrator.worker.activity_cancels import CancelReader
+
+    secure = {
+        "bootstrap.servers": "broker:9093", "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "u", "sasl.password": "p",
+        "ssl.ca.location": "/ca.pem",
+    }  # fmt: skip
+    reader = CancelReader(
+        secure, "p.activity-cancels", "q", WireFormat(), lookback_s=60, client_id="c"
+    )
+    config = reader._config  # what the consumer is built from
+    assert secure.items() <= config.items()
+    assert config["isolation.level"] == "read_committed"
+    assert config["enable.auto.commit"] is False
