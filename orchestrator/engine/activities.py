@@ -102,6 +102,19 @@ class Activities:
         """Attempts that are dispatched and not finished, as tasks (for restore)."""
         return [self._task(a) for a in self._by_seq.values() if a.state is _ActState.RUNNING]
 
+    def cancel_running(self) -> list[CancelActivityTask]:
+        """The run closed while these attempts were out at workers (terminated, reset,
+        continued as new, or ended without awaiting them): stop them. Nothing is
+        recorded; their late outcomes are dropped because the run is closed."""
+        return [
+            CancelActivityTask(
+                activity_seq=a.seq, attempt=a.attempt, task_queue=a.task_queue,
+                activity_type=a.activity_type, dispatched=True, local=a.local,
+            )
+            for a in self._by_seq.values()
+            if a.state is _ActState.RUNNING
+        ]
+
     def pending_timers(self) -> list[StartTimer]:
         """Every timer of every activity the runtime should hold (for restore)."""
         return [t for act in self._by_seq.values() for t in self._activity_timers(act)]

@@ -283,3 +283,18 @@ def test_a_running_attempt_on_a_flow_controlled_queue_is_cancelled_too(
         dispatcher.join(30)
     # the task went through the queue's backlog, as every task of a controlled queue
     assert len(read_topic(d.kafka_config, d.layout.backlog(CONTROLLED), 1)) == 1
+
+
+def test_terminating_a_run_stops_its_running_activity(deployment: Deployment) -> None:
+    d = deployment
+    tag = f"term-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"hold-{tag}"
+    handle = d.client.start(hold, Hold("async", tag), id=workflow_id, task_queue=QUEUE)
+    _wait(lambda: seen(tag).started is not None, 15, "the activity to start")
+    handle.terminate("operator")
+    _wait(lambda: seen(tag).cancelled is not None, 5, "the activity to see its cancel")
+    with pytest.raises(WorkflowFailedError) as failed:
+        handle.result(timeout=15)
+    assert failed.value.status == "TERMINATED"
+    events = d.client.fetch_history(workflow_id, timeout=15).events
+    assert not any(isinstance(e, ev.ActivityCancelRequested) for e in events)  # none recorded

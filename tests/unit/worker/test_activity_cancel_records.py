@@ -79,6 +79,37 @@ def test_a_wait_for_that_times_out_cancels_the_attempt_it_waited_for(tmp_path: P
     h.start("w3", "unit.charge_or_give_up")
     h.commit()
     h.run(advance_ms=61_000)
-    sent = [o for o in h.tasks if o.topic == LAYOUT.activity_cancels]
-    assert [(c.workflow_id, c.activity_seq, c.attempt) for c in cancels(sent)] == [("w3", 1, 1)]
+    assert [(c.workflow_id, c.activity_seq, c.attempt) for c in cancels(h.cancels)] == [
+        ("w3", 1, 1)
+    ]
     assert h.results() == {"w3": "gave up"}
+
+
+def test_terminating_a_run_cancels_its_running_attempt(tmp_path: Path) -> None:
+    h, run_id = started(tmp_path, "w4")
+    h.send(rec.TerminateWorkflow(workflow_id="w4", reason="operator"))
+    h.commit()
+    assert [(c.run_id, c.activity_seq, c.attempt) for c in cancels(h.cancels)] == [
+        (run_id, 1, 1)
+    ]
+
+
+@workflow.defn(name="unit.fire_and_forget")
+async def fire_and_forget(ctx: workflow.WorkflowContext) -> str:
+    # started, never awaited: the run ends while the attempt is out at a worker
+    notify = asyncio.ensure_future(
+        ctx.execute_activity("notify", task_queue="mail", result_type=str)
+    )
+    await ctx.sleep(timedelta(seconds=1))
+    assert not notify.done()
+    return "done"
+
+
+def test_a_run_that_ends_without_awaiting_its_activity_cancels_it(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [fire_and_forget])
+    h.start("w5", "unit.fire_and_forget")
+    h.commit()
+    assert cancels(h.cancels) == []
+    h.run(advance_ms=2_000)
+    assert h.results() == {"w5": "done"}
+    assert [(c.task_queue, c.activity_type) for c in cancels(h.cancels)] == [("mail", "notify")]
