@@ -113,3 +113,29 @@ def test_a_run_that_ends_without_awaiting_its_activity_cancels_it(tmp_path: Path
     h.run(advance_ms=2_000)
     assert h.results() == {"w5": "done"}
     assert [(c.task_queue, c.activity_type) for c in cancels(h.cancels)] == [("mail", "notify")]
+
+
+@workflow.defn(name="unit.moves_on")
+async def moves_on(ctx: workflow.WorkflowContext, round_: int) -> str:
+    if round_ > 1:
+        return "second run"
+    notify = asyncio.ensure_future(
+        ctx.execute_activity("notify", task_queue="mail", result_type=str)
+    )
+    await ctx.sleep(timedelta(seconds=1))
+    assert not notify.done()
+    ctx.continue_as_new(round_ + 1)
+
+
+def test_continuing_as_new_cancels_the_attempts_the_old_run_left_running(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path, [moves_on])
+    h.start("w6", "unit.moves_on", 1)
+    h.commit()
+    first = WIRE.decode_task(h.tasks[0].headers, h.tasks[0].value).record
+    h.run(advance_ms=2_000)
+    assert h.results() == {"w6": "second run"}
+    assert [(c.run_id, c.activity_type) for c in cancels(h.cancels)] == [
+        (first.run_id, "notify")
+    ]
