@@ -199,7 +199,9 @@ def heartbeat(*details: Any) -> None:
     """Report liveness (and progress ``details``, handed to the next attempt).
 
     The engine keeps the latest heartbeat of each activity in its shard store (not
-    in history): see docs/concepts.md for what a restart or a new disk keeps.
+    in history): see docs/concepts.md for what a restart or a new disk keeps. In a
+    sync activity whose attempt has been cancelled it raises
+    :class:`~orchestrator.exceptions.ActivityCancelledError` instead.
     """
     cur = _current.get()
     if cur is None:
