@@ -224,7 +224,8 @@ class ActivityWorker:
         self._backlog: deque[Message] = deque()  # fetched, not started
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancels = CancelRegistry(self.options.cancel_memory, self.options.cancel_ttl_s)
-        self._running_attempts: dict[AttemptKey, AttemptCancel] = {}
+        #: attempts started here and not finished (a re-delivered task may run twice)
+        self._running_attempts: dict[AttemptKey, list[AttemptCancel]] = {}
         self._shards = 0
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -374,8 +375,9 @@ class ActivityWorker:
             self.stats.cancels_received += 1
             if self.metrics is not None:
                 self.metrics.cancels.labels(self.task_queue, "received").inc()
-            running = self._running_attempts.get(key)
-            if running is not None and not running.requested:
+            for running in self._running_attempts.get(key, []):
+                if running.requested:
+                    continue
                 log.info("cancelling activity %s attempt %d (%s)",
                          cancel.activity_type, cancel.attempt, "/".join(map(str, key[:3])))
                 running.cancel()
@@ -490,7 +492,7 @@ class ActivityWorker:
                 self.metrics.retries.labels(record.activity_type).inc()
         self._running += 1
         key, cancel = attempt_key(decoded.record), AttemptCancel()
-        self._running_attempts[key] = cancel  # from now on a cancel reaches it
+        self._running_attempts.setdefault(key, []).append(cancel)  # a cancel reaches it
         task = asyncio.get_running_loop().create_task(
             self._run_task(
                 partition,
@@ -505,8 +507,11 @@ class ActivityWorker:
         task.add_done_callback(self._tasks.discard)
 
         def forget(_: asyncio.Task[None]) -> None:
-            if self._running_attempts.get(key) is cancel:  # not a re-delivered twin's
-                del self._running_attempts[key]
+            twins = self._running_attempts.get(key, [])
+            if cancel in twins:
+                twins.remove(cancel)
+            if not twins:
+                self._running_attempts.pop(key, None)
 
         task.add_done_callback(forget)
 
