@@ -27,10 +27,10 @@ from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from orchestrator.log.headers import headers_of
 from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.records import ActivityCancel, ActivityTask
 from orchestrator.serde.wire import WireFormat
-from orchestrator.worker.shard.records import headers_of
 
 __all__ = ["AttemptKey", "CancelReader", "CancelRegistry", "attempt_key"]
 

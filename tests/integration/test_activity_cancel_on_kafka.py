@@ -45,6 +45,7 @@ QUEUE = "cancellable"
 LATER = "cancellable-later"  # no worker until the test starts one
 ONE_AT_A_TIME = "cancellable-narrow"  # a worker that runs one attempt at a time
 CONTROLLED = "cancellable-flow"  # flow-controlled: tasks go through a dispatcher
+THROTTLED = "cancellable-slow"  # flow-controlled, one task per 4 s
 
 
 @dataclass
@@ -130,6 +131,7 @@ def deployment(kafka: providers.KafkaHandle) -> Iterator[Deployment]:
     layout = TopicLayout(prefix=prefix, shards=SHARDS)
     ensure_topics(AdminClient(config), layout, [QUEUE, LATER, ONE_AT_A_TIME])
     configure(config, layout, FlowConfig(queue=CONTROLLED, rate=100.0, burst=5))
+    configure(config, layout, FlowConfig(queue=THROTTLED, rate=0.25, burst=1))
     options = ProcessorOptions(worker_id=f"{prefix}-engine", transaction_timeout_ms=5000)
     metrics = SagaMetrics()
     with (
@@ -298,3 +300,34 @@ def test_terminating_a_run_stops_its_running_activity(deployment: Deployment) ->
     assert failed.value.status == "TERMINATED"
     events = d.client.fetch_history(workflow_id, timeout=15).events
     assert not any(isinstance(e, ev.ActivityCancelRequested) for e in events)  # none recorded
+
+
+def test_a_task_cancelled_in_a_dispatchers_backlog_is_never_released(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    first, second = f"first-{uuid.uuid4().hex[:8]}", f"second-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    dispatcher = Dispatcher(d.kafka_config, d.layout, THROTTLED, cycle_s=0.01)
+    thread = threading.Thread(target=dispatcher.run, args=(stop,))
+    thread.start()
+    try:
+        with ActivityWorker(d.kafka_config, THROTTLED, [sleep_async], layout=d.layout) as worker:
+            running = d.client.start(  # takes the bucket's one token
+                hold, Hold("async", first, THROTTLED), id=f"hold-{first}", task_queue=QUEUE
+            )
+            _wait(lambda: seen(first).started is not None, 20, "the first activity to start")
+            waiting = d.client.start(  # waits about 4 s for the next token
+                hold, Hold("async", second, THROTTLED), id=f"hold-{second}", task_queue=QUEUE
+            )
+            waiting.cancel()
+            _cancelled_run(d, f"hold-{second}")
+            _wait(lambda: dispatcher.dropped >= 1, 15, "the dispatcher to drop the task")
+            time.sleep(0.5)
+            assert worker.stats.received == 1  # only the first task was released
+            running.cancel()
+            _cancelled_run(d, f"hold-{first}")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert seen(second).started is None
