@@ -139,3 +139,18 @@ def test_continuing_as_new_cancels_the_attempts_the_old_run_left_running(
     assert [(c.run_id, c.activity_type) for c in cancels(h.cancels)] == [
         (first.run_id, "notify")
     ]
+
+
+def test_a_cancel_is_never_sent_ahead_of_its_transaction(tmp_path: Path) -> None:
+    from orchestrator.worker.shard.dispatch import EarlyDispatch
+
+    h, _ = started(tmp_path, "w7")
+    [cancel] = [o for o in h.send(rec.CancelWorkflow(workflow_id="w7")) if o.topic == (
+        LAYOUT.activity_cancels
+    )]
+    early = EarlyDispatch({"bootstrap.servers": "127.0.0.1:1"}, LAYOUT.task_prefix)
+    try:
+        assert early.is_task(h.tasks[0])  # tasks may go early
+        assert not early.is_task(cancel)  # cancels go with the transaction only
+    finally:
+        early.close(0)
