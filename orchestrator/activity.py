@@ -12,22 +12,31 @@ An activity that is finished by someone else later (a webhook, a message from a
 legacy system) hands out ``info().task_token`` and raises :class:`CompleteAsync`;
 the holder of the token then completes, fails or heartbeats the attempt through a
 client, ``saga activity`` or the HTTP API (docs/concepts.md).
+
+When the workflow stops waiting for a running attempt (it is cancelled, or the scope
+awaiting the activity ends), the engine sends a cancel to the worker running it: an
+async activity gets ``asyncio.CancelledError`` at its current await; a sync one sees
+:func:`is_cancelled` turn True and :func:`heartbeat` raise
+:class:`~orchestrator.exceptions.ActivityCancelledError` (docs/concepts.md,
+"Cancellation").
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, get_type_hints, overload
 
-from orchestrator.exceptions import DefinitionError
+from orchestrator.exceptions import ActivityCancelledError, DefinitionError
 from orchestrator.task_token import TaskToken
 
 __all__ = [
+    "ActivityCancelledError",
     "ActivityDefinition",
     "ActivityInfo",
     "CompleteAsync",
@@ -36,6 +45,7 @@ __all__ = [
     "heartbeat",
     "in_activity",
     "info",
+    "is_cancelled",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,6 +117,8 @@ class CompleteAsync(BaseException):
 class _Current:
     info: ActivityInfo
     heartbeat: Callable[[Sequence[Any]], None]
+    cancelled: threading.Event | None
+    raise_on_heartbeat: bool
 
 
 _current: ContextVar[_Current | None] = ContextVar("orchestrator_activity", default=None)
@@ -187,20 +199,45 @@ def heartbeat(*details: Any) -> None:
     """Report liveness (and progress ``details``, handed to the next attempt).
 
     The engine keeps the latest heartbeat of each activity in its shard store (not
-    in history): see docs/concepts.md for what a restart or a new disk keeps.
+    in history): see docs/concepts.md for what a restart or a new disk keeps. In a
+    sync activity whose attempt has been cancelled it raises
+    :class:`~orchestrator.exceptions.ActivityCancelledError` instead.
     """
     cur = _current.get()
     if cur is None:
         raise RuntimeError("activity.heartbeat() called outside an activity")
+    if cur.raise_on_heartbeat and cur.cancelled is not None and cur.cancelled.is_set():
+        raise ActivityCancelledError("activity attempt cancelled")
     cur.heartbeat(details)
+
+
+def is_cancelled() -> bool:
+    """True once the engine has cancelled the running attempt (the workflow stopped
+    waiting for it). For sync activities, which cannot be interrupted: check it between
+    steps and return or raise early; :func:`heartbeat` then raises
+    :class:`~orchestrator.exceptions.ActivityCancelledError`. An async activity gets
+    ``asyncio.CancelledError`` at its current await, and this turns True too.
+    Raises RuntimeError outside an activity."""
+    cur = _current.get()
+    if cur is None:
+        raise RuntimeError("activity.is_cancelled() called outside an activity")
+    return cur.cancelled is not None and cur.cancelled.is_set()
 
 
 @contextlib.contextmanager
 def running(
-    activity_info: ActivityInfo, on_heartbeat: Callable[[Sequence[Any]], None]
+    activity_info: ActivityInfo,
+    on_heartbeat: Callable[[Sequence[Any]], None],
+    cancelled: threading.Event | None = None,
+    *,
+    raise_on_heartbeat: bool = False,
 ) -> Iterator[None]:
-    """For runtimes: make ``info()``/``heartbeat()`` work for the enclosed attempt."""
-    token = _current.set(_Current(activity_info, on_heartbeat))
+    """For runtimes: make ``info()``/``heartbeat()``/``is_cancelled()`` work for the
+    enclosed attempt. ``cancelled`` is set when the attempt is cancelled; with
+    ``raise_on_heartbeat`` a heartbeat after that raises ActivityCancelledError."""
+    token = _current.set(
+        _Current(activity_info, on_heartbeat, cancelled, raise_on_heartbeat)
+    )
     try:
         yield
     finally:

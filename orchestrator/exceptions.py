@@ -4,7 +4,10 @@
 
     BaseException
     ├── asyncio.CancelledError ........ delivered at the current await when a run,
-    │                                   an activity wait or a timer is cancelled
+    │                                   an activity wait, a timer or a running async
+    │                                   activity attempt is cancelled
+    ├── ActivityCancelledError ........ raised by activity.heartbeat() in a sync
+    │                                   activity whose attempt the engine cancelled
     ├── WorkflowControl ............... engine control flow; user code must not catch it
     │   └── ContinueAsNew ............. raised by ctx.continue_as_new()
     └── WorkflowTaskError ............. the engine cannot go on with this run; it is
@@ -48,6 +51,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 __all__ = [
+    "ActivityCancelledError",
     "ActivityError",
     "ActivityTimeoutError",
     "ApplicationError",
@@ -71,6 +75,18 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowTaskError",
 ]
+
+
+class ActivityCancelledError(BaseException):
+    """The engine no longer waits for this activity attempt (its workflow was
+    cancelled, or the scope awaiting it ended): stop, clean up, and let it propagate.
+
+    Raised by ``activity.heartbeat()`` in a sync activity once its attempt is cancelled
+    (``activity.is_cancelled()`` turns True at the same moment); an async activity gets
+    ``asyncio.CancelledError`` at its current await instead. A ``BaseException``, so an
+    ``except Exception`` in the activity does not swallow it. Whatever the attempt
+    returns or raises afterwards is reported as a cancellation, which the engine ignores.
+    """
 
 
 class WorkflowControl(BaseException):

@@ -102,6 +102,19 @@ class Activities:
         """Attempts that are dispatched and not finished, as tasks (for restore)."""
         return [self._task(a) for a in self._by_seq.values() if a.state is _ActState.RUNNING]
 
+    def cancel_running(self) -> list[CancelActivityTask]:
+        """The run closed while these attempts were out at workers (terminated, reset,
+        continued as new, or ended without awaiting them): stop them. Nothing is
+        recorded; their late outcomes are dropped because the run is closed."""
+        return [
+            CancelActivityTask(
+                activity_seq=a.seq, attempt=a.attempt, task_queue=a.task_queue,
+                activity_type=a.activity_type, dispatched=True, local=a.local,
+            )
+            for a in self._by_seq.values()
+            if a.state is _ActState.RUNNING
+        ]
+
     def pending_timers(self) -> list[StartTimer]:
         """Every timer of every activity the runtime should hold (for restore)."""
         return [t for act in self._by_seq.values() for t in self._activity_timers(act)]
@@ -358,12 +371,15 @@ class Activities:
         if not fut.cancelled() or act.state not in (_ActState.RUNNING, _ActState.BACKOFF):
             return
         timers = self._activity_timers(act)
-        attempt = act.attempt
+        attempt, dispatched = act.attempt, act.state is _ActState.RUNNING
         act.state = _ActState.CANCELLED
         _, is_new = self._j.decide(ev.ActivityCancelRequested(
             seq=self._j.next_seq(), time=self._j.now, build_id=self._j.build_id,
             activity_seq=act.seq,
         ))
         if is_new:
-            self._j.commands.append(CancelActivityTask(activity_seq=act.seq, attempt=attempt))
+            self._j.commands.append(CancelActivityTask(
+                activity_seq=act.seq, attempt=attempt, task_queue=act.task_queue,
+                activity_type=act.activity_type, dispatched=dispatched, local=act.local,
+            ))
             self._j.commands.extend(CancelTimer(timer_id=t.timer_id) for t in timers)

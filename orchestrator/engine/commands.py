@@ -72,10 +72,17 @@ class ScheduleActivityTask:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelActivityTask:
-    """The run no longer waits for this activity; a worker may stop it."""
+    """The run no longer waits for this activity; the worker running it stops it."""
 
     activity_seq: int
     attempt: int
+    task_queue: str = ""
+    activity_type: str = ""
+    dispatched: bool = True
+    """Whether ``attempt`` is out at a worker (False: the activity was waiting for a
+    retry, so no worker runs it and there is nothing to stop)."""
+    local: bool = False
+    """A local activity: the engine worker runs it itself (its cancel is not sent)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -619,6 +619,8 @@ class WorkflowExecutor:
                 if not self._check_conditions():
                     break
         if self._j.closed and not self._j.suppress and not self._repairable():
+            if self._j.live:  # the close is new: workers stop what still runs for it
+                self._j.commands.extend(self.activities.cancel_running())
             self._cleanup()
 
     def conditions(self) -> list[tuple[Any, asyncio.Future[bool]]]:

@@ -22,6 +22,12 @@ The window: tasks released but not finished by the workers are counted from the
 workers' committed offsets (group ``<prefix>.activities.<queue>``), per partition;
 a release goes to the partition with the fewest. A restarted dispatcher starts
 counting from zero, so it may exceed the window once, by at most the window.
+
+Cancels: the dispatcher tails ``<prefix>.activity-cancels`` as the activity workers
+do (:mod:`orchestrator.worker.activity_cancels`) and drops a backlog task whose
+attempt was cancelled, when it reads it or when its turn comes, instead of
+releasing it; it leaves the backlog like a released task (the state's pending
+offsets). A task dropped at its turn has used its rate token.
 """
 
 from __future__ import annotations
@@ -43,11 +49,21 @@ from orchestrator.flow.scheduler import FlowConfig, FlowScheduler, Pending
 from orchestrator.log.headers import Headers, headers_of
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.errors import RecordDecodeError
-from orchestrator.serde.records import FlowState
+from orchestrator.serde.records import ActivityCancel, FlowState
 from orchestrator.serde.wire import WireFormat
+from orchestrator.worker.activity_cancels import (
+    AttemptKey,
+    CancelReader,
+    CancelRegistry,
+    attempt_key,
+)
 
 log = logging.getLogger("orchestrator.flow.dispatcher")
 
+
+_CANCEL_TTL_S = 24 * 3600.0
+"""How long the dispatcher remembers a cancel (the cancels topic keeps a day)."""
+_CANCEL_CATCH_UP_S = 10.0
 
 _MAX_KEYS = 5_000
 """Fairness keys whose counters and bucket levels a state record keeps at most."""
@@ -69,6 +85,7 @@ class _Task:
     value: bytes
     headers: Headers
     ce_id: str
+    attempt: AttemptKey
 
 
 class PendingOffsets:
@@ -145,6 +162,10 @@ class Dispatcher:
         self._unstarted: dict[int, deque[int]] = {}
         self._dirty = False
         self._next_state = 0.0
+        #: cancels of this queue's attempts; a backlog task can wait long (rate limits)
+        self._cancels = CancelRegistry(max_entries=50_000, ttl_s=_CANCEL_TTL_S)
+        self.dropped = 0
+        """Backlog tasks not released because their attempt was cancelled."""
 
     # --- run ------------------------------------------------------------------------
 
@@ -190,9 +211,12 @@ class Dispatcher:
             consumer.list_topics(self.target, timeout=10).topics[self.target].partitions
         )
         self._unstarted = {p: deque() for p in range(partitions)}
+        cancels = self._open_cancels()
         self._restore(consumer)
         try:
             while not stop.is_set():
+                if cancels is not None:
+                    self._note_cancels(cancels.poll())
                 latest = watcher.configs.get(self.queue)
                 if latest is not None and latest != config and self.scheduler is not None:
                     config = self.config = latest
@@ -205,10 +229,38 @@ class Dispatcher:
                 if self.scheduler is not None:
                     self._cycle(producer, consumer, offsets, config)
         finally:
+            if cancels is not None:
+                cancels.close()
             watcher.close()
             offsets.close()
             consumer.close()
             producer.flush(5)
+
+    def _open_cancels(self) -> CancelReader | None:
+        """Read the last day of this queue's cancels (bounded in time) and keep tailing
+        them; None without the topic (a layout created before it: run `saga topics`),
+        in which case the workers alone skip cancelled tasks."""
+        cancels = CancelReader(
+            self.kafka,
+            self.layout.activity_cancels,
+            self.queue,
+            self.wire,
+            lookback_s=_CANCEL_TTL_S,
+            client_id=f"dispatcher-cancels-{self.queue}",
+        )
+        try:
+            cancels.open()
+        except RuntimeError as exc:
+            log.warning("dispatching %s without its cancels: %s", self.queue, exc)
+            return None
+        deadline = time.monotonic() + _CANCEL_CATCH_UP_S
+        while not cancels.caught_up() and time.monotonic() < deadline:
+            self._note_cancels(cancels.poll(timeout_s=0.05))
+        return cancels
+
+    def _note_cancels(self, cancels: list[ActivityCancel]) -> None:
+        for cancel in cancels:
+            self._cancels.add(attempt_key(cancel))
 
     def _restore(self, consumer: Consumer) -> None:
         """Start from the last committed state (read after fencing the previous owner,
@@ -274,6 +326,10 @@ class Dispatcher:
         if ce_id and ce_id in self._ce_ids:
             self._done_unread(offset, restored)  # the same attempt written twice (early dispatch)
             return
+        if attempt_key(task) in self._cancels:
+            self.dropped += 1
+            self._done_unread(offset, restored)  # cancelled before its turn: never released
+            return
         if not restored:
             self.pending.add(offset, self.position)
             self.position = offset + 1
@@ -284,7 +340,7 @@ class Dispatcher:
                 offset=offset,
                 priority=task.priority,
                 key=task.fairness_key,
-                item=_Task(msg.key(), value, headers, ce_id),
+                item=_Task(msg.key(), value, headers, ce_id, attempt_key(task)),
                 enqueued=time.monotonic(),
             )
         )
@@ -346,6 +402,9 @@ class Dispatcher:
             producer.begin_transaction()
             for pending in batch:
                 task = pending.item
+                if task.attempt in self._cancels:  # cancelled while it waited its turn
+                    self._drop(scheduler, pending)
+                    continue
                 partition = min(self._unstarted, key=lambda p: len(self._unstarted[p]))
                 self._unstarted[partition].append(-1)  # placeholder until delivered
                 producer.produce(
@@ -387,6 +446,20 @@ class Dispatcher:
         self._next_state = time.monotonic() + self.state_interval_s
         if self.on_state is not None:
             self.on_state(state)
+
+    def _drop(self, scheduler: FlowScheduler[_Task], pending: Pending[_Task]) -> None:
+        """Take a cancelled task out of the backlog without releasing it (the scheduler
+        counted it released when it picked it: that is undone)."""
+        self.pending.remove(pending.offset)
+        self._ce_ids.discard(pending.item.ce_id)
+        c = scheduler.counters
+        c.released -= 1
+        left = c.released_keys.get(pending.key, 1) - 1
+        if left > 0:
+            c.released_keys[pending.key] = left
+        else:
+            c.released_keys.pop(pending.key, None)
+        self.dropped += 1
 
     def _state(self, scheduler: FlowScheduler[_Task], now: float, low: int) -> FlowState:
         queue_tokens, key_tokens = scheduler.bucket_state(now)

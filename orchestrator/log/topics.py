@@ -3,7 +3,9 @@
 ``<prefix>.commands`` and ``<prefix>.history`` have one partition per execution
 shard and must agree, because owning partition p of commands is owning shard p of
 history. History is compacted (every event has its own key; tombstones reclaim
-closed executions); the other topics are time-retained.
+closed executions); the other topics are time-retained. ``<prefix>.activity-cancels``
+(one partition) carries the engine's cancels of running activity attempts to every
+activity worker (docs/architecture.md, "Cancelling a running activity").
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ class TopicLayout:
         return f"{self.prefix}.dlq"
 
     @property
+    def activity_cancels(self) -> str:
+        """Where the engine writes the cancels of running activity attempts, for the
+        activity workers (one partition; every worker reads it whole, outside any
+        group). Not under :attr:`task_prefix`: a cancel must never be sent ahead of
+        the transaction that decides it, as early dispatch sends tasks."""
+        return f"{self.prefix}.activity-cancels"
+
+    @property
     def task_prefix(self) -> str:
         """What every task queue's topic name starts with."""
         return f"{self.prefix}.tasks."
@@ -123,6 +133,7 @@ class TopicLayout:
             TopicSpec(self.history, self.shards, history),
             TopicSpec(self.replies, self.shards, {**delete, "retention.ms": str(DAY_MS)}),
             TopicSpec(self.dlq, 1, {**delete, "retention.ms": str(30 * DAY_MS)}),
+            TopicSpec(self.activity_cancels, 1, {**delete, "retention.ms": str(DAY_MS)}),
             *(
                 TopicSpec(
                     self.task_queue(q),

@@ -38,7 +38,8 @@ class ActivityMetrics:
         self.attempts = Counter(
             "saga_activity_attempts",
             "Attempts finished, by outcome: completed, failed (retryable), "
-            "failed_non_retryable, timed_out, pending (left to a task token's holder).",
+            "failed_non_retryable, timed_out, cancelled (stopped by a cancel from the "
+            "engine), pending (left to a task token's holder).",
             ["activity_type", "outcome"], registry=registry,
         )  # fmt: skip
         self.failures = Counter(
@@ -50,6 +51,13 @@ class ActivityMetrics:
             "saga_activity_retry_attempts",
             "Attempts started that are retries (attempt number above 1).",
             ["activity_type"], registry=registry,
+        )  # fmt: skip
+        self.cancels = Counter(
+            "saga_activity_cancels",
+            "Cancels of a queue's attempts at one worker, by action: received (read from "
+            "the cancels topic), stopped (the attempt was running here), skipped (its "
+            "task came later and was not started).",
+            ["task_queue", "action"], registry=registry,
         )  # fmt: skip
         self.lag = Gauge(
             "saga_activity_consumer_lag",

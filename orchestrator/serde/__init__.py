@@ -20,6 +20,7 @@ from orchestrator.serde.errors import (
 from orchestrator.serde.history import HistoryRecord
 from orchestrator.serde.keys import command_key, event_key, reply_key, snapshot_key, task_key
 from orchestrator.serde.records import (
+    ActivityCancel,
     ActivityHeartbeat,
     ActivityTask,
     ActivityTaskCompleted,
@@ -47,6 +48,7 @@ from orchestrator.status import WorkflowStatus
 
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
+    "ActivityCancel",
     "ActivityHeartbeat",
     "ActivityTask",
     "ActivityTaskCompleted",

@@ -20,6 +20,12 @@ def task_key(workflow_id: str) -> bytes:
     return workflow_id.encode()
 
 
+def cancel_key(task_queue: str, workflow_id: str) -> bytes:
+    """Key of an activity cancel: ``{task_queue}/{workflow_id}``. Queue names have no
+    ``/``, so a worker skips other queues' cancels by the key alone."""
+    return f"{task_queue}/{workflow_id}".encode()
+
+
 def reply_key(correlation_id: str) -> bytes:
     """Key of a reply: its correlation id."""
     return correlation_id.encode()

@@ -299,6 +299,20 @@ class ActivityTask:
             object.__setattr__(self, "idempotency_key", key)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityCancel:
+    """Stop one activity attempt (``<prefix>.activity-cancels``, ``saga.task.cancel.v1``):
+    the engine no longer waits for it."""
+
+    workflow_id: str
+    run_id: str
+    activity_seq: int
+    attempt: int
+    task_queue: str
+    activity_type: str
+    requested_time: int
+
+
 def idempotency_key(workflow_id: str, run_id: str, activity_seq: int) -> str:
     """The stable key of an activity across attempts: ``{workflow_id}/{run_id}/{activity_seq}``."""
     return f"{workflow_id}/{run_id}/{activity_seq}"

@@ -28,6 +28,7 @@ from orchestrator.serde.history import EventMapper, HistoryRecord
 from orchestrator.serde.history_page import PAGE_ENCODING_PREFIX, PAGE_FAMILY, HistoryPage
 from orchestrator.serde.mapping import CustomMapping, RecordMapper, named_types
 from orchestrator.serde.records import (
+    ActivityCancel,
     ActivityHeartbeat,
     ActivityTask,
     ActivityTaskCompleted,
@@ -75,6 +76,7 @@ COMMAND_FAMILIES: Mapping[type[Any], str] = {
 """Schema family of each command type."""
 
 TASK_FAMILY = "saga.task.activity"
+CANCEL_FAMILY = "saga.task.cancel"
 FLOW_CONFIG_FAMILY = "saga.flow.config"
 FLOW_STATE_FAMILY = "saga.flow.state"
 REPLY_FAMILY = "saga.reply"
@@ -133,6 +135,7 @@ class WireFormat:
         for cls, family in COMMAND_FAMILIES.items():
             self._add_record(family, cls)
         self._add_record(TASK_FAMILY, ActivityTask)
+        self._add_record(CANCEL_FAMILY, ActivityCancel)
         self._add_record(REPLY_FAMILY, Reply)
         self._add_record(SNAPSHOT_FAMILY, WorkflowSnapshot)
         self._add_record(PAGE_FAMILY, HistoryPage)
@@ -238,6 +241,22 @@ class WireFormat:
     def decode_task(self, headers: InHeaders, value: bytes | None) -> Decoded[ActivityTask]:
         """Decode an activity task record; raises :class:`RecordDecodeError`."""
         decoded: Decoded[ActivityTask] = self._decode(headers, value, frozenset({TASK_FAMILY}))
+        return decoded
+
+    def encode_cancel(self, cancel: ActivityCancel) -> EncodedRecord:
+        """Encode an activity cancel for ``<prefix>.activity-cancels`` (key:
+        ``{task_queue}/{workflow_id}``)."""
+        ce_id = (
+            f"{cancel.workflow_id}/{cancel.run_id}/{cancel.activity_seq}/{cancel.attempt}/cancel"
+        )
+        key = keys.cancel_key(cancel.task_queue, cancel.workflow_id)
+        return self._encode(CANCEL_FAMILY, cancel, key, ce_id, source=None, traceparent=None)
+
+    def decode_cancel(self, headers: InHeaders, value: bytes | None) -> Decoded[ActivityCancel]:
+        """Decode an activity cancel record; raises :class:`RecordDecodeError`."""
+        decoded: Decoded[ActivityCancel] = self._decode(
+            headers, value, frozenset({CANCEL_FAMILY})
+        )
         return decoded
 
     def encode_reply(

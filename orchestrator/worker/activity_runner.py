@@ -12,6 +12,14 @@ one passes, an async activity is cancelled (bounded wait for its cleanup) and a
 sync one is abandoned (a thread cannot be interrupted; its result is dropped and
 its pool slot stays busy until it returns). The shard enforces the same timeouts
 with its own timers, so a worker that dies is covered too.
+
+Cancels: an attempt run with an :class:`AttemptCancel` stops when the worker pulls
+it (a cancel from the engine arrived). An async activity gets ``CancelledError`` at
+its current await and up to ``_CANCEL_GRACE_S`` for its cleanup; a sync one sees
+``activity.is_cancelled()`` turn True (and ``activity.heartbeat()`` raise) and gets
+the same grace to return, after which its thread is abandoned like a timed-out one.
+Either way the outcome is a non-retryable failure of type ``ActivityCancelled``
+(:func:`is_cancellation`), which the engine ignores: it stopped waiting first.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -31,6 +40,7 @@ from orchestrator.activity import ActivityDefinition, ActivityInfo
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine.events import Failure
 from orchestrator.engine.failures import timeout_failure, to_failure
+from orchestrator.exceptions import ActivityCancelledError
 from orchestrator.serde.records import (
     ActivityHeartbeat,
     ActivityTask,
@@ -39,9 +49,13 @@ from orchestrator.serde.records import (
 )
 
 __all__ = [
+    "CANCELLED_TYPE",
     "ActivityOutcome",
+    "AttemptCancel",
     "AttemptRunner",
     "activity_definitions",
+    "cancelled_failure",
+    "is_cancellation",
     "is_timeout",
 ]
 
@@ -52,7 +66,10 @@ ActivityOutcome = ActivityTaskCompleted | ActivityTaskFailed
 
 START_TO_CLOSE = "start_to_close"
 HEARTBEAT = "heartbeat"
+_CANCELLED = "cancelled"
 _CANCEL_GRACE_S = 1.0
+CANCELLED_TYPE = "ActivityCancelled"
+"""The failure type of an attempt stopped by a cancel."""
 
 
 def activity_definitions(
@@ -72,6 +89,51 @@ def activity_definitions(
             raise ValueError(f"activity type {definition.name!r} is registered twice")
         found[definition.name] = definition
     return found
+
+
+def cancelled_failure() -> Failure:
+    """The failure reported for an attempt stopped by a cancel: non-retryable, so even
+    a report that some engine did read could not schedule another attempt."""
+    return Failure(
+        message="activity attempt cancelled: the workflow no longer waits for it",
+        type=CANCELLED_TYPE,
+        non_retryable=True,
+    )
+
+
+def is_cancellation(outcome: ActivityOutcome) -> bool:
+    """True when the attempt was stopped by a cancel."""
+    return isinstance(outcome, ActivityTaskFailed) and outcome.failure.type == CANCELLED_TYPE
+
+
+class AttemptCancel:
+    """The cancel switch of one running attempt. :meth:`cancel` is called on the event
+    loop thread; :attr:`flag` is what ``activity.is_cancelled()`` reads, from any thread."""
+
+    __slots__ = ("_waiter", "flag")
+
+    def __init__(self) -> None:
+        self.flag = threading.Event()
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def requested(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self.flag.is_set()
+
+    def cancel(self) -> None:
+        """Stop the attempt (idempotent)."""
+        self.flag.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A future that is done once the attempt is cancelled."""
+        if self._waiter is None:
+            self._waiter = loop.create_future()
+            if self.flag.is_set():
+                self._waiter.set_result(None)
+        return self._waiter
 
 
 def is_timeout(outcome: ActivityOutcome) -> bool:
@@ -122,9 +184,12 @@ class AttemptRunner:
         self.heartbeat_throttle_s = heartbeat_throttle_s
         self.default_start_to_close_s = default_start_to_close_s
 
-    async def run(self, task: ActivityTask) -> ActivityOutcome | None:  # noqa: PLR0911
+    async def run(  # noqa: PLR0911
+        self, task: ActivityTask, cancel: AttemptCancel | None = None
+    ) -> ActivityOutcome | None:
         """Run one attempt to its outcome, or None when the activity raised
-        ``CompleteAsync`` (cancellation of the caller propagates)."""
+        ``CompleteAsync`` (cancellation of the caller propagates). ``cancel``: the
+        switch that stops the attempt early (the outcome is then a cancellation)."""
         definition = self.activities.get(task.activity_type)
         if definition is None:
             return self.failed(
@@ -141,15 +206,21 @@ class AttemptRunner:
             details = self.converter.from_payloads(task.heartbeat_details, ())
         except Exception as exc:  # noqa: BLE001 - a payload the code cannot take fails the attempt
             return self.failed(task, to_failure(exc, self.converter))
+        cancel = cancel or AttemptCancel()
+        if cancel.requested:  # cancelled between being taken and being started
+            return self.failed(task, cancelled_failure())
         loop = asyncio.get_running_loop()
         beats = _Beats(time.monotonic())
         info = _info(task, details)
-        future = self._launch(definition, args, info, beats, loop)
+        future = self._launch(definition, args, info, beats, loop, cancel=cancel)
         try:
-            timed_out = await self._watch(task, future, beats)
+            timed_out = await self._watch(task, future, beats, cancel.waiter(loop))
         except asyncio.CancelledError:
             future.cancel()
             raise
+        if timed_out == _CANCELLED:
+            await _stop_cancelled(future)
+            return self.failed(task, cancelled_failure())
         if timed_out is not None:
             await _abandon(future)
             self._flush(task, beats)
@@ -163,6 +234,8 @@ class AttemptRunner:
         except Exception as exc:  # noqa: BLE001 - every user error becomes a recorded failure
             return self.failed(task, to_failure(exc, self.converter))
         except asyncio.CancelledError as exc:  # the activity cancelled itself
+            return self.failed(task, to_failure(exc, self.converter))
+        except ActivityCancelledError as exc:  # raised with no cancel: the code's own
             return self.failed(task, to_failure(exc, self.converter))
         return ActivityTaskCompleted(
             workflow_id=task.workflow_id,
@@ -180,6 +253,8 @@ class AttemptRunner:
         info: ActivityInfo,
         beats: _Beats,
         loop: asyncio.AbstractEventLoop,
+        *,
+        cancel: AttemptCancel,
     ) -> asyncio.Future[Any]:
         converter = self.converter
         if definition.is_async:
@@ -188,7 +263,7 @@ class AttemptRunner:
                 beats.record(converter.to_payloads(details))
 
             async def call_async() -> Any:
-                with activity.running(info, on_beat):
+                with activity.running(info, on_beat, cancel.flag):
                     return await definition.fn(*args)
 
             return loop.create_task(call_async(), name=f"activity {info.idempotency_key}")
@@ -198,15 +273,20 @@ class AttemptRunner:
             loop.call_soon_threadsafe(beats.record, payloads)
 
         def call_sync() -> Any:
-            with activity.running(info, on_beat_threadsafe):
+            with activity.running(info, on_beat_threadsafe, cancel.flag, raise_on_heartbeat=True):
                 return definition.fn(*args)
 
         return loop.run_in_executor(self.thread_pool, call_sync)
 
     async def _watch(
-        self, task: ActivityTask, future: asyncio.Future[Any], beats: _Beats
+        self,
+        task: ActivityTask,
+        future: asyncio.Future[Any],
+        beats: _Beats,
+        cancelled: asyncio.Future[None],
     ) -> str | None:
-        """Wait for the attempt; the name of the timeout that stopped it, if any."""
+        """Wait for the attempt; the name of the timeout that stopped it (or
+        ``"cancelled"``), if any."""
         start = time.monotonic()
         stc_s = (
             task.start_to_close_timeout_ms / 1000
@@ -215,6 +295,8 @@ class AttemptRunner:
         )
         hb_s = task.heartbeat_timeout_ms / 1000 if task.heartbeat_timeout_ms else None
         while True:
+            if cancelled.done() and not future.done():
+                return _CANCELLED
             now = time.monotonic()
             if stc_s is not None and now >= start + stc_s:
                 return START_TO_CLOSE
@@ -236,8 +318,10 @@ class AttemptRunner:
             # wake at least once per throttle period: a heartbeat recorded meanwhile
             # must be sent on time even though it does not wake this wait
             timeout = min([*(w - now for w in wake), self.heartbeat_throttle_s])
-            done, _ = await asyncio.wait({future}, timeout=timeout)
-            if done:
+            await asyncio.wait(
+                {future, cancelled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if future.done():
                 return None
 
     def _flush(self, task: ActivityTask, beats: _Beats) -> None:
@@ -278,6 +362,27 @@ async def _abandon(future: asyncio.Future[Any]) -> None:
     # a sync attempt's thread cannot be stopped: its result is simply never read
     if future.done() and not future.cancelled():
         future.exception()  # mark retrieved so asyncio does not log it
+
+
+async def _stop_cancelled(future: asyncio.Future[Any]) -> None:
+    """Stop a cancelled attempt. A coroutine gets CancelledError and a moment for its
+    cleanup; a thread, already told through its flag, gets the same moment to return.
+    Whatever either then returns or raises is dropped; one still running after the
+    grace is abandoned (a thread keeps its pool slot until it returns)."""
+    if isinstance(future, asyncio.Task):
+        future.cancel()
+    await asyncio.wait({future}, timeout=_CANCEL_GRACE_S)
+    if future.done():
+        _drop_result(future)
+        return
+    log.warning("activity did not stop within %.1fs of its cancel; abandoned", _CANCEL_GRACE_S)
+    future.add_done_callback(_drop_result)
+
+
+def _drop_result(future: asyncio.Future[Any]) -> None:
+    """Mark the outcome retrieved, so asyncio does not log a dropped error."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _info(task: ActivityTask, heartbeat_details: Sequence[Any]) -> ActivityInfo:

@@ -17,8 +17,14 @@ decoded go to ``<prefix>.dlq`` (reason in ``saga.dlq.reason``) and are committed
 past. At most ``max_in_flight`` tasks run at once; fetched tasks beyond that wait
 in a buffer, and a full buffer pauses fetching until half of it is started.
 
+Cancels: a second consumer, outside the group, tails ``<prefix>.activity-cancels``
+(:mod:`orchestrator.worker.activity_cancels`). A cancel stops the attempt it names
+if this worker runs it, and makes the worker skip the task (no outcome; its offset
+is finished) if it comes later; the stopped attempt's outcome is a non-retryable
+``ActivityCancelled`` failure, which the engine ignores.
+
 Every Kafka call happens on the event loop thread (polls never block), so the
-consumer, the producer and the rebalance callbacks need no locks.
+consumers, the producer and the rebalance callbacks need no locks.
 """
 
 from __future__ import annotations
@@ -47,12 +53,25 @@ from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import ActivityMetrics, dlq_reason_label
 from orchestrator.serde.errors import RecordDecodeError, RecordEncodeError
-from orchestrator.serde.records import ActivityHeartbeat, ActivityTask, ActivityTaskFailed
+from orchestrator.serde.records import (
+    ActivityCancel,
+    ActivityHeartbeat,
+    ActivityTask,
+    ActivityTaskFailed,
+)
 from orchestrator.serde.wire import EncodedRecord, WireFormat
+from orchestrator.worker.activity_cancels import (
+    AttemptKey,
+    CancelReader,
+    CancelRegistry,
+    attempt_key,
+)
 from orchestrator.worker.activity_runner import (
     ActivityOutcome,
+    AttemptCancel,
     AttemptRunner,
     activity_definitions,
+    is_cancellation,
     is_timeout,
 )
 from orchestrator.worker.group_watch import GroupWatch
@@ -115,6 +134,16 @@ class ActivityWorkerOptions:
     long after the commit (librdkafka's default is 500 ms): tasks written in a
     transaction (a dispatcher's releases, the engine's without early dispatch) then
     start up to that late. 50 ms costs an idle worker 20 fetches a second."""
+    cancel_memory: int = 10_000
+    """At most this many cancels are remembered for tasks not started yet (oldest
+    forgotten first)."""
+    cancel_ttl_s: float = 600.0
+    """A cancel is remembered this long: a task started later than that after its
+    cancel runs (its outcome is ignored by the engine). Also how far back the worker
+    reads the cancels topic when it starts."""
+    cancel_catch_up_s: float = 10.0
+    """At start, how long the worker may spend reading the cancels of the last
+    ``cancel_ttl_s`` before it starts tasks."""
     group_watch_interval_s: float | None = 15.0
     """How often the worker checks that every partition of its queue has an owner in
     the group, and makes the group rebalance if some stay unowned (a static member
@@ -134,6 +163,12 @@ class ActivityWorkerStats:
     pending: int = 0
     """Attempts that raised CompleteAsync (no outcome sent; completed by token)."""
     dead_lettered: int = 0
+    cancels_received: int = 0
+    """Cancels of this queue read from the cancels topic."""
+    cancelled: int = 0
+    """Running attempts stopped by a cancel."""
+    skipped: int = 0
+    """Tasks not started because they were cancelled first."""
     heartbeats: int = 0
     commits: int = 0
     pauses: int = 0
@@ -188,6 +223,9 @@ class ActivityWorker:
         self._running = 0
         self._backlog: deque[Message] = deque()  # fetched, not started
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cancels = CancelRegistry(self.options.cancel_memory, self.options.cancel_ttl_s)
+        #: attempts started here and not finished (a re-delivered task may run twice)
+        self._running_attempts: dict[AttemptKey, list[AttemptCancel]] = {}
         self._shards = 0
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -229,6 +267,22 @@ class ActivityWorker:
         self._producer, self._consumer = producer, consumer
         loop = asyncio.get_running_loop()
         self._shards = await loop.run_in_executor(None, self._partitions_of_commands, producer)
+        cancels = CancelReader(
+            self._kafka,
+            self.layout.activity_cancels,
+            self.task_queue,
+            self.wire,
+            lookback_s=opts.cancel_ttl_s,
+            client_id=f"activity-cancels-{self.identity}",
+            fetch_wait_max_ms=opts.fetch_wait_max_ms,
+        )
+        try:
+            await loop.run_in_executor(None, cancels.open)
+            await self._catch_up(cancels)
+        except BaseException:
+            cancels.close()
+            consumer.close()
+            raise
         pool = ThreadPoolExecutor(opts.sync_threads, thread_name_prefix="activity")
         runner = AttemptRunner(
             self.activities,
@@ -253,8 +307,8 @@ class ActivityWorker:
             )
             watch.start()
         try:
-            await self._consume(consumer, producer, runner)
-            await self._drain(producer)
+            await self._consume(consumer, producer, runner, cancels)
+            await self._drain(producer, cancels)
         finally:
             if watch is not None:
                 await loop.run_in_executor(None, watch.stop)
@@ -262,6 +316,7 @@ class ActivityWorker:
                 task.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
             self._commit(sync=True)
+            cancels.close()
             consumer.close()
             producer.flush(5)
             self._producer = self._consumer = None
@@ -300,7 +355,42 @@ class ActivityWorker:
 
     # --- the loop -----------------------------------------------------------------
 
-    async def _consume(self, consumer: Consumer, producer: Producer, runner: AttemptRunner) -> None:
+    async def _catch_up(self, cancels: CancelReader) -> None:
+        """Read the recent cancels before any task starts (bounded by cancel_catch_up_s)."""
+        deadline = time.monotonic() + self.options.cancel_catch_up_s
+        while not cancels.caught_up():
+            self._apply_cancels(cancels.poll(timeout_s=0.05))
+            if time.monotonic() >= deadline:
+                log.warning("cancels of the last %.0fs not all read in %.0fs; starting anyway",
+                            self.options.cancel_ttl_s, self.options.cancel_catch_up_s)
+                return
+            await asyncio.sleep(0)
+        self._apply_cancels(cancels.poll())
+
+    def _apply_cancels(self, cancels: list[ActivityCancel]) -> None:
+        """Remember each cancel, and stop the attempt it names if it is running here."""
+        for cancel in cancels:
+            key = attempt_key(cancel)
+            self._cancels.add(key)
+            self.stats.cancels_received += 1
+            if self.metrics is not None:
+                self.metrics.cancels.labels(self.task_queue, "received").inc()
+            for running in self._running_attempts.get(key, []):
+                if running.requested:
+                    continue
+                log.info("cancelling activity %s attempt %d (%s)",
+                         cancel.activity_type, cancel.attempt, "/".join(map(str, key[:3])))
+                running.cancel()
+                if self.metrics is not None:
+                    self.metrics.cancels.labels(self.task_queue, "stopped").inc()
+
+    async def _consume(
+        self,
+        consumer: Consumer,
+        producer: Producer,
+        runner: AttemptRunner,
+        cancels: CancelReader,
+    ) -> None:
         opts = self.options
         pause_at = opts.max_buffered if opts.max_buffered is not None else opts.max_in_flight
         idle = _IDLE_SLEEP_S[0]
@@ -308,6 +398,7 @@ class ActivityWorker:
         next_sample = time.monotonic()
         while not self._stop.is_set():
             producer.poll(0)  # delivery callbacks: finished offsets
+            self._apply_cancels(cancels.poll())  # before starting what they may cancel
             while self._backlog and self._running < opts.max_in_flight:
                 self._launch(self._backlog.popleft(), runner)
             # a resumed partition costs a fetch round trip: pause only when a whole
@@ -344,12 +435,13 @@ class ActivityWorker:
         first = consumer.poll(_IDLE_BLOCK_S)
         return [] if first is None else [first]
 
-    async def _drain(self, producer: Producer) -> None:
+    async def _drain(self, producer: Producer, cancels: CancelReader) -> None:
         if self._consumer is not None:
             self._pause(self._consumer)
         deadline = time.monotonic() + self.options.drain_timeout_s
         while self._tasks and time.monotonic() < deadline:
             producer.poll(0)
+            self._apply_cancels(cancels.poll())  # a draining attempt can still be cancelled
             await asyncio.sleep(0.005)
         if self._tasks:
             log.warning("drain timed out: cancelling %d running task(s)", len(self._tasks))
@@ -378,12 +470,20 @@ class ActivityWorker:
 
     def _launch(self, msg: Message, runner: AttemptRunner) -> None:
         partition, offset = msg.partition() or 0, msg.offset() or 0
-        self.stats.started += 1
         try:
             decoded = self.wire.decode_task(headers_of(msg), msg.value())
         except RecordDecodeError as exc:
+            self.stats.started += 1
             self._dead_letter(msg, partition, offset, str(exc))
             return
+        if attempt_key(decoded.record) in self._cancels:
+            # the engine stopped waiting before it started: no call, no outcome
+            self.stats.skipped += 1
+            if self.metrics is not None:
+                self.metrics.cancels.labels(self.task_queue, "skipped").inc()
+            self._tracker.finish(partition, offset)
+            return
+        self.stats.started += 1
         if self.metrics is not None:
             record = decoded.record
             waited = max(0.0, time.time() - record.scheduled_time / 1000)
@@ -391,13 +491,29 @@ class ActivityWorker:
             if record.attempt > 1:
                 self.metrics.retries.labels(record.activity_type).inc()
         self._running += 1
+        key, cancel = attempt_key(decoded.record), AttemptCancel()
+        self._running_attempts.setdefault(key, []).append(cancel)  # a cancel reaches it
         task = asyncio.get_running_loop().create_task(
             self._run_task(
-                partition, offset, decoded.cloud_event.traceparent, decoded.record, runner
+                partition,
+                offset,
+                decoded.cloud_event.traceparent,
+                decoded.record,
+                runner,
+                cancel=cancel,
             )
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+        def forget(_: asyncio.Task[None]) -> None:
+            twins = self._running_attempts.get(key, [])
+            if cancel in twins:
+                twins.remove(cancel)
+            if not twins:
+                self._running_attempts.pop(key, None)
+
+        task.add_done_callback(forget)
 
     async def _run_task(
         self,
@@ -406,6 +522,8 @@ class ActivityWorker:
         traceparent: str | None,
         task: ActivityTask,
         runner: AttemptRunner,
+        *,
+        cancel: AttemptCancel,
     ) -> None:
         began = time.monotonic()
         attributes = (  # built only for an SDK that records them
@@ -429,7 +547,7 @@ class ActivityWorker:
         with tracing.hop(name, tracing.CONSUMER, traceparent, attributes) as hop:
             traceparent = hop.traceparent or traceparent  # the outcome is this span's child
             try:
-                ran = await runner.run(task)
+                ran = await runner.run(task, cancel)
                 if ran is None:  # CompleteAsync: the task token's holder reports it
                     hop.set("saga.outcome", "pending")
                     self._count_pending(task)
@@ -446,7 +564,9 @@ class ActivityWorker:
                 record = self._encode(task, outcome, traceparent)
             finally:
                 self._running -= 1
-            if isinstance(outcome, ActivityTaskFailed):
+            if is_cancellation(outcome):
+                hop.set("saga.outcome", "cancelled")
+            elif isinstance(outcome, ActivityTaskFailed):
                 hop.set("saga.outcome", "timed_out" if is_timeout(outcome) else "failed")
                 hop.set("error.type", outcome.failure.type or "ActivityError")
                 hop.fail(outcome.failure.message)
@@ -464,7 +584,10 @@ class ActivityWorker:
         return self.wire.encode_command(outcome, ce_id=ce_id, traceparent=traceparent)
 
     def _count(self, task: ActivityTask, outcome: ActivityOutcome, seconds: float) -> None:
-        if is_timeout(outcome):
+        if is_cancellation(outcome):
+            self.stats.cancelled += 1
+            kind = "cancelled"
+        elif is_timeout(outcome):
             self.stats.timed_out += 1
             kind = "timed_out"
         elif isinstance(outcome, ActivityTaskFailed):
@@ -479,7 +602,7 @@ class ActivityWorker:
         name = task.activity_type
         metrics.start_to_close.labels(name).observe(seconds)
         metrics.attempts.labels(name, kind).inc()
-        if isinstance(outcome, ActivityTaskFailed):
+        if isinstance(outcome, ActivityTaskFailed) and kind != "cancelled":
             failure = outcome.failure
             retryable = "false" if failure.non_retryable else "true"
             metrics.failures.labels(name, failure.type, retryable).inc()

@@ -1029,7 +1029,7 @@ class EngineShard:
                     )
                 ]
             case cmd.CancelActivityTask():
-                pass  # the attempt's result will be ignored; workers time out on their own
+                return self._cancel_record(execution, command)
             case cmd.StartChildWorkflow():
                 # to the child's own shard; exactly once, with the event that asked for it
                 self.stats.children_started += 1
@@ -1045,6 +1045,29 @@ class EngineShard:
             case cmd.StopChildWorkflow():
                 child_stops.append(self._stop_child(execution, command))
         return child_stops
+
+    def _cancel_record(
+        self, execution: Execution, command: cmd.CancelActivityTask
+    ) -> list[OutRecord]:
+        """The record that stops a dispatched attempt at its worker, written in the
+        transaction that records ActivityCancelRequested (the attempt's late outcome
+        is ignored either way). None for an attempt no worker has: one waiting for a
+        retry, or a local activity this engine worker runs (not interrupted yet)."""
+        if not command.dispatched or not command.task_queue:
+            return []
+        if command.local and self._local and self._local.handles(command.activity_type):
+            return []
+        cancel = rec.ActivityCancel(
+            workflow_id=execution.workflow_id,
+            run_id=execution.run_id,
+            activity_seq=command.activity_seq,
+            attempt=command.attempt,
+            task_queue=command.task_queue,
+            activity_type=command.activity_type,
+            requested_time=int(time.time() * 1000),
+        )
+        self.stats.activity_cancels += 1
+        return [self._out(self.layout.activity_cancels, self.wire.encode_cancel(cancel), 0)]
 
     def _query(self, execution: Execution, query: rec.QueryWorkflow) -> list[OutRecord]:
         error: Failure | None = None

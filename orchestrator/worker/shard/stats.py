@@ -30,6 +30,8 @@ class ShardStats:
     continued: int = 0
     children_started: int = 0
     child_reports: int = 0
+    activity_cancels: int = 0
+    """Cancels of running activity attempts written to ``<prefix>.activity-cancels``."""
     metrics: EngineMetrics | None = field(default=None, repr=False, compare=False)
     #: workflow ids of the runs parked now (a gauge; parked runs are few)
     parked_ids: set[str] = field(default_factory=set)

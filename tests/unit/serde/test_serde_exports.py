@@ -9,6 +9,7 @@ def test_exports_are_pinned() -> None:
     assert sorted(serde.__all__) == sorted(
         [
             "DEFAULT_MAX_RECORD_BYTES",
+            "ActivityCancel",
             "ActivityHeartbeat",
             "ActivityTask",
             "ActivityTaskCompleted",

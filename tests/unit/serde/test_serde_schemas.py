@@ -64,6 +64,7 @@ def test_the_folder_holds_every_family() -> None:
         "saga.reply",
         "saga.reply.history-page",
         "saga.task.activity",
+        "saga.task.cancel",
     ]
 
 

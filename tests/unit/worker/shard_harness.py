@@ -50,6 +50,8 @@ class Harness:
     replies: list[rec.Reply] = field(default_factory=list)
     reply_records: list[OutRecord] = field(default_factory=list)
     tasks: list[OutRecord] = field(default_factory=list)
+    cancels: list[OutRecord] = field(default_factory=list)
+    """Records for ``<prefix>.activity-cancels``."""
     dead_letters: list[OutRecord] = field(default_factory=list)
     commands_offset: int = 0
 
@@ -167,6 +169,8 @@ class Harness:
                 self.reply_records.append(out)
             elif out.topic == LAYOUT.dlq:
                 self.dead_letters.append(out)
+            elif out.topic == LAYOUT.activity_cancels:
+                self.cancels.append(out)
             else:
                 self.tasks.append(out)
         self.pending = []

@@ -131,6 +131,11 @@ def test_an_activity_in_flight_at_the_point_runs_again_and_late_results_are_igno
     [new_task] = [WIRE.decode_task(t.headers, t.value).record for t in h.tasks]
     assert new_task.run_id == answer.run_id != old_task.run_id
     assert new_task.idempotency_key == old_task.idempotency_key, "safe to run again"
+    # the old run's attempt is told to stop (the new run's attempt is another one)
+    stopped = [WIRE.decode_cancel(c.headers, c.value).record for c in h.cancels]
+    assert [(c.run_id, c.activity_seq, c.attempt) for c in stopped] == [
+        (old_task.run_id, 1, 1)
+    ]
     h.tasks.clear()
     # the old attempt's late result names the old run: ignored, in both runs
     h.send(

@@ -1,0 +1,220 @@
+"""The activity worker's cancel channel: which attempts the engine has cancelled.
+
+The engine writes an :class:`~orchestrator.serde.records.ActivityCancel` to
+``<prefix>.activity-cancels`` (one partition) in the transaction that records
+``ActivityCancelRequested``. Every activity worker process reads that topic whole
+with its own consumer, outside any group: the cancel must reach whichever process
+of the queue's group holds the attempt, and a group would give it to one member.
+Records of other queues are skipped by their key (``{task_queue}/{workflow_id}``)
+without being decoded.
+
+A cancel can come before its task: tasks and cancels are on different topics, and
+a task may wait in the worker's buffer, in the queue's lag or in a flow-control
+backlog. So the worker remembers the cancels of its queue in a
+:class:`CancelRegistry`, bounded in size and in age, and skips a task found there
+when it comes to start it. At start-up the reader first reads back
+``lookback_s`` of the topic (by timestamp), so that the cancels of tasks waiting
+for this worker are known before it starts any of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from orchestrator.log.headers import headers_of
+from orchestrator.serde.errors import RecordDecodeError
+from orchestrator.serde.records import ActivityCancel, ActivityTask
+from orchestrator.serde.wire import WireFormat
+
+__all__ = ["AttemptKey", "CancelReader", "CancelRegistry", "attempt_key"]
+
+log = logging.getLogger(__name__)
+
+AttemptKey = tuple[str, str, int, int]
+"""One attempt: workflow id, run id, activity seq, attempt (a task token's fields)."""
+
+_METADATA_TIMEOUT_S = 30.0
+
+
+def attempt_key(record: ActivityTask | ActivityCancel) -> AttemptKey:
+    """The attempt a task or a cancel names."""
+    return (record.workflow_id, record.run_id, record.activity_seq, record.attempt)
+
+
+class CancelRegistry:
+    """Cancelled attempts this worker may still be given or be running.
+
+    At most ``max_entries`` (the oldest go first) for at most ``ttl_s`` seconds each:
+    a task that comes later than that after its cancel runs, and its result is
+    ignored by the engine as before this channel existed. Not thread-safe: the
+    worker's event loop thread is the only user.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 10_000,
+        ttl_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1 or ttl_s <= 0:
+            raise ValueError("a cancel registry needs max_entries >= 1 and ttl_s > 0")
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._added: OrderedDict[AttemptKey, float] = OrderedDict()  # oldest first
+        self.evicted = 0
+        """Entries dropped because the registry was full (not by age)."""
+
+    def __len__(self) -> int:
+        return len(self._added)
+
+    def add(self, key: AttemptKey) -> None:
+        """Remember that attempt ``key`` is cancelled."""
+        now = self._clock()
+        self._added[key] = now
+        self._added.move_to_end(key)
+        self._expire(now)
+        while len(self._added) > self.max_entries:
+            self._added.popitem(last=False)
+            self.evicted += 1
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple):
+            return False
+        attempt = cast("AttemptKey", key)
+        added = self._added.get(attempt)
+        if added is None:
+            return False
+        if self._clock() - added > self.ttl_s:
+            del self._added[attempt]
+            return False
+        return True
+
+    def _expire(self, now: float) -> None:
+        limit = now - self.ttl_s
+        while self._added:
+            key, added = next(iter(self._added.items()))
+            if added >= limit:
+                return
+            del self._added[key]
+
+
+class CancelReader:
+    """Tails ``topic`` (every partition, no consumer group) for ``task_queue``'s cancels.
+
+    ``kafka`` is the worker's librdkafka config (security settings included); every
+    call happens on the worker's event loop thread except :meth:`open`, which may
+    block on metadata and belongs in an executor.
+    """
+
+    def __init__(
+        self,
+        kafka: Mapping[str, Any],
+        topic: str,
+        task_queue: str,
+        wire: WireFormat,
+        *,
+        lookback_s: float,
+        client_id: str,
+        fetch_wait_max_ms: int = 50,
+    ) -> None:
+        self.topic = topic
+        self.task_queue = task_queue
+        self.wire = wire
+        self.lookback_s = lookback_s
+        self._prefix = f"{task_queue}/".encode()
+        self._config = {
+            **kafka,
+            "group.id": f"{topic}.reader",  # assign() only: the group is never joined
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": fetch_wait_max_ms,
+            "client.id": client_id,
+        }
+        self._consumer: Consumer | None = None
+        self._ends: dict[int, int] = {}
+        self.read = 0
+        """Records read (every queue's)."""
+        self.undecodable = 0
+
+    def open(self) -> None:
+        """Assign every partition from ``lookback_s`` ago (by timestamp) and note where
+        each partition ends now, for :meth:`caught_up`."""
+        consumer = Consumer(self._config)
+        try:
+            partitions = self._partitions(consumer)
+            since_ms = int((time.time() - self.lookback_s) * 1000)
+            wanted = [TopicPartition(self.topic, p, since_ms) for p in partitions]
+            starts = consumer.offsets_for_times(wanted, timeout=_METADATA_TIMEOUT_S)
+            assignment = []
+            for tp in starts:
+                _, high = consumer.get_watermark_offsets(tp, timeout=_METADATA_TIMEOUT_S)
+                # -1: nothing written since then; start at the end
+                start = tp.offset if tp.offset >= 0 else high
+                if start < high:
+                    self._ends[tp.partition] = high
+                assignment.append(TopicPartition(self.topic, tp.partition, start))
+            consumer.assign(assignment)
+        except BaseException:
+            consumer.close()
+            raise
+        self._consumer = consumer
+
+    def _partitions(self, consumer: Consumer) -> list[int]:
+        topics = consumer.list_topics(self.topic, timeout=_METADATA_TIMEOUT_S).topics
+        metadata = topics.get(self.topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise RuntimeError(
+                f"topic {self.topic} is missing; create the topics first (`saga topics`)"
+            )
+        return sorted(metadata.partitions)
+
+    def caught_up(self) -> bool:
+        """Whether every partition has been read up to where it ended at :meth:`open`."""
+        consumer = self._consumer
+        if consumer is None or not self._ends:
+            return True
+        positions = consumer.position([TopicPartition(self.topic, p) for p in self._ends])
+        return all(tp.offset >= self._ends[tp.partition] for tp in positions)
+
+    def poll(self, limit: int = 500, timeout_s: float = 0.0) -> list[ActivityCancel]:
+        """This queue's cancels among the records waiting now (or within ``timeout_s``)."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        found: list[ActivityCancel] = []
+        for msg in consumer.consume(limit, timeout_s):
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._FATAL:
+                    raise KafkaException(error)
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error on %s: %s", self.topic, error)
+                continue
+            self.read += 1
+            key = msg.key()
+            if key is None or not key.startswith(self._prefix):
+                continue  # another queue's
+            try:
+                cancel = self.wire.decode_cancel(headers_of(msg), msg.value()).record
+            except RecordDecodeError as exc:
+                self.undecodable += 1
+                log.warning("cancel record %s/%s/%s skipped: %s",
+                            self.topic, msg.partition(), msg.offset(), exc)
+                continue
+            if cancel.task_queue == self.task_queue:
+                found.append(cancel)
+        return found
+
+    def close(self) -> None:
+        """Leave the topic (nothing to commit: the reader keeps no offsets)."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
