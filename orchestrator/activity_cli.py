@@ -1,15 +1,18 @@
 """``saga activity ...``: complete, fail or heartbeat an activity attempt by its task
-token (an activity that raised ``activity.CompleteAsync``; docs/concepts.md).
+token (an activity that raised ``activity.CompleteAsync``; docs/concepts.md), and
+pause, unpause or list paused activity types of a task queue (docs/operations.md).
 Settings come from the environment like every ``saga`` command."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from orchestrator.cli_client import env_client
+from orchestrator.serde.records import ActivityPause
 from orchestrator.task_token import InvalidTaskTokenError, TaskToken
 
 __all__ = ["register"]
@@ -47,7 +50,7 @@ def _sent(t: TaskToken) -> None:
 
 @click.group()
 def activity() -> None:
-    """Finish an activity attempt by its task token (async completion)."""
+    """Finish an attempt by its task token; pause or unpause an activity type."""
 
 
 @activity.command()
@@ -114,6 +117,72 @@ def token(workflow_id: str, run_id: str, activity_seq: int, attempt: int) -> Non
         click.echo(TaskToken(workflow_id, run_id, activity_seq, attempt).encode())
     except InvalidTaskTokenError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _pause_text(p: ActivityPause) -> str:
+    state = "paused" if p.paused else "unpaused"
+    when = datetime.fromtimestamp(p.time / 1000, tz=UTC).isoformat(timespec="seconds")
+    who = f" by {p.operator}" if p.operator else ""
+    why = f": {p.reason}" if p.reason else ""
+    return f"{p.task_queue}  {p.activity_type}  {state} {when}{who}{why}"
+
+
+def _pause_dict(p: ActivityPause) -> dict[str, Any]:
+    return {
+        "task_queue": p.task_queue, "activity_type": p.activity_type, "paused": p.paused,
+        "reason": p.reason, "operator": p.operator, "time": p.time,
+    }
+
+
+@activity.command()
+@click.argument("activity_type")
+@click.option("--task-queue", "-q", required=True, help="The task queue the type runs on.")
+@click.option("--reason", default="", help="Why (recorded with the pause).")
+@click.option("--operator", default=None, help="Who (default: the login name).")
+def pause(activity_type: str, task_queue: str, reason: str, operator: str | None) -> None:
+    """Pause ACTIVITY_TYPE on --task-queue: its tasks wait at the workers, unstarted;
+    nothing fails and no retry is spent. Other types keep running."""
+    with _client() as client:
+        try:
+            record = client.pause_activity_type(
+                task_queue, activity_type, reason=reason, operator=operator
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    click.echo(_pause_text(record))
+
+
+@activity.command()
+@click.argument("activity_type")
+@click.option("--task-queue", "-q", required=True, help="The task queue the type runs on.")
+@click.option("--reason", default="", help="Why (recorded with the unpause).")
+@click.option("--operator", default=None, help="Who (default: the login name).")
+def unpause(activity_type: str, task_queue: str, reason: str, operator: str | None) -> None:
+    """Unpause ACTIVITY_TYPE on --task-queue: the held tasks start."""
+    with _client() as client:
+        try:
+            record = client.unpause_activity_type(
+                task_queue, activity_type, reason=reason, operator=operator
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    click.echo(_pause_text(record))
+
+
+@activity.command()
+@click.option("--task-queue", "-q", default=None, help="Only this queue (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def paused(task_queue: str | None, *, as_json: bool) -> None:
+    """List the paused activity types (who paused them, when and why)."""
+    with _client() as client:
+        found = client.paused_activity_types(task_queue)
+    if as_json:
+        click.echo(json.dumps([_pause_dict(p) for p in found], sort_keys=True))
+        return
+    if not found:
+        click.echo("no activity type is paused")
+    for p in found:
+        click.echo(_pause_text(p))
 
 
 def register(main: click.Group) -> None:

@@ -37,6 +37,7 @@ from orchestrator.client._common import (
     result_correlation_id,
     workflow_result_type,
 )
+from orchestrator.client._pauses import fold_pauses, pause_record
 from orchestrator.client._schedules import AsyncScheduleHandle, new_schedule
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
@@ -52,7 +53,7 @@ from orchestrator.schedules.workflow import (
     schedule_workflow_id,
 )
 from orchestrator.serde.errors import RecordDecodeError
-from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
+from orchestrator.serde.records import ActivityPause, IdReusePolicy, Reply, WorkflowSnapshot
 from orchestrator.serde.wire import WireFormat
 
 if TYPE_CHECKING:
@@ -370,6 +371,61 @@ class AsyncClient:
         """Heartbeat the attempt ``token`` names (keeps its heartbeat timeout from
         passing; ``details`` go to a retry). Fire-and-forget."""
         await self._send(heartbeat_command(self.builder, token, details))
+
+    # --- pausing activity types (docs/operations.md) -------------------------------
+
+    async def pause_activity_type(
+        self, task_queue: str, activity_type: str, *, reason: str = "",
+        operator: str | None = None,
+    ) -> ActivityPause:
+        """Pause ``activity_type`` on ``task_queue``: its workers hold its tasks (no
+        attempt starts, none fails) until :meth:`unpause_activity_type`. Returns the
+        record written, once Kafka has it. ``operator`` defaults to the login name."""
+        record = pause_record(
+            task_queue, activity_type, paused=True, reason=reason, operator=operator
+        )
+        await self._write_pause(record)
+        return record
+
+    async def unpause_activity_type(
+        self, task_queue: str, activity_type: str, *, reason: str = "",
+        operator: str | None = None,
+    ) -> ActivityPause:
+        """Unpause ``activity_type`` on ``task_queue``: the held tasks start."""
+        record = pause_record(
+            task_queue, activity_type, paused=False, reason=reason, operator=operator
+        )
+        await self._write_pause(record)
+        return record
+
+    async def paused_activity_types(self, task_queue: str | None = None) -> list[ActivityPause]:
+        """The activity types paused now (of one queue, or of every queue)."""
+        topic = self.layout.activity_pauses
+        reader = AIOKafkaConsumer(**self._options, group_id=None, enable_auto_commit=False)
+        await reader.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            reader.assign([tp])
+            end = (await reader.end_offsets([tp]))[tp]
+            await reader.seek_to_beginning(tp)
+            records: list[ActivityPause] = []
+            while await reader.position(tp) < end:
+                batch = await reader.getmany(tp, timeout_ms=1000)
+                for msg in batch.get(tp, []):
+                    if msg.value is None:
+                        continue
+                    headers = [(k, v) for k, v in msg.headers]
+                    records.append(self.builder.wire.decode_pause(headers, msg.value).record)
+        finally:
+            await reader.stop()
+        return fold_pauses(records, task_queue)
+
+    async def _write_pause(self, record: ActivityPause) -> None:
+        encoded = self.builder.wire.encode_pause(record)
+        await self._producer.send_and_wait(
+            self.layout.activity_pauses, value=encoded.value, key=encoded.key,
+            headers=[(k, v) for k, v in encoded.headers], partition=0,
+        )
 
     @overload
     def get_handle(

@@ -41,6 +41,7 @@ from orchestrator.client._common import (
     result_correlation_id,
     workflow_result_type,
 )
+from orchestrator.client._pauses import pause_record
 from orchestrator.client._schedules import ScheduleHandle, new_schedule
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
@@ -58,7 +59,7 @@ from orchestrator.schedules.workflow import (
     schedule_workflow_id,
 )
 from orchestrator.serde.errors import RecordDecodeError
-from orchestrator.serde.records import IdReusePolicy, Reply, WorkflowSnapshot
+from orchestrator.serde.records import ActivityPause, IdReusePolicy, Reply, WorkflowSnapshot
 from orchestrator.serde.wire import WireFormat
 
 if TYPE_CHECKING:
@@ -335,6 +336,42 @@ class Client:
         config = read_configs(self._kafka, self.layout).get(queue)
         state = read_state(self._kafka, self.layout, queue) if config is not None else None
         return config, state
+
+    # --- pausing activity types (docs/operations.md) -------------------------------
+
+    def pause_activity_type(
+        self, task_queue: str, activity_type: str, *, reason: str = "",
+        operator: str | None = None,
+    ) -> ActivityPause:
+        """Pause ``activity_type`` on ``task_queue``: its workers hold its tasks (no
+        attempt starts, none fails) until :meth:`unpause_activity_type`. Returns the
+        record written, once Kafka has it. ``operator`` defaults to the login name."""
+        from orchestrator.worker.activity_pauses import write_pause
+
+        record = pause_record(
+            task_queue, activity_type, paused=True, reason=reason, operator=operator
+        )
+        write_pause(self._kafka, self.layout, record)
+        return record
+
+    def unpause_activity_type(
+        self, task_queue: str, activity_type: str, *, reason: str = "",
+        operator: str | None = None,
+    ) -> ActivityPause:
+        """Unpause ``activity_type`` on ``task_queue``: the held tasks start."""
+        from orchestrator.worker.activity_pauses import write_pause
+
+        record = pause_record(
+            task_queue, activity_type, paused=False, reason=reason, operator=operator
+        )
+        write_pause(self._kafka, self.layout, record)
+        return record
+
+    def paused_activity_types(self, task_queue: str | None = None) -> list[ActivityPause]:
+        """The activity types paused now (of one queue, or of every queue)."""
+        from orchestrator.worker.activity_pauses import read_pauses
+
+        return read_pauses(self._kafka, self.layout, task_queue)
 
     @overload
     def get_handle(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import events as ev
@@ -36,7 +36,25 @@ if TYPE_CHECKING:
     from orchestrator.engine.journal import Journal
     from orchestrator.engine.recording import Counters
 
-__all__ = ["Activities"]
+__all__ = ["Activities", "PausedTypes"]
+
+
+class PausedTypes(Protocol):
+    """Which activity types an operator has paused (the runtime reads
+    ``<prefix>.activity-pauses``; the engine only asks).
+
+    An attempt of a paused type has not started (its workers hold it), so its
+    start-to-close and heartbeat timeouts do not run while the pause lasts, and
+    after an unpause they count from the unpause at the earliest. Only the live
+    decision to time an attempt out asks: nothing here is replayed."""
+
+    def is_paused(self, task_queue: str, activity_type: str) -> bool:
+        """Whether the type is paused now."""
+        ...
+
+    def unpaused_at(self, task_queue: str, activity_type: str) -> int | None:
+        """Epoch ms of the type's last unpause; None if paused now or never unpaused."""
+        ...
 
 DEFAULT_RETRY = RetryPolicy()
 
@@ -79,12 +97,14 @@ class _Activity:
 class Activities:
     """The activities of one run, by activity seq: the executor delegates to it."""
 
-    __slots__ = ("_by_seq", "_conv", "_counters", "_j", "keys")
+    __slots__ = ("_by_seq", "_conv", "_counters", "_j", "keys", "paused_types")
 
     def __init__(self, journal: Journal, converter: DataConverter, counters: Counters) -> None:
         self._j = journal
         self._conv = converter
         self._counters = counters
+        self.paused_types: PausedTypes | None = None
+        """Set by the runtime that follows the operator's activity-type pauses."""
         self._by_seq: dict[int, _Activity] = {}
         self.keys: dict[int, str] = {}
         """Idempotency-key run ids of activities scheduled before a reset point."""
@@ -216,12 +236,27 @@ class Activities:
         if kind == "retry" and act.state is _ActState.BACKOFF:
             self._j.accept(ev.TimerFired(seq=seq, time=now, timer_id=timer_id))
         elif act.state is _ActState.RUNNING and kind in (ev.START_TO_CLOSE, ev.HEARTBEAT):
-            limit = act.start_to_close_ms if kind == ev.START_TO_CLOSE else act.heartbeat_timeout_ms
-            since = act.attempt_started_at
-            if kind == ev.HEARTBEAT:
-                since = max(since, act.last_heartbeat_at)
-            if limit is not None and now >= since + limit:
-                self._attempt_failed(act, timeout_failure(kind), kind)
+            self._attempt_timer(act, kind, timer_id, now)
+
+    def _attempt_timer(self, act: _Activity, kind: str, timer_id: str, now: int) -> None:
+        """A start-to-close or heartbeat timer of the running attempt fired."""
+        limit = act.start_to_close_ms if kind == ev.START_TO_CLOSE else act.heartbeat_timeout_ms
+        if limit is None:
+            return
+        since = act.attempt_started_at
+        if kind == ev.HEARTBEAT:
+            since = max(since, act.last_heartbeat_at)
+        paused = self.paused_types
+        if paused is not None:
+            if paused.is_paused(act.task_queue, act.activity_type):
+                # held by its workers, not started: look again one limit later
+                self._j.commands.append(StartTimer(timer_id=timer_id, fire_at=now + limit))
+                return
+            since = max(since, paused.unpaused_at(act.task_queue, act.activity_type) or 0)
+        if now >= since + limit:
+            self._attempt_failed(act, timeout_failure(kind), kind)
+        elif paused is not None:  # the window restarted at the unpause
+            self._j.commands.append(StartTimer(timer_id=timer_id, fire_at=since + limit))
 
     def deliver(
         self,

@@ -6,6 +6,10 @@ route answers 202 once Kafka has the command: nothing answers an activity outcom
 and the engine applies it only if the attempt the token names is still the running
 one (check the run's history to see whether it counted). POST routes need an admin
 token, as every command does.
+
+Pausing an activity type on a task queue (docs/operations.md): ``POST
+/v1/activities/pause`` and ``/unpause`` answer 200 with the record once Kafka has
+it; ``GET /v1/activities/paused`` lists the paused types (read token).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.http import validation as v
-from orchestrator.http.limits import MAX_REASON_CHARS
+from orchestrator.http.limits import MAX_OPERATOR_CHARS, MAX_REASON_CHARS
 from orchestrator.http.services import SERVICES
+from orchestrator.serde.records import ActivityPause
 from orchestrator.task_token import InvalidTaskTokenError, TaskToken
 
 __all__ = ["routes"]
@@ -92,10 +97,59 @@ async def heartbeat(request: web.Request) -> web.Response:
     return _sent(token)
 
 
+def _pause_json(p: ActivityPause) -> dict[str, Any]:
+    return {
+        "task_queue": p.task_queue, "activity_type": p.activity_type, "paused": p.paused,
+        "reason": p.reason, "operator": p.operator, "time": p.time,
+    }
+
+
+async def _pause_or_unpause(request: web.Request, *, pausing: bool) -> web.Response:
+    v.check_query(request, ())
+    body = await v.json_body(
+        request, required=("task_queue", "activity_type"), optional=("reason", "operator")
+    )
+    queue = v.text(body["task_queue"], "task_queue", _MAX_TYPE_CHARS)
+    activity_type = v.text(body["activity_type"], "activity_type", _MAX_TYPE_CHARS)
+    reason = v.text(body.get("reason", ""), "reason", MAX_REASON_CHARS)
+    operator = v.text(body.get("operator", ""), "operator", MAX_OPERATOR_CHARS)
+    if not operator:
+        operator = f"http {request.remote or 'unknown'}"
+    client = request.app[SERVICES].kafka.require()
+    verb = client.pause_activity_type if pausing else client.unpause_activity_type
+    try:
+        record = await verb(queue, activity_type, reason=reason, operator=operator)
+    except ValueError as exc:
+        raise v.bad(str(exc)) from None
+    return web.json_response(_pause_json(record))
+
+
+async def pause(request: web.Request) -> web.Response:
+    """``POST /v1/activities/pause``: ``{"task_queue", "activity_type", "reason"?,
+    "operator"?}``; the queue's workers hold the type's tasks until unpaused."""
+    return await _pause_or_unpause(request, pausing=True)
+
+
+async def unpause(request: web.Request) -> web.Response:
+    """``POST /v1/activities/unpause``: same body; the held tasks start."""
+    return await _pause_or_unpause(request, pausing=False)
+
+
+async def paused(request: web.Request) -> web.Response:
+    """``GET /v1/activities/paused[?task_queue=Q]``: the paused activity types."""
+    v.check_query(request, ("task_queue",))
+    queue = request.query.get("task_queue") or None
+    found = await request.app[SERVICES].kafka.require().paused_activity_types(queue)
+    return web.json_response({"paused": [_pause_json(p) for p in found]})
+
+
 def routes() -> list[web.RouteDef]:
     """The activity routes."""
     return [
         web.post("/v1/activities/complete", complete),
         web.post("/v1/activities/fail", fail),
         web.post("/v1/activities/heartbeat", heartbeat),
+        web.post("/v1/activities/pause", pause),
+        web.post("/v1/activities/unpause", unpause),
+        web.get("/v1/activities/paused", paused),
     ]

@@ -76,6 +76,13 @@ class TopicLayout:
         return f"{self.prefix}.activity-cancels"
 
     @property
+    def activity_pauses(self) -> str:
+        """The compacted topic of paused activity types (one partition, key
+        ``{task_queue}/{activity_type}``): activity workers and engine workers read
+        it whole, outside any group."""
+        return f"{self.prefix}.activity-pauses"
+
+    @property
     def task_prefix(self) -> str:
         """What every task queue's topic name starts with."""
         return f"{self.prefix}.tasks."
@@ -134,6 +141,8 @@ class TopicLayout:
             TopicSpec(self.replies, self.shards, {**delete, "retention.ms": str(DAY_MS)}),
             TopicSpec(self.dlq, 1, {**delete, "retention.ms": str(30 * DAY_MS)}),
             TopicSpec(self.activity_cancels, 1, {**delete, "retention.ms": str(DAY_MS)}),
+            TopicSpec(self.activity_pauses, 1, {"cleanup.policy": "compact",
+                                                "min.compaction.lag.ms": "0"}),
             *(
                 TopicSpec(
                     self.task_queue(q),

@@ -68,10 +68,38 @@ class ActivityMetrics:
             "saga_activity_in_flight", "Attempts running now.", ["task_queue"],
             registry=registry,
         )  # fmt: skip
+        self.paused = Gauge(
+            "saga_activity_type_paused",
+            "1 while an activity type is paused on a task queue (as this worker read it).",
+            ["task_queue", "activity_type"], registry=registry,
+        )  # fmt: skip
+        self.held = Gauge(
+            "saga_activity_held",
+            "Tasks of a paused activity type held by this worker (not started).",
+            ["task_queue", "activity_type"], registry=registry,
+        )  # fmt: skip
         self.buffered = Gauge(
             "saga_activity_buffered", "Tasks fetched and waiting for a free slot.",
             ["task_queue"], registry=registry,
         )  # fmt: skip
+
+    def sample_pauses(
+        self, task_queue: str, paused: list[str], held: Mapping[str, int], exported: set[str]
+    ) -> set[str]:
+        """Set one queue's paused-type gauges; drop types no longer paused or held.
+        Returns the activity types exported now (pass them back next time)."""
+        now = set(paused) | set(held)
+        for activity_type in now:
+            self.paused.labels(task_queue, activity_type).set(
+                1 if activity_type in paused else 0
+            )
+            self.held.labels(task_queue, activity_type).set(held.get(activity_type, 0))
+        for gone in exported - now:
+            with contextlib.suppress(KeyError):
+                self.paused.remove(task_queue, gone)
+            with contextlib.suppress(KeyError):
+                self.held.remove(task_queue, gone)
+        return now
 
     def sample(
         self, task_queue: str, lags: Mapping[int, int], exported: set[int], running: int,

@@ -20,6 +20,12 @@ def task_key(workflow_id: str) -> bytes:
     return workflow_id.encode()
 
 
+def pause_key(task_queue: str, activity_type: str) -> bytes:
+    """Key of an activity-type pause: ``{task_queue}/{activity_type}`` (queue names
+    have no ``/``, so the first one splits the key)."""
+    return f"{task_queue}/{activity_type}".encode()
+
+
 def cancel_key(task_queue: str, workflow_id: str) -> bytes:
     """Key of an activity cancel: ``{task_queue}/{workflow_id}``. Queue names have no
     ``/``, so a worker skips other queues' cancels by the key alone."""

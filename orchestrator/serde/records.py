@@ -313,6 +313,21 @@ class ActivityCancel:
     requested_time: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityPause:
+    """Whether one activity type of one task queue is paused
+    (``<prefix>.activity-pauses``, ``saga.control.activity-pause.v1``; the latest
+    record of ``{task_queue}/{activity_type}`` wins)."""
+
+    task_queue: str
+    activity_type: str
+    paused: bool
+    reason: str = ""
+    operator: str = ""
+    time: int
+    """Epoch milliseconds of the pause or the unpause."""
+
+
 def idempotency_key(workflow_id: str, run_id: str, activity_seq: int) -> str:
     """The stable key of an activity across attempts: ``{workflow_id}/{run_id}/{activity_seq}``."""
     return f"{workflow_id}/{run_id}/{activity_seq}"

@@ -30,6 +30,7 @@ from orchestrator.serde.mapping import CustomMapping, RecordMapper, named_types
 from orchestrator.serde.records import (
     ActivityCancel,
     ActivityHeartbeat,
+    ActivityPause,
     ActivityTask,
     ActivityTaskCompleted,
     ActivityTaskFailed,
@@ -77,6 +78,7 @@ COMMAND_FAMILIES: Mapping[type[Any], str] = {
 
 TASK_FAMILY = "saga.task.activity"
 CANCEL_FAMILY = "saga.task.cancel"
+PAUSE_FAMILY = "saga.control.activity-pause"
 FLOW_CONFIG_FAMILY = "saga.flow.config"
 FLOW_STATE_FAMILY = "saga.flow.state"
 REPLY_FAMILY = "saga.reply"
@@ -136,6 +138,7 @@ class WireFormat:
             self._add_record(family, cls)
         self._add_record(TASK_FAMILY, ActivityTask)
         self._add_record(CANCEL_FAMILY, ActivityCancel)
+        self._add_record(PAUSE_FAMILY, ActivityPause)
         self._add_record(REPLY_FAMILY, Reply)
         self._add_record(SNAPSHOT_FAMILY, WorkflowSnapshot)
         self._add_record(PAGE_FAMILY, HistoryPage)
@@ -257,6 +260,19 @@ class WireFormat:
         decoded: Decoded[ActivityCancel] = self._decode(
             headers, value, frozenset({CANCEL_FAMILY})
         )
+        return decoded
+
+    def encode_pause(self, pause: ActivityPause) -> EncodedRecord:
+        """Encode an activity-type pause or unpause for ``<prefix>.activity-pauses``
+        (key: ``{task_queue}/{activity_type}``)."""
+        key = keys.pause_key(pause.task_queue, pause.activity_type)
+        state = "pause" if pause.paused else "unpause"
+        ce_id = f"{pause.task_queue}/{pause.activity_type}/{state}/{pause.time}"
+        return self._encode(PAUSE_FAMILY, pause, key, ce_id, source=None, traceparent=None)
+
+    def decode_pause(self, headers: InHeaders, value: bytes | None) -> Decoded[ActivityPause]:
+        """Decode an activity-type pause record; raises :class:`RecordDecodeError`."""
+        decoded: Decoded[ActivityPause] = self._decode(headers, value, frozenset({PAUSE_FAMILY}))
         return decoded
 
     def encode_reply(

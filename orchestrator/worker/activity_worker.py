@@ -23,6 +23,13 @@ if this worker runs it, and makes the worker skip the task (no outcome; its offs
 is finished) if it comes later; the stopped attempt's outcome is a non-retryable
 ``ActivityCancelled`` failure, which the engine ignores.
 
+Paused activity types: a third consumer, outside the group, reads
+``<prefix>.activity-pauses`` whole before the first task starts, then tails it
+(:mod:`orchestrator.worker.activity_pauses`). A task of a type paused on this
+queue is held, not started: no attempt, no outcome, its offset unfinished. Other
+types keep flowing. On unpause the held tasks start in the order they came. At
+most ``max_held`` tasks are held; at that bound the worker stops fetching.
+
 Every Kafka call happens on the event loop thread (polls never block), so the
 consumers, the producer and the rebalance callbacks need no locks.
 """
@@ -66,6 +73,7 @@ from orchestrator.worker.activity_cancels import (
     CancelRegistry,
     attempt_key,
 )
+from orchestrator.worker.activity_pauses import HeldTasks, PauseReader
 from orchestrator.worker.activity_runner import (
     ActivityOutcome,
     AttemptCancel,
@@ -144,6 +152,12 @@ class ActivityWorkerOptions:
     cancel_catch_up_s: float = 10.0
     """At start, how long the worker may spend reading the cancels of the last
     ``cancel_ttl_s`` before it starts tasks."""
+    max_held: int = 10_000
+    """At most this many tasks of paused activity types are held; at that bound the
+    worker stops fetching from its queue (every type waits) until an unpause."""
+    pause_catch_up_s: float = 10.0
+    """At start, how long the worker may spend reading ``<prefix>.activity-pauses``
+    before it starts tasks (past it, it starts anyway and logs a warning)."""
     group_watch_interval_s: float | None = 15.0
     """How often the worker checks that every partition of its queue has an owner in
     the group, and makes the group rebalance if some stay unowned (a static member
@@ -169,6 +183,10 @@ class ActivityWorkerStats:
     """Running attempts stopped by a cancel."""
     skipped: int = 0
     """Tasks not started because they were cancelled first."""
+    held: int = 0
+    """Tasks held because their activity type was paused (counted when held)."""
+    released: int = 0
+    """Held tasks given back to the worker by an unpause."""
     heartbeats: int = 0
     commits: int = 0
     pauses: int = 0
@@ -215,6 +233,7 @@ class ActivityWorker:
         self.stats = ActivityWorkerStats()
         self.metrics = metrics
         self._lag_exported: set[int] = set()
+        self._held_exported: set[str] = set()
         self._stop = threading.Event()
         self._tracker: ContiguousOffsetTracker[int] = ContiguousOffsetTracker()
         self._committed: dict[int, int] = {}
@@ -224,6 +243,8 @@ class ActivityWorker:
         self._backlog: deque[Message] = deque()  # fetched, not started
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancels = CancelRegistry(self.options.cancel_memory, self.options.cancel_ttl_s)
+        self._held: HeldTasks[Message] = HeldTasks(self.options.max_held)
+        self._pauses: PauseReader | None = None
         #: attempts started here and not finished (a re-delivered task may run twice)
         self._running_attempts: dict[AttemptKey, list[AttemptCancel]] = {}
         self._shards = 0
@@ -276,11 +297,25 @@ class ActivityWorker:
             client_id=f"activity-cancels-{self.identity}",
             fetch_wait_max_ms=opts.fetch_wait_max_ms,
         )
+        pauses = PauseReader(
+            self._kafka,
+            self.layout.activity_pauses,
+            self.wire,
+            task_queue=self.task_queue,
+            client_id=f"activity-pauses-{self.identity}",
+            fetch_wait_max_ms=opts.fetch_wait_max_ms,
+        )
+        self._pauses = pauses
         try:
             await loop.run_in_executor(None, cancels.open)
+            await loop.run_in_executor(None, pauses.open)
             await self._catch_up(cancels)
+            if not await loop.run_in_executor(None, pauses.catch_up, opts.pause_catch_up_s):
+                log.warning("%s not read to its end in %.0fs; starting anyway",
+                            pauses.topic, opts.pause_catch_up_s)
         except BaseException:
             cancels.close()
+            pauses.close()
             consumer.close()
             raise
         pool = ThreadPoolExecutor(opts.sync_threads, thread_name_prefix="activity")
@@ -317,6 +352,7 @@ class ActivityWorker:
             pool.shutdown(wait=False, cancel_futures=True)
             self._commit(sync=True)
             cancels.close()
+            pauses.close()
             consumer.close()
             producer.flush(5)
             self._producer = self._consumer = None
@@ -399,13 +435,16 @@ class ActivityWorker:
         while not self._stop.is_set():
             producer.poll(0)  # delivery callbacks: finished offsets
             self._apply_cancels(cancels.poll())  # before starting what they may cancel
+            self._apply_pauses()
             while self._backlog and self._running < opts.max_in_flight:
                 self._launch(self._backlog.popleft(), runner)
             # a resumed partition costs a fetch round trip: pause only when a whole
-            # buffer is waiting, resume while half of it is still there
-            if not self._paused and len(self._backlog) >= pause_at:
+            # buffer is waiting, resume while half of it is still there; a full held
+            # buffer stops fetching until an unpause empties it
+            if not self._paused and (len(self._backlog) >= pause_at or self._held.full):
                 self._pause(consumer)
-            elif self._paused and len(self._backlog) <= pause_at // 2:
+            elif (self._paused and len(self._backlog) <= pause_at // 2
+                  and not self._held.full):
                 self._resume(consumer)
             # also serves rebalances; with nothing running, nothing else needs the loop
             waiting = not self._tasks and not self._backlog and not self._stop.is_set()
@@ -450,6 +489,25 @@ class ActivityWorker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         producer.flush(10)  # deliveries of what was produced mark their offsets finished
 
+    def _apply_pauses(self) -> None:
+        """Read new pause records; give the held tasks of unpaused types back, ahead of
+        the buffer (they came first)."""
+        pauses = self._pauses
+        if pauses is None or not pauses.poll():
+            return
+        for activity_type in list(self._held.counts()):
+            if pauses.table.is_paused(self.task_queue, activity_type):
+                continue
+            released = self._held.release(activity_type)
+            log.info("activity type %s unpaused: starting %d held task(s)",
+                     activity_type, len(released))
+            self.stats.released += len(released)
+            self._backlog.extendleft(reversed(released))
+
+    def held(self) -> dict[str, int]:
+        """Tasks held now per paused activity type (read on the worker's loop thread)."""
+        return self._held.counts()
+
     def _accept(self, msg: Message) -> None:
         """Buffer a fetched record; its offset is now unfinished until its outcome is acked."""
         error = msg.error()
@@ -482,6 +540,12 @@ class ActivityWorker:
             if self.metrics is not None:
                 self.metrics.cancels.labels(self.task_queue, "skipped").inc()
             self._tracker.finish(partition, offset)
+            return
+        pauses, activity_type = self._pauses, decoded.record.activity_type
+        if pauses is not None and pauses.table.is_paused(self.task_queue, activity_type):
+            # not started: its offset stays unfinished until it runs after the unpause
+            self._held.hold(activity_type, msg)
+            self.stats.held += 1
             return
         self.stats.started += 1
         if self.metrics is not None:
@@ -629,6 +693,11 @@ class ActivityWorker:
         self._lag_exported = metrics.sample(
             self.task_queue, lags, self._lag_exported, self._running, len(self._backlog)
         )
+        paused = [] if self._pauses is None else self._pauses.table.paused(self.task_queue)
+        self._held_exported = metrics.sample_pauses(
+            self.task_queue, [p.activity_type for p in paused], self._held.counts(),
+            self._held_exported,
+        )
 
     # --- producing ------------------------------------------------------------------
 
@@ -742,6 +811,7 @@ class ActivityWorker:
     def _forget(self, partitions: list[int]) -> None:
         gone = set(partitions)
         self._backlog = deque(m for m in self._backlog if m.partition() not in gone)
+        self._held.discard(lambda m: m.partition() not in gone)
         for p in partitions:
             self._tracker.drop(p)
             self._committed.pop(p, None)

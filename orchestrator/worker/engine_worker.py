@@ -20,6 +20,7 @@ from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import EngineMetrics
 from orchestrator.schedules.workflow import SCHEDULE_WORKFLOW, ScheduleWorkflow
 from orchestrator.serde.wire import WireFormat
+from orchestrator.worker.activity_pauses import PauseFollower
 from orchestrator.worker.activity_runner import activity_definitions
 from orchestrator.worker.schedule_stops import RunStopper
 from orchestrator.worker.shard.engine_shard import EngineShard, ShardTuning
@@ -107,6 +108,8 @@ class EngineWorker(BackgroundRunner):
         if flow_control:
             self.flow = FlowConfigWatcher(kafka_config, layout)
         task_topic = self.flow.topic_for if self.flow is not None else None
+        # attempts held by an activity-type pause must not time out (activity_pauses.py)
+        self.pauses = PauseFollower(kafka_config, layout)
 
         def factory(partition: int) -> EngineShard:
             shard = EngineShard(
@@ -121,6 +124,7 @@ class EngineWorker(BackgroundRunner):
                 converter=converter,
                 local_activities=self.local_activities,
                 task_topic=task_topic,
+                paused_types=self.pauses.table,
             )
             shard.stats.metrics = metrics
             self.shards[partition] = shard
@@ -135,6 +139,7 @@ class EngineWorker(BackgroundRunner):
         finally:
             self.local_activities.close()
             self.stopper.close()
+            self.pauses.close()
             if self.flow is not None:
                 self.flow.close()
             if self._temporary is not None:

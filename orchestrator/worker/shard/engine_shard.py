@@ -35,6 +35,7 @@ from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import commands as cmd
 from orchestrator.engine import events as ev
 from orchestrator.engine import guards, inputs
+from orchestrator.engine.activities import PausedTypes
 from orchestrator.engine.children import parent_close_stops
 from orchestrator.engine.events import Event, Failure
 from orchestrator.engine.executor import WorkflowExecutor
@@ -155,9 +156,13 @@ class EngineShard:
         local_activities: LocalActivities | None = None,
         clock: Callable[[], int] = _wall_ms,
         task_topic: Callable[[str], str] | None = None,
+        paused_types: PausedTypes | None = None,
     ) -> None:
         """``task_topic``: the topic of a task queue's tasks (flow control sends a
-        controlled queue's to its backlog); None: ``layout.task_queue``."""
+        controlled queue's to its backlog); None: ``layout.task_queue``.
+        ``paused_types``: the operator's activity-type pauses, so that attempts held
+        by a pause do not time out (None: no pauses are followed)."""
+        self._paused_types = paused_types
         self.partition = partition
         self._task_topic = task_topic or layout.task_queue
         self.layout = layout
@@ -546,7 +551,9 @@ class EngineShard:
 
     def _replay(self, definition: WorkflowDefinition, events: list[Event]) -> WorkflowExecutor:
         build, converter = self.build_id, self.converter
-        return WorkflowExecutor(definition, events, build_id=build, converter=converter)
+        executor = WorkflowExecutor(definition, events, build_id=build, converter=converter)
+        executor.activities.paused_types = self._paused_types
+        return executor
 
     def next_due_ms(self) -> int | None:
         if self._recovering or self._continue_due or self._local_due:

@@ -1,0 +1,62 @@
+"""Pausing an activity type on a task queue, for both clients (no I/O here).
+
+A pause is a record on ``<prefix>.activity-pauses`` (compacted, key
+``{task_queue}/{activity_type}``); the queue's activity workers hold the type's tasks
+while it is paused, and start them on unpause (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from collections.abc import Iterable
+
+from orchestrator.serde.records import ActivityPause
+
+__all__ = ["fold_pauses", "pause_record"]
+
+_MAX_REASON_CHARS = 2000
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return ""
+
+
+def pause_record(
+    task_queue: str,
+    activity_type: str,
+    *,
+    paused: bool,
+    reason: str = "",
+    operator: str | None = None,
+) -> ActivityPause:
+    """The record that pauses (or unpauses) ``activity_type`` on ``task_queue``."""
+    if not task_queue or "/" in task_queue:
+        raise ValueError(f"invalid task queue name {task_queue!r}")
+    if not activity_type:
+        raise ValueError("activity type must not be empty")
+    if len(reason) > _MAX_REASON_CHARS:
+        raise ValueError(f"reason is longer than {_MAX_REASON_CHARS} characters")
+    return ActivityPause(
+        task_queue=task_queue,
+        activity_type=activity_type,
+        paused=paused,
+        reason=reason,
+        operator=_operator() if operator is None else operator,
+        time=int(time.time() * 1000),
+    )
+
+
+def fold_pauses(records: Iterable[ActivityPause], task_queue: str | None) -> list[ActivityPause]:
+    """The types paused after ``records`` (in log order), of one queue or all."""
+    latest: dict[tuple[str, str], ActivityPause] = {}
+    for record in records:
+        latest[(record.task_queue, record.activity_type)] = record
+    return sorted(
+        (r for r in latest.values()
+         if r.paused and (task_queue is None or r.task_queue == task_queue)),
+        key=lambda r: (r.task_queue, r.activity_type),
+    )

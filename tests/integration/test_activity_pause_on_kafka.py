@@ -1,0 +1,186 @@
+"""Pausing an activity type on a task queue, on Kafka.
+
+While ``actpause.a`` is paused on the queue its tasks wait at the activity worker:
+no attempt starts, nothing fails, no retry is spent, even past the attempt's
+start-to-close timeout (2 s here); ``actpause.b`` on the same queue keeps running.
+On unpause the held attempts run, once each, and the runs complete. A restarted
+activity worker reads the pause before it starts any task.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from confluent_kafka.admin import AdminClient
+
+from orchestrator import activity, workflow
+from orchestrator.cli import main
+from orchestrator.client import Client
+from orchestrator.devstack import providers
+from orchestrator.engine import events as ev
+from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.metrics import SagaMetrics
+from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
+from orchestrator.worker.engine_worker import EngineWorker
+from orchestrator.worker.shard.processor import ProcessorOptions
+
+pytestmark = pytest.mark.integration
+SHARDS = 2
+QUEUE = "pausable"
+RESTART_QUEUE = "pausable-restart"
+FAST = ActivityWorkerOptions(group_watch_interval_s=None, session_timeout_ms=6000,
+                             drain_timeout_s=5.0)
+
+_calls: Counter[str] = Counter()
+_lock = threading.Lock()
+
+
+def _count(key: str) -> None:
+    with _lock:
+        _calls[key] += 1
+
+
+def calls(key: str) -> int:
+    with _lock:
+        return _calls[key]
+
+
+@activity.defn(name="actpause.a")
+def a(tag: str) -> str:
+    _count(f"a/{tag}")
+    return f"a:{tag}"
+
+
+@activity.defn(name="actpause.b")
+def b(tag: str) -> str:
+    _count(f"b/{tag}")
+    return f"b:{tag}"
+
+
+@dataclass(frozen=True)
+class Req:
+    tag: str
+    queue: str = QUEUE
+
+
+@workflow.defn(name="actpause.flow")
+async def flow(ctx: workflow.WorkflowContext, req: Req) -> str:
+    options: dict[str, Any] = {"task_queue": req.queue, "start_to_close": timedelta(seconds=2)}
+    first = await ctx.execute_activity(b, req.tag, **options)
+    second = await ctx.execute_activity(a, req.tag, **options)
+    return f"{first} {second}"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    kafka_config: dict[str, Any]
+    layout: TopicLayout
+    client: Client
+    worker: ActivityWorker
+    metrics: SagaMetrics
+
+
+@pytest.fixture(scope="module")
+def deployment(kafka: providers.KafkaHandle) -> Iterator[Deployment]:
+    config = {"bootstrap.servers": kafka.bootstrap_servers}
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    layout = TopicLayout(prefix=prefix, shards=SHARDS)
+    ensure_topics(AdminClient(config), layout, [QUEUE, RESTART_QUEUE])
+    options = ProcessorOptions(worker_id=f"{prefix}-engine", transaction_timeout_ms=5000)
+    metrics = SagaMetrics()
+    with (
+        EngineWorker(config, layout, [flow], options=options),
+        ActivityWorker(config, QUEUE, [a, b], layout=layout, options=FAST,
+                       metrics=metrics.activities) as worker,
+        Client(config, layout=layout) as client,
+    ):
+        yield Deployment(config, layout, client, worker, metrics)
+
+
+def _wait(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _attempt_events(d: Deployment, workflow_id: str) -> list[ev.Event]:
+    events = d.client.fetch_history(workflow_id, timeout=15).events
+    return [e for e in events
+            if isinstance(e, ev.ActivityAttemptFailed | ev.ActivityFailed | ev.ActivityTimedOut)]
+
+
+def _cli(d: Deployment, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", d.kafka_config["bootstrap.servers"])
+    monkeypatch.setenv("SAGA_TOPIC_PREFIX", d.layout.prefix)
+    monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_paused_type_waits_while_others_run_then_runs_once_on_unpause(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = deployment
+    out = _cli(d, monkeypatch, "activity", "pause", "actpause.a", "--task-queue", QUEUE,
+               "--reason", "downstream outage", "--operator", "ops")
+    assert "paused" in out and "downstream outage" in out
+    listed = _cli(d, monkeypatch, "activity", "paused", "--task-queue", QUEUE)
+    assert "actpause.a" in listed and "ops" in listed and "actpause.b" not in listed
+    _wait(lambda: d.worker._pauses is not None
+          and d.worker._pauses.table.is_paused(QUEUE, "actpause.a"), 10, "the worker saw it")
+
+    tags = [uuid.uuid4().hex[:8] for _ in range(3)]
+    handles = [d.client.start(flow, Req(t), id=f"pause-{t}", task_queue=QUEUE) for t in tags]
+    _wait(lambda: all(calls(f"b/{t}") == 1 for t in tags), 15, "B ran for every run")
+    _wait(lambda: d.worker.held().get("actpause.a") == len(tags), 10, "A's tasks held")
+    time.sleep(3.0)  # past A's 2 s start-to-close: still no attempt, nothing failed
+    assert all(calls(f"a/{t}") == 0 for t in tags)
+    assert all(_attempt_events(d, f"pause-{t}") == [] for t in tags)
+    d.worker._sample(d.worker._consumer, d.metrics.activities)  # type: ignore[arg-type]
+    reg = d.metrics.registry
+    assert reg.get_sample_value("saga_activity_type_paused",
+                                {"task_queue": QUEUE, "activity_type": "actpause.a"}) == 1
+    assert reg.get_sample_value("saga_activity_held",
+                                {"task_queue": QUEUE, "activity_type": "actpause.a"}) == len(tags)
+
+    _cli(d, monkeypatch, "activity", "unpause", "actpause.a", "--task-queue", QUEUE)
+    results = [h.result(timeout=15) for h in handles]
+    assert results == [f"b:{t} a:{t}" for t in tags]
+    assert all(calls(f"a/{t}") == 1 and calls(f"b/{t}") == 1 for t in tags)
+    assert all(_attempt_events(d, f"pause-{t}") == [] for t in tags)  # no retry was spent
+    assert d.worker.held() == {}
+    assert "no activity type is paused" in _cli(d, monkeypatch, "activity", "paused",
+                                                "--task-queue", QUEUE)
+
+
+def test_a_pause_survives_an_activity_worker_restart(deployment: Deployment) -> None:
+    d = deployment
+    d.client.pause_activity_type(RESTART_QUEUE, "actpause.a", reason="restart test")
+    tag = uuid.uuid4().hex[:8]
+    handle = d.client.start(flow, Req(tag, RESTART_QUEUE), id=f"restart-{tag}",
+                            task_queue=QUEUE)
+    with ActivityWorker(d.kafka_config, RESTART_QUEUE, [a, b], layout=d.layout,
+                        options=FAST) as first:
+        _wait(lambda: first.held().get("actpause.a") == 1, 15, "A held by the first worker")
+    assert calls(f"b/{tag}") == 1 and calls(f"a/{tag}") == 0
+
+    with ActivityWorker(d.kafka_config, RESTART_QUEUE, [a, b], layout=d.layout,
+                        options=FAST) as second:
+        _wait(lambda: second.held().get("actpause.a") == 1, 15, "A held after the restart")
+        assert second.stats.started == 0  # the pause was known before the first task
+        d.client.unpause_activity_type(RESTART_QUEUE, "actpause.a")
+        assert handle.result(timeout=15) == f"b:{tag} a:{tag}"
+    assert calls(f"a/{tag}") == 1 and calls(f"b/{tag}") == 1
+    assert _attempt_events(d, f"restart-{tag}") == []
