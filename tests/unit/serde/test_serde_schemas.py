@@ -57,6 +57,7 @@ def test_the_folder_holds_every_family() -> None:
         "saga.command.terminate",
         "saga.command.unpause",
         "saga.command.update",
+        "saga.control.activity-pause",
         "saga.flow.config",
         "saga.flow.state",
         "saga.history.event",
