@@ -115,12 +115,13 @@ async def _pause_or_unpause(request: web.Request, *, pausing: bool) -> web.Respo
     operator = v.text(body.get("operator", ""), "operator", MAX_OPERATOR_CHARS)
     if not operator:
         operator = f"http {request.remote or 'unknown'}"
+    if not queue or "/" in queue:
+        raise v.bad(f"invalid task queue name {queue!r}")
+    if not activity_type:
+        raise v.bad("activity_type must not be empty")
     client = request.app[SERVICES].kafka.require()
     verb = client.pause_activity_type if pausing else client.unpause_activity_type
-    try:
-        record = await verb(queue, activity_type, reason=reason, operator=operator)
-    except ValueError as exc:
-        raise v.bad(str(exc)) from None
+    record = await verb(queue, activity_type, reason=reason, operator=operator)
     return web.json_response(_pause_json(record))
 
 

@@ -148,12 +148,10 @@ def test_a_paused_type_waits_while_others_run_then_runs_once_on_unpause(
     time.sleep(3.0)  # past A's 2 s start-to-close: still no attempt, nothing failed
     assert all(calls(f"a/{t}") == 0 for t in tags)
     assert all(_attempt_events(d, f"pause-{t}") == [] for t in tags)
-    d.worker._sample(d.worker._consumer, d.metrics.activities)  # type: ignore[arg-type]
-    reg = d.metrics.registry
-    assert reg.get_sample_value("saga_activity_type_paused",
-                                {"task_queue": QUEUE, "activity_type": "actpause.a"}) == 1
-    assert reg.get_sample_value("saga_activity_held",
-                                {"task_queue": QUEUE, "activity_type": "actpause.a"}) == len(tags)
+    reg, labels = d.metrics.registry, {"task_queue": QUEUE, "activity_type": "actpause.a"}
+    _wait(lambda: reg.get_sample_value("saga_activity_held", labels) == len(tags), 5,
+          "the held gauge (sampled every 2 s)")
+    assert reg.get_sample_value("saga_activity_type_paused", labels) == 1
 
     _cli(d, monkeypatch, "activity", "unpause", "actpause.a", "--task-queue", QUEUE)
     results = [h.result(timeout=15) for h in handles]

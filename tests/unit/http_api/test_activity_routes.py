@@ -50,3 +50,33 @@ async def test_activity_routes_check_roles_and_bodies() -> None:
             ("heartbeat", {"token": TOKEN, "details": [1]}),
         ):
             assert (await post(path, body))[0] == 503, "valid: only Kafka is missing"
+
+
+async def test_pause_routes_check_roles_and_bodies() -> None:
+    config = {"bootstrap.servers": f"127.0.0.1:{closed_port()}"}
+    async with (
+        running_api(config, "acts", healthy=False) as url,
+        httpx.AsyncClient(base_url=url, timeout=10, headers=bearer(ADMIN_TOKEN)) as http,
+    ):
+
+        async def post(path: str, body: dict[str, Any], token: str = ADMIN_TOKEN) -> Any:
+            r = await http.post(f"/v1/activities/{path}", json=body, headers=bearer(token))
+            return r.status_code, r.json().get("message", "")
+
+        valid = {"task_queue": "payments", "activity_type": "payments.charge", "reason": "down"}
+        assert (await post("pause", valid, READ_TOKEN))[0] == 403
+        assert (await post("unpause", valid, READ_TOKEN))[0] == 403
+        code, message = await post("pause", {"task_queue": "payments"})
+        assert code == 400 and "missing fields: activity_type" in message
+        code, message = await post("pause", {**valid, "task_queue": "a/b"})
+        assert code == 400 and "invalid task queue name" in message
+        code, message = await post("unpause", {**valid, "activity_type": ""})
+        assert (code, message) == (400, "activity_type must not be empty")
+        code, message = await post("pause", {**valid, "reasonn": "x"})
+        assert code == 400 and "unknown fields: reasonn" in message
+        assert (await post("pause", valid))[0] == 503, "valid: only Kafka is missing"
+        listed = await http.get("/v1/activities/paused?task_queue=payments",
+                                headers=bearer(READ_TOKEN))
+        assert listed.status_code == 503, "a read token may list; only Kafka is missing"
+        typo = await http.get("/v1/activities/paused?queue=payments")
+        assert typo.status_code == 400
