@@ -17,9 +17,9 @@ import click
 
 from orchestrator.config import Settings
 from orchestrator.log.topics import TopicLayout
-from orchestrator.serde.records import FlowState
+from orchestrator.serde.records import ActivityPause, FlowState
 
-__all__ = ["describe_text", "register"]
+__all__ = ["describe_text", "paused_text", "register"]
 
 
 def _weights(terms: tuple[str, ...]) -> dict[str, float]:
@@ -153,24 +153,41 @@ def _register_describe(queue: click.Group, layout_of: Callable[[Settings], Topic
     @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
     def describe(name: str, *, as_json: bool) -> None:
         """Show NAME's flow control and what its dispatcher last recorded: tasks waiting
-        per priority and key, released and throttled counts."""
+        per priority and key, released and throttled counts; and the activity types
+        paused on NAME (`saga activity pause`)."""
         from orchestrator.flow.configs import read_configs, read_state
+        from orchestrator.worker.activity_pauses import read_pauses
 
         settings = Settings.from_env()
         layout = layout_of(settings)
         config = read_configs(settings.kafka_config(), layout).get(name)
-        if config is None:
-            raise click.ClickException(f"task queue {name!r} has no flow control")
-        state = read_state(settings.kafka_config(), layout, name)
+        paused = read_pauses(settings.kafka_config(), layout, name)
+        if config is None and not paused:
+            raise click.ClickException(
+                f"task queue {name!r} has no flow control and no paused activity type"
+            )
+        state = read_state(settings.kafka_config(), layout, name) if config else None
         if as_json:
-            out: dict[str, Any] = {"config": _config_dict(config), "state": None}
+            out: dict[str, Any] = {
+                "config": None if config is None else _config_dict(config),
+                "state": None,
+                "paused": [
+                    {"activity_type": p.activity_type, "reason": p.reason,
+                     "operator": p.operator, "time": p.time}
+                    for p in paused
+                ],
+            }
             if state is not None:
                 out["state"] = {
                     f: getattr(state, f) for f in state.__dataclass_fields__ if f != "pending"
                 }
             click.echo(json.dumps(out, sort_keys=True))
             return
-        click.echo(describe_text(name, config, state))
+        lines = [describe_text(name, config, state)] if config is not None else [
+            f"queue      {name}", "config     no flow control",
+        ]
+        lines += [paused_text(p) for p in paused]
+        click.echo("\n".join(lines))
 
 
 def _register_dispatcher(main: click.Group, layout_of: Callable[[Settings], TopicLayout]) -> None:
@@ -243,6 +260,14 @@ def _config_text(config: Any) -> str:
         f"rate {rate}; per key {key}; weights {weights or '-'} "
         f"(default {config.default_weight:g}); window {config.window}"
     )
+
+
+def paused_text(p: ActivityPause) -> str:
+    """One paused activity type, as ``saga queue describe`` prints it."""
+    since = datetime.datetime.fromtimestamp(p.time / 1000, datetime.UTC)
+    who = f" by {p.operator}" if p.operator else ""
+    why = f": {p.reason}" if p.reason else ""
+    return f"paused     {p.activity_type} since {since.isoformat(timespec='seconds')}{who}{why}"
 
 
 def describe_text(name: str, config: Any, state: FlowState | None) -> str:

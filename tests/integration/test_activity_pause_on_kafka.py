@@ -138,6 +138,8 @@ def test_a_paused_type_waits_while_others_run_then_runs_once_on_unpause(
     assert "paused" in out and "downstream outage" in out
     listed = _cli(d, monkeypatch, "activity", "paused", "--task-queue", QUEUE)
     assert "actpause.a" in listed and "ops" in listed and "actpause.b" not in listed
+    described = _cli(d, monkeypatch, "queue", "describe", QUEUE)
+    assert "no flow control" in described and "paused     actpause.a since" in described
     _wait(lambda: d.worker._pauses is not None
           and d.worker._pauses.table.is_paused(QUEUE, "actpause.a"), 10, "the worker saw it")
 
