@@ -794,16 +794,26 @@ def _reset_bad_build(  # noqa: PLR0917 - the command's options, passed on
 @main.command()
 @click.argument("workflow_id")
 def describe(workflow_id: str) -> None:
-    """Print a workflow's latest status."""
+    """Print a workflow's latest status (and, for an open run, its activities that
+    wait on an activity type an operator paused)."""
+    from orchestrator.client._pauses import waiting_on_paused
+
     client = _client()
     try:
-        click.echo(
-            json.dumps(
-                dataclasses.asdict(client.get_handle(workflow_id).describe()),
-                default=jsonable,
-                indent=2,
-            )
-        )
+        described = client.get_handle(workflow_id).describe()
+        out = dataclasses.asdict(described)
+        paused = []
+        if described.is_open:
+            try:
+                paused = client.paused_activity_types()
+            except RuntimeError as exc:  # e.g. a deployment without the pauses topic
+                log.debug("paused activity types unknown: %s", exc)
+        if paused:
+            events = client.fetch_history(workflow_id, described.run_id).events
+            waiting = waiting_on_paused(events, paused)
+            if waiting:
+                out["waiting_on_paused_activity_types"] = waiting
+        click.echo(json.dumps(out, default=jsonable, indent=2))
     finally:
         client.close()
 

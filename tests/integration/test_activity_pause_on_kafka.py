@@ -9,6 +9,7 @@ activity worker reads the pause before it starts any task.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -150,6 +151,9 @@ def test_a_paused_type_waits_while_others_run_then_runs_once_on_unpause(
     time.sleep(3.0)  # past A's 2 s start-to-close: still no attempt, nothing failed
     assert all(calls(f"a/{t}") == 0 for t in tags)
     assert all(_attempt_events(d, f"pause-{t}") == [] for t in tags)
+    described = json.loads(_cli(d, monkeypatch, "describe", f"pause-{tags[0]}"))
+    [waiting] = described["waiting_on_paused_activity_types"]
+    assert (waiting["activity_type"], waiting["reason"]) == ("actpause.a", "downstream outage")
     reg, labels = d.metrics.registry, {"task_queue": QUEUE, "activity_type": "actpause.a"}
     _wait(lambda: reg.get_sample_value("saga_activity_held", labels) == len(tags), 5,
           "the held gauge (sampled every 2 s)")

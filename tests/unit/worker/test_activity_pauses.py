@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.client._pauses import fold_pauses, pause_record
+from orchestrator.client._pauses import fold_pauses, pause_record, waiting_on_paused
+from orchestrator.converter import DataConverter
+from orchestrator.engine import events as ev
 from orchestrator.serde.records import ActivityPause
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.activity_pauses import HeldTasks, PauseTable
@@ -102,3 +104,28 @@ def test_pause_record_validates_and_round_trips_on_the_wire() -> None:
         pause_record("a/b", "charge", paused=True)
     with pytest.raises(ValueError, match="activity type"):
         pause_record("q", "", paused=True)
+
+
+def _scheduled(seq: int, kind: str, queue: str = "q") -> ev.ActivityScheduled:
+    policy = ev.RetryPolicyRecord(initial_ms=1000, backoff=2.0, maximum_ms=60_000)
+    return ev.ActivityScheduled(seq=seq, time=seq, activity_seq=seq, activity_type=kind,
+                                task_queue=queue, retry_policy=policy)
+
+
+def test_waiting_on_paused_lists_the_unfinished_activities_of_paused_types() -> None:
+    events: list[ev.Event] = [
+        _scheduled(1, "a"),
+        ev.ActivityCompleted(seq=2, time=2, activity_seq=1, attempt=1,
+                         result=DataConverter().to_payload(1)),
+        _scheduled(3, "a"),  # open, paused
+        _scheduled(4, "b"),  # open, not paused
+        _scheduled(5, "a", queue="other"),  # open, its queue is not paused
+    ]
+    paused = [ActivityPause(task_queue="q", activity_type="a", paused=True, reason="down",
+                            operator="ops", time=7)]
+
+    assert waiting_on_paused(events, paused) == [{
+        "activity_seq": 3, "activity_type": "a", "task_queue": "q", "paused_since": 7,
+        "reason": "down", "operator": "ops",
+    }]
+    assert waiting_on_paused(events, []) == []
