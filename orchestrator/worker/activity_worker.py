@@ -505,7 +505,7 @@ class ActivityWorker:
             self._backlog.extendleft(reversed(released))
 
     def held(self) -> dict[str, int]:
-        """Tasks held now per paused activity type (read on the worker's loop thread)."""
+        """Tasks held now per paused activity type (a copy; safe from any thread)."""
         return self._held.counts()
 
     def _accept(self, msg: Message) -> None:

@@ -127,7 +127,7 @@ def _cli(d: Deployment, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
     monkeypatch.setenv("SAGA_SHARDS", str(SHARDS))
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def test_a_paused_type_waits_while_others_run_then_runs_once_on_unpause(
