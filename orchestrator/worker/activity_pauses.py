@@ -192,13 +192,14 @@ class PauseReader:
         self._end = 0
         self.undecodable = 0
 
-    def open(self) -> None:
-        """Assign the topic's partition from its beginning; note where it ends now."""
+    def open(self, timeout_s: float = _METADATA_TIMEOUT_S) -> None:
+        """Assign the topic's partition from its beginning; note where it ends now.
+        ``timeout_s`` bounds each metadata request."""
         consumer = Consumer(self._config)
         try:
-            self._check_topic(consumer)
+            self._check_topic(consumer, timeout_s)
             _, self._end = consumer.get_watermark_offsets(
-                TopicPartition(self.topic, 0), timeout=_METADATA_TIMEOUT_S
+                TopicPartition(self.topic, 0), timeout=timeout_s
             )
             consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         except BaseException:
@@ -206,8 +207,8 @@ class PauseReader:
             raise
         self._consumer = consumer
 
-    def _check_topic(self, consumer: Consumer) -> None:
-        topics = consumer.list_topics(self.topic, timeout=_METADATA_TIMEOUT_S).topics
+    def _check_topic(self, consumer: Consumer, timeout_s: float) -> None:
+        topics = consumer.list_topics(self.topic, timeout=timeout_s).topics
         metadata = topics.get(self.topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             raise RuntimeError(
@@ -271,11 +272,12 @@ class PauseReader:
 class PauseFollower:
     """Follows every queue's pauses on a thread, for the engine worker's shards.
 
-    The constructor reads the topic to its end (at most ``catch_up_s``), so shards
-    restored afterwards know the pauses before their timers fire. :attr:`table` is
-    written by the thread and read by shards (one dict item at a time: no lock).
-    A missing topic is logged and looked for again: without it no pause is known,
-    and timeouts behave as if nothing were paused.
+    :attr:`table` exists from the start (empty); :meth:`start` reads the topic to its
+    end (each step bounded by ``catch_up_s``) before it returns, so shards started
+    afterwards know the pauses before their timers fire, then follows it on a
+    thread. The table is written by that thread and read by shards (one dict item at
+    a time: no lock). A missing topic is logged and looked for again: without it no
+    pause is known, and timeouts behave as if nothing were paused.
     """
 
     def __init__(
@@ -291,17 +293,23 @@ class PauseFollower:
             client_id="activity-pauses-engine",
         )
         self.table = self._reader.table
+        self._catch_up_s = catch_up_s
         self._interval_s = interval_s
         self._stop = threading.Event()
+        self._open = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Read the topic to its end (bounded), then follow it on a thread."""
         self._open = self._try_open()
-        if self._open and not self._reader.catch_up(catch_up_s):
-            log.warning("%s not read to its end in %.0fs", layout.activity_pauses, catch_up_s)
+        if self._open and not self._reader.catch_up(self._catch_up_s):
+            log.warning("%s not read to its end in %.0fs", self._reader.topic, self._catch_up_s)
         self._thread = threading.Thread(target=self._follow, name="activity-pauses", daemon=True)
         self._thread.start()
 
     def _try_open(self) -> bool:
         try:
-            self._reader.open()
+            self._reader.open(self._catch_up_s)
         except (RuntimeError, KafkaException) as exc:
             log.warning("activity-type pauses not followed yet: %s", exc)
             return False
@@ -322,7 +330,10 @@ class PauseFollower:
     def close(self) -> None:
         """Stop following."""
         self._stop.set()
-        self._thread.join(5)
+        if self._thread is not None:
+            self._thread.join(5)
+        else:
+            self._reader.close()
 
 
 def write_pause(kafka: Mapping[str, Any], layout: TopicLayout, record: ActivityPause) -> None:

@@ -135,6 +135,7 @@ class EngineWorker(BackgroundRunner):
 
     def run(self, stop: threading.Event) -> None:
         try:
+            self.pauses.start()  # before any shard: its timers must know the pauses
             self.processor.run(stop)
         finally:
             self.local_activities.close()

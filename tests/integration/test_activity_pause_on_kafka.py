@@ -9,6 +9,7 @@ activity worker reads the pause before it starts any task.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -25,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 
 from orchestrator import activity, workflow
 from orchestrator.cli import main
-from orchestrator.client import Client
+from orchestrator.client import AsyncClient, Client
 from orchestrator.devstack import providers
 from orchestrator.engine import events as ev
 from orchestrator.log.topics import TopicLayout, ensure_topics
@@ -188,3 +189,25 @@ def test_a_pause_survives_an_activity_worker_restart(deployment: Deployment) -> 
         assert handle.result(timeout=15) == f"b:{tag} a:{tag}"
     assert calls(f"a/{tag}") == 1 and calls(f"b/{tag}") == 1
     assert _attempt_events(d, f"restart-{tag}") == []
+
+
+def test_the_async_client_pauses_lists_and_unpauses(deployment: Deployment) -> None:
+    d = deployment
+    queue = f"pausable-async-{uuid.uuid4().hex[:6]}"
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        client = await AsyncClient.connect(d.kafka_config, layout=d.layout)
+        try:
+            record = await client.pause_activity_type(queue, "actpause.b", reason="r",
+                                                      operator="async-ops")
+            assert record.paused and record.operator == "async-ops"
+            during = [p.activity_type for p in await client.paused_activity_types(queue)]
+            seen_sync = [p.activity_type for p in d.client.paused_activity_types(queue)]
+            await client.unpause_activity_type(queue, "actpause.b")
+            after = [p.activity_type for p in await client.paused_activity_types(queue)]
+        finally:
+            await client.close()
+        return during, seen_sync, after
+
+    during, seen_sync, after = asyncio.run(scenario())
+    assert during == ["actpause.b"] and seen_sync == ["actpause.b"] and after == []
