@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from confluent_kafka import KafkaException
 
 from orchestrator.config import Settings
 from orchestrator.log.topics import TopicLayout
@@ -160,7 +161,10 @@ def _register_describe(queue: click.Group, layout_of: Callable[[Settings], Topic
 
         settings = Settings.from_env()
         layout = layout_of(settings)
-        config = read_configs(settings.kafka_config(), layout).get(name)
+        try:
+            config = read_configs(settings.kafka_config(), layout).get(name)
+        except KafkaException:  # no flow-control topic: no queue is flow-controlled
+            config = None
         paused = read_pauses(settings.kafka_config(), layout, name)
         if config is None and not paused:
             raise click.ClickException(

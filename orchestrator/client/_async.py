@@ -401,13 +401,18 @@ class AsyncClient:
     async def paused_activity_types(self, task_queue: str | None = None) -> list[ActivityPause]:
         """The activity types paused now (of one queue, or of every queue)."""
         topic = self.layout.activity_pauses
-        reader = AIOKafkaConsumer(**self._options, group_id=None, enable_auto_commit=False)
+        reader = AIOKafkaConsumer(
+            **self._options, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         await reader.start()
         try:
             tp = TopicPartition(topic, 0)
             reader.assign([tp])
             end = (await reader.end_offsets([tp]))[tp]
-            await reader.seek_to_beginning(tp)
+            # an explicit offset: seek_to_beginning() can lose a race with the reset
+            # the assignment starts, and leave the reader at the end
+            reader.seek(tp, (await reader.beginning_offsets([tp]))[tp])
             records: list[ActivityPause] = []
             while await reader.position(tp) < end:
                 batch = await reader.getmany(tp, timeout_ms=1000)
