@@ -93,7 +93,7 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(kafka: providers.KafkaHandle) -> Iterator[Deployment]:
-    config = {"bootstrap.servers": kafka.bootstrap_servers}
+    config: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers}
     prefix = f"t{uuid.uuid4().hex[:10]}"
     layout = TopicLayout(prefix=prefix, shards=SHARDS)
     ensure_topics(AdminClient(config), layout, [QUEUE, RESTART_QUEUE])

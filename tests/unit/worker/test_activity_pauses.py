@@ -31,15 +31,14 @@ def test_held_tasks_keep_arrival_order_per_type() -> None:
 
 def test_held_tasks_report_full_at_the_bound_and_never_drop() -> None:
     held: HeldTasks[int] = HeldTasks(max_held=3)
-    held.hold("a", 1)
-    held.hold("a", 2)
-    assert not held.full
-    held.hold("a", 3)
-    assert held.full
-    held.hold("a", 4)  # the caller stops fetching; nothing is dropped meanwhile
-    assert len(held) == 4 and held.full
+    full: list[bool] = []
+    for n in (1, 2, 3, 4):  # at 4 the caller has stopped fetching; nothing is dropped
+        held.hold("a", n)
+        full.append(held.full)
+    assert full == [False, False, True, True] and len(held) == 4
     assert held.release("a") == [1, 2, 3, 4]
-    assert not held.full
+    full.append(held.full)
+    assert full[-1] is False
 
 
 def test_held_tasks_discard_keeps_the_rest_in_order() -> None:
