@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from confluent_kafka.admin import AdminClient
@@ -34,6 +35,7 @@ from orchestrator.metrics import SagaMetrics
 from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
 from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
+from tests.integration.http_helpers import ADMIN_TOKEN, READ_TOKEN, bearer, running_api
 
 pytestmark = pytest.mark.integration
 SHARDS = 2
@@ -211,3 +213,27 @@ def test_the_async_client_pauses_lists_and_unpauses(deployment: Deployment) -> N
 
     during, seen_sync, after = asyncio.run(scenario())
     assert during == ["actpause.b"] and seen_sync == ["actpause.b"] and after == []
+
+
+def test_the_http_routes_pause_list_and_unpause(deployment: Deployment) -> None:
+    d = deployment
+    queue = f"pausable-http-{uuid.uuid4().hex[:6]}"
+    body = {"task_queue": queue, "activity_type": "actpause.a", "reason": "bank down"}
+
+    async def scenario() -> tuple[Any, Any, Any, Any]:
+        async with (
+            running_api(d.kafka_config, d.layout.prefix) as url,
+            httpx.AsyncClient(base_url=url, timeout=20, headers=bearer(ADMIN_TOKEN)) as http,
+        ):
+            paused = (await http.post("/v1/activities/pause", json=body)).json()
+            listed = (await http.get(f"/v1/activities/paused?task_queue={queue}",
+                                     headers=bearer(READ_TOKEN))).json()
+            await http.post("/v1/activities/unpause", json=body)
+            after = (await http.get(f"/v1/activities/paused?task_queue={queue}")).json()
+            return paused, listed, after, d.client.paused_activity_types(queue)
+
+    paused, listed, after, from_client = asyncio.run(scenario())
+    assert paused["paused"] is True and paused["operator"].startswith("http ")
+    assert [p["activity_type"] for p in listed["paused"]] == ["actpause.a"]
+    assert listed["paused"][0]["reason"] == "bank down"
+    assert after == {"paused": []} and from_client == []
