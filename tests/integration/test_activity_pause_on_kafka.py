@@ -41,6 +41,7 @@ pytestmark = pytest.mark.integration
 SHARDS = 2
 QUEUE = "pausable"
 RESTART_QUEUE = "pausable-restart"
+BOUNDED_QUEUE = "pausable-bounded"
 FAST = ActivityWorkerOptions(group_watch_interval_s=None, session_timeout_ms=6000,
                              drain_timeout_s=5.0)
 
@@ -98,7 +99,7 @@ def deployment(kafka: providers.KafkaHandle) -> Iterator[Deployment]:
     config: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers}
     prefix = f"t{uuid.uuid4().hex[:10]}"
     layout = TopicLayout(prefix=prefix, shards=SHARDS)
-    ensure_topics(AdminClient(config), layout, [QUEUE, RESTART_QUEUE])
+    ensure_topics(AdminClient(config), layout, [QUEUE, RESTART_QUEUE, BOUNDED_QUEUE])
     options = ProcessorOptions(worker_id=f"{prefix}-engine", transaction_timeout_ms=5000)
     metrics = SagaMetrics()
     with (
@@ -237,3 +238,23 @@ def test_the_http_routes_pause_list_and_unpause(deployment: Deployment) -> None:
     assert [p["activity_type"] for p in listed["paused"]] == ["actpause.a"]
     assert listed["paused"][0]["reason"] == "bank down"
     assert after == {"paused": []} and from_client == []
+
+
+def test_a_full_held_buffer_stops_fetching_until_the_unpause(deployment: Deployment) -> None:
+    d = deployment
+    queue = BOUNDED_QUEUE
+    d.client.pause_activity_type(queue, "actpause.a", reason="bounded")
+    first, second = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+    options = ActivityWorkerOptions(group_watch_interval_s=None, session_timeout_ms=6000,
+                                    drain_timeout_s=5.0, max_held=1)
+    with ActivityWorker(d.kafka_config, queue, [a, b], layout=d.layout,
+                        options=options) as worker:
+        one = d.client.start(flow, Req(first, queue), id=f"bounded-{first}", task_queue=queue)
+        _wait(lambda: worker.held().get("actpause.a") == 1, 15, "the first run's A held")
+        two = d.client.start(flow, Req(second, queue), id=f"bounded-{second}", task_queue=queue)
+        time.sleep(1.5)
+        assert calls(f"b/{second}") == 0  # max_held reached: the queue is not fetched
+        d.client.unpause_activity_type(queue, "actpause.a")
+        assert one.result(timeout=15) == f"b:{first} a:{first}"
+        assert two.result(timeout=15) == f"b:{second} a:{second}"
+    assert [calls(f"{k}/{t}") for t in (first, second) for k in "ab"] == [1, 1, 1, 1]
