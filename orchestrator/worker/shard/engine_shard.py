@@ -404,6 +404,11 @@ class EngineShard:
             return self._repair(execution, command, ce_id, now_ms)
         if not execution.is_open:
             return self._reply_closed(command, ce_id, execution)
+        if self._executor(execution) is None:
+            # parked by its replay just now (say, a version this worker lacks): the
+            # command is kept in the DLQ, for a redrive once the run can go on
+            self.stats.dead_lettered += 1
+            return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
         out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
         if isinstance(command, rec.ActivityHeartbeat) and _beats_running(execution, command):
             self.heartbeats.record(command, now_ms)
