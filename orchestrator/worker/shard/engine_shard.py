@@ -654,6 +654,7 @@ class EngineShard:
         version = pinned_version(events) or execution.workflow_version
         definition = self.workflows.get_version(execution.workflow_type, version)
         if definition is None:
+            execution.workflow_version = version
             self._park(execution, missing_version(self.workflows, execution.workflow_type, version))
             return None
         execution.workflow_version = definition.version
@@ -1185,6 +1186,7 @@ class EngineShard:
             if previous is not None
             else None,
             repairs=repair_notes(events),
+            workflow_version=pinned_version(events) or execution.workflow_version or 1,
         )
         execution.snapshot = snapshot
         encoded = self.wire.encode_snapshot(snapshot)

@@ -83,6 +83,7 @@ def execution_of(snapshot: rec.WorkflowSnapshot, traceparent: str | None = None)
         start_request_id=snapshot.start_request_id,
         start_run_id=snapshot.start_run_id,
         traceparent=traceparent,
+        workflow_version=snapshot.workflow_version,
     )
 
 
