@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def definitions(
-    workflows: Iterable[Callable[..., Any] | type[Any] | WorkflowDefinition],
+    workflows: Iterable[Callable[..., Any] | type[Any] | WorkflowDefinition] | WorkflowRegistry,
 ) -> WorkflowRegistry:
     """The workflow definitions by type name and version; the same name and version
     twice is a DefinitionError (several versions of one type are held side by side)."""
@@ -50,7 +50,8 @@ class EngineWorker(BackgroundRunner):
         self,
         kafka_config: dict[str, Any],
         layout: TopicLayout,
-        workflows: Iterable[Callable[..., Any] | type[Any] | WorkflowDefinition],
+        workflows: Iterable[Callable[..., Any] | type[Any] | WorkflowDefinition]
+        | WorkflowRegistry,
         *,
         build_id: str = "",
         retention_ms: int = DEFAULT_RETENTION_MS,
