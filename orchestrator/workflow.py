@@ -352,7 +352,7 @@ def defn(
     """
 
     def deco(t: C) -> C:
-        wname = name or getattr(t, "__name__", "")
+        wname: str = name or str(getattr(t, "__name__", ""))
         d = (
             _from_class(t, wname, version)
             if isinstance(t, type)
