@@ -136,9 +136,9 @@ class Replayer:
         wtype, version = events[0].workflow_type, events[0].workflow_version
         d = self._defs.get_version(wtype, version)  # the version the run was pinned to
         if d is None:
+            which = f" version {version}" if self._defs.versions(wtype) else ""
             raise NotFoundError(
-                f"no workflow {wtype!r} version {version} registered; "
-                f"have {self._defs.describe()}"
+                f"no workflow {wtype!r}{which} registered; have {self._defs.describe()}"
             )
         executor = WorkflowExecutor(d, events, converter=self._conv, guard=self._guard)
         tail = executor.apply([], events[-1].time).events
