@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -25,6 +26,8 @@ from confluent_kafka.admin import AdminClient
 
 from orchestrator.client import Client
 from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.visibility.projector import Projector
+from orchestrator.visibility.store import VisibilityStore
 from tests.integration import version_sagas_v1
 from tests.integration.saga_process import saga_env, spawn_saga
 
@@ -92,8 +95,23 @@ def workers(kafka_config: dict[str, Any], layout: TopicLayout, tmp_path: Path) -
         found.close()
 
 
+def listed_versions(database: str) -> dict[str, tuple[str, int]]:
+    """workflow id -> (status, version) of the ``ver.pay`` rows the store lists."""
+
+    async def fetch() -> dict[str, tuple[str, int]]:
+        async with VisibilityStore(database) as store:
+            rows, _ = await store.list_runs(workflow_type="ver.pay", limit=1000)
+            return {r.workflow_id: (r.status, r.workflow_version) for r in rows}
+
+    return asyncio.run(fetch())
+
+
 def test_runs_before_a_deploy_finish_on_v1_and_runs_after_it_on_v2_across_a_kill9(
-    client: Client, workers: Workers
+    client: Client,
+    workers: Workers,
+    kafka_config: dict[str, Any],
+    layout: TopicLayout,
+    database: str,
 ) -> None:
     old = [f"old-{i}" for i in range(RUNS)]
     new = [f"new-{i}" for i in range(RUNS)]
@@ -122,6 +140,13 @@ def test_runs_before_a_deploy_finish_on_v1_and_runs_after_it_on_v2_across_a_kill
     }
     versions = {w: client.get_handle(w).describe(timeout=30).workflow_version for w in old + new}
     assert versions == {**dict.fromkeys(old, 1), **dict.fromkeys(new, 2)}
+    # and what `saga list` / GET /v1/workflows read: the projection of the same log
+    expected = {**{w: ("COMPLETED", 1) for w in old}, **{w: ("COMPLETED", 2) for w in new}}
+    with Projector(database, kafka_config, layout):
+        deadline = time.monotonic() + 30
+        while (found := listed_versions(database)) != expected:
+            assert time.monotonic() < deadline, found
+            time.sleep(0.3)
 
 
 def test_a_run_of_a_version_no_worker_holds_is_parked_until_one_does(
