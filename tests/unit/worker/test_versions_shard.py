@@ -113,3 +113,49 @@ def test_a_command_that_finds_the_version_missing_parks_the_run_and_is_kept(
     h.run(advance_ms=2 * DAY_MS)
     h.run(advance_ms=DAY_MS)
     assert h.results() == {"sig": "v2 paid 1"}
+
+
+@workflow.defn(name="unit.cycle")
+async def cycle_v1(ctx: workflow.WorkflowContext, n: int) -> str:
+    if n == 0:
+        ctx.continue_as_new(1, version=3)  # a version no worker holds yet
+    return f"v1 at {n}"
+
+
+@workflow.defn(name="unit.cycle", version=3)
+async def cycle_v3(ctx: workflow.WorkflowContext, n: int) -> str:
+    return f"v3 at {n}"
+
+
+def test_a_reset_run_stays_on_the_version_of_the_run_it_came_from(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "state", [pay_v1])
+    h.start("r", "unit.pay", 4)
+    h.commit()
+    redeploy(h, [pay_v1, pay_v2])
+    h.send(rec.ResetWorkflow(workflow_id="r", reason="why not", operator="ops",
+                             request_id="reset-1", event_seq=1))
+    h.commit()
+    reply = next(r for r in h.replies if r.correlation_id == "reset-1")
+    assert reply.ok, reply.error
+    h.run(advance_ms=2 * DAY_MS)
+    assert h.results() == {"r": "v1 paid 4"}
+    execution = h.shard.executions.get("r")
+    assert execution is not None and execution.run_id == reply.run_id
+    assert execution.snapshot is not None and execution.snapshot.workflow_version == 1
+
+
+def test_continue_as_new_onto_a_version_not_held_parks_until_a_worker_holds_it(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path / "state", [cycle_v1])
+    h.start("cy", "unit.cycle", 0)
+    h.commit()
+    h.run()
+    execution = h.shard.executions.get("cy")
+    assert execution is not None and execution.parked is not None
+    assert "its next run is waiting for version 3 of workflow type 'unit.cycle'" in (
+        execution.parked
+    )
+    redeploy(h, [cycle_v1, cycle_v3])
+    h.run()
+    assert h.results() == {"cy": "v3 at 1"}
