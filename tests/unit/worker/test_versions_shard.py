@@ -159,3 +159,22 @@ def test_continue_as_new_onto_a_version_not_held_parks_until_a_worker_holds_it(
     redeploy(h, [cycle_v1, cycle_v3])
     h.run()
     assert h.results() == {"cy": "v3 at 1"}
+
+
+def test_a_restore_from_the_log_parks_a_sleeping_run_of_a_missing_version_at_once(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path / "state", [pay_v1])
+    for i in range(10):
+        h.start(f"s-{i}", "unit.pay", i)
+    h.commit()
+    h.stop()
+    fresh = Harness(tmp_path / "elsewhere", [pay_v2])  # a new disk, without version 1
+    fresh.history = h.history
+    fresh.commands_offset = h.commands_offset
+    fresh.restore()
+    fresh.run()  # no timer is due: the restore's recovery finds them
+    for i in range(10):
+        execution = fresh.shard.executions.get(f"s-{i}")
+        assert execution is not None and execution.parked is not None, i
+        assert "waiting for version 1" in execution.parked
