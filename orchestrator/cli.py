@@ -304,7 +304,7 @@ def worker(
                 metrics=metrics,
             ).start()
         )
-        log.info("engine worker running workflows %s", sorted(found.workflows))
+        log.info("engine worker running workflows %s", found.workflows.describe())
     activity_workers: list[ActivityWorker] = []
     for queue in task_queues:
         if not found.activities:
@@ -426,7 +426,7 @@ def _engine_worker(
     return EngineWorker(
         settings.kafka_config(),
         layout,
-        found.workflows.values(),
+        found.workflows,
         build_id=build_id,
         options=options,
         activities=found.activities,
@@ -875,7 +875,7 @@ def replay(workflow_id: str, modules: tuple[str, ...], run_id: str | None) -> No
     workflows = discover(modules).workflows
     # schedule and batch runs replay without naming a module: every engine hosts them
     builtin = {SCHEDULE_WORKFLOW: ScheduleWorkflow, BATCH_WORKFLOW: BatchWorkflow}
-    replayer = Replayer(workflows=[*workflows.values(), *(
+    replayer = Replayer(workflows=[*workflows.all(), *(
         cls for name, cls in builtin.items() if name not in workflows)])
     try:
         result = replayer.replay(found.events)

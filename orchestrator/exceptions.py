@@ -96,10 +96,13 @@ class WorkflowControl(BaseException):
 class ContinueAsNew(WorkflowControl):
     """Ends the run and starts a fresh one of the same workflow with new arguments."""
 
-    def __init__(self, args: tuple[Any, ...], workflow: str | None = None) -> None:
+    def __init__(
+        self, args: tuple[Any, ...], workflow: str | None = None, version: int | None = None
+    ) -> None:
         super().__init__("continue as new")
         self.args = args
         self.workflow = workflow
+        self.version = version
 
 
 class WorkflowTaskError(BaseException):

@@ -64,6 +64,7 @@ from orchestrator.engine.inputs import (
     StartWorkflow,
     TerminateWorkflow,
 )
+from orchestrator.engine.registry import WorkflowRegistry
 from orchestrator.engine.replayer import (
     Replayer,
     ReplayResult,
@@ -147,10 +148,7 @@ class WorkflowEnvironment:
         guard: GuardMode = "raise",
         check_replay: bool = True,
     ) -> None:
-        self._defs: dict[str, WorkflowDefinition] = {}
-        for w in workflows:
-            d = definition_of(w)
-            self._defs[d.name] = d
+        self._defs = WorkflowRegistry(workflows)
         self._acts: dict[str, ActivityDefinition] = {}
         for a in activities:
             ad = activity_api.definition_of(a)
@@ -193,10 +191,10 @@ class WorkflowEnvironment:
     # --- starting -----------------------------------------------------------------------
 
     def register(self, *workflows: Any) -> None:
-        """Register more workflow definitions (for child workflows by name)."""
+        """Register more workflow definitions (for child workflows by name); several
+        versions of one type are held side by side, new runs start on the newest."""
         for w in workflows:
-            d = definition_of(w)
-            self._defs[d.name] = d
+            self._defs.add(w)
 
     @overload
     async def start_workflow(
@@ -212,13 +210,17 @@ class WorkflowEnvironment:
         self, workflow: Any, *args: Any, id: str | None = None,
         task_queue: str = "default",
     ) -> WorkflowHandle[Any]:
-        """Start a run; nothing beyond its first step runs until you wait on something."""
+        """Start a run; nothing beyond its first step runs until you wait on something.
+
+        The run starts on the version of ``workflow`` given (a workflow type's name is
+        not accepted here: pass the definition whose version you mean)."""
         d = definition_of(workflow)
-        self._defs.setdefault(d.name, d)
+        if self._defs.get_version(d.name, d.version) is None:
+            self._defs.add(d)
         wid = id or f"{d.name}-{next(self._ids)}"
         start = StartWorkflow(
             workflow_id=wid, run_id=f"{wid}-run-{next(self._ids)}", workflow_type=d.name,
-            task_queue=task_queue, args=self._conv.to_payloads(args),
+            task_queue=task_queue, args=self._conv.to_payloads(args), workflow_version=d.version,
         )
         self._start(start, None)
         return WorkflowHandle(self, wid, start.run_id, d)
@@ -240,10 +242,13 @@ class WorkflowEnvironment:
         return await handle.result()
 
     def _start(self, start: StartWorkflow, parent: tuple[str, int] | None) -> None:
-        d = self._defs.get(start.workflow_type)
+        d = self._defs.get_version(start.workflow_type, start.workflow_version)
         if d is None:
+            wanted = start.workflow_type
+            if start.workflow_version is not None:
+                wanted += f" version {start.workflow_version}"
             raise NotFoundError(
-                f"unknown workflow {start.workflow_type!r}; registered: {sorted(self._defs)}"
+                f"unknown workflow {wanted!r}; registered: {self._defs.describe()}"
             )
         ex = WorkflowExecutor(d, build_id=self._build_id, converter=self._conv,
                               guard=self._guard)
@@ -315,7 +320,13 @@ class WorkflowEnvironment:
         started = history[0]
         if not isinstance(started, ev.WorkflowStarted):
             raise NonDeterminismError("history must begin with WorkflowStarted")
-        ex = WorkflowExecutor(self._defs[started.workflow_type], history,
+        d = self._defs.get_version(started.workflow_type, started.workflow_version)
+        if d is None:  # the version the run was pinned to
+            raise NotFoundError(
+                f"no workflow {started.workflow_type!r} version {started.workflow_version} "
+                f"registered; have {self._defs.describe()}"
+            )
+        ex = WorkflowExecutor(d, history,
                               build_id=self._build_id, converter=self._conv, guard=self._guard)
         extra = ex.apply([], history[-1].time).events
         if extra:

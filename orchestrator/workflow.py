@@ -97,6 +97,8 @@ class WorkflowInfo:
     parent_workflow_id: str | None = None
     parent_run_id: str | None = None
     continued_from_run_id: str | None = None
+    #: the version of the workflow type's definition this run is pinned to
+    workflow_version: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +186,10 @@ class HandlerSpec:
 
 @dataclass(frozen=True, slots=True)
 class WorkflowDefinition:
-    """A validated workflow: name, run callable, input/return hints, handlers."""
+    """A validated workflow: name, version, run callable, input/return hints, handlers.
+
+    ``version`` tells definitions of one workflow type apart: a worker may hold several,
+    new runs start on the newest and each run stays on the one it started on."""
 
     name: str
     run: Callable[..., Awaitable[Any]]
@@ -194,6 +199,7 @@ class WorkflowDefinition:
     signals: Mapping[str, HandlerSpec] = field(default_factory=dict)
     queries: Mapping[str, HandlerSpec] = field(default_factory=dict)
     updates: Mapping[str, HandlerSpec] = field(default_factory=dict)
+    version: int = 1
 
 
 # --- validation ---------------------------------------------------------------------
@@ -240,14 +246,24 @@ def _handler(
     return HandlerSpec(name, fn, arg_types, ret, is_async, attr)
 
 
-def _from_function(fn: Callable[..., Any], name: str) -> WorkflowDefinition:
+def _check_version(version: object, problems: list[str]) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**31:
+        problems.append(f"version must be a whole number from 1 to 2**31-1, not {version!r}")
+        return 1
+    return version
+
+
+def _from_function(fn: Callable[..., Any], name: str, version: object) -> WorkflowDefinition:
     problems: list[str] = []
+    number = _check_version(version, problems)
     if not inspect.iscoroutinefunction(fn):
         problems.append("the workflow function must be 'async def'")
     arg_types, ret = _params(fn, 1, problems, "workflow function (first parameter: ctx)")
     if problems:
         raise DefinitionError(name, problems)
-    return WorkflowDefinition(name=name, run=fn, arg_types=arg_types, return_type=ret)
+    return WorkflowDefinition(
+        name=name, run=fn, arg_types=arg_types, return_type=ret, version=number
+    )
 
 
 def _collect_class_handlers(
@@ -275,8 +291,9 @@ def _collect_class_handlers(
     return runs, specs, validators
 
 
-def _from_class(cls: type[Any], name: str) -> WorkflowDefinition:
+def _from_class(cls: type[Any], name: str, version: object) -> WorkflowDefinition:
     problems: list[str] = []
+    number = _check_version(version, problems)
     runs, specs, validators = _collect_class_handlers(cls, problems)
     if len(runs) != 1:
         problems.append(f"expected exactly one @workflow.run method, found {len(runs)}")
@@ -314,22 +331,33 @@ def _from_class(cls: type[Any], name: str) -> WorkflowDefinition:
         signals=specs["signal"],
         queries=specs["query"],
         updates=updates,
+        version=number,
     )
 
 
 @overload
 def defn(target: C, /) -> C: ...
 @overload
-def defn(*, name: str | None = None) -> Callable[[C], C]: ...
-def defn(target: C | None = None, /, *, name: str | None = None) -> C | Callable[[C], C]:
+def defn(*, name: str | None = None, version: int = 1) -> Callable[[C], C]: ...
+def defn(
+    target: C | None = None, /, *, name: str | None = None, version: int = 1
+) -> C | Callable[[C], C]:
     """Declare a workflow: an ``async def f(ctx, ...)`` or a class with ``@run``.
+
+    ``version`` (default 1): a worker may hold several versions of one ``name`` side by
+    side; new runs start on the newest, and a run stays on the version it started on
+    until it ends or continues as new (docs/concepts.md, "Versioning").
 
     The whole definition is checked now; one DefinitionError lists every problem.
     """
 
     def deco(t: C) -> C:
-        wname = name or getattr(t, "__name__", "")
-        d = _from_class(t, wname) if isinstance(t, type) else _from_function(t, wname)  # type: ignore[arg-type]
+        wname: str = name or str(getattr(t, "__name__", ""))
+        d = (
+            _from_class(t, wname, version)
+            if isinstance(t, type)
+            else _from_function(t, wname, version)  # type: ignore[arg-type]
+        )
         setattr(t, _DEFN_ATTR, d)
         return t
 
@@ -689,9 +717,14 @@ class WorkflowContext(ABC):
         (ChildWorkflowError if its start is refused, say its id is in use). Options as
         for :meth:`execute_child_workflow`."""
 
-    def continue_as_new(self, *args: Any, workflow: str | None = None) -> NoReturn:
-        """End this run and start a fresh one (same id, empty history) with ``args``."""
-        raise ContinueAsNew(args, workflow)
+    def continue_as_new(
+        self, *args: Any, workflow: str | None = None, version: int | None = None
+    ) -> NoReturn:
+        """End this run and start a fresh one (same id, empty history) with ``args``.
+
+        The next run starts on the newest version of its type that the worker holds,
+        or on ``version`` if given (a version no worker holds leaves it parked)."""
+        raise ContinueAsNew(args, workflow, version)
 
     @abstractmethod
     def patched(self, change_id: str) -> bool:

@@ -201,6 +201,11 @@ class WorkflowDescription:
     memo: dict[str, Any] = field(default_factory=dict)
     paused: PauseInfo | None = None
     repairs: list[RepairInfo] = field(default_factory=list)
+    #: the version of the type's definition the run started on and is pinned to
+    workflow_version: int = 1
+    #: why the engine cannot drive the run (say, no worker holds its version); None
+    #: when it can
+    parked: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -566,6 +571,8 @@ class CommandBuilder:
                 )
                 for n in snapshot.repairs
             ],
+            workflow_version=snapshot.workflow_version,
+            parked=snapshot.parked,
         )
 
     def exception(self, failure: Failure) -> BaseException:

@@ -83,7 +83,7 @@ class EngineContext(WorkflowContext):
             workflow_id=s.workflow_id, run_id=s.run_id, workflow_type=s.workflow_type,
             task_queue=s.task_queue, start_time=datetime.fromtimestamp(s.time / 1000, UTC),
             parent_workflow_id=s.parent_workflow_id, parent_run_id=s.parent_run_id,
-            continued_from_run_id=s.continued_from_run_id,
+            continued_from_run_id=s.continued_from_run_id, workflow_version=s.workflow_version,
         )
         self._signals: dict[str, Handler] = {}
         self._queries: dict[str, Handler] = {}

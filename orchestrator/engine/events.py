@@ -183,6 +183,9 @@ class WorkflowStarted(Event):
     execution_deadline: int | None = None
     #: set when an operator's reset started this run (v3)
     reset: ResetOrigin | None = None
+    #: the version of the workflow type's definition the run is pinned to (v6; a run
+    #: recorded before versions existed reads as 1, the only version there was)
+    workflow_version: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -252,6 +255,8 @@ class WorkflowContinuedAsNew(DecisionEvent):
     input: list[Payload] = field(default_factory=list)
     #: the chain's execution deadline, for the next run (epoch ms)
     execution_deadline: int | None = None
+    #: the version the author asked the next run to start on; None: the newest (v6)
+    workflow_version: int | None = None
 
 
 # --- activities ------------------------------------------------------------------

@@ -365,6 +365,13 @@ class WorkflowExecutor:
                 "history must begin with WorkflowStarted",
                 seq=first.seq, expected="WorkflowStarted", actual=type(first).__name__,
             )
+        if first.workflow_version != self._defn.version:
+            raise NonDeterminismError(
+                f"the run started on version {first.workflow_version} of "
+                f"{first.workflow_type!r}; this definition is version {self._defn.version}",
+                seq=first.seq, expected=f"version {first.workflow_version}",
+                actual=f"version {self._defn.version}",
+            )
         while j.cursor < len(j.history):
             rec = j.history[j.cursor]
             if isinstance(rec, ev.DecisionEvent):
@@ -456,7 +463,7 @@ class WorkflowExecutor:
             random_seed=seed, parent_workflow_id=inp.parent_workflow_id,
             parent_run_id=inp.parent_run_id, continued_from_run_id=inp.continued_from_run_id,
             memo=dict(inp.memo), search_attributes=dict(inp.search_attributes),
-            execution_deadline=inp.execution_deadline,
+            execution_deadline=inp.execution_deadline, workflow_version=self._defn.version,
         )
 
     def _execution_timer(self) -> StartTimer | None:
@@ -714,6 +721,7 @@ class WorkflowExecutor:
             seq=j.next_seq(), time=j.now, build_id=j.build_id,
             new_run_id=new_run_id, workflow_type=wtype, task_queue=started.task_queue,
             input=args, execution_deadline=started.execution_deadline,
+            workflow_version=exc.version,
         )
         if self._finish(e):
             j.commands.append(ContinueAsNewRun(start=StartWorkflow(
@@ -722,7 +730,7 @@ class WorkflowExecutor:
                 parent_workflow_id=started.parent_workflow_id,
                 parent_run_id=started.parent_run_id, continued_from_run_id=started.run_id,
                 memo=dict(self.memo), search_attributes=dict(self.search_attributes),
-                execution_deadline=started.execution_deadline,
+                execution_deadline=started.execution_deadline, workflow_version=exc.version,
             )))
 
     def _finish(self, e: ev.DecisionEvent) -> bool:

@@ -53,6 +53,9 @@ class StartWorkflow:
     search_attributes: dict[str, Payload] = field(default_factory=dict)
     #: epoch ms at which the execution timeout cancels the workflow (None: never)
     execution_deadline: int | None = None
+    #: the version of the type's definition to start (recorded in WorkflowStarted);
+    #: None: the newest the worker holds
+    workflow_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

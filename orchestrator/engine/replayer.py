@@ -27,9 +27,9 @@ from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine import events as ev
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.guards import GuardMode
+from orchestrator.engine.registry import WorkflowRegistry
 from orchestrator.exceptions import NonDeterminismError, NotFoundError
 from orchestrator.status import WorkflowStatus
-from orchestrator.workflow import WorkflowDefinition, definition_of
 
 __all__ = ["ReplayResult", "Replayer", "history_from_json", "history_to_json"]
 
@@ -110,6 +110,8 @@ class ReplayResult:
     workflow_type: str
     events: int
     status: WorkflowStatus
+    #: the version of the type's definition the history was replayed with (its own)
+    workflow_version: int = 1
 
 
 class Replayer:
@@ -122,10 +124,7 @@ class Replayer:
         converter: DataConverter | None = None,
         guard: GuardMode = "raise",
     ) -> None:
-        self._defs: dict[str, WorkflowDefinition] = {}
-        for w in workflows:
-            d = definition_of(w)
-            self._defs[d.name] = d
+        self._defs = WorkflowRegistry(workflows)
         self._conv = converter
         self._guard: GuardMode = guard
 
@@ -134,10 +133,13 @@ class Replayer:
         events = history_from_json(history) if isinstance(history, str) else list(history)
         if not events or not isinstance(events[0], ev.WorkflowStarted):
             raise NonDeterminismError("a history must begin with WorkflowStarted")
-        wtype = events[0].workflow_type
-        d = self._defs.get(wtype)
+        wtype, version = events[0].workflow_type, events[0].workflow_version
+        d = self._defs.get_version(wtype, version)  # the version the run was pinned to
         if d is None:
-            raise NotFoundError(f"no workflow {wtype!r} registered; have {sorted(self._defs)}")
+            which = f" version {version}" if self._defs.versions(wtype) else ""
+            raise NotFoundError(
+                f"no workflow {wtype!r}{which} registered; have {self._defs.describe()}"
+            )
         executor = WorkflowExecutor(d, events, converter=self._conv, guard=self._guard)
         tail = executor.apply([], events[-1].time).events
         if tail and events[-1].__class__ in ev.TERMINAL_EVENTS:
@@ -145,4 +147,4 @@ class Replayer:
                 "the code issues commands after the recorded end of the run",
                 seq=tail[0].seq, expected="end of history", actual=type(tail[0]).__name__,
             )
-        return ReplayResult(wtype, len(events), executor.status)
+        return ReplayResult(wtype, len(events), executor.status, version)

@@ -90,6 +90,8 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
             }
             for r in d.repairs
         ],
+        "workflow_version": d.workflow_version,
+        "parked": d.parked,
     }
 
 

@@ -369,7 +369,7 @@ class RepairNote:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowSnapshot:
-    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v5``)."""
+    """Latest status of a workflow id (``<prefix>.history``, ``saga.history.snapshot.v6``)."""
 
     workflow_id: str
     run_id: str
@@ -396,6 +396,8 @@ class WorkflowSnapshot:
     COMPENSATING, since a pause holds the run where it is."""
     repairs: list[RepairNote] = field(default_factory=list)
     """Operators' repairs of the run's failed compensations, oldest first (v5)."""
+    workflow_version: int = 1
+    """The version of the type's definition the run is pinned to (v6; 1 before)."""
 
 
 # --- flow control (docs/flow-control.md) ---------------------------------------------

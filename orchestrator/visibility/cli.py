@@ -268,7 +268,7 @@ def _print_table(found: list[Any]) -> None:
         table.add_row(
             row.workflow_id,
             row.run_id[:8],
-            row.workflow_type,
+            f"{row.workflow_type} v{row.workflow_version}",
             row.status + (" (parked)" if row.parked else "") + (" (paused)" if row.paused else ""),
             row.start_time.isoformat(timespec="seconds"),
             row.close_time.isoformat(timespec="seconds") if row.close_time else "",

@@ -91,6 +91,7 @@ class RunState:
     paused: str | None = None
     build_ids: list[str] = field(default_factory=list)
     pending: dict[int, str] = field(default_factory=dict)
+    workflow_version: int = 1
 
     @property
     def key(self) -> RunKey:
@@ -189,6 +190,7 @@ def apply_event(
             history_length=event.seq,
             search_attributes=decode_values(event.search_attributes, decode),
             memo=decode_values(event.memo, decode),
+            workflow_version=event.workflow_version,
         )
     if event.seq <= state.history_length:
         return state  # already applied

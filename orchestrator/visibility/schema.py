@@ -44,6 +44,7 @@ COLUMNS: Final = (
     "build_ids",
     "shard",
     "updated_at",
+    "workflow_version",
 )
 """Columns of the runs table that readers see, in the order
 :class:`~orchestrator.visibility.store.RunRow` declares its fields. The table also
@@ -71,6 +72,7 @@ CREATE TABLE IF NOT EXISTS {runs} (
     parked             text,
     paused             text,
     build_ids          jsonb       NOT NULL DEFAULT '[]'::jsonb,
+    workflow_version   integer     NOT NULL DEFAULT 1,
     shard              integer     NOT NULL,
     pending_activities jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
     updated_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -78,6 +80,7 @@ CREATE TABLE IF NOT EXISTS {runs} (
 );
 ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS paused text;
 ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS build_ids jsonb NOT NULL DEFAULT '[]'::jsonb;
+ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS workflow_version integer NOT NULL DEFAULT 1;
 CREATE INDEX IF NOT EXISTS {by_build} ON {runs} USING gin (build_ids);
 CREATE INDEX IF NOT EXISTS {by_start} ON {runs} (start_time DESC, workflow_id DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS {by_status} ON {runs} (status, start_time DESC);

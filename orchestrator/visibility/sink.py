@@ -96,6 +96,7 @@ class RunsSink:
                 parked=r["parked"],
                 paused=r["paused"],
                 build_ids=list(r["build_ids"]),
+                workflow_version=r["workflow_version"],
                 pending={int(k): v for k, v in r["pending_activities"].items()},
             )
             found[state.key] = state
@@ -160,5 +161,6 @@ def _params(s: RunState) -> list[Any]:
         s.paused,
         Jsonb(s.build_ids),
         s.shard,
+        s.workflow_version,
         Jsonb({str(k): v for k, v in s.pending.items()}),
     ]

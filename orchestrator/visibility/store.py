@@ -54,7 +54,9 @@ class RunRow:
     ``parked`` says why a run cannot progress (non-determinism); ``paused``, while an
     operator has paused the run, who did and why (``"<operator>: <reason>"``);
     ``build_ids``: the build ids of the workers that made the run's decisions, in the
-    order they first did; ``shard`` is the history partition.
+    order they first did; ``shard`` is the history partition; ``workflow_version``:
+    the version of the type's definition the run started on and is pinned to (1 for
+    runs recorded before versions existed).
     """
 
     workflow_id: str
@@ -74,6 +76,7 @@ class RunRow:
     build_ids: list[str]
     shard: int
     updated_at: datetime
+    workflow_version: int = 1
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict: times as ISO 8601 strings with offset."""
@@ -95,6 +98,7 @@ class RunRow:
             "build_ids": self.build_ids,
             "shard": self.shard,
             "updated_at": _iso(self.updated_at),
+            "workflow_version": self.workflow_version,
         }
 
     @classmethod

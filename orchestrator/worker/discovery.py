@@ -7,17 +7,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.engine.registry import WorkflowRegistry
 from orchestrator.exceptions import DefinitionError
-from orchestrator.workflow import WorkflowDefinition, definition_of
+from orchestrator.workflow import definition_of
 
 _ACTIVITY_ATTR = "__activity_definition__"
 
 
 @dataclass
 class Discovered:
-    """Workflow definitions by type name, and decorated activity callables by module."""
+    """Workflow definitions by type name and version, and decorated activity callables."""
 
-    workflows: dict[str, WorkflowDefinition] = field(default_factory=dict)
+    workflows: WorkflowRegistry = field(default_factory=WorkflowRegistry)
     activities: list[Any] = field(default_factory=list)
 
 
@@ -34,8 +35,7 @@ def discover(module_names: Iterable[str]) -> Discovered:
                 if is_activity and value not in found.activities:
                     found.activities.append(value)
                 continue
-            known = found.workflows.get(definition.name)
-            if known is not None and known is not definition:
-                raise ValueError(f"workflow type {definition.name!r} is defined twice ({name})")
-            found.workflows[definition.name] = definition
+            # several versions of one type (in one module or several) are held side by
+            # side; the same name and version twice is a DefinitionError
+            found.workflows.add(definition)
     return found

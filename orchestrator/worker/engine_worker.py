@@ -15,6 +15,7 @@ from orchestrator.batch.spec import BATCH_WORKFLOW
 from orchestrator.batch.workflow import BatchWorkflow
 from orchestrator.config import DEFAULT_RETENTION_MS
 from orchestrator.converter import DataConverter
+from orchestrator.engine.registry import WorkflowRegistry, registry_of
 from orchestrator.flow.configs import FlowConfigWatcher
 from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import EngineMetrics
@@ -28,22 +29,17 @@ from orchestrator.worker.shard.gauges import EngineShardGauges
 from orchestrator.worker.shard.local_activities import DEFAULT_MAX_ATTEMPT_S, LocalActivities
 from orchestrator.worker.shard.processor import MetricsExporter, ProcessorOptions, ShardProcessor
 from orchestrator.worker.shard.store import ShardStore, StoreMemory, StoreOptions
-from orchestrator.workflow import WorkflowDefinition, definition_of
+from orchestrator.workflow import WorkflowDefinition
 
 log = logging.getLogger(__name__)
 
 
 def definitions(
-    workflows: Iterable[Callable[..., Any] | type[Any] | WorkflowDefinition],
-) -> dict[str, WorkflowDefinition]:
-    """Map workflow type names to definitions; duplicates are an error."""
-    found: dict[str, WorkflowDefinition] = {}
-    for item in workflows:
-        definition = item if isinstance(item, WorkflowDefinition) else definition_of(item)
-        if definition.name in found:
-            raise ValueError(f"workflow type {definition.name!r} is registered twice")
-        found[definition.name] = definition
-    return found
+    workflows: Iterable[Callable[..., Any] | type[Any] | WorkflowDefinition] | WorkflowRegistry,
+) -> WorkflowRegistry:
+    """The workflow definitions by type name and version; the same name and version
+    twice is a DefinitionError (several versions of one type are held side by side)."""
+    return registry_of(workflows)
 
 
 class EngineWorker(BackgroundRunner):
@@ -55,7 +51,8 @@ class EngineWorker(BackgroundRunner):
         self,
         kafka_config: dict[str, Any],
         layout: TopicLayout,
-        workflows: Iterable[Callable[..., Any] | type[Any] | WorkflowDefinition],
+        workflows: Iterable[Callable[..., Any] | type[Any] | WorkflowDefinition]
+        | WorkflowRegistry,
         *,
         build_id: str = "",
         retention_ms: int = DEFAULT_RETENTION_MS,
@@ -93,9 +90,11 @@ class EngineWorker(BackgroundRunner):
         self.workflows = definitions(workflows)
         # every engine worker hosts schedules (docs/schedules.md): the built-in
         # workflow, and the local activity its overlap policies stop firings with
-        self.workflows.setdefault(SCHEDULE_WORKFLOW, definition_of(ScheduleWorkflow))
+        if SCHEDULE_WORKFLOW not in self.workflows:
+            self.workflows.add(ScheduleWorkflow)
         # and batch jobs (docs/batch.md); their activities run on the saga.batch queue
-        self.workflows.setdefault(BATCH_WORKFLOW, definition_of(BatchWorkflow))
+        if BATCH_WORKFLOW not in self.workflows:
+            self.workflows.add(BatchWorkflow)
         self.stopper = RunStopper(kafka_config, layout)
         registered = activity_definitions(activities)
         registered.update(activity_definitions(self.stopper.activities()))

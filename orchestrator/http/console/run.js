@@ -141,6 +141,7 @@ function render(head, body, id, runId, described, history, say) {
       `Paused by ${paused.operator || "?"} since `, time(paused.since), paused.reason ? `: ${paused.reason}` : "") : null,
     h("dl", { class: "meta" },
       h("dt", {}, "type"), h("dd", {}, wf.workflow_type || row.workflow_type || (t.started && t.started.workflow_type) || "-"),
+      h("dt", {}, "version"), h("dd", { id: "version" }, String(wf.workflow_version || row.workflow_version || (t.started && t.started.workflow_version) || 1)),
       h("dt", {}, "run"), h("dd", { id: "run-of" }, runOf || "-"),
       h("dt", {}, "task queue"), h("dd", {}, wf.task_queue || row.task_queue || "-"),
       h("dt", {}, "started"), h("dd", {}, time(wf.start_time || row.start_time)),

@@ -196,4 +196,5 @@ def next_run_after(
         memo=dict(snapshot.memo),
         search_attributes=dict(snapshot.search_attributes),
         execution_deadline=last.execution_deadline,
+        workflow_version=last.workflow_version,
     )

@@ -40,6 +40,7 @@ from orchestrator.engine.children import parent_close_stops
 from orchestrator.engine.events import Event, Failure
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.failures import closing_failure
+from orchestrator.engine.registry import missing_version, pinned_version, registry_of
 from orchestrator.engine.status import WorkflowStatus as EngineStatus
 from orchestrator.engine.timer_fold import folded_timers
 from orchestrator.exceptions import NonDeterminismError
@@ -166,7 +167,7 @@ class EngineShard:
         self.partition = partition
         self._task_topic = task_topic or layout.task_queue
         self.layout = layout
-        self.workflows = workflows
+        self.workflows = registry_of(workflows)
         self.wire = wire
         self.store = store
         self.build_id = build_id
@@ -219,7 +220,10 @@ class EngineShard:
 
     def ingest(self, entries: Sequence[HistoryEntry]) -> None:
         """History records read by a restore, oldest first, into the store."""
-        ingest.ingest(self.store, self.wire, entries, self.retention_ms, self.workflows.keys())
+        ingest.ingest(
+            self.store, self.wire, entries, self.retention_ms, self.workflows.keys(),
+            known_versions=self.workflows.held(),
+        )
         self.timers.forget()  # the restore wrote index entries around them
         self.retention.expiries.forget()
 
@@ -306,7 +310,10 @@ class EngineShard:
         here."""
         if execution.executor is not None or execution.workflow_type not in self.workflows:
             return False
-        timers = folded_timers(self.executions.events(execution))
+        events = self.executions.events(execution)
+        if self.workflows.get_version(execution.workflow_type, pinned_version(events)) is None:
+            return False  # the replay parks it now, visibly, rather than when it wakes
+        timers = folded_timers(events)
         if timers is None:
             return False
         self.timers.replace_run(execution.workflow_id, execution.run_id, timers)
@@ -402,6 +409,11 @@ class EngineShard:
             return self._repair(execution, command, ce_id, now_ms)
         if not execution.is_open:
             return self._reply_closed(command, ce_id, execution)
+        if self._executor(execution) is None:
+            # parked by its replay just now (say, a version this worker lacks): the
+            # command is kept in the DLQ, for a redrive once the run can go on
+            self.stats.dead_lettered += 1
+            return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
         out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
         if isinstance(command, rec.ActivityHeartbeat) and _beats_running(execution, command):
             self.heartbeats.record(command, now_ms)
@@ -448,14 +460,14 @@ class EngineShard:
     def _new_run(
         self, start: rec.StartWorkflow, correlation: str, msg: InRecord, now: int
     ) -> list[OutRecord]:
-        definition = self.workflows.get(start.workflow_type)
+        definition = self.workflows.get_version(start.workflow_type)  # the newest
         if definition is None:
             # kept in the DLQ (`saga dlq redrive` after a deploy that has the type); a
             # waiting caller hears why at once instead of timing out
             self.stats.dead_lettered += 1
             reason = (
                 f"unknown workflow type {start.workflow_type!r}; this worker "
-                f"knows {sorted(self.workflows)}"
+                f"knows {self.workflows.describe()}"
             )
             refused = unknown_type_reply(start, correlation, reason)
             return [dead_letter(self.layout.dlq, msg, reason), self._reply(refused)]
@@ -473,6 +485,7 @@ class EngineShard:
             start_request_id=correlation,
             start_run_id=run_id,
             traceparent=self._trace_command,
+            workflow_version=definition.version,
         )
         self.executions.add(execution)
         self.stats.run_started(execution.workflow_type)
@@ -643,11 +656,15 @@ class EngineShard:
         """The live executor, replaying history if it was evicted; None if parked."""
         if execution.executor is not None:
             return execution.executor
-        definition = self.workflows.get(execution.workflow_type)
-        if definition is None:
-            self._park(execution, f"unknown workflow type {execution.workflow_type!r}")
-            return None
         events = self.executions.events(execution)
+        # a run stays on the version it started on: the one its WorkflowStarted records
+        version = pinned_version(events) or execution.workflow_version
+        definition = self.workflows.get_version(execution.workflow_type, version)
+        if definition is None:
+            execution.workflow_version = version
+            self._park(execution, missing_version(self.workflows, execution.workflow_type, version))
+            return None
+        execution.workflow_version = definition.version
         try:
             executor = self._replay(definition, events)
         except NonDeterminismError as exc:
@@ -816,9 +833,11 @@ class EngineShard:
         new_run_id = str(
             uuid.uuid5(_RUN_ID_NAMESPACE, f"{old.workflow_id}/reset/{msg.partition}/{msg.offset}")
         )
-        definition = self.workflows.get(old.workflow_type)
+        # the new run replays the old run's events: it stays on the old run's version
+        version = pinned_version(self.executions.events(old))
+        definition = self.workflows.get_version(old.workflow_type, version)
         if definition is None:
-            unknown = f"unknown workflow type {old.workflow_type!r} here"
+            unknown = missing_version(self.workflows, old.workflow_type, version) + " here"
             return [self._reply(reset_reply(command, correlation, old.run_id, unknown))]
         try:
             plan = plan_reset(
@@ -854,6 +873,7 @@ class EngineShard:
             start_request_id=old.start_request_id,
             start_run_id=old.start_run_id,
             traceparent=old.traceparent,
+            workflow_version=definition.version,
         )
         self.executions.add(new)
         self.stats.run_started(new.workflow_type)
@@ -958,6 +978,12 @@ class EngineShard:
         if start.workflow_type not in self.workflows:
             reason = f"its next run's workflow type {start.workflow_type!r} is unknown here"
             return None, [self._park_closed(previous, reason)]
+        definition = self.workflows.get_version(start.workflow_type, start.workflow_version)
+        if definition is None:  # the author asked for a version this worker lacks
+            reason = "its next run is " + missing_version(
+                self.workflows, start.workflow_type, start.workflow_version
+            )
+            return None, [self._park_closed(previous, reason)]
         previous.next_run = None
         self.executions.release_events(previous)  # on disk until retention
         execution = Execution(
@@ -970,6 +996,7 @@ class EngineShard:
             start_request_id=previous.start_request_id,
             start_run_id=previous.start_run_id,
             traceparent=previous.traceparent,
+            workflow_version=definition.version,
         )
         self.executions.add(execution)
         self.stats.run_started(execution.workflow_type)
@@ -1166,6 +1193,7 @@ class EngineShard:
             if previous is not None
             else None,
             repairs=repair_notes(events),
+            workflow_version=pinned_version(events) or execution.workflow_version or 1,
         )
         execution.snapshot = snapshot
         encoded = self.wire.encode_snapshot(snapshot)

@@ -57,6 +57,9 @@ class Execution:
     #: every record of the run's life, and of its next runs and children, joins its trace
     traceparent: str | None = None
     executor: WorkflowExecutor | None = None  # live while cached
+    #: the version of the type's definition the run is pinned to; None until known
+    #: (read from its WorkflowStarted when replayed; a new run takes the newest)
+    workflow_version: int | None = None
     generation: int = 0  # the latest generation that changed it
 
     @property
@@ -80,6 +83,7 @@ def execution_of(snapshot: rec.WorkflowSnapshot, traceparent: str | None = None)
         start_request_id=snapshot.start_request_id,
         start_run_id=snapshot.start_run_id,
         traceparent=traceparent,
+        workflow_version=snapshot.workflow_version,
     )
 
 

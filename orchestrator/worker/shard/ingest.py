@@ -44,11 +44,13 @@ class _Batch:
         wire: WireFormat,
         retention_ms: int,
         known_types: Collection[str] = (),
+        known_versions: Collection[tuple[str, int]] | None = None,
     ) -> None:
         self.store = store
         self.wire = wire
         self.retention_ms = retention_ms
         self.known_types = known_types
+        self.known_versions = known_versions
         self.puts: dict[bytes, bytes | None] = {}
         #: events of each run seen in this batch, in order: (workflow id, run id) -> entries
         self.runs: dict[tuple[str, str], list[tuple[int, HistoryEntry]]] = {}
@@ -140,6 +142,9 @@ class _Batch:
             return None
         if started.workflow_type not in self.known_types:
             return None  # the recovery parks a run of a type this build lacks
+        pinned = (started.workflow_type, started.workflow_version)
+        if self.known_versions is not None and pinned not in self.known_versions:
+            return None  # and a run of a version it lacks
         return folded_timers(decoded)
 
     def _superseded(self, workflow_id: str, run_id: str) -> None:
@@ -161,12 +166,15 @@ def ingest(
     entries: Sequence[HistoryEntry],
     retention_ms: int,
     known_types: Collection[str] = (),
+    *,
+    known_versions: Collection[tuple[str, int]] | None = None,
 ) -> None:
     """Apply history records (oldest first) to the store, with the checkpoint after them;
-    runs of ``known_types`` (the workflow types this build runs) may be folded."""
+    runs of ``known_types`` (the workflow types this build runs) may be folded, and when
+    ``known_versions`` is given, only runs pinned to one of its (type, version)."""
     if not entries:
         return
-    batch = _Batch(store, wire, retention_ms, known_types)
+    batch = _Batch(store, wire, retention_ms, known_types, known_versions)
     for entry in entries:
         if entry.key.endswith(_SNAPSHOT):
             workflow_id = entry.key[: -len(_SNAPSHOT)].decode()

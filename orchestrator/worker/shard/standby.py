@@ -10,10 +10,11 @@ to Kafka: every store write is derived from committed history and applied at onc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from orchestrator.engine.events import Event
 from orchestrator.engine.executor import WorkflowExecutor
+from orchestrator.engine.registry import WorkflowRegistry, pinned_version
 from orchestrator.engine.status import WorkflowStatus
 from orchestrator.engine.timer_fold import folded_timers
 from orchestrator.worker.shard.due import TimerIndex
@@ -33,7 +34,7 @@ class StandbyWarmer:
         view: StoreView,
         executions: ExecutionTable,
         timers: TimerIndex,
-        workflows: Mapping[str, WorkflowDefinition],
+        workflows: WorkflowRegistry,
         replay: Replay,
     ) -> None:
         self.view = view
@@ -63,10 +64,16 @@ class StandbyWarmer:
         execution = self.executions.get(workflow_id)
         if execution is None:
             return
-        definition = self.workflows.get(execution.workflow_type)
-        ready = execution.is_open and execution.parked is None and definition is not None
-        if ready and definition is not None:
+        ready = execution.is_open and execution.parked is None
+        definition = None
+        if ready:
             events = self.executions.events(execution)
+            # the version the run is pinned to; one this worker lacks is left to the
+            # owner's recovery after a promotion, which parks it
+            version = pinned_version(events)
+            definition = self.workflows.get_version(execution.workflow_type, version)
+            ready = definition is not None
+        if ready and definition is not None:
             timers = folded_timers(events)  # a sleeping run needs no replay
             if timers is None:
                 try:
