@@ -153,10 +153,13 @@ def test_console_operator_tools_stack_reset_repair_and_batch(
     shot(browser, "7-run-stack")
 
     # reset to an event picked in the timeline: the reserve step's completion
-    before = browser.find_element(By.ID, "run-of").text
-    picked = browser.find_element(By.CSS_SELECTOR, "#timeline li[data-type=ActivityCompleted]")
-    seq = picked.get_attribute("data-seq")
-    picked.find_element(By.CSS_SELECTOR, ".seq").click()
+    # (the live refresh redraws the page every second: read and click through retries)
+    before = waiting(browser).until(lambda d: d.find_element(By.ID, "run-of").text)
+    completed = "#timeline li[data-type=ActivityCompleted]"
+    seq = waiting(browser).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, completed).get_attribute("data-seq")
+    )
+    click(browser, f'#timeline li[data-seq="{seq}"] > .seq')
     assert browser.find_element(By.ID, "reset-event").get_attribute("value") == seq
     browser.find_element(By.ID, "reset-reason").send_keys("redo the wait")
     browser.find_element(By.ID, "reset").click()
@@ -175,6 +178,7 @@ def test_console_operator_tools_stack_reset_repair_and_batch(
     wait_for(browser, "#repair")
     assert not browser.find_elements(By.ID, "cancel")
     assert not browser.find_elements(By.ID, "stack")  # a closed run has no stack
+    # (a closed run is not refreshed: the repair form stays as it is)
     options = [
         o.get_attribute("value")
         for o in browser.find_elements(By.CSS_SELECTOR, "#repair-action option")
@@ -186,10 +190,12 @@ def test_console_operator_tools_stack_reset_repair_and_batch(
     assert "Retry the failed compensations of fragile-1 (console.refund)?" in question, question
     waiting(browser).until(lambda d: run_status(d) == "FAILED")  # compensated: the charge's error
     wait_for(browser, "#timeline li[data-type=CompensationRepaired]")
-    refund = browser.find_elements(
-        By.CSS_SELECTOR, '#compensations [data-activity="console.refund"]'
+    refunds = '#compensations [data-activity="console.refund"]'
+    waiting(browser).until(
+        lambda d: (
+            d.find_elements(By.CSS_SELECTOR, refunds)[-1].get_attribute("data-state") == "COMPLETED"
+        )
     )
-    assert refund[-1].get_attribute("data-state") == "COMPLETED"
     shot(browser, "8-run-repaired")
 
     # a batch from the Runs page's filter: a dry run lists the three, then it cancels them
@@ -222,9 +228,8 @@ def test_console_operator_tools_stack_reset_repair_and_batch(
     waiting(browser).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, f'{row}[data-state="completed"]')
     )
-    progress = browser.find_element(By.CSS_SELECTOR, f"{row} .progress-text").text
-    assert progress == "3 / 3", progress
-    assert "3 done, 0 skipped, 0 failed" in browser.find_element(By.CSS_SELECTOR, row).text
+    text = waiting(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, row).text)
+    assert "3 / 3" in text and "3 done, 0 skipped, 0 failed" in text, text
     shot(browser, "10-batches")
     waiting(browser).until(
         lambda _: all(status_of(dev, f"hold-b{i}") == "CANCELLED" for i in range(3))

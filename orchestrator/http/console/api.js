@@ -81,12 +81,15 @@ export const api = {
   terminate: (id, reason) => call("POST", `${wf(id)}/terminate`, { reason }),
   pause: (id, reason) => call("POST", `${wf(id)}/pause`, { reason }),
   unpause: (id, reason) => call("POST", `${wf(id)}/unpause`, { reason }),
-  reset: (id, reason, eventSeq, excludeSignals) => call("POST", `${wf(id)}/reset`,
+  // runId: the run whose event numbers the caller saw (null: the workflow's latest run)
+  reset: (id, reason, eventSeq, excludeSignals, runId) => call("POST", `${wf(id)}/reset${runQuery(runId)}`,
     { reason, exclude_signals: excludeSignals, ...(eventSeq ? { event_seq: eventSeq } : {}) }),
   stack: (id, runId) => call("GET", `${wf(id)}/stack${runQuery(runId)}`),
   // retry: null (each failed compensation's own policy) or {max_attempts: n, ...}
-  repairRetry: (id, reason, retry) => call("POST", `${wf(id)}/repair`, { reason, ...(retry ? { retry } : {}) }),
-  repairSkip: (id, reason, activityType) => call("POST", `${wf(id)}/repair`, { reason, skip: activityType }),
+  repairRetry: (id, runId, reason, retry) =>
+    call("POST", `${wf(id)}/repair${runQuery(runId)}`, { reason, ...(retry ? { retry } : {}) }),
+  repairSkip: (id, runId, reason, activityType) =>
+    call("POST", `${wf(id)}/repair${runQuery(runId)}`, { reason, skip: activityType }),
   batches: {
     list: () => call("GET", "/v1/batches"),
     describe: (id) => call("GET", bt(id)),

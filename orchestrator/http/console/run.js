@@ -52,7 +52,7 @@ async function perform(say, question, done, call) {
   }
 }
 
-function actions(id, status, paused, say) {
+function actions(id, runId, status, paused, say) {
   const run = (question, done, call) => perform(say, question, done, call);
   const resetSeq = h("input", { id: "reset-event", type: "number", min: "1", placeholder: "event # (default: the last decision)",
     title: "an event's number: type it, or click it in the timeline" });
@@ -70,7 +70,7 @@ function actions(id, status, paused, say) {
         + `decides again from there; signals received after that point are ${signals}; an open run ends TERMINATED.`,
         `${id} was reset: a new run goes on from ${point}.`,
         async () => {
-          const next = await api.reset(id, resetReason.value, seq, resetExclude.checked);
+          const next = await api.reset(id, resetReason.value, seq, resetExclude.checked, runId);
           location.hash = `#/runs/${encodeURIComponent(id)}?run_id=${encodeURIComponent(next.run_id)}`;
         });
     } }, "Reset"));
@@ -163,7 +163,7 @@ function failedCompensations(events) {
 
 /** Repair of a COMPENSATION_FAILED run: run its failed compensations again (under their
  * own policy, or with a number of attempts), or skip one with a recorded reason. */
-function repairAction(id, events, say) {
+function repairAction(id, runId, events, say) {
   const failed = failedCompensations(events);
   const choice = h("select", { id: "repair-action" },
     h("option", { value: "" }, "retry the failed compensations"),
@@ -176,7 +176,7 @@ function repairAction(id, events, say) {
     if (skip) {
       perform(say, `Skip the failed compensation ${skip} of ${id}? It counts as done without running; your reason `
         + "is recorded in the history, and the saga's compensation goes on with the compensations after it.",
-      `${id}: ${skip} skipped; its compensation goes on.`, () => api.repairSkip(id, reason.value, skip));
+      `${id}: ${skip} skipped; its compensation goes on.`, () => api.repairSkip(id, runId, reason.value, skip));
       return;
     }
     const n = attempts.value ? Number(attempts.value) : null;
@@ -184,7 +184,7 @@ function repairAction(id, events, say) {
     perform(say, `Retry the failed compensations of ${id} (${failed.join(", ") || "as recorded"})? The run is `
       + `COMPENSATING again and runs them ${policy}; the saga's compensation goes on from there.`,
     `${id}: its failed compensations run again.`,
-    () => api.repairRetry(id, reason.value, n ? { max_attempts: n } : null));
+    () => api.repairRetry(id, runId, reason.value, n ? { max_attempts: n } : null));
   };
   return section("Repair the failed compensation (admin token)", "repair",
     h("p", { class: "muted" }, "The compensations that exhausted their policy: ", failed.join(", ") || "-"),
@@ -213,17 +213,13 @@ function readOnlyNote() {
 }
 
 /** The panels built once per status (not on each refresh, so typing is kept): the
- * stack of an open run, and what this token may do to the run. */
-async function operatorPanels(stackSlot, actionSlot, id, runId, status, paused, events, say) {
-  let mayAct = true;
-  try {
-    mayAct = (await role()) !== "read";
-  } catch {
-    // unknown: offer the actions, the server still refuses a read-only token (403)
-  }
+ * stack of an open run, and what this token may do to the run (`tokenRole` null when
+ * unknown: the actions are offered, and the server still refuses a read token). */
+function operatorPanels(stackSlot, actionSlot, id, runId, status, paused, events, tokenRole, say) {
+  const mayAct = tokenRole !== "read";
   replace(stackSlot, OPEN.has(status) ? stackPanel(id, runId) : null);
   replace(actionSlot, mayAct
-    ? [actions(id, status, paused, say), status === "COMPENSATION_FAILED" ? repairAction(id, events, say) : null]
+    ? [actions(id, runId, status, paused, say), status === "COMPENSATION_FAILED" ? repairAction(id, runId, events, say) : null]
     : readOnlyNote());
 }
 
@@ -322,14 +318,15 @@ export function runView(main, id, params) {
   pickResetPoint(slot, say);
   return makeView(async () => {
     try {
-      const [described, history] = await Promise.all([api.describe(id, runId), api.history(id, runId)]);
+      const [described, history, tokenRole] = await Promise.all([api.describe(id, runId), api.history(id, runId),
+        role().catch(() => null)]);
       const open = [...slot.querySelectorAll("details[open]")].map((d) => d.parentElement && d.parentElement.dataset.seq);
       render(head, slot, id, runId, described, history, say);
       const now = history.status || (described.workflow && described.workflow.status);
       const paused = Boolean(described.workflow && described.workflow.paused);
       if (`${now}/${paused}` !== shown) {
         shown = `${now}/${paused}`;
-        await operatorPanels(stackSlot, actionSlot, id, runId, now, paused, history.events, say);
+        operatorPanels(stackSlot, actionSlot, id, runId, now, paused, history.events, tokenRole, say);
       }
       for (const seq of open) {
         const d = seq && slot.querySelector(`li[data-seq="${seq}"] > details`);
