@@ -196,6 +196,15 @@ def test_console_operator_tools_stack_reset_repair_and_batch(
             d.find_elements(By.CSS_SELECTOR, refunds)[-1].get_attribute("data-state") == "COMPLETED"
         )
     )
+    saga_state = "#compensations p[data-state]"
+    waiting(browser).until(
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, saga_state).get_attribute("data-state") == "COMPLETED"
+        )
+    )
+    repaired = "#timeline li[data-type=CompensationRepaired]"
+    line = waiting(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, repaired).text)
+    assert "retry by http " in line and "bank is back" in line, line
     shot(browser, "8-run-repaired")
 
     # a batch from the Runs page's filter: a dry run lists the three, then it cancels them
@@ -208,6 +217,7 @@ def test_console_operator_tools_stack_reset_repair_and_batch(
     assert browser.find_element(By.ID, "batch-type").get_attribute("value") == "console.hold"
     assert browser.find_element(By.ID, "batch-search").get_attribute("value") == "group:b1"
     assert browser.find_element(By.ID, "batch-op").get_attribute("value") == "cancel"
+    assert not browser.find_element(By.ID, "batch-signal-name").is_displayed()  # signal only
     browser.find_element(By.ID, "batch-reason").send_keys("INC-7")
     browser.find_element(By.ID, "batch-id").send_keys("cancel-b1")
     assert not browser.find_element(By.ID, "batch-start").is_enabled()  # dry run first
