@@ -25,7 +25,7 @@ from orchestrator.devstack.processes import free_port
 from tests.integration import console_sagas
 from tests.integration.browser import chromium
 from tests.integration.dev_process import DevServer, start_dev
-from tests.integration.http_helpers import bearer
+from tests.integration.http_helpers import READ_TOKEN, bearer
 from tests.integration.test_console_browser import (
     confirm,
     run_status,
@@ -59,6 +59,7 @@ def dev(
         "SAGA_TOPIC_PREFIX": topic_prefix,
         "SAGA_SHARDS": "2",
         console_sagas.REFUND_DOWN_ENV: str(refund_down),
+        "SAGA_HTTP_READ_TOKENS": READ_TOKEN,  # saga http takes it beside its admin token
     }
     args = ["--sagas", "tests.integration.console_sagas", "--state-dir", str(tmp_path / "dev")]
     args += ["--http-port", str(free_port()), "--no-reload"]
@@ -245,3 +246,19 @@ def test_console_operator_tools_stack_reset_repair_and_batch(
         lambda _: all(status_of(dev, f"hold-b{i}") == "CANCELLED" for i in range(3))
     )
     assert status_of(dev, "hold-other") == "RUNNING"
+
+    # a read-only token sees the stack and the batches, and is offered no action
+    browser.find_element(By.ID, "logout").click()
+    wait_for(browser, "#login")
+    browser.find_element(By.ID, "token").send_keys(READ_TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    wait_for(browser, '#batches tr[data-batch="cancel-b1"]')
+    assert browser.find_elements(By.CSS_SELECTOR, "#read-only")
+    assert not browser.find_elements(By.ID, "batch-start-form")
+    open_page(browser, dev, "/runs/hold-other")
+    wait_for(browser, '#stack .stack-task[data-task="main"]')
+    wait_for(browser, "#read-only")
+    assert not browser.find_elements(By.ID, "reset") and not browser.find_elements(By.ID, "cancel")
+    open_page(browser, dev, "/runs?type=console.hold")
+    wait_for(browser, "#runs")
+    assert not browser.find_elements(By.ID, "batch-these")
