@@ -19,6 +19,8 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
 
 from orchestrator.devstack import providers
 from orchestrator.devstack.processes import free_port
@@ -246,6 +248,28 @@ def test_console_operator_tools_stack_reset_repair_and_batch(
         lambda _: all(status_of(dev, f"hold-b{i}") == "CANCELLED" for i in range(3))
     )
     assert status_of(dev, "hold-other") == "RUNNING"
+
+    # a slow batch (pages of two runs, one run per 10 s) is cancelled from its row during
+    # its first page: it stops after that page
+    body = {
+        "batch_id": "slow-nudge",
+        "operation": {"op": "signal", "signal_name": "nudge", "reason": "test"},
+        "filter": {"workflow_type": "console.hold"},
+        "rate": 0.1,
+        "page_size": 2,
+    }
+    r = httpx.post(f"{dev.api_url}/v1/batches", json=body, headers=bearer(dev.token), timeout=60)
+    assert r.status_code == 201, r.text
+    slow = '#batches tr[data-batch="slow-nudge"]'
+    click(browser, f'{slow}[data-state="running"] .batch-cancel')
+    prompt = WebDriverWait(browser, 30).until(ec.alert_is_present())
+    assert "Cancel batch slow-nudge? It stops after the page under way" in prompt.text
+    prompt.send_keys("wrong filter")
+    prompt.accept()
+    wait_for(browser, f'{slow}[data-state="cancelled"]')
+    click(browser, f"{slow} summary")
+    assert "wrong filter" in browser.find_element(By.CSS_SELECTOR, f"{slow} details").text
+    click(browser, f"{slow} summary")
 
     # a read-only token sees the stack and the batches, and is offered no action
     browser.find_element(By.ID, "logout").click()
