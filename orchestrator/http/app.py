@@ -8,6 +8,7 @@ from aiohttp import web
 
 from orchestrator.http import (
     activities,
+    auth,
     batches,
     commands,
     console_routes,
@@ -58,4 +59,5 @@ def build_app(options: ApiOptions) -> web.Application:
     app.add_routes(batches.routes())
     app.add_routes(activities.routes())
     app.add_routes(console_routes.routes())
+    app.add_routes(auth.routes())
     return app

@@ -28,15 +28,19 @@ from aiohttp.typedefs import Middleware
 
 from orchestrator.http.console_routes import is_console_path
 from orchestrator.http.errors import ApiError
+from orchestrator.http.validation import check_query
 
 __all__ = [
     "MIN_TOKEN_CHARS",
+    "ROLE",
     "Role",
     "TokenError",
     "Tokens",
     "auth_middleware",
     "is_loopback",
     "load_tokens",
+    "routes",
+    "whoami",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,11 @@ class Role(enum.Enum):
 
     READ = "read"
     ADMIN = "admin"
+
+
+ROLE: Final = web.RequestKey("saga.role", Role)
+"""The role of the request's token, set by the middleware (ADMIN when no token is
+configured: then every route is open)."""
 
 
 class TokenError(ValueError):
@@ -181,6 +190,7 @@ def auth_middleware(tokens: Tokens | None) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if tokens is None or _open(request):
+            request[ROLE] = Role.ADMIN
             return await handler(request)
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
@@ -190,6 +200,20 @@ def auth_middleware(tokens: Tokens | None) -> Middleware:
             raise _refuse(request, "unknown token", f'{_CHALLENGE}, error="invalid_token"')
         if role is Role.READ and _needed(request) is Role.ADMIN:
             raise ApiError(403, "forbidden", "this token is read-only")
+        request[ROLE] = role
         return await handler(request)
 
     return middleware
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """``GET /v1/whoami``: what the presented token may do, ``{"role": "admin"}`` or
+    ``{"role": "read"}``, so a client (the console) offers only what it may do. It
+    says nothing about the token itself."""
+    check_query(request, ())
+    return web.json_response({"role": request.get(ROLE, Role.ADMIN).value})
+
+
+def routes() -> list[web.RouteDef]:
+    """The route that tells a caller its role."""
+    return [web.get("/v1/whoami", whoami, allow_head=False)]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from orchestrator import activity, workflow
 from orchestrator.exceptions import ApplicationError
 from orchestrator.workflow import RetryPolicy
 
 TASK_QUEUE = "console"
+REFUND_DOWN_ENV = "CONSOLE_REFUND_DOWN"
+"""While the file this variable names exists, ``console.refund`` fails."""
 
 #: two quick attempts, so a failing step shows its retries without slowing the test
 QUICK = RetryPolicy(initial=timedelta(milliseconds=100), max_attempts=2)
@@ -56,5 +60,24 @@ async def hold(ctx: workflow.WorkflowContext, o: Order) -> str:
     saga = ctx.saga()
     await saga.step(reserve, o, compensate=release, retry=QUICK)
     await ctx.sleep(timedelta(days=1))
+    await saga.step(charge, o, retry=QUICK)
+    return f"order {o.order_id} done"
+
+
+@activity.defn(name="console.refund")
+def refund(order: Order) -> str:
+    flag = os.environ.get(REFUND_DOWN_ENV)
+    if flag and Path(flag).exists():
+        raise ApplicationError("bank unreachable", type="BankDown")
+    return f"refunded {order.order_id}"
+
+
+@workflow.defn(name="console.fragile")
+async def fragile(ctx: workflow.WorkflowContext, o: Order) -> str:
+    """Reserve (undone by a refund that fails while the bank is down), then charge:
+    over 100 the charge fails for good, and with the bank down the saga ends
+    COMPENSATION_FAILED for an operator to repair."""
+    saga = ctx.saga()
+    await saga.step(reserve, o, compensate=refund, retry=QUICK, compensation_retry=QUICK)
     await saga.step(charge, o, retry=QUICK)
     return f"order {o.order_id} done"

@@ -11,13 +11,29 @@ export class ApiError extends Error {
   }
 }
 
+// what the token may do ("admin" or "read"), asked once per token and kept in memory
+let roleAsked = null;
+
 export function token() {
   return sessionStorage.getItem(KEY);
 }
 
 export function setToken(value) {
+  roleAsked = null;
   if (value) sessionStorage.setItem(KEY, value);
   else sessionStorage.removeItem(KEY);
+}
+
+/** "admin" or "read": the role of the token (GET /v1/whoami); actions are offered to
+ * admin tokens only. A failed ask is not kept, so the next view asks again. */
+export function role() {
+  if (!roleAsked) {
+    roleAsked = call("GET", "/v1/whoami").then((answer) => answer.role, (error) => {
+      roleAsked = null;
+      throw error;
+    });
+  }
+  return roleAsked;
 }
 
 async function call(method, path, body, raw = false) {
@@ -49,6 +65,7 @@ async function call(method, path, body, raw = false) {
 
 const wf = (id) => `/v1/workflows/${encodeURIComponent(id)}`;
 const sc = (id) => `/v1/schedules/${encodeURIComponent(id)}`;
+const bt = (id) => `/v1/batches/${encodeURIComponent(id)}`;
 const runQuery = (runId) => (runId ? `?run_id=${encodeURIComponent(runId)}` : "");
 
 export const api = {
@@ -64,8 +81,22 @@ export const api = {
   terminate: (id, reason) => call("POST", `${wf(id)}/terminate`, { reason }),
   pause: (id, reason) => call("POST", `${wf(id)}/pause`, { reason }),
   unpause: (id, reason) => call("POST", `${wf(id)}/unpause`, { reason }),
-  reset: (id, reason, eventSeq, excludeSignals) => call("POST", `${wf(id)}/reset`,
+  // runId: the run whose event numbers the caller saw (null: the workflow's latest run)
+  reset: (id, reason, eventSeq, excludeSignals, runId) => call("POST", `${wf(id)}/reset${runQuery(runId)}`,
     { reason, exclude_signals: excludeSignals, ...(eventSeq ? { event_seq: eventSeq } : {}) }),
+  stack: (id, runId) => call("GET", `${wf(id)}/stack${runQuery(runId)}`),
+  // retry: null (each failed compensation's own policy) or {max_attempts: n, ...}
+  repairRetry: (id, runId, reason, retry) =>
+    call("POST", `${wf(id)}/repair${runQuery(runId)}`, { reason, ...(retry ? { retry } : {}) }),
+  repairSkip: (id, runId, reason, activityType) =>
+    call("POST", `${wf(id)}/repair${runQuery(runId)}`, { reason, skip: activityType }),
+  batches: {
+    list: () => call("GET", "/v1/batches"),
+    describe: (id) => call("GET", bt(id)),
+    dryRun: (spec) => call("POST", "/v1/batches", { ...spec, dry_run: true }),
+    start: (spec) => call("POST", "/v1/batches", spec),
+    cancel: (id, reason) => call("POST", `${bt(id)}/cancel`, { reason }),
+  },
   schedules: () => call("GET", "/v1/schedules"),
   schedule: {
     pause: (id) => call("POST", `${sc(id)}/pause`, { note: "paused from the console" }),

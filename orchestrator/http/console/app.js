@@ -1,8 +1,9 @@
-// The console's entry point: login, hash routing (#/runs, #/runs/<id>, #/schedules,
-// #/dead-letters)
+// The console's entry point: login, hash routing (#/runs, #/runs/<id>, #/batches,
+// #/schedules, #/dead-letters)
 // and live refresh: the shown view polls the API every second while visible.
 
 import { api, setToken, token } from "./api.js";
+import { batchesView } from "./batches.js";
 import { h, replace } from "./dom.js";
 import { deadLettersView } from "./deadletters.js";
 import { runView } from "./run.js";
@@ -59,8 +60,11 @@ function route() {
   document.getElementById("nav-runs").classList.toggle("active", path.startsWith("/runs"));
   document.getElementById("nav-dlq").classList.toggle("active", path === "/dead-letters");
   document.getElementById("nav-schedules").classList.toggle("active", path === "/schedules");
+  document.getElementById("nav-batches").classList.toggle("active", path === "/batches");
   if (path.startsWith("/runs/")) {
     current = runView(main, decodeURIComponent(path.slice("/runs/".length)), params);
+  } else if (path === "/batches") {
+    current = batchesView(main, params);
   } else if (path === "/schedules") {
     current = schedulesView(main);
   } else if (path === "/dead-letters") {

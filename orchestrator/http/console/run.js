@@ -1,7 +1,8 @@
 // One run: status, input and result, steps and compensations, pending work, the
-// failure with its cause chain, the full timeline, and the admin actions.
+// failure with its cause chain, the full timeline, where an open run waits (its
+// stack), and the admin actions (repair of a failed compensation among them).
 
-import { api } from "./api.js";
+import { api, role } from "./api.js";
 import { badge, h, replace, time, value } from "./dom.js";
 import { fold, summary } from "./timeline.js";
 import { errorLine, makeView } from "./view.js";
@@ -40,17 +41,21 @@ function activityRows(list) {
     h("td", {}, a.attempts.length ? attemptsCell(a) : h("span", { class: "muted" }, "no attempt finished yet"))));
 }
 
-function actions(id, status, paused, say) {
-  const run = async (question, done, call) => {
-    if (!window.confirm(question)) return;
-    try {
-      await call();
-      say(done, false);
-    } catch (error) {
-      say(error.status === 403 ? "This token is read-only: actions need an admin token." : error.message, true);
-    }
-  };
-  const resetSeq = h("input", { id: "reset-event", type: "number", min: "1", placeholder: "event # (default: the last decision)" });
+/** Ask `question`; if the user agrees, `call()`, then say `done` or the API's error. */
+async function perform(say, question, done, call) {
+  if (!window.confirm(question)) return;
+  try {
+    await call();
+    say(done, false);
+  } catch (error) {
+    say(error.status === 403 ? "This token is read-only: actions need an admin token." : error.message, true);
+  }
+}
+
+function actions(id, runId, status, paused, say) {
+  const run = (question, done, call) => perform(say, question, done, call);
+  const resetSeq = h("input", { id: "reset-event", type: "number", min: "1", placeholder: "event # (default: the last decision)",
+    title: "an event's number: type it, or click it in the timeline" });
   const resetReason = h("input", { id: "reset-reason", placeholder: "reason (required)" });
   const resetExclude = h("input", { id: "reset-exclude-signals", type: "checkbox" });
   const reset = h("div", { class: "action" }, resetSeq, resetReason,
@@ -58,11 +63,14 @@ function actions(id, status, paused, say) {
     h("button", { type: "button", id: "reset", class: "danger", onclick: () => {
       if (!resetReason.value.trim()) { say("Resetting needs a reason.", true); return; }
       const seq = resetSeq.value ? Number(resetSeq.value) : null;
-      const point = seq ? `event ${seq}` : "its last decision";
-      run(`Reset ${id} to ${point}? A new run replays the history up to there; an open run is ended.`,
+      const picked = seq && document.querySelector(`#timeline li[data-seq="${seq}"]`);
+      const point = seq ? `event ${seq}${picked ? ` (${picked.dataset.type})` : ""}` : "its last decision";
+      const signals = resetExclude.checked ? "left out" : "sent to it again";
+      run(`Reset ${id} to ${point}? A new run replays the history up to there with the code deployed now and `
+        + `decides again from there; signals received after that point are ${signals}; an open run ends TERMINATED.`,
         `${id} was reset: a new run goes on from ${point}.`,
         async () => {
-          const next = await api.reset(id, resetReason.value, seq, resetExclude.checked);
+          const next = await api.reset(id, resetReason.value, seq, resetExclude.checked, runId);
           location.hash = `#/runs/${encodeURIComponent(id)}?run_id=${encodeURIComponent(next.run_id)}`;
         });
     } }, "Reset"));
@@ -96,10 +104,11 @@ function actions(id, status, paused, say) {
         run(`Send signal ${signalName.value} to ${id}?`, `Signal ${signalName.value} delivered to ${id}.`,
           () => api.signal(id, signalName.value, args));
       } }, "Signal")),
-    h("div", { class: "action" }, cancelReason,
+    // a compensating run is already undoing its steps: nothing to cancel
+    status === "RUNNING" ? h("div", { class: "action" }, cancelReason,
       h("button", { type: "button", id: "cancel", onclick: () =>
         run(`Cancel ${id}? It runs its compensations.`, `${id} accepted the cancellation.`,
-          () => api.cancel(id, cancelReason.value)) }, "Cancel")),
+          () => api.cancel(id, cancelReason.value)) }, "Cancel")) : null,
     h("div", { class: "action" }, terminateReason,
       h("button", { type: "button", id: "terminate", class: "danger", onclick: () => {
         if (!terminateReason.value.trim()) { say("Terminating needs a reason.", true); return; }
@@ -107,6 +116,111 @@ function actions(id, status, paused, say) {
           () => api.terminate(id, terminateReason.value));
       } }, "Terminate")),
     pausing, reset);
+}
+
+/** One task of the stack: what it awaits, where (its innermost workflow-code frame),
+ * and its frames innermost first, as a traceback ends. */
+function stackTask(task) {
+  const frames = [...task.frames].reverse();
+  const where = frames[0];
+  return h("div", { class: "stack-task", dataset: { task: task.task } },
+    h("p", {}, h("b", {}, task.task), " awaits ", h("span", { class: "awaiting" }, task.awaiting),
+      where ? [" at ", h("code", { class: "where" }, `${where.file}:${where.line}`), ` in ${where.function}`] : null),
+    frames.length ? h("ol", { class: "frames" }, frames.map((f) =>
+      h("li", {}, h("code", {}, `${f.file}:${f.line}`), ` in ${f.function}`))) : null);
+}
+
+/** "Where is it stuck?": the stack of an open run (GET /stack, answered by its shard),
+ * asked when the panel opens and again on demand; never polled. */
+function stackPanel(id, runId) {
+  const out = h("div", { id: "stack-tasks" }, h("p", { class: "muted" }, "Asking the run's shard..."));
+  const asked = h("span", { class: "muted", id: "stack-asked" });
+  const load = async () => {
+    try {
+      const answer = await api.stack(id, runId);
+      replace(out, answer.tasks.length ? answer.tasks.map(stackTask) : h("p", { class: "muted" }, "No task is waiting."));
+      replace(asked, `asked at ${new Date().toLocaleTimeString()}`);
+    } catch (error) {
+      replace(out, errorLine(error));
+      replace(asked);
+    }
+  };
+  load();
+  return section("Where is it stuck?", "stack",
+    h("div", { class: "action" }, h("button", { type: "button", id: "stack-refresh", onclick: load }, "Ask again"), asked),
+    out);
+}
+
+/** The activity types of the compensations that failed since the last repair. */
+function failedCompensations(events) {
+  const failed = [];
+  for (const e of events) {
+    if (e.type === "CompensationRepaired") failed.length = 0;
+    else if (e.type === "CompensationFailed" && !failed.includes(e.activity_type)) failed.push(e.activity_type);
+  }
+  return failed;
+}
+
+/** Repair of a COMPENSATION_FAILED run: run its failed compensations again (under their
+ * own policy, or with a number of attempts), or skip one with a recorded reason. */
+function repairAction(id, runId, events, say) {
+  const failed = failedCompensations(events);
+  const choice = h("select", { id: "repair-action" },
+    h("option", { value: "" }, "retry the failed compensations"),
+    failed.map((type) => h("option", { value: type }, `skip ${type}`)));
+  const attempts = h("input", { id: "repair-attempts", type: "number", min: "1", placeholder: "attempts (default: their own policy)" });
+  const reason = h("input", { id: "repair-reason", placeholder: "reason (required)" });
+  const repair = () => {
+    if (!reason.value.trim()) { say("A repair needs a reason (it is recorded in the history).", true); return; }
+    const skip = choice.value;
+    if (skip) {
+      perform(say, `Skip the failed compensation ${skip} of ${id}? It counts as done without running; your reason `
+        + "is recorded in the history, and the saga's compensation goes on with the compensations after it.",
+      `${id}: ${skip} skipped; its compensation goes on.`, () => api.repairSkip(id, runId, reason.value, skip));
+      return;
+    }
+    const n = attempts.value ? Number(attempts.value) : null;
+    const policy = n ? `with at most ${n} attempt(s) each` : "under their own retry policy";
+    perform(say, `Retry the failed compensations of ${id} (${failed.join(", ") || "as recorded"})? The run is `
+      + `COMPENSATING again and runs them ${policy}; the saga's compensation goes on from there.`,
+    `${id}: its failed compensations run again.`,
+    () => api.repairRetry(id, runId, reason.value, n ? { max_attempts: n } : null));
+  };
+  return section("Repair the failed compensation (admin token)", "repair",
+    h("p", { class: "muted" }, "The compensations that exhausted their policy: ", failed.join(", ") || "-"),
+    h("div", { class: "action" }, choice, attempts, reason,
+      h("button", { type: "button", id: "repair-run", class: "danger", onclick: repair }, "Repair")));
+}
+
+/** Clicking an event's number in the timeline makes that event the reset point. */
+function pickResetPoint(slot, say) {
+  slot.addEventListener("click", (event) => {
+    const seq = event.target.closest && event.target.closest("#timeline li.event > .seq");
+    const input = document.getElementById("reset-event");
+    if (!seq || !input) return;
+    const li = seq.parentElement;
+    input.value = li.dataset.seq;
+    say(`Reset point: event ${li.dataset.seq} (${li.dataset.type}). Give a reason, then press Reset.`, false);
+    const reason = document.getElementById("reset-reason");
+    if (reason) reason.focus();
+  });
+}
+
+/** What a read-only token sees instead of the actions. */
+function readOnlyNote() {
+  return section("Actions", "actions", h("p", { class: "muted", id: "read-only" },
+    "This token is read-only: signal, cancel, terminate, pause, reset and repair need an admin token."));
+}
+
+/** The panels built once per status (not on each refresh, so typing is kept): the
+ * stack of an open run, and what this token may do to the run (`tokenRole` null when
+ * unknown: the actions are offered, and the server still refuses a read token). */
+function operatorPanels(stackSlot, actionSlot, id, runId, status, paused, events, tokenRole, say) {
+  const mayAct = tokenRole !== "read";
+  replace(stackSlot, OPEN.has(status) ? stackPanel(id, runId) : null);
+  replace(actionSlot, mayAct
+    ? [actions(id, runId, status, paused, say), status === "COMPENSATION_FAILED" ? repairAction(id, runId, events, say) : null]
+    : readOnlyNote());
 }
 
 async function download(id, runId, say) {
@@ -192,22 +306,29 @@ export function runView(main, id, params) {
   // the action form is built once per status, not on every refresh, so what the user
   // is typing stays where it is
   const actionSlot = h("div");
+  const stackSlot = h("div");
   let status = null;
   let shown = null; // the status and pause the action form was built for
+  let acted = 0; // when an action last succeeded: the view keeps refreshing a while after
   const say = (text, bad) => {
     message.className = bad ? "error" : "ok";
     message.textContent = text;
+    if (!bad) acted = Date.now();
   };
-  replace(main, h("p", {}, h("a", { href: "#/runs" }, "← runs")), message, head, actionSlot, slot);
+  replace(main, h("p", {}, h("a", { href: "#/runs" }, "← runs")), message, head, stackSlot, actionSlot, slot);
+  pickResetPoint(slot, say);
   return makeView(async () => {
     try {
-      const [described, history] = await Promise.all([api.describe(id, runId), api.history(id, runId)]);
+      const [described, history, tokenRole] = await Promise.all([api.describe(id, runId), api.history(id, runId),
+        role().catch(() => null)]);
       const open = [...slot.querySelectorAll("details[open]")].map((d) => d.parentElement && d.parentElement.dataset.seq);
       render(head, slot, id, runId, described, history, say);
       const now = history.status || (described.workflow && described.workflow.status);
       const paused = Boolean(described.workflow && described.workflow.paused);
-      if (`${now}/${paused}` !== shown) replace(actionSlot, actions(id, now, paused, say));
-      shown = `${now}/${paused}`;
+      if (`${now}/${paused}` !== shown) {
+        shown = `${now}/${paused}`;
+        operatorPanels(stackSlot, actionSlot, id, runId, now, paused, history.events, tokenRole, say);
+      }
       for (const seq of open) {
         const d = seq && slot.querySelector(`li[data-seq="${seq}"] > details`);
         if (d) d.open = true;
@@ -216,5 +337,5 @@ export function runView(main, id, params) {
     } catch (error) {
       replace(slot, errorLine(error));
     }
-  }, { live: () => status === null || OPEN.has(status) });
+  }, { live: () => status === null || OPEN.has(status) || Date.now() - acted < 30000 });
 }

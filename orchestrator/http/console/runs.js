@@ -1,7 +1,7 @@
 // Runs: filters (status, type, search attributes, build id, start-time range), counts by status,
-// keyset paging, refreshed live.
+// keyset paging, refreshed live; a link to start a batch on the runs the filter matches.
 
-import { api } from "./api.js";
+import { api, role } from "./api.js";
 import { badge, h, replace, time } from "./dom.js";
 import { errorLine, makeView } from "./view.js";
 
@@ -88,6 +88,20 @@ function countsBar(counts, filters) {
     Object.entries(counts.counts).sort().map(([s, n]) => chip(s, s, n)));
 }
 
+/** "Batch on these runs": the Batches page with this filter, for an admin token. */
+function batchLink(filters) {
+  const slot = h("span");
+  const q = new URLSearchParams(filters);
+  q.delete("parked"); // not a batch filter
+  role().then((r) => {
+    if (r !== "read") {
+      replace(slot, h("a", { href: `#/batches?${q}`, id: "batch-these", title: "cancel, terminate, pause, unpause, signal or reset the runs this filter matches (dry run first)" },
+        "Batch operation on these runs..."));
+    }
+  }, () => {});
+  return slot;
+}
+
 function runsTable(rows) {
   if (!rows.length) return h("p", { class: "muted", id: "no-runs" }, "No runs match.");
   return h("table", { class: "runs", id: "runs" },
@@ -116,7 +130,7 @@ export function runsView(main, params) {
   const pager = h("div", { class: "pager" });
   replace(main,
     h("section", {},
-      h("div", { class: "title-row" }, h("h1", {}, "Runs"), h("label", { class: "live" }, live, " live"), updated),
+      h("div", { class: "title-row" }, h("h1", {}, "Runs"), h("label", { class: "live" }, live, " live"), updated, batchLink(filters)),
       filterForm(filters), countsSlot, tableSlot, pager));
 
   return makeView(async () => {

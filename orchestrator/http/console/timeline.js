@@ -96,6 +96,13 @@ export function fold(events) {
         if (c) { c.state = e.type === "CompensationCompleted" ? "COMPLETED" : "FAILED"; c.failure = e.failure || null; }
         break;
       }
+      case "CompensationRepaired": {
+        // an operator reopened the failed compensation: it runs again (or goes on past a skip)
+        const c = compensations.findLast((x) => x.state === "FAILED");
+        if (c) { c.state = "RUNNING"; c.failure = null; }
+        closed = null;
+        break;
+      }
       case "WorkflowContinuedAsNew":
         continuedAs = e.new_run_id;
         closed = e;
@@ -158,6 +165,8 @@ export function summary(e) {
     case "WorkflowFailed": case "WorkflowCompensationFailed": return `${e.failure.type}: ${e.failure.message}`;
     case "WorkflowCancelRequested": case "WorkflowTerminated": return e.reason || "";
     case "WorkflowContinuedAsNew": return `new run ${e.new_run_id}`;
+    case "CompensationRepaired":
+      return `${e.action}${e.activity_type ? ` ${e.activity_type}` : ""} by ${e.operator || "?"}${e.reason ? `: ${e.reason}` : ""}`;
     case "MarkerRecorded": return `${e.marker_name} ${e.marker_id}`;
     case "WorkflowPaused": case "WorkflowUnpaused":
       return `by ${e.operator || "?"}${e.reason ? `: ${e.reason}` : ""}`;

@@ -77,6 +77,28 @@ async def test_dead_letter_routes_check_roles_and_input() -> None:
         assert "ISO 8601" in r.json()["message"]
 
 
+async def test_whoami_tells_the_console_what_a_token_may_do() -> None:
+    config = {"bootstrap.servers": f"127.0.0.1:{closed_port()}"}
+    async with (
+        running_api(config, "console", healthy=False) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+    ):
+        assert (await http.get("/v1/whoami")).status_code == 401
+        r = await http.get("/v1/whoami", headers=bearer(ADMIN_TOKEN))
+        assert (r.status_code, r.json()) == (200, {"role": "admin"})
+        r = await http.get("/v1/whoami", headers=bearer(READ_TOKEN))
+        assert (r.status_code, r.json()) == (200, {"role": "read"})
+        assert ADMIN_TOKEN not in r.text and READ_TOKEN not in r.text
+        r = await http.get("/v1/whoami?token=x", headers=bearer(READ_TOKEN))
+        assert r.status_code == 400
+    async with (
+        running_api(config, "console", tokens=None, healthy=False) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+    ):
+        # no token configured: every route is open, so the console may offer everything
+        assert (await http.get("/v1/whoami")).json() == {"role": "admin"}
+
+
 def test_the_console_offers_every_status() -> None:
     listed = re.search(r"STATUSES = \[(.*?)\]", (CONSOLE / "runs.js").read_text(), re.S)
     assert listed is not None
