@@ -25,8 +25,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from orchestrator.log.control_reader import fetched, reader_config, require_partitions
 from orchestrator.log.headers import headers_of
 from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.records import ActivityCancel, ActivityTask
@@ -129,15 +130,9 @@ class CancelReader:
         self.wire = wire
         self.lookback_s = lookback_s
         self._prefix = f"{task_queue}/".encode()
-        self._config = {
-            **kafka,
-            "group.id": f"{topic}.reader",  # assign() only: the group is never joined
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": fetch_wait_max_ms,
-            "client.id": client_id,
-        }
+        self._config = reader_config(
+            kafka, topic, client_id=client_id, fetch_wait_max_ms=fetch_wait_max_ms
+        )
         self._consumer: Consumer | None = None
         self._ends: dict[int, int] = {}
         self.read = 0
@@ -149,7 +144,7 @@ class CancelReader:
         each partition ends now, for :meth:`caught_up`."""
         consumer = Consumer(self._config)
         try:
-            partitions = self._partitions(consumer)
+            partitions = require_partitions(consumer, self.topic, _METADATA_TIMEOUT_S)
             since_ms = int((time.time() - self.lookback_s) * 1000)
             wanted = [TopicPartition(self.topic, p, since_ms) for p in partitions]
             starts = consumer.offsets_for_times(wanted, timeout=_METADATA_TIMEOUT_S)
@@ -167,15 +162,6 @@ class CancelReader:
             raise
         self._consumer = consumer
 
-    def _partitions(self, consumer: Consumer) -> list[int]:
-        topics = consumer.list_topics(self.topic, timeout=_METADATA_TIMEOUT_S).topics
-        metadata = topics.get(self.topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise RuntimeError(
-                f"topic {self.topic} is missing; create the topics first (`saga topics`)"
-            )
-        return sorted(metadata.partitions)
-
     def caught_up(self) -> bool:
         """Whether every partition has been read up to where it ended at :meth:`open`."""
         consumer = self._consumer
@@ -190,14 +176,7 @@ class CancelReader:
         if consumer is None:
             return []
         found: list[ActivityCancel] = []
-        for msg in consumer.consume(limit, timeout_s):
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._FATAL:
-                    raise KafkaException(error)
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error on %s: %s", self.topic, error)
-                continue
+        for msg in fetched(consumer, self.topic, limit, timeout_s):
             self.read += 1
             key = msg.key()
             if key is None or not key.startswith(self._prefix):

@@ -28,12 +28,12 @@ from typing import Any, Generic, TypeVar
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
 )
 
+from orchestrator.log.control_reader import fetched, reader_config, require_partitions
 from orchestrator.log.headers import headers_of
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde.errors import RecordDecodeError
@@ -180,14 +180,9 @@ class PauseReader:
         self.wire = wire
         self.table = PauseTable()
         self._prefix = None if task_queue is None else f"{task_queue}/".encode()
-        self._config = {
-            **kafka,
-            "group.id": f"{topic}.reader",  # assign() only: the group is never joined
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "fetch.wait.max.ms": fetch_wait_max_ms,
-            "client.id": client_id,
-        }
+        self._config = reader_config(
+            kafka, topic, client_id=client_id, fetch_wait_max_ms=fetch_wait_max_ms
+        )
         self._consumer: Consumer | None = None
         self._end = 0
         self.undecodable = 0
@@ -197,7 +192,7 @@ class PauseReader:
         ``timeout_s`` bounds each metadata request."""
         consumer = Consumer(self._config)
         try:
-            self._check_topic(consumer, timeout_s)
+            require_partitions(consumer, self.topic, timeout_s)
             _, self._end = consumer.get_watermark_offsets(
                 TopicPartition(self.topic, 0), timeout=timeout_s
             )
@@ -206,14 +201,6 @@ class PauseReader:
             consumer.close()
             raise
         self._consumer = consumer
-
-    def _check_topic(self, consumer: Consumer, timeout_s: float) -> None:
-        topics = consumer.list_topics(self.topic, timeout=timeout_s).topics
-        metadata = topics.get(self.topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise RuntimeError(
-                f"topic {self.topic} is missing; create the topics first (`saga topics`)"
-            )
 
     def caught_up(self) -> bool:
         """Whether the topic has been read up to where it ended at :meth:`open`."""
@@ -229,14 +216,7 @@ class PauseReader:
         if consumer is None:
             return []
         found: list[ActivityPause] = []
-        for msg in consumer.consume(limit, timeout_s):
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._FATAL:
-                    raise KafkaException(error)
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error on %s: %s", self.topic, error)
-                continue
+        for msg in fetched(consumer, self.topic, limit, timeout_s):
             key, value = msg.key(), msg.value()
             if value is None or key is None:
                 continue  # a tombstone (written by hand): nothing to apply
