@@ -29,12 +29,30 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# apt_install PKG...: apt-get update and install, waiting (up to 10 minutes) while another
+# apt holds its locks (two bootstraps at once) instead of failing at the first try
+apt_install() {
+  local sudo="" tries=0 out
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  while :; do
+    if out=$($sudo apt-get update -qq 2>&1 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" 2>&1 >/dev/null); then
+      return 0
+    fi
+    case "$out" in
+      *"Could not get lock"*|*"Unable to lock"*) ;;
+      *) printf '%s\n' "$out" >&2; return 1 ;;
+    esac
+    tries=$((tries + 1)); [ "$tries" -ge 60 ] && { printf '%s\n' "$out" >&2; return 1; }
+    say "apt is busy (another install holds its lock); waiting"
+    sleep 10
+  done
+}
+
 # --- PostgreSQL server binaries (only when no DATABASE_URL is given) -------
 if [ -z "${DATABASE_URL:-}" ]; then
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     say "installing PostgreSQL server binaries with apt"
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null \
+    apt_install postgresql \
       || die "could not install PostgreSQL; install the 'postgresql' package or set DATABASE_URL"
   fi
 fi
@@ -42,8 +60,7 @@ fi
 # --- Chromium and its driver, for the console's browser tests ----------------
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   say "installing chromium and chromium-driver with apt (the console's browser tests)"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null \
+  apt_install chromium chromium-driver \
     || die "could not install chromium; install the 'chromium' and 'chromium-driver' packages"
 fi
 
