@@ -142,6 +142,7 @@ class DevProcesses:
         return self.dispatchers.check() if self.dispatchers is not None else ([], {})
 
     def dispatcher_log(self, queue: str) -> str:
+        """The last lines of ``queue``'s dispatcher log, for a report."""
         from orchestrator.dev.dispatchers import DevDispatchers
 
         return tail(self.layout.logs / f"{DevDispatchers.log_name(queue)}.log")
