@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from confluent_kafka import KafkaException
 
 from orchestrator.config import Settings
 from orchestrator.log.topics import TopicLayout
@@ -108,11 +107,8 @@ def _register_configure(queue: click.Group, layout_of: Callable[[Settings], Topi
 
         Its tasks then go through a backlog topic and a `saga dispatcher NAME`, which
         must run; engine workers pick the change up within a second."""
-        from confluent_kafka.admin import AdminClient
-
-        from orchestrator.flow.configs import write_config
+        from orchestrator.flow.configs import configure_queue
         from orchestrator.flow.scheduler import FlowConfig
-        from orchestrator.log.topics import ensure_topics
 
         if name.endswith((".backlog", ".flow-state")):
             raise click.BadParameter("a queue name may not end in .backlog or .flow-state")
@@ -131,8 +127,7 @@ def _register_configure(queue: click.Group, layout_of: Callable[[Settings], Topi
             )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
-        ensure_topics(AdminClient(settings.kafka_config()), layout, [name], layout.flow_specs(name))
-        write_config(settings.kafka_config(), layout, config, name)
+        configure_queue(settings.kafka_config(), layout, config)
         click.echo(f"flow control of {name}: {_config_text(config)}")
 
     @queue.command("remove")
@@ -156,21 +151,17 @@ def _register_describe(queue: click.Group, layout_of: Callable[[Settings], Topic
         """Show NAME's flow control and what its dispatcher last recorded: tasks waiting
         per priority and key, released and throttled counts; and the activity types
         paused on NAME (`saga activity pause`)."""
-        from orchestrator.flow.configs import read_configs, read_state
+        from orchestrator.flow.configs import describe_queue
         from orchestrator.worker.activity_pauses import read_pauses
 
         settings = Settings.from_env()
         layout = layout_of(settings)
-        try:
-            config = read_configs(settings.kafka_config(), layout).get(name)
-        except KafkaException:  # no flow-control topic: no queue is flow-controlled
-            config = None
+        config, state = describe_queue(settings.kafka_config(), layout, name)
         paused = read_pauses(settings.kafka_config(), layout, name)
         if config is None and not paused:
             raise click.ClickException(
                 f"task queue {name!r} has no flow control and no paused activity type"
             )
-        state = read_state(settings.kafka_config(), layout, name) if config else None
         if as_json:
             out: dict[str, Any] = {
                 "config": None if config is None else _config_dict(config),

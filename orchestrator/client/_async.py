@@ -58,6 +58,8 @@ from orchestrator.serde.wire import WireFormat
 
 if TYPE_CHECKING:
     from orchestrator.engine.saga import Saga
+    from orchestrator.flow.scheduler import FlowConfig
+    from orchestrator.serde.records import FlowState
     from orchestrator.workflow import WorkflowDefinition
 
 __all__ = ["AsyncClient", "AsyncWorkflowHandle", "aiokafka_options"]
@@ -124,10 +126,13 @@ class AsyncClient:
         options: dict[str, Any],
         layout: TopicLayout,
         builder: CommandBuilder,
+        *,
+        kafka_config: Mapping[str, Any],
     ) -> None:
         self._producer = producer
         self._listener = listener
         self._options = options
+        self._kafka = dict(kafka_config)  # librdkafka names: the flow-control verbs use them
         self.layout = layout
         self.builder = builder
         self._replies = ReplyBuffer(topic=self.layout.replies)
@@ -185,7 +190,7 @@ class AsyncClient:
             source=source,
             topic=layout.commands,
         )
-        return cls(producer, listener, options, layout, builder)
+        return cls(producer, listener, options, layout, builder, kafka_config=kafka)
 
     @overload
     async def start(
@@ -371,6 +376,33 @@ class AsyncClient:
         """Heartbeat the attempt ``token`` names (keeps its heartbeat timeout from
         passing; ``details`` go to a retry). Fire-and-forget."""
         await self._send(heartbeat_command(self.builder, token, details))
+
+    # --- flow control of task queues (docs/flow-control.md) ---------------------
+    # the blocking client's calls (confluent-kafka), on a thread: one implementation
+
+    async def configure_task_queue(self, config: FlowConfig) -> None:
+        """Put ``config.queue`` under flow control, or change its settings: creates its
+        backlog and state topics and writes the config. A ``saga dispatcher`` for the
+        queue must run, or its tasks wait in the backlog."""
+        from orchestrator.flow.configs import configure_queue
+
+        await asyncio.to_thread(configure_queue, self._kafka, self.layout, config)
+
+    async def remove_task_queue_flow_control(self, queue: str) -> None:
+        """Send ``queue``'s new tasks straight to its topic again."""
+        from orchestrator.flow.configs import write_config
+
+        await asyncio.to_thread(write_config, self._kafka, self.layout, None, queue)
+
+    async def describe_task_queue(
+        self, queue: str
+    ) -> tuple[FlowConfig | None, FlowState | None]:
+        """``queue``'s flow control (None: none) and its dispatcher's last committed
+        state (None: nothing released yet), as
+        :meth:`~orchestrator.client.Client.describe_task_queue` returns them."""
+        from orchestrator.flow.configs import describe_queue
+
+        return await asyncio.to_thread(describe_queue, self._kafka, self.layout, queue)
 
     # --- pausing activity types (docs/operations.md) -------------------------------
 

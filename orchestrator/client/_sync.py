@@ -312,14 +312,9 @@ class Client:
         """Put ``config.queue`` under flow control, or change its settings: creates its
         backlog and state topics and writes the config. A ``saga dispatcher`` for the
         queue must run, or its tasks wait in the backlog."""
-        from confluent_kafka.admin import AdminClient
+        from orchestrator.flow.configs import configure_queue
 
-        from orchestrator.flow.configs import write_config
-        from orchestrator.log.topics import ensure_topics
-
-        admin = AdminClient(self._kafka)
-        ensure_topics(admin, self.layout, [config.queue], self.layout.flow_specs(config.queue))
-        write_config(self._kafka, self.layout, config, config.queue)
+        configure_queue(self._kafka, self.layout, config)
 
     def remove_task_queue_flow_control(self, queue: str) -> None:
         """Send ``queue``'s new tasks straight to its topic again."""
@@ -331,11 +326,9 @@ class Client:
         """``queue``'s flow control (None: none) and its dispatcher's last committed
         state (None: nothing released yet): waiting per priority and key, released and
         throttled counts, as ``saga queue describe`` shows them."""
-        from orchestrator.flow.configs import read_configs, read_state
+        from orchestrator.flow.configs import describe_queue
 
-        config = read_configs(self._kafka, self.layout).get(queue)
-        state = read_state(self._kafka, self.layout, queue) if config is not None else None
-        return config, state
+        return describe_queue(self._kafka, self.layout, queue)
 
     # --- pausing activity types (docs/operations.md) -------------------------------
 

@@ -183,11 +183,14 @@ def dev_command(
                 procs.start_worker()
                 procs.start_http()
                 procs.wait_http()
+                dispatched = procs.start_dispatchers()
                 click.echo(
                     f"\nconsole:  {procs.url}/console/\n"
                     f"token:    the admin token for the console's login is in {token_file}\n"
                     f"logs:     {layout.logs}\n"
-                    f"sagas:    {', '.join(modules)} (task queues: {', '.join(queues)})\n\n"
+                    f"sagas:    {', '.join(modules)} (task queues: {', '.join(queues)})\n"
+                    f"dispatch: {', '.join(dispatched) or 'no flow-controlled queue'} "
+                    "(queues put under flow control later get a dispatcher too)\n\n"
                     f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
                     f"export DATABASE_URL={dsn}\n"
                     + (f"export BANK_URL={bank}\n" if bank else "")
@@ -208,10 +211,12 @@ def dev_command(
 
 def _supervise(procs: DevProcesses, watch: ModuleWatch | None, stop: threading.Event) -> None:
     """Until ``stop``: restart the worker when the modules change; report a worker that
-    exits (it is started again on the next change); fail when the HTTP server exits."""
+    exits (it is started again on the next change); start a dispatcher for each queue
+    put under flow control; fail when the HTTP server exits."""
     reported = False
     while not stop.wait(_POLL_S):
         procs.check_http()
+        _check_dispatchers(procs)
         changed = watch.changed() if watch is not None else []
         if changed:
             click.echo(f"saga dev: {', '.join(map(str, changed))} changed; restarting the worker")
@@ -231,6 +236,19 @@ def _supervise(procs: DevProcesses, watch: ModuleWatch | None, stop: threading.E
                 err=True,
             )
             reported = True
+
+
+def _check_dispatchers(procs: DevProcesses) -> None:
+    started, exited = procs.check_dispatchers()
+    for queue, status in exited.items():
+        click.echo(
+            f"saga dev: the dispatcher of {queue} exited with {status}"
+            + procs.dispatcher_log(queue)
+            + "\nsaga dev: it starts again in a few seconds",
+            err=True,
+        )
+    for queue in started:
+        click.echo(f"saga dev: {queue} is under flow control; started its dispatcher")
 
 
 def register(main: click.Group) -> None:

@@ -1,6 +1,6 @@
-"""Run the dev stack's processes: one ``saga worker`` (engine, activities, projector)
-and one ``saga http`` (API and console), each a child process of ``saga dev`` with its
-log in ``<state>/logs``."""
+"""Run the dev stack's processes: one ``saga worker`` (engine, activities, projector),
+one ``saga http`` (API and console) and a ``saga dispatcher`` per flow-controlled task
+queue, each a child process of ``saga dev`` with its log in ``<state>/logs``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from orchestrator.devstack.processes import spawn, stop_process, tail
+
+if TYPE_CHECKING:
+    from orchestrator.dev.dispatchers import DevDispatchers
 
 __all__ = ["DevLayout", "DevProcesses", "admin_token"]
 
@@ -62,7 +66,7 @@ def admin_token(path: Path) -> Path:
 
 @dataclass
 class DevProcesses:
-    """The worker and the HTTP server, started and stopped together."""
+    """The worker, the HTTP server and the dispatchers, started and stopped together."""
 
     layout: DevLayout
     modules: tuple[str, ...]
@@ -73,6 +77,7 @@ class DevProcesses:
     worker: subprocess.Popen[bytes] | None = field(default=None, init=False)
     http: subprocess.Popen[bytes] | None = field(default=None, init=False)
     bank: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    dispatchers: DevDispatchers | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
@@ -116,6 +121,32 @@ class DevProcesses:
         args += ["--token-file", str(self.layout.token_file)]
         self.http = self._saga("http", args)
 
+    def start_dispatchers(self) -> list[str]:
+        """Follow the flow-control configs and start a ``saga dispatcher`` for each
+        queue configured; the queues started. :meth:`check_dispatchers` starts those
+        configured later."""
+        from orchestrator.config import Settings
+        from orchestrator.dev.dispatchers import DevDispatchers
+        from orchestrator.flow.configs import FlowConfigWatcher
+        from orchestrator.log.topics import TopicLayout
+
+        settings = Settings.from_env(self.env)
+        layout = TopicLayout(prefix=settings.topic_prefix, shards=settings.shards)
+        watcher = FlowConfigWatcher(settings.kafka_config(), layout)
+        self.dispatchers = DevDispatchers(self._saga, watcher)
+        return self.dispatchers.check()[0]
+
+    def check_dispatchers(self) -> tuple[list[str], dict[str, int]]:
+        """Start the dispatchers of newly configured queues (and again those that
+        exited a while ago); the queues started, and the exits noticed."""
+        return self.dispatchers.check() if self.dispatchers is not None else ([], {})
+
+    def dispatcher_log(self, queue: str) -> str:
+        """The last lines of ``queue``'s dispatcher log, for a report."""
+        from orchestrator.dev.dispatchers import DevDispatchers
+
+        return tail(self.layout.logs / f"{DevDispatchers.log_name(queue)}.log")
+
     def restart_worker(self) -> None:
         """Stop the worker and start it again (new code for the modules)."""
         if self.worker is not None:
@@ -148,9 +179,13 @@ class DevProcesses:
         return tail(self.layout.logs / "worker.log")
 
     def stop(self) -> None:
-        """Stop the HTTP server, then the worker (it drains in-flight activities), then
-        the bank."""
-        for proc in (self.http, self.worker, self.bank):
+        """Stop the HTTP server, the dispatchers, then the worker (it drains in-flight
+        activities), then the bank."""
+        if self.http is not None:
+            stop_process(self.http, grace_s=30)
+        if self.dispatchers is not None:
+            self.dispatchers.stop()
+        for proc in (self.worker, self.bank):
             if proc is not None:
                 stop_process(proc, grace_s=30)
 

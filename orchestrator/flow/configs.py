@@ -15,7 +15,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.flow.scheduler import FlowConfig
@@ -26,6 +33,12 @@ from orchestrator.serde.records import FlowControl, FlowState
 from orchestrator.serde.wire import WireFormat
 
 log = logging.getLogger("orchestrator.flow")
+
+_NO_TOPIC = (
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+)
 
 
 def ensure_config_topic(kafka_config: Mapping[str, Any], layout: TopicLayout) -> None:
@@ -78,6 +91,32 @@ def write_config(
         )
     if producer.flush(30) != 0:
         raise RuntimeError(f"flow control of {queue!r} not acknowledged by Kafka in 30 s")
+
+
+def configure_queue(
+    kafka_config: Mapping[str, Any], layout: TopicLayout, config: FlowConfig
+) -> None:
+    """Put ``config.queue`` under flow control (or change it): create the queue's
+    topics, its backlog and state topics and the config topic, then write the config."""
+    admin = AdminClient(dict(kafka_config))
+    ensure_topics(admin, layout, [config.queue], layout.flow_specs(config.queue))
+    write_config(kafka_config, layout, config, config.queue)
+
+
+def describe_queue(
+    kafka_config: Mapping[str, Any], layout: TopicLayout, queue: str
+) -> tuple[FlowConfig | None, FlowState | None]:
+    """``queue``'s flow control (None: none) and its dispatcher's last committed state
+    (None: no flow control, or nothing released yet). No config topic yet (no engine
+    worker has run, no queue was configured): no flow control."""
+    try:
+        config = read_configs(kafka_config, layout).get(queue)
+    except KafkaException as exc:
+        if exc.args[0].code() not in _NO_TOPIC:
+            raise
+        return None, None
+    state = read_state(kafka_config, layout, queue) if config is not None else None
+    return config, state
 
 
 def _assigned_from(

@@ -270,14 +270,27 @@ class FlowScheduler(Generic[T]):
         return bucket
 
     def wait_s(self, now: float) -> float:
-        """Seconds until a throttled task could go (0 if one can go now, inf if none waits)."""
+        """Seconds until a throttled task could go (0 if one can go now, inf if none waits):
+        the queue's bucket must have a token, and some waiting key's bucket too."""
         if not self._count:
             return math.inf
+        wait = 0.0
         bucket = self._queue_bucket
         if bucket is not None:
             bucket.refill(now)
-            return bucket.wait_s()
-        return 0.0
+            wait = bucket.wait_s()
+        if self.config.key_rate is not None:
+            soonest = math.inf
+            for keys in self._by_priority.values():
+                for key in keys:
+                    kb = self._key_bucket(key, now)
+                    assert kb is not None
+                    kb.refill(now)
+                    soonest = min(soonest, kb.wait_s())
+                    if soonest == 0.0:
+                        return wait
+            wait = max(wait, soonest)
+        return wait
 
     def bucket_state(self, now: float) -> tuple[float | None, dict[str, float]]:
         """Bucket levels as of ``now`` (queue, per key below its burst), to persist."""

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from orchestrator import activity
 from orchestrator.converter import DataConverter
-from orchestrator.flow.configs import write_config
+from orchestrator.flow.configs import configure_queue
 from orchestrator.flow.scheduler import FlowConfig
-from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.log.topics import TopicLayout
 from orchestrator.serde import ActivityTask, WireFormat
 
 CONV = DataConverter()
@@ -48,10 +47,7 @@ async def flow_nap(ms: int, sent_at: float, key: str, priority: int) -> None:
 
 def configure(kafka_config: dict[str, Any], layout: TopicLayout, config: FlowConfig) -> None:
     """Create the queue's topics and write its flow control."""
-    ensure_topics(
-        AdminClient(kafka_config), layout, [config.queue], layout.flow_specs(config.queue)
-    )
-    write_config(kafka_config, layout, config, config.queue)
+    configure_queue(kafka_config, layout, config)
 
 
 def send_tasks(

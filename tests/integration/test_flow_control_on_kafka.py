@@ -135,6 +135,47 @@ def test_rate_limit_holds_across_a_dispatcher_kill_and_releases_each_task_once(
     assert state.pending == []
 
 
+@pytest.mark.timeout(60)
+def test_each_fairness_key_keeps_to_its_own_rate_below_the_queue_rate(
+    kafka_config: dict[str, Any],
+    layout: TopicLayout,
+    producer: Producer,
+    topic_prefix: str,
+    tmp_path: Path,
+    dispatchers: list[subprocess.Popen[bytes]],
+) -> None:
+    key_rate = 10.0
+    fh.configure(
+        kafka_config,
+        layout,
+        FlowConfig(queue=QUEUE, rate=50.0, burst=5, key_rate=key_rate, key_burst=1, window=0),
+    )
+    keys = {ce_id: key for key in ("A", "B") for ce_id in fh.send_tasks(
+        producer, layout, QUEUE, 200, key=key
+    )}  # fmt: skip
+    dispatchers.append(_dispatcher(kafka_config, topic_prefix, tmp_path))
+    deadline = time.monotonic() + 30
+    while read_state(kafka_config, layout, QUEUE) is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the dispatcher's first release
+    time.sleep(10.5)
+    dispatchers[0].terminate()
+    dispatchers[0].wait(10)
+    released = fh.read_released(kafka_config, layout.task_queue(QUEUE), 400, 5)
+    assert released, (tmp_path / "dispatcher.log").read_text()
+    for key in ("A", "B"):
+        times = [r.time_s for r in released if keys[r.ce_id] == key]
+        span = times[-1] - times[0]
+        assert span > 9, (key, span)  # it released through the ~10 s measured
+        measured = (len(times) - 1) / span
+        assert abs(measured - key_rate) / key_rate < 0.10, (key, measured)
+        assert fh.max_in_window(times, 1.0) <= key_rate + 1, key  # rate + the key's burst
+    # the two keys together stayed far below the queue's 50/s: the keys' limits held them
+    both = [r.time_s for r in released]
+    assert (len(both) - 1) / (both[-1] - both[0]) < 2 * key_rate * 1.1
+    state = read_state(kafka_config, layout, QUEUE)
+    assert state is not None and state.throttled_keys.keys() == {"A", "B"}
+
+
 def test_a_backlogged_key_does_not_delay_another_and_a_high_priority_overtakes(
     kafka_config: dict[str, Any],
     layout: TopicLayout,

@@ -87,6 +87,22 @@ def test_key_rate_limit_lets_other_keys_and_lower_priorities_go() -> None:
     assert [p.key for p in s.next_batch(1.0, None)] == ["hot", "cold"]
 
 
+def test_wait_is_until_a_waiting_key_has_a_token_when_every_key_is_throttled() -> None:
+    config = FlowConfig(queue="q", rate=100.0, burst=5, key_rate=2.0, key_burst=1)
+    s: FlowScheduler[str] = FlowScheduler(config, 0.0)
+    for _ in range(3):
+        s.add(_task(0, "a"))
+    assert s.wait_s(0.0) == 0.0
+    assert len(s.next_batch(0.0, None)) == 1
+    # the queue's bucket has tokens, the only waiting key has none until 0.5 s
+    assert s.wait_s(0.1) == pytest.approx(0.4)
+    s.add(_task(0, "b"))  # a key with a token: something can go now
+    assert s.wait_s(0.1) == 0.0
+    assert [p.key for p in s.next_batch(0.1, None)] == ["b"]
+    assert s.wait_s(0.3) == pytest.approx(0.2)  # only a waits: its token comes at 0.5 s
+    assert [p.key for p in s.next_batch(0.5, None)] == ["a"]
+
+
 def test_window_bounds_a_batch_and_pending_counts() -> None:
     s: FlowScheduler[str] = FlowScheduler(FlowConfig(queue="q"), 0.0)
     for _ in range(10):
