@@ -162,6 +162,9 @@ class Dispatcher:
         self._unstarted: dict[int, deque[int]] = {}
         self._dirty = False
         self._next_state = 0.0
+        #: the last cycle found the window full: the workers' offsets (committed every
+        #: 0.2 s) are asked again after ``cycle_s``, not at once in a 1 ms loop
+        self._window_full = False
         #: cancels of this queue's attempts; a backlog task can wait long (rate limits)
         self._cancels = CancelRegistry(max_entries=50_000, ttl_s=_CANCEL_TTL_S)
         self.dropped = 0
@@ -222,7 +225,7 @@ class Dispatcher:
                     config = self.config = latest
                     self.scheduler.reconfigure(config, self.clock())
                 wait = self.cycle_s
-                if self.scheduler is not None and len(self.scheduler):
+                if self.scheduler is not None and len(self.scheduler) and not self._window_full:
                     wait = min(wait, max(0.001, self.scheduler.wait_s(self.clock())))
                 for msg in consumer.consume(1000, wait):
                     self._read(msg)
@@ -383,6 +386,7 @@ class Dispatcher:
         if len(scheduler):
             room = self._room(offsets, config)
             batch = scheduler.next_batch(now, room) if room is None or room > 0 else []
+            self._window_full = room == 0
             if room == 0:
                 scheduler.counters.window_full += 1
         if not batch:
