@@ -41,6 +41,7 @@ class ReplyKind(enum.Enum):
     UNPAUSE = "unpause"  # reply v2
     RESET = "reset"  # reply v2
     REPAIR = "repair"  # reply v3
+    ACTIVITY = "activity"  # reply v4: an outcome sent by task token
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,7 +190,7 @@ class QueryWorkflow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityTaskCompleted:
-    """An activity attempt returned (``saga.command.activity-completed.v1``)."""
+    """An activity attempt returned (``saga.command.activity-completed.v2``)."""
 
     workflow_id: str
     run_id: str
@@ -197,11 +198,13 @@ class ActivityTaskCompleted:
     attempt: int
     result: Payload
     identity: str = ""
+    request_id: str | None = None
+    """Set when sent by task token: the shard replies whether the attempt was running."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityTaskFailed:
-    """An activity attempt raised (``saga.command.activity-failed.v1``)."""
+    """An activity attempt raised (``saga.command.activity-failed.v2``)."""
 
     workflow_id: str
     run_id: str
@@ -209,17 +212,21 @@ class ActivityTaskFailed:
     attempt: int
     failure: Failure
     identity: str = ""
+    request_id: str | None = None
+    """Set when sent by task token: the shard replies whether the attempt was running."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityHeartbeat:
-    """An activity attempt is alive (``saga.command.activity-heartbeat.v1``)."""
+    """An activity attempt is alive (``saga.command.activity-heartbeat.v2``)."""
 
     workflow_id: str
     run_id: str
     activity_seq: int
     attempt: int
     details: list[Payload] = field(default_factory=list)
+    request_id: str | None = None
+    """Set when sent by task token: the shard replies whether the attempt was running."""
 
 
 class ChildOutcome(enum.Enum):
@@ -335,7 +342,7 @@ def idempotency_key(workflow_id: str, run_id: str, activity_seq: int) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reply:
-    """The answer to a command (``<prefix>.replies``, ``saga.reply.v3``)."""
+    """The answer to a command (``<prefix>.replies``, ``saga.reply.v4``)."""
 
     correlation_id: str
     kind: ReplyKind

@@ -63,6 +63,7 @@ from orchestrator.worker.shard.executions import (
 )
 from orchestrator.worker.shard.heartbeats import HeartbeatStore
 from orchestrator.worker.shard.local_activities import LocalActivities
+from orchestrator.worker.shard.outcome_replies import TokenOutcome, asks_reply, judged_reply
 from orchestrator.worker.shard.reads import StoreReads
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
 from orchestrator.worker.shard.replies import (
@@ -409,15 +410,31 @@ class EngineShard:
             return self._repair(execution, command, ce_id, now_ms)
         if not execution.is_open:
             return self._reply_closed(command, ce_id, execution)
-        if self._executor(execution) is None:
+        executor = self._executor(execution)
+        if executor is None:
             # parked by its replay just now (say, a version this worker lacks): the
             # command is kept in the DLQ, for a redrive once the run can go on
             self.stats.dead_lettered += 1
             return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
+        return self._apply_command(execution, executor, command, ce_id, now_ms)
+
+    def _apply_command(
+        self,
+        execution: Execution,
+        executor: WorkflowExecutor,
+        command: rec.Command,
+        ce_id: str,
+        now_ms: int,
+    ) -> list[OutRecord]:
+        """Apply a command to an open run; an outcome sent by task token is answered."""
+        answer = None
+        if asks_reply(command):  # judged before applying: applying ends the attempt
+            assert isinstance(command, TokenOutcome)
+            answer = judged_reply(command, execution.run_id, executor.activities)
         out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
         if isinstance(command, rec.ActivityHeartbeat) and _beats_running(execution, command):
             self.heartbeats.record(command, now_ms)
-        return out
+        return out if answer is None else [*out, self._reply(answer)]
 
     def _start(
         self, start: rec.StartWorkflow, ce_id: str, msg: InRecord, now: int
