@@ -119,6 +119,11 @@ def test_a_failure_by_token_takes_the_retry_policy(tmp_path: Path) -> None:
     [failed] = [e for e in events(h) if isinstance(e, ev.ActivityAttemptFailed)]
     assert (failed.failure.type, failed.failure.message) == ("Busy", "no answer")
     assert [CONV.from_payload(p) for p in failed.failure.details] == ["ticket 9"]
+    since = len(h.replies)
+    send(h, complete_command(BUILDER, token_of(task), "late"))  # during the backoff
+    assert refusals(h, since) == [("ActivityNotRunning", "nothing changed: attempt 1 of "
+                                   "activity #1 (unit.legacy) already ended: failed: Busy: "
+                                   "no answer; attempt 2 waits for its retry")]
     h.run(advance_ms=2 * SECOND)
     _first, second = tasks(h)
     assert second.attempt == 2
