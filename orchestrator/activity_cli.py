@@ -13,11 +13,7 @@ from typing import Any
 import click
 
 from orchestrator.cli_client import env_client
-from orchestrator.exceptions import (
-    ActivityNotRunningError,
-    WorkflowClosedError,
-    WorkflowNotFoundError,
-)
+from orchestrator.exceptions import ApplicationError
 from orchestrator.serde.records import ActivityPause
 from orchestrator.task_token import InvalidTaskTokenError, TaskToken
 
@@ -50,7 +46,7 @@ def _send(t: TaskToken, what: str, call: Callable[[], None]) -> None:
     """Send an outcome and print the engine's answer; a refusal exits with status 1."""
     try:
         call()
-    except (ActivityNotRunningError, WorkflowClosedError, WorkflowNotFoundError) as exc:
+    except ApplicationError as exc:  # a refusal: not running, closed, bad signature
         raise click.ClickException(
             f"{' '.join(str(exc).split())} (workflow {t.workflow_id} run {t.run_id})\n"
             f"hint: `saga history {t.workflow_id}` shows how the attempt ended"

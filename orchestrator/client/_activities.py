@@ -39,6 +39,7 @@ def complete_command(
         result=builder.converter.to_payload(result),
         identity=builder.source,
         request_id=request_id,
+        token_signature=t.signature,
     )
     return builder._out(command, request_id or uuid.uuid4().hex, None)
 
@@ -73,6 +74,7 @@ def fail_command(
         failure=failure,
         identity=builder.source,
         request_id=request_id,
+        token_signature=t.signature,
     )
     return builder._out(command, request_id or uuid.uuid4().hex, None)
 
@@ -90,5 +92,6 @@ def heartbeat_command(
         attempt=t.attempt,
         details=builder.converter.to_payloads(list(details)),
         request_id=request_id,
+        token_signature=t.signature,
     )
     return builder._out(command, request_id or uuid.uuid4().hex, None)

@@ -200,6 +200,8 @@ class ActivityTaskCompleted:
     identity: str = ""
     request_id: str | None = None
     """Set when sent by task token: the shard replies whether the attempt was running."""
+    token_signature: str = ""
+    """The attempt's signature, from its task or task token ("" unsigned)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,6 +216,8 @@ class ActivityTaskFailed:
     identity: str = ""
     request_id: str | None = None
     """Set when sent by task token: the shard replies whether the attempt was running."""
+    token_signature: str = ""
+    """The attempt's signature, from its task or task token ("" unsigned)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -227,6 +231,8 @@ class ActivityHeartbeat:
     details: list[Payload] = field(default_factory=list)
     request_id: str | None = None
     """Set when sent by task token: the shard replies whether the attempt was running."""
+    token_signature: str = ""
+    """The attempt's signature, from its task or task token ("" unsigned)."""
 
 
 class ChildOutcome(enum.Enum):
@@ -280,7 +286,7 @@ Command = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityTask:
-    """One activity attempt for a worker (``<prefix>.tasks.<queue>``, ``saga.task.activity.v2``)."""
+    """One activity attempt for a worker (``<prefix>.tasks.<queue>``, ``saga.task.activity.v3``)."""
 
     workflow_id: str
     run_id: str
@@ -299,6 +305,9 @@ class ActivityTask:
     """Higher first on a flow-controlled queue (docs/flow-control.md); ignored elsewhere."""
     fairness_key: str = ""
     """The key a flow-controlled queue shares capacity by (e.g. a tenant); "" the default."""
+    token_signature: str = ""
+    """The engine's signature of this attempt ("" without a task-token key): part of the
+    task token, echoed in the attempt's outcomes (orchestrator/task_token.py)."""
 
     def __post_init__(self) -> None:
         if not self.idempotency_key:

@@ -14,7 +14,7 @@ from orchestrator.client._common import CommandBuilder, OutgoingCommand
 from orchestrator.engine import events as ev
 from orchestrator.retry import RetryPolicy
 from orchestrator.serde import records as rec
-from orchestrator.task_token import TaskToken
+from orchestrator.task_token import TaskToken, attempt_signature
 from tests.unit.worker.shard_harness import CONV, WIRE, Harness
 
 SECOND = 1000
@@ -39,6 +39,7 @@ def token_of(task: rec.ActivityTask, **change: object) -> str:
     fields: dict[str, object] = {
         "workflow_id": task.workflow_id, "run_id": task.run_id,
         "activity_seq": task.activity_seq, "attempt": task.attempt,
+        "signature": task.token_signature,
     }
     return TaskToken(**(fields | change)).encode()  # type: ignore[arg-type]
 
@@ -172,3 +173,32 @@ def test_a_stale_heartbeat_does_not_replace_the_running_attempts(tmp_path: Path)
     assert [CONV.from_payload(p) for p in third.heartbeat_details] == ["page 7"], (
         "the running attempt's heartbeat, not the stale one's"
     )
+
+
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def test_with_a_key_only_the_attempts_own_signature_counts(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [pending], task_token_key=KEY)
+    h.start("p", "unit.pending")
+    h.commit()
+    [task] = tasks(h)
+    assert task.token_signature == attempt_signature(KEY, "p", task.run_id, 1, 1)
+    before = len(h.history)
+    for token in (
+        token_of(task, signature=""),  # unsigned (made before the key, or by hand)
+        token_of(task, signature=attempt_signature(KEY, "p", task.run_id, 1, 2)),  # another
+        token_of(task, signature=attempt_signature(b"x" * 32, "p", task.run_id, 1, 1)),
+    ):
+        since = len(h.replies)
+        send(h, complete_command(BUILDER, token, "forged"))
+        send(h, heartbeat_command(BUILDER, token, ("forged",)))
+        answers = refusals(h, since)
+        assert [t for t, _m in answers] == ["TaskTokenRejected"] * 2, answers
+        since = len(h.replies)
+        send(h, complete_command(BUILDER, token, "forged", reply=False))  # as a worker's
+        assert len(h.replies) == since, "refused without a reply: nobody asked"
+    assert len(h.history) == before, "no event"
+    assert h.results() == {}
+    send(h, complete_command(BUILDER, token_of(task), "signed"))
+    assert h.results() == {"p": "signed"}
