@@ -232,6 +232,7 @@ def test_a_stale_token_is_ignored_and_the_new_attempt_counts(deployment: Deploym
     with pytest.raises(ActivityNotRunningError, match=r"attempt 1 .* already ended") as late:
         d.client.complete_activity(stale, "from the timed-out attempt")
     assert "start_to_close" in str(late.value), "says how the attempt ended"
+    d.client.complete_activity(stale, "unanswered", wait=None)  # no request id: no answer
     d.client.complete_activity(fresh, "from the running attempt")
     assert d.client.get_handle(workflow_id).result(timeout=30) == "from the running attempt"
     events = history(d, workflow_id)
@@ -323,7 +324,7 @@ def test_saga_activity_complete_from_the_shell(deployment: Deployment) -> None:
     assert workflow_id in done.stdout
     assert d.client.get_handle(workflow_id).result(timeout=30) == "paid by batch file"
     late = subprocess.run(
-        [*saga, "complete", token, "--result", '"again"'],
+        [*saga, "complete", token, "--result", '"again"', "--wait", "20"],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )
     assert late.returncode == 1, late.stdout
