@@ -83,6 +83,8 @@ class ActivityInfo:
     """Details of the last heartbeat of an earlier attempt, if any."""
     key: str = ""
     """The idempotency key the engine gave the task (empty: derived, see below)."""
+    token_signature: str = ""
+    """The engine's signature of this attempt (empty when it has no task-token key)."""
 
     @property
     def activity_id(self) -> str:
@@ -99,8 +101,11 @@ class ActivityInfo:
     @property
     def task_token(self) -> str:
         """An opaque, URL-safe string naming this attempt, for completing it from
-        outside after ``raise CompleteAsync()`` (``Client.complete_activity``)."""
-        return TaskToken(self.workflow_id, self.run_id, self.activity_seq, self.attempt).encode()
+        outside after ``raise CompleteAsync()`` (``Client.complete_activity``); signed
+        (``v2.``) when the engine workers have a task-token key."""
+        return TaskToken(
+            self.workflow_id, self.run_id, self.activity_seq, self.attempt, self.token_signature
+        ).encode()
 
 
 class CompleteAsync(BaseException):

@@ -6,12 +6,14 @@ Settings come from the environment like every ``saga`` command."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from orchestrator.cli_client import env_client
+from orchestrator.exceptions import ApplicationError
 from orchestrator.serde.records import ActivityPause
 from orchestrator.task_token import InvalidTaskTokenError, TaskToken
 
@@ -40,12 +42,25 @@ def _json(text: str | None, option: str, *, as_list: bool = False) -> Any:
     return value
 
 
-def _sent(t: TaskToken) -> None:
+def _send(t: TaskToken, what: str, call: Callable[[], None]) -> None:
+    """Send an outcome and print the engine's answer; a refusal exits with status 1."""
+    try:
+        call()
+    except ApplicationError as exc:  # a refusal: not running, closed, bad signature
+        raise click.ClickException(
+            f"{' '.join(str(exc).split())} (workflow {t.workflow_id} run {t.run_id})\n"
+            f"hint: `saga history {t.workflow_id}` shows how the attempt ended"
+        ) from exc
     click.echo(
-        f"sent for workflow {t.workflow_id} run {t.run_id} activity {t.activity_seq} "
-        f"attempt {t.attempt}; it counts only if that attempt is still running "
-        f"(see `saga history {t.workflow_id}`)"
+        f"{what}: workflow {t.workflow_id} run {t.run_id} activity {t.activity_seq} "
+        f"attempt {t.attempt}"
     )
+
+
+_WAIT = click.option(
+    "--wait", type=float, default=10.0, show_default=True,
+    help="Seconds to wait for the engine's answer (no answer: exit status 1).",
+)
 
 
 @click.group()
@@ -56,13 +71,14 @@ def activity() -> None:
 @activity.command()
 @click.argument("token")
 @click.option("--result", "result_json", default=None, help="The activity's result, as JSON.")
-def complete(token: str, result_json: str | None) -> None:
-    """Complete the attempt TOKEN names with --result."""
+@_WAIT
+def complete(token: str, result_json: str | None, wait: float) -> None:
+    """Complete the attempt TOKEN names with --result. Refused (status 1, nothing
+    changes) if that attempt is not running: it ended, timed out or was completed."""
     t = _token(token)
     result = _json(result_json, "--result")
     with _client() as client:
-        client.complete_activity(token, result)
-    _sent(t)
+        _send(t, "completed", lambda: client.complete_activity(token, result, wait=wait))
 
 
 @activity.command()
@@ -72,29 +88,33 @@ def complete(token: str, result_json: str | None) -> None:
               help="The error type (retry policies match non_retryable_errors on it).")
 @click.option("--non-retryable", is_flag=True, help="Fail the activity for good (no retry).")
 @click.option("--details", "details_json", default=None, help="Error details, a JSON list.")
+@_WAIT
 def fail(
-    token: str, message: str, error_type: str, non_retryable: bool, details_json: str | None
+    token: str, message: str, *, error_type: str, non_retryable: bool,
+    details_json: str | None, wait: float,
 ) -> None:
-    """Fail the attempt TOKEN names; the workflow's retry policy decides what follows."""
+    """Fail the attempt TOKEN names; the workflow's retry policy decides what follows.
+    Refused like `complete` if that attempt is not running."""
     t = _token(token)
     details = _json(details_json, "--details", as_list=True)
     with _client() as client:
-        client.fail_activity(
-            token, message, error_type=error_type, non_retryable=non_retryable, details=details
-        )
-    _sent(t)
+        _send(t, "failed", lambda: client.fail_activity(
+            token, message, error_type=error_type, non_retryable=non_retryable,
+            details=details, wait=wait,
+        ))
 
 
 @activity.command()
 @click.argument("token")
 @click.option("--details", "details_json", default=None, help="Progress details, a JSON list.")
-def heartbeat(token: str, details_json: str | None) -> None:
-    """Heartbeat the attempt TOKEN names (keeps its heartbeat timeout from passing)."""
+@_WAIT
+def heartbeat(token: str, details_json: str | None, wait: float) -> None:
+    """Heartbeat the attempt TOKEN names (keeps its heartbeat timeout from passing).
+    Refused like `complete` if that attempt is not running."""
     t = _token(token)
     details = _json(details_json, "--details", as_list=True)
     with _client() as client:
-        client.heartbeat_activity(token, *details)
-    _sent(t)
+        _send(t, "heartbeat sent", lambda: client.heartbeat_activity(token, *details, wait=wait))
 
 
 @activity.command()

@@ -435,6 +435,7 @@ def _engine_worker(
         tuning=ShardTuning(cache_size=cache_size),
         metrics=metrics.engine if metrics is not None else None,
         flow_control=True,
+        task_token_key=settings.task_token_key.encode() or None,
     )
 
 

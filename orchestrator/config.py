@@ -61,6 +61,10 @@ def _kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+MIN_TOKEN_KEY_CHARS = 32
+"""A task-token key shorter than this is refused (an HMAC key worth the name)."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the orchestrator's infrastructure is and how its topics are named."""
@@ -71,6 +75,9 @@ class Settings:
     shards: int = DEFAULT_SHARDS
     http_port: int = DEFAULT_HTTP_PORT
     kafka_extra: Mapping[str, str] = field(default_factory=dict)
+    task_token_key: str = ""
+    """``SAGA_TASK_TOKEN_KEY``: the engine workers sign activity attempts with it and
+    refuse outcomes whose signature does not match (empty: unsigned task tokens)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +90,12 @@ class Settings:
             raise ValueError(f"SAGA_SHARDS and SAGA_HTTP_PORT must be integers: {exc}") from exc
         if shards < 1:
             raise ValueError(f"SAGA_SHARDS must be at least 1, got {shards}")
+        token_key = env.get("SAGA_TASK_TOKEN_KEY", "")
+        if token_key and len(token_key) < MIN_TOKEN_KEY_CHARS:
+            raise ValueError(
+                f"SAGA_TASK_TOKEN_KEY must have at least {MIN_TOKEN_KEY_CHARS} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
         return cls(
             bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP_SERVERS),
             database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -90,6 +103,7 @@ class Settings:
             shards=shards,
             http_port=http_port,
             kafka_extra=_kafka_passthrough(env),
+            task_token_key=token_key,
         )
 
     def kafka_config(self, **overrides: Any) -> dict[str, Any]:
@@ -106,6 +120,7 @@ class Settings:
             "shards": self.shards,
             "http_port": self.http_port,
             "kafka_extra": kafka,
+            "task_token_key": "***" if self.task_token_key else "",
         }
 
     def __repr__(self) -> str:

@@ -21,7 +21,9 @@
         │   │   │                       next_retry_delay= steer the retry policy
         │   │   ├── WorkflowNotFoundError ....... a shard refused: no such workflow run
         │   │   ├── WorkflowAlreadyStartedError . a start refused by its reuse policy
-        │   │   └── WorkflowClosedError ......... a command for a run that has closed
+        │   │   ├── WorkflowClosedError ......... a command for a run that has closed
+        │   │   └── ActivityNotRunningError ..... an outcome sent by task token for an
+        │   │                                     attempt that is not the running one
         │   ├── ActivityError ......... an activity failed for good; .cause says why
         │   ├── ActivityTimeoutError .. cause of an ActivityError after a timeout
         │   ├── ChildWorkflowError .... a child workflow failed; .cause says why
@@ -53,6 +55,7 @@ from typing import Any, ClassVar
 __all__ = [
     "ActivityCancelledError",
     "ActivityError",
+    "ActivityNotRunningError",
     "ActivityTimeoutError",
     "ApplicationError",
     "ChildWorkflowError",
@@ -285,6 +288,15 @@ class WorkflowClosedError(ApplicationError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, type="WorkflowClosed", non_retryable=True)
+
+
+class ActivityNotRunningError(ApplicationError):
+    """An outcome or heartbeat sent by task token for an attempt that is not running
+    (it ended, timed out, was retried or cancelled, or never started); the message says
+    which, and the engine changed nothing. ``type`` is ``ActivityNotRunning``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="ActivityNotRunning", non_retryable=True)
 
 
 class ReplyTimeoutError(OrchestratorError, TimeoutError):

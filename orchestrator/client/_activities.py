@@ -1,9 +1,10 @@
 """Outcomes of activity attempts sent by task token (async completion), for both clients.
 
 No I/O here: each function builds the command an activity worker would have sent
-for the attempt the token names. Nothing answers an outcome: the shard applies it
-if that attempt is the one running and drops it otherwise, so a send is
-fire-and-forget (check the run's history or ``describe`` to see what counted).
+for the attempt the token names. With ``reply`` (the clients' default) the command
+carries a fresh ``request_id``, and the shard answers on ``<prefix>.replies`` whether
+that attempt was the running one (an ``ActivityNotRunning`` refusal says why not;
+nothing changed then). Without, the send is fire-and-forget, as a worker's is.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from orchestrator.task_token import TaskToken
 __all__ = ["complete_command", "fail_command", "heartbeat_command"]
 
 
-def complete_command(builder: CommandBuilder, token: str, result: Any) -> OutgoingCommand:
+def complete_command(
+    builder: CommandBuilder, token: str, result: Any, *, reply: bool = True
+) -> OutgoingCommand:
     """``ActivityTaskCompleted`` with ``result`` for the attempt ``token`` names."""
     t = TaskToken.decode(token)
+    request_id = uuid.uuid4().hex if reply else None
     command = ActivityTaskCompleted(
         workflow_id=t.workflow_id,
         run_id=t.run_id,
@@ -34,8 +38,10 @@ def complete_command(builder: CommandBuilder, token: str, result: Any) -> Outgoi
         attempt=t.attempt,
         result=builder.converter.to_payload(result),
         identity=builder.source,
+        request_id=request_id,
+        token_signature=t.signature,
     )
-    return builder._out(command, uuid.uuid4().hex, None)
+    return builder._out(command, request_id or uuid.uuid4().hex, None)
 
 
 def fail_command(
@@ -46,10 +52,12 @@ def fail_command(
     error_type: str,
     non_retryable: bool,
     details: Sequence[Any],
+    reply: bool = True,
 ) -> OutgoingCommand:
     """``ActivityTaskFailed`` for the attempt ``token`` names; the workflow's retry
     policy decides what follows, as for an error the activity raised."""
     t = TaskToken.decode(token)
+    request_id = uuid.uuid4().hex if reply else None
     if not error_type:
         raise ValueError("error_type must not be empty")
     failure = Failure(
@@ -65,20 +73,25 @@ def fail_command(
         attempt=t.attempt,
         failure=failure,
         identity=builder.source,
+        request_id=request_id,
+        token_signature=t.signature,
     )
-    return builder._out(command, uuid.uuid4().hex, None)
+    return builder._out(command, request_id or uuid.uuid4().hex, None)
 
 
 def heartbeat_command(
-    builder: CommandBuilder, token: str, details: Sequence[Any]
+    builder: CommandBuilder, token: str, details: Sequence[Any], *, reply: bool = True
 ) -> OutgoingCommand:
     """``ActivityHeartbeat`` with ``details`` for the attempt ``token`` names."""
     t = TaskToken.decode(token)
+    request_id = uuid.uuid4().hex if reply else None
     command = ActivityHeartbeat(
         workflow_id=t.workflow_id,
         run_id=t.run_id,
         activity_seq=t.activity_seq,
         attempt=t.attempt,
         details=builder.converter.to_payloads(list(details)),
+        request_id=request_id,
+        token_signature=t.signature,
     )
-    return builder._out(command, uuid.uuid4().hex, None)
+    return builder._out(command, request_id or uuid.uuid4().hex, None)

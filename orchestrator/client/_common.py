@@ -20,6 +20,7 @@ from orchestrator.converter import DataConverter, Payload
 from orchestrator.engine.events import Event, Failure
 from orchestrator.engine.failures import from_failure
 from orchestrator.exceptions import (
+    ActivityNotRunningError,
     ApplicationError,
     OrchestratorError,
     QueryError,
@@ -596,6 +597,7 @@ _REFUSALS: Mapping[str, type[ApplicationError]] = {
     "WorkflowNotFound": WorkflowNotFoundError,
     "WorkflowAlreadyStarted": WorkflowAlreadyStartedError,
     "WorkflowClosed": WorkflowClosedError,
+    "ActivityNotRunning": ActivityNotRunningError,
 }
 
 

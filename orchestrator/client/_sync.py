@@ -271,13 +271,18 @@ class Client:
         """A handle to an existing schedule (no I/O)."""
         return ScheduleHandle(self.get_handle(schedule_workflow_id(schedule_id)), schedule_id)
 
-    def complete_activity(self, token: str, result: Any = None) -> None:
+    def complete_activity(
+        self, token: str, result: Any = None, *, wait: float | None = 10.0
+    ) -> None:
         """Complete the activity attempt ``token`` names with ``result`` (after the
-        activity raised ``activity.CompleteAsync``). Returns once Kafka has the command;
-        nothing answers it: the engine applies it only if that attempt is still the
-        running one, and drops it otherwise (see the run's history to know which).
-        InvalidTaskTokenError for a malformed token."""
-        self._send(complete_command(self.builder, token, result))
+        activity raised ``activity.CompleteAsync``), and wait up to ``wait`` seconds for
+        the engine's answer. ActivityNotRunningError if that attempt is not the running
+        one (it ended, timed out, was retried; a second completion is refused so),
+        WorkflowNotFoundError / WorkflowClosedError if its run is gone or closed: then
+        nothing changed. ReplyTimeoutError if no answer came; InvalidTaskTokenError for
+        a malformed token. ``wait=None``: return once Kafka has the command, unanswered."""
+        out = complete_command(self.builder, token, result, reply=wait is not None)
+        self._deliver(out, wait)
 
     def fail_activity(
         self,
@@ -287,10 +292,11 @@ class Client:
         error_type: str = "ApplicationError",
         non_retryable: bool = False,
         details: Sequence[Any] = (),
+        wait: float | None = 10.0,
     ) -> None:
         """Fail the activity attempt ``token`` names; the workflow's retry policy
-        decides what follows (``non_retryable`` ends the activity now). Fire-and-forget
-        like :meth:`complete_activity`."""
+        decides what follows (``non_retryable`` ends the activity now). Answered and
+        refused like :meth:`complete_activity`."""
         out = fail_command(
             self.builder,
             token,
@@ -298,13 +304,18 @@ class Client:
             error_type=error_type,
             non_retryable=non_retryable,
             details=details,
+            reply=wait is not None,
         )
-        self._send(out)
+        self._deliver(out, wait)
 
-    def heartbeat_activity(self, token: str, *details: Any) -> None:
+    def heartbeat_activity(
+        self, token: str, *details: Any, wait: float | None = 10.0
+    ) -> None:
         """Heartbeat the attempt ``token`` names (keeps its heartbeat timeout from
-        passing; ``details`` go to a retry). Fire-and-forget."""
-        self._send(heartbeat_command(self.builder, token, details))
+        passing; ``details`` go to a retry). Answered and refused like
+        :meth:`complete_activity`."""
+        out = heartbeat_command(self.builder, token, details, reply=wait is not None)
+        self._deliver(out, wait)
 
     # --- flow control of task queues (docs/flow-control.md) ---------------------
 

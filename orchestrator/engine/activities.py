@@ -21,7 +21,7 @@ from orchestrator.engine.commands import (
     ScheduleActivityTask,
     StartTimer,
 )
-from orchestrator.engine.failures import activity_error, timeout_failure
+from orchestrator.engine.failures import TIMEOUT_TYPE, activity_error, timeout_failure
 from orchestrator.engine.inputs import (
     ActivityTaskCompleted,
     ActivityTaskFailed,
@@ -92,6 +92,20 @@ class _Activity:
     local: bool = False
     priority: int = 0
     fairness_key: str = ""
+    endings: dict[int, str] = field(default_factory=dict)
+    """How each finished attempt ended, for :meth:`Activities.attempt_problem`."""
+
+
+def _how_it_ended(
+    e: ev.ActivityCompleted | ev.ActivityAttemptFailed | ev.ActivityFailed | ev.ActivityTimedOut,
+) -> str:
+    if isinstance(e, ev.ActivityCompleted):
+        return "completed"
+    if isinstance(e, ev.ActivityTimedOut):
+        return f"timed out ({e.timeout_type})"
+    if e.failure.type == TIMEOUT_TYPE:
+        return e.failure.message  # "activity timed out (start_to_close)"
+    return f"failed: {e.failure.type}: {e.failure.message}"
 
 
 class Activities:
@@ -176,6 +190,30 @@ class Activities:
         """Whether ``attempt`` is the running attempt of activity ``activity_seq``."""
         act = self._by_seq.get(activity_seq)
         return act is not None and act.state is _ActState.RUNNING and act.attempt == attempt
+
+    def attempt_problem(self, activity_seq: int, attempt: int) -> str | None:
+        """Why a report of ``attempt`` of activity ``activity_seq`` would not count
+        (for the reply to an outcome sent by task token); None if it is the running one."""
+        act = self._by_seq.get(activity_seq)
+        name = f"activity #{activity_seq}"
+        if act is None:
+            return f"this run never scheduled {name}"
+        name = f"{name} ({act.activity_type})"
+        if act.state is _ActState.DONE:
+            return f"{name} already ended: attempt {act.attempt} {act.endings[act.attempt]}"
+        if act.state is _ActState.CANCELLED:
+            return f"{name} was cancelled: the workflow no longer waits for it"
+        running = act.attempt if act.state is _ActState.RUNNING else None
+        if attempt == running:
+            return None
+        if attempt > act.attempt:
+            return f"attempt {attempt} of {name} has not started"
+        now = (
+            f"attempt {running} runs now" if running is not None
+            else f"attempt {act.attempt + 1} waits for its retry"
+        )
+        how = act.endings.get(attempt)
+        return f"attempt {attempt} of {name} already ended{f': {how}' if how else ''}; {now}"
 
     def handle_input(
         self, inp: ActivityTaskCompleted | ActivityTaskFailed | ActivityTaskHeartbeat
@@ -279,6 +317,7 @@ class Activities:
                         and t.timer_id.endswith(ev.SCHEDULE_TO_CLOSE))
             )
         act.attempt = e.attempt
+        act.endings[e.attempt] = _how_it_ended(e)
         if isinstance(e, ev.ActivityAttemptFailed):
             act.state = _ActState.BACKOFF
             act.next_retry_at = e.next_retry_at

@@ -2,10 +2,12 @@
 that raised ``activity.CompleteAsync``; docs/concepts.md).
 
 The token travels in the body, not the path, so it stays out of access logs. Each
-route answers 202 once Kafka has the command: nothing answers an activity outcome,
-and the engine applies it only if the attempt the token names is still the running
-one (check the run's history to see whether it counted). POST routes need an admin
-token, as every command does.
+route waits (``wait`` seconds, default 10) for the engine's answer: 200 once the
+attempt the token names was the running one and took the outcome; 409
+``activity_not_running`` (the attempt ended, timed out, was retried, or was already
+completed), ``workflow_closed`` or 404 ``workflow_not_found`` when it was not, and
+then nothing changed. ``"wait": 0``: 202 once Kafka has the command, unanswered.
+POST routes need an admin token, as every command does.
 
 Pausing an activity type on a task queue (docs/operations.md): ``POST
 /v1/activities/pause`` and ``/unpause`` answer 200 with the record once Kafka has
@@ -19,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.http import validation as v
-from orchestrator.http.limits import MAX_OPERATOR_CHARS, MAX_REASON_CHARS
+from orchestrator.http.limits import MAX_OPERATOR_CHARS, MAX_REASON_CHARS, MAX_WAIT_S
 from orchestrator.http.services import SERVICES
 from orchestrator.serde.records import ActivityPause
 from orchestrator.task_token import InvalidTaskTokenError, TaskToken
@@ -27,6 +29,7 @@ from orchestrator.task_token import InvalidTaskTokenError, TaskToken
 __all__ = ["routes"]
 
 _MAX_TYPE_CHARS = 200
+_WAIT_S = 10.0
 
 
 def _token(body: dict[str, Any]) -> str:
@@ -40,7 +43,12 @@ def _token(body: dict[str, Any]) -> str:
     return value
 
 
-def _sent(token: str) -> web.Response:
+def _wait(body: dict[str, Any]) -> float | None:
+    """Seconds to wait for the engine's answer; None (``"wait": 0``) for none."""
+    return v.seconds(body.get("wait"), "wait", default=_WAIT_S, maximum=MAX_WAIT_S) or None
+
+
+def _sent(token: str, wait: float | None) -> web.Response:
     t = TaskToken.decode(token)
     return web.json_response(
         {
@@ -48,31 +56,32 @@ def _sent(token: str) -> web.Response:
             "run_id": t.run_id,
             "activity_seq": t.activity_seq,
             "attempt": t.attempt,
-            "sent": True,
-            "message": "the outcome is in Kafka; the engine applies it only if this attempt "
-            "is still running (see the run's history)",
+            "confirmed": wait is not None,
         },
-        status=202,
+        status=202 if wait is None else 200,
     )
 
 
 async def complete(request: web.Request) -> web.Response:
-    """``POST /v1/activities/complete``: ``{"token": ..., "result": <JSON>}``."""
+    """``POST /v1/activities/complete``: ``{"token": ..., "result": <JSON>, "wait": s}``."""
     v.check_query(request, ())
-    body = await v.json_body(request, required=("token",), optional=("result",))
-    token = _token(body)
-    await request.app[SERVICES].kafka.require().complete_activity(token, body.get("result"))
-    return _sent(token)
+    body = await v.json_body(request, required=("token",), optional=("result", "wait"))
+    token, wait = _token(body), _wait(body)
+    client = request.app[SERVICES].kafka.require()
+    await client.complete_activity(token, body.get("result"), wait=wait)
+    return _sent(token, wait)
 
 
 async def fail(request: web.Request) -> web.Response:
     """``POST /v1/activities/fail``: ``{"token", "message", "type"?, "non_retryable"?,
-    "details"?}``; the workflow's retry policy decides what follows."""
+    "details"?, "wait"?}``; the workflow's retry policy decides what follows."""
     v.check_query(request, ())
     body = await v.json_body(
-        request, required=("token", "message"), optional=("type", "non_retryable", "details")
+        request,
+        required=("token", "message"),
+        optional=("type", "non_retryable", "details", "wait"),
     )
-    token = _token(body)
+    token, wait = _token(body), _wait(body)
     message = v.text(body["message"], "message", MAX_REASON_CHARS)
     error_type = v.text(body.get("type", "ApplicationError"), "type", _MAX_TYPE_CHARS)
     if not error_type:
@@ -82,19 +91,24 @@ async def fail(request: web.Request) -> web.Response:
         raise v.bad("non_retryable must be true or false")
     details = v.json_list(body.get("details"), "details")
     await request.app[SERVICES].kafka.require().fail_activity(
-        token, message, error_type=error_type, non_retryable=non_retryable, details=details
+        token,
+        message,
+        error_type=error_type,
+        non_retryable=non_retryable,
+        details=details,
+        wait=wait,
     )
-    return _sent(token)
+    return _sent(token, wait)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    """``POST /v1/activities/heartbeat``: ``{"token": ..., "details": [...]}``."""
+    """``POST /v1/activities/heartbeat``: ``{"token": ..., "details": [...], "wait": s}``."""
     v.check_query(request, ())
-    body = await v.json_body(request, required=("token",), optional=("details",))
-    token = _token(body)
+    body = await v.json_body(request, required=("token",), optional=("details", "wait"))
+    token, wait = _token(body), _wait(body)
     details = v.json_list(body.get("details"), "details")
-    await request.app[SERVICES].kafka.require().heartbeat_activity(token, *details)
-    return _sent(token)
+    await request.app[SERVICES].kafka.require().heartbeat_activity(token, *details, wait=wait)
+    return _sent(token, wait)
 
 
 def _pause_json(p: ActivityPause) -> dict[str, Any]:

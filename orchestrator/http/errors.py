@@ -36,6 +36,8 @@ _REFUSALS: Mapping[str, tuple[int, str]] = {
     "WorkflowParked": (409, "workflow_parked"),
     "CommandRejected": (422, "command_rejected"),
     "ResetRefused": (409, "reset_refused"),
+    "ActivityNotRunning": (409, "activity_not_running"),
+    "TaskTokenRejected": (422, "task_token_rejected"),
 }
 _AIOHTTP_CODES: Mapping[int, str] = {
     400: "bad_request",

@@ -41,6 +41,7 @@ class ReplyKind(enum.Enum):
     UNPAUSE = "unpause"  # reply v2
     RESET = "reset"  # reply v2
     REPAIR = "repair"  # reply v3
+    ACTIVITY = "activity"  # reply v4: an outcome sent by task token
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,7 +190,7 @@ class QueryWorkflow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityTaskCompleted:
-    """An activity attempt returned (``saga.command.activity-completed.v1``)."""
+    """An activity attempt returned (``saga.command.activity-completed.v2``)."""
 
     workflow_id: str
     run_id: str
@@ -197,11 +198,15 @@ class ActivityTaskCompleted:
     attempt: int
     result: Payload
     identity: str = ""
+    request_id: str | None = None
+    """Set when sent by task token: the shard replies whether the attempt was running."""
+    token_signature: str = ""
+    """The attempt's signature, from its task or task token ("" unsigned)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityTaskFailed:
-    """An activity attempt raised (``saga.command.activity-failed.v1``)."""
+    """An activity attempt raised (``saga.command.activity-failed.v2``)."""
 
     workflow_id: str
     run_id: str
@@ -209,17 +214,25 @@ class ActivityTaskFailed:
     attempt: int
     failure: Failure
     identity: str = ""
+    request_id: str | None = None
+    """Set when sent by task token: the shard replies whether the attempt was running."""
+    token_signature: str = ""
+    """The attempt's signature, from its task or task token ("" unsigned)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityHeartbeat:
-    """An activity attempt is alive (``saga.command.activity-heartbeat.v1``)."""
+    """An activity attempt is alive (``saga.command.activity-heartbeat.v2``)."""
 
     workflow_id: str
     run_id: str
     activity_seq: int
     attempt: int
     details: list[Payload] = field(default_factory=list)
+    request_id: str | None = None
+    """Set when sent by task token: the shard replies whether the attempt was running."""
+    token_signature: str = ""
+    """The attempt's signature, from its task or task token ("" unsigned)."""
 
 
 class ChildOutcome(enum.Enum):
@@ -273,7 +286,7 @@ Command = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityTask:
-    """One activity attempt for a worker (``<prefix>.tasks.<queue>``, ``saga.task.activity.v2``)."""
+    """One activity attempt for a worker (``<prefix>.tasks.<queue>``, ``saga.task.activity.v3``)."""
 
     workflow_id: str
     run_id: str
@@ -292,6 +305,9 @@ class ActivityTask:
     """Higher first on a flow-controlled queue (docs/flow-control.md); ignored elsewhere."""
     fairness_key: str = ""
     """The key a flow-controlled queue shares capacity by (e.g. a tenant); "" the default."""
+    token_signature: str = ""
+    """The engine's signature of this attempt ("" without a task-token key): part of the
+    task token, echoed in the attempt's outcomes (orchestrator/task_token.py)."""
 
     def __post_init__(self) -> None:
         if not self.idempotency_key:
@@ -335,7 +351,7 @@ def idempotency_key(workflow_id: str, run_id: str, activity_seq: int) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reply:
-    """The answer to a command (``<prefix>.replies``, ``saga.reply.v3``)."""
+    """The answer to a command (``<prefix>.replies``, ``saga.reply.v4``)."""
 
     correlation_id: str
     kind: ReplyKind

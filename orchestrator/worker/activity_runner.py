@@ -244,6 +244,7 @@ class AttemptRunner:
             attempt=task.attempt,
             result=payload,
             identity=self.identity,
+            token_signature=task.token_signature,
         )
 
     def _launch(
@@ -336,6 +337,7 @@ class AttemptRunner:
                 activity_seq=task.activity_seq,
                 attempt=task.attempt,
                 details=details,
+                token_signature=task.token_signature,
             )
         )
 
@@ -348,6 +350,7 @@ class AttemptRunner:
             attempt=task.attempt,
             failure=failure,
             identity=self.identity,
+            token_signature=task.token_signature,
         )
 
 
@@ -399,4 +402,5 @@ def _info(task: ActivityTask, heartbeat_details: Sequence[Any]) -> ActivityInfo:
         attempt_started_time=scheduled,
         heartbeat_details=tuple(heartbeat_details),
         key=task.idempotency_key,
+        token_signature=task.token_signature,
     )

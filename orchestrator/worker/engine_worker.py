@@ -66,6 +66,7 @@ class EngineWorker(BackgroundRunner):
         tuning: ShardTuning | None = None,
         metrics: EngineMetrics | None = None,
         flow_control: bool = False,
+        task_token_key: bytes | None = None,
     ) -> None:
         """``activities``: those this process may run itself when a workflow calls
         ``ctx.execute_local_activity``; local calls to any other go to the task queue.
@@ -79,7 +80,12 @@ class EngineWorker(BackgroundRunner):
 
         ``flow_control``: follow ``<prefix>.flow-control`` and write the tasks of a
         flow-controlled queue to its backlog (docs/flow-control.md); off, every task
-        goes to its queue's topic."""
+        goes to its queue's topic.
+
+        ``task_token_key``: sign every dispatched attempt (its task token then names
+        that attempt only) and refuse outcomes whose signature does not match
+        (docs/concepts.md, "Completing an activity later"); every engine worker of a
+        deployment needs the same key. None: unsigned tokens, as before."""
         super().__init__()
         self._temporary: Path | None = None
         if store is None:
@@ -124,6 +130,7 @@ class EngineWorker(BackgroundRunner):
                 local_activities=self.local_activities,
                 task_topic=task_topic,
                 paused_types=self.pauses.table,
+                task_token_key=task_token_key,
             )
             shard.stats.metrics = metrics
             self.shards[partition] = shard

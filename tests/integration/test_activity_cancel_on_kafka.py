@@ -28,7 +28,11 @@ from orchestrator import activity, workflow
 from orchestrator.client import Client
 from orchestrator.devstack import providers
 from orchestrator.engine import events as ev
-from orchestrator.exceptions import ActivityCancelledError, WorkflowFailedError
+from orchestrator.exceptions import (
+    ActivityCancelledError,
+    WorkflowClosedError,
+    WorkflowFailedError,
+)
 from orchestrator.flow.dispatcher import Dispatcher
 from orchestrator.flow.scheduler import FlowConfig
 from orchestrator.log.topics import TopicLayout, ensure_topics
@@ -192,9 +196,9 @@ def test_a_cancelled_workflow_stops_its_running_activity(d_kind: tuple[Deploymen
     ), outcome="cancelled") >= 1
     assert _metric(d, "saga_activity_cancels_total", task_queue=QUEUE, action="stopped") >= 1
 
-    # a late outcome of the abandoned attempt changes nothing
-    d.client.complete_activity(seen(tag).token, "too late")
-    time.sleep(1.0)
+    # a late outcome of the abandoned attempt is refused and changes nothing
+    with pytest.raises(WorkflowClosedError, match="CANCELLED"):
+        d.client.complete_activity(seen(tag).token, "too late")
     after = d.client.fetch_history(workflow_id, timeout=15).events
     assert [type(e) for e in after] == [type(e) for e in events]
     assert d.client.get_handle(workflow_id, result_type=str).describe().status.name == "CANCELLED"

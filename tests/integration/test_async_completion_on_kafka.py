@@ -1,8 +1,10 @@
 """Async activity completion on Kafka: an activity hands out its task token and raises
 ``CompleteAsync``; the saga finishes with what the token's holder sends through the
-client, the asyncio client, the HTTP API or ``saga activity``. A stale token (an
-attempt that timed out and was retried) changes nothing; an attempt nobody completes
-times out by its start-to-close timeout.
+client, the asyncio client, the HTTP API or ``saga activity``. A failure by token takes
+the retry policy, or runs the saga's compensations. A stale token (an attempt that
+timed out and was retried, or whose run closed) and a second completion are refused
+with an error and change nothing; an attempt nobody completes times out by its
+start-to-close timeout.
 
 One deployment (engine worker, activity worker) serves the whole module; each test
 has its own workflow ids.
@@ -30,7 +32,11 @@ from orchestrator import activity, workflow
 from orchestrator.client import AsyncClient, Client
 from orchestrator.devstack import providers
 from orchestrator.engine import events as ev
-from orchestrator.exceptions import WorkflowFailedError
+from orchestrator.exceptions import (
+    ActivityNotRunningError,
+    WorkflowClosedError,
+    WorkflowFailedError,
+)
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.metrics import SagaMetrics
 from orchestrator.retry import RetryPolicy
@@ -44,6 +50,7 @@ pytestmark = pytest.mark.integration
 SHARDS = 2
 QUEUE = "legacy"
 _handed_out: queue.Queue[tuple[str, int, str]] = queue.Queue()  # (workflow id, attempt, token)
+_released: queue.Queue[str] = queue.Queue()  # orders whose reservation was compensated
 _seen: dict[tuple[str, int], str] = {}
 
 
@@ -74,6 +81,28 @@ async def order(ctx: workflow.WorkflowContext, ask: Ask) -> str:
     return result
 
 
+@activity.defn(name="legacy.reserve")
+async def reserve(order: str) -> str:
+    return f"seat for {order}"
+
+
+@activity.defn(name="legacy.release")
+async def release(order: str) -> None:
+    _released.put(order)
+
+
+@workflow.defn(name="legacy.booking")
+async def booking(ctx: workflow.WorkflowContext, ask: Ask) -> str:
+    """Reserve (compensated by a release), then wait for the mainframe's answer."""
+    saga = ctx.saga()
+    await saga.step(reserve, ask.order, compensate=release, compensate_args=(ask.order,))
+    paid: str = await saga.step(
+        ask_mainframe, ask.order, start_to_close=timedelta(seconds=ask.start_to_close_s),
+        retry=RetryPolicy(initial=timedelta(milliseconds=100), max_attempts=ask.max_attempts),
+    )
+    return paid
+
+
 def token_for(workflow_id: str, attempt: int, timeout_s: float = 30.0) -> str:
     """The token the activity handed out for ``attempt`` of ``workflow_id``'s call."""
     deadline = time.monotonic() + timeout_s
@@ -101,18 +130,19 @@ def deployment(kafka: providers.KafkaHandle) -> Iterator[Deployment]:
     options = ProcessorOptions(worker_id=f"{prefix}-engine", transaction_timeout_ms=5000)
     metrics = SagaMetrics()
     with (
-        EngineWorker(config, layout, [order], options=options),
+        EngineWorker(config, layout, [order, booking], options=options),
         ActivityWorker(
-            config, QUEUE, [ask_mainframe], layout=layout, metrics=metrics.activities
+            config, QUEUE, [ask_mainframe, reserve, release], layout=layout,
+            metrics=metrics.activities,
         ) as worker,
         Client(config, layout=layout) as client,
     ):
         yield Deployment(config, layout, client, worker, metrics)
 
 
-def start(d: Deployment, ask: Ask) -> str:
+def start(d: Deployment, ask: Ask, saga: Any = order) -> str:
     workflow_id = f"order-{ask.order}-{uuid.uuid4().hex[:6]}"
-    d.client.start(order, ask, id=workflow_id, task_queue=QUEUE)
+    d.client.start(saga, ask, id=workflow_id, task_queue=QUEUE)
     return workflow_id
 
 
@@ -155,6 +185,33 @@ async def test_the_asyncio_client_fails_then_completes_the_retry(
     assert failed.attempt == 1
 
 
+def test_a_second_completion_is_refused_and_applies_once(deployment: Deployment) -> None:
+    d = deployment
+    workflow_id = start(d, Ask("d1"))
+    token = token_for(workflow_id, 1)
+    d.client.complete_activity(token, "first")
+    with pytest.raises((ActivityNotRunningError, WorkflowClosedError)):
+        d.client.complete_activity(token, "second")
+    assert d.client.get_handle(workflow_id).result(timeout=30) == "first"
+    completed = [e for e in history(d, workflow_id) if isinstance(e, ev.ActivityCompleted)]
+    assert len(completed) == 1
+
+
+def test_a_failure_by_token_runs_the_sagas_compensation(deployment: Deployment) -> None:
+    d = deployment
+    workflow_id = start(d, Ask("c1", max_attempts=2), saga=booking)
+    d.client.fail_activity(token_for(workflow_id, 1), "line busy", error_type="Busy")
+    d.client.fail_activity(token_for(workflow_id, 2), "card declined", error_type="Declined")
+    with pytest.raises(WorkflowFailedError, match="card declined"):
+        d.client.get_handle(workflow_id).result(timeout=30)
+    assert _released.get(timeout=10) == "c1", "the reservation was compensated"
+    events = history(d, workflow_id)
+    retried = [e for e in events if isinstance(e, ev.ActivityAttemptFailed)]
+    assert [(e.attempt, e.failure.type) for e in retried] == [(1, "Busy")]
+    types = [e.activity_type for e in events if isinstance(e, ev.ActivityScheduled)]
+    assert types == ["legacy.reserve", "legacy.ask", "legacy.release"]
+
+
 def test_a_non_retryable_failure_by_token_fails_the_saga(deployment: Deployment) -> None:
     d = deployment
     workflow_id = start(d, Ask("f1"))
@@ -172,7 +229,10 @@ def test_a_stale_token_is_ignored_and_the_new_attempt_counts(deployment: Deploym
     workflow_id = start(d, Ask("s1", start_to_close_s=1.0))
     stale = token_for(workflow_id, 1)
     fresh = token_for(workflow_id, 2)  # attempt 1 timed out after 1 s and was retried
-    d.client.complete_activity(stale, "from the timed-out attempt")
+    with pytest.raises(ActivityNotRunningError, match=r"attempt 1 .* already ended") as late:
+        d.client.complete_activity(stale, "from the timed-out attempt")
+    assert "start_to_close" in str(late.value), "says how the attempt ended"
+    d.client.complete_activity(stale, "unanswered", wait=None)  # no request id: no answer
     d.client.complete_activity(fresh, "from the running attempt")
     assert d.client.get_handle(workflow_id).result(timeout=30) == "from the running attempt"
     events = history(d, workflow_id)
@@ -191,6 +251,10 @@ def test_an_attempt_nobody_completes_times_out(deployment: Deployment) -> None:
     assert time.monotonic() - began < 15
     [timed_out] = [e for e in history(d, workflow_id) if isinstance(e, ev.ActivityTimedOut)]
     assert timed_out.timeout_type == "start_to_close"
+    before = len(history(d, workflow_id))
+    with pytest.raises(WorkflowClosedError, match="FAILED"):
+        d.client.complete_activity(token_for(workflow_id, 1), "too late")
+    assert len(history(d, workflow_id)) == before, "the late completion changed nothing"
 
 
 def test_heartbeats_by_token_keep_a_pending_attempt_alive(deployment: Deployment) -> None:
@@ -219,13 +283,18 @@ async def test_the_http_api_completes_a_pending_activity(deployment: Deployment)
             beat = await http.post(
                 "/v1/activities/heartbeat", json={"token": token, "details": ["queued"]}
             )
-            assert beat.status_code == 202
+            assert beat.status_code == 200, beat.text
             sent = await http.post(
                 "/v1/activities/complete", json={"token": token, "result": "paid by webhook"}
             )
-            assert sent.status_code == 202, sent.text
+            assert sent.status_code == 200, sent.text
             assert sent.json()["workflow_id"] == workflow_id
             assert sent.json()["attempt"] == 1
+            again = await http.post(
+                "/v1/activities/complete", json={"token": token, "result": "twice"}
+            )
+            assert again.status_code == 409, again.text
+            assert again.json()["error"] in ("activity_not_running", "workflow_closed")
     handle = d.client.get_handle(workflow_id)
     assert await asyncio.to_thread(handle.result, 30) == "paid by webhook"
 
@@ -254,3 +323,9 @@ def test_saga_activity_complete_from_the_shell(deployment: Deployment) -> None:
     assert done.returncode == 0, done.stderr
     assert workflow_id in done.stdout
     assert d.client.get_handle(workflow_id).result(timeout=30) == "paid by batch file"
+    late = subprocess.run(
+        [*saga, "complete", token, "--result", '"again"', "--wait", "20"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert late.returncode == 1, late.stdout
+    assert "COMPLETED" in late.stderr and f"saga history {workflow_id}" in late.stderr

@@ -54,3 +54,13 @@ def test_secrets_are_masked_in_repr_and_redacted_view() -> None:
 def test_bad_shard_count_is_a_clear_error(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="SAGA_SHARDS"):
         Settings.from_env(env)
+
+
+def test_the_task_token_key_is_read_checked_and_never_printed() -> None:
+    key = "f" * 64
+    settings = Settings.from_env({"SAGA_TASK_TOKEN_KEY": key})
+    assert settings.task_token_key == key
+    assert key not in repr(settings) + str(settings.redacted())
+    assert Settings.from_env({}).task_token_key == "", "no key: unsigned tokens"
+    with pytest.raises(ValueError, match="SAGA_TASK_TOKEN_KEY must have at least 32"):
+        Settings.from_env({"SAGA_TASK_TOKEN_KEY": "short"})

@@ -50,6 +50,7 @@ from orchestrator.serde import records as rec
 from orchestrator.serde.errors import RecordDecodeError, RecordEncodeError
 from orchestrator.serde.history_page import BUILTIN_READS
 from orchestrator.serde.wire import EncodedRecord, WireFormat
+from orchestrator.task_token import attempt_signature
 from orchestrator.worker.shard import children, ingest
 from orchestrator.worker.shard import store as keys
 from orchestrator.worker.shard.dlq import dead_letter
@@ -63,6 +64,12 @@ from orchestrator.worker.shard.executions import (
 )
 from orchestrator.worker.shard.heartbeats import HeartbeatStore
 from orchestrator.worker.shard.local_activities import LocalActivities
+from orchestrator.worker.shard.outcome_replies import (
+    TokenOutcome,
+    asks_reply,
+    judged_reply,
+    signature_problem,
+)
 from orchestrator.worker.shard.reads import StoreReads
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
 from orchestrator.worker.shard.replies import (
@@ -158,12 +165,16 @@ class EngineShard:
         clock: Callable[[], int] = _wall_ms,
         task_topic: Callable[[str], str] | None = None,
         paused_types: PausedTypes | None = None,
+        task_token_key: bytes | None = None,
     ) -> None:
         """``task_topic``: the topic of a task queue's tasks (flow control sends a
         controlled queue's to its backlog); None: ``layout.task_queue``.
         ``paused_types``: the operator's activity-type pauses, so that attempts held
-        by a pause do not time out (None: no pauses are followed)."""
+        by a pause do not time out (None: no pauses are followed).
+        ``task_token_key``: sign each dispatched attempt and refuse outcomes whose
+        signature is not their attempt's (None: tokens are unsigned, nothing checked)."""
         self._paused_types = paused_types
+        self._token_key = task_token_key
         self.partition = partition
         self._task_topic = task_topic or layout.task_queue
         self.layout = layout
@@ -409,15 +420,42 @@ class EngineShard:
             return self._repair(execution, command, ce_id, now_ms)
         if not execution.is_open:
             return self._reply_closed(command, ce_id, execution)
-        if self._executor(execution) is None:
+        executor = self._executor(execution)
+        if executor is None:
             # parked by its replay just now (say, a version this worker lacks): the
             # command is kept in the DLQ, for a redrive once the run can go on
             self.stats.dead_lettered += 1
             return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
+        return self._apply_command(execution, executor, command, ce_id, now_ms)
+
+    def _apply_command(
+        self,
+        execution: Execution,
+        executor: WorkflowExecutor,
+        command: rec.Command,
+        ce_id: str,
+        now_ms: int,
+    ) -> list[OutRecord]:
+        """Apply a command to an open run; an outcome sent by task token is answered.
+        With a task-token key, an outcome whose signature is not its attempt's is
+        refused (answered if asked) and changes nothing."""
+        if isinstance(command, TokenOutcome) and self._token_key is not None:
+            bad = signature_problem(self._token_key, command)
+            if bad is not None:
+                log.warning(
+                    "outcome for %s run %s activity %d attempt %d refused: %s",
+                    command.workflow_id, command.run_id, command.activity_seq,
+                    command.attempt, bad.message,
+                )
+                return self._refuse(refusal(command, ce_id, execution.run_id, bad))
+        answer = None
+        if asks_reply(command):  # judged before applying: applying ends the attempt
+            assert isinstance(command, TokenOutcome)
+            answer = judged_reply(command, execution.run_id, executor.activities)
         out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
         if isinstance(command, rec.ActivityHeartbeat) and _beats_running(execution, command):
             self.heartbeats.record(command, now_ms)
-        return out
+        return out if answer is None else [*out, self._reply(answer)]
 
     def _start(
         self, start: rec.StartWorkflow, ce_id: str, msg: InRecord, now: int
@@ -1039,6 +1077,7 @@ class EngineShard:
                     idempotency_key=command.idempotency_key,
                     priority=command.priority,
                     fairness_key=command.fairness_key,
+                    token_signature=self._sign(command),
                 )
                 if command.local and self._local and self._local.handles(command.activity_type):
                     self._local_due.append((task, self._trace_run))  # run by fire_due, this cycle
@@ -1154,6 +1193,13 @@ class EngineShard:
 
     def _task_record(self, task: rec.ActivityTask) -> OutRecord:
         return self._out(self._task_topic(task.task_queue), self.wire.encode_task(task))
+
+    def _sign(self, task: cmd.ScheduleActivityTask) -> str:
+        if self._token_key is None:
+            return ""
+        return attempt_signature(
+            self._token_key, task.workflow_id, task.run_id, task.activity_seq, task.attempt
+        )
 
     def _reply(self, reply: rec.Reply) -> OutRecord:
         return self._out(self.layout.replies, self.wire.encode_reply(reply))

@@ -78,8 +78,9 @@ def unknown_type_reply(start: rec.StartWorkflow, correlation: str, reason: str) 
 def refusal(
     command: rec.Command, ce_id: str, run_id: str | None, failure: Failure
 ) -> rec.Reply | None:
-    """An error reply to the command's sender; activity outcomes and child reports
-    get none (nothing waits for a late result of a closed or older run)."""
+    """An error reply to the command's sender; child reports and activity workers'
+    outcomes get none (nothing waits for a late result of a closed or older run); an
+    outcome sent by task token does (it has a ``request_id``)."""
     if isinstance(command, rec.ChildWorkflowResult):
         log.info(
             "news of child %s (%s) for workflow %s run %s dropped: %s",
@@ -90,10 +91,13 @@ def refusal(
             failure.message,
         )
         return None
-    if isinstance(
-        command, rec.ActivityTaskCompleted | rec.ActivityTaskFailed | rec.ActivityHeartbeat
+    if (
+        isinstance(
+            command, rec.ActivityTaskCompleted | rec.ActivityTaskFailed | rec.ActivityHeartbeat
+        )
+        and command.request_id is None
     ):
-        return None
+        return None  # an activity worker's outcome: nothing waits for an answer
     correlation = (
         getattr(command, "request_id", None)
         or getattr(command, "update_id", None)

@@ -103,6 +103,9 @@ def reply_kind(command: rec.Command) -> rec.ReplyKind:
         rec.UnpauseWorkflow: rec.ReplyKind.UNPAUSE,
         rec.ResetWorkflow: rec.ReplyKind.RESET,
         rec.RepairWorkflow: rec.ReplyKind.REPAIR,
+        rec.ActivityTaskCompleted: rec.ReplyKind.ACTIVITY,
+        rec.ActivityTaskFailed: rec.ReplyKind.ACTIVITY,
+        rec.ActivityHeartbeat: rec.ReplyKind.ACTIVITY,
     }.get(type(command), rec.ReplyKind.RESULT)
 
 

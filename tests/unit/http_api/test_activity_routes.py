@@ -44,10 +44,15 @@ async def test_activity_routes_check_roles_and_bodies() -> None:
         )
         code, message = await post("heartbeat", {"token": TOKEN, "details": "x"})
         assert code == 400 and "details" in message
+        code, message = await post("complete", {"token": TOKEN, "wait": 61})
+        assert (code, message) == (400, "wait must be between 0 and 60 seconds")
+        code, message = await post("heartbeat", {"token": TOKEN, "wait": "soon"})
+        assert (code, message) == (400, "wait must be a number of seconds")
         for path, body in (
             ("complete", {"token": TOKEN, "result": {"ok": True}}),
             ("fail", {"token": TOKEN, "message": "m", "non_retryable": True}),
             ("heartbeat", {"token": TOKEN, "details": [1]}),
+            ("complete", {"token": TOKEN, "wait": 0}),
         ):
             assert (await post(path, body))[0] == 503, "valid: only Kafka is missing"
 

@@ -30,6 +30,12 @@ from orchestrator.serde.wire import COMMAND_FAMILIES
 
 WIRE = WireFormat(source="/tests/serde")
 
+# families whose writer schema is past v1 (the activity outcomes gained request_id)
+_VERSIONS = {
+    "saga.command.activity-completed": "v2",
+    "saga.command.activity-failed": "v2",
+    "saga.command.activity-heartbeat": "v2",
+}
 commands = st.one_of(*(records(cls) for cls in COMMAND_FAMILIES))
 
 
@@ -41,7 +47,7 @@ def test_every_command_round_trips(command: Any) -> None:
     assert decoded.record == command
     assert encoded.key == command.workflow_id.encode()
     family = COMMAND_FAMILIES[type(command)]
-    assert decoded.cloud_event.type == f"{family}.v1"
+    assert decoded.cloud_event.type == f"{family}.{_VERSIONS.get(family, 'v1')}"
     assert decoded.cloud_event.source == "/tests/serde"
 
 

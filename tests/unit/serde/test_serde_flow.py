@@ -16,7 +16,7 @@ TASK = ActivityTask(
 def test_a_task_carries_priority_and_fairness_key() -> None:
     wire = WireFormat()
     encoded = wire.encode_task(TASK)
-    assert dict(encoded.headers)["ce_type"] == b"saga.task.activity.v2"
+    assert dict(encoded.headers)["ce_type"] == b"saga.task.activity.v3"
     assert wire.decode_task(encoded.headers, encoded.value).record == TASK
 
 

@@ -54,6 +54,7 @@ class Harness:
     """Records for ``<prefix>.activity-cancels``."""
     dead_letters: list[OutRecord] = field(default_factory=list)
     commands_offset: int = 0
+    task_token_key: bytes | None = None
 
     def __post_init__(self) -> None:
         self.memory = StoreMemory(StoreOptions(self.state_dir))
@@ -72,6 +73,7 @@ class Harness:
             tuning=self.tuning,
             retention_ms=self.retention_ms,
             clock=self.clock,
+            task_token_key=self.task_token_key,
         )
 
     def restore(self, batch: int = 7) -> list[HistoryEntry]:
