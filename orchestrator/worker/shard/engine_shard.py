@@ -414,7 +414,7 @@ class EngineShard:
             # command is kept in the DLQ, for a redrive once the run can go on
             self.stats.dead_lettered += 1
             return [dead_letter(self.layout.dlq, msg, f"workflow is parked: {execution.parked}")]
-        out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
+        out = self._apply(execution, [to_input(command, ce_id)], now_ms, command, ce_id)
         if isinstance(command, rec.ActivityHeartbeat) and _beats_running(execution, command):
             self.heartbeats.record(command, now_ms)
         return out
@@ -489,7 +489,7 @@ class EngineShard:
         )
         self.executions.add(execution)
         self.stats.run_started(execution.workflow_type)
-        first = start_inputs(start, run_id, now)
+        first = start_inputs(start, run_id, now, correlation)
         if parent is not None:
             # reported before the run's first decision, which may already close it
             report = children.started_report(parent, start.workflow_id, run_id)
@@ -505,7 +505,9 @@ class EngineShard:
         signal = start.signal_with_start
         if signal is None or not existing.is_open or existing.parked is not None:
             return []
-        send = inputs.SendSignal(name=signal.signal_name, args=list(signal.args))
+        send = inputs.SendSignal(
+            name=signal.signal_name, args=list(signal.args), request_id=correlation
+        )
         return self._apply(existing, [send], now, None, correlation)
 
     def _child_refused(self, start: rec.StartWorkflow, existing: Execution) -> OutRecord:
@@ -1170,6 +1172,7 @@ class EngineShard:
         )
         memo = executor.memo if executor is not None else previous.memo if previous else {}
         events = self.executions.events(execution)
+        priority, fairness_key = _flow_keys(events, previous)
         snapshot = rec.WorkflowSnapshot(
             workflow_id=execution.workflow_id,
             run_id=execution.run_id,
@@ -1194,6 +1197,8 @@ class EngineShard:
             else None,
             repairs=repair_notes(events),
             workflow_version=pinned_version(events) or execution.workflow_version or 1,
+            priority=priority,
+            fairness_key=fairness_key,
         )
         execution.snapshot = snapshot
         encoded = self.wire.encode_snapshot(snapshot)
@@ -1284,3 +1289,16 @@ def _beats_running(execution: Execution, beat: rec.ActivityHeartbeat) -> bool:
     return executor is not None and executor.activities.attempt_running(
         beat.activity_seq, beat.attempt
     )
+
+
+def _flow_keys(
+    events: Sequence[ev.Event], previous: rec.WorkflowSnapshot | None
+) -> tuple[int, str]:
+    """The run's priority and fairness key for its snapshot: from its WorkflowStarted,
+    else (events not read) from its previous snapshot."""
+    first = events[0] if events else None
+    if isinstance(first, ev.WorkflowStarted):
+        return first.priority, first.fairness_key
+    if previous is not None:
+        return previous.priority, previous.fairness_key
+    return 0, ""
