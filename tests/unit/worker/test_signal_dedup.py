@@ -124,3 +124,16 @@ def test_a_signal_with_start_resent_to_the_running_run_is_applied_once(
     assert [e.request_id for e in received(h)] == ["s-1"]
     assert finish(h) == ["b", "end"]
 
+
+
+def test_a_reset_run_keeps_the_ids_of_the_signals_it_carries_over(tmp_path: Path) -> None:
+    h = started(tmp_path)
+    note(h, "a", request_id="req-1")
+    h.send(rec.ResetWorkflow(workflow_id="box", event_seq=1, reason="bad deploy",
+                             operator="ops", request_id="reset-1"))
+    h.commit()
+    assert reply_of(h, "reset-1").ok
+    note(h, "a", request_id="req-1")  # a late retry reaches the new run
+    # recorded by the old run, and by the new one when the reset delivered it again
+    assert [e.request_id for e in received(h)] == ["req-1", "req-1"]
+    assert finish(h) == ["a", "end"]
