@@ -1,5 +1,6 @@
 """The executor's memory of signal request ids: bounded, rebuilt by replay, and empty
-for signals recorded before request ids were (history v6 and older)."""
+for signals recorded before request ids were (history v6 and older); and the test
+environment's start with a run's priority and fairness key."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from orchestrator.engine import events as ev
 from orchestrator.engine import inputs
 from orchestrator.engine.executor import WorkflowExecutor
 from orchestrator.engine.signal_ids import MAX_SIGNAL_IDS, RecentIds
+from orchestrator.testing import WorkflowEnvironment
 from orchestrator.workflow import definition_of
 
 CONV = DataConverter()
@@ -73,3 +75,21 @@ def test_beyond_the_bound_an_old_id_is_applied_again() -> None:
     executor._signal_ids.limit = 2  # the bound, made small
     executor.apply([send(v, v) for v in ("r1", "r2", "r3", "r1", "r3")], 2)
     assert [v for _, v in signals(executor)] == ["r1", "r2", "r3", "r1"]
+
+
+@workflow.defn(name="unit.rounds")
+async def rounds(ctx: workflow.WorkflowContext, n: int) -> int:
+    if n > 0:
+        ctx.continue_as_new(n - 1)
+    return n
+
+
+async def test_the_test_environment_starts_a_run_with_its_priority_and_key() -> None:
+    async with WorkflowEnvironment(workflows=[rounds]) as env:
+        handle = await env.start_workflow(rounds, 2, priority=5, fairness_key="tenantA")
+        assert await handle.result() == 0
+        starts = [run[0] for run in handle.run_histories]
+    assert len(starts) == 3
+    for started in starts:  # continue-as-new keeps them
+        assert isinstance(started, ev.WorkflowStarted)
+        assert (started.priority, started.fairness_key) == (5, "tenantA")
