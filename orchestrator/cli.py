@@ -540,6 +540,12 @@ def _json_arg(text: str | None) -> Any:
               help="A memo entry (repeatable); JSON if it parses, else a string.")
 @click.option("--execution-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds after which the run is cancelled and ends TIMED_OUT.")
+@click.option("--priority", type=int, default=0, show_default=True,
+              help="The run's priority on flow-controlled queues (higher first); its "
+              "activities and children that name none take it.")
+@click.option("--fairness-key", default="",
+              help="The run's fairness key on flow-controlled queues (e.g. a tenant), "
+              "taken as --priority is.")
 @click.option("--wait/--no-wait", default=False, help="Wait for the outcome and print it.")
 def start(
     workflow_type: str,
@@ -552,6 +558,8 @@ def start(
     search_attrs: tuple[str, ...],
     memo_terms: tuple[str, ...],
     execution_timeout: float | None,
+    priority: int,
+    fairness_key: str,
     wait: bool,
 ) -> None:
     """Start a workflow (a no-op if one with this id is already running)."""
@@ -570,6 +578,8 @@ def start(
         "execution_timeout": timedelta(seconds=execution_timeout)
         if execution_timeout is not None
         else None,
+        "priority": priority,
+        "fairness_key": fairness_key,
     }
     client = _client()
     try:
@@ -597,12 +607,17 @@ _WAIT_HELP = "Seconds to wait for the shard to take it (0: send and return)."
 @click.argument("name")
 @click.option("--args", "args_json", default="[]", help="Signal arguments, a JSON list.")
 @click.option("--wait", default=10.0, show_default=True, help=_WAIT_HELP)
-def signal_command(workflow_id: str, name: str, args_json: str, wait: float) -> None:
+@click.option("--request-id", default=None,
+              help="The signal's request id: a run applies one signal per id, so a re-run "
+              "with the same id is acknowledged and not applied again (default: a fresh id).")
+def signal_command(
+    workflow_id: str, name: str, args_json: str, wait: float, request_id: str | None
+) -> None:
     """Send a signal to a running workflow."""
     client = _client()
     try:
         client.get_handle(workflow_id).signal(
-            name, *(_json_arg(args_json) or []), wait=wait or None
+            name, *(_json_arg(args_json) or []), wait=wait or None, request_id=request_id
         )
     finally:
         client.close()

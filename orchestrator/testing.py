@@ -199,21 +199,25 @@ class WorkflowEnvironment:
     @overload
     async def start_workflow(
         self, workflow: Callable[..., Awaitable[R]], *args: Any, id: str | None = None,
-        task_queue: str = "default",
+        task_queue: str = "default", priority: int = 0, fairness_key: str = "",
     ) -> WorkflowHandle[R]: ...
     @overload
     async def start_workflow(
         self, workflow: type[Any] | WorkflowDefinition | Saga, *args: Any,
-        id: str | None = None, task_queue: str = "default",
+        id: str | None = None, task_queue: str = "default", priority: int = 0,
+        fairness_key: str = "",
     ) -> WorkflowHandle[Any]: ...
     async def start_workflow(
         self, workflow: Any, *args: Any, id: str | None = None,
-        task_queue: str = "default",
+        task_queue: str = "default", priority: int = 0, fairness_key: str = "",
     ) -> WorkflowHandle[Any]:
         """Start a run; nothing beyond its first step runs until you wait on something.
 
         The run starts on the version of ``workflow`` given (a workflow type's name is
-        not accepted here: pass the definition whose version you mean)."""
+        not accepted here: pass the definition whose version you mean). ``priority``
+        and ``fairness_key`` are the run's, as ``Client.start`` gives them (recorded in
+        its ``WorkflowStarted``; its activities and children that name none take
+        them)."""
         d = definition_of(workflow)
         if self._defs.get_version(d.name, d.version) is None:
             self._defs.add(d)
@@ -221,6 +225,7 @@ class WorkflowEnvironment:
         start = StartWorkflow(
             workflow_id=wid, run_id=f"{wid}-run-{next(self._ids)}", workflow_type=d.name,
             task_queue=task_queue, args=self._conv.to_payloads(args), workflow_version=d.version,
+            priority=priority, fairness_key=fairness_key,
         )
         self._start(start, None)
         return WorkflowHandle(self, wid, start.run_id, d)

@@ -112,10 +112,11 @@ class ActivityOptions:
     heartbeat_timeout: timedelta | None = None
     local: bool = False
     """Run in the engine worker's own cycle instead of through the task queue."""
-    priority: int = 0
-    """Higher first on a flow-controlled queue (docs/flow-control.md)."""
-    fairness_key: str = ""
-    """The key a flow-controlled queue shares capacity by, e.g. a tenant."""
+    priority: int | None = None
+    """Higher first on a flow-controlled queue (docs/flow-control.md); None: the run's."""
+    fairness_key: str | None = None
+    """The key a flow-controlled queue shares capacity by, e.g. a tenant; None: the
+    run's."""
 
 
 class ParentClosePolicy(enum.Enum):
@@ -482,8 +483,8 @@ class WorkflowContext(ABC):
         start_to_close: timedelta | None = None,
         schedule_to_close: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
-        priority: int = 0,
-        fairness_key: str = "",
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> R: ...
     @overload
     async def execute_activity(
@@ -495,8 +496,8 @@ class WorkflowContext(ABC):
         start_to_close: timedelta | None = None,
         schedule_to_close: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
-        priority: int = 0,
-        fairness_key: str = "",
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> R: ...
     @overload
     async def execute_activity(
@@ -508,8 +509,8 @@ class WorkflowContext(ABC):
         start_to_close: timedelta | None = None,
         schedule_to_close: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
-        priority: int = 0,
-        fairness_key: str = "",
+        priority: int | None = None,
+        fairness_key: str | None = None,
         result_type: type[R] | None = None,
     ) -> R: ...
     async def execute_activity(
@@ -521,8 +522,8 @@ class WorkflowContext(ABC):
         start_to_close: timedelta | None = None,
         schedule_to_close: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
-        priority: int = 0,
-        fairness_key: str = "",
+        priority: int | None = None,
+        fairness_key: str | None = None,
         result_type: Any = None,
     ) -> Any:
         """Run an activity durably and return its result.
@@ -532,7 +533,8 @@ class WorkflowContext(ABC):
         The call is dispatched once per attempt with the same idempotency key.
         ``priority`` (higher first) and ``fairness_key`` (e.g. a tenant) order the
         dispatch on a flow-controlled queue (docs/flow-control.md); they come from
-        the code, like ``task_queue``, and other queues ignore them.
+        the code, like ``task_queue``, and other queues ignore them. Left out (None),
+        each is the run's own, given by its start.
         """
         adef = activity if isinstance(activity, str) else activity_definition_of(activity)
         opts = ActivityOptions(task_queue, retry, start_to_close, schedule_to_close,
@@ -653,6 +655,8 @@ class WorkflowContext(ABC):
         task_queue: str | None = None,
         result_type: type[R] | None = None,
         parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> R: ...
     @overload
     async def execute_child_workflow(
@@ -663,6 +667,8 @@ class WorkflowContext(ABC):
         task_queue: str | None = None,
         result_type: type[R] | None = None,
         parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> R: ...
     @abstractmethod
     async def execute_child_workflow(
@@ -673,6 +679,8 @@ class WorkflowContext(ABC):
         task_queue: str | None = None,
         result_type: Any = None,
         parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> Any:
         """Start a child workflow and wait for its result (ChildWorkflowError if not).
 
@@ -680,7 +688,8 @@ class WorkflowContext(ABC):
         of a ``@workflow.defn`` target (so a typed workflow function gives a typed
         result), else it is plain JSON values (a workflow named by a string).
         ``parent_close_policy``: what happens to the child if this run closes first
-        (:class:`ParentClosePolicy`).
+        (:class:`ParentClosePolicy`). ``priority`` and ``fairness_key``: the child
+        run's (its activities and children take them); None: this run's.
         """
 
     @overload
@@ -692,6 +701,8 @@ class WorkflowContext(ABC):
         task_queue: str | None = None,
         result_type: type[R] | None = None,
         parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> ChildWorkflowHandle[R]: ...
     @overload
     async def start_child_workflow(
@@ -702,6 +713,8 @@ class WorkflowContext(ABC):
         task_queue: str | None = None,
         result_type: type[R] | None = None,
         parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> ChildWorkflowHandle[Any]: ...
     @abstractmethod
     async def start_child_workflow(
@@ -712,6 +725,8 @@ class WorkflowContext(ABC):
         task_queue: str | None = None,
         result_type: Any = None,
         parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> ChildWorkflowHandle[Any]:
         """Start a child workflow and return its handle once its first run exists
         (ChildWorkflowError if its start is refused, say its id is in use). Options as

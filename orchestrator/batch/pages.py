@@ -11,11 +11,13 @@ A page can run more than once (a crash before the workflow recorded it, a timeou
 The ledger makes that safe: a PostgreSQL table with one row per (batch, run), claimed
 before the operation is sent and given its outcome after. A later attempt leaves a
 run with an outcome alone; a run claimed but without an outcome (the attempt died in
-between) gets the operation again when it is idempotent (reset by run id is refused
-once the run is no longer current; cancel, terminate, pause and unpause of a run that
-already has them change nothing), but a signal is never sent twice: the run counts
-as ``in_doubt``. The batch's totals are read back from the ledger, so each run counts
-once however many attempts saw it.
+between) gets the operation again, which is idempotent at the shard: reset by run id
+is refused once the run is no longer current; cancel, terminate, pause and unpause of
+a run that already has them change nothing; a signal carries the stable request id
+``batch/{ledger key}/{run id}`` (:func:`signal_request_id`; the ledger key is the batch
+id and a token its first run drew), so the run applies it once however many attempts
+send it. The batch's totals are read back from the ledger, so
+each run counts once however many attempts saw it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,14 @@ from orchestrator.exceptions import ApplicationError, OrchestratorError, ReplyTi
 from orchestrator.visibility import DEFAULT_TABLE
 from orchestrator.visibility.store import RunRow, VisibilityStore
 
-__all__ = ["LEDGER_TABLE", "BatchPages", "Pacer", "apply_operation", "ledger_ddl"]
+__all__ = [
+    "LEDGER_TABLE",
+    "BatchPages",
+    "Pacer",
+    "apply_operation",
+    "ledger_ddl",
+    "signal_request_id",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +63,6 @@ LEDGER_TABLE = "saga_batch_runs"
 """One row per (batch, run) a batch has dealt with or is dealing with."""
 
 CLAIMED, DONE, SKIPPED, FAILED = "claimed", "done", "skipped", "failed"
-_IDEMPOTENT = frozenset(BatchOp) - {BatchOp.SIGNAL}
 _GIVE_UP_AFTER = 3
 """From this attempt of a page on, a run whose shard does not answer counts as failed."""
 
@@ -95,10 +103,17 @@ class Pacer:
         self._next = now + self._gap
 
 
+def signal_request_id(ledger_id: str, run_id: str) -> str:
+    """The request id of a batch's signal to run ``run_id`` (``ledger_id``: the batch's
+    ledger key): the same for every attempt, so the run applies the signal once."""
+    return f"batch/{ledger_id}/{run_id}"
+
+
 def apply_operation(
-    client: Client, operation: BatchOperation, row: RunRow, timeout: float
+    client: Client, operation: BatchOperation, row: RunRow, timeout: float, ledger_id: str
 ) -> tuple[str, str]:
-    """Apply ``operation`` to the run ``row`` names: (outcome, detail).
+    """Apply ``operation`` (of the batch whose ledger key is ``ledger_id``) to the run
+    ``row`` names: (outcome, detail).
 
     A refusal by the shard (closed, not current, no such point) is ``skipped`` with its
     message; ReplyTimeoutError is raised (the page is retried); another client error
@@ -116,7 +131,12 @@ def apply_operation(
                 return DONE, f"new run {new_run}"
             case BatchOp.SIGNAL:
                 assert o.signal_name is not None  # checked by BatchOperation.problems
-                handle.signal(o.signal_name, *o.signal_args, wait=timeout)
+                handle.signal(
+                    o.signal_name,
+                    *o.signal_args,
+                    wait=timeout,
+                    request_id=signal_request_id(ledger_id, row.run_id),
+                )
             case BatchOp.CANCEL:
                 handle.cancel(o.reason, wait=timeout)
             case BatchOp.TERMINATE:
@@ -249,14 +269,16 @@ class BatchPages:
                 ).format(table),
                 key,
             ).fetchone()
-            if found is None or found[0] != CLAIMED or operation.op not in _IDEMPOTENT:
-                return  # dealt with already, or a signal in doubt: never sent twice
+            if found is None or found[0] != CLAIMED:
+                return  # dealt with already
             log.info("batch %s: %s run %s again (an attempt died after claiming it)",
                      ledger_id, operation.op, row.run_id)
         pacer.wait()
         client = self._ensure_client()
         try:
-            outcome, detail = apply_operation(client, operation, row, self._op_timeout)
+            outcome, detail = apply_operation(
+                client, operation, row, self._op_timeout, ledger_id
+            )
         except ReplyTimeoutError as exc:
             if activity.info().attempt < _GIVE_UP_AFTER:
                 raise  # the page runs again (later), this run with it

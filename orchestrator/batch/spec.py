@@ -144,8 +144,9 @@ class BatchTotals:
     skipped: int = 0
     failed: int = 0
     in_doubt: int = 0
-    """Signals whose attempt was cut off between the claim and the shard's answer:
-    not sent again (a signal is not idempotent), so possibly never delivered."""
+    """Runs claimed by an attempt cut off before the shard's answer and not dealt with
+    since (the page runs again and sends the operation again, so a finished batch
+    normally has none)."""
     skipped_sample: dict[str, str] = field(default_factory=dict)
     """``workflow_id/run_id`` -> why (at most :data:`SAMPLES`)."""
     failed_sample: dict[str, str] = field(default_factory=dict)

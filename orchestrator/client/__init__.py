@@ -9,7 +9,7 @@ write commands to ``<prefix>.commands`` keyed by workflow id, on partition
 
 Reply correlation (docs/clients.md): every command a client sends carries a fresh
 UUID (32 hex digits) as its ``request_id`` (start, signal, cancel, terminate, pause,
-unpause),
+unpause; a signal's is the caller's when given ``request_id=``),
 ``update_id`` or ``query_id``, and the same value as its ``ce_id``. The shard
 answers on ``<prefix>.replies`` with ``Reply.correlation_id`` set to that id (a
 command without one is answered with its ``ce_id``), and the record key is the

@@ -209,6 +209,8 @@ class AsyncClient:
         start_signal_args: Sequence[Any] = (),
         traceparent: str | None = None,
         wait_started: float | None = None,
+        priority: int = 0,
+        fairness_key: str = "",
     ) -> AsyncWorkflowHandle[R]: ...
     @overload
     async def start(
@@ -227,6 +229,8 @@ class AsyncClient:
         start_signal_args: Sequence[Any] = (),
         traceparent: str | None = None,
         wait_started: float | None = None,
+        priority: int = 0,
+        fairness_key: str = "",
     ) -> AsyncWorkflowHandle[Any]: ...
     async def start(
         self,
@@ -244,6 +248,8 @@ class AsyncClient:
         start_signal_args: Sequence[Any] = (),
         traceparent: str | None = None,
         wait_started: float | None = None,
+        priority: int = 0,
+        fairness_key: str = "",
     ) -> AsyncWorkflowHandle[Any]:
         """Send a start command (returns once Kafka has it); see ``Client.start``.
 
@@ -251,6 +257,10 @@ class AsyncClient:
         handle's ``run_id`` is then the run the id maps to (a new run, or the one
         already running), a refused start raises ApplicationError (type
         ``WorkflowAlreadyStarted``), and no reply in time raises ReplyTimeoutError.
+
+        ``priority`` and ``fairness_key`` are the run's on flow-controlled queues: its
+        activities and child workflows that name none take them, and continue-as-new
+        keeps them (docs/flow-control.md).
         """
         handle = self.get_handle(id, result_type=workflow_result_type(workflow))
         out = self.builder.start(
@@ -266,6 +276,8 @@ class AsyncClient:
             start_signal=start_signal,
             start_signal_args=start_signal_args,
             traceparent=traceparent,
+            priority=priority,
+            fairness_key=fairness_key,
         )
         handle.start_request_id = out.correlation_id
         if wait_started is None:
@@ -630,9 +642,18 @@ class AsyncWorkflowHandle(Generic[R]):
         self._evicted_at_start: int | None = None
 
     async def signal(
-        self, name: str, *args: Any, traceparent: str | None = None, wait: float | None = None
+        self,
+        name: str,
+        *args: Any,
+        traceparent: str | None = None,
+        wait: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         """Deliver a signal (returns once Kafka has the command).
+
+        The run applies a signal once per ``request_id`` (it remembers its latest
+        1,000): pass the same id to re-send a signal safely, say after a timeout.
+        None: a fresh id for this call.
 
         With ``wait=seconds`` (here and for cancel/terminate), wait for the shard's
         reply instead: ApplicationError with type ``WorkflowNotFound``,
@@ -640,7 +661,9 @@ class AsyncWorkflowHandle(Generic[R]):
         ReplyTimeoutError if no reply came in time.
         """
         b = self.client.builder
-        out = b.signal(self.workflow_id, self.run_id, name, args, traceparent)
+        out = b.signal(
+            self.workflow_id, self.run_id, name, args, traceparent, request_id=request_id
+        )
         await self.client._deliver(out, wait)
 
     async def cancel(

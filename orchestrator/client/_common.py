@@ -207,6 +207,10 @@ class WorkflowDescription:
     #: why the engine cannot drive the run (say, no worker holds its version); None
     #: when it can
     parked: str | None = None
+    #: the run's priority and fairness key on flow-controlled queues, given by its
+    #: start; its activities and children that name none take them
+    priority: int = 0
+    fairness_key: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -265,6 +269,8 @@ class CommandBuilder:
         start_signal: str | None,
         start_signal_args: Sequence[Any],
         traceparent: str | None,
+        priority: int = 0,
+        fairness_key: str = "",
     ) -> OutgoingCommand:
         """A StartWorkflow command (optionally signal-with-start)."""
         if args is not None and input is not NO_INPUT:
@@ -287,14 +293,24 @@ class CommandBuilder:
             memo={k: self.converter.to_payload(v) for k, v in (memo or {}).items()},
             execution_timeout_ms=_ms(execution_timeout),
             request_id=request_id,
+            priority=priority,
+            fairness_key=fairness_key,
         )
         return self._out(command, request_id, traceparent)
 
     def signal(
-        self, workflow_id: str, run_id: str | None, name: str, args: Sequence[Any], tp: str | None
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        name: str,
+        args: Sequence[Any],
+        tp: str | None,
+        *,
+        request_id: str | None = None,
     ) -> OutgoingCommand:
-        """A SignalWorkflow command."""
-        request_id = uuid.uuid4().hex
+        """A SignalWorkflow command; ``request_id`` None: a fresh one (each call is a
+        new signal, and a re-send of this record is applied once)."""
+        request_id = request_id or uuid.uuid4().hex
         command = SignalWorkflow(
             workflow_id=workflow_id,
             signal_name=name,
@@ -574,6 +590,8 @@ class CommandBuilder:
             ],
             workflow_version=snapshot.workflow_version,
             parked=snapshot.parked,
+            priority=snapshot.priority,
+            fairness_key=snapshot.fairness_key,
         )
 
     def exception(self, failure: Failure) -> BaseException:

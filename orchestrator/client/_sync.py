@@ -137,6 +137,8 @@ class Client:
         start_signal_args: Sequence[Any] = (),
         traceparent: str | None = None,
         wait_started: float | None = None,
+        priority: int = 0,
+        fairness_key: str = "",
     ) -> WorkflowHandle[R]: ...
     @overload
     def start(
@@ -155,6 +157,8 @@ class Client:
         start_signal_args: Sequence[Any] = (),
         traceparent: str | None = None,
         wait_started: float | None = None,
+        priority: int = 0,
+        fairness_key: str = "",
     ) -> WorkflowHandle[Any]: ...
     def start(
         self,
@@ -172,6 +176,8 @@ class Client:
         start_signal_args: Sequence[Any] = (),
         traceparent: str | None = None,
         wait_started: float | None = None,
+        priority: int = 0,
+        fairness_key: str = "",
     ) -> WorkflowHandle[Any]:
         """Send a start command (returns once Kafka has it); ``workflow`` is a name or a
         ``@workflow.defn`` target. Starting an id that is running is a no-op.
@@ -180,6 +186,10 @@ class Client:
         handle's ``run_id`` is then the run the id maps to (a new run, or the one
         already running), a refused start raises ApplicationError (type
         ``WorkflowAlreadyStarted``), and no reply in time raises ReplyTimeoutError.
+
+        ``priority`` and ``fairness_key`` are the run's on flow-controlled queues: its
+        activities and child workflows that name none take them, and continue-as-new
+        keeps them (docs/flow-control.md).
         """
         handle = self.get_handle(id, result_type=workflow_result_type(workflow))
         out = self.builder.start(
@@ -195,6 +205,8 @@ class Client:
             start_signal=start_signal,
             start_signal_args=start_signal_args,
             traceparent=traceparent,
+            priority=priority,
+            fairness_key=fairness_key,
         )
         handle.start_request_id = out.correlation_id
         if wait_started is None:
@@ -541,9 +553,18 @@ class WorkflowHandle(Generic[R]):
         self._evicted_at_start: int | None = None
 
     def signal(
-        self, name: str, *args: Any, traceparent: str | None = None, wait: float | None = None
+        self,
+        name: str,
+        *args: Any,
+        traceparent: str | None = None,
+        wait: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         """Deliver a signal (returns once Kafka has the command).
+
+        The run applies a signal once per ``request_id`` (it remembers its latest
+        1,000): pass the same id to re-send a signal safely, say after a timeout.
+        None: a fresh id for this call.
 
         With ``wait=seconds`` (here and for cancel/terminate), wait for the shard's
         reply instead: ApplicationError with type ``WorkflowNotFound``,
@@ -551,7 +572,9 @@ class WorkflowHandle(Generic[R]):
         ReplyTimeoutError if no reply came in time.
         """
         b = self.client.builder
-        out = b.signal(self.workflow_id, self.run_id, name, args, traceparent)
+        out = b.signal(
+            self.workflow_id, self.run_id, name, args, traceparent, request_id=request_id
+        )
         self.client._deliver(out, wait)
 
     def cancel(

@@ -385,8 +385,11 @@ class Activities:
             schedule_to_close_ms=rec.schedule_to_close_ms,
             heartbeat_timeout_ms=rec.heartbeat_timeout_ms, scheduled_at=rec.time,
             result_type=result_type, future=fut, attempt_started_at=rec.time,
-            local=options.local, priority=options.priority,
-            fairness_key=options.fairness_key,
+            local=options.local,
+            priority=started.priority if options.priority is None else options.priority,
+            fairness_key=(
+                started.fairness_key if options.fairness_key is None else options.fairness_key
+            ),
         )
         self._by_seq[seq] = act
         fut.add_done_callback(lambda f: self._on_activity_future_done(act, f))

@@ -124,8 +124,10 @@ class Children:
     def start(
         self, workflow_type: str, workflow_id: str | None, args: list[Payload],
         task_queue: str | None, result_type: Any, *, parent_close_policy: str,
+        priority: int | None = None, fairness_key: str | None = None,
     ) -> ChildRun:
-        """Record ChildWorkflowInitiated; the child, whose future gives its result."""
+        """Record ChildWorkflowInitiated; the child, whose future gives its result.
+        The child run gets ``priority`` and ``fairness_key``, each this run's if None."""
         self._counters.child += 1
         seq = self._counters.child
         started = self._j.started
@@ -146,6 +148,8 @@ class Children:
                 workflow_id=rec.workflow_id, run_id=run_id, workflow_type=rec.workflow_type,
                 task_queue=rec.task_queue, args=rec.input,
                 parent_workflow_id=started.workflow_id, parent_run_id=started.run_id,
+                priority=started.priority if priority is None else priority,
+                fairness_key=started.fairness_key if fairness_key is None else fairness_key,
             )))
         return child
 

@@ -415,9 +415,12 @@ class EngineContext(WorkflowContext):
         task_queue: str | None = None,
         result_type: Any = None,
         parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> Any:
         child = self._start_child(workflow, args, id=id, task_queue=task_queue,
-                                  result_type=result_type, policy=parent_close_policy)
+                                  result_type=result_type, policy=parent_close_policy,
+                                  priority=priority, fairness_key=fairness_key)
         return await child.future
 
     async def start_child_workflow(
@@ -428,9 +431,12 @@ class EngineContext(WorkflowContext):
         task_queue: str | None = None,
         result_type: Any = None,
         parent_close_policy: ParentClosePolicy = ParentClosePolicy.ABANDON,
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> ChildWorkflowHandle[Any]:
         child = self._start_child(workflow, args, id=id, task_queue=task_queue,
-                                  result_type=result_type, policy=parent_close_policy)
+                                  result_type=result_type, policy=parent_close_policy,
+                                  priority=priority, fairness_key=fairness_key)
         await self._x.children.wait_started(child)
         return ChildHandle(self._x.children, child)
 
@@ -443,6 +449,8 @@ class EngineContext(WorkflowContext):
         task_queue: str | None,
         result_type: Any,
         policy: ParentClosePolicy,
+        priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> ChildRun:
         if not isinstance(policy, ParentClosePolicy):
             raise TypeError(
@@ -456,7 +464,8 @@ class EngineContext(WorkflowContext):
             hint = result_type if result_type is not None else d.return_type
         payloads = self._x.converter.to_payloads(args)
         return self._x.children.start(wtype, id, payloads, task_queue, hint,
-                                      parent_close_policy=policy.value)
+                                      parent_close_policy=policy.value, priority=priority,
+                                      fairness_key=fairness_key)
 
     def patched(self, change_id: str) -> bool:
         return self._x.records.patched(change_id)

@@ -39,7 +39,12 @@ def to_deferred(given: inp.Input, seq: int, time: int) -> ev.InputDeferred | Non
     match given:
         case inp.SendSignal():
             return ev.InputDeferred(
-                seq=seq, time=time, kind="signal", name=given.name, args=list(given.args)
+                seq=seq,
+                time=time,
+                kind="signal",
+                name=given.name,
+                args=list(given.args),
+                request_id=given.request_id,
             )
         case inp.RequestUpdate():
             return ev.InputDeferred(
@@ -103,7 +108,7 @@ def from_deferred(e: ev.InputDeferred) -> inp.Input:  # noqa: PLR0911
     """The input an ``InputDeferred`` event holds; ValueError for a malformed one."""
     kind = e.kind
     if kind == "signal":
-        return inp.SendSignal(name=e.name, args=list(e.args))
+        return inp.SendSignal(name=e.name, args=list(e.args), request_id=e.request_id)
     if kind == "update":
         return inp.RequestUpdate(update_id=e.update_id, name=e.name, args=list(e.args))
     if kind == "activity_completed" and e.result is not None:

@@ -186,6 +186,10 @@ class WorkflowStarted(Event):
     #: the version of the workflow type's definition the run is pinned to (v6; a run
     #: recorded before versions existed reads as 1, the only version there was)
     workflow_version: int = 1
+    #: priority and fairness key on flow-controlled queues, taken by the run's
+    #: activities and children that name none (v7; runs recorded before: 0 and "")
+    priority: int = 0
+    fairness_key: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -358,10 +362,15 @@ class TimerCancelled(DecisionEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignalReceived(Event):
-    """A signal was delivered to the run."""
+    """A signal was delivered to the run.
+
+    ``request_id``: the signal command's request id (else its ce_id); a signal whose
+    id the run already applied is acknowledged and not recorded again (v7; None for
+    signals recorded before, which de-duplicate nothing)."""
 
     signal_name: str
     args: list[Payload] = field(default_factory=list)
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -531,6 +540,8 @@ class InputDeferred(Event):
     failure: Failure | None = None
     reason: str = ""
     """A cancel request's reason."""
+    request_id: str | None = None
+    """A held signal's request id (v7)."""
 
 
 # --- operator's repair of a failed compensation ---------------------------------

@@ -93,6 +93,7 @@ from orchestrator.engine.journal import Journal, describe_decision
 from orchestrator.engine.loop import WorkflowEventLoop
 from orchestrator.engine.pausing import PauseGate
 from orchestrator.engine.recording import RUN_ID_NAMESPACE, Counters, Records
+from orchestrator.engine.signal_ids import RecentIds
 from orchestrator.engine.stack import STACK_QUERY, TaskStack, task_stacks
 from orchestrator.engine.timers import PREFIX as TIMER_PREFIX
 from orchestrator.engine.timers import Timers
@@ -157,6 +158,7 @@ class WorkflowExecutor:
         "_main",
         "_repairs",
         "_rng",
+        "_signal_ids",
         "_timed_out",
         "activities",
         "cancel_requested",
@@ -196,6 +198,7 @@ class WorkflowExecutor:
         self._ctx: EngineContext | None = None
         self._main: asyncio.Task[Any] | None = None
         self._repairs: list[ev.CompensationRepaired] = []
+        self._signal_ids = RecentIds()
         self._rng = _UNSTARTED_RNG  # replaced, seeded from history, when the run starts
         self._conditions: list[tuple[Any, asyncio.Future[bool]]] = []
         self.cancel_requested = False
@@ -269,6 +272,8 @@ class WorkflowExecutor:
             j.now = max(j.now, now_ms)
             if j.closed and not isinstance(inp, RequestUpdate | RepairCompensation):
                 continue
+            if isinstance(inp, SendSignal) and inp.request_id in self._signal_ids:
+                continue  # a re-sent signal: acknowledged, not recorded again
             self._handle(inp)
             j.raise_fatal()
         events, commands, rejected = j.take()
@@ -418,7 +423,7 @@ class WorkflowExecutor:
                 j.rejected.append(problem)
                 return
             j.accept(ev.SignalReceived(seq=seq, time=now, signal_name=inp.name,
-                                       args=list(inp.args)))
+                                       args=list(inp.args), request_id=inp.request_id))
         elif isinstance(inp, RequestUpdate):
             self._handle_update(inp)
         elif isinstance(inp, CancelWorkflow):
@@ -464,6 +469,7 @@ class WorkflowExecutor:
             parent_run_id=inp.parent_run_id, continued_from_run_id=inp.continued_from_run_id,
             memo=dict(inp.memo), search_attributes=dict(inp.search_attributes),
             execution_deadline=inp.execution_deadline, workflow_version=self._defn.version,
+            priority=inp.priority, fairness_key=inp.fairness_key,
         )
 
     def _execution_timer(self) -> StartTimer | None:
@@ -546,6 +552,8 @@ class WorkflowExecutor:
             else:
                 self.activities.deliver_retry(e)
         elif isinstance(e, ev.SignalReceived):
+            if e.request_id is not None:
+                self._signal_ids.add(e.request_id)
             self._context().deliver_signal(e.signal_name, e.args)
         elif isinstance(e, ev.UpdateAccepted):
             self._context().start_update(e.update_id, e.update_name, e.args)
@@ -564,6 +572,8 @@ class WorkflowExecutor:
             if not self._reopen(e):
                 return
         elif isinstance(e, ev.WorkflowPaused | ev.WorkflowUnpaused | ev.InputDeferred):
+            if isinstance(e, ev.InputDeferred) and e.request_id is not None:
+                self._signal_ids.add(e.request_id)  # a held signal counts as applied
             self.pause.deliver(e)
             return  # the code does not run: it is quiescent, and paused or about to resume
         else:
@@ -731,6 +741,7 @@ class WorkflowExecutor:
                 parent_run_id=started.parent_run_id, continued_from_run_id=started.run_id,
                 memo=dict(self.memo), search_attributes=dict(self.search_attributes),
                 execution_deadline=started.execution_deadline, workflow_version=exc.version,
+                priority=started.priority, fairness_key=started.fairness_key,
             )))
 
     def _finish(self, e: ev.DecisionEvent) -> bool:

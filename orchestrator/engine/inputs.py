@@ -56,6 +56,10 @@ class StartWorkflow:
     #: the version of the type's definition to start (recorded in WorkflowStarted);
     #: None: the newest the worker holds
     workflow_version: int | None = None
+    #: recorded in WorkflowStarted; taken by the run's activities and children that
+    #: name none
+    priority: int = 0
+    fairness_key: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,10 +98,12 @@ class FireTimer:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendSignal:
-    """Deliver signal ``name`` with ``args``."""
+    """Deliver signal ``name`` with ``args``. A ``request_id`` the run already applied
+    is acknowledged and not recorded again (None: never de-duplicated)."""
 
     name: str
     args: list[Payload] = field(default_factory=list)
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,6 +21,7 @@ from orchestrator.http import validation as v
 from orchestrator.http.jsonout import jsonable
 from orchestrator.http.limits import (
     COMMAND_WAIT_S,
+    MAX_ID_CHARS,
     MAX_OPERATOR_CHARS,
     MAX_REASON_CHARS,
     MAX_WAIT_S,
@@ -43,6 +44,8 @@ _START_FIELDS = (
     "execution_timeout",
     "start_signal",
     "start_signal_args",
+    "priority",
+    "fairness_key",
     "wait",
 )
 _TEN_YEARS_S = 10 * 366 * 86_400.0
@@ -95,6 +98,8 @@ async def start(request: web.Request) -> web.Response:
         "start_signal": None if start_signal is None else v.name(start_signal, "start_signal"),
         "start_signal_args": v.json_list(body.get("start_signal_args"), "start_signal_args"),
         "traceparent": v.traceparent(request.headers),
+        "priority": v.priority(body.get("priority")),
+        "fairness_key": v.text(body.get("fairness_key", ""), "fairness_key", MAX_ID_CHARS),
     }
     workflow = v.name(body["workflow"], "workflow")
     client = request.app[SERVICES].kafka.require()
@@ -131,10 +136,18 @@ async def signal(request: web.Request) -> web.Response:
     """``POST /v1/workflows/{id}/signals/{name}``: deliver a signal."""
     handle = handle_of(request)
     name = v.name(request.match_info["name"], "signal name")
-    body = await v.json_body(request, optional=("args", "wait"), allow_empty=True)
+    body = await v.json_body(request, optional=("args", "wait", "request_id"), allow_empty=True)
     wait = v.seconds(body.get("wait"), "wait", default=COMMAND_WAIT_S, maximum=MAX_WAIT_S)
     args = v.json_list(body.get("args"), "args")
-    await handle.signal(name, *args, traceparent=v.traceparent(request.headers), wait=wait or None)
+    given = body.get("request_id")
+    request_id = None if given is None else v.workflow_id(given, "request_id")
+    await handle.signal(
+        name,
+        *args,
+        traceparent=v.traceparent(request.headers),
+        wait=wait or None,
+        request_id=request_id,
+    )
     return _delivered(handle, wait, signal=name)
 
 

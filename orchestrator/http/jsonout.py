@@ -92,6 +92,8 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         ],
         "workflow_version": d.workflow_version,
         "parked": d.parked,
+        "priority": d.priority,
+        "fairness_key": d.fairness_key,
     }
 
 

@@ -146,6 +146,15 @@ def text(value: Any, what: str, max_chars: int) -> str:
     return value
 
 
+def priority(value: Any) -> int:
+    """A run's priority: an integer of at most 64 bits (0 when absent)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        raise bad("priority must be a 64-bit integer")
+    return value
+
+
 def seconds(value: Any, what: str, *, default: float, maximum: float) -> float:
     """A number of seconds in ``[0, maximum]`` (``default`` when absent)."""
     if value is None:

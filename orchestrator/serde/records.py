@@ -66,7 +66,7 @@ class ParentExecution:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StartWorkflow:
-    """Start an execution (``saga.command.start.v1``)."""
+    """Start an execution (``saga.command.start.v2``; v1 is still read)."""
 
     workflow_id: str
     workflow_type: str
@@ -79,6 +79,10 @@ class StartWorkflow:
     parent: ParentExecution | None = None
     execution_timeout_ms: int | None = None
     request_id: str | None = None
+    priority: int = 0
+    """Taken by the run's activities and children that name none (v2)."""
+    fairness_key: str = ""
+    """Taken as ``priority`` is (v2; "" the default key)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -414,6 +418,10 @@ class WorkflowSnapshot:
     """Operators' repairs of the run's failed compensations, oldest first (v5)."""
     workflow_version: int = 1
     """The version of the type's definition the run is pinned to (v6; 1 before)."""
+    priority: int = 0
+    """The run's priority, from its start (v7; 0 before)."""
+    fairness_key: str = ""
+    """The run's fairness key, from its start (v7; "" before)."""
 
 
 # --- flow control (docs/flow-control.md) ---------------------------------------------

@@ -1,6 +1,7 @@
 """The page activity's ledger on PostgreSQL (no Kafka: the client and the listing are
 fakes): a page run again touches nothing twice and counts each run once; a run claimed
-by an attempt that died gets an idempotent operation again but never a second signal;
+by an attempt that died gets the operation again (a signal with the same request id,
+which the run applies once);
 refusals are skipped with why; a shard that does not answer fails the attempt, and
 counts as failed from the third attempt on."""
 
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 
 from orchestrator import activity
-from orchestrator.batch.pages import LEDGER_TABLE, BatchPages, ledger_ddl
+from orchestrator.batch.pages import LEDGER_TABLE, BatchPages, ledger_ddl, signal_request_id
 from orchestrator.batch.spec import BatchFilter, BatchOp, BatchOperation
 from orchestrator.exceptions import ReplyTimeoutError, WorkflowNotFoundError
 from orchestrator.visibility.store import RunRow
@@ -44,8 +45,10 @@ class FakeHandle:
         if failure is not None:
             raise failure
 
-    def signal(self, name: str, *args: Any, wait: float | None = None) -> None:
-        self._act(f"signal {name} {args}")
+    def signal(
+        self, name: str, *args: Any, wait: float | None = None, request_id: str | None = None
+    ) -> None:
+        self._act(f"signal {name} {args} {request_id}")
 
     def cancel(self, reason: str = "", *, wait: float | None = None) -> None:
         self._act("cancel")
@@ -105,7 +108,7 @@ def test_a_page_run_again_touches_nothing_twice(pages: tuple[BatchPages, FakeCli
         assert batch.page("b2", other, FILTER, None, 3, 0).totals.done == 3, "per batch"
 
 
-def test_a_claim_without_outcome_resends_only_idempotent_operations(
+def test_a_claim_without_outcome_is_sent_again_a_signal_with_its_stable_request_id(
     pages: tuple[BatchPages, FakeClient], database: str
 ) -> None:
     batch, client = pages
@@ -118,9 +121,13 @@ def test_a_claim_without_outcome_resends_only_idempotent_operations(
         sig = batch.page("sig", BatchOperation(BatchOp.SIGNAL, signal_name="p"), FILTER,
                          None, 3, 0)
         can = batch.page("can", BatchOperation(BatchOp.CANCEL), FILTER, None, 3, 0)
-    assert (sig.totals.done, sig.totals.in_doubt) == (2, 1)
+    assert (sig.totals.done, sig.totals.in_doubt) == (3, 0)
     assert (can.totals.done, can.totals.in_doubt) == (3, 0)
-    assert [k for what, k in client.calls if what.startswith("signal")] == ["w-0/r-0", "w-2/r-2"]
+    signals = [(what, k) for what, k in client.calls if what.startswith("signal")]
+    assert signals == [
+        (f"signal p () {signal_request_id('sig', f'r-{i}')}", f"w-{i}/r-{i}") for i in range(3)
+    ]
+    assert signal_request_id("sig", "r-1") == "batch/sig/r-1"  # what the dead attempt sent
     assert [k for what, k in client.calls if what == "cancel"] == [f"w-{i}/r-{i}" for i in range(3)]
 
 

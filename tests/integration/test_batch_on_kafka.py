@@ -13,13 +13,17 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from confluent_kafka.admin import AdminClient
 
+from orchestrator import activity
+from orchestrator.batch.pages import LEDGER_TABLE, BatchPages, ledger_ddl, signal_request_id
 from orchestrator.batch.spec import (
     BATCH_TASK_QUEUE,
     BatchDescription,
@@ -265,3 +269,43 @@ def test_signal_batch_by_type_and_status_holds_its_rate_and_signals_each_once(
         assert listed.exit_code == 0 and "poke-1" in listed.output, listed.output
         again = CliRunner().invoke(main, ["batch", "describe", "poke-1"])
         assert again.exit_code == 0 and "completed" in again.output, again.output
+
+
+def test_a_signal_page_run_again_after_its_attempt_died_signals_each_run_once(
+    kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str, database: str
+) -> None:
+    """The dead attempt claimed ``w-1`` and its signal reached the run; the page runs
+    again and sends that signal again with the same request id: the run applies it once,
+    and the batch counts every run done (none in doubt)."""
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    ensure_topics(admin, layout, [batch_sagas.QUEUE])
+    waiting = [f"w-{i}" for i in range(3)]
+    options = ProcessorOptions(worker_id=f"{topic_prefix}-engine")
+    with (
+        Projector(database, kafka_config, layout),
+        EngineWorker(kafka_config, layout, [batch_sagas.Waiter], options=options),
+        Client(kafka_config, layout=layout) as client,
+    ):
+        for wf_id in waiting:
+            client.start(batch_sagas.Waiter, wf_id, id=wf_id, task_queue=batch_sagas.QUEUE)
+        listed = wait_for("all projected", lambda: (
+            found if len(found := rows(database, status="RUNNING")) == 3 else None
+        ))
+        run_of = {r.workflow_id: r.run_id for r in listed}
+        with psycopg.connect(database, autocommit=True) as conn:  # what the dead attempt did
+            conn.execute(ledger_ddl())
+            conn.execute(f"INSERT INTO {LEDGER_TABLE} (batch_id, workflow_id, run_id, outcome)"
+                         " VALUES ('led-1', 'w-1', %s, 'claimed')", [run_of["w-1"]])
+        client.get_handle("w-1", run_of["w-1"]).signal(
+            "poke", "b1", wait=30, request_id=signal_request_id("led-1", run_of["w-1"])
+        )
+        pages = BatchPages(lambda: client, database)
+        operation = BatchOperation(BatchOp.SIGNAL, signal_name="poke", signal_args=["b1"])
+        info = activity.ActivityInfo("batch:led", "run", "saga.batch", "saga.batch.page", 3,
+                                     2, "saga.batch", datetime.now(UTC), datetime.now(UTC))
+        with activity.running(info, lambda _: None):
+            page = pages.page("led-1", operation, BatchFilter(workflow_type="batch.waiter"),
+                              None, 10, 0)
+        assert (page.listed, page.totals.done, page.totals.in_doubt) == (3, 3, 0)
+        for wf_id in waiting:
+            assert client.get_handle(wf_id).query("pokes") == ["b1"], wf_id

@@ -1,5 +1,6 @@
 """The CLI's parity with the HTTP API and the clients, on Kafka and PostgreSQL:
-``saga start`` with a reuse policy, search attributes, memo and an execution timeout;
+``saga start`` with a reuse policy, search attributes, memo, an execution timeout and
+the run's priority and fairness key; ``saga signal --request-id`` run twice;
 ``saga query``, ``update``, ``result`` and ``count``; expected failures as one line
 and a hint, never a traceback."""
 
@@ -70,17 +71,22 @@ def failed(*args: str) -> Result:
 def test_start_options_query_update_result_and_count(client: Client) -> None:
     started = ok("start", "http.account", "--id", "acct-1", "--task-queue", "q", "--input", "10",
                  "--search-attr", "customer=acme", "--search-attr", "tier=3",
-                 "--memo", "note=opened by cli", "--execution-timeout", "600")
+                 "--memo", "note=opened by cli", "--execution-timeout", "600",
+                 "--priority", "5", "--fairness-key", "acme")
     assert started.strip() == "started acct-1"
     described = json.loads(ok("describe", "acct-1"))
     assert described["search_attributes"] == {"customer": "acme", "tier": 3}
     assert described["memo"] == {"note": "opened by cli"}
+    assert (described["priority"], described["fairness_key"]) == (5, "acme")
     assert json.loads(ok("query", "acct-1", "balance")) == 10
-    assert json.loads(ok("update", "acct-1", "withdraw", "--args", "[4]")) == 6
+    for _ in range(2):  # run twice with one request id: deposited once
+        ok("signal", "acct-1", "deposit", "--args", "[2]", "--request-id", "dep-1")
+    assert json.loads(ok("query", "acct-1", "balance")) == 12
+    assert json.loads(ok("update", "acct-1", "withdraw", "--args", "[4]")) == 8
     refused = failed("update", "acct-1", "withdraw", "--args", "[100]")
     assert "update on 'acct-1'" in refused.stderr
     ok("signal", "acct-1", "close")
-    assert json.loads(ok("result", "acct-1", "--timeout", "60")) == 6
+    assert json.loads(ok("result", "acct-1", "--timeout", "60")) == 8
 
     again = failed("start", "http.account", "--id", "acct-1", "--task-queue", "q", "--input",
                    "1", "--id-reuse-policy", "reject_duplicate", "--wait")

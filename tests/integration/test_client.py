@@ -118,6 +118,8 @@ def test_sync_client_commands_are_keyed_partitioned_framed_and_decodable(
         search_attributes={"customer": "c-1"},
         memo={"note": "first"},
         traceparent=given_trace,
+        priority=5,
+        fairness_key="tenantA",
     )
     handle.signal("approve", "alice", 2)
     other = client.get_handle("order-7")
@@ -126,13 +128,14 @@ def test_sync_client_commands_are_keyed_partitioned_framed_and_decodable(
 
     msgs = read_commands(kafka_config, layout, 4)
     by_type = {dict(m.headers())["ce_type"].decode(): m for m in msgs}
-    start, headers = check_framing(by_type["saga.command.start.v1"], "saga.command.start.v1")
+    start, headers = check_framing(by_type["saga.command.start.v2"], "saga.command.start.v2")
     assert isinstance(start, StartWorkflow)
     assert (start.workflow_type, start.task_queue) == ("transfer", "payments")
     assert CONV.from_payloads(start.input, [int]) == [125]
     assert start.id_reuse_policy is IdReusePolicy.REJECT_DUPLICATE
     assert CONV.from_payload(start.search_attributes["customer"]) == "c-1"
     assert CONV.from_payload(start.memo["note"]) == "first"
+    assert (start.priority, start.fairness_key) == (5, "tenantA")
     assert headers["traceparent"] == given_trace.encode()
     assert headers["ce_id"].decode() == start.request_id == handle.start_request_id
 
@@ -158,8 +161,9 @@ async def test_async_client_commands_match_the_sync_ones(
     kafka_config: dict[str, Any], layout: TopicLayout
 ) -> None:
     async with await AsyncClient.connect(kafka_config, layout=layout) as client:
-        handle = await client.start("transfer", args=[1, 2], id="a-1", task_queue="q")
-        await handle.signal("go")
+        handle = await client.start("transfer", args=[1, 2], id="a-1", task_queue="q",
+                                    priority=3, fairness_key="k")
+        await handle.signal("go", request_id="go-1")
         await handle.cancel()
         await handle.terminate("stop")
     msgs = read_commands(kafka_config, layout, 4)
@@ -171,8 +175,11 @@ async def test_async_client_commands_match_the_sync_ones(
         types.append(ce_type)
         if isinstance(command, StartWorkflow):
             assert CONV.from_payloads(command.input, [int, int]) == [1, 2]
+            assert (command.priority, command.fairness_key) == (3, "k")
+        if isinstance(command, SignalWorkflow):
+            assert command.request_id == "go-1"  # the caller's, as given
     assert types == [
-        "saga.command.start.v1",
+        "saga.command.start.v2",
         "saga.command.signal.v1",
         "saga.command.cancel.v1",
         "saga.command.terminate.v1",

@@ -152,6 +152,33 @@ async def test_signal_update_query_and_close(api: str) -> None:
         assert (r.status_code, r.json()["error"]) == (409, "workflow_closed"), r.text
 
 
+async def test_start_priority_and_a_signal_retried_with_its_request_id(api: str) -> None:
+    async with api_client(api) as http:
+        r = await start(http, workflow="http.account", id="acct-p", task_queue="q", input=10,
+                        priority=5, fairness_key="tenantA")
+        assert r.status_code == 201, r.text
+        described = (await http.get("/v1/workflows/acct-p")).json()["workflow"]
+        assert (described["priority"], described["fairness_key"]) == (5, "tenantA")
+        events = (await http.get("/v1/workflows/acct-p/history")).json()["events"]
+        assert (events[0]["priority"], events[0]["fairness_key"]) == (5, "tenantA")
+
+        wf = "/v1/workflows/acct-p"
+        for _ in range(2):  # a caller's retry after a timeout: the same request id
+            r = await http.post(f"{wf}/signals/deposit", json={"args": [5], "request_id": "dep-1"})
+            assert r.status_code == 200, r.text
+        r = await http.post(f"{wf}/signals/deposit", json={"args": [5]})  # a new signal
+        assert r.status_code == 200, r.text
+        r = await http.get(f"{wf}/queries/balance")
+        assert r.json()["result"] == 20, r.text
+
+        for body in ({"priority": "high"}, {"priority": 2**63}, {"fairness_key": 7}):
+            r = await start(http, workflow="http.account", id="acct-bad", task_queue="q",
+                            input=1, **body)
+            assert (r.status_code, r.json()["error"]) == (400, "bad_request"), (body, r.text)
+        r = await http.post(f"{wf}/signals/deposit", json={"args": [1], "request_id": ""})
+        assert (r.status_code, r.json()["error"]) == (400, "bad_request"), r.text
+
+
 async def test_cancel_and_terminate(api: str) -> None:
     async with api_client(api) as http:
         for wf_id in ("acct-c", "acct-t"):

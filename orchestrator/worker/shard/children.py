@@ -62,6 +62,8 @@ def child_start(command: cmd.StartChildWorkflow) -> rec.StartWorkflow:
         input=list(start.args),
         memo=dict(start.memo),
         search_attributes=dict(start.search_attributes),
+        priority=start.priority,
+        fairness_key=start.fairness_key,
         parent=rec.ParentExecution(
             workflow_id=start.parent_workflow_id,
             run_id=start.parent_run_id,
@@ -197,4 +199,6 @@ def next_run_after(
         search_attributes=dict(snapshot.search_attributes),
         execution_deadline=last.execution_deadline,
         workflow_version=last.workflow_version,
+        priority=snapshot.priority,
+        fairness_key=snapshot.fairness_key,
     )

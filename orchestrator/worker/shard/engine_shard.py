@@ -452,7 +452,7 @@ class EngineShard:
         if asks_reply(command):  # judged before applying: applying ends the attempt
             assert isinstance(command, TokenOutcome)
             answer = judged_reply(command, execution.run_id, executor.activities)
-        out = self._apply(execution, [to_input(command)], now_ms, command, ce_id)
+        out = self._apply(execution, [to_input(command, ce_id)], now_ms, command, ce_id)
         if isinstance(command, rec.ActivityHeartbeat) and _beats_running(execution, command):
             self.heartbeats.record(command, now_ms)
         return out if answer is None else [*out, self._reply(answer)]
@@ -527,7 +527,7 @@ class EngineShard:
         )
         self.executions.add(execution)
         self.stats.run_started(execution.workflow_type)
-        first = start_inputs(start, run_id, now)
+        first = start_inputs(start, run_id, now, correlation)
         if parent is not None:
             # reported before the run's first decision, which may already close it
             report = children.started_report(parent, start.workflow_id, run_id)
@@ -543,7 +543,9 @@ class EngineShard:
         signal = start.signal_with_start
         if signal is None or not existing.is_open or existing.parked is not None:
             return []
-        send = inputs.SendSignal(name=signal.signal_name, args=list(signal.args))
+        send = inputs.SendSignal(
+            name=signal.signal_name, args=list(signal.args), request_id=correlation
+        )
         return self._apply(existing, [send], now, None, correlation)
 
     def _child_refused(self, start: rec.StartWorkflow, existing: Execution) -> OutRecord:
@@ -1216,6 +1218,7 @@ class EngineShard:
         )
         memo = executor.memo if executor is not None else previous.memo if previous else {}
         events = self.executions.events(execution)
+        priority, fairness_key = _flow_keys(events, previous)
         snapshot = rec.WorkflowSnapshot(
             workflow_id=execution.workflow_id,
             run_id=execution.run_id,
@@ -1240,6 +1243,8 @@ class EngineShard:
             else None,
             repairs=repair_notes(events),
             workflow_version=pinned_version(events) or execution.workflow_version or 1,
+            priority=priority,
+            fairness_key=fairness_key,
         )
         execution.snapshot = snapshot
         encoded = self.wire.encode_snapshot(snapshot)
@@ -1330,3 +1335,16 @@ def _beats_running(execution: Execution, beat: rec.ActivityHeartbeat) -> bool:
     return executor is not None and executor.activities.attempt_running(
         beat.activity_seq, beat.attempt
     )
+
+
+def _flow_keys(
+    events: Sequence[ev.Event], previous: rec.WorkflowSnapshot | None
+) -> tuple[int, str]:
+    """The run's priority and fairness key for its snapshot: from its WorkflowStarted,
+    else (events not read) from its previous snapshot."""
+    first = events[0] if events else None
+    if isinstance(first, ev.WorkflowStarted):
+        return first.priority, first.fairness_key
+    if previous is not None:
+        return previous.priority, previous.fairness_key
+    return 0, ""

@@ -158,7 +158,9 @@ def _signals_after(tail: Sequence[ev.Event]) -> list[inputs.SendSignal]:
     held: list[inputs.SendSignal] = []
     for e in tail:
         if isinstance(e, ev.SignalReceived):
-            out.append(inputs.SendSignal(name=e.signal_name, args=list(e.args)))
+            out.append(
+                inputs.SendSignal(name=e.signal_name, args=list(e.args), request_id=e.request_id)
+            )
         elif isinstance(e, ev.InputDeferred) and e.kind == "signal":
             signal = from_deferred(e)
             assert isinstance(signal, inputs.SendSignal)

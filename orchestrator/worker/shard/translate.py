@@ -14,9 +14,12 @@ from orchestrator.worker.shard import children
 __all__ = ["pause_state", "repair_notes", "reply_kind", "start_inputs", "to_input"]
 
 
-def start_inputs(start: rec.StartWorkflow, run_id: str, now: int) -> list[inputs.Input]:
-    """The first inputs of a new run: its start, and the signal of a signal-with-start.
-    An ``execution_timeout_ms`` becomes the run's deadline, counted from ``now``."""
+def start_inputs(
+    start: rec.StartWorkflow, run_id: str, now: int, request_id: str | None = None
+) -> list[inputs.Input]:
+    """The first inputs of a new run: its start, and the signal of a signal-with-start
+    (with the start's ``request_id``). An ``execution_timeout_ms`` becomes the run's
+    deadline, counted from ``now``."""
     parent = start.parent
     timeout = start.execution_timeout_ms
     first: list[inputs.Input] = [
@@ -31,6 +34,8 @@ def start_inputs(start: rec.StartWorkflow, run_id: str, now: int) -> list[inputs
             memo=dict(start.memo),
             search_attributes=dict(start.search_attributes),
             execution_deadline=now + timeout if timeout else None,
+            priority=start.priority,
+            fairness_key=start.fairness_key,
         )
     ]
     if start.signal_with_start is not None:
@@ -38,16 +43,22 @@ def start_inputs(start: rec.StartWorkflow, run_id: str, now: int) -> list[inputs
             inputs.SendSignal(
                 name=start.signal_with_start.signal_name,
                 args=list(start.signal_with_start.args),
+                request_id=request_id,
             )
         )
     return first
 
 
-def to_input(command: rec.Command) -> inputs.Input:  # noqa: PLR0911
-    """The engine input a command record stands for (starts excepted)."""
+def to_input(command: rec.Command, ce_id: str | None = None) -> inputs.Input:  # noqa: PLR0911
+    """The engine input a command record stands for (starts excepted). A signal's
+    request id is its ``request_id``, else ``ce_id`` (the record's CloudEvents id)."""
     match command:
         case rec.SignalWorkflow():
-            return inputs.SendSignal(name=command.signal_name, args=list(command.args))
+            return inputs.SendSignal(
+                name=command.signal_name,
+                args=list(command.args),
+                request_id=command.request_id or ce_id,
+            )
         case rec.CancelWorkflow():
             return inputs.CancelWorkflow(reason=command.reason)
         case rec.TerminateWorkflow():

@@ -63,7 +63,7 @@ def test_snapshots_are_written_as_the_newest_version_and_carry_the_parent() -> N
         parent=ParentExecution(workflow_id="p", run_id="run-p", child_seq=3),
     )
     encoded = WIRE.encode_snapshot(snapshot)
-    assert dict(encoded.headers)["ce_type"] == b"saga.history.snapshot.v6"
+    assert dict(encoded.headers)["ce_type"] == b"saga.history.snapshot.v7"
     assert WIRE.decode_snapshot(encoded.headers, encoded.value).record == snapshot
 
 

@@ -17,7 +17,7 @@ def test_the_v5_child_events_round_trip() -> None:
                                         reason="no longer needed"),
     ):
         encoded = WIRE.encode_event("p", "r", event)
-        assert dict(encoded.headers)["ce_type"] == b"saga.history.event.v6"
+        assert dict(encoded.headers)["ce_type"] == b"saga.history.event.v7"
         assert WIRE.decode_event(encoded.headers, encoded.value).record.event == event
 
 

@@ -30,11 +30,13 @@ from orchestrator.serde.wire import COMMAND_FAMILIES
 
 WIRE = WireFormat(source="/tests/serde")
 
-# families whose writer schema is past v1 (the activity outcomes gained request_id)
+# families whose writer schema is past v1 (the activity outcomes gained request_id,
+# the start its priority and fairness key)
 _VERSIONS = {
     "saga.command.activity-completed": "v2",
     "saga.command.activity-failed": "v2",
     "saga.command.activity-heartbeat": "v2",
+    "saga.command.start": "v2",
 }
 commands = st.one_of(*(records(cls) for cls in COMMAND_FAMILIES))
 
@@ -160,7 +162,7 @@ def test_out_of_range_integers_are_refused_when_encoding() -> None:
     start = StartWorkflow(
         workflow_id="w", workflow_type="t", task_queue="q", execution_timeout_ms=2**64
     )
-    with pytest.raises(RecordEncodeError, match=r"saga\.command\.start\.v1"):
+    with pytest.raises(RecordEncodeError, match=r"saga\.command\.start\.v2"):
         WIRE.encode_command(start)
 
 

@@ -41,14 +41,14 @@ def test_every_event_type_round_trips(workflow_id: str, run_id: str, event: Even
     assert type(decoded.record.event) is type(event)
     assert (decoded.record.workflow_id, decoded.record.run_id) == (workflow_id, run_id)
     assert encoded.key == event_key(workflow_id, run_id, event.seq)
-    assert decoded.cloud_event.type == "saga.history.event.v6"
+    assert decoded.cloud_event.type == "saga.history.event.v7"
     assert decoded.cloud_event.id == encoded.key.decode()
 
 
 @pytest.mark.parametrize("name", sorted(EVENT_TYPES))
 def test_each_event_class_has_its_own_union_branch(name: str) -> None:
     schema = json.loads(
-        (WIRE.registry.directory / "saga.history.event.v6.avsc").read_text(encoding="utf-8")
+        (WIRE.registry.directory / "saga.history.event.v7.avsc").read_text(encoding="utf-8")
     )
     event_field = next(f for f in schema["fields"] if f["name"] == "event")
     branch_names = [b["name"] if isinstance(b, dict) else b for b in event_field["type"]]

@@ -26,7 +26,7 @@ def test_the_repair_event_and_the_snapshots_repairs_round_trip() -> None:
     event = ev.CompensationRepaired(seq=9, time=7, action="retry", retry_policy=POLICY,
                                     reason="bank back", operator="ann")
     encoded = WIRE.encode_event("w", "r", event)
-    assert dict(encoded.headers)["ce_type"] == b"saga.history.event.v6"
+    assert dict(encoded.headers)["ce_type"] == b"saga.history.event.v7"
     assert WIRE.decode_event(encoded.headers, encoded.value).record.event == event
     note = rec.RepairNote(action="skip", activity_type="bank.refund", reason="by hand",
                           operator="bo", time=8)

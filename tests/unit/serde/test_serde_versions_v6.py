@@ -18,13 +18,13 @@ def test_the_v6_fields_round_trip() -> None:
                                   workflow_type="t", task_queue="q", workflow_version=1),
     ):
         encoded = WIRE.encode_event("w", "r", event)
-        assert dict(encoded.headers)["ce_type"] == b"saga.history.event.v6"
+        assert dict(encoded.headers)["ce_type"] == b"saga.history.event.v7"
         assert WIRE.decode_event(encoded.headers, encoded.value).record.event == event
     snapshot = rec.WorkflowSnapshot(workflow_id="w", run_id="r", workflow_type="t",
                                     task_queue="q", status=rec.WorkflowStatus.RUNNING,
                                     start_time=1, last_seq=2, workflow_version=3)
     encoded = WIRE.encode_snapshot(snapshot)
-    assert dict(encoded.headers)["ce_type"] == b"saga.history.snapshot.v6"
+    assert dict(encoded.headers)["ce_type"] == b"saga.history.snapshot.v7"
     assert WIRE.decode_snapshot(encoded.headers, encoded.value).record == snapshot
 
 
