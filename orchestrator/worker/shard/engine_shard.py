@@ -23,6 +23,7 @@ workflows: see :mod:`orchestrator.worker.shard.children`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 import uuid
@@ -564,7 +565,9 @@ class EngineShard:
 
     def _replay(self, definition: WorkflowDefinition, events: list[Event]) -> WorkflowExecutor:
         build, converter = self.build_id, self.converter
-        executor = WorkflowExecutor(definition, events, build_id=build, converter=converter)
+        newest = functools.partial(self.workflows.newest_version, definition.name)
+        executor = WorkflowExecutor(definition, events, build_id=build, converter=converter,
+                                    newest_version=newest)
         executor.activities.paused_types = self._paused_types
         return executor
 
