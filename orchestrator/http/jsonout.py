@@ -92,6 +92,16 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         ],
         "workflow_version": d.workflow_version,
         "parked": d.parked,
+        "pending_activities": [
+            {
+                "activity_seq": a.activity_seq,
+                "activity_type": a.activity_type,
+                "task_queue": a.task_queue,
+                "attempt": a.attempt,
+                "paused": a.paused,
+            }
+            for a in d.pending_activities
+        ],
     }
 
 
