@@ -1,8 +1,8 @@
-"""Two run-page actions in a real Chromium against ``saga dev`` (built as
-``console-b1``) on real Kafka and PostgreSQL: cancelling a child workflow from its
-parent's page (the child releases and ends CANCELLED, the parent hears it and ends),
-and a reset to just before the first decision of a build, picked from the builds the
-run's history names.
+"""The run page in a real Chromium against ``saga dev`` (built as ``console-b1``) on
+real Kafka and PostgreSQL: cancelling a child workflow from its parent's page (the
+child releases and ends CANCELLED, the parent hears it and ends), a reset to just
+before the first decision of a build, picked from the builds the run's history names,
+and the mark on a pending activity that a paused activity type holds.
 
 Screenshots go to ``.cache/console-screenshots/`` (not committed).
 """
@@ -116,3 +116,32 @@ def test_cancel_a_child_from_its_parent_and_reset_before_a_build(
     assert started.get_attribute("data-type") == "WorkflowStarted"
     assert run_status(browser) == "RUNNING"
     shot(browser, "12-run-reset-before-build")
+
+
+def pause_type(dev: DevServer, verb: str, activity_type: str) -> None:
+    body = {"task_queue": "console", "activity_type": activity_type, "reason": "bank down"}
+    r = httpx.post(f"{dev.api_url}/v1/activities/{verb}", json=body,
+                   headers=bearer(dev.token), timeout=30)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.timeout(300)
+def test_a_pending_activity_held_by_a_paused_type_is_marked(
+    dev: DevServer, browser: WebDriver
+) -> None:
+    pause_type(dev, "pause", "console.charge")
+    start(dev, "console.order", "order-held", 10)
+    open_page(browser, dev, "/runs/order-held")
+    wait_for(browser, "#login")
+    browser.find_element(By.ID, "token").send_keys(dev.token)
+    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+
+    held = '#pending p.held[data-seq="2"]'
+    wait_for(browser, held)  # once the engine worker has seen the pause
+    text = waiting(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, held).text)
+    assert "console.charge" in text and "HELD: type paused" in text, text
+    assert run_status(browser) == "RUNNING"
+    shot(browser, "13-run-held-by-pause")
+    pause_type(dev, "unpause", "console.charge")
+    waiting(browser).until(lambda d: run_status(d) == "COMPLETED")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#pending p.held")

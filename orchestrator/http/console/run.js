@@ -286,6 +286,10 @@ function render(head, body, id, runId, described, history, mayAct, say) {
   const link = (wid, rid, text) => h("a", { href: `#/runs/${encodeURIComponent(wid)}${rid ? `?run_id=${encodeURIComponent(rid)}` : ""}` }, text);
   const parked = history.parked || row.parked;
   const paused = wf.paused;
+  // the activities an operator's pause of their type holds, as the run's shard says
+  // (describe answers for the workflow's latest run: only when that is the one shown)
+  const held = new Set(wf.run_id === runOf
+    ? (wf.pending_activities || []).filter((a) => a.paused).map((a) => a.activity_seq) : []);
   replace(head,
     h("div", { class: "title-row" }, h("h1", { id: "run-id" }, id), h("span", { id: "run-status" }, badge(status)),
       parked ? h("span", { class: "badge parked" }, "PARKED") : null,
@@ -320,7 +324,11 @@ function render(head, body, id, runId, described, history, mayAct, say) {
         c.cause ? h("span", { class: "muted" }, ` after ${c.cause.type}: ${c.cause.message}`) : null)),
       t.compensationActivities.length ? table(["#", "compensation", "state", "attempts"], activityRows(t.compensationActivities), { class: "steps" }) : null) : null,
     t.pendingActivities.length || t.pendingTimers.length ? section("Pending", "pending",
-      t.pendingActivities.map((a) => h("p", {}, `activity #${a.seq} ${a.type}: ${a.state.toLowerCase()}`)),
+      t.pendingActivities.map((a) => held.has(a.seq)
+        ? h("p", { class: "held", dataset: { seq: a.seq } }, `activity #${a.seq} ${a.type}: ${a.state.toLowerCase()} `,
+          h("span", { class: "badge parked", title: "an operator paused this activity type on its task queue (saga activity pause)" },
+            "HELD: type paused"))
+        : h("p", { dataset: { seq: a.seq } }, `activity #${a.seq} ${a.type}: ${a.state.toLowerCase()}`)),
       t.pendingTimers.map((x) => h("p", {}, `timer ${x.id} fires at `, time(x.fireAt)))) : null,
     t.timers.length ? section("Timers", "timers", table(["timer", "fires at", "state"],
       t.timers.map((x) => h("tr", {}, h("td", {}, x.id), h("td", {}, time(x.fireAt)), h("td", {}, badge(x.state)))))) : null,
