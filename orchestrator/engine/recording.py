@@ -79,9 +79,12 @@ class Records:
         depends on the replaying worker's code, and a replay never turns an earlier
         False into True. A True answer is final: later calls return True unrecorded.
         While replaying a history without a marker here (recorded by code that did not
-        ask yet) the answer is False, as for ``patched``."""
+        ask yet) the answer is False, as for ``patched``. A query handler gets the live
+        answer, unrecorded."""
         if self._upgrade:
             return True
+        if self._j.read_only is not None:  # a query asks: answered, never recorded
+            return newest is not None and newest > pinned
         rec = self._j.peek()
         if rec is not None:
             if not (isinstance(rec, ev.MarkerRecorded) and rec.marker_name == ev.MARKER_UPGRADE):

@@ -44,6 +44,18 @@ async def ask_v1(ctx: WorkflowContext) -> list[bool]:
     return [first, ctx.newer_version_available(), ctx.newer_version_available()]
 
 
+@workflow.defn(name="up.asked")
+class AskedV1:
+    @workflow.run
+    async def run(self, ctx: WorkflowContext) -> None:
+        self.ctx = ctx
+        await ctx.wait_signal("never")
+
+    @workflow.query
+    def would_upgrade(self) -> bool:
+        return self.ctx.newer_version_available()
+
+
 @workflow.defn(name="up.ask", version=2)
 async def ask_v2(ctx: WorkflowContext) -> list[bool]:
     return [ctx.newer_version_available()]
@@ -133,6 +145,15 @@ def test_a_run_on_the_newest_version_is_not_offered_an_upgrade() -> None:
     x.apply([StartWorkflow(workflow_id="w1", run_id="r1", workflow_type="up.ask",
                            workflow_version=2)], T0)
     assert result_of(x) == [False]
+
+
+def test_a_query_gets_the_live_answer_and_records_nothing() -> None:
+    for newest, expected in ((1, False), (2, True)):
+        x = WorkflowExecutor(definition_of(AskedV1), newest_version=lambda n=newest: n)
+        x.apply([StartWorkflow(workflow_id="w1", run_id="r1", workflow_type="up.asked")], T0)
+        before = len(x.history)
+        assert CONV.from_payload(x.query("would_upgrade"), bool) is expected
+        assert len(x.history) == before and x.apply([], T0 + 1).events == []
 
 
 def test_the_registry_names_the_newest_version_of_a_type() -> None:
