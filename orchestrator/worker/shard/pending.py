@@ -16,16 +16,22 @@ from orchestrator.engine import events as ev
 from orchestrator.engine.activities import PausedTypes
 from orchestrator.serde.history_page import PendingActivity
 
-__all__ = ["pending_activities"]
+__all__ = ["MAX_PENDING", "pending_activities"]
+
+MAX_PENDING = 1000
+"""At most this many are listed (the lowest ``activity_seq`` first): a describe answer
+must fit in one reply record, and a run fanned out to many thousands of activities
+would not."""
 
 _ENDED = (ev.ActivityCompleted, ev.ActivityFailed, ev.ActivityTimedOut,
           ev.ActivityCancelRequested)
 
 
 def pending_activities(
-    events: Iterable[ev.Event], paused: PausedTypes | None
+    events: Iterable[ev.Event], paused: PausedTypes | None, limit: int = MAX_PENDING
 ) -> list[PendingActivity]:
-    """The run's unfinished activities (by ``activity_seq``), marked when held by a pause."""
+    """The run's unfinished activities (by ``activity_seq``, at most ``limit``), marked
+    when held by a pause."""
     scheduled: dict[int, ev.ActivityScheduled] = {}
     attempt: dict[int, int] = {}
     for event in events:
@@ -42,5 +48,5 @@ def pending_activities(
             attempt=attempt[seq],
             paused=paused is not None and paused.is_paused(s.task_queue, s.activity_type),
         )
-        for seq, s in sorted(scheduled.items())
+        for seq, s in sorted(scheduled.items())[:limit]
     ]

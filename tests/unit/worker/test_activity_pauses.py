@@ -145,6 +145,7 @@ def test_describe_lists_the_unfinished_activities_and_marks_those_held_by_a_paus
         PendingActivity(activity_seq=6, activity_type="a", task_queue="other", attempt=1),
     ]
     assert [p.paused for p in pending_activities(events, None)] == [False] * 3
+    assert [p.activity_seq for p in pending_activities(events, None, limit=2)] == [3, 4]
 
 
 def test_waiting_on_paused_names_the_pause_of_each_held_activity() -> None:
