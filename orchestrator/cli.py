@@ -810,8 +810,9 @@ def _reset_bad_build(  # noqa: PLR0917 - the command's options, passed on
 @main.command()
 @click.argument("workflow_id")
 def describe(workflow_id: str) -> None:
-    """Print a workflow's latest status (and, for an open run, its activities that
-    wait on an activity type an operator paused)."""
+    """Print a workflow's latest status, with an open run's unfinished activities
+    (`paused` when an operator paused the type: the attempt is held) and, for those,
+    the pause's reason, operator and time."""
     from orchestrator.client._pauses import waiting_on_paused
 
     client = _client()
@@ -825,8 +826,7 @@ def describe(workflow_id: str) -> None:
             except RuntimeError as exc:  # e.g. a deployment without the pauses topic
                 log.debug("paused activity types unknown: %s", exc)
         if paused:
-            events = client.fetch_history(workflow_id, described.run_id).events
-            waiting = waiting_on_paused(events, paused)
+            waiting = waiting_on_paused(described.pending_activities, paused)
             if waiting:
                 out["waiting_on_paused_activity_types"] = waiting
         click.echo(json.dumps(out, default=jsonable, indent=2))

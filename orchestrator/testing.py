@@ -29,6 +29,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -255,8 +256,9 @@ class WorkflowEnvironment:
             raise NotFoundError(
                 f"unknown workflow {wanted!r}; registered: {self._defs.describe()}"
             )
+        newest = partial(self._defs.newest_version, d.name)  # register() may add one later
         ex = WorkflowExecutor(d, build_id=self._build_id, converter=self._conv,
-                              guard=self._guard)
+                              guard=self._guard, newest_version=newest)
         run = _Run(ex, parent)
         self._runs[start.run_id] = run
         self._first_run.setdefault(start.workflow_id, start.run_id)
@@ -331,8 +333,9 @@ class WorkflowEnvironment:
                 f"no workflow {started.workflow_type!r} version {started.workflow_version} "
                 f"registered; have {self._defs.describe()}"
             )
-        ex = WorkflowExecutor(d, history,
-                              build_id=self._build_id, converter=self._conv, guard=self._guard)
+        newest = partial(self._defs.newest_version, d.name)
+        ex = WorkflowExecutor(d, history, build_id=self._build_id, converter=self._conv,
+                              guard=self._guard, newest_version=newest)
         extra = ex.apply([], history[-1].time).events
         if extra:
             raise NonDeterminismError(

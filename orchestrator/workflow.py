@@ -749,6 +749,24 @@ class WorkflowContext(ABC):
         """
 
     @abstractmethod
+    def newer_version_available(self) -> bool:
+        """Whether the worker holds a newer version of this run's type than the one
+        the run is pinned to: the question a declared upgrade point asks.
+
+        Each answer is recorded in history (an ``upgrade`` marker), and a replay returns
+        the recorded answer whatever versions the replaying worker holds. Once True it
+        stays True for the rest of the run. Ask it at a point in the code, not in a
+        ``wait_condition`` predicate (each evaluation records). See
+        :meth:`upgrade_point`.
+        """
+
+    def upgrade_point(self, *args: Any) -> None:
+        """A declared upgrade point: when :meth:`newer_version_available`, end this run
+        and continue as new with ``args`` on the newest version; else return."""
+        if self.newer_version_available():
+            self.continue_as_new(*args)
+
+    @abstractmethod
     def side_effect(self, fn: Callable[[], R], result_type: Any = None) -> R:
         """Run ``fn`` once, record its result, and return the recorded value on replay."""
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from orchestrator.client._batch import AsyncBatchHandle, BatchHandle
 from orchestrator.client._common import (
     PauseInfo,
+    PendingActivityInfo,
     RepairInfo,
     ReplyTimeoutError,
     WorkflowDescription,
@@ -59,6 +60,7 @@ __all__ = [
     "Client",
     "IdReusePolicy",
     "PauseInfo",
+    "PendingActivityInfo",
     "RepairInfo",
     "ReplyTimeoutError",
     "ScheduleHandle",

@@ -842,7 +842,9 @@ class AsyncWorkflowHandle(Generic[R]):
     async def describe(self, timeout: float = 10.0) -> WorkflowDescription:  # noqa: ASYNC109
         """The latest snapshot of this workflow id (WorkflowNotFoundError if none), as the
         shard that owns it has it."""
-        snapshot = await self.client._snapshot(self.workflow_id, timeout)
-        if snapshot is None:
+        b = self.client.builder
+        page = b.page(await self.client._request(b.describe_read(self.workflow_id), timeout))
+        described = b.page_description(page)
+        if described is None:
             raise WorkflowNotFoundError(f"no snapshot of workflow {self.workflow_id!r}")
-        return self.client.builder.describe(snapshot)
+        return described

@@ -38,6 +38,7 @@ from orchestrator.serde.history_page import (
     DESCRIBE_QUERY,
     HISTORY_QUERY,
     HistoryPage,
+    PendingActivity,
     after_seq_arg,
 )
 from orchestrator.serde.records import (
@@ -173,6 +174,18 @@ class PauseInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingActivityInfo:
+    """An activity of an open run that is scheduled and not finished. ``paused``: an
+    operator paused its type on its task queue, so its attempt is held, unstarted."""
+
+    activity_seq: int
+    activity_type: str
+    task_queue: str
+    attempt: int
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RepairInfo:
     """An operator's repair of a run's failed compensation: ``retry`` or ``skip`` (of
     the compensation ``activity_type``), who, why and when."""
@@ -211,6 +224,9 @@ class WorkflowDescription:
     #: start; its activities and children that name none take them
     priority: int = 0
     fairness_key: str = ""
+    #: an open run's activities scheduled and not finished, by activity_seq (empty
+    #: for a closed run, and from an engine older than this field)
+    pending_activities: list[PendingActivityInfo] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -555,8 +571,18 @@ class CommandBuilder:
         )
         raise error from (self.exception(f) if f else None)
 
-    def describe(self, snapshot: WorkflowSnapshot) -> WorkflowDescription:
-        """A snapshot with its times and attributes decoded."""
+    def page_description(self, page: HistoryPage | None) -> WorkflowDescription | None:
+        """What a ``__describe`` page says: the snapshot and the pending activities."""
+        snapshot = self.page_snapshot(page)
+        if page is None or snapshot is None:
+            return None
+        return self.describe(snapshot, page.pending_activities)
+
+    def describe(
+        self, snapshot: WorkflowSnapshot, pending: Sequence[PendingActivity] = ()
+    ) -> WorkflowDescription:
+        """A snapshot with its times and attributes decoded (and ``pending``, the
+        unfinished activities the describe read's page carries)."""
         return WorkflowDescription(
             workflow_id=snapshot.workflow_id,
             run_id=snapshot.run_id,
@@ -592,6 +618,13 @@ class CommandBuilder:
             parked=snapshot.parked,
             priority=snapshot.priority,
             fairness_key=snapshot.fairness_key,
+            pending_activities=[
+                PendingActivityInfo(
+                    activity_seq=a.activity_seq, activity_type=a.activity_type,
+                    task_queue=a.task_queue, attempt=a.attempt, paused=a.paused,
+                )
+                for a in pending
+            ],
         )
 
     def exception(self, failure: Failure) -> BaseException:

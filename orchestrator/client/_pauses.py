@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.engine import events as ev
+from orchestrator.client._common import PendingActivityInfo
 from orchestrator.serde.records import ActivityPause
 
 __all__ = ["fold_pauses", "pause_record", "waiting_on_paused"]
@@ -64,30 +64,20 @@ def fold_pauses(records: Iterable[ActivityPause], task_queue: str | None) -> lis
     )
 
 
-_OUTCOMES = (ev.ActivityCompleted, ev.ActivityFailed, ev.ActivityTimedOut,
-             ev.ActivityCancelRequested)
-
-
 def waiting_on_paused(
-    events: Iterable[ev.Event], paused: Iterable[ActivityPause]
+    pending: Iterable[PendingActivityInfo], paused: Iterable[ActivityPause]
 ) -> list[dict[str, Any]]:
-    """The activities of a run (its history ``events``) that are scheduled, not
-    finished, and of a type paused on their queue: what ``saga describe`` shows as
-    waiting on a paused type."""
+    """The unfinished activities of a run (``pending``, from its describe) whose type is
+    paused on their queue, with the pause's reason, operator and time: what ``saga
+    describe`` shows as waiting on a paused type."""
     by_key = {(p.task_queue, p.activity_type): p for p in paused}
-    open_: dict[int, ev.ActivityScheduled] = {}
-    for event in events:
-        if isinstance(event, ev.ActivityScheduled):
-            open_[event.activity_seq] = event
-        elif isinstance(event, _OUTCOMES):
-            open_.pop(event.activity_seq, None)
     out: list[dict[str, Any]] = []
-    for seq, scheduled in sorted(open_.items()):
-        pause = by_key.get((scheduled.task_queue, scheduled.activity_type))
+    for activity in pending:
+        pause = by_key.get((activity.task_queue, activity.activity_type))
         if pause is not None:
             out.append({
-                "activity_seq": seq, "activity_type": scheduled.activity_type,
-                "task_queue": scheduled.task_queue, "paused_since": pause.time,
+                "activity_seq": activity.activity_seq, "activity_type": activity.activity_type,
+                "task_queue": activity.task_queue, "paused_since": pause.time,
                 "reason": pause.reason, "operator": pause.operator,
             })
     return out

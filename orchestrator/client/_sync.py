@@ -758,10 +758,12 @@ class WorkflowHandle(Generic[R]):
     def describe(self, timeout: float = 10.0) -> WorkflowDescription:
         """The latest snapshot of this workflow id (WorkflowNotFoundError if none), as the
         shard that owns it has it."""
-        snapshot = self.client._snapshot(self.workflow_id, timeout)
-        if snapshot is None:
+        b = self.client.builder
+        page = b.page(self.client._request(b.describe_read(self.workflow_id), timeout))
+        described = b.page_description(page)
+        if described is None:
             raise WorkflowNotFoundError(f"no snapshot of workflow {self.workflow_id!r}")
-        return self.client.builder.describe(snapshot)
+        return described
 
 
 def _consumer(config: Mapping[str, Any], *, eof: bool = False) -> Consumer:

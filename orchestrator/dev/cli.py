@@ -133,6 +133,12 @@ class _Signals:
     "database, give the worker its BANK_URL, and create the <prefix>.payments.events topic.",
 )
 @click.option(
+    "--build-id",
+    default="",
+    help="Passed to the worker (saga worker --build-id): recorded on every decision, so "
+    "a run can be reset to just before a build's first decision.",
+)
+@click.option(
     "--reload/--no-reload",
     default=True,
     show_default=True,
@@ -146,6 +152,7 @@ def dev_command(
     http_host: str,
     http_port: int,
     demo_bank: bool,
+    build_id: str,
     reload: bool,
 ) -> None:
     """Run the whole stack for MODULE until Ctrl-C: Kafka, PostgreSQL, an engine and
@@ -177,7 +184,7 @@ def dev_command(
         ):
             env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": dsn}
             port = http_port or ports.port("http")
-            procs = DevProcesses(layout, modules, queues, env, http_host, port)
+            procs = DevProcesses(layout, modules, queues, env, http_host, port, build_id)
             try:
                 bank = procs.start_bank(ports.port("bank")) if demo_bank else None
                 procs.start_worker()

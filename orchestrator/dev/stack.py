@@ -74,6 +74,7 @@ class DevProcesses:
     env: dict[str, str]
     http_host: str
     http_port: int
+    build_id: str = ""
     worker: subprocess.Popen[bytes] | None = field(default=None, init=False)
     http: subprocess.Popen[bytes] | None = field(default=None, init=False)
     bank: subprocess.Popen[bytes] | None = field(default=None, init=False)
@@ -113,6 +114,8 @@ class DevProcesses:
             args += ["--sagas", module]
         for queue in self.task_queues:
             args += ["--task-queue", queue]
+        if self.build_id:
+            args += ["--build-id", self.build_id]
         self.worker = self._saga("worker", args)
 
     def start_http(self) -> None:

@@ -470,6 +470,10 @@ class EngineContext(WorkflowContext):
     def patched(self, change_id: str) -> bool:
         return self._x.records.patched(change_id)
 
+    def newer_version_available(self) -> bool:
+        pinned = self._info.workflow_version
+        return self._x.records.newer_version_available(pinned, self._x.newest_version())
+
     def side_effect(self, fn: Callable[[], R], result_type: Any = None) -> R:
         result: R = self._x.records.side_effect(fn, result_type)
         return result

@@ -92,6 +92,9 @@ PARENT_CLOSE_ABANDON: Final = "ABANDON"
 # Marker names used by the engine itself.
 MARKER_PATCH: Final = "patch"
 MARKER_SIDE_EFFECT: Final = "side_effect"
+#: an answer of ``ctx.newer_version_available()``: id ``v{N}`` (True: the worker held
+#: version N, newer than the run's) or ``none`` (False); replays return the recorded one
+MARKER_UPGRADE: Final = "upgrade"
 
 
 # --- nested records ------------------------------------------------------------
@@ -452,7 +455,8 @@ class ChildWorkflowFailed(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarkerRecorded(DecisionEvent):
-    """A named fact recorded by the code: ``patch`` (``ctx.patched``) or ``side_effect``."""
+    """A named fact recorded by the code: ``patch`` (``ctx.patched``), ``side_effect``
+    or ``upgrade`` (``ctx.newer_version_available``)."""
 
     marker_name: str
     marker_id: str

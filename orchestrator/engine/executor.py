@@ -54,7 +54,7 @@ import dataclasses
 import hashlib
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -145,6 +145,10 @@ EXECUTION_TIMEOUT_TIMER = "execution-timeout"
 _UNSTARTED_RNG = random.Random(0)
 
 
+def _no_newer() -> int | None:
+    return None
+
+
 class WorkflowExecutor:
     """Runs one workflow run by deterministic replay; see the module docstring."""
 
@@ -163,6 +167,7 @@ class WorkflowExecutor:
         "activities",
         "cancel_requested",
         "children",
+        "newest_version",
         "pause",
         "records",
         "timers",
@@ -176,8 +181,13 @@ class WorkflowExecutor:
         build_id: str = "",
         converter: DataConverter | None = None,
         guard: GuardMode = "raise",
+        newest_version: Callable[[], int | None] | None = None,
     ) -> None:
+        """``newest_version``: the newest version of this run's type the worker holds,
+        asked when the code calls ``ctx.newer_version_available()`` live (not given:
+        none newer)."""
         self._defn = definition
+        self.newest_version: Callable[[], int | None] = newest_version or _no_newer
         conv = converter or DataConverter()
         if conv.codec is not None and not isinstance(conv.codec, UnguardedCodec):
             conv = dataclasses.replace(conv, codec=UnguardedCodec(conv.codec))

@@ -15,10 +15,12 @@ from orchestrator.engine.guards import guarded
 if TYPE_CHECKING:
     from orchestrator.engine.journal import Journal
 
-__all__ = ["RUN_ID_NAMESPACE", "Counters", "Records"]
+__all__ = ["NO_UPGRADE", "RUN_ID_NAMESPACE", "Counters", "Records"]
 
 RUN_ID_NAMESPACE = uuid.UUID("6f1c2b8e-3d4a-4f5e-9a7b-8c9d0e1f2a3b")
 """Namespace of the uuid5 run ids derived for children and continued runs."""
+NO_UPGRADE = "none"
+"""The id of an ``upgrade`` marker that answered False (a True one names the version)."""
 
 
 @dataclass(slots=True)
@@ -35,13 +37,16 @@ class Records:
     """A run's markers (patches, side effects), metadata, update outcomes and saga
     records: the executor's context and sagas record through it."""
 
-    __slots__ = ("_conv", "_counters", "_j", "_patches", "memo", "search_attributes")
+    __slots__ = (
+        "_conv", "_counters", "_j", "_patches", "_upgrade", "memo", "search_attributes",
+    )
 
     def __init__(self, journal: Journal, converter: DataConverter, counters: Counters) -> None:
         self._j = journal
         self._conv = converter
         self._counters = counters
         self._patches: dict[str, bool] = {}
+        self._upgrade = False  # whether newer_version_available answered True
         self.search_attributes: dict[str, Payload] = {}
         self.memo: dict[str, Payload] = {}
 
@@ -64,6 +69,37 @@ class Records:
             result = False
         self._patches[change_id] = result
         return result
+
+    def newer_version_available(self, pinned: int, newest: int | None) -> bool:
+        """See WorkflowContext.newer_version_available. ``pinned``: the run's version;
+        ``newest``: the newest version of its type the worker holds (None: unknown).
+
+        Each live answer is recorded (an ``upgrade`` marker: ``v{newest}`` for True,
+        ``none`` for False) and a replay returns the recorded one, so the answer never
+        depends on the replaying worker's code, and a replay never turns an earlier
+        False into True. A True answer is final: later calls return True unrecorded.
+        While replaying a history without a marker here (recorded by code that did not
+        ask yet) the answer is False, as for ``patched``. A query handler gets the live
+        answer, unrecorded."""
+        if self._upgrade:
+            return True
+        if self._j.read_only is not None:  # a query asks: answered, never recorded
+            return newest is not None and newest > pinned
+        rec = self._j.peek()
+        if rec is not None:
+            if not (isinstance(rec, ev.MarkerRecorded) and rec.marker_name == ev.MARKER_UPGRADE):
+                return False
+            marker_id = rec.marker_id
+        elif newest is not None and newest > pinned:
+            marker_id = f"v{newest}"
+        else:
+            marker_id = NO_UPGRADE
+        self._j.decide(ev.MarkerRecorded(
+            seq=self._j.next_seq(), time=self._j.now, build_id=self._j.build_id,
+            marker_name=ev.MARKER_UPGRADE, marker_id=marker_id,
+        ))
+        self._upgrade = marker_id != NO_UPGRADE
+        return self._upgrade
 
     def side_effect(self, fn: Any, result_type: Any) -> Any:
         """See WorkflowContext.side_effect."""

@@ -51,6 +51,11 @@ class WorkflowRegistry(Mapping[str, WorkflowDefinition]):
             return versions[max(versions)]
         return versions.get(version)
 
+    def newest_version(self, name: str) -> int | None:
+        """The newest version of ``name`` held, None when the type is unknown."""
+        versions = self._by_name.get(name)
+        return max(versions) if versions else None
+
     def versions(self, name: str) -> tuple[int, ...]:
         """The versions of ``name`` held, oldest first (empty when the type is unknown)."""
         return tuple(sorted(self._by_name.get(name, ())))

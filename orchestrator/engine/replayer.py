@@ -20,7 +20,7 @@ import json
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from orchestrator.converter import DataConverter, Payload
@@ -140,7 +140,9 @@ class Replayer:
             raise NotFoundError(
                 f"no workflow {wtype!r}{which} registered; have {self._defs.describe()}"
             )
-        executor = WorkflowExecutor(d, events, converter=self._conv, guard=self._guard)
+        newest = partial(self._defs.newest_version, wtype)
+        executor = WorkflowExecutor(d, events, converter=self._conv, guard=self._guard,
+                                    newest_version=newest)
         tail = executor.apply([], events[-1].time).events
         if tail and events[-1].__class__ in ev.TERMINAL_EVENTS:
             raise NonDeterminismError(

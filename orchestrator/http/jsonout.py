@@ -94,6 +94,16 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "parked": d.parked,
         "priority": d.priority,
         "fairness_key": d.fairness_key,
+        "pending_activities": [
+            {
+                "activity_seq": a.activity_seq,
+                "activity_type": a.activity_type,
+                "task_queue": a.task_queue,
+                "attempt": a.attempt,
+                "paused": a.paused,
+            }
+            for a in d.pending_activities
+        ],
     }
 
 

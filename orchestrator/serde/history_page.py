@@ -11,7 +11,7 @@ records as they are on the topic (headers and value), decoded like any other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestrator.converter import ENCODING_KEY, Payload
 
@@ -35,11 +35,25 @@ class StoredRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PendingActivity:
+    """An activity of a described open run that is scheduled and not finished;
+    ``paused`` while its type is paused on its queue (the attempt is held)."""
+
+    activity_seq: int
+    activity_type: str
+    task_queue: str
+    attempt: int
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HistoryPage:
-    """Records answering a built-in read; ``next_seq`` is set when more follow."""
+    """Records answering a built-in read; ``next_seq`` is set when more follow;
+    ``pending_activities`` only in the answer to ``__describe`` of an open run."""
 
     records: list[StoredRecord]
     next_seq: int | None = None
+    pending_activities: list[PendingActivity] = field(default_factory=list)
 
 
 def after_seq_arg(after_seq: int) -> Payload:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from orchestrator import activity, workflow
-from orchestrator.exceptions import ApplicationError
+from orchestrator.exceptions import ApplicationError, ChildWorkflowError
 from orchestrator.workflow import RetryPolicy
 
 TASK_QUEUE = "console"
@@ -81,3 +81,14 @@ async def fragile(ctx: workflow.WorkflowContext, o: Order) -> str:
     await saga.step(reserve, o, compensate=refund, retry=QUICK, compensation_retry=QUICK)
     await saga.step(charge, o, retry=QUICK)
     return f"order {o.order_id} done"
+
+
+@workflow.defn(name="console.parent")
+async def parent(ctx: workflow.WorkflowContext, o: Order) -> str:
+    """Start a ``console.hold`` child (id ``<order_id>-child``) and wait for it through
+    its handle: cancelled from the console, the child releases and the parent says so."""
+    child = await ctx.start_child_workflow(hold, o, id=f"{o.order_id}-child")
+    try:
+        return await child
+    except ChildWorkflowError:
+        return f"child {child.workflow_id} was stopped"

@@ -4,7 +4,8 @@ While ``actpause.a`` is paused on the queue its tasks wait at the activity worke
 no attempt starts, nothing fails, no retry is spent, even past the attempt's
 start-to-close timeout (2 s here); ``actpause.b`` on the same queue keeps running.
 On unpause the held attempts run, once each, and the runs complete. A restarted
-activity worker reads the pause before it starts any task.
+activity worker reads the pause before it starts any task. Describe (the clients, the
+HTTP route) lists a run's unfinished activity with ``paused`` while the pause holds it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ SHARDS = 2
 QUEUE = "pausable"
 RESTART_QUEUE = "pausable-restart"
 BOUNDED_QUEUE = "pausable-bounded"
+DESCRIBE_QUEUE = "pausable-describe"
 FAST = ActivityWorkerOptions(group_watch_interval_s=None, session_timeout_ms=6000,
                              drain_timeout_s=5.0)
 
@@ -258,3 +260,45 @@ def test_a_full_held_buffer_stops_fetching_until_the_unpause(deployment: Deploym
         assert one.result(timeout=15) == f"b:{first} a:{first}"
         assert two.result(timeout=15) == f"b:{second} a:{second}"
     assert [calls(f"{k}/{t}") for t in (first, second) for k in "ab"] == [1, 1, 1, 1]
+
+
+def test_describe_marks_the_pending_activity_a_pause_holds(deployment: Deployment) -> None:
+    d = deployment
+    queue = DESCRIBE_QUEUE
+    ensure_topics(AdminClient(d.kafka_config), d.layout, [queue])
+    d.client.pause_activity_type(queue, "actpause.a", reason="describe test")
+    tag = uuid.uuid4().hex[:8]
+    wf_id = f"described-{tag}"
+    held = [{"activity_seq": 2, "activity_type": "actpause.a", "task_queue": queue,
+             "attempt": 1, "paused": True}]
+
+    def pending() -> list[dict[str, Any]]:
+        found = d.client.get_handle(wf_id).describe(timeout=15).pending_activities
+        return [{"activity_seq": p.activity_seq, "activity_type": p.activity_type,
+                 "task_queue": p.task_queue, "attempt": p.attempt, "paused": p.paused}
+                for p in found]
+
+    async def over_http_and_async() -> tuple[Any, Any]:
+        client = await AsyncClient.connect(d.kafka_config, layout=d.layout)
+        try:
+            described = await client.get_handle(wf_id).describe(timeout=15)
+        finally:
+            await client.close()
+        async with (
+            running_api(d.kafka_config, d.layout.prefix) as url,
+            httpx.AsyncClient(base_url=url, timeout=20, headers=bearer(READ_TOKEN)) as http,
+        ):
+            body = (await http.get(f"/v1/workflows/{wf_id}")).json()
+        return described.pending_activities, body["workflow"]["pending_activities"]
+
+    with ActivityWorker(d.kafka_config, queue, [a, b], layout=d.layout,
+                        options=FAST) as worker:
+        handle = d.client.start(flow, Req(tag, queue), id=wf_id, task_queue=queue)
+        _wait(lambda: worker.held().get("actpause.a") == 1, 15, "A held by the worker")
+        _wait(lambda: pending() == held, 15, "describe marking A as held")
+        from_async, from_http = asyncio.run(over_http_and_async())
+        assert [(p.activity_type, p.paused) for p in from_async] == [("actpause.a", True)]
+        assert from_http == held
+        d.client.unpause_activity_type(queue, "actpause.a")
+        assert handle.result(timeout=15) == f"b:{tag} a:{tag}"
+    assert pending() == []  # closed: nothing pending

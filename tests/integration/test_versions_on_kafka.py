@@ -7,6 +7,9 @@
 - a run of a version no worker holds (a deploy of version 2 alone while a version 1
   run sleeps) is parked with the reason, visible in describe, and goes on when a worker
   holding version 1 takes the shard.
+- a long-lived run of version 1 that reaches its declared upgrade point
+  (``ctx.upgrade_point``) after version 2 is deployed continues as new on version 2;
+  its recorded answers replay on code that holds version 1 alone.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.client import Client
+from orchestrator.engine import events as ev
 from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.testing import Replayer
 from orchestrator.visibility.projector import Projector
 from orchestrator.visibility.store import VisibilityStore
 from tests.integration import version_sagas_v1
@@ -170,3 +175,33 @@ def test_a_run_of_a_version_no_worker_holds_is_parked_until_one_does(
     assert handle.result(timeout=60) == "v1 woke"
     assert handle.describe(timeout=30).parked is None
 
+
+
+def test_a_long_lived_run_moves_to_version_2_at_its_upgrade_point(
+    client: Client, workers: Workers
+) -> None:
+    first = workers.spawn(V1)
+    handle = client.start(version_sagas_v1.TickV1, 0, id="tick", task_queue=QUEUE,
+                          wait_started=60)
+    handle.signal("tick")
+    deadline = time.monotonic() + 30
+    while handle.query("counted", timeout=30) != 1:  # one turn on version 1 alone
+        assert time.monotonic() < deadline, workers.tail()
+        time.sleep(0.2)
+    first_run = handle.describe(timeout=30).run_id
+    workers.stop(first)
+    workers.spawn(V1, V2)  # the deploy of version 2
+    handle.signal("tick")
+    try:
+        assert client.get_handle("tick").result(timeout=60) == "v2 took over at 2 on version 2"
+    except Exception:
+        print(workers.tail())
+        raise
+    assert client.get_handle("tick").describe(timeout=30).workflow_version == 2
+    events = client.fetch_history("tick", first_run).events
+    answers = [e.marker_id for e in events
+               if isinstance(e, ev.MarkerRecorded) and e.marker_name == ev.MARKER_UPGRADE]
+    assert answers == ["none", "v2"]
+    assert isinstance(events[-1], ev.WorkflowContinuedAsNew)
+    # the recorded answers replay on a worker without version 2 (a rollback)
+    Replayer(workflows=[version_sagas_v1.TickV1]).replay(events)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from orchestrator import workflow
 
-__all__ = ["nap_v2", "pay_v2"]
+__all__ = ["nap_v2", "pay_v2", "tick_v2"]
 
 
 @workflow.defn(name="ver.pay", version=2)
@@ -22,3 +22,8 @@ async def pay_v2(ctx: workflow.WorkflowContext, label: str) -> str:
 @workflow.defn(name="ver.nap", version=2)
 async def nap_v2(ctx: workflow.WorkflowContext, seconds: float) -> str:
     return "v2 woke at once"
+
+
+@workflow.defn(name="ver.tick", version=2)
+async def tick_v2(ctx: workflow.WorkflowContext, count: int) -> str:
+    return f"v2 took over at {count} on version {ctx.info.workflow_version}"

@@ -81,9 +81,11 @@ export const api = {
   terminate: (id, reason) => call("POST", `${wf(id)}/terminate`, { reason }),
   pause: (id, reason) => call("POST", `${wf(id)}/pause`, { reason }),
   unpause: (id, reason) => call("POST", `${wf(id)}/unpause`, { reason }),
-  // runId: the run whose event numbers the caller saw (null: the workflow's latest run)
-  reset: (id, reason, eventSeq, excludeSignals, runId) => call("POST", `${wf(id)}/reset${runQuery(runId)}`,
-    { reason, exclude_signals: excludeSignals, ...(eventSeq ? { event_seq: eventSeq } : {}) }),
+  // runId: the run whose event numbers the caller saw (null: the workflow's latest run);
+  // the point: eventSeq, else just before beforeBuild's first decision, else the last decision
+  reset: (id, reason, eventSeq, excludeSignals, runId, beforeBuild) => call("POST", `${wf(id)}/reset${runQuery(runId)}`,
+    { reason, exclude_signals: excludeSignals, ...(eventSeq ? { event_seq: eventSeq } : {}),
+      ...(beforeBuild ? { before_build: beforeBuild } : {}) }),
   stack: (id, runId) => call("GET", `${wf(id)}/stack${runQuery(runId)}`),
   // retry: null (each failed compensation's own policy) or {max_attempts: n, ...}
   repairRetry: (id, runId, reason, retry) =>

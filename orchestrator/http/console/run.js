@@ -52,25 +52,56 @@ async function perform(say, question, done, call) {
   }
 }
 
-function actions(id, runId, status, paused, say) {
+/** The builds that made decisions in `events`, in order, each with its first decision's
+ * seq: the points "just before build X" a reset can go back to. */
+function buildsOf(events) {
+  const first = new Map();
+  for (const e of events) {
+    if (e.build_id && !first.has(e.build_id)) first.set(e.build_id, e.seq);
+  }
+  return [...first].map(([build, seq]) => ({ build, seq }));
+}
+
+/** The options of the reset's build choice, kept in step with the history on each
+ * refresh (the chosen build stays chosen). */
+function fillBuilds(select, events) {
+  if (!select) return;
+  const builds = buildsOf(events);
+  const key = builds.map((b) => `${b.build}@${b.seq}`).join(" ");
+  if (select.dataset.builds === key) return;
+  const chosen = select.value;
+  select.dataset.builds = key;
+  replace(select, h("option", { value: "" }, "or before a build's first decision..."),
+    builds.map((b) => h("option", { value: b.build, dataset: { seq: b.seq } }, `before build ${b.build} (event ${b.seq})`)));
+  select.value = builds.some((b) => b.build === chosen) ? chosen : "";
+}
+
+function actions(id, runId, status, paused, events, say) {
   const run = (question, done, call) => perform(say, question, done, call);
   const resetSeq = h("input", { id: "reset-event", type: "number", min: "1", placeholder: "event # (default: the last decision)",
     title: "an event's number: type it, or click it in the timeline" });
+  const resetBuild = h("select", { id: "reset-build",
+    title: "reset to just before the first decision a worker of this build made (saga worker --build-id)" });
+  fillBuilds(resetBuild, events);
   const resetReason = h("input", { id: "reset-reason", placeholder: "reason (required)" });
   const resetExclude = h("input", { id: "reset-exclude-signals", type: "checkbox" });
-  const reset = h("div", { class: "action" }, resetSeq, resetReason,
+  const reset = h("div", { class: "action" }, resetSeq, resetBuild, resetReason,
     h("label", { title: "signals received after the point are not sent to the new run" }, resetExclude, " leave out later signals"),
     h("button", { type: "button", id: "reset", class: "danger", onclick: () => {
       if (!resetReason.value.trim()) { say("Resetting needs a reason.", true); return; }
       const seq = resetSeq.value ? Number(resetSeq.value) : null;
+      const build = resetBuild.value || null;
+      if (seq && build) { say("Reset to an event or to before a build, not both.", true); return; }
       const picked = seq && document.querySelector(`#timeline li[data-seq="${seq}"]`);
-      const point = seq ? `event ${seq}${picked ? ` (${picked.dataset.type})` : ""}` : "its last decision";
+      const firstOfBuild = build && resetBuild.selectedOptions[0].dataset.seq;
+      const point = seq ? `event ${seq}${picked ? ` (${picked.dataset.type})` : ""}`
+        : build ? `just before the first decision of build ${build} (event ${firstOfBuild})` : "its last decision";
       const signals = resetExclude.checked ? "left out" : "sent to it again";
       run(`Reset ${id} to ${point}? A new run replays the history up to there with the code deployed now and `
         + `decides again from there; signals received after that point are ${signals}; an open run ends TERMINATED.`,
         `${id} was reset: a new run goes on from ${point}.`,
         async () => {
-          const next = await api.reset(id, resetReason.value, seq, resetExclude.checked, runId);
+          const next = await api.reset(id, resetReason.value, seq, resetExclude.checked, runId, build);
           location.hash = `#/runs/${encodeURIComponent(id)}?run_id=${encodeURIComponent(next.run_id)}`;
         });
     } }, "Reset"));
@@ -219,7 +250,7 @@ function operatorPanels(stackSlot, actionSlot, id, runId, status, paused, events
   const mayAct = tokenRole !== "read";
   replace(stackSlot, OPEN.has(status) ? stackPanel(id, runId) : null);
   replace(actionSlot, mayAct
-    ? [actions(id, runId, status, paused, say), status === "COMPENSATION_FAILED" ? repairAction(id, runId, events, say) : null]
+    ? [actions(id, runId, status, paused, events, say), status === "COMPENSATION_FAILED" ? repairAction(id, runId, events, say) : null]
     : readOnlyNote());
 }
 
@@ -237,7 +268,16 @@ async function download(id, runId, say) {
   }
 }
 
-function render(head, body, id, runId, described, history, say) {
+/** Cancel a child run through the cancel route on its own workflow id: it compensates
+ * and ends CANCELLED, and this run hears it as the child's failure. */
+function cancelChild(parentId, child, say) {
+  return h("button", { type: "button", class: "child-cancel", onclick: () =>
+    perform(say, `Cancel child ${child.id} (${child.type}) of ${parentId}? It runs its compensations and ends `
+      + `CANCELLED; ${parentId} hears that as the child's failure.`, `${child.id} accepted the cancellation.`,
+    () => api.cancel(child.id, `cancelled from the console, on the page of its parent ${parentId}`)) }, "Cancel");
+}
+
+function render(head, body, id, runId, described, history, mayAct, say) {
   const wf = described.workflow || {};
   const row = described.visibility || {};
   const status = history.status || wf.status || row.status;
@@ -246,6 +286,10 @@ function render(head, body, id, runId, described, history, say) {
   const link = (wid, rid, text) => h("a", { href: `#/runs/${encodeURIComponent(wid)}${rid ? `?run_id=${encodeURIComponent(rid)}` : ""}` }, text);
   const parked = history.parked || row.parked;
   const paused = wf.paused;
+  // the activities an operator's pause of their type holds, as the run's shard says
+  // (describe answers for the workflow's latest run: only when that is the one shown)
+  const held = new Set(wf.run_id === runOf
+    ? (wf.pending_activities || []).filter((a) => a.paused).map((a) => a.activity_seq) : []);
   replace(head,
     h("div", { class: "title-row" }, h("h1", { id: "run-id" }, id), h("span", { id: "run-status" }, badge(status)),
       parked ? h("span", { class: "badge parked" }, "PARKED") : null,
@@ -280,18 +324,23 @@ function render(head, body, id, runId, described, history, say) {
         c.cause ? h("span", { class: "muted" }, ` after ${c.cause.type}: ${c.cause.message}`) : null)),
       t.compensationActivities.length ? table(["#", "compensation", "state", "attempts"], activityRows(t.compensationActivities), { class: "steps" }) : null) : null,
     t.pendingActivities.length || t.pendingTimers.length ? section("Pending", "pending",
-      t.pendingActivities.map((a) => h("p", {}, `activity #${a.seq} ${a.type}: ${a.state.toLowerCase()}`)),
+      t.pendingActivities.map((a) => held.has(a.seq)
+        ? h("p", { class: "held", dataset: { seq: a.seq } }, `activity #${a.seq} ${a.type}: ${a.state.toLowerCase()} `,
+          h("span", { class: "badge parked", title: "an operator paused this activity type on its task queue (saga activity pause)" },
+            "HELD: type paused"))
+        : h("p", { dataset: { seq: a.seq } }, `activity #${a.seq} ${a.type}: ${a.state.toLowerCase()}`)),
       t.pendingTimers.map((x) => h("p", {}, `timer ${x.id} fires at `, time(x.fireAt)))) : null,
     t.timers.length ? section("Timers", "timers", table(["timer", "fires at", "state"],
       t.timers.map((x) => h("tr", {}, h("td", {}, x.id), h("td", {}, time(x.fireAt)), h("td", {}, badge(x.state)))))) : null,
     t.signals.length || t.updates.length ? section("Signals and updates", "signals",
       t.signals.map((s) => h("p", {}, time(s.time), ` signal ${s.name} `, h("code", {}, JSON.stringify(s.args)))),
       t.updates.map((u) => h("p", {}, time(u.time), ` update ${u.name} `, badge(u.state), " ", h("code", {}, JSON.stringify(u.args))))) : null,
-    t.children.length ? section("Children", "children", table(["#", "type", "workflow", "state", "parent-close policy"],
-      t.children.map((c) => h("tr", {}, h("td", {}, String(c.seq)), h("td", {}, c.type),
+    t.children.length ? section("Children", "children", table(["#", "type", "workflow", "state", "parent-close policy", ""],
+      t.children.map((c) => h("tr", { dataset: { child: c.id, state: c.state } }, h("td", {}, String(c.seq)), h("td", {}, c.type),
         h("td", {}, link(c.id, c.runId, c.id)),
         h("td", {}, badge(c.state), c.cancelRequested ? " cancel requested" : ""),
-        h("td", {}, c.parentClosePolicy))))) : null,
+        h("td", {}, c.parentClosePolicy),
+        h("td", {}, mayAct && c.state === "STARTED" ? cancelChild(id, c, say) : null))))) : null,
     section("Timeline", "timeline", h("ol", { class: "timeline" }, history.events.map((e) =>
       h("li", { class: `event ev-${e.type}`, dataset: { type: e.type, seq: e.seq } },
         h("span", { class: "seq" }, String(e.seq)), " ", time(e.time), " ", h("b", {}, e.type), " ", summary(e),
@@ -322,7 +371,8 @@ export function runView(main, id, params) {
       const [described, history, tokenRole] = await Promise.all([api.describe(id, runId), api.history(id, runId),
         role().catch(() => null)]);
       const open = [...slot.querySelectorAll("details[open]")].map((d) => d.parentElement && d.parentElement.dataset.seq);
-      render(head, slot, id, runId, described, history, say);
+      render(head, slot, id, runId, described, history, tokenRole !== "read", say);
+      fillBuilds(document.getElementById("reset-build"), history.events);
       const now = history.status || (described.workflow && described.workflow.status);
       const paused = Boolean(described.workflow && described.workflow.paused);
       if (`${now}/${paused}` !== shown) {

@@ -23,6 +23,7 @@ workflows: see :mod:`orchestrator.worker.shard.children`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 import uuid
@@ -48,7 +49,7 @@ from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.serde import records as rec
 from orchestrator.serde.errors import RecordDecodeError, RecordEncodeError
-from orchestrator.serde.history_page import BUILTIN_READS
+from orchestrator.serde.history_page import BUILTIN_READS, PendingActivity
 from orchestrator.serde.wire import EncodedRecord, WireFormat
 from orchestrator.task_token import attempt_signature
 from orchestrator.worker.shard import children, ingest
@@ -70,6 +71,7 @@ from orchestrator.worker.shard.outcome_replies import (
     judged_reply,
     signature_problem,
 )
+from orchestrator.worker.shard.pending import pending_activities
 from orchestrator.worker.shard.reads import StoreReads
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
 from orchestrator.worker.shard.replies import (
@@ -210,7 +212,7 @@ class EngineShard:
         self.standby = StandbyWarmer(
             self.view, self.executions, self.timers, self.workflows, self._replay
         )
-        self.reads = StoreReads(self.view, self.wire)
+        self.reads = StoreReads(self.view, self.wire, self._pending_of)
         self.heartbeats = HeartbeatStore(self.view, self.wire)
         self._recovering = self.view.first(b"v") is not None
         self._recovery_began, self._recovered, self._folded = time.monotonic(), 0, 0
@@ -602,9 +604,18 @@ class EngineShard:
     def _set_timer(self, execution: Execution, timer: cmd.StartTimer) -> None:
         self.timers.set(execution.workflow_id, execution.run_id, timer.timer_id, timer.fire_at)
 
+    def _pending_of(self, workflow_id: str) -> list[PendingActivity]:
+        """For describe: the open run's unfinished activities, marked when paused."""
+        execution = self.executions.get(workflow_id)
+        if execution is None or not execution.is_open:
+            return []
+        return pending_activities(self.executions.events(execution), self._paused_types)
+
     def _replay(self, definition: WorkflowDefinition, events: list[Event]) -> WorkflowExecutor:
         build, converter = self.build_id, self.converter
-        executor = WorkflowExecutor(definition, events, build_id=build, converter=converter)
+        newest = functools.partial(self.workflows.newest_version, definition.name)
+        executor = WorkflowExecutor(definition, events, build_id=build, converter=converter,
+                                    newest_version=newest)
         executor.activities.paused_types = self._paused_types
         return executor
 

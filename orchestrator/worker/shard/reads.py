@@ -8,11 +8,14 @@ it only once what it describes is committed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from orchestrator.engine.events import Failure
 from orchestrator.serde import records as rec
 from orchestrator.serde.history_page import (
     DESCRIBE_QUERY,
     HistoryPage,
+    PendingActivity,
     StoredRecord,
     read_after_seq,
 )
@@ -29,9 +32,16 @@ _REPLY_HEADROOM = 16 * 1024
 class StoreReads:
     """Answers built-in read queries of one shard."""
 
-    def __init__(self, view: StoreView, wire: WireFormat) -> None:
+    def __init__(
+        self,
+        view: StoreView,
+        wire: WireFormat,
+        pending: Callable[[str], list[PendingActivity]] | None = None,
+    ) -> None:
+        """``pending``: a workflow id's open run's unfinished activities (describe)."""
         self.view = view
         self.wire = wire
+        self.pending = pending
 
     def answer(self, query: rec.QueryWorkflow) -> rec.Reply:
         """The reply to ``query`` (whose name is one of the built-in reads)."""
@@ -73,7 +83,8 @@ class StoreReads:
         raw = self.view.get(keys.snapshot_key(workflow_id))
         if raw is None:
             return None
-        return HistoryPage(records=[_stored(raw)])
+        pending = self.pending(workflow_id) if self.pending is not None else []
+        return HistoryPage(records=[_stored(raw)], pending_activities=pending)
 
     def _history(self, workflow_id: str, run_id: str | None, after: int) -> HistoryPage | None:
         if run_id is None:

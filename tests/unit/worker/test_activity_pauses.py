@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.client import PendingActivityInfo
 from orchestrator.client._pauses import fold_pauses, pause_record, waiting_on_paused
 from orchestrator.converter import DataConverter
 from orchestrator.engine import events as ev
+from orchestrator.serde.history_page import PendingActivity
 from orchestrator.serde.records import ActivityPause
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.activity_pauses import HeldTasks, PauseTable
+from orchestrator.worker.shard.pending import pending_activities
 
 
 def _pause(queue: str, kind: str, *, paused: bool, at: int) -> ActivityPause:
@@ -111,20 +114,52 @@ def _scheduled(seq: int, kind: str, queue: str = "q") -> ev.ActivityScheduled:
                                 task_queue=queue, retry_policy=policy)
 
 
-def test_waiting_on_paused_lists_the_unfinished_activities_of_paused_types() -> None:
+class _Paused:
+    """The engine's view of the pauses topic: ``a`` is paused on ``q``."""
+
+    def is_paused(self, task_queue: str, activity_type: str) -> bool:
+        return (task_queue, activity_type) == ("q", "a")
+
+    def unpaused_at(self, task_queue: str, activity_type: str) -> int | None:
+        return None
+
+
+def test_describe_lists_the_unfinished_activities_and_marks_those_held_by_a_pause() -> None:
+    failure = ev.Failure(message="busy", type="Busy")
     events: list[ev.Event] = [
         _scheduled(1, "a"),
         ev.ActivityCompleted(seq=2, time=2, activity_seq=1, attempt=1,
-                         result=DataConverter().to_payload(1)),
+                             result=DataConverter().to_payload(1)),
         _scheduled(3, "a"),  # open, paused
-        _scheduled(4, "b"),  # open, not paused
-        _scheduled(5, "a", queue="other"),  # open, its queue is not paused
+        _scheduled(4, "b"),  # open, not paused; its second attempt is next
+        ev.ActivityAttemptFailed(seq=5, time=5, activity_seq=4, attempt=1, failure=failure,
+                                 next_retry_at=9),
+        _scheduled(6, "a", queue="other"),  # open, its queue is not paused
+        _scheduled(7, "c"),
+        ev.ActivityFailed(seq=8, time=8, activity_seq=7, attempt=1, failure=failure),
+    ]
+    assert pending_activities(events, _Paused()) == [
+        PendingActivity(activity_seq=3, activity_type="a", task_queue="q", attempt=1,
+                        paused=True),
+        PendingActivity(activity_seq=4, activity_type="b", task_queue="q", attempt=2),
+        PendingActivity(activity_seq=6, activity_type="a", task_queue="other", attempt=1),
+    ]
+    assert [p.paused for p in pending_activities(events, None)] == [False] * 3
+    assert [p.activity_seq for p in pending_activities(events, None, limit=2)] == [3, 4]
+
+
+def test_waiting_on_paused_names_the_pause_of_each_held_activity() -> None:
+    pending = [
+        PendingActivityInfo(activity_seq=3, activity_type="a", task_queue="q", attempt=1,
+                            paused=True),
+        PendingActivityInfo(activity_seq=4, activity_type="b", task_queue="q", attempt=1),
+        PendingActivityInfo(activity_seq=5, activity_type="a", task_queue="other", attempt=1),
     ]
     paused = [ActivityPause(task_queue="q", activity_type="a", paused=True, reason="down",
                             operator="ops", time=7)]
 
-    assert waiting_on_paused(events, paused) == [{
+    assert waiting_on_paused(pending, paused) == [{
         "activity_seq": 3, "activity_type": "a", "task_queue": "q", "paused_since": 7,
         "reason": "down", "operator": "ops",
     }]
-    assert waiting_on_paused(events, []) == []
+    assert waiting_on_paused(pending, []) == []

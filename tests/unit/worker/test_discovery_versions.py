@@ -25,7 +25,7 @@ def test_two_versions_in_one_module() -> None:
 def test_two_versions_in_two_modules_and_a_module_named_twice() -> None:
     found = discover([V1, V2, V1]).workflows
     assert found.versions("ver.pay") == (1, 2) and found.versions("ver.nap") == (1, 2)
-    assert found.describe() == ["ver.nap@v1,v2", "ver.pay@v1,v2"]
+    assert found.describe() == ["ver.nap@v1,v2", "ver.pay@v1,v2", "ver.tick@v1,v2"]
 
 
 def test_the_same_version_in_two_modules_is_refused() -> None:

@@ -178,3 +178,51 @@ def test_a_restore_from_the_log_parks_a_sleeping_run_of_a_missing_version_at_onc
         execution = fresh.shard.executions.get(f"s-{i}")
         assert execution is not None and execution.parked is not None, i
         assert "waiting for version 1" in execution.parked
+
+
+@workflow.defn(name="unit.tally")
+async def tally_v1(ctx: workflow.WorkflowContext, days: int) -> str:
+    while days < 10:
+        await ctx.sleep(timedelta(days=1))
+        days += 1
+        ctx.upgrade_point(days)  # the declared upgrade point
+    return f"v1 tallied {days} days"
+
+
+@workflow.defn(name="unit.tally", version=2)
+async def tally_v2(ctx: workflow.WorkflowContext, days: int) -> str:
+    return f"v2 took over after {days} days"
+
+
+def upgrade_answers(h: Harness, workflow_id: str) -> list[str]:
+    out = []
+    for entry in h.history:
+        if entry.value is None or not entry.key.startswith(f"{workflow_id}/".encode()):
+            continue
+        if entry.key.endswith(b"/snapshot"):
+            continue
+        event = WIRE.decode_event(entry.headers, entry.value).record.event
+        if isinstance(event, ev.MarkerRecorded) and event.marker_name == ev.MARKER_UPGRADE:
+            out.append(event.marker_id)
+    return out
+
+
+def test_a_long_lived_run_moves_to_the_deployed_version_at_its_upgrade_point(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path / "state", [tally_v1])
+    h.start("t", "unit.tally", 0)
+    h.commit()
+    h.run(advance_ms=DAY_MS)
+    h.run(advance_ms=DAY_MS)  # two days on version 1 alone: asked twice, no
+    assert h.results() == {}
+    redeploy(h, [tally_v1, tally_v2])  # the deploy of version 2, same disk
+    h.crash()  # and a kill -9 after it: the answers replay from history
+    h.restore()
+    h.run(advance_ms=DAY_MS)
+    assert h.results() == {"t": "v2 took over after 3 days"}
+    assert upgrade_answers(h, "t") == ["none", "none", "v2"]
+    assert started_version(h, "t") == 1  # the first run's; the continued one is v2
+    execution = h.shard.executions.get("t")
+    assert execution is not None and execution.snapshot is not None
+    assert execution.snapshot.workflow_version == 2
