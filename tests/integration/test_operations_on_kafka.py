@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -38,12 +39,15 @@ from orchestrator.status import WorkflowStatus
 from orchestrator.worker.activity_worker import ActivityWorker
 from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
+from tests.integration.fake_processor import DELAY_S, FakeProcessor
 from tests.integration.http_helpers import ADMIN_TOKEN, TOKENS, wait_healthy
 
 pytestmark = pytest.mark.integration
 SHARDS = 2
 SHOP, BILLING = "shop", "billing"
 SECRET = "billing-callback-secret-0123456789"
+PROCESSOR_TOKEN = "processor-token-0123456789"
+PROCESSOR_SECRET = "processor-secret-0123456789"
 _charging: queue.Queue[str] = queue.Queue()  # B's charge runs, as they start
 _released: queue.Queue[str] = queue.Queue()  # A's orders whose reservation was compensated
 
@@ -98,6 +102,18 @@ async def order(ctx: workflow.WorkflowContext, name: str) -> Receipt:
     return paid
 
 
+@workflow.defn(name="shop.pay")
+async def pay(ctx: workflow.WorkflowContext, operation: str, amount: int) -> dict[str, Any]:
+    """Call the plain aiohttp processor; compensate the reservation if it fails."""
+    saga = ctx.saga()
+    await saga.step(reserve, f"pay-{amount}", compensate=release,
+                    compensate_args=(ctx.info.workflow_id,))
+    result: dict[str, Any] = await ctx.execute_operation(
+        "processor", operation, {"amount": amount}, schedule_to_close=timedelta(minutes=1)
+    )
+    return result
+
+
 # --- the two deployments --------------------------------------------------------------
 
 
@@ -124,16 +140,20 @@ class Team:
 class Teams:
     a: Team
     b: Team
+    processor_port: int
 
 
 @pytest.fixture(scope="module")
 def teams(kafka: providers.KafkaHandle) -> Iterator[Teams]:
     config = {"bootstrap.servers": kafka.bootstrap_servers}
-    port_a, port_b = _free_port(), _free_port()
+    port_a, port_b, port_p = _free_port(), _free_port(), _free_port()
     callback = f"http://127.0.0.1:{port_a}/v1/operation-callbacks"
     ops_a = OperationsConfig(
-        endpoints={"payments": Endpoint(f"http://127.0.0.1:{port_b}", BILLING, ADMIN_TOKEN,
-                                        SECRET)},
+        endpoints={
+            "payments": Endpoint(f"http://127.0.0.1:{port_b}", BILLING, ADMIN_TOKEN, SECRET),
+            "processor": Endpoint(f"http://127.0.0.1:{port_p}", "pay", PROCESSOR_TOKEN,
+                                  PROCESSOR_SECRET),
+        },
         callback_url=callback,
     )
     ops_b = OperationsConfig(
@@ -151,14 +171,16 @@ def teams(kafka: providers.KafkaHandle) -> Iterator[Teams]:
         return ProcessorOptions(worker_id=f"{layout.prefix}-engine", transaction_timeout_ms=5000)
 
     with (
-        EngineWorker(config, layout_a, [order], options=options(layout_a)),
+        EngineWorker(config, layout_a, [order, pay], options=options(layout_a)),
         ActivityWorker(config, SHOP, [reserve, release, *operation_activities(ops_a)],
                        layout=layout_a),
         EngineWorker(config, layout_b, [charge], options=options(layout_b)),
         ActivityWorker(config, BILLING, [announce, *operation_activities(ops_b)],
                        layout=layout_b),
     ):
-        yield Teams(Team(config, layout_a, port_a, ops_a), Team(config, layout_b, port_b, ops_b))
+        yield Teams(
+            Team(config, layout_a, port_a, ops_a), Team(config, layout_b, port_b, ops_b), port_p
+        )
 
 
 @asynccontextmanager
@@ -276,3 +298,53 @@ async def _http(team: Team) -> AsyncIterator[httpx.AsyncClient]:
         base_url=team.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
     ) as http:
         yield http
+
+
+@asynccontextmanager
+async def processor(teams: Teams) -> AsyncIterator[FakeProcessor]:
+    fake = FakeProcessor(PROCESSOR_TOKEN, PROCESSOR_SECRET)
+    runner = web.AppRunner(fake.app(), shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", teams.processor_port).start()
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_plain_aiohttp_service_answers_by_callback(teams: Teams) -> None:
+    async with serving(teams.a) as a, processor(teams) as fake:
+        pay_id = f"pay-{uuid.uuid4().hex[:6]}"
+        began = time.monotonic()
+        await a.start(pay, args=["charge", 30], id=pay_id, task_queue=SHOP)
+        result = await a.get_handle(pay_id).result(timeout=60)
+        assert result == {"paid": 30, "by": "fakepay"}
+        assert time.monotonic() - began >= DELAY_S, "it waited for the callback"
+        [(request_id, starts)] = fake.starts.items()
+        assert request_id.startswith(f"{pay_id}/") and starts == 1
+
+
+async def test_a_plain_service_answering_at_once_needs_no_callback(teams: Teams) -> None:
+    async with serving(teams.a) as a, processor(teams) as fake:
+        pay_id = f"pay-{uuid.uuid4().hex[:6]}"
+        await a.start(pay, args=["quote", 50], id=pay_id, task_queue=SHOP)
+        assert await a.get_handle(pay_id).result(timeout=60) == {"fee": 5}
+        assert not fake.operations, "no operation was left running"
+
+
+async def test_a_plain_services_failure_reaches_the_saga_with_its_cause_chain(
+    teams: Teams,
+) -> None:
+    async with serving(teams.a) as a, processor(teams):
+        pay_id = f"pay-{uuid.uuid4().hex[:6]}"
+        await a.start(pay, args=["charge", 5000], id=pay_id, task_queue=SHOP)
+        with pytest.raises(WorkflowFailedError) as failed:
+            await a.get_handle(pay_id).result(timeout=60)
+        chain = []
+        err: BaseException | None = failed.value
+        while err is not None:
+            chain.append(f"{getattr(err, 'type', type(err).__name__)}: {err}")
+            err = err.__cause__
+        assert any(c.startswith("Limit: limit exceeded") for c in chain), chain
+        assert any(c.startswith("Policy: daily limit 1000") for c in chain), chain
+        assert await asyncio.to_thread(_released.get, timeout=30) == pay_id
