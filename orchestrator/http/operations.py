@@ -19,9 +19,15 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from orchestrator.exceptions import ApplicationError, WorkflowNotFoundError
+from orchestrator.exceptions import (
+    ApplicationError,
+    ReplyTimeoutError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+)
 from orchestrator.http import validation as v
 from orchestrator.http.errors import ApiError
+from orchestrator.http.limits import MAX_WAIT_S
 from orchestrator.http.services import SERVICES
 from orchestrator.operations.config import OperationsConfig
 from orchestrator.operations.records import (
@@ -121,16 +127,23 @@ async def _own_handle(request: web.Request) -> tuple[Any, Any]:
 
 
 async def status(request: web.Request) -> web.Response:
-    """``GET .../{operation_id}``: ``{"operation_id", "state", "result" | "failure"}``."""
-    v.check_query(request, ())
+    """``GET .../{operation_id}[?wait=s]``: ``{"operation_id", "state", "result" |
+    "failure"}``; with ``wait``, a running operation is answered when it ends or after
+    ``wait`` seconds (still ``running``), whichever comes first (a long poll)."""
+    v.check_query(request, ("wait",))
+    wait = v.query_seconds(request, "wait", default=0.0, maximum=MAX_WAIT_S)
     handle, described = await _own_handle(request)
     operation_id = request.match_info["operation_id"]
-    if described.is_open:
+    if described.is_open and wait <= 0:
         return web.json_response({"operation_id": operation_id, "state": "running"})
     try:
-        outcome = await handle.result(timeout=_WAIT_S)
-    except ApplicationError as exc:  # the handler run itself was terminated or failed
-        outcome = Outcome("failed", failure={"message": str(exc), "type": exc.type})
+        outcome = await handle.result(timeout=wait if described.is_open else _WAIT_S)
+    except ReplyTimeoutError:
+        if not described.is_open:
+            raise
+        return web.json_response({"operation_id": operation_id, "state": "running"})
+    except WorkflowFailedError as exc:  # the handler run itself was terminated or failed
+        outcome = Outcome("failed", failure={"message": str(exc), "type": "HandlerRunFailed"})
     return web.json_response(_outcome_json(operation_id, outcome))
 
 

@@ -223,12 +223,18 @@ async def test_a_saga_waits_for_the_operation_and_goes_on_with_its_result(
         assert (await a.get_handle(order_id).describe()).status is WorkflowStatus.RUNNING, (
             "A's saga blocks while B's run waits"
         )
-        await b.get_handle(charge_id).signal("decide", "alice")
-        receipt = await a.get_handle(order_id, result_type=Receipt).result(timeout=60)
-        assert receipt == Receipt(f"r-{order_id}", 42, "alice")
-        operation_id = charge_id.removesuffix("-run")
+        path = f"/v1/operations/billing/charge/{charge_id.removesuffix('-run')}"
         async with _http(teams.b) as http:
-            got = await http.get(f"/v1/operations/billing/charge/{operation_id}")
+            running = await http.get(path)
+            assert running.json()["state"] == "running"
+            assert (await http.get(path + "?wait=0.5")).json()["state"] == "running"
+            polled = asyncio.create_task(http.get(path + "?wait=30"))
+            await asyncio.sleep(0.5)
+            assert not polled.done(), "a long poll waits for the end"
+            await b.get_handle(charge_id).signal("decide", "alice")
+            receipt = await a.get_handle(order_id, result_type=Receipt).result(timeout=60)
+            assert receipt == Receipt(f"r-{order_id}", 42, "alice")
+            got = await polled
         assert got.status_code == 200
         assert got.json()["state"] == "succeeded"
         assert got.json()["result"]["approver"] == "alice"
