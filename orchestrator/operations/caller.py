@@ -9,6 +9,7 @@ A cancelled run, or a wait past ``schedule_to_close``, asks the handler to cance
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -55,10 +56,13 @@ def _optional(result_type: Any) -> Any:
 
 
 async def _cancel(ctx: WorkflowContext, endpoint: str, operation: str, operation_id: str) -> None:
-    await ctx.execute_activity(
-        CANCEL_ACTIVITY, CancelRequest(endpoint, operation, operation_id),
-        start_to_close=_START_TIMEOUT, retry=_CANCEL_RETRY,
-    )
+    """Ask the handler to cancel; best effort (a handler that stays unreachable for the
+    whole retry policy does not change how this run ends)."""
+    with contextlib.suppress(ActivityError):
+        await ctx.execute_activity(
+            CANCEL_ACTIVITY, CancelRequest(endpoint, operation, operation_id),
+            start_to_close=_START_TIMEOUT, retry=_CANCEL_RETRY,
+        )
 
 
 async def execute_operation(

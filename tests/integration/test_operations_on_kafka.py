@@ -103,13 +103,17 @@ async def order(ctx: workflow.WorkflowContext, name: str) -> Receipt:
 
 
 @workflow.defn(name="shop.pay")
-async def pay(ctx: workflow.WorkflowContext, operation: str, amount: int) -> dict[str, Any]:
+async def pay(
+    ctx: workflow.WorkflowContext, operation: str, amount: int, within_s: float
+) -> dict[str, Any]:
     """Call the plain aiohttp processor; compensate the reservation if it fails."""
     saga = ctx.saga()
     await saga.step(reserve, f"pay-{amount}", compensate=release,
                     compensate_args=(ctx.info.workflow_id,))
     result: dict[str, Any] = await ctx.execute_operation(
-        "processor", operation, {"amount": amount}, schedule_to_close=timedelta(minutes=1)
+        "processor", operation, {"amount": amount},
+        schedule_to_close=timedelta(seconds=within_s),
+        retry=workflow.RetryPolicy(initial=timedelta(milliseconds=200), max_attempts=3),
     )
     return result
 
@@ -322,7 +326,7 @@ async def test_a_plain_aiohttp_service_answers_by_callback(teams: Teams) -> None
     async with serving(teams.a) as a, processor(teams) as fake:
         pay_id = f"pay-{uuid.uuid4().hex[:6]}"
         began = time.monotonic()
-        await a.start(pay, args=["charge", 30], id=pay_id, task_queue=SHOP)
+        await a.start(pay, args=["charge", 30, 60.0], id=pay_id, task_queue=SHOP)
         result = await a.get_handle(pay_id).result(timeout=60)
         assert result == {"paid": 30, "by": "fakepay"}
         assert time.monotonic() - began >= DELAY_S, "it waited for the callback"
@@ -333,7 +337,7 @@ async def test_a_plain_aiohttp_service_answers_by_callback(teams: Teams) -> None
 async def test_a_plain_service_answering_at_once_needs_no_callback(teams: Teams) -> None:
     async with serving(teams.a) as a, processor(teams) as fake:
         pay_id = f"pay-{uuid.uuid4().hex[:6]}"
-        await a.start(pay, args=["quote", 50], id=pay_id, task_queue=SHOP)
+        await a.start(pay, args=["quote", 50, 60.0], id=pay_id, task_queue=SHOP)
         assert await a.get_handle(pay_id).result(timeout=60) == {"fee": 5}
         assert not fake.operations, "no operation was left running"
 
@@ -343,7 +347,7 @@ async def test_a_plain_services_failure_reaches_the_saga_with_its_cause_chain(
 ) -> None:
     async with serving(teams.a) as a, processor(teams):
         pay_id = f"pay-{uuid.uuid4().hex[:6]}"
-        await a.start(pay, args=["charge", 5000], id=pay_id, task_queue=SHOP)
+        await a.start(pay, args=["charge", 5000, 60.0], id=pay_id, task_queue=SHOP)
         with pytest.raises(WorkflowFailedError) as failed:
             await a.get_handle(pay_id).result(timeout=60)
         chain = []
@@ -353,4 +357,33 @@ async def test_a_plain_services_failure_reaches_the_saga_with_its_cause_chain(
             err = err.__cause__
         assert any(c.startswith("Limit: limit exceeded") for c in chain), chain
         assert any(c.startswith("Policy: daily limit 1000") for c in chain), chain
+        assert await asyncio.to_thread(_released.get, timeout=30) == pay_id
+
+
+async def test_a_start_retried_after_a_5xx_keeps_its_request_id(teams: Teams) -> None:
+    async with serving(teams.a) as a, processor(teams) as fake:
+        pay_id = f"pay-{uuid.uuid4().hex[:6]}"
+        await a.start(pay, args=["flaky", 20, 60.0], id=pay_id, task_queue=SHOP)
+        assert await a.get_handle(pay_id).result(timeout=60) == {"paid": 20, "by": "fakepay"}
+        [(request_id, starts)] = fake.starts.items()
+        assert request_id.startswith(f"{pay_id}/") and starts == 2, "one id, two attempts"
+        assert len(fake.operations) == 1
+
+
+async def test_an_operation_past_schedule_to_close_is_cancelled_and_fails_the_saga(
+    teams: Teams,
+) -> None:
+    async with serving(teams.a) as a, processor(teams) as fake:
+        pay_id = f"pay-{uuid.uuid4().hex[:6]}"
+        await a.start(pay, args=["hang", 20, 3.0], id=pay_id, task_queue=SHOP)
+        with pytest.raises(WorkflowFailedError) as failed:
+            await a.get_handle(pay_id).result(timeout=60)
+        err: BaseException | None = failed.value
+        types = []
+        while err is not None:
+            types.append(getattr(err, "type", type(err).__name__))
+            err = err.__cause__
+        assert "OperationError" in types, types
+        assert "did not end within" in str(failed.value.__cause__ or failed.value)
+        assert fake.cancelled == list(fake.operations.values()), "the handler got a cancel"
         assert await asyncio.to_thread(_released.get, timeout=30) == pay_id
