@@ -602,6 +602,7 @@ class WorkflowContext(ABC):
         schedule_to_close: timedelta | None = None,
         result_type: Any = None,
         retry: RetryPolicy | None = None,
+        poll_every: timedelta | None = None,
     ) -> Any:
         """Call ``operation`` of the service configured as ``endpoint`` and wait,
         durably, for its end (docs/operations-api.md): minutes or days.
@@ -613,12 +614,14 @@ class WorkflowContext(ABC):
         :class:`~orchestrator.exceptions.OperationError` if the operation failed, was
         cancelled, or did not end within ``schedule_to_close``. If this run is
         cancelled while it waits, the handler is asked to cancel the operation.
+        ``poll_every``: also read the handler's status that often (an activity each
+        time), for handlers that cannot call back.
         """
         from orchestrator.operations.caller import execute_operation
 
         return await execute_operation(
             self, endpoint, operation, input, schedule_to_close=schedule_to_close,
-            result_type=result_type, retry=retry,
+            result_type=result_type, retry=retry, poll_every=poll_every,
         )
 
     @abstractmethod

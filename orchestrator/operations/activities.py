@@ -1,5 +1,5 @@
-"""The built-in operation activities: start and cancel an operation on a configured
-endpoint (the calling side), and post a signed callback (the handling side).
+"""The built-in operation activities: start, cancel and read an operation on a
+configured endpoint (the calling side), and post a signed callback (the handling side).
 
 Register them in the activity worker of the task queue that runs the sagas calling
 operations, or the handler workflows::
@@ -27,6 +27,8 @@ from orchestrator.operations.records import (
     CALLBACK_ACTIVITY,
     CANCEL_ACTIVITY,
     START_ACTIVITY,
+    STATES,
+    STATUS_ACTIVITY,
     CallbackRequest,
     CancelRequest,
     StartRequest,
@@ -58,93 +60,144 @@ def callback_body(req: CallbackRequest) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _refuse(message: str) -> ApplicationError:
-    return ApplicationError(message, type="OperationConfigError", non_retryable=True)
+def _protocol(message: str) -> ApplicationError:
+    return ApplicationError(message, type="OperationProtocol")
+
+
+class _Http:
+    """The configuration, and one request at a time with classified errors."""
+
+    def __init__(self, config: OperationsConfig, timeout_s: float) -> None:
+        self.config = config
+        self.timeout_s = timeout_s
+
+    def endpoint(self, name: str) -> Endpoint:
+        found = self.config.endpoints.get(name)
+        if found is None:
+            raise ApplicationError(f"operation endpoint {name!r} is not configured",
+                                   type="OperationConfigError", non_retryable=True)
+        return found
+
+    async def send(
+        self, method: str, url: str, *, content: bytes | None = None,
+        headers: dict[str, str], token: str = "",
+    ) -> httpx.Response:
+        """The response (any status); a network failure as a classified error."""
+        if token:
+            headers = {**headers, "Authorization": f"Bearer {token}"}
+        if content is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as http:
+            request = http.build_request(method, url, content=content, headers=headers)
+            try:
+                return await http.send(request)
+            except httpx.HTTPError as exc:
+                raise error_for_exception(
+                    exc, request=request, secrets=[token] if token else []
+                ) from None
+
+
+def _check(response: httpx.Response, token: str = "") -> Any:
+    """The JSON of a 2xx answer; a classified error for other statuses."""
+    error = error_for_response(response, secrets=[token] if token else [])
+    if error is not None:
+        raise error
+    try:
+        return response.json()
+    except ValueError:
+        raise _protocol(f"the answer ({response.status_code}) is not JSON") from None
+
+
+def _start(http: _Http) -> Callable[..., Any]:
+    @activity.defn(name=START_ACTIVITY)
+    async def start_operation(req: StartRequest) -> list[Any]:
+        """POST the start; ``[state, operation_id, result]``."""
+        ep = http.endpoint(req.endpoint)
+        token = CallbackToken(req.workflow_id, req.run_id, req.operation_key, req.endpoint)
+        body = {
+            "input": req.input,
+            "request_id": req.request_id,
+            "callback_url": http.config.callback_url,
+            "callback_token": token.encode(ep.secret),
+        }
+        response = await http.send(
+            "POST", operation_url(ep, req.operation), headers={}, token=ep.token,
+            content=json.dumps(body, separators=(",", ":")).encode(),
+        )
+        answer = _check(response, ep.token)
+        if not isinstance(answer, dict):
+            raise _protocol("the answer to a start is not a JSON object")
+        if response.status_code == 200:
+            return ["succeeded", str(answer.get("operation_id", "")), answer.get("result")]
+        operation_id = answer.get("operation_id")
+        if response.status_code in (201, 202) and isinstance(operation_id, str) and operation_id:
+            return ["running", operation_id, None]
+        raise _protocol(f"unexpected answer to an operation start: {response.status_code}")
+
+    return start_operation
+
+
+def _cancel(http: _Http) -> Callable[..., Any]:
+    @activity.defn(name=CANCEL_ACTIVITY)
+    async def cancel_operation(req: CancelRequest) -> None:
+        """POST the cancel; an operation that has ended already (404, 409) is fine."""
+        ep = http.endpoint(req.endpoint)
+        response = await http.send(
+            "POST", operation_url(ep, req.operation, req.operation_id, "cancel"),
+            content=b"{}", headers={}, token=ep.token,
+        )
+        if response.status_code not in (404, 409):
+            _check(response, ep.token)
+
+    return cancel_operation
+
+
+def _status(http: _Http) -> Callable[..., Any]:
+    @activity.defn(name=STATUS_ACTIVITY)
+    async def operation_status(req: CancelRequest) -> list[Any]:
+        """GET the status; ``[state, result, failure]`` (an unknown operation: failed)."""
+        ep = http.endpoint(req.endpoint)
+        response = await http.send(
+            "GET", operation_url(ep, req.operation, req.operation_id), headers={},
+            token=ep.token,
+        )
+        if response.status_code == 404:
+            return ["failed", None, {"message": f"the handler knows no operation "
+                                                f"{req.operation_id!r}", "type": "NotFound"}]
+        answer = _check(response, ep.token)
+        state = answer.get("state") if isinstance(answer, dict) else None
+        if state not in ("running", *STATES):
+            raise _protocol(f"unexpected operation state {state!r}")
+        return [state, answer.get("result"), answer.get("failure")]
+
+    return operation_status
+
+
+def _callback(http: _Http) -> Callable[..., Any]:
+    @activity.defn(name=CALLBACK_ACTIVITY)
+    async def send_callback(req: CallbackRequest) -> None:
+        """POST the signed outcome to the caller's callback URL (allow-listed)."""
+        caller = http.config.caller_for(req.url)
+        if caller is None:
+            raise ApplicationError(
+                f"callback URL {req.url!r} is not in the callers allow-list",
+                type="OperationConfigError", non_retryable=True,
+            )
+        body = callback_body(req)
+        response = await http.send(
+            "POST", req.url, content=body,
+            headers={SIGNATURE_HEADER: sign_body(caller.secret, body)},
+        )
+        error = error_for_response(response)
+        if error is not None:
+            raise error
+
+    return send_callback
 
 
 def operation_activities(
     config: OperationsConfig, *, timeout_s: float = _TIMEOUT_S
 ) -> list[Callable[..., Any]]:
-    """The three built-in activities, bound to ``config``."""
-
-    def endpoint_of(name: str) -> Endpoint:
-        found = config.endpoints.get(name)
-        if found is None:
-            raise _refuse(f"operation endpoint {name!r} is not configured")
-        return found
-
-    async def post(url: str, content: bytes, headers: dict[str, str], secrets: list[str]
-                   ) -> httpx.Response:
-        headers = {"Content-Type": "application/json", **headers}
-        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as http:
-            request = http.build_request("POST", url, content=content, headers=headers)
-            try:
-                response = await http.send(request)
-            except httpx.HTTPError as exc:
-                raise error_for_exception(exc, request=request, secrets=secrets) from None
-        return response
-
-    @activity.defn(name=START_ACTIVITY)
-    async def start_operation(req: StartRequest) -> list[Any]:
-        """POST the start; ``[state, operation_id, result]``."""
-        ep = endpoint_of(req.endpoint)
-        token = CallbackToken(req.workflow_id, req.run_id, req.operation_key, req.endpoint)
-        body = {
-            "input": req.input,
-            "request_id": req.request_id,
-            "callback_url": config.callback_url,
-            "callback_token": token.encode(ep.secret),
-        }
-        response = await post(
-            operation_url(ep, req.operation),
-            json.dumps(body, separators=(",", ":")).encode(),
-            {"Authorization": f"Bearer {ep.token}"},
-            [ep.token],
-        )
-        error = error_for_response(response, secrets=[ep.token])
-        if error is not None:
-            raise error
-        try:
-            answer = response.json()
-        except ValueError:
-            raise ApplicationError("the handler's answer is not JSON", type="OperationProtocol"
-                                   ) from None
-        if response.status_code == 200 and isinstance(answer, dict):
-            return ["succeeded", str(answer.get("operation_id", "")), answer.get("result")]
-        if response.status_code in (201, 202) and isinstance(answer, dict) and isinstance(
-            answer.get("operation_id"), str
-        ) and answer["operation_id"]:
-            return ["running", answer["operation_id"], None]
-        raise ApplicationError(
-            f"unexpected answer to an operation start: {response.status_code}",
-            type="OperationProtocol",
-        )
-
-    @activity.defn(name=CANCEL_ACTIVITY)
-    async def cancel_operation(req: CancelRequest) -> None:
-        """POST the cancel; an operation that has ended already (404, 409) is fine."""
-        ep = endpoint_of(req.endpoint)
-        response = await post(
-            operation_url(ep, req.operation, req.operation_id, "cancel"), b"{}",
-            {"Authorization": f"Bearer {ep.token}"}, [ep.token],
-        )
-        if response.status_code in (404, 409):
-            return
-        error = error_for_response(response, secrets=[ep.token])
-        if error is not None:
-            raise error
-
-    @activity.defn(name=CALLBACK_ACTIVITY)
-    async def send_callback(req: CallbackRequest) -> None:
-        """POST the signed outcome to the caller's callback URL (allow-listed)."""
-        caller = config.caller_for(req.url)
-        if caller is None:
-            raise _refuse(f"callback URL {req.url!r} is not in the callers allow-list")
-        body = callback_body(req)
-        response = await post(req.url, body, {SIGNATURE_HEADER: sign_body(caller.secret, body)},
-                              [])
-        error = error_for_response(response)
-        if error is not None:
-            raise error
-
-    return [start_operation, cancel_operation, send_callback]
+    """The built-in activities (start, cancel, status, callback), bound to ``config``."""
+    http = _Http(config, timeout_s)
+    return [_start(http), _cancel(http), _status(http), _callback(http)]

@@ -2,7 +2,8 @@
 
 Built from the public workflow API only: an activity starts the operation (the handler
 answers the result at once, or an operation id); the run then waits durably for the
-outcome signal that ``saga http`` sends when the handler's signed callback arrives.
+outcome signal that ``saga http`` sends when the handler's signed callback arrives
+(and, with ``poll_every``, also reads the handler's status route that often).
 A cancelled run, or a wait past ``schedule_to_close``, asks the handler to cancel.
 """
 
@@ -17,6 +18,7 @@ from orchestrator.exceptions import ActivityError, ApplicationError, OperationEr
 from orchestrator.operations.records import (
     CANCEL_ACTIVITY,
     START_ACTIVITY,
+    STATUS_ACTIVITY,
     CancelRequest,
     StartRequest,
     outcome_signal,
@@ -65,6 +67,39 @@ async def _cancel(ctx: WorkflowContext, endpoint: str, operation: str, operation
         )
 
 
+async def _outcome(
+    ctx: WorkflowContext,
+    call: CancelRequest,
+    *,
+    key: str,
+    left: timedelta | None,
+    poll_every: timedelta | None,
+    result_hint: Any,
+) -> tuple[Any, ...] | None:
+    """The outcome ``(state, result, failure)`` from the callback's signal, or from the
+    handler's status route every ``poll_every``; None once ``left`` has passed."""
+    deadline = None if left is None else ctx.now() + left
+    while True:
+        remaining = None if deadline is None else max(deadline - ctx.now(), timedelta(0))
+        wait = remaining
+        if poll_every is not None and (remaining is None or poll_every < remaining):
+            wait = poll_every
+        got = await ctx.wait_signal(
+            outcome_signal(key), arg_types=(str, result_hint, Any), timeout=wait
+        )
+        if got is not None:
+            return got
+        if wait == remaining:
+            return None
+        with contextlib.suppress(ActivityError):  # unreachable now: poll again later
+            polled: tuple[Any, ...] = await ctx.execute_activity(
+                STATUS_ACTIVITY, call, start_to_close=_START_TIMEOUT, retry=_CANCEL_RETRY,
+                result_type=tuple[str, result_hint, Any],
+            )
+            if polled[0] != "running":
+                return polled
+
+
 async def execute_operation(
     ctx: WorkflowContext,
     endpoint: str,
@@ -74,6 +109,7 @@ async def execute_operation(
     schedule_to_close: timedelta | None,
     result_type: Any,
     retry: RetryPolicy | None,
+    poll_every: timedelta | None = None,
 ) -> Any:
     """See :meth:`orchestrator.workflow.WorkflowContext.execute_operation`."""
     key = str(ctx.uuid4())
@@ -113,10 +149,10 @@ async def execute_operation(
     left = None
     if schedule_to_close is not None:
         left = max(schedule_to_close - (ctx.now() - began), timedelta(0))
+    call = CancelRequest(endpoint, operation, operation_id)
     try:
-        got = await ctx.wait_signal(
-            outcome_signal(key), arg_types=(str, _optional(result_type), Any), timeout=left
-        )
+        got = await _outcome(ctx, call, key=key, left=left, poll_every=poll_every,
+                             result_hint=_optional(result_type))
     except asyncio.CancelledError:
         await _cancel(ctx, endpoint, operation, operation_id)
         raise

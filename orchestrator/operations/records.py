@@ -13,6 +13,7 @@ __all__ = [
     "HANDLER_WORKFLOW",
     "START_ACTIVITY",
     "STATES",
+    "STATUS_ACTIVITY",
     "CallbackRequest",
     "CancelRequest",
     "HandlerInput",
@@ -24,6 +25,7 @@ __all__ = [
 
 START_ACTIVITY = "saga.operation.start"
 CANCEL_ACTIVITY = "saga.operation.cancel"
+STATUS_ACTIVITY = "saga.operation.status"
 CALLBACK_ACTIVITY = "saga.operation.callback"
 HANDLER_WORKFLOW = "saga.operation.handler"
 STATES = ("succeeded", "failed", "cancelled")
@@ -58,7 +60,8 @@ class StartRequest:
 
 @dataclass(frozen=True, slots=True)
 class CancelRequest:
-    """What ``saga.operation.cancel`` asks the handler to cancel."""
+    """The operation that ``saga.operation.cancel`` cancels or
+    ``saga.operation.status`` reads."""
 
     endpoint: str
     operation: str

@@ -1,7 +1,8 @@
 """A payment processor that implements the operations contract with aiohttp alone (no
 orchestrator code): ``charge`` answers 201 and calls back after a delay, signed with
 HMAC-SHA256; ``quote`` answers 200 with its result at once; ``flaky`` answers 503 to
-the first start of a request id; ``hang`` never calls back."""
+the first start of a request id; ``hang`` never ends; ``silent`` ends without calling
+back (its status says so)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class FakeProcessor:
             self.states[operation_id] = {"operation_id": operation_id, "state": "running"}
             if operation != "hang":  # "hang" never calls back
                 task = asyncio.get_running_loop().create_task(
-                    self._call_back(operation_id, body, amount)
+                    self._call_back(operation_id, body, amount, send=operation != "silent")
                 )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -85,7 +86,9 @@ class FakeProcessor:
         return web.json_response({"operation_id": operation_id, "state": "running"},
                                  status=202)
 
-    async def _call_back(self, operation_id: str, start: dict[str, Any], amount: int) -> None:
+    async def _call_back(
+        self, operation_id: str, start: dict[str, Any], amount: int, *, send: bool
+    ) -> None:
         await asyncio.sleep(DELAY_S)
         if amount > 1000:
             outcome = {"state": "failed", "failure": {
@@ -94,6 +97,8 @@ class FakeProcessor:
         else:
             outcome = {"state": "succeeded", "result": {"paid": amount, "by": "fakepay"}}
         self.states[operation_id] = {"operation_id": operation_id, **outcome}
+        if not send:
+            return
         body = json.dumps({"callback_token": start["callback_token"],
                            "operation_id": operation_id, **outcome}).encode()
         signature = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()

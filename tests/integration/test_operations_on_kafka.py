@@ -118,6 +118,16 @@ async def pay(
     return result
 
 
+@workflow.defn(name="shop.poll")
+async def poll(ctx: workflow.WorkflowContext, amount: int) -> dict[str, Any]:
+    """Call an operation whose handler never calls back: polling finds its end."""
+    result: dict[str, Any] = await ctx.execute_operation(
+        "processor", "silent", {"amount": amount}, schedule_to_close=timedelta(minutes=1),
+        poll_every=timedelta(seconds=1),
+    )
+    return result
+
+
 # --- the two deployments --------------------------------------------------------------
 
 
@@ -175,7 +185,7 @@ def teams(kafka: providers.KafkaHandle) -> Iterator[Teams]:
         return ProcessorOptions(worker_id=f"{layout.prefix}-engine", transaction_timeout_ms=5000)
 
     with (
-        EngineWorker(config, layout_a, [order, pay], options=options(layout_a)),
+        EngineWorker(config, layout_a, [order, pay, poll], options=options(layout_a)),
         ActivityWorker(config, SHOP, [reserve, release, *operation_activities(ops_a)],
                        layout=layout_a),
         EngineWorker(config, layout_b, [charge], options=options(layout_b)),
@@ -298,7 +308,8 @@ async def test_cancelling_the_saga_cancels_the_operations_run(teams: Teams, when
         with pytest.raises(WorkflowFailedError):
             await a.get_handle(order_id).result(timeout=60)
         async with _http(teams.b) as http:
-            got = await http.get(f"/v1/operations/billing/charge/{charge_id.removesuffix('-run')}")
+            operation_id = charge_id.removesuffix("-run")
+            got = await http.get(f"/v1/operations/billing/charge/{operation_id}?wait=30")
         assert got.json()["state"] == "cancelled"
 
 
@@ -387,3 +398,17 @@ async def test_an_operation_past_schedule_to_close_is_cancelled_and_fails_the_sa
         assert "did not end within" in str(failed.value.__cause__ or failed.value)
         assert fake.cancelled == list(fake.operations.values()), "the handler got a cancel"
         assert await asyncio.to_thread(_released.get, timeout=30) == pay_id
+
+
+async def test_polling_finds_the_end_of_an_operation_that_never_calls_back(
+    teams: Teams,
+) -> None:
+    async with serving(teams.a) as a, processor(teams) as fake:
+        poll_id = f"poll-{uuid.uuid4().hex[:6]}"
+        await a.start(poll, 70, id=poll_id, task_queue=SHOP)
+        assert await a.get_handle(poll_id).result(timeout=60) == {"paid": 70, "by": "fakepay"}
+        assert len(fake.operations) == 1 and not fake.cancelled
+        events = (await a.fetch_history(poll_id)).events
+        polls = [e for e in events if isinstance(e, ev.ActivityScheduled)
+                 and e.activity_type == "saga.operation.status"]
+        assert polls, "the run read the status"

@@ -29,7 +29,10 @@ def test_the_worker_registers_the_operation_activities_only_when_configured(
                                              "secret": SECRET}]}))
     monkeypatch.setenv("SAGA_OPERATIONS_CONFIG", str(path))
     names = sorted(activity.definition_of(a).name for a in _operation_activities())
-    assert names == ["saga.operation.callback", "saga.operation.cancel", "saga.operation.start"]
+    assert names == [
+        "saga.operation.callback", "saga.operation.cancel", "saga.operation.start",
+        "saga.operation.status",
+    ]
 
 
 def test_saga_http_refuses_a_bad_operations_file(
