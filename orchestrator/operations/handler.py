@@ -62,16 +62,23 @@ class OperationHandlerWorkflow:
     @workflow.run
     async def run(self, ctx: workflow.WorkflowContext, req: HandlerInput) -> Outcome:
         outcome = await self._outcome(ctx, req)
+        callback = CallbackRequest(req.callback_url, req.callback_token, ctx.info.workflow_id,
+                                   outcome)
+        try:
+            await self._call_back(ctx, callback)
+        except asyncio.CancelledError:
+            # a cancel that comes once the operation has ended changes nothing: the
+            # caller still gets the outcome
+            await self._call_back(ctx, callback)
+        return outcome
+
+    async def _call_back(self, ctx: workflow.WorkflowContext, callback: CallbackRequest) -> None:
         # a caller that is gone or refuses: the outcome stays readable by status
         with contextlib.suppress(ActivityError):
             await ctx.execute_activity(
-                CALLBACK_ACTIVITY,
-                CallbackRequest(req.callback_url, req.callback_token, ctx.info.workflow_id,
-                                outcome),
-                start_to_close=timedelta(seconds=30),
+                CALLBACK_ACTIVITY, callback, start_to_close=timedelta(seconds=30),
                 retry=CALLBACK_RETRY,
             )
-        return outcome
 
     async def _outcome(self, ctx: workflow.WorkflowContext, req: HandlerInput) -> Outcome:
         try:
