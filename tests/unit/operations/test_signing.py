@@ -1,9 +1,14 @@
-"""Callback signatures and callback tokens: what verifies and what does not."""
+"""Callback signatures and callback tokens: what verifies and what does not; the
+callback activity signs only for allow-listed URLs."""
 
 from __future__ import annotations
 
 import pytest
 
+from orchestrator.exceptions import ApplicationError
+from orchestrator.operations import CallerEntry, OperationsConfig
+from orchestrator.operations.activities import operation_activities
+from orchestrator.operations.records import CallbackRequest, Outcome
 from orchestrator.operations.signing import (
     CallbackToken,
     InvalidCallbackError,
@@ -45,3 +50,13 @@ def test_a_token_round_trips_and_its_mac_binds_every_field() -> None:
 def test_malformed_tokens_are_refused(bad: object) -> None:
     with pytest.raises(InvalidCallbackError):
         CallbackToken.read(bad)
+
+
+async def test_the_callback_activity_refuses_a_url_outside_the_allow_list() -> None:
+    config = OperationsConfig(callers=(CallerEntry("https://a.example/cb", SECRET),))
+    [send] = [a for a in operation_activities(config)
+              if a.__name__ == "send_callback"]
+    with pytest.raises(ApplicationError, match="allow-list") as refused:
+        await send(CallbackRequest("http://169.254.169.254/x", "t", "op-1",
+                                   Outcome("succeeded", 1)))
+    assert refused.value.non_retryable
