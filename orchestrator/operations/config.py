@@ -77,8 +77,11 @@ class CallerEntry:
         """True when ``url`` has this entry's scheme, host and port, and its path
         starts with the entry's path (compared on parsed parts, not as text, so
         ``https://a.example.evil`` does not match ``https://a.example``)."""
-        want, got = urlsplit(self.url_prefix), urlsplit(url)
-        if (want.scheme, want.hostname, want.port) != (got.scheme, got.hostname, got.port):
+        try:
+            want, got = urlsplit(self.url_prefix), urlsplit(url)
+            if (want.scheme, want.hostname, want.port) != (got.scheme, got.hostname, got.port):
+                return False
+        except ValueError:  # not a URL (say, a port out of range)
             return False
         if got.username or got.password or got.fragment:
             return False
@@ -114,7 +117,11 @@ class OperationsConfig:
 def _http_url(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a string")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigError(f"{where} must be an http(s) URL, not {value!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{where} must be an http(s) URL, not {value!r}")
     return value

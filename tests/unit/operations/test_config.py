@@ -32,6 +32,8 @@ SECRET = "0123456789abcdef-secret"
         ("https://a.example/v1/operation-callbacks/../admin", False),
         ("https://a.example/v1/operation-callbacks/%2e%2e/admin", False),
         ("https://169.254.169.254/latest/meta-data", False),
+        ("https://a.example:99999/v1/operation-callbacks", False),
+        ("not a url", False),
     ],
 )
 def test_the_allow_list_matches_scheme_host_port_and_path_prefix(url: str, allowed: bool) -> None:
@@ -70,6 +72,7 @@ def test_a_file_configures_both_sides(tmp_path: Path) -> None:
         ({"callers": [{"url_prefix": "https://a", "secret": "short"}]}, "at least 16"),
         ({"handlers": {"charge": {"workflow": "w", "task_queue": "q"}}}, "service/operation"),
         ({"handler": {}}, "unknown keys"),
+        ({"callers": [{"url_prefix": "https://a:99999", "secret": SECRET}]}, "http"),
     ],
 )
 def test_bad_configurations_name_the_field(data: object, problem: str) -> None:
