@@ -128,6 +128,19 @@ def topics(task_queues: tuple[str, ...]) -> None:
     click.echo(f"topics ready: {', '.join(s.name for s in layout.specs(task_queues))}")
 
 
+def _operation_activities() -> list[Any]:
+    """The built-in operation activities, when SAGA_OPERATIONS_CONFIG names a
+    configuration (docs/operations-api.md)."""
+    from orchestrator.operations.activities import operation_activities
+    from orchestrator.operations.config import ConfigError, OperationsConfig, load_config
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    return [] if config == OperationsConfig() else operation_activities(config)
+
+
 @main.command()
 @click.option(
     "--sagas",
@@ -277,6 +290,7 @@ def worker(
     settings = Settings.from_env()
     log.info("settings: %s", settings.redacted())
     found = discover(modules)
+    found.activities.extend(_operation_activities())
     layout = _layout(settings)
     batch_queue = [BATCH_TASK_QUEUE] if engine and batches else []
     _ensure_topics_retried(settings, layout, (*task_queues, *batch_queue))

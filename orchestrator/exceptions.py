@@ -22,6 +22,8 @@
         │   │   ├── WorkflowNotFoundError ....... a shard refused: no such workflow run
         │   │   ├── WorkflowAlreadyStartedError . a start refused by its reuse policy
         │   │   ├── WorkflowClosedError ......... a command for a run that has closed
+        │   │   ├── OperationError .............. an operation (ctx.execute_operation)
+        │   │   │                                 failed, was cancelled or timed out
         │   │   └── ActivityNotRunningError ..... an outcome sent by task token for an
         │   │                                     attempt that is not the running one
         │   ├── ActivityError ......... an activity failed for good; .cause says why
@@ -66,6 +68,7 @@ __all__ = [
     "NonDeterminismError",
     "NondeterministicCallError",
     "NotFoundError",
+    "OperationError",
     "OrchestratorError",
     "PayloadConversionError",
     "QueryError",
@@ -288,6 +291,28 @@ class WorkflowClosedError(ApplicationError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, type="WorkflowClosed", non_retryable=True)
+
+
+class OperationError(ApplicationError):
+    """An operation called with ``ctx.execute_operation`` did not succeed: ``state`` is
+    ``failed``, ``cancelled`` or ``timed_out``; ``__cause__`` is the handler's failure
+    (its cause chain as ApplicationErrors). ``type`` is ``OperationError``; never
+    retried."""
+
+    def __init__(
+        self, message: str, *, endpoint: str, operation: str, operation_id: str, state: str
+    ) -> None:
+        super().__init__(
+            message,
+            {"endpoint": endpoint, "operation": operation, "operation_id": operation_id,
+             "state": state},
+            type="OperationError",
+            non_retryable=True,
+        )
+        self.endpoint = endpoint
+        self.operation = operation
+        self.operation_id = operation_id
+        self.state = state
 
 
 class ActivityNotRunningError(ApplicationError):

@@ -595,6 +595,37 @@ class WorkflowContext(ABC):
         )
         return await self._execute_activity(adef, args, opts, result_type)
 
+    async def execute_operation(
+        self,
+        endpoint: str,
+        operation: str,
+        input: Any = None,
+        *,
+        schedule_to_close: timedelta | None = None,
+        result_type: Any = None,
+        retry: RetryPolicy | None = None,
+        poll_every: timedelta | None = None,
+    ) -> Any:
+        """Call ``operation`` of the service configured as ``endpoint`` and wait,
+        durably, for its end (docs/operations-api.md): minutes or days.
+
+        The start is an activity (``saga.operation.start``, retried under ``retry``
+        with one request id, so the handler starts one operation); the run then waits
+        for the handler's signed callback, which ``saga http`` turns into a signal.
+        Returns the result (decoded into ``result_type``); raises
+        :class:`~orchestrator.exceptions.OperationError` if the operation failed, was
+        cancelled, or did not end within ``schedule_to_close``. If this run is
+        cancelled while it waits, the handler is asked to cancel the operation.
+        ``poll_every``: also read the handler's status that often (an activity each
+        time), for handlers that cannot call back.
+        """
+        from orchestrator.operations.caller import execute_operation
+
+        return await execute_operation(
+            self, endpoint, operation, input, schedule_to_close=schedule_to_close,
+            result_type=result_type, retry=retry, poll_every=poll_every,
+        )
+
     @abstractmethod
     async def _execute_activity(
         self,

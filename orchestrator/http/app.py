@@ -14,6 +14,7 @@ from orchestrator.http import (
     console_routes,
     deadletters,
     metrics,
+    operations,
     reads,
     repair,
     schedules,
@@ -58,6 +59,7 @@ def build_app(options: ApiOptions) -> web.Application:
     app.add_routes(schedules.routes())
     app.add_routes(batches.routes())
     app.add_routes(activities.routes())
+    app.add_routes(operations.routes())
     app.add_routes(console_routes.routes())
     app.add_routes(auth.routes())
     return app

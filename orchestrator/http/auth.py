@@ -49,6 +49,8 @@ MIN_TOKEN_CHARS: Final = 16
 TOKENS_ENV: Final = "SAGA_HTTP_TOKENS"
 READ_TOKENS_ENV: Final = "SAGA_HTTP_READ_TOKENS"
 _OPEN_PATHS: Final = frozenset({"/healthz"})
+# authenticated by their HMAC signature instead (orchestrator/http/operations.py)
+_SIGNED_PATHS: Final = frozenset({"/v1/operation-callbacks"})
 _CHALLENGE: Final = 'Bearer realm="saga"'
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -177,8 +179,11 @@ def _refuse(request: web.Request, reason: str, challenge: str) -> ApiError:
 
 def _open(request: web.Request) -> bool:
     """/healthz, and GETs of the console's files: they hold no data (the page asks the
-    user for a token, then calls the authenticated API)."""
+    user for a token, then calls the authenticated API). Also POSTs of operation
+    callbacks, which their route authenticates by signature."""
     if request.path in _OPEN_PATHS:
+        return True
+    if request.method == "POST" and request.path in _SIGNED_PATHS:
         return True
     return request.method == "GET" and is_console_path(request.path)
 

@@ -119,8 +119,18 @@ def _tls(
     is_flag=True,
     help="Serve without authentication (refused unless --host is a loopback address).",
 )
+@click.option(
+    "--operations",
+    "operations_file",
+    envvar="SAGA_OPERATIONS_CONFIG",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Operations configuration (JSON): operations served here, endpoints whose "
+    "callbacks are taken here (docs/operations-api.md) [SAGA_OPERATIONS_CONFIG].",
+)
 def http_command(
     *,
+    operations_file: Path | None,
     host: str,
     port: int | None,
     bootstrap: str | None,
@@ -138,6 +148,7 @@ def http_command(
 
     from orchestrator.http.app import build_app
     from orchestrator.http.services import ApiOptions
+    from orchestrator.operations.config import ConfigError, load_config
 
     tokens = _tokens(token_file, read_token_file, host, insecure_no_auth)
     tls = _tls(tls_cert, tls_key, host, insecure_plain_http)
@@ -147,11 +158,16 @@ def http_command(
     if prefix:
         settings = dataclasses.replace(settings, topic_prefix=prefix)
     dsn = settings.database_url if database_url is None else database_url
+    try:
+        operations = load_config(operations_file, env={})
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     options = ApiOptions(
         kafka_config=settings.kafka_config(),
         topic_prefix=settings.topic_prefix,
         database_url=dsn or None,
         tokens=tokens,
+        operations=operations,
     )
     port = settings.http_port if port is None else port
     log.info("settings: %s", {**settings.redacted(), "http_port": port})

@@ -24,6 +24,7 @@ from orchestrator.converter import DataConverter
 from orchestrator.http.auth import Tokens
 from orchestrator.http.errors import ApiError
 from orchestrator.log.topics import TopicLayout
+from orchestrator.operations.config import OperationsConfig
 from orchestrator.visibility import VisibilityStore
 
 __all__ = ["SERVICES", "ApiOptions", "KafkaAccess", "Services", "VisibilityAccess"]
@@ -48,6 +49,9 @@ class ApiOptions:
     converter: DataConverter = field(default_factory=DataConverter)
     visibility_table: str = "saga_runs"
     source: str = "/saga/http"
+    operations: OperationsConfig = field(default_factory=OperationsConfig)
+    """Operations this server handles and endpoints whose callbacks it takes
+    (docs/operations-api.md)."""
 
 
 async def _retry(

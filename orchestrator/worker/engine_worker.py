@@ -19,6 +19,8 @@ from orchestrator.engine.registry import WorkflowRegistry, registry_of
 from orchestrator.flow.configs import FlowConfigWatcher
 from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import EngineMetrics
+from orchestrator.operations.handler import OperationHandlerWorkflow
+from orchestrator.operations.records import HANDLER_WORKFLOW
 from orchestrator.schedules.workflow import SCHEDULE_WORKFLOW, ScheduleWorkflow
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.activity_pauses import PauseFollower
@@ -101,6 +103,10 @@ class EngineWorker(BackgroundRunner):
         # and batch jobs (docs/batch.md); their activities run on the saga.batch queue
         if BATCH_WORKFLOW not in self.workflows:
             self.workflows.add(BatchWorkflow)
+        # and operations this deployment handles (docs/operations-api.md); their
+        # callback activity runs on the handled workflow's task queue
+        if HANDLER_WORKFLOW not in self.workflows:
+            self.workflows.add(OperationHandlerWorkflow)
         self.stopper = RunStopper(kafka_config, layout)
         registered = activity_definitions(activities)
         registered.update(activity_definitions(self.stopper.activities()))

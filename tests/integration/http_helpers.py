@@ -12,6 +12,7 @@ import httpx
 from aiohttp import web
 
 from orchestrator.http import ApiOptions, Tokens, build_app
+from orchestrator.operations import OperationsConfig
 
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 READ_TOKEN = "read-token-0123456789abcdef"
@@ -45,10 +46,12 @@ async def running_api(
     database_url: str | None = None,
     tokens: Tokens | None = TOKENS,
     healthy: bool = True,
+    operations: OperationsConfig | None = None,
 ) -> AsyncIterator[str]:
     """Serve the API on 127.0.0.1:<free port>; yields its base URL."""
     options = ApiOptions(
-        kafka_config=kafka_config, topic_prefix=prefix, database_url=database_url, tokens=tokens
+        kafka_config=kafka_config, topic_prefix=prefix, database_url=database_url, tokens=tokens,
+        operations=operations or OperationsConfig(),
     )
     runner = web.AppRunner(build_app(options), shutdown_timeout=2.0)
     await runner.setup()

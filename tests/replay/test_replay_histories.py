@@ -18,13 +18,14 @@ from tests.integration.child_sagas import cancels_child, waits_on_sleeper
 from tests.integration.repair_sagas import order as repaired_order
 from tests.replay import sample_sagas as s
 from tests.replay.batch_scenarios import WORKFLOWS as BATCHES
+from tests.replay.operation_scenarios import WORKFLOWS as OPERATIONS
 from tests.replay.record_histories import assert_replays_to_the_same_commands, scenarios
 from tests.replay.schedule_scenarios import WORKFLOWS as SCHEDULES
 from tests.replay.shipped_scenarios import WORKFLOWS as SHIPPED
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 CURRENT = [s.transfer, s.Subscription, s.payout, s.trip, s.Cart, s.versioned_v2_patched, *SHIPPED,
-           *SCHEDULES, *BATCHES,
+           *SCHEDULES, *BATCHES, *OPERATIONS,
            repaired_order,  # kafka_repair_skipped.json: an operator's repair, on Kafka
            # kafka_child_*.json: a child cancelled through its handle, a parent-close policy
            cancels_child, waits_on_sleeper]
