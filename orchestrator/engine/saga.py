@@ -11,7 +11,9 @@ Semantics (docs/sagas.md states them for users):
   in flight settle, then runs the registered compensations in reverse order of
   registration, or all at once with ``parallel_compensation=True``.
 - Each compensation is a durable activity with its own policy (default: retry
-  until it succeeds, backoff capped at one hour). Compensating is shielded from
+  until it succeeds, backoff capped at one hour), or an operation
+  (``step_operation``, ``add_compensation_operation``) whose start is retried under
+  that policy and whose end the saga waits for. Compensating is shielded from
   cancellation: a cancel request arriving meanwhile does not interrupt it.
 - A compensation that exhausts its policy stops the sequence (earlier steps are not
   compensated over a failed later one) and the run ends COMPENSATION_FAILED with
@@ -62,16 +64,28 @@ class CompensationRecorder(Protocol):
 
 R = TypeVar("R")
 
-def _name(activity: Callable[..., Any] | str) -> str:
+@dataclass(frozen=True, slots=True)
+class _OperationCall:
+    """An operation run as a compensation: ``ctx.execute_operation`` with these."""
+
+    endpoint: str
+    operation: str
+    input: Any
+    schedule_to_close: timedelta | None
+
+
+def _name(activity: Callable[..., Any] | str | _OperationCall) -> str:
     if isinstance(activity, str):
         return activity
+    if isinstance(activity, _OperationCall):
+        return f"{activity.endpoint}/{activity.operation}"
     d = getattr(activity, "__activity_definition__", None)
     return str(getattr(d, "name", None) or getattr(activity, "__name__", repr(activity)))
 
 
 @dataclass(frozen=True, slots=True)
 class _Compensation:
-    activity: Callable[..., Any] | str
+    activity: Callable[..., Any] | str | _OperationCall
     args: tuple[Any, ...]
     retry: RetryPolicy
     start_to_close: timedelta | None
@@ -137,6 +151,65 @@ class SagaScope:
             self._compensations.append(_Compensation(
                 activity, args, retry or DEFAULT_COMPENSATION_RETRY, start_to_close, task_queue
             ))
+
+    def add_compensation_operation(
+        self,
+        endpoint: str,
+        operation: str,
+        input: Any = None,
+        *,
+        schedule_to_close: timedelta | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Register an operation of ``endpoint`` as a compensation: when the saga
+        compensates, it runs as ``ctx.execute_operation(endpoint, operation, input)``,
+        its start retried under ``retry`` (default: until it succeeds)."""
+        if self._state is _State.ACTIVE:
+            call = _OperationCall(endpoint, operation, input, schedule_to_close)
+            self._compensations.append(_Compensation(
+                call, (), retry or DEFAULT_COMPENSATION_RETRY, None, None
+            ))
+
+    async def step_operation(
+        self,
+        endpoint: str,
+        operation: str,
+        input: Any = None,
+        *,
+        compensate: str | None = None,
+        compensate_input: Any = None,
+        schedule_to_close: timedelta | None = None,
+        compensation_schedule_to_close: timedelta | None = None,
+        result_type: Any = None,
+        retry: RetryPolicy | None = None,
+        compensation_retry: RetryPolicy | None = None,
+        pivot: bool = False,
+        register_before: bool = False,
+        poll_every: timedelta | None = None,
+    ) -> Any:
+        """Run one step as an operation (``ctx.execute_operation``) and register the
+        operation ``compensate`` of the same endpoint as its compensation, called with
+        ``compensate_input`` (default: the step's own ``input``)."""
+        if self._compensating is not None:
+            raise RuntimeError("this saga is compensating; it takes no more steps")
+        if self._state is _State.COMMITTED:
+            retry = replace(retry or RetryPolicy(), max_attempts=0, expire_after=None)
+        comp = None
+        if compensate is not None and self._state is _State.ACTIVE:
+            undo = _OperationCall(
+                endpoint, compensate, input if compensate_input is None else compensate_input,
+                compensation_schedule_to_close,
+            )
+            comp = _Compensation(undo, (), compensation_retry or DEFAULT_COMPENSATION_RETRY,
+                                 None, None)
+
+        def call() -> Awaitable[Any]:
+            return self._ctx.execute_operation(
+                endpoint, operation, input, schedule_to_close=schedule_to_close,
+                result_type=result_type, retry=retry, poll_every=poll_every,
+            )
+
+        return await self._track(call, comp, pivot=pivot, register_before=register_before)
 
     @overload
     async def step(
@@ -219,15 +292,31 @@ class SagaScope:
                 start_to_close,
                 task_queue,
             )
-            if register_before:
-                self._compensations.append(comp)
 
-        async def run_step() -> Any:
-            result = await self._ctx.execute_activity(
+        def call() -> Awaitable[Any]:
+            return self._ctx.execute_activity(
                 activity, *args, retry=retry, task_queue=task_queue,
                 start_to_close=start_to_close, schedule_to_close=schedule_to_close,
                 heartbeat_timeout=heartbeat_timeout,
             )
+
+        return await self._track(call, comp, pivot=pivot, register_before=register_before)
+
+    async def _track(
+        self,
+        call: Callable[[], Awaitable[Any]],
+        comp: _Compensation | None,
+        *,
+        pivot: bool,
+        register_before: bool,
+    ) -> Any:
+        """Run a step's ``call`` as a task the compensation waits for, registering
+        ``comp`` before the call or once it succeeds."""
+        if comp is not None and register_before:
+            self._compensations.append(comp)
+
+        async def run_step() -> Any:
+            result = await call()
             if comp is not None and not register_before and self._state is _State.ACTIVE:
                 self._compensations.append(comp)
             if pivot and self._state is _State.ACTIVE:
@@ -340,6 +429,12 @@ class SagaScope:
         self._recorder.record_compensation_completed(self._id)
 
     async def _run_one(self, c: _Compensation) -> Any:
+        if isinstance(c.activity, _OperationCall):
+            op = c.activity
+            return await self._ctx.execute_operation(
+                op.endpoint, op.operation, op.input, schedule_to_close=op.schedule_to_close,
+                retry=c.retry,
+            )
         return await self._ctx.execute_activity(
             c.activity, *c.args, retry=c.retry, start_to_close=c.start_to_close,
             task_queue=c.task_queue,

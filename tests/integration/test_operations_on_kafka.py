@@ -50,6 +50,7 @@ PROCESSOR_TOKEN = "processor-token-0123456789"
 PROCESSOR_SECRET = "processor-secret-0123456789"
 _charging: queue.Queue[str] = queue.Queue()  # B's charge runs, as they start
 _released: queue.Queue[str] = queue.Queue()  # A's orders whose reservation was compensated
+_refunded: queue.Queue[str] = queue.Queue()  # B's refund runs, as they run
 
 
 # --- team B: the operation's implementation -------------------------------------------
@@ -69,6 +70,17 @@ async def charge(ctx: workflow.WorkflowContext, req: dict[str, Any]) -> dict[str
     if got[0] == "decline":
         raise ApplicationError("card declined", type="Declined", non_retryable=True)
     return {"receipt": f"r-{req['order']}", "amount": req["amount"], "approver": got[0]}
+
+
+@activity.defn(name="billing.record_refund")
+async def record_refund(order: str) -> None:
+    _refunded.put(order)
+
+
+@workflow.defn(name="billing.refund")
+async def refund(ctx: workflow.WorkflowContext, req: dict[str, Any]) -> dict[str, Any]:
+    await ctx.execute_activity(record_refund, req["order"])
+    return {"refunded": req["order"]}
 
 
 # --- team A: the saga calling it ------------------------------------------------------
@@ -100,6 +112,23 @@ async def order(ctx: workflow.WorkflowContext, name: str) -> Receipt:
         schedule_to_close=timedelta(minutes=5), result_type=Receipt,
     )
     return paid
+
+
+@activity.defn(name="shop.ship")
+async def ship(order: str) -> None:
+    raise ApplicationError(f"no truck for {order}", type="NoTruck", non_retryable=True)
+
+
+@workflow.defn(name="shop.ship_order")
+async def ship_order(ctx: workflow.WorkflowContext, name: str) -> None:
+    """Charge through B as a saga step whose compensation is B's refund; shipping fails."""
+    saga = ctx.saga()
+    await saga.step(reserve, name, compensate=release, compensate_args=(name,))
+    await saga.step_operation(
+        "payments", "charge", {"order": name, "amount": 42}, compensate="refund",
+        schedule_to_close=timedelta(minutes=5),
+    )
+    await saga.step(ship, name)
 
 
 @workflow.defn(name="shop.pay")
@@ -171,7 +200,8 @@ def teams(kafka: providers.KafkaHandle) -> Iterator[Teams]:
         callback_url=callback,
     )
     ops_b = OperationsConfig(
-        handlers={"billing/charge": OperationHandler("billing.charge", BILLING)},
+        handlers={"billing/charge": OperationHandler("billing.charge", BILLING),
+                  "billing/refund": OperationHandler("billing.refund", BILLING)},
         callers=(CallerEntry(callback, SECRET),),
     )
     run = uuid.uuid4().hex[:8]
@@ -185,11 +215,12 @@ def teams(kafka: providers.KafkaHandle) -> Iterator[Teams]:
         return ProcessorOptions(worker_id=f"{layout.prefix}-engine", transaction_timeout_ms=5000)
 
     with (
-        EngineWorker(config, layout_a, [order, pay, poll], options=options(layout_a)),
-        ActivityWorker(config, SHOP, [reserve, release, *operation_activities(ops_a)],
+        EngineWorker(config, layout_a, [order, ship_order, pay, poll],
+                     options=options(layout_a)),
+        ActivityWorker(config, SHOP, [reserve, release, ship, *operation_activities(ops_a)],
                        layout=layout_a),
-        EngineWorker(config, layout_b, [charge], options=options(layout_b)),
-        ActivityWorker(config, BILLING, [announce, *operation_activities(ops_b)],
+        EngineWorker(config, layout_b, [charge, refund], options=options(layout_b)),
+        ActivityWorker(config, BILLING, [announce, record_refund, *operation_activities(ops_b)],
                        layout=layout_b),
     ):
         yield Teams(
@@ -271,6 +302,27 @@ async def test_a_failed_operation_makes_the_saga_compensate(teams: Teams) -> Non
         assert any("OperationError" in c and "failed" in c for c in chain), chain
         assert any("Declined: card declined" in c for c in chain), chain
         assert await asyncio.to_thread(_released.get, timeout=30) == order_id
+
+
+async def test_a_later_failure_compensates_the_charge_with_bs_refund_operation(
+    teams: Teams,
+) -> None:
+    async with both(teams) as (a, b):
+        order_id = f"ship-{uuid.uuid4().hex[:6]}"
+        await a.start(ship_order, order_id, id=order_id, task_queue=SHOP)
+        charge_id = await next_charge()
+        await b.get_handle(charge_id).signal("decide", "alice")
+        with pytest.raises(WorkflowFailedError) as failed:
+            await a.get_handle(order_id).result(timeout=60)
+        assert f"no truck for {order_id}" in str(failed.value.__cause__ or failed.value)
+        assert await asyncio.to_thread(_refunded.get, timeout=30) == order_id
+        assert await asyncio.to_thread(_released.get, timeout=30) == order_id
+        assert (await a.get_handle(order_id).describe()).status is WorkflowStatus.FAILED
+        await asyncio.sleep(1.0)
+        assert _refunded.empty(), "one refund run in B"
+        events = (await a.fetch_history(order_id)).events
+        [started] = [e for e in events if isinstance(e, ev.CompensationStarted)]
+        assert started.compensations == ["payments/refund", "shop.release"]
 
 
 async def _started(client: AsyncClient, workflow_id: str) -> None:
