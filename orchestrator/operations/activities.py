@@ -2,7 +2,8 @@
 configured endpoint (the calling side), and post a signed callback (the handling side).
 
 Register them in the activity worker of the task queue that runs the sagas calling
-operations, or the handler workflows::
+operations, or the handler workflows (on the handling side, the task queue that a
+Kafka endpoint of a caller names, too)::
 
     ActivityWorker(config, "billing", [*my_activities, *operation_activities(ops)])
 
@@ -22,15 +23,18 @@ import httpx
 from orchestrator import activity
 from orchestrator.connectors.http import error_for_exception, error_for_response
 from orchestrator.exceptions import ApplicationError
+from orchestrator.operations import kafka_binding
 from orchestrator.operations.config import Endpoint, OperationsConfig
 from orchestrator.operations.records import (
     CALLBACK_ACTIVITY,
     CANCEL_ACTIVITY,
+    RESOLVE_ACTIVITY,
     START_ACTIVITY,
     STATES,
     STATUS_ACTIVITY,
     CallbackRequest,
     CancelRequest,
+    HandlerInput,
     StartRequest,
 )
 from orchestrator.operations.signing import SIGNATURE_HEADER, CallbackToken, sign_body
@@ -114,10 +118,16 @@ def _start(http: _Http) -> Callable[..., Any]:
         """POST the start; ``[state, operation_id, result]``."""
         ep = http.endpoint(req.endpoint)
         token = CallbackToken(req.workflow_id, req.run_id, req.operation_key, req.endpoint)
+        callback = http.config.callback_for(ep)
+        if ep.on_kafka:
+            return await kafka_binding.start(
+                ep, req.operation, req.input, request_id=req.request_id, callback=callback,
+                token=token.encode(ep.secret),
+            )
         body = {
             "input": req.input,
             "request_id": req.request_id,
-            "callback_url": http.config.callback_url,
+            "callback_url": callback,
             "callback_token": token.encode(ep.secret),
         }
         response = await http.send(
@@ -142,6 +152,9 @@ def _cancel(http: _Http) -> Callable[..., Any]:
     async def cancel_operation(req: CancelRequest) -> None:
         """POST the cancel; an operation that has ended already (404, 409) is fine."""
         ep = http.endpoint(req.endpoint)
+        if ep.on_kafka:
+            await kafka_binding.cancel(ep, req)
+            return
         response = await http.send(
             "POST", operation_url(ep, req.operation, req.operation_id, "cancel"),
             content=b"{}", headers={}, token=ep.token,
@@ -157,6 +170,8 @@ def _status(http: _Http) -> Callable[..., Any]:
     async def operation_status(req: CancelRequest) -> list[Any]:
         """GET the status; ``[state, result, failure]`` (an unknown operation: failed)."""
         ep = http.endpoint(req.endpoint)
+        if ep.on_kafka:
+            return await kafka_binding.status(ep, req)
         response = await http.send(
             "GET", operation_url(ep, req.operation, req.operation_id), headers={},
             token=ep.token,
@@ -183,6 +198,9 @@ def _callback(http: _Http) -> Callable[..., Any]:
                 f"callback URL {req.url!r} is not in the callers allow-list",
                 type="OperationConfigError", non_retryable=True,
             )
+        if caller.topic_prefix:
+            await kafka_binding.call_back(caller, req)
+            return
         body = callback_body(req)
         response = await http.send(
             "POST", req.url, content=body,
@@ -195,9 +213,28 @@ def _callback(http: _Http) -> Callable[..., Any]:
     return send_callback
 
 
+def _resolve(http: _Http) -> Callable[..., Any]:
+    @activity.defn(name=RESOLVE_ACTIVITY)
+    async def resolve_operation(req: HandlerInput) -> list[str]:
+        """``[workflow, task_queue]`` that ``service/operation`` starts here, for a
+        handler run started over Kafka; refused (not retried) when the operation is not
+        handled here or the caller is not in the allow-list."""
+        handler = http.config.handler_for(req.service, req.operation)
+        if handler is None:
+            raise ApplicationError(f"no operation {req.service}/{req.operation} here",
+                                   type="OperationNotFound", non_retryable=True)
+        if http.config.caller_for(req.callback_url) is None:
+            raise ApplicationError("the callback is not in this deployment's callers "
+                                   "allow-list", type="CallbackNotAllowed", non_retryable=True)
+        return [handler.workflow, handler.task_queue]
+
+    return resolve_operation
+
+
 def operation_activities(
     config: OperationsConfig, *, timeout_s: float = _TIMEOUT_S
 ) -> list[Callable[..., Any]]:
-    """The built-in activities (start, cancel, status, callback), bound to ``config``."""
+    """The built-in activities (start, cancel, status, callback, resolve), bound to
+    ``config``."""
     http = _Http(config, timeout_s)
-    return [_start(http), _cancel(http), _status(http), _callback(http)]
+    return [_start(http), _cancel(http), _status(http), _callback(http), _resolve(http)]

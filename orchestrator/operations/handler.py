@@ -3,7 +3,10 @@ this deployment handles (its workflow id is the operation id).
 
 It runs the mapped workflow as a child (closed with REQUEST_CANCEL, so the child never
 outlives it), waits for its end, and posts the signed outcome to the caller's callback
-URL with the ``saga.operation.callback`` activity, retried on network errors and 5xx.
+URL with the ``saga.operation.callback`` activity, retried on network errors and 5xx
+(for a caller on Kafka, the activity sends a signal command instead). A run started
+over Kafka first asks the ``saga.operation.resolve`` activity which workflow to run,
+since its caller does not know.
 A cancel of this run (``POST .../cancel``) is passed on to the child; the outcome then
 says ``cancelled`` (or what the child returned, if it caught the cancellation). The
 run's result is the :class:`Outcome`, which the status route reads.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +25,7 @@ from orchestrator.exceptions import ActivityError, ChildWorkflowError
 from orchestrator.operations.records import (
     CALLBACK_ACTIVITY,
     HANDLER_WORKFLOW,
+    RESOLVE_ACTIVITY,
     CallbackRequest,
     HandlerInput,
     Outcome,
@@ -61,7 +66,11 @@ class OperationHandlerWorkflow:
 
     @workflow.run
     async def run(self, ctx: workflow.WorkflowContext, req: HandlerInput) -> Outcome:
-        outcome = await self._outcome(ctx, req)
+        resolved = req if req.workflow else await self._resolved(ctx, req)
+        if isinstance(resolved, Outcome):
+            outcome = resolved
+        else:
+            outcome = await self._outcome(ctx, resolved)
         callback = CallbackRequest(req.callback_url, req.callback_token, ctx.info.workflow_id,
                                    outcome)
         try:
@@ -79,6 +88,23 @@ class OperationHandlerWorkflow:
                 CALLBACK_ACTIVITY, callback, start_to_close=timedelta(seconds=30),
                 retry=CALLBACK_RETRY,
             )
+
+    async def _resolved(
+        self, ctx: workflow.WorkflowContext, req: HandlerInput
+    ) -> HandlerInput | Outcome:
+        """``req`` with the workflow and queue this deployment maps the operation to (a
+        start over Kafka names neither), or the outcome of a refusal."""
+        try:
+            found: list[str] = await ctx.execute_activity(
+                RESOLVE_ACTIVITY, req, start_to_close=timedelta(seconds=30),
+                retry=CALLBACK_RETRY, result_type=list[str],
+            )
+        except ActivityError as exc:
+            return Outcome("failed", failure=failure_of(exc.__cause__ or exc))
+        except asyncio.CancelledError:
+            return Outcome("cancelled", failure={"message": "the operation was cancelled",
+                                                 "type": "CancelledError"})
+        return replace(req, workflow=found[0], task_queue=found[1])
 
     async def _outcome(self, ctx: workflow.WorkflowContext, req: HandlerInput) -> Outcome:
         try:

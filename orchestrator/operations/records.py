@@ -11,6 +11,7 @@ __all__ = [
     "CALLBACK_ACTIVITY",
     "CANCEL_ACTIVITY",
     "HANDLER_WORKFLOW",
+    "RESOLVE_ACTIVITY",
     "START_ACTIVITY",
     "STATES",
     "STATUS_ACTIVITY",
@@ -27,6 +28,7 @@ START_ACTIVITY = "saga.operation.start"
 CANCEL_ACTIVITY = "saga.operation.cancel"
 STATUS_ACTIVITY = "saga.operation.status"
 CALLBACK_ACTIVITY = "saga.operation.callback"
+RESOLVE_ACTIVITY = "saga.operation.resolve"
 HANDLER_WORKFLOW = "saga.operation.handler"
 STATES = ("succeeded", "failed", "cancelled")
 """The final states of an operation (``running`` before)."""
@@ -80,7 +82,9 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class HandlerInput:
-    """The handler workflow's input: what to run and whom to call back."""
+    """The handler workflow's input: what to run and whom to call back. An empty
+    ``workflow`` (a start over Kafka, whose caller does not know it) is resolved by the
+    handler run with ``saga.operation.resolve``."""
 
     service: str
     operation: str

@@ -4,8 +4,8 @@ tests.replay.record_operation_histories``. Operations being handled are executio
 production: every saved history must replay against the current handler workflow
 (``test_replay_operations.py``).
 
-The handled workflow is a sample child; the callback activity is a fake whose
-(empty) results are in the histories, so replay needs only the workflows.
+The handled workflow is a sample child; the callback and resolve activities are fakes
+whose results are in the histories, so replay needs only the workflows.
 """
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ from orchestrator import activity, workflow
 from orchestrator.engine import events as ev
 from orchestrator.exceptions import ApplicationError
 from orchestrator.operations.handler import OperationHandlerWorkflow
-from orchestrator.operations.records import CALLBACK_ACTIVITY, CallbackRequest, HandlerInput
+from orchestrator.operations.records import (
+    CALLBACK_ACTIVITY,
+    RESOLVE_ACTIVITY,
+    CallbackRequest,
+    HandlerInput,
+)
 from orchestrator.testing import WorkflowEnvironment
 
 START = datetime(2026, 12, 4, 12, tzinfo=UTC)
@@ -41,6 +46,11 @@ async def callback(req: CallbackRequest) -> None:
     return None
 
 
+@activity.defn(name=RESOLVE_ACTIVITY)
+async def resolve(req: HandlerInput) -> list[str]:
+    return ["billing.charge", "billing"]
+
+
 def _input(order: str, amount: int) -> HandlerInput:
     return HandlerInput("billing", "charge", "billing.charge", "billing",
                         {"order": order, "amount": amount},
@@ -50,7 +60,8 @@ def _input(order: str, amount: int) -> HandlerInput:
 async def in_memory_histories() -> dict[str, list[ev.Event]]:
     """Each scenario's handler history, by file stem."""
     out: dict[str, list[ev.Event]] = {}
-    env = WorkflowEnvironment(workflows=WORKFLOWS, activities=[callback], start_time=START)
+    env = WorkflowEnvironment(workflows=WORKFLOWS, activities=[callback, resolve],
+                              start_time=START)
     async with env:
         handle = await env.start_workflow(OperationHandlerWorkflow, _input("o-1", 42),
                                           id="op-succeeded")
@@ -68,4 +79,11 @@ async def in_memory_histories() -> dict[str, list[ev.Event]]:
         await handle.cancel("the caller was cancelled")
         assert (await handle.result()).state == "cancelled"
         out["operation_handler_cancelled"] = handle.history
+
+        # started over Kafka: the caller names no workflow, the handler run resolves it
+        kafka = HandlerInput("billing", "charge", "", "", {"order": "o-4", "amount": 9},
+                             "kafka:shop", "op1.token.mac")
+        handle = await env.start_workflow(OperationHandlerWorkflow, kafka, id="op-kafka")
+        assert (await handle.result()).result == {"receipt": "r-o-4"}
+        out["operation_handler_kafka_succeeded"] = handle.history
     return out

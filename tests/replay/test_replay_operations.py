@@ -21,7 +21,7 @@ SAVED = sorted(p.stem for p in HISTORIES.glob("operation_*.json"))
 def test_every_scenario_is_saved() -> None:
     assert set(SAVED) == {
         "operation_handler_succeeded", "operation_handler_failed",
-        "operation_handler_cancelled",
+        "operation_handler_cancelled", "operation_handler_kafka_succeeded",
     }
 
 

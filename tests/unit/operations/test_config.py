@@ -78,3 +78,50 @@ def test_a_file_configures_both_sides(tmp_path: Path) -> None:
 def test_bad_configurations_name_the_field(data: object, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         parse_config(data)
+
+
+KAFKA = {"bootstrap.servers": "kafka-b:9092", "sasl.password": "broker-password-123"}
+
+
+def test_kafka_endpoints_and_callers_parse_and_call_back_on_the_commands_topic() -> None:
+    config = parse_config({
+        "callback_topic_prefix": "shop",
+        "endpoints": {"payments": {"kafka": KAFKA, "topic_prefix": "billing",
+                                   "task_queue": "billing", "service": "billing",
+                                   "secret": SECRET}},
+        "callers": [{"kafka": KAFKA, "topic_prefix": "shop", "secret": SECRET}],
+    })
+    ep = config.endpoint("payments")
+    assert ep.on_kafka and (ep.topic_prefix, ep.task_queue) == ("billing", "billing")
+    assert config.callback_for(ep) == "kafka:shop"
+    assert config.caller_for("kafka:shop") is config.callers[0]
+    assert config.caller_for("kafka:other") is None
+    assert config.caller_for("https://a.example/v1/operation-callbacks") is None
+    assert "broker-password-123" not in repr(config)
+    http = CallerEntry("https://a.example/v1/operation-callbacks", SECRET)
+    assert not http.matches("kafka:shop"), "an HTTP entry never allows a Kafka callback"
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"endpoints": {"p": {"kafka": KAFKA, "topic_prefix": "b", "task_queue": "q",
+                              "service": "s", "secret": SECRET}}}, "callback_topic_prefix"),
+        ({"callback_topic_prefix": "a",
+          "endpoints": {"p": {"kafka": KAFKA, "topic_prefix": "b", "service": "s",
+                              "secret": SECRET}}}, "task_queue"),
+        ({"callback_topic_prefix": "a",
+          "endpoints": {"p": {"kafka": {}, "topic_prefix": "b", "task_queue": "q",
+                              "service": "s", "secret": SECRET}}}, "bootstrap.servers"),
+        ({"callback_topic_prefix": "a",
+          "endpoints": {"p": {"kafka": KAFKA, "url": "https://b", "topic_prefix": "b",
+                              "task_queue": "q", "service": "s", "secret": SECRET}}},
+         "no url or token"),
+        ({"callers": [{"kafka": KAFKA, "secret": SECRET}]}, "topic_prefix"),
+        ({"callers": [{"kafka": {"bootstrap.servers": 9092}, "topic_prefix": "a",
+                       "secret": SECRET}]}, "strings"),
+    ],
+)
+def test_bad_kafka_configurations_name_the_field(data: object, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        parse_config(data)

@@ -30,8 +30,8 @@ def test_the_worker_registers_the_operation_activities_only_when_configured(
     monkeypatch.setenv("SAGA_OPERATIONS_CONFIG", str(path))
     names = sorted(activity.definition_of(a).name for a in _operation_activities())
     assert names == [
-        "saga.operation.callback", "saga.operation.cancel", "saga.operation.start",
-        "saga.operation.status",
+        "saga.operation.callback", "saga.operation.cancel", "saga.operation.resolve",
+        "saga.operation.start", "saga.operation.status",
     ]
 
 
