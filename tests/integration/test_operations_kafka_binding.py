@@ -4,7 +4,8 @@ own topic prefixes and workers, and no ``saga http`` on either side.
 Team A's endpoint names B's topic prefix and task queue; its saga's start becomes a
 start command on B's commands topic, B's callback a signal command on A's. A's saga
 blocks until B's run ends and goes on with its result; A cancelled cancels B's run;
-an operation B does not handle fails A's saga with B's refusal.
+an operation B does not handle fails A's saga with B's refusal; a callback token that
+does not verify under B's secret is not delivered, and polling finds the result.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.integration
 SHARDS = 2
 SHOP, BILLING = "kshop", "kbilling"
 SECRET = "kafka-binding-secret-0123456789"
+OTHER_SECRET = "not-the-shared-secret-0123456789"
 _charging: queue.Queue[str] = queue.Queue()  # B's charge runs, as they start
 _released: queue.Queue[str] = queue.Queue()  # A's orders whose reservation was compensated
 
@@ -77,6 +79,17 @@ async def order(ctx: workflow.WorkflowContext, name: str, operation: str) -> dic
     return paid
 
 
+@workflow.defn(name="kb.shop.poll")
+async def poll(ctx: workflow.WorkflowContext, name: str) -> dict[str, Any]:
+    """Call through an endpoint whose secret B does not share: B's callback is refused,
+    polling B's status over Kafka finds the end."""
+    paid: dict[str, Any] = await ctx.execute_operation(
+        "unsigned", "charge", {"order": name}, schedule_to_close=timedelta(minutes=5),
+        poll_every=timedelta(seconds=1),
+    )
+    return paid
+
+
 @dataclass(frozen=True)
 class Teams:
     config: dict[str, Any]
@@ -91,8 +104,12 @@ def teams(kafka: providers.KafkaHandle) -> Iterator[Teams]:
     layout_a = TopicLayout(prefix=f"ka{run}", shards=SHARDS)
     layout_b = TopicLayout(prefix=f"kb{run}", shards=SHARDS)
     ops_a = OperationsConfig(
-        endpoints={"payments": Endpoint("", "billing", "", SECRET, kafka=config,
-                                        topic_prefix=layout_b.prefix, task_queue=BILLING)},
+        endpoints={
+            "payments": Endpoint("", "billing", "", SECRET, kafka=config,
+                                 topic_prefix=layout_b.prefix, task_queue=BILLING),
+            "unsigned": Endpoint("", "billing", "", OTHER_SECRET, kafka=config,
+                                 topic_prefix=layout_b.prefix, task_queue=BILLING),
+        },
         callback_topic_prefix=layout_a.prefix,
     )
     ops_b = OperationsConfig(
@@ -107,7 +124,7 @@ def teams(kafka: providers.KafkaHandle) -> Iterator[Teams]:
         return ProcessorOptions(worker_id=f"{layout.prefix}-engine", transaction_timeout_ms=5000)
 
     with (
-        EngineWorker(config, layout_a, [order], options=options(layout_a)),
+        EngineWorker(config, layout_a, [order, poll], options=options(layout_a)),
         ActivityWorker(config, SHOP, [reserve, release, *operation_activities(ops_a)],
                        layout=layout_a),
         EngineWorker(config, layout_b, [charge], options=options(layout_b)),
@@ -187,3 +204,27 @@ async def test_an_operation_b_does_not_handle_fails_the_saga(teams: Teams) -> No
             chain
         )
         assert await asyncio.to_thread(_released.get, timeout=30) == order_id
+
+
+async def test_a_callback_token_b_cannot_verify_is_not_delivered_and_polling_ends_the_wait(
+    teams: Teams,
+) -> None:
+    async with AsyncExitStack() as stack:
+        a, b = await _clients(stack, teams)
+        poll_id = f"poll-{uuid.uuid4().hex[:6]}"
+        await a.start(poll, poll_id, id=poll_id, task_queue=SHOP)
+        charge_id = await next_charge()
+        await b.get_handle(charge_id).signal("decide", "bob")
+        got = await a.get_handle(poll_id).result(timeout=60)
+        assert got == {"receipt": f"r-{poll_id}", "approver": "bob"}
+        events = (await a.fetch_history(poll_id)).events
+        assert not [e for e in events if isinstance(e, ev.SignalReceived)], (
+            "B refused to call back with a token it cannot verify"
+        )
+        assert [e for e in events if isinstance(e, ev.ActivityScheduled)
+                and e.activity_type == "saga.operation.status"], "A read B's status"
+        handler = (await b.fetch_history(charge_id.removesuffix("-run"))).events
+        failed = [e.failure for e in handler if isinstance(e, ev.ActivityFailed)]
+        assert [(f.type, f.message) for f in failed] == [
+            ("OperationCallbackRefused", "callback refused: the callback token does not verify")
+        ]
