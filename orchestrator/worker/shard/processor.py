@@ -1034,13 +1034,32 @@ class ShardProcessor:
         committed = self._consumer.committed(
             [TopicPartition(self.layout.commands, p) for p in owned], timeout=30
         )
+        # A failed transaction often comes with a rebalance (ILLEGAL_GENERATION), and
+        # librdkafka may serve its revocation while the offsets are read: a partition
+        # no longer assigned cannot be sought (_STATE) and is not ours to restore; its
+        # next assignment starts from the committed offset all the same.
+        # (one assigned again meanwhile is being restored by its assignment already)
+        assigned = self._assigned()
+        owned = [p for p in owned if p in assigned and p not in self._restoring]
+        committed = [tp for tp in committed if tp.partition in owned]
         if owned:
             self._consumer.pause([TopicPartition(self.layout.commands, p) for p in owned])
         for tp in committed:
             tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            self._consumer.seek(tp)
+            try:
+                self._consumer.seek(tp)
+            except KafkaException:
+                if tp.partition in self._assigned():
+                    raise  # still ours and not rewound: reading on would skip commands
+                log.info("shard %d revoked during the rewind; not restored", tp.partition)
+                owned.remove(tp.partition)
         if owned:
             self._begin_restore(owned)
+
+    def _assigned(self) -> set[int]:
+        """The command partitions this consumer is assigned now."""
+        commands = self.layout.commands
+        return {tp.partition for tp in self._consumer.assignment() if tp.topic == commands}
 
 
 def _fences_the_consumer(err: KafkaError) -> bool:
