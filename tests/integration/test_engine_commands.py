@@ -285,10 +285,10 @@ def test_dead_letters_can_be_redriven_after_a_deploy(
             time.sleep(0.3)
             letters = list(read_dead_letters(kafka_config, layout.dlq))
     assert [letter.reason for letter in letters] == [
-        # every engine worker also hosts the built-in schedule and batch workflows
-        # (docs/schedules.md, docs/batch.md)
+        # every engine worker also hosts the built-in schedule, batch and operation
+        # handler workflows (docs/schedules.md, docs/batch.md, docs/operations-api.md)
         "unknown workflow type 'e2e.late'; this worker knows "
-        "['e2e.nap', 'saga.batch', 'saga.schedule']"
+        "['e2e.nap', 'saga.batch', 'saga.operation.handler', 'saga.schedule']"
     ]
     assert letters[0].source_topic == layout.commands
     with EngineWorker(kafka_config, layout, [nap, late], options=options(layout.prefix)):
