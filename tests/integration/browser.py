@@ -3,6 +3,8 @@ download: both come from apt, installed by scripts/bootstrap.sh)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from selenium import webdriver
@@ -34,3 +36,13 @@ def chromium(profile: Path) -> webdriver.Chrome:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+@contextmanager
+def chromium_session(profile: Path) -> Iterator[webdriver.Chrome]:
+    """:func:`chromium`, quit at the end."""
+    driver = chromium(profile)
+    try:
+        yield driver
+    finally:
+        driver.quit()

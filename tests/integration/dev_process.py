@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from orchestrator.devstack.processes import free_port
 
 
 @dataclass
@@ -66,3 +71,32 @@ def start_dev(
     return DevServer(
         proc, output, found.group(1), Path(token_file.group(1)).read_text().strip(), exports
     )
+
+
+@contextmanager
+def console_dev(
+    bootstrap_servers: str,
+    database: str,
+    topic_prefix: str,
+    state: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
+) -> Iterator[DevServer]:
+    """``saga dev`` on the console tests' sagas (two shards, no reload), stopped with
+    SIGTERM at the end, which must exit 0. ``env`` and ``args`` add to its own."""
+    full_env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "DATABASE_URL": database,
+        "SAGA_TOPIC_PREFIX": topic_prefix,
+        "SAGA_SHARDS": "2",
+        **(env or {}),
+    }
+    argv = ["--sagas", "tests.integration.console_sagas", "--state-dir", str(state / "dev")]
+    argv += ["--http-port", str(free_port()), "--no-reload", *args]
+    server = start_dev(argv, full_env, state / "dev.out")
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0, server.text()

@@ -7,7 +7,6 @@ Screenshots of each page go to ``.cache/console-screenshots/`` (not committed).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +19,11 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from orchestrator.devstack import providers
-from orchestrator.devstack.processes import free_port
 from orchestrator.status import WorkflowStatus
 from orchestrator.testing import Replayer, history_from_json
 from tests.integration import console_sagas
 from tests.integration.browser import chromium
-from tests.integration.dev_process import DevServer, start_dev
+from tests.integration.dev_process import DevServer, console_dev
 from tests.integration.http_helpers import bearer
 
 pytestmark = pytest.mark.integration
@@ -38,20 +36,8 @@ WAIT_S = 90  # an upper bound on a loaded machine, never a performance claim
 def dev(
     kafka: providers.KafkaHandle, database: str, topic_prefix: str, tmp_path: Path
 ) -> Iterator[DevServer]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "DATABASE_URL": database,
-        "SAGA_TOPIC_PREFIX": topic_prefix,
-        "SAGA_SHARDS": "2",
-    }
-    args = ["--sagas", "tests.integration.console_sagas", "--state-dir", str(tmp_path / "dev")]
-    args += ["--http-port", str(free_port()), "--no-reload"]
-    server = start_dev(args, env, tmp_path / "dev.out")
-    try:
+    with console_dev(kafka.bootstrap_servers, database, topic_prefix, tmp_path) as server:
         yield server
-    finally:
-        assert server.stop() == 0, server.text()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ Screenshots go to ``.cache/console-screenshots/`` (not committed).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +19,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
 from orchestrator.devstack import providers
-from orchestrator.devstack.processes import free_port
-from tests.integration.browser import chromium
-from tests.integration.dev_process import DevServer, start_dev
+from tests.integration.browser import chromium_session
+from tests.integration.dev_process import DevServer, console_dev
 from tests.integration.http_helpers import bearer
 from tests.integration.test_console_browser import confirm, run_status, shot, wait_for, waiting
 from tests.integration.test_console_operator_browser import click, open_page, start, status_of
@@ -35,29 +33,16 @@ BUILD = "console-b1"
 def dev(
     kafka: providers.KafkaHandle, database: str, topic_prefix: str, tmp_path: Path
 ) -> Iterator[DevServer]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "DATABASE_URL": database,
-        "SAGA_TOPIC_PREFIX": topic_prefix,
-        "SAGA_SHARDS": "2",
-    }
-    args = ["--sagas", "tests.integration.console_sagas", "--state-dir", str(tmp_path / "dev")]
-    args += ["--http-port", str(free_port()), "--no-reload", "--build-id", BUILD]
-    server = start_dev(args, env, tmp_path / "dev.out")
-    try:
+    with console_dev(
+        kafka.bootstrap_servers, database, topic_prefix, tmp_path, args=("--build-id", BUILD)
+    ) as server:
         yield server
-    finally:
-        assert server.stop() == 0, server.text()
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    driver = chromium(tmp_path / "chromium-profile")
-    try:
+    with chromium_session(tmp_path / "chromium-profile") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def result_of(dev: DevServer, workflow_id: str) -> object:

@@ -10,7 +10,6 @@ Screenshots go to ``.cache/console-screenshots/`` (not committed).
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,9 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from orchestrator.devstack import providers
-from orchestrator.devstack.processes import free_port
 from tests.integration import console_sagas
-from tests.integration.browser import chromium
-from tests.integration.dev_process import DevServer, start_dev
+from tests.integration.browser import chromium_session
+from tests.integration.dev_process import DevServer, console_dev
 from tests.integration.http_helpers import READ_TOKEN, bearer
 from tests.integration.test_console_browser import (
     confirm,
@@ -55,30 +53,17 @@ def dev(
     refund_down: Path,
 ) -> Iterator[DevServer]:
     env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "DATABASE_URL": database,
-        "SAGA_TOPIC_PREFIX": topic_prefix,
-        "SAGA_SHARDS": "2",
         console_sagas.REFUND_DOWN_ENV: str(refund_down),
         "SAGA_HTTP_READ_TOKENS": READ_TOKEN,  # saga http takes it beside its admin token
     }
-    args = ["--sagas", "tests.integration.console_sagas", "--state-dir", str(tmp_path / "dev")]
-    args += ["--http-port", str(free_port()), "--no-reload"]
-    server = start_dev(args, env, tmp_path / "dev.out")
-    try:
+    with console_dev(kafka.bootstrap_servers, database, topic_prefix, tmp_path, env=env) as server:
         yield server
-    finally:
-        assert server.stop() == 0, server.text()
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    driver = chromium(tmp_path / "chromium-profile")
-    try:
+    with chromium_session(tmp_path / "chromium-profile") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def start(dev: DevServer, workflow: str, workflow_id: str, amount: int, **extra: Any) -> None:
