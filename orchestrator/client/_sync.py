@@ -50,6 +50,7 @@ from orchestrator.engine.stack import STACK_QUERY, TaskStack
 from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.consuming import consume_available
 from orchestrator.log.headers import headers_of
+from orchestrator.log.producing import PROMPT_PRODUCER
 from orchestrator.log.topics import TopicLayout
 from orchestrator.retry import RetryPolicy
 from orchestrator.schedules.spec import ScheduleAction, SchedulePolicy, ScheduleSpec
@@ -96,7 +97,7 @@ class Client:
         source: str = "/saga/client",
     ) -> None:
         self._kafka, self.layout = resolve_config(config, layout)
-        self._producer = Producer({**self._kafka, "enable.idempotence": True, "linger.ms": 1})
+        self._producer = Producer({**self._kafka, **PROMPT_PRODUCER})
         shards = _partitions(self._producer, self.layout.commands)
         self.builder = CommandBuilder(
             wire or WireFormat(source=source),

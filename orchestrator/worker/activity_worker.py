@@ -57,6 +57,7 @@ from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
 from orchestrator.engine.events import Failure
 from orchestrator.log.partitioner import shard_for
+from orchestrator.log.producing import PROMPT_PRODUCER
 from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import ActivityMetrics, dlq_reason_label
 from orchestrator.serde.errors import RecordDecodeError, RecordEncodeError
@@ -272,8 +273,7 @@ class ActivityWorker:
         producer = Producer(
             {
                 **self._kafka,
-                "enable.idempotence": True,
-                "linger.ms": 1,
+                **PROMPT_PRODUCER,
                 "client.id": f"activity-worker-{self.identity}",
             }
         )

@@ -27,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from orchestrator.log.producing import PROMPT_PRODUCER
 from orchestrator.worker.shard.records import OutRecord
 
 #: the dispatch producer's own delivery timeout: a task it could not deliver by then
@@ -84,8 +85,7 @@ class EarlyDispatch:
         self._producer = Producer(
             {
                 **config,
-                "enable.idempotence": True,
-                "linger.ms": 1,
+                **PROMPT_PRODUCER,
                 "message.timeout.ms": _DELIVERY_TIMEOUT_MS,
                 "queue.buffering.max.messages": 1_000_000,
             }
