@@ -1260,7 +1260,8 @@ class EngineShard:
         execution.snapshot = snapshot
         encoded = self.wire.encode_snapshot(snapshot)
         encoded = with_trace(encoded, execution.traceparent)
-        self.executions.record_snapshot(execution, encoded)
+        previous_run = None if previous is None else previous.run_id
+        self.executions.record_snapshot(execution, encoded, previous_run)
         return self._out(self.layout.history, encoded, self.partition)
 
     def _outcome(self, execution: Execution) -> tuple[Payload | None, Failure | None]:
@@ -1278,9 +1279,13 @@ class EngineShard:
     def _closed(self, execution: Execution) -> list[OutRecord]:
         self.executions.drop_executor(execution)
         self.view.delete(b"k" + execution.workflow_id.encode())
-        self.timers.clear_run(execution.workflow_id, execution.run_id)
         result, failure = self._outcome(execution)
         events = self.executions.events(execution)
+        timer_ids = _only_workflow_timers(events)
+        if timer_ids is None:
+            self.timers.clear_run(execution.workflow_id, execution.run_id)
+        else:
+            self.timers.clear_timers(execution.workflow_id, execution.run_id, timer_ids)
         if any(isinstance(e, ev.ActivityScheduled) for e in events):
             # only an activity heartbeats: a run that scheduled none has nothing to clear
             self.heartbeats.clear_run(execution.workflow_id, execution.run_id)
@@ -1336,6 +1341,32 @@ class EngineShard:
 
     def _refuse(self, reply: rec.Reply | None) -> list[OutRecord]:
         return [] if reply is None else [self._reply(reply)]
+
+
+#: events after which a run can hold no timer but its code's own (``timer/<n>``, each
+#: named by a TimerStarted): no activity, child, pause or execution timeout timers
+_TIMER_ONLY = (
+    ev.WorkflowStarted,
+    ev.TimerStarted,
+    ev.TimerFired,
+    ev.TimerCancelled,
+    ev.WorkflowCompleted,
+    ev.WorkflowFailed,
+)
+
+
+def _only_workflow_timers(events: Sequence[Event]) -> list[str] | None:
+    """The ids of the timers a run whose history holds only workflow timers started,
+    or None when the run may hold other timers too (its index entries are scanned)."""
+    timer_ids: list[str] = []
+    for event in events:
+        if type(event) not in _TIMER_ONLY:
+            return None
+        if isinstance(event, ev.TimerStarted):
+            timer_ids.append(event.timer_id)
+        elif isinstance(event, ev.WorkflowStarted) and event.execution_deadline is not None:
+            return None
+    return timer_ids
 
 
 def _beats_running(execution: Execution, beat: rec.ActivityHeartbeat) -> bool:

@@ -176,12 +176,17 @@ class ExecutionTable:
         self._view.put(key, keys.frame(list(encoded.headers), encoded.value or b""))
         self.touch(execution)
 
-    def record_snapshot(self, execution: Execution, encoded: EncodedRecord) -> None:
+    def record_snapshot(
+        self, execution: Execution, encoded: EncodedRecord, previous_run: str | None = None
+    ) -> None:
+        """Write the run's new snapshot; ``previous_run``: the run id of the snapshot it
+        replaces, whose write also named the run current (not written again then)."""
         workflow_id = execution.workflow_id
         self._view.put(
             keys.snapshot_key(workflow_id), keys.frame(list(encoded.headers), encoded.value or b"")
         )
-        self._view.put(keys.current_run_key(workflow_id), execution.run_id.encode())
+        if previous_run != execution.run_id:
+            self._view.put(keys.current_run_key(workflow_id), execution.run_id.encode())
         self.touch(execution)
 
     def release_events(self, execution: Execution) -> None:
