@@ -112,6 +112,10 @@ class Sealed:
     touched: list[Execution]
 
 
+#: what :meth:`ExecutionTable.seal` returns when nothing changed since the last seal
+NOTHING = Sealed(Generation(0), [])
+
+
 class ExecutionTable:
     """Executions of one shard by workflow id (see the module docstring)."""
 
@@ -250,13 +254,19 @@ class ExecutionTable:
     # --- generations ----------------------------------------------------------------
 
     def seal(self) -> Sealed:
-        """Close the open generation (its transaction is being committed)."""
+        """Close the open generation (its transaction is being committed). One that
+        changed nothing stays open: :data:`NOTHING` stands for it."""
+        if not self._touched and self._view.unchanged:
+            return NOTHING  # most shards, most cycles: no generation to open and apply
         sealed = Sealed(self._view.seal(), list(self._touched.values()))
         self._touched = {}
         return sealed
 
     def applied(self, sealed: Sealed, checkpoint: int | None) -> list[Execution]:
         """Write a committed generation to the store; returns the executions it touched."""
+        if sealed is NOTHING:
+            self._view.move_checkpoint(checkpoint)
+            return []
         self._view.apply(sealed.generation, checkpoint)
         self._shrink()
         return sealed.touched
