@@ -27,12 +27,16 @@ It prints the deciding thread's CPU time per run (``time.thread_time``: the GIL
 holder's work, less sensitive to a loaded machine than wall time) and wall time, the
 median of ``--repeat`` rounds. Compare two builds by running it from each checkout
 (``PYTHONPATH=<checkout>``), alternating. Kafka's share (producing, the broker) is
-not in these figures: bench/scale_bench.py measures the whole worker.
+not in these figures: bench/scale_bench.py measures the whole worker. With ``--gc
+worker`` the storm's measured phase runs under the engine worker's collector settings
+(start-up heap frozen, young generation every 20,000 allocations): the harness's own
+lists then cost no full collections, whose timing otherwise moves a round by ~20%.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -45,6 +49,7 @@ if str(ROOT) not in sys.path:
 
 from bench import bench_sagas, sleepers  # noqa: E402
 from orchestrator.serde import records as rec  # noqa: E402
+from orchestrator.worker.gc_policy import YOUNG_THRESHOLD  # noqa: E402
 from orchestrator.worker.shard.engine_shard import ShardTuning  # noqa: E402
 from tests.unit.worker.shard_harness import CONV, T0, WIRE, Harness  # noqa: E402
 
@@ -59,6 +64,25 @@ def _seed(harness: Harness, workflow_type: str, n: int, arg: int | None) -> None
     harness.commit()
 
 
+#: ``--gc worker``: the engine worker's collector settings (orchestrator/worker/gc_policy.py)
+#: from the measured phase on, so a full collection over the harness's own lists (the
+#: history "partition", replies) does not land in some rounds and not in others
+_WORKER_GC = False
+
+
+def _settle() -> None:
+    if _WORKER_GC:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def _unsettle() -> None:
+    if _WORKER_GC:
+        gc.unfreeze()
+        gc.set_threshold(700, *gc.get_threshold()[1:])
+
+
 def storm(n: int) -> tuple[float, float]:
     """Per firing: (thread CPU s, wall s)."""
     harness = Harness(
@@ -68,6 +92,7 @@ def storm(n: int) -> tuple[float, float]:
     _seed(harness, "bench.sleep_until", n, due)
     harness.run(1000)  # every run evicted: asleep in the store only
     harness.clock.now = due + 1
+    _settle()
     wall, cpu = time.perf_counter(), time.thread_time()
     while harness.tick():
         harness.commit()
@@ -75,6 +100,7 @@ def storm(n: int) -> tuple[float, float]:
     fired = sum(1 for r in harness.replies if r.kind.name == "RESULT")
     if fired != n:
         raise SystemExit(f"{fired} of {n} fired")
+    _unsettle()
     harness.stop()
     return cpu / n, wall / n
 
@@ -161,7 +187,13 @@ def main() -> None:
     parser.add_argument("--mode", choices=["storm", "recover", "saga", "idle"], required=True)
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--gc", choices=["default", "worker"], default="default",
+        help="storm: keep CPython's collector settings, or the engine worker's",
+    )
     args = parser.parse_args()
+    global _WORKER_GC  # noqa: PLW0603 - a command-line switch of this script
+    _WORKER_GC = args.gc == "worker"
     measure = {"storm": storm, "recover": recover, "saga": saga, "idle": idle}[args.mode]
     rounds = [measure(args.runs) for _ in range(args.repeat)]
     cpu = statistics.median(r[0] for r in rounds) * 1e6
