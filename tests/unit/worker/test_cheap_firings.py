@@ -86,3 +86,40 @@ def test_closed_runs_leave_no_timer_entries_and_stay_current(tmp_path: Path) -> 
     h.run(advance_ms=3 * DAY_MS)  # the due entries left behind fire nothing
     results = sorted(r.workflow_id for r in h.replies if r.kind is rec.ReplyKind.RESULT)
     assert results == ["a", "b", "c", "d"]
+
+
+@workflow.defn(name="unit.cheap.sleeper")
+async def sleeper_changed(ctx: workflow.WorkflowContext) -> str:
+    """The sleeper's code changed under its runs: their histories no longer replay."""
+    await ctx.wait_signal("never")
+    return "changed"
+
+
+def test_a_parked_run_leaves_the_parked_set_when_it_closes_and_others_never_enter_it(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path / "state", [sleeper], retention_ms=30 * DAY_MS)
+    h.start("old", "unit.cheap.sleeper")
+    h.commit()
+    h.stop()
+    h.workflows = [sleeper_changed]  # a deploy that breaks the running sleepers
+    h.shard = h.open_shard()
+    h.restore()
+    h.start("new", "unit.cheap.sleeper")
+    h.commit()
+    h.clock.now += DAY_MS
+    h.tick()  # "old" wakes, cannot replay: parked
+    h.send(rec.SignalWorkflow(workflow_id="new", signal_name="never"))
+    assert b"knew" not in h.shard.view.current.puts, "a run that never parked"
+    h.commit()
+    assert h.results() == {"new": "changed"}
+    assert [k for k, _ in h.shard.store.scan(b"k")] == [b"kold"]
+    # an operator resets it onto the new code: the parked run ends (terminated by the
+    # reset), the id's new run is not parked
+    h.send(rec.ResetWorkflow(workflow_id="old", reason="broken by a deploy", event_seq=1))
+    h.commit()
+    assert [k for k, _ in h.shard.store.scan(b"k")] == [], "retried by no restore"
+    assert "WorkflowTerminated" in h.events_of("old")
+    h.send(rec.SignalWorkflow(workflow_id="old", signal_name="never"))
+    h.commit()
+    assert h.results() == {"new": "changed", "old": "changed"}
