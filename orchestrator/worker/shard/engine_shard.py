@@ -186,7 +186,8 @@ class EngineShard:
         self.build_id = build_id
         self.tuning = tuning or ShardTuning()
         self.retention_ms = retention_ms
-        self.converter = converter  # with a codec when payloads are encrypted
+        # with a codec when payloads are encrypted; one for every replay of the shard
+        self.converter = converter if converter is not None else DataConverter()
         self.stats = ShardStats()
         self._clock = clock
         self._open_indexes()
