@@ -631,9 +631,9 @@ class EngineShard:
         decided in this cycle; then, until ``until`` (monotonic) and within this
         shard's own budgets, fire due timers, tombstone expired runs and recover runs
         after a restore."""
+        self._trace_command = self._trace_run = None
         if self._idle_at(now_ms):
             return []  # every cycle asks every shard: most have nothing to do
-        self._trace_command = self._trace_run = None
         out: list[OutRecord] = []
         chains, self._continue_due = self._continue_due, []
         for chained in chains:
