@@ -162,6 +162,7 @@ class WorkflowExecutor:
         "_main",
         "_repairs",
         "_rng",
+        "_seed",
         "_signal_ids",
         "_timed_out",
         "activities",
@@ -209,7 +210,11 @@ class WorkflowExecutor:
         self._main: asyncio.Task[Any] | None = None
         self._repairs: list[ev.CompensationRepaired] = []
         self._signal_ids = RecentIds()
-        self._rng = _UNSTARTED_RNG  # replaced, seeded from history, when the run starts
+        #: the run's random generator, made from the seed its start recorded when the
+        #: code first draws (most runs never do, and seeding costs a few microseconds
+        #: of every replay)
+        self._rng: random.Random | None = None
+        self._seed: int | None = None
         self._conditions: list[tuple[Any, asyncio.Future[bool]]] = []
         self.cancel_requested = False
         self._timed_out = False
@@ -630,7 +635,7 @@ class WorkflowExecutor:
         self._j.start(e)
         if e.reset is not None:
             self.activities.keys = {int(k): v for k, v in e.reset.activity_keys.items()}
-        self._rng = random.Random(e.random_seed)
+        self._rng, self._seed = None, e.random_seed
         self.records.memo = dict(e.memo)
         self.records.search_attributes = dict(e.search_attributes)
         loop = self._j.loop = WorkflowEventLoop(self.timers, e.time)
@@ -815,6 +820,8 @@ class WorkflowExecutor:
 
     def random(self) -> random.Random:
         """The run's deterministic random generator."""
+        if self._rng is None:
+            self._rng = _UNSTARTED_RNG if self._seed is None else random.Random(self._seed)
         return self._rng
 
     def failure_of(self, exc: BaseException) -> ev.Failure:

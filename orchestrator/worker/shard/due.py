@@ -11,6 +11,7 @@ longer matches (cancelled, re-armed) is skipped and removed when reached.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from orchestrator.engine.commands import StartTimer
@@ -115,6 +116,15 @@ class TimerIndex(_DueIndex):
         prefix = b"u" + keys.run_prefix(workflow_id, run_id)
         for key, _ in list(self._view.store.scan(prefix)):
             self._view.delete(key)
+
+    def clear_timers(self, workflow_id: str, run_id: str, timer_ids: Iterable[str]) -> None:
+        """:meth:`clear_run` for a run whose timers can only be ``timer_ids``: point
+        reads of those keys instead of a scan (an iterator and a seek per closed run)."""
+        store, view = self._view.store, self._view
+        for timer_id in timer_ids:
+            key = keys.timer_key(workflow_id, run_id, timer_id)
+            if store.get(key) is not None:
+                view.delete(key)
 
     def replace_run(self, workflow_id: str, run_id: str, timers: list[StartTimer]) -> None:
         """After a replay: the run's timers are exactly those its code holds now."""

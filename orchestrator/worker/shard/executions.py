@@ -112,6 +112,10 @@ class Sealed:
     touched: list[Execution]
 
 
+#: what :meth:`ExecutionTable.seal` returns when nothing changed since the last seal
+NOTHING = Sealed(Generation(0), [])
+
+
 class ExecutionTable:
     """Executions of one shard by workflow id (see the module docstring)."""
 
@@ -176,12 +180,17 @@ class ExecutionTable:
         self._view.put(key, keys.frame(list(encoded.headers), encoded.value or b""))
         self.touch(execution)
 
-    def record_snapshot(self, execution: Execution, encoded: EncodedRecord) -> None:
+    def record_snapshot(
+        self, execution: Execution, encoded: EncodedRecord, previous_run: str | None = None
+    ) -> None:
+        """Write the run's new snapshot; ``previous_run``: the run id of the snapshot it
+        replaces, whose write also named the run current (not written again then)."""
         workflow_id = execution.workflow_id
         self._view.put(
             keys.snapshot_key(workflow_id), keys.frame(list(encoded.headers), encoded.value or b"")
         )
-        self._view.put(keys.current_run_key(workflow_id), execution.run_id.encode())
+        if previous_run != execution.run_id:
+            self._view.put(keys.current_run_key(workflow_id), execution.run_id.encode())
         self.touch(execution)
 
     def release_events(self, execution: Execution) -> None:
@@ -245,13 +254,19 @@ class ExecutionTable:
     # --- generations ----------------------------------------------------------------
 
     def seal(self) -> Sealed:
-        """Close the open generation (its transaction is being committed)."""
+        """Close the open generation (its transaction is being committed). One that
+        changed nothing stays open: :data:`NOTHING` stands for it."""
+        if not self._touched and self._view.unchanged:
+            return NOTHING  # most shards, most cycles: no generation to open and apply
         sealed = Sealed(self._view.seal(), list(self._touched.values()))
         self._touched = {}
         return sealed
 
     def applied(self, sealed: Sealed, checkpoint: int | None) -> list[Execution]:
         """Write a committed generation to the store; returns the executions it touched."""
+        if sealed is NOTHING:
+            self._view.move_checkpoint(checkpoint)
+            return []
         self._view.apply(sealed.generation, checkpoint)
         self._shrink()
         return sealed.touched

@@ -163,21 +163,29 @@ def frame(headers: Headers, value: bytes) -> bytes:
 
 def unframe(buf: bytes) -> tuple[Headers, bytes]:
     """Inverse of :func:`frame`."""
-    count = int.from_bytes(buf[:2], "big")
+    u16, u32 = _U16.unpack_from, _U32.unpack_from
+    (count,) = u16(buf)
     at = 2
     headers: Headers = []
     for _ in range(count):
-        size = int.from_bytes(buf[at : at + 2], "big")
-        name = buf[at + 2 : at + 2 + size].decode()
-        at += 2 + size
-        length = int.from_bytes(buf[at : at + 4], "big")
-        at += 4
+        (size,) = u16(buf, at)
+        raw = buf[at + 2 : at + 2 + size]
+        name = _READ_NAMES.get(raw)
+        if name is None:
+            name = raw.decode()
+            if len(_READ_NAMES) < 64:  # as for _NAMES
+                _READ_NAMES[raw] = name
+        (length,) = u32(buf, at + 2 + size)
+        at += 6 + size
         if length == _NONE_LEN:
             headers.append((name, None))
         else:
             headers.append((name, buf[at : at + length]))
             at += length
     return headers, buf[at:]
+
+
+_READ_NAMES: dict[bytes, str] = {}
 
 
 def snapshot_key(workflow_id: str) -> bytes:

@@ -82,6 +82,17 @@ class StoreView:
             self.store.write(sealed.puts, checkpoint)
         self._gens.pop(0)
 
+    @property
+    def unchanged(self) -> bool:
+        """Nothing written since the last applied generation (none sealed waits either)."""
+        return len(self._gens) == 1 and not self._gens[0].puts
+
+    def move_checkpoint(self, checkpoint: int | None) -> None:
+        """A transaction that changed nothing in this store committed (sealed while
+        :attr:`unchanged`): only its history offset, if any, is written."""
+        if checkpoint is not None:
+            self.store.write({}, checkpoint)
+
     def apply_open(self) -> None:
         """Write the open generation at once (a standby copy: nothing to commit)."""
         if len(self._gens) == 1:
