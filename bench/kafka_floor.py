@@ -17,13 +17,15 @@ answer. A server process answers them the way the engine answers a command:
 It prints the round trip's p50/p90/p99 and, for ``txn``, the server's mean time in
 each step of a commit. A three-step saga makes seven such hops in a row, one of them
 committed, so these two figures bound what any engine on Kafka transactions can
-reach here. Starts a broker from the jars unless KAFKA_BOOTSTRAP_SERVERS is set.
+reach here. Starts a broker from the jars unless KAFKA_BOOTSTRAP_SERVERS is set;
+FLOOR_FETCH_WAIT_MS sets both consumers' ``fetch.wait.max.ms`` (default 100).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import struct
 import subprocess
@@ -38,7 +40,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from orchestrator.log.consuming import consume_available
 
 ROOT = Path(__file__).resolve().parents[1]
-FETCH_WAIT_MS = int(__import__("os").environ.get("FLOOR_FETCH_WAIT_MS", "100"))
+FETCH_WAIT_MS = int(os.environ.get("FLOOR_FETCH_WAIT_MS", "100"))
 
 
 def _topics(bootstrap: str, prefix: str) -> tuple[str, str]:
@@ -93,7 +95,7 @@ def serve(bootstrap: str, prefix: str, mode: str, seconds: float) -> None:
             steps["produce"].append(time.monotonic() - began)
             continue
         sent = time.monotonic()
-        end = max(m.offset() for m in msgs) + 1  # type: ignore[type-var]
+        end = max(m.offset() or 0 for m in msgs) + 1
         producer.send_offsets_to_transaction(
             [TopicPartition(requests, 0, end)], consumer.consumer_group_metadata(), 10
         )
@@ -164,7 +166,8 @@ def run_client(bootstrap: str, prefix: str, mode: str, rate: float, seconds: flo
         f"mean {statistics.fmean(rtts):.1f} ms"
     )
     if steps:
-        print("server, mean per answer batch: " + ", ".join(f"{k} {v:.2f} ms" for k, v in steps.items()))
+        means = ", ".join(f"{k} {v:.2f} ms" for k, v in steps.items())
+        print(f"server, mean per answer batch: {means}")
     print(f"command: {' '.join(sys.argv)}")
 
 
@@ -179,8 +182,6 @@ def main() -> None:
     if args.serve:
         serve(args.bootstrap, args.serve, args.mode, 3.0)
         return
-    import os
-
     bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if bootstrap:
         run_client(bootstrap, f"floor-{uuid.uuid4().hex[:8]}", args.mode, args.rate, args.seconds)
@@ -189,7 +190,8 @@ def main() -> None:
     from orchestrator.devstack import providers
 
     with providers.kafka() as kafka:
-        run_client(kafka.bootstrap, f"floor-{uuid.uuid4().hex[:8]}", args.mode, args.rate, args.seconds)
+        prefix = f"floor-{uuid.uuid4().hex[:8]}"
+        run_client(kafka.bootstrap_servers, prefix, args.mode, args.rate, args.seconds)
 
 
 if __name__ == "__main__":
