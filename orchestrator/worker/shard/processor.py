@@ -130,13 +130,6 @@ class ProcessorOptions:
     #: batch waits for its commit anyway, and one producer sending in large batches
     #: keeps the broker's and the workers' work per task low)
     early_dispatch_below: int = 200
-    #: while no commit is in flight, a batch that only writes history (no reply,
-    #: command, task or dead letter: nobody outside the engine waits for it, and its
-    #: early tasks are out already) waits up to this long for more before it is
-    #: committed. Fewer, fuller transactions at low load: the commit thread is then
-    #: free more often when a batch someone waits for (a run's close and its reply)
-    #: is decided. 0: commit every batch at once
-    commit_hold_ms: float = 10.0
 
 
 @dataclass
@@ -242,10 +235,6 @@ class ShardProcessor:
         # the batch for the next transaction: records to write (decided, or produced by
         # a restore) and the commands' offsets consumed (per partition), and how many
         self._pending: list[OutRecord] = []
-        #: whether the gathered batch holds a record someone outside the engine waits for
-        self._urgent = False
-        #: when the batch gathered now got its first record or offset (monotonic s)
-        self._gathered_since: float | None = None
         self._offsets: dict[int, int] = {}
         self._batch_in = 0
         self._due_turn = 0  # which shard fires due work first in the next cycle
@@ -529,7 +518,6 @@ class ShardProcessor:
     def _finish_restore(self, partition: int) -> None:
         restoring = self._restoring[partition]
         self._pending += restoring.handler.restored(now_ms())
-        self._urgent = True
         del self._restoring[partition]
         self._shards[partition] = restoring.handler
         stats = RestoreStats(
@@ -658,10 +646,7 @@ class ShardProcessor:
         if self._committing():
             wait = _GATHER_POLL_S
         elif self._gathered():
-            held = self._hold_left()
-            if held <= 0:
-                return 0.0  # a batch is ready and nothing is being committed: go
-            wait = min(wait, held)
+            return 0.0  # a batch is ready and nothing is being committed: go
         if len(self._pending) >= self.options.due_backlog_records:
             return wait  # due work waits for the commit in flight (see _fire_due)
         due = [d for d in (h.next_due_ms() for h in self._shards.values()) if d is not None]
@@ -709,15 +694,11 @@ class ShardProcessor:
             self._fire_due(now)
             self._check_stores()
             self.metrics.decide_ms_total += (time.monotonic() - began) * 1000
-            if self._gathered_since is None and self._gathered():
-                self._gathered_since = began
             if self._committing() and not self._rebuild:
                 return 0  # keep gathering: the batch goes as soon as this commit is done
             self._settle()
             if self._failure is not None:
                 raise self._failure  # the batch was decided on state that is now undone
-            if self._hold_left() > 0 and not self._rebuild:
-                return 0  # history only, and young: wait for more (commit_hold_ms)
             handed = self._hand_over()
         except (KafkaException, ShardStateLost) as exc:
             self._recover(exc)
@@ -784,28 +765,18 @@ class ShardProcessor:
     def _gather(self, records: list[OutRecord]) -> None:
         """Add decided records to the next transaction's batch; activity tasks go out
         at once when early dispatch is on (they count in the batch all the same)."""
-        history = self.layout.history
         if self._dispatch is None or len(self._pending) >= self.options.early_dispatch_below:
             self._pending += records
-            self._urgent = self._urgent or any(rec.topic != history for rec in records)
             return
         for rec in records:
             if self._dispatch.is_task(rec):
                 self._dispatch.send(rec)
             else:
                 self._pending.append(rec)
-                self._urgent = self._urgent or rec.topic != history
-
-    def _hold_left(self) -> float:
-        """How much longer (s) the gathered batch may wait for more (commit_hold_ms)."""
-        if self._urgent or self._gathered_since is None:
-            return 0.0
-        return self._gathered_since + self.options.commit_hold_ms / 1000 - time.monotonic()
 
     def _take_batch(self) -> tuple[list[OutRecord], dict[int, int], EarlyBatch | None]:
         out, offsets = self._pending, self._offsets
         self._pending, self._offsets, self._batch_in = [], {}, 0
-        self._urgent, self._gathered_since = False, None
         early = self._dispatch.take() if self._dispatch is not None else None
         return out, offsets, early
 
