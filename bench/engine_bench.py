@@ -33,6 +33,7 @@ from orchestrator.converter import DataConverter
 from orchestrator.devstack import providers
 from orchestrator.log.consuming import consume_available
 from orchestrator.log.partitioner import shard_for
+from orchestrator.log.producing import PROMPT_PRODUCER
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
@@ -300,7 +301,8 @@ def main() -> None:
             watcher = ReplyWatcher(kafka.bootstrap_servers, layout.replies)
             watcher.start()
             time.sleep(1)
-            producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 2})
+            # the settings of the project's client (orchestrator/log/producing.py)
+            producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, **PROMPT_PRODUCER})
             # (a max-rate run warms up with as many sagas as ~400/s would send meanwhile)
             warmup = max(args.warmup, int((args.rate or 400) * args.warmup_s))
             if warmup:
