@@ -66,6 +66,9 @@ _FENCED_WINDOW_S = 60.0
 #: how long a fetch waits while a commit is in flight, so that the batch gathered
 #: meanwhile is handed over within about this long of the commit's end
 _GATHER_POLL_S = 0.002
+#: the longest a cached copy of the consumer's group metadata is used (see
+#: ShardProcessor._group_metadata)
+_GROUP_METADATA_TTL_S = 1.0
 
 
 def default_worker_id() -> str:
@@ -235,6 +238,8 @@ class ShardProcessor:
         # the batch for the next transaction: records to write (decided, or produced by
         # a restore) and the commands' offsets consumed (per partition), and how many
         self._pending: list[OutRecord] = []
+        self._group_meta: Any = None
+        self._group_meta_at = 0.0
         self._offsets: dict[int, int] = {}
         self._batch_in = 0
         self._due_turn = 0  # which shard fires due work first in the next cycle
@@ -319,6 +324,7 @@ class ShardProcessor:
                 f"--worker-id {self.options.worker_id!r}?"
             )
         log.error("consumer fenced (%s); joining the group again with a new one", err.str())
+        self._group_meta = None
         old = self._consumer
         try:
             old.close()
@@ -348,9 +354,25 @@ class ShardProcessor:
 
     # --- rebalancing ------------------------------------------------------------
 
+    def _group_metadata(self) -> Any:
+        """The consumer's group metadata for ``send_offsets_to_transaction``, cached:
+        librdkafka answers the call from its main thread while the caller holds the GIL
+        (about 0.2 ms in a busy worker, once per transaction). It changes with the
+        group's generation, so the copy is dropped on every rebalance callback,
+        consumer replacement and recovery, and is at most a second old. A copy older
+        than the consumer's own generation cannot weaken the zombie fence: the broker
+        refuses an old generation either way (the transaction aborts and recovery
+        takes a fresh copy)."""
+        now = time.monotonic()
+        if self._group_meta is None or now - self._group_meta_at > _GROUP_METADATA_TTL_S:
+            self._group_meta = self._consumer.consumer_group_metadata()
+            self._group_meta_at = now
+        return self._group_meta
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Restore happens in the cycles, a slice at a time, while the processor goes on
         # serving its other shards: a new shard's commands wait (paused) until then.
+        self._group_meta = None  # a new generation
         if not partitions:
             return
         consumer.incremental_assign(partitions)
@@ -362,6 +384,7 @@ class ShardProcessor:
         # batch is gathered: commit both before the shards go (their next owner must
         # find it all committed, or aborted: a failure is recovered from in the next
         # cycle, as Kafka Streams commits revoked tasks), then drop their state.
+        self._group_meta = None  # a rebalance: the generation changes
         self._commit_now()
         discard = self._failure is not None
         for tp in partitions:
@@ -794,7 +817,7 @@ class ShardProcessor:
                 # replays that recover runs), so it goes to the stores now
                 self._apply_seals(self._seal(), {})
             return 0
-        group = self._consumer.consumer_group_metadata() if self._offsets else None
+        group = self._group_metadata() if self._offsets else None
         out, offsets, early = self._take_batch()
         self._commit_started = time.monotonic()
         self._in_flight_seals = self._seal()
@@ -833,7 +856,7 @@ class ShardProcessor:
         self._settle()
         if self._failure is not None or not self._gathered():
             return
-        group = self._consumer.consumer_group_metadata() if self._offsets else None
+        group = self._group_metadata() if self._offsets else None
         out, offsets, early = self._take_batch()
         seals = self._seal()
         try:
@@ -1005,6 +1028,7 @@ class ShardProcessor:
         shard from the log, wiping the stores that failed."""
         self._settle()  # nothing may use the producer while it is aborted or replaced
         self._failure = None
+        self._group_meta = None
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
         log.warning("%s; rebuilding owned shards from history", exc)
         self.metrics.aborted += 1

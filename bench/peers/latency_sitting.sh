@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 17's latency comparison in one sitting: our three-step saga (task-queue steps)
+# at 50/s and 250/s beside DBOS at 50/s and LittleHorse at 50/s and 20/s, REPEAT rounds
+# (default 2), round-robin, one run at a time, `uptime` before each. Needs the peers'
+# packages (`make bench-peers` installs them and sets LittleHorse up); a peer that is
+# missing is reported as SKIPPED and the others still run.
+#
+#   bench/peers/latency_sitting.sh            (REPEAT=3 bench/peers/latency_sitting.sh)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+REPEAT=${REPEAT:-2}
+echo "command: bench/peers/latency_sitting.sh (REPEAT=$REPEAT) at $(git rev-parse --short HEAD)"
+have() { $PY -c "import $1" 2>/dev/null; }
+run() {  # label, command...
+    local label=$1; shift
+    echo "=== $label | $(uptime | sed 's/.*load/load/')"
+    timeout 600 "$@" 2>&1 | grep -E "^(throughput|latency|cpu per)" || echo "(run failed)"
+}
+lh=1; have littlehorse || { echo "SKIPPED littlehorse: python client missing"; lh=0; }
+[ -d .cache/peers/littlehorse ] || { echo "SKIPPED littlehorse: not set up (bench/peers/setup_littlehorse.sh)"; lh=0; }
+dbos=1; have dbos || { echo "SKIPPED dbos: package missing"; dbos=0; }
+for i in $(seq "$REPEAT"); do
+    run "ours 50/s ($i)" $PY bench/engine_bench.py --sagas 1000 --workflow bench.three_step --task-queue-workers 1 --rate 50
+    [ $dbos = 1 ] && run "dbos 50/s ($i)" $PY bench/peers/dbos_bench.py --workflows 1500 --rate 50
+    [ $lh = 1 ] && run "littlehorse 50/s ($i)" $PY bench/peers/littlehorse_bench.py --workflows 750 --rate 50
+    [ $lh = 1 ] && run "littlehorse 20/s ($i)" $PY bench/peers/littlehorse_bench.py --workflows 600 --rate 20
+    run "ours 250/s ($i)" $PY bench/engine_bench.py --sagas 3000 --workflow bench.three_step --task-queue-workers 1 --rate 250
+done
