@@ -98,6 +98,9 @@ def main(log_level: str) -> None:
 
 #: how long ``saga worker`` retries its start-up topic check while Kafka is unreachable
 _TOPICS_RETRY_S = 120.0
+#: the exit status of a worker that ended itself because a thread was stuck (the engine's
+#: watchdog, or a stop past its deadline): a supervisor restarts it
+WATCHDOG_EXIT = 70
 
 
 def _ensure_topics_retried(
@@ -356,7 +359,7 @@ def worker(
             # a thread stuck inside librdkafka cannot be interrupted: crash-only
             log.critical("engine cycle stuck for %.0fs; exiting so a restart fences it", stalled)
             faulthandler.dump_traceback(sys.stderr, all_threads=True)  # where it was stuck
-            os._exit(70)
+            os._exit(WATCHDOG_EXIT)
     _shut_down(activity_workers, batch_workers, running, projectors)
     close_metrics()
     if failed is not None:
@@ -370,6 +373,9 @@ def _shut_down(
     running: list[EngineWorker],
     projectors: list[BackgroundRunner],
 ) -> None:
+    from orchestrator.worker.exit_deadline import STOP_DEADLINE_S, exit_after
+
+    exit_after(STOP_DEADLINE_S, WATCHDOG_EXIT)  # whatever this stop finds stuck
     for aw in activity_workers:
         aw.stop()  # stop fetching, drain in-flight attempts, commit
     for b in batch_workers:  # before the engine: their pages wait for its answers

@@ -30,8 +30,14 @@ queue is held, not started: no attempt, no outcome, its offset unfinished. Other
 types keep flowing. On unpause the held tasks start in the order they came. At
 most ``max_held`` tasks are held; at that bound the worker stops fetching.
 
+Fenced: when the group fences the task queue's consumer (a static member whose
+``group_instance_id`` another consumer joined under, orchestrator/worker/fencing.py),
+the worker replaces it with a new one that joins again, as the engine does.
+
 Every Kafka call happens on the event loop thread (polls never block), so the
-consumers, the producer and the rebalance callbacks need no locks.
+consumers, the producer and the rebalance callbacks need no locks. The exception: on
+stop, the last commit and the close run on a helper thread, bounded, while the loop
+thread waits for them.
 """
 
 from __future__ import annotations
@@ -83,8 +89,14 @@ from orchestrator.worker.activity_runner import (
     is_cancellation,
     is_timeout,
 )
+from orchestrator.worker.fencing import (
+    FenceLimit,
+    close_in_background,
+    fences_the_consumer,
+    finish_within,
+)
 from orchestrator.worker.group_watch import GroupWatch
-from orchestrator.worker.membership import GroupConsumer, member_config
+from orchestrator.worker.membership import LEAVE_TIMEOUT_S, GroupConsumer, member_config
 from orchestrator.worker.offsets import ContiguousOffsetTracker
 from orchestrator.worker.shard.dlq import REASON_HEADER, SOURCE_HEADER
 from orchestrator.worker.shard.records import headers_of
@@ -99,6 +111,8 @@ _IDLE_SLEEP_S = (0.0005, 0.002)  # adaptive sleep between empty polls: min, max 
 #: adaptive sleep cost 5% of a core per idle worker)
 _IDLE_BLOCK_S = 0.1
 _METADATA_TIMEOUT_S = 30.0
+#: how long a stopping worker waits for its last commit and for leaving the group
+_CLOSE_TIMEOUT_S = LEAVE_TIMEOUT_S + 5.0
 _SAMPLE_INTERVAL_S = 2.0  # lag and in-flight gauges, when metrics are exported
 
 
@@ -257,6 +271,9 @@ class ActivityWorker:
         self._running_attempts: dict[AttemptKey, list[AttemptCancel]] = {}
         self._shards = 0
         self._consumer: Consumer | None = None
+        self._fences = FenceLimit(
+            f"the consumer of task queue {task_queue!r}", self.options.group_instance_id
+        )
         self._producer: Producer | None = None
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -277,21 +294,7 @@ class ActivityWorker:
                 "client.id": f"activity-worker-{self.identity}",
             }
         )
-        consumer = GroupConsumer(  # leaves the group on close, static member or not
-            {
-                **self._kafka,
-                "group.id": self.group_id,
-                **member_config(opts.group_instance_id),
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": opts.session_timeout_ms,
-                "fetch.wait.max.ms": opts.fetch_wait_max_ms,
-                "client.id": f"activity-worker-{self.identity}",
-            }
-        )
+        consumer = self._new_consumer()
         self._producer, self._consumer = producer, consumer
         loop = asyncio.get_running_loop()
         self._shards = await loop.run_in_executor(None, self._partitions_of_commands, producer)
@@ -335,12 +338,7 @@ class ActivityWorker:
             heartbeat_throttle_s=opts.heartbeat_throttle_s,
             default_start_to_close_s=opts.default_start_to_close_s,
         )
-        consumer.subscribe(
-            [self.topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self._subscribe(consumer)
         log.info("activity worker %s consuming %s", self.identity, self.topic)
         watch = None
         if opts.group_watch_interval_s is not None:
@@ -349,7 +347,7 @@ class ActivityWorker:
             )
             watch.start()
         try:
-            await self._consume(consumer, producer, runner, cancels)
+            await self._consume(producer, runner, cancels)
             await self._drain(producer, cancels)
         finally:
             if watch is not None:
@@ -357,10 +355,9 @@ class ActivityWorker:
             for task in self._tasks:
                 task.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
-            self._commit(sync=True)
+            self._close_consumer()
             cancels.close()
             pauses.close()
-            consumer.close()
             producer.flush(5)
             self._producer = self._consumer = None
             log.info("activity worker %s stopped: %s", self.identity, self.stats)
@@ -396,6 +393,66 @@ class ActivityWorker:
         self.stop()
         self.join(self.options.drain_timeout_s + 15)
 
+    # --- the task queue's consumer --------------------------------------------------
+
+    def _new_consumer(self) -> Consumer:
+        opts = self.options
+        return GroupConsumer(  # leaves the group on close, static member or not
+            {
+                **self._kafka,
+                "group.id": self.group_id,
+                **member_config(opts.group_instance_id),
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": opts.session_timeout_ms,
+                "fetch.wait.max.ms": opts.fetch_wait_max_ms,
+                "client.id": f"activity-worker-{self.identity}",
+            }
+        )
+
+    def _subscribe(self, consumer: Consumer) -> None:
+        consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def _rejoin_if_fenced(self, msg: Message) -> bool:
+        """If ``msg`` says the group fenced our consumer (orchestrator/worker/fencing.py),
+        replace it with a new one that joins again, and say so. The tasks it had fetched
+        are dropped (the attempts running go on, but their offsets are not committed:
+        the partitions' next owner runs them again, as after a lost assignment)."""
+        error = msg.error()
+        if error is None or not fences_the_consumer(error):
+            return False
+        self._fences.fenced(error)  # raises if fenced over and over
+        old = self._consumer
+        if old is None:
+            return True
+        self._forget(sorted(self._assigned))
+        self._consumer = self._new_consumer()  # from now on, old's callbacks are ignored
+        self._subscribe(self._consumer)
+        # not waited for: see ShardProcessor._replace_fenced_consumer
+        close_in_background(old, "fenced-consumer-close")
+        return True
+
+    def _close_consumer(self) -> None:
+        """Commit the finished offsets and leave the group, both bounded: with a broker
+        down, a synchronous commit or a close can block in librdkafka."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+
+        def commit_and_close() -> None:
+            self._commit(sync=True)
+            consumer.close()  # its revocation runs here, while the loop waits for it
+
+        finish_within(commit_and_close, "activity-consumer-close", _CLOSE_TIMEOUT_S)
+
     # --- the loop -----------------------------------------------------------------
 
     async def _catch_up(self, cancels: CancelReader) -> None:
@@ -429,7 +486,6 @@ class ActivityWorker:
 
     async def _consume(
         self,
-        consumer: Consumer,
         producer: Producer,
         runner: AttemptRunner,
         cancels: CancelReader,
@@ -441,6 +497,8 @@ class ActivityWorker:
         next_commit = time.monotonic() + opts.commit_interval_s
         next_sample = time.monotonic()
         while not self._stop.is_set():
+            consumer = self._consumer
+            assert consumer is not None  # set while the loop runs
             producer.poll(0)  # delivery callbacks: finished offsets
             self._apply_cancels(cancels.poll())  # before starting what they may cancel
             self._apply_pauses()
@@ -463,6 +521,8 @@ class ActivityWorker:
             messages = self._wait_for_tasks(consumer) if waiting else []
             messages += consumer.consume(opts.fetch_batch - len(messages), 0)
             for msg in messages:
+                if self._rejoin_if_fenced(msg):
+                    break  # what else the fenced consumer fetched is not ours any more
                 self._accept(msg)
             now = time.monotonic()
             if now >= next_commit:
@@ -526,8 +586,8 @@ class ActivityWorker:
         error = msg.error()
         if error is not None:
             if error.code() == KafkaError._FATAL:
-                # e.g. fenced by another live consumer with our group.instance.id (a
-                # duplicate --worker-id): this consumer fetches nothing more, so stop
+                # a fatal error other than a fencing (see _rejoin_if_fenced): this
+                # consumer fetches nothing more, so stop
                 raise KafkaException(error)
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error on %s: %s", self.topic, error)
@@ -805,6 +865,8 @@ class ActivityWorker:
             self._committed[tp.partition] = tp.offset
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a fenced consumer closing, or a stopped worker's
         self._assigned.update(tp.partition for tp in partitions)
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
         if self._paused:
@@ -812,12 +874,16 @@ class ActivityWorker:
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         revoked = [tp.partition for tp in partitions]
         log.info("revoked %s", sorted(revoked))
         self._commit(sync=True, only=revoked)
         self._forget(revoked)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         lost = [tp.partition for tp in partitions]
         log.warning("lost %s (their running tasks will be re-delivered elsewhere)", sorted(lost))
         self._forget(lost)

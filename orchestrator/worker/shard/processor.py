@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +46,20 @@ from orchestrator.log.dlq_tools import REASON_HEADER
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import EngineMetrics, ShardGauges
+from orchestrator.worker.fencing import (
+    FenceLimit,
+    close_in_background,
+    fences_the_consumer,
+    finish_within,
+)
 from orchestrator.worker.group_watch import GroupWatch
-from orchestrator.worker.membership import GroupConsumer, instance_id, member_config
+from orchestrator.worker.membership import (
+    LEAVE_TIMEOUT_S,
+    GroupConsumer,
+    instance_id,
+    member_config,
+)
+from orchestrator.worker.shard.commit_thread import CommitThread
 from orchestrator.worker.shard.contract import HandlerFactory, ShardHandler
 from orchestrator.worker.shard.dispatch import EarlyBatch, EarlyDispatch
 from orchestrator.worker.shard.dlq import dead_letter
@@ -60,9 +72,8 @@ _RESTORE_SLICE_S = 0.2
 
 log = logging.getLogger(__name__)
 
-#: more fencings of the engine's consumer than this within the window stop the worker
-_MAX_FENCED = 3
-_FENCED_WINDOW_S = 60.0
+#: how long a stopping processor waits for its consumer to leave the group and close
+_CLOSE_TIMEOUT_S = LEAVE_TIMEOUT_S + 5.0
 #: how long a fetch waits while a commit is in flight, so that the batch gathered
 #: meanwhile is handed over within about this long of the commit's end
 _GATHER_POLL_S = 0.002
@@ -247,7 +258,11 @@ class ShardProcessor:
         self._lost: set[int] = set()  # a handler's local store failed: wipe and rebuild
         self._reader = HistoryReader(kafka_config, layout.history)
         self._consumer = self._new_consumer()
-        self._fenced_at: list[float] = []  # when the group fenced our consumer lately
+        self._fences = FenceLimit(
+            "the engine's consumer", instance_id(self.options.worker_id, "engine")
+        )
+        self._stopping: threading.Event | None = None  # run()'s stop, once running
+        self._abandoned = False  # a stopping processor gave up waiting for its consumer
         self._producer = self._new_producer()
         self._dispatch = (
             EarlyDispatch(kafka_config, layout.task_prefix)
@@ -257,7 +272,7 @@ class ShardProcessor:
         self._in_transaction = False
         self._failed_in_a_row = 0
         # the transaction being committed in the background, and when it started
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="engine-commit")
+        self._committer = CommitThread("engine-commit")
         self._in_flight: Future[dict[int, int]] | None = None
         self._commit_started = 0.0
         self._failure: KafkaException | None = None  # a background commit failed
@@ -310,27 +325,18 @@ class ShardProcessor:
         )
 
     def _replace_fenced_consumer(self, err: KafkaError) -> None:
-        """The group fenced our static member (librdkafka can lose its own member id
-        when the coordinator moves, e.g. a broker failure, and its rejoin under the
-        same ``group.instance.id`` then fences it): that consumer is dead for good, so
-        join again with a new one. Fenced over and over means another live worker has
-        this worker id: stop rather than fence each other forever."""
-        now = time.monotonic()
-        self._fenced_at = [t for t in self._fenced_at if now - t < _FENCED_WINDOW_S] + [now]
-        if len(self._fenced_at) > _MAX_FENCED:
-            raise RuntimeError(
-                f"the engine's consumer was fenced {len(self._fenced_at)} times in "
-                f"{_FENCED_WINDOW_S:.0f} s ({err.str()}): is another worker running with "
-                f"--worker-id {self.options.worker_id!r}?"
-            )
-        log.error("consumer fenced (%s); joining the group again with a new one", err.str())
+        """The group fenced our static member (orchestrator/worker/fencing.py): that
+        consumer is dead for good, so join again with a new one. Fenced over and over
+        means another live worker has this worker id: stop rather than fence it back."""
+        self._fences.fenced(err)
         self._group_meta = None
         old = self._consumer
-        try:
-            old.close()
-        except (KafkaException, RuntimeError) as close_error:
-            log.warning("closing the fenced consumer: %s", close_error)
-        self._consumer = self._new_consumer()
+        self._consumer = self._new_consumer()  # from now on, old's callbacks are ignored
+        # Closed on a daemon thread, not waited for: a close of a consumer in a fatal state
+        # has returned at once in every test, but librdkafka's close can block on a broker
+        # that is down, and this thread has shards to serve. Not closing it at all would
+        # leak its threads and sockets for good.
+        close_in_background(old, "fenced-consumer-close")
         self._subscribe()
 
     def _new_producer(self) -> Producer:
@@ -373,7 +379,7 @@ class ShardProcessor:
         # Restore happens in the cycles, a slice at a time, while the processor goes on
         # serving its other shards: a new shard's commands wait (paused) until then.
         self._group_meta = None  # a new generation
-        if not partitions:
+        if not partitions or not self._serves(consumer):
             return
         consumer.incremental_assign(partitions)
         consumer.pause(partitions)
@@ -385,8 +391,18 @@ class ShardProcessor:
         # find it all committed, or aborted: a failure is recovered from in the next
         # cycle, as Kafka Streams commits revoked tasks), then drop their state.
         self._group_meta = None  # a rebalance: the generation changes
-        self._commit_now()
-        discard = self._failure is not None
+        if not self._serves(consumer):
+            return  # a fenced consumer closing: its shards are dropped already
+        stuck = False
+        try:
+            self._commit_now()
+        except CommitStuckError as exc:
+            # the shards go all the same: their next owner finds that transaction aborted
+            # (by the broker, after transaction.timeout.ms); a running processor stops at
+            # its next wait for the commit, a stopping one goes on stopping
+            log.error("%s; giving shards up without it", exc)  # noqa: TRY400 - no use
+            stuck = True
+        discard = self._failure is not None or stuck
         for tp in partitions:
             handler = self._shards.pop(tp.partition, None)
             if handler is not None:
@@ -399,6 +415,11 @@ class ShardProcessor:
         log.info(
             "shards revoked: %s; owning %s", [tp.partition for tp in partitions], self.owned_shards
         )
+
+    def _serves(self, consumer: Consumer) -> bool:
+        """Whether a rebalance callback comes from the consumer in use (not from a fenced
+        one closing on another thread, nor from one a stopping processor gave up on)."""
+        return consumer is self._consumer and not self._abandoned
 
     def _true_end(self, partition: int) -> int:
         """The history partition's true end, retried while the cluster recovers (a
@@ -564,6 +585,7 @@ class ShardProcessor:
 
     def run(self, stop: threading.Event) -> None:
         """Process until ``stop`` is set, then leave the group cleanly."""
+        self._stopping = stop
         self._subscribe()
         watch = None
         if self.options.group_watch_interval_s is not None:
@@ -592,10 +614,20 @@ class ShardProcessor:
             self._shut_down()
 
     def _shut_down(self) -> None:
-        """Commit what is gathered, leave the group, close shards, stores and clients."""
-        self._commit_now()
-        self._consumer.close()  # (its revocation commits nothing more: all is done)
-        if self._failure is not None and self._in_transaction:
+        """Commit what is gathered, leave the group, close shards, stores and clients;
+        every step that waits on the cluster is bounded."""
+        try:
+            self._commit_now()
+        except CommitStuckError as exc:
+            # its transaction stays open until the broker aborts it (transaction.timeout.ms)
+            # or this worker id starts again; the log is the truth, nothing is lost
+            log.error("%s; stopping without it", exc)  # noqa: TRY400 - its stack is no use
+        stuck = self._committing()
+        # (its revocation commits nothing more: all is done; it runs on the closing thread
+        # while this one waits, and not at all once this one has given up waiting)
+        if not finish_within(self._consumer.close, "engine-consumer-close", _CLOSE_TIMEOUT_S):
+            self._abandoned = True
+        if self._failure is not None and self._in_transaction and not stuck:
             # abort now rather than leave readers of these partitions stalled until
             # the transaction times out
             with contextlib.suppress(KafkaException):
@@ -612,8 +644,9 @@ class ShardProcessor:
         self._reader.close()
         if self._standby_reader is not None:
             self._standby_reader.close()
-        self._committer.shutdown()
-        self._producer.flush(10)
+        self._committer.shutdown(0.0 if stuck else self.options.call_timeout_s)
+        if not stuck:  # else the producer is busy in the stuck call
+            self._producer.flush(10)
         if self._dispatch is not None:
             self._dispatch.close()
 
@@ -851,33 +884,50 @@ class ShardProcessor:
                 self._lost.add(partition)
 
     def _commit_now(self) -> None:
-        """Finish the commit in flight, then commit the gathered batch in this thread
-        (a revocation: the shards' next owner must find all of it committed)."""
+        """Finish the commit in flight, then commit the gathered batch and wait for it
+        (a revocation: the shards' next owner must find all of it committed). The commit
+        runs on the commit thread all the same, so that a wait for it is bounded."""
         self._settle()
         if self._failure is not None or not self._gathered():
             return
-        group = self._group_metadata() if self._offsets else None
-        out, offsets, early = self._take_batch()
-        seals = self._seal()
-        try:
-            ends = self._commit(out, offsets, group, early)
-        except KafkaException as exc:
-            self._failure = exc  # recovered from in the next cycle
-            return
-        self._apply_seals(seals, ends)
+        self._hand_over()
+        self._settle()
 
     def _settle(self) -> None:
-        """Wait for the transaction in flight; keep its failure for :meth:`_recover`."""
-        in_flight, self._in_flight = self._in_flight, None
-        seals, self._in_flight_seals = self._in_flight_seals, {}
+        """Wait for the transaction in flight; keep its failure for :meth:`_recover`.
+        Raises :class:`CommitStuckError` if it overran its calls' timeouts (see _wait_for)."""
+        in_flight = self._in_flight
         if in_flight is None:
             return
+        self._wait_for(in_flight)
+        self._in_flight = None
+        seals, self._in_flight_seals = self._in_flight_seals, {}
         try:
             ends = in_flight.result()
         except KafkaException as exc:
             self._failure = exc
             return
         self._apply_seals(seals, ends)
+
+    def _wait_for(self, in_flight: Future[dict[int, int]]) -> None:
+        """Wait for the commit in flight, but not forever: each of its calls has a
+        timeout, yet librdkafka has been seen to block in one past it (while the group
+        coordinator is down). A processor asked to stop waits ``call_timeout_s`` from
+        the commit's start; a running one four times that (past the calls' timeouts
+        added up, and past ``saga worker``'s 45 s watchdog, which exits for a restart),
+        after which it stops: only a new producer with our transactional id (a restart)
+        can end a transaction stuck in the old one."""
+        while True:
+            stopping = self._stopping is not None and self._stopping.is_set()
+            limit = self.options.call_timeout_s * (1 if stopping else 4)
+            left = limit - (time.monotonic() - self._commit_started)
+            if futures.wait([in_flight], min(0.5, max(0.0, left))).done:
+                return
+            if left <= 0:
+                running = time.monotonic() - self._commit_started
+                raise CommitStuckError(
+                    f"the transaction in flight has been committing for {running:.0f}s"
+                )
 
     def _route(self, msg: InRecord, partition: int, now: int) -> list[OutRecord]:
         key = msg.key
@@ -1052,7 +1102,7 @@ class ShardProcessor:
         self._in_flight_seals = {}
         self._take_batch()  # decided on state that is gone; the rewind reads it again
         self._rebuild.clear()
-        if err is not None and _fences_the_consumer(err):
+        if err is not None and fences_the_consumer(err):
             self._replace_fenced_consumer(err)  # its assignment restores the shards
             return
         committed = self._consumer.committed(
@@ -1086,12 +1136,8 @@ class ShardProcessor:
         return {tp.partition for tp in self._consumer.assignment() if tp.topic == commands}
 
 
-def _fences_the_consumer(err: KafkaError) -> bool:
-    """The group fenced our consumer (as a transaction's offsets commit, or as a fatal
-    error served by the consumer itself)."""
-    if err.code() == KafkaError.FENCED_INSTANCE_ID:
-        return True
-    return err.code() == KafkaError._FATAL and "consumer" in err.str().lower()
+class CommitStuckError(RuntimeError):
+    """The transaction in flight overran every timeout of its calls: stuck in librdkafka."""
 
 
 def _reasons(dead: list[OutRecord]) -> list[str]:

@@ -1,0 +1,239 @@
+"""A worker whose static consumers the group fences joins again and goes on serving.
+
+The group fences a static member when another consumer joins under its
+``group.instance.id``: a duplicate ``--worker-id``, or librdkafka itself, whose rejoin
+after the group coordinator moved (a broker failure) can fence its own member. Here a
+second client joins the engine's group and the task queue's group under the worker's
+instance ids, as that rejoin does. The worker must replace both consumers, take its
+partitions back, finish a saga started afterwards, and still stop promptly on SIGTERM
+(orchestrator/worker/fencing.py).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from orchestrator.converter import DataConverter
+from orchestrator.log.partitioner import shard_for
+from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.serde import records as rec
+from orchestrator.serde.wire import WireFormat
+from tests.integration.restart_sagas import QUEUE
+from tests.integration.saga_process import saga_env
+from tests.integration.test_worker_restart import Worker, logs_of, outcomes, wait_for
+
+pytestmark = pytest.mark.integration
+SHARDS = 4
+#: a saga started after the fencing finishes within this long (measured 0.01-0.04 s in
+#: 3 runs: by then the worker has joined again, which is what fenced the intruder)
+SERVE_BOUND_S = 30.0
+#: SIGTERM to exit (measured 0.5-0.9 s; an activity worker drains at most 30 s, none
+#: run here)
+STOP_BOUND_S = 10.0
+#: ... and with the engine's commit stuck: the 15 s it is given from its start, then the
+#: rest of the stop (measured 15.0-16.0 s)
+HELD_STOP_BOUND_S = 30.0
+WIRE, CONV = WireFormat(), DataConverter()
+
+
+def _member(bootstrap: str, group: str, instance: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "group.instance.id": instance,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+            "enable.auto.commit": False,
+        }
+    )
+
+
+def _fatal_error(consumer: Consumer, timeout_s: float) -> KafkaError | None:
+    """Poll until the consumer serves a fatal error (it was fenced), or None."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.1)
+        if msg is not None and msg.error() is not None and msg.error().code() == KafkaError._FATAL:
+            return msg.error()  # type: ignore[no-any-return]
+    return None
+
+
+def _timed(call: Any) -> tuple[float, Any]:
+    began = time.monotonic()
+    try:
+        outcome = call()
+    except KafkaException as exc:
+        outcome = exc
+    return time.monotonic() - began, outcome
+
+
+def test_a_fenced_consumer_fails_fast_and_closes_at_once(
+    kafka_config: dict[str, Any], admin: AdminClient, unique: str
+) -> None:
+    """What librdkafka does with a static consumer fenced by a second one (the worker's
+    handling rests on it): the fatal error is served once, every call after it returns
+    at once, and ``close`` does not block."""
+    topic, group = f"fence{unique}", f"g{unique}"
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    bootstrap = kafka_config["bootstrap.servers"]
+    first = _member(bootstrap, group, "same")
+    first.subscribe([topic])
+    deadline = time.monotonic() + 30
+    while not first.assignment():
+        assert time.monotonic() < deadline, "the first member was never assigned"
+        first.poll(0.1)
+    second = _member(bootstrap, group, "same")
+    second.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 30
+        error = None
+        while error is None and time.monotonic() < deadline:
+            second.poll(0.05)
+            error = _fatal_error(first, 0.05)
+        assert error is not None, "the first member was never fenced"
+        assert "fenced" in error.str()
+        assert first.assignment() == []  # dropped, with no revocation callback
+        took, polled = _timed(lambda: first.poll(0.5))
+        assert polled is None and took < 2  # nothing more, no hang
+        took, committed = _timed(
+            lambda: first.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+        )
+        assert isinstance(committed, KafkaException)
+        assert committed.args[0].code() == KafkaError._FATAL
+        assert took < 1
+        took, _ = _timed(first.close)
+        print(f"fenced consumer: commit failed at once, close took {took:.3f}s")  # with -s
+        assert took < 2
+    finally:
+        second.close()
+
+
+def _start(producer: Producer, layout: TopicLayout, wf_id: str) -> None:
+    enc = WIRE.encode_command(
+        rec.StartWorkflow(
+            workflow_id=wf_id,
+            workflow_type="restart.one_step",
+            task_queue=QUEUE,
+            input=CONV.to_payloads([wf_id]),
+        )
+    )
+    producer.produce(
+        layout.commands,
+        key=enc.key,
+        value=enc.value,
+        headers=list(enc.headers),
+        partition=shard_for(wf_id, SHARDS),
+    )
+    producer.flush(10)
+
+
+@pytest.mark.timeout(180)
+def test_a_fenced_worker_joins_again_serves_and_stops_promptly(
+    kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str, tmp_path: Path
+) -> None:
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    ensure_topics(admin, layout, [QUEUE])
+    bootstrap = kafka_config["bootstrap.servers"]
+    worker = Worker("a", saga_env(bootstrap, topic_prefix, SHARDS), tmp_path)
+    worker.start()
+    producer = Producer({**kafka_config, "linger.ms": 0})
+    try:
+        worker.wait_ready()
+        _start(producer, layout, "before")
+        wait_for(kafka_config, layout, {"before"}, 60)
+        assert "before" in outcomes(kafka_config, layout), logs_of(tmp_path)
+
+        worker_id = f"{topic_prefix}-a"
+        groups = {
+            f"{topic_prefix}.engine": (f"{worker_id}.engine", layout.commands),
+            f"{topic_prefix}.activities.{QUEUE}": (
+                f"{worker_id}.tasks.{QUEUE}",
+                layout.task_queue(QUEUE),
+            ),
+        }
+        for group, (instance, topic) in groups.items():
+            # join under the worker's instance id: that fences the worker's consumer;
+            # the worker joining again fences this one in turn
+            intruder = _member(bootstrap, group, instance)
+            intruder.subscribe([topic])
+            fenced_back = _fatal_error(intruder, 30)
+            intruder.close()
+            assert fenced_back is not None, f"the worker never joined {group} again\n" + (
+                logs_of(tmp_path)
+            )
+
+        fenced_at = time.time()
+        _start(producer, layout, "after")
+        wait_for(kafka_config, layout, {"after"}, SERVE_BOUND_S)
+        done = outcomes(kafka_config, layout)
+        assert "after" in done, f"no saga finished after the fencing\n{logs_of(tmp_path)}"
+        print(f"a saga started after the fencing finished in {done['after'] - fenced_at:.2f}s")
+        log = worker.log(1).read_text()
+        assert "the engine's consumer fenced" in log, log[-3000:]
+        assert f"the consumer of task queue '{QUEUE}' fenced" in log, log[-3000:]
+
+        stopped = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        assert worker.proc is not None
+        try:
+            status = worker.proc.wait(STOP_BOUND_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {STOP_BOUND_S}s after SIGTERM\n{logs_of(tmp_path)}")
+        print(f"stopped {time.monotonic() - stopped:.2f}s after SIGTERM")
+        assert status == 0, logs_of(tmp_path)
+    finally:
+        worker.stop()
+
+
+@pytest.mark.timeout(180)
+def test_a_worker_stuck_in_a_commit_still_stops_on_sigterm(
+    kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str, tmp_path: Path
+) -> None:
+    """A transaction stuck in librdkafka (``send_offsets_to_transaction`` ignores its
+    timeout while the group coordinator is down: librdkafka #5456, #5511) must not keep
+    a stopping worker alive: it gives the commit ``call_timeout_s`` (15 s) from its
+    start, then stops without it. Simulated by an engine whose commit never returns."""
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    ensure_topics(admin, layout, [QUEUE])
+    log_path = tmp_path / "held.log"
+    args = ["-m", "tests.integration.held_commit_worker", "worker"]
+    args += ["--sagas", "tests.integration.restart_sagas", "--task-queue", QUEUE]
+    args += ["--worker-id", f"{topic_prefix}-held"]
+    env = saga_env(kafka_config["bootstrap.servers"], topic_prefix, SHARDS)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=out)
+    producer = Producer({**kafka_config, "linger.ms": 0})
+    try:
+        deadline = time.monotonic() + 60
+        while "commit held" not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            if "ready" in log_path.read_text().splitlines():
+                _start(producer, layout, f"held-{int(time.monotonic())}")
+            time.sleep(0.5)
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            status = proc.wait(HELD_STOP_BOUND_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {HELD_STOP_BOUND_S}s after SIGTERM\n"
+                        + log_path.read_text()[-3000:])
+        print(f"stopped {time.monotonic() - stopped:.2f}s after SIGTERM")
+        log = log_path.read_text()
+        assert status == 0, log[-3000:]
+        assert "stopping without it" in log, log[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
