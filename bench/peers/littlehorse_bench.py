@@ -9,8 +9,8 @@
 
 Starts one LittleHorse server (``io.littlehorse.App`` from io.littlehorse:littlehorse-server
 1.2.1, Java 25: ``LH_JAVA`` or /usr/lib/jvm/temurin-25-jdk-amd64/bin/java) as a child on
-free ports, pointed at ``KAFKA_BOOTSTRAP_SERVERS`` (default 127.0.0.1:9092) with a cluster
-id of its own per run (``LHS_CLUSTER_ID=sagabench-lh-<time>-<pid>``: its topics and
+free ports, pointed at ``KAFKA_BOOTSTRAP_SERVERS`` (unset: a local broker from the
+jars) with a cluster id of its own per run (``LHS_CLUSTER_ID=sagabench-lh-<time>-<pid>``: its topics and
 consumer groups carry that prefix and are deleted at the end), RocksDB state in a
 temporary directory, and one Python task worker process (``littlehorse-client`` 1.2.1,
 asyncio, ``LHW_NUM_WORKER_THREADS`` = 8) holding ``--pollers`` (default 4)
@@ -305,6 +305,13 @@ def main() -> None:
     logging_quiet()
     workdir = Path(tempfile.mkdtemp(prefix="lh-bench-"))
     worker: subprocess.Popen[bytes] | None = None
+    broker = contextlib.ExitStack()
+    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+        # no broker given: start one the project's way, as bench/engine_bench.py does
+        from orchestrator.devstack import providers
+
+        kafka = broker.enter_context(providers.kafka())
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = kafka.bootstrap_servers
     try:
         with server(args.commit_interval_ms, workdir) as (port, cluster):
             config = lh_config(port)
@@ -345,6 +352,7 @@ def main() -> None:
         raise
     finally:
         stop(worker)
+        broker.close()
         if os.environ.get("LH_BENCH_KEEP") is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
