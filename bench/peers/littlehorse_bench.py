@@ -10,8 +10,8 @@
 Starts one LittleHorse server (``io.littlehorse.App`` from io.littlehorse:littlehorse-server
 1.2.1, Java 25: ``LH_JAVA`` or /usr/lib/jvm/temurin-25-jdk-amd64/bin/java) as a child on
 free ports, pointed at ``KAFKA_BOOTSTRAP_SERVERS`` (unset: a local broker from the
-jars) with a cluster id of its own per run (``LHS_CLUSTER_ID=sagabench-lh-<time>-<pid>``: its topics and
-consumer groups carry that prefix and are deleted at the end), RocksDB state in a
+jars) with a cluster id of its own per run (``LHS_CLUSTER_ID=sagabench-lh-<time>-<pid>``:
+its topics and consumer groups carry that prefix and are deleted at the end), RocksDB state in a
 temporary directory, and one Python task worker process (``littlehorse-client`` 1.2.1,
 asyncio, ``LHW_NUM_WORKER_THREADS`` = 8) holding ``--pollers`` (default 4)
 ``LHTaskWorker`` instances for the TaskDef: the Python SDK keeps one ``PollTask`` in
