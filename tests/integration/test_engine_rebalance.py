@@ -15,11 +15,11 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.converter import DataConverter
-from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
 from tests.integration.kafka_reading import read_topic
+from tests.integration.raw_commands import produce_start
 from tests.integration.saga_process import saga_env, spawn_saga
 
 pytestmark = pytest.mark.integration
@@ -36,20 +36,7 @@ def start_commands(
     producer: Producer, layout: TopicLayout, ids: list[str], rng: random.Random
 ) -> None:
     for wf_id in ids:
-        cmd = rec.StartWorkflow(
-            workflow_id=wf_id,
-            workflow_type="e2e.nap",
-            task_queue="none",
-            input=CONV.to_payloads([wf_id, rng.randrange(200, 1500)]),
-        )
-        enc = WIRE.encode_command(cmd)
-        producer.produce(
-            layout.commands,
-            key=enc.key,
-            value=enc.value,
-            headers=list(enc.headers),
-            partition=shard_for(wf_id, SHARDS),
-        )
+        produce_start(producer, layout, wf_id, "e2e.nap", "none", [wf_id, rng.randrange(200, 1500)])
     producer.flush(10)
 
 

@@ -23,10 +23,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from orchestrator.converter import DataConverter
-from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout, ensure_topics
-from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
+from tests.integration.raw_commands import produce_start
 from tests.integration.restart_sagas import QUEUE
 from tests.integration.saga_process import saga_env
 from tests.integration.test_worker_restart import Worker, logs_of, outcomes, wait_for
@@ -120,21 +119,7 @@ def test_a_fenced_consumer_fails_fast_and_closes_at_once(
 
 
 def _start(producer: Producer, layout: TopicLayout, wf_id: str) -> None:
-    enc = WIRE.encode_command(
-        rec.StartWorkflow(
-            workflow_id=wf_id,
-            workflow_type="restart.one_step",
-            task_queue=QUEUE,
-            input=CONV.to_payloads([wf_id]),
-        )
-    )
-    producer.produce(
-        layout.commands,
-        key=enc.key,
-        value=enc.value,
-        headers=list(enc.headers),
-        partition=shard_for(wf_id, SHARDS),
-    )
+    produce_start(producer, layout, wf_id, "restart.one_step", QUEUE, [wf_id])
     producer.flush(10)
 
 

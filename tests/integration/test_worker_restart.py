@@ -29,11 +29,11 @@ from confluent_kafka import ConsumerGroupState, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.converter import DataConverter
-from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
 from tests.integration.kafka_reading import read_topic
+from tests.integration.raw_commands import produce_start
 from tests.integration.restart_sagas import QUEUE
 from tests.integration.saga_process import saga_env, spawn_saga
 
@@ -115,21 +115,7 @@ class Starts:
         i = 0
         while not self._stop.wait(1 / RATE_PER_S):
             wf_id = f"s-{i}"
-            enc = WIRE.encode_command(
-                rec.StartWorkflow(
-                    workflow_id=wf_id,
-                    workflow_type="restart.one_step",
-                    task_queue=QUEUE,
-                    input=CONV.to_payloads([wf_id]),
-                )
-            )
-            producer.produce(
-                self.layout.commands,
-                key=enc.key,
-                value=enc.value,
-                headers=list(enc.headers),
-                partition=shard_for(wf_id, SHARDS),
-            )
+            produce_start(producer, self.layout, wf_id, "restart.one_step", QUEUE, [wf_id])
             producer.poll(0)
             self.sent[wf_id] = time.time()
             i += 1
