@@ -12,8 +12,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -33,6 +33,24 @@ from orchestrator.serde.records import FlowControl, FlowState
 from orchestrator.serde.wire import WireFormat
 
 log = logging.getLogger("orchestrator.flow")
+T = TypeVar("T")
+#: how long a starting watcher retries a broker it cannot reach (one restarting, a cut
+#: connection) before its worker gives up
+START_RETRY_S = 60.0
+
+
+def retried(what: str, call: Callable[[], T], within_s: float = START_RETRY_S) -> T:
+    """``call()``, retried on Kafka errors for up to ``within_s`` (then the last one)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("%s failed (%s); retrying", what, exc)
+            time.sleep(1.0)
+
 
 _NO_TOPIC = (
     KafkaError._UNKNOWN_PARTITION,
@@ -132,7 +150,11 @@ def _assigned_from(
             "isolation.level": "read_committed",
         }
     )
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    except KafkaException:
+        consumer.close()
+        raise
     start = low if tail is None else max(low, high - tail)
     consumer.assign([TopicPartition(topic, 0, start)])
     return consumer, start, high
@@ -221,10 +243,14 @@ class FlowConfigWatcher:
     changed in place, so a read needs no lock."""
 
     def __init__(self, kafka_config: Mapping[str, Any], layout: TopicLayout) -> None:
-        ensure_config_topic(kafka_config, layout)
+        retried(
+            "creating the flow-control topic", lambda: ensure_config_topic(kafka_config, layout)
+        )
         self.layout = layout
         self._kafka = dict(kafka_config)
-        self.configs: dict[str, FlowConfig] = read_configs(kafka_config, layout)
+        self.configs: dict[str, FlowConfig] = retried(
+            "reading the flow-control topic", lambda: read_configs(kafka_config, layout)
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="flow-configs", daemon=True)
         self._thread.start()
