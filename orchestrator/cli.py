@@ -15,7 +15,6 @@ import os
 import signal as os_signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +35,7 @@ from orchestrator.config import (
     default_state_dir,
 )
 from orchestrator.exceptions import OrchestratorError, WorkflowFailedError
+from orchestrator.log.retrying import retried
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde.records import IdReusePolicy
 
@@ -108,17 +108,13 @@ def _ensure_topics_retried(
 ) -> None:
     """Create or check the topics, retrying transient Kafka errors (a broker that is
     restarting, a cut connection) for a while; a layout mismatch fails at once."""
-    deadline = time.monotonic() + _TOPICS_RETRY_S
-    while True:
-        try:
-            ensure_topics(AdminClient(settings.kafka_config()), layout, task_queues)
-        except (KafkaException, TimeoutError) as exc:
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("checking the topics failed (%s); retrying", exc)
-            time.sleep(2.0)
-        else:
-            return
+    retried(
+        "checking the topics",
+        lambda: ensure_topics(AdminClient(settings.kafka_config()), layout, task_queues),
+        _TOPICS_RETRY_S,
+        errors=(KafkaException, TimeoutError),
+        pause_s=2.0,
+    )
 
 
 @main.command()

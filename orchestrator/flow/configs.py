@@ -12,8 +12,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -27,29 +27,16 @@ from confluent_kafka.admin import AdminClient
 
 from orchestrator.flow.scheduler import FlowConfig
 from orchestrator.log.headers import headers_of
+from orchestrator.log.retrying import retried
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.records import FlowControl, FlowState
 from orchestrator.serde.wire import WireFormat
 
 log = logging.getLogger("orchestrator.flow")
-T = TypeVar("T")
 #: how long a starting watcher retries a broker it cannot reach (one restarting, a cut
 #: connection) before its worker gives up
 START_RETRY_S = 60.0
-
-
-def retried(what: str, call: Callable[[], T], within_s: float = START_RETRY_S) -> T:
-    """``call()``, retried on Kafka errors for up to ``within_s`` (then the last one)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("%s failed (%s); retrying", what, exc)
-            time.sleep(1.0)
 
 
 _NO_TOPIC = (
@@ -244,12 +231,16 @@ class FlowConfigWatcher:
 
     def __init__(self, kafka_config: Mapping[str, Any], layout: TopicLayout) -> None:
         retried(
-            "creating the flow-control topic", lambda: ensure_config_topic(kafka_config, layout)
+            "creating the flow-control topic",
+            lambda: ensure_config_topic(kafka_config, layout),
+            START_RETRY_S,
         )
         self.layout = layout
         self._kafka = dict(kafka_config)
         self.configs: dict[str, FlowConfig] = retried(
-            "reading the flow-control topic", lambda: read_configs(kafka_config, layout)
+            "reading the flow-control topic",
+            lambda: read_configs(kafka_config, layout),
+            START_RETRY_S,
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="flow-configs", daemon=True)

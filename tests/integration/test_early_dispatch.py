@@ -21,13 +21,13 @@ from confluent_kafka.admin import AdminClient
 from orchestrator.client import Client
 from orchestrator.converter import DataConverter
 from orchestrator.engine import events as ev
-from orchestrator.log.partitioner import shard_for
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.shard.records import headers_of
 from tests.integration.early_sagas import QUEUE
 from tests.integration.kafka_reading import read_topic
+from tests.integration.raw_commands import produce_start
 from tests.integration.saga_process import saga_env, spawn_saga
 
 pytestmark = pytest.mark.integration
@@ -64,22 +64,8 @@ def _replies(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> l
 
 
 def _start(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> None:
-    enc = WIRE.encode_command(
-        rec.StartWorkflow(
-            workflow_id=workflow_id,
-            workflow_type="early.one_step",
-            task_queue=QUEUE,
-            input=CONV.to_payloads([workflow_id]),
-        )
-    )
     producer = Producer({**config, "linger.ms": 0})
-    producer.produce(
-        layout.commands,
-        key=enc.key,
-        value=enc.value,
-        headers=list(enc.headers),
-        partition=shard_for(workflow_id, SHARDS),
-    )
+    produce_start(producer, layout, workflow_id, "early.one_step", QUEUE, [workflow_id])
     assert producer.flush(10) == 0
 
 

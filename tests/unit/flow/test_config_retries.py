@@ -1,11 +1,12 @@
-"""A starting flow-control watcher retries a broker it cannot reach, for a while."""
+"""Kafka calls retried while the cluster is briefly unreachable (a starting worker's
+topic check and flow-control read), for a while."""
 
 from __future__ import annotations
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from orchestrator.flow.configs import retried
+from orchestrator.log.retrying import retried
 
 
 def test_a_transient_kafka_error_is_retried_until_the_call_succeeds() -> None:
