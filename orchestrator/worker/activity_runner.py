@@ -296,7 +296,7 @@ class AttemptRunner:
         )
         hb_s = task.heartbeat_timeout_ms / 1000 if task.heartbeat_timeout_ms else None
         while True:
-            if cancelled.done() and not future.done():
+            if cancelled.done():
                 return _CANCELLED
             now = time.monotonic()
             if stc_s is not None and now >= start + stc_s:
@@ -322,6 +322,8 @@ class AttemptRunner:
             await asyncio.wait(
                 {future, cancelled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
+            if cancelled.done():  # even when the attempt returned in the same turn: the
+                return _CANCELLED  # engine stopped waiting, so its outcome is a cancel
             if future.done():
                 return None
 

@@ -140,6 +140,18 @@ def grind(limit_s: float) -> str:
     return "ground"
 
 
+_quick_returned = threading.Event()
+
+
+@activity.defn(name="quick_on_cancel")
+def quick_on_cancel() -> str:
+    """Returns a value as soon as its flag is set, without calling heartbeat."""
+    while not activity.is_cancelled():
+        time.sleep(0.001)
+    _quick_returned.set()
+    return "late result"
+
+
 @activity.defn(name="never")
 def never() -> str:
     _observed["never"] = "ran"
@@ -157,8 +169,8 @@ def task(activity_type: str, *args: object) -> ActivityTask:
 def runner() -> Iterator[AttemptRunner]:
     pool = ThreadPoolExecutor(2)
     yield AttemptRunner(
-        activity_definitions([nap, stubborn, grind, never]), CONV, pool, lambda _: None,
-        heartbeat_throttle_s=0.05,
+        activity_definitions([nap, stubborn, grind, quick_on_cancel, never]), CONV, pool,
+        lambda _: None, heartbeat_throttle_s=0.05,
     )  # fmt: skip
     pool.shutdown(wait=True)
 
@@ -199,6 +211,24 @@ async def test_a_sync_attempt_sees_the_flag_and_its_heartbeat_raises(
     outcome = await asyncio.wait_for(run, 2)
     _assert_cancelled(outcome)
     assert _observed["grind"] == "heartbeat raised, is_cancelled=True"
+
+
+async def test_a_sync_value_returned_in_the_same_turn_as_the_cancel_is_a_cancellation(
+    runner: AttemptRunner,
+) -> None:
+    """The attempt's thread returns while the loop is still busy with the cancel, so the
+    runner wakes to find both the cancel and the result done (a race seen in CI)."""
+    cancel = AttemptCancel()
+    loop = asyncio.get_running_loop()
+    run = loop.create_task(runner.run(task("quick_on_cancel"), cancel))
+    await asyncio.sleep(0.05)  # the attempt is running and polling its flag
+
+    def cancel_and_let_the_thread_return() -> None:
+        cancel.cancel()
+        assert _quick_returned.wait(5)  # blocks the loop until the thread returned
+
+    loop.call_soon(cancel_and_let_the_thread_return)
+    _assert_cancelled(await asyncio.wait_for(run, 2))
 
 
 async def test_an_attempt_cancelled_before_it_started_is_not_called(
