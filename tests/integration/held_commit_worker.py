@@ -16,11 +16,13 @@ from orchestrator.worker.shard import processor
 _commit = processor.ShardProcessor._commit
 
 
-def _held(self: processor.ShardProcessor, out: Any, offsets: Any, group: Any, early: Any) -> Any:
+def _held(
+    self: processor.ShardProcessor, producer: Any, out: Any, offsets: Any, group: Any, early: Any
+) -> Any:
     if early is not None and len(early):
         print("early tasks sent; commit held", flush=True)
         time.sleep(3600)
-    return _commit(self, out, offsets, group, early)
+    return _commit(self, producer, out, offsets, group, early)
 
 
 processor.ShardProcessor._commit = _held  # type: ignore[method-assign,assignment]

@@ -23,8 +23,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from orchestrator.converter import DataConverter
+from orchestrator.engine import events as ev
 from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
+from tests.integration.kafka_reading import read_topic
 from tests.integration.raw_commands import produce_start
 from tests.integration.restart_sagas import QUEUE
 from tests.integration.saga_process import saga_env
@@ -41,6 +44,9 @@ STOP_BOUND_S = 10.0
 #: ... and with the engine's commit stuck: the 15 s it is given from its start, then the
 #: rest of the stop (measured 15.0-16.0 s)
 HELD_STOP_BOUND_S = 30.0
+#: a saga whose first commit hangs finishes within this long: the 5 s the worker waits
+#: before it fences the commit, then the rebuild of its shards and the saga itself
+STUCK_BOUND_S = 45.0
 WIRE, CONV = WireFormat(), DataConverter()
 
 
@@ -188,7 +194,8 @@ def test_a_worker_stuck_in_a_commit_still_stops_on_sigterm(
     """A transaction stuck in librdkafka (``send_offsets_to_transaction`` ignores its
     timeout while the group coordinator is down: librdkafka #5456, #5511) must not keep
     a stopping worker alive: it gives the commit ``call_timeout_s`` (15 s) from its
-    start, then stops without it. Simulated by an engine whose commit never returns."""
+    start, then fences it with a new producer and stops. Simulated by an engine whose
+    commit never returns."""
     layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
     ensure_topics(admin, layout, [QUEUE])
     log_path = tmp_path / "held.log"
@@ -217,7 +224,71 @@ def test_a_worker_stuck_in_a_commit_still_stops_on_sigterm(
         print(f"stopped {time.monotonic() - stopped:.2f}s after SIGTERM")
         log = log_path.read_text()
         assert status == 0, log[-3000:]
-        assert "stopping without it" in log, log[-3000:]
+        # the stop fenced it: the broker aborted what it held, so readers of those
+        # partitions do not wait for the transaction's timeout
+        assert "stuck transaction fenced" in log, log[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _history(config: dict[str, Any], layout: TopicLayout, wf_id: str) -> list[ev.Event]:
+    events = []
+    for msg in read_topic(config, layout.history, SHARDS):
+        if msg.value() is None:
+            continue
+        record = WIRE.decode_history(msg.headers() or [], msg.value()).record
+        if not isinstance(record, rec.WorkflowSnapshot) and record.workflow_id == wf_id:
+            events.append(record.event)
+    return events
+
+
+@pytest.mark.timeout(180)
+def test_a_commit_stuck_in_librdkafka_is_fenced_and_the_worker_serves_on(
+    kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str, tmp_path: Path
+) -> None:
+    """A running engine whose transaction hangs in ``send_offsets_to_transaction`` (its
+    records already produced) starts a new producer under its transactional id after
+    ``stuck_commit_s``: the broker aborts the stuck transaction, the shards are rebuilt,
+    and the saga it held finishes once, without a restart of the process."""
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    ensure_topics(admin, layout, [QUEUE])
+    log_path = tmp_path / "stuck.log"
+    args = ["-m", "tests.integration.stuck_offsets_worker", "worker"]
+    args += ["--sagas", "tests.integration.restart_sagas", "--task-queue", QUEUE]
+    args += ["--worker-id", f"{topic_prefix}-stuck"]
+    env = saga_env(kafka_config["bootstrap.servers"], topic_prefix, SHARDS)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=out)
+    producer = Producer({**kafka_config, "linger.ms": 0})
+    try:
+        deadline = time.monotonic() + 60
+        while "ready" not in log_path.read_text().splitlines():
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        began = time.time()
+        _start(producer, layout, "held")
+        wait_for(kafka_config, layout, {"held"}, STUCK_BOUND_S)
+        log = log_path.read_text()
+        assert "send_offsets_to_transaction hangs" in log, log[-3000:]
+        done = outcomes(kafka_config, layout)
+        assert "held" in done, f"the held saga never finished\n{log[-3000:]}"
+        print(f"the held saga finished {done['held'] - began:.1f}s after its start")
+        assert "stuck transaction fenced" in log, log[-3000:]
+        assert proc.poll() is None, "the worker exited instead of fencing\n" + log[-3000:]
+
+        events = _history(kafka_config, layout, "held")
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))  # nothing twice
+        assert sum(isinstance(e, ev.WorkflowCompleted) for e in events) == 1
+
+        _start(producer, layout, "after")  # the new producer serves the next one
+        wait_for(kafka_config, layout, {"after"}, SERVE_BOUND_S)
+        assert "after" in outcomes(kafka_config, layout), log_path.read_text()[-3000:]
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(STOP_BOUND_S) == 0, log_path.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()

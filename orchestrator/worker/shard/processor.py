@@ -44,6 +44,7 @@ from confluent_kafka import (
 from orchestrator.log.consuming import consume_available
 from orchestrator.log.dlq_tools import REASON_HEADER
 from orchestrator.log.partitioner import shard_for
+from orchestrator.log.retrying import retried
 from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import EngineMetrics, ShardGauges
 from orchestrator.worker.fencing import (
@@ -114,6 +115,12 @@ class ProcessorOptions:
     #: timeout of each transactional call (send offsets, commit, abort); a watchdog
     #: above the sum of these catches calls that overrun it (a known librdkafka hang)
     call_timeout_s: float = 15.0
+    #: a commit still running this long after it started is stuck inside librdkafka
+    #: (``send_offsets_to_transaction`` ignores its timeout while the group coordinator
+    #: is down): the processor fences it with a new producer under its transactional
+    #: id, which makes the broker abort that transaction, and rebuilds its shards from
+    #: the log. Below ``saga worker``'s 45 s watchdog, so the worker heals in place.
+    stuck_commit_s: float = 20.0
     #: how long a restore keeps retrying through broker failovers before giving up
     restore_retry_s: float = 120.0
     #: keep a warm copy of every shard this worker does not own (Kafka Streams'
@@ -276,6 +283,7 @@ class ShardProcessor:
         self._in_flight: Future[dict[int, int]] | None = None
         self._commit_started = 0.0
         self._failure: KafkaException | None = None  # a background commit failed
+        self.stuck_commits_fenced = 0
         #: monotonic time the current cycle started; a watchdog reads it (see stalled_for)
         self.cycle_started = time.monotonic()
 
@@ -339,7 +347,10 @@ class ShardProcessor:
         close_in_background(old, "fenced-consumer-close")
         self._subscribe()
 
-    def _new_producer(self) -> Producer:
+    def _new_producer(self, init_timeout_s: float = 30.0) -> Producer:
+        """A transactional producer under this worker's id, initialised: the broker
+        aborts whatever transaction an older producer with the id left open, and
+        fences that producer."""
         producer = Producer(
             {
                 **self._config,
@@ -355,7 +366,11 @@ class ShardProcessor:
                 "queue.buffering.max.messages": 1_000_000,
             }
         )
-        producer.init_transactions(30)
+        try:
+            producer.init_transactions(init_timeout_s)
+        except KafkaException:
+            finish_within(producer.close, "engine-producer-close", _CLOSE_TIMEOUT_S)
+            raise
         return producer
 
     # --- rebalancing ------------------------------------------------------------
@@ -737,8 +752,8 @@ class ShardProcessor:
             return 0
         self._tend_standby()
         msgs = self._fetch()
-        if self._in_flight is not None and self._in_flight.done():
-            self._settle()
+        if self._in_flight is not None and (self._in_flight.done() or self._commit_overdue()):
+            self._settle()  # an overdue one is fenced: see stuck_commit_s
         if self._failure is not None:
             self._recover(self._failure)  # what was just fetched is read again after the rewind
             return 0
@@ -854,7 +869,9 @@ class ShardProcessor:
         out, offsets, early = self._take_batch()
         self._commit_started = time.monotonic()
         self._in_flight_seals = self._seal()
-        self._in_flight = self._committer.submit(self._commit, out, offsets, group, early)
+        self._in_flight = self._committer.submit(
+            self._commit, self._producer, out, offsets, group, early
+        )
         return len(out)
 
     def _seal(self) -> dict[int, object]:
@@ -894,12 +911,17 @@ class ShardProcessor:
         self._settle()
 
     def _settle(self) -> None:
-        """Wait for the transaction in flight; keep its failure for :meth:`_recover`.
-        Raises :class:`CommitStuckError` if it overran its calls' timeouts (see _wait_for)."""
+        """Wait for the transaction in flight; keep its failure for :meth:`_recover`. One
+        stuck past its calls' timeouts is fenced and counts as failed; raises
+        :class:`CommitStuckError` if it cannot be fenced either (see _wait_for)."""
         in_flight = self._in_flight
         if in_flight is None:
             return
-        self._wait_for(in_flight)
+        try:
+            self._wait_for(in_flight)
+        except CommitStuckError as exc:
+            self._fence_stuck_commit(exc)
+            return
         self._in_flight = None
         seals, self._in_flight_seals = self._in_flight_seals, {}
         try:
@@ -913,14 +935,10 @@ class ShardProcessor:
         """Wait for the commit in flight, but not forever: each of its calls has a
         timeout, yet librdkafka has been seen to block in one past it (while the group
         coordinator is down). A processor asked to stop waits ``call_timeout_s`` from
-        the commit's start; a running one four times that (past the calls' timeouts
-        added up, and past ``saga worker``'s 45 s watchdog, which exits for a restart),
-        after which it stops: only a new producer with our transactional id (a restart)
-        can end a transaction stuck in the old one."""
+        the commit's start, a running one ``stuck_commit_s``; then it is stuck, and only
+        a new producer with our transactional id can end its transaction."""
         while True:
-            stopping = self._stopping is not None and self._stopping.is_set()
-            limit = self.options.call_timeout_s * (1 if stopping else 4)
-            left = limit - (time.monotonic() - self._commit_started)
+            left = self._commit_limit() - (time.monotonic() - self._commit_started)
             if futures.wait([in_flight], min(0.5, max(0.0, left))).done:
                 return
             if left <= 0:
@@ -928,6 +946,39 @@ class ShardProcessor:
                 raise CommitStuckError(
                     f"the transaction in flight has been committing for {running:.0f}s"
                 )
+
+    def _commit_limit(self) -> float:
+        stopping = self._stopping is not None and self._stopping.is_set()
+        return self.options.call_timeout_s if stopping else self.options.stuck_commit_s
+
+    def _commit_overdue(self) -> bool:
+        return time.monotonic() - self._commit_started > self._commit_limit()
+
+    def _fence_stuck_commit(self, stuck: CommitStuckError) -> None:
+        """End a transaction stuck in librdkafka: a new producer under our transactional
+        id makes the broker abort it (or, had it just committed, changes nothing) and
+        fences the old producer, whose call is left on its own daemon thread. The commit
+        then counts as failed: :meth:`_recover` rebuilds the shards from the log.
+        Raises ``stuck`` if no new producer starts within ``call_timeout_s``."""
+        log.error("%s; fencing it with a new producer", stuck)
+        self.cycle_started = time.monotonic()  # progress, for the watchdog
+        try:
+            producer = self._new_producer(self.options.call_timeout_s)
+        except KafkaException as exc:
+            log.error("no new producer to fence the stuck transaction: %s", exc)  # noqa: TRY400
+            raise stuck from exc
+        self._committer.shutdown(0.0)  # its thread ends once the stuck call returns
+        self._committer = CommitThread("engine-commit")
+        self._producer = producer
+        self._in_flight = None
+        self._in_flight_seals = {}
+        self._in_transaction = False  # the broker aborted it: nothing left to abort
+        self._failure = KafkaException(
+            KafkaError(KafkaError._TIMED_OUT, f"{stuck}: fenced and aborted")
+        )
+        self.stuck_commits_fenced += 1
+        self.cycle_started = time.monotonic()
+        log.warning("stuck transaction fenced; rebuilding owned shards from history")
 
     def _route(self, msg: InRecord, partition: int, now: int) -> list[OutRecord]:
         key = msg.key
@@ -968,6 +1019,7 @@ class ShardProcessor:
 
     def _commit(
         self,
+        producer: Producer,
         out: list[OutRecord],
         offsets: dict[int, int],
         group: Any,
@@ -976,9 +1028,9 @@ class ShardProcessor:
         """Write one batch and its consumed offsets in one transaction (commit thread).
         The tasks of ``early``, sent ahead, must be acknowledged first; those that are
         not go in the transaction. Returns, per history partition written, the offset
-        after its last record."""
+        after its last record. ``producer``: the one current when the batch was handed
+        over (a stuck commit keeps its own after it is fenced)."""
         began = time.monotonic()
-        producer = self._producer
         producer.begin_transaction()
         self._in_transaction = True
         ends: dict[int, int] = {}
@@ -1002,13 +1054,13 @@ class ShardProcessor:
                 dead.append(rec)
         reported = set(last.values())
         for i, rec in enumerate(out):
-            self._produce(rec, delivered if i in reported else None)
+            self._produce(producer, rec, delivered if i in reported else None)
         if early is not None and self._dispatch is not None and len(early):
             self.metrics.early_tasks += len(early)
             missing = self._dispatch.settle(early, self.options.call_timeout_s / 2)
             self.metrics.early_fallbacks += len(missing)
             for rec in missing:
-                self._produce(rec)
+                self._produce(producer, rec)
         sent = time.monotonic()
         if offsets:
             producer.send_offsets_to_transaction(
@@ -1034,7 +1086,10 @@ class ShardProcessor:
                 self._exporter.metrics.dead_lettered(_reasons(dead))
         return ends
 
-    def _produce(self, rec: OutRecord, on_delivery: Callable[..., None] | None = None) -> None:
+    @staticmethod
+    def _produce(
+        producer: Producer, rec: OutRecord, on_delivery: Callable[..., None] | None = None
+    ) -> None:
         kwargs: dict[str, Any] = {"key": rec.key, "value": rec.value, "headers": rec.headers}
         if rec.partition is not None:
             kwargs["partition"] = rec.partition
@@ -1042,9 +1097,9 @@ class ShardProcessor:
             kwargs["on_delivery"] = on_delivery
         while True:
             try:
-                self._producer.produce(rec.topic, **kwargs)
+                producer.produce(rec.topic, **kwargs)
             except BufferError:
-                self._producer.poll(0.05)  # local queue full: let deliveries drain
+                producer.poll(0.05)  # local queue full: let deliveries drain
             else:
                 return
 
@@ -1105,9 +1160,7 @@ class ShardProcessor:
         if err is not None and fences_the_consumer(err):
             self._replace_fenced_consumer(err)  # its assignment restores the shards
             return
-        committed = self._consumer.committed(
-            [TopicPartition(self.layout.commands, p) for p in owned], timeout=30
-        )
+        committed = self._committed_offsets(owned)
         # A failed transaction often comes with a rebalance (ILLEGAL_GENERATION), and
         # librdkafka may serve its revocation while the offsets are read: a partition
         # no longer assigned cannot be sought (_STATE) and is not ours to restore; its
@@ -1129,6 +1182,17 @@ class ShardProcessor:
                 owned.remove(tp.partition)
         if owned:
             self._begin_restore(owned)
+
+    def _committed_offsets(self, partitions: list[int]) -> list[TopicPartition]:
+        """The group's committed offsets of ``partitions``, retried while the group
+        coordinator moves (a broker failure is what often fails a transaction)."""
+
+        def read() -> list[TopicPartition]:
+            self.cycle_started = time.monotonic()  # each try is bounded: progress
+            tps = [TopicPartition(self.layout.commands, p) for p in partitions]
+            return self._consumer.committed(tps, timeout=self.options.call_timeout_s)
+
+        return retried("reading the committed offsets", read, self.options.restore_retry_s)
 
     def _assigned(self) -> set[int]:
         """The command partitions this consumer is assigned now."""
