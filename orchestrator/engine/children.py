@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.converter import DataConverter, Payload
@@ -40,6 +40,8 @@ class ChildRun:
     cancel_requested: bool = False
     started: asyncio.Future[None] | None = None
     """Set while ``start_child_workflow`` waits for the child's first run."""
+    handle_waits: set[asyncio.Future[Any]] = field(default_factory=set)
+    """The shielded futures that ``await handle`` waits on now (``saga stack``)."""
 
     def wake(self) -> None:
         """The child started or ended: a start waiting for it goes on."""
@@ -63,6 +65,8 @@ class Children:
         out: dict[int, str] = {}
         for c in self._by_seq.values():
             out[id(c.future)] = f"child workflow {c.workflow_type} {c.workflow_id}"
+            for wait in c.handle_waits:
+                out[id(wait)] = out[id(c.future)]
             if c.started is not None:
                 out[id(c.started)] = f"start of child workflow {c.workflow_type} {c.workflow_id}"
         return out
@@ -201,8 +205,13 @@ class ChildHandle(ChildWorkflowHandle[Any]):
     async def result(self) -> Any:
         # shielded: a caller that stops waiting (asyncio.wait_for, a cancelled task)
         # must not cancel the child's future, or its outcome would be dropped and a
-        # later ``await handle`` could never give it
-        return await asyncio.shield(self._child.future)
+        # later ``await handle`` could never give it. The shield's own future, which
+        # the task waits on, is kept while it waits, for ``saga stack`` to name it
+        wait = asyncio.shield(self._child.future)
+        waits = self._child.handle_waits
+        waits.add(wait)
+        wait.add_done_callback(waits.discard)
+        return await wait
 
     def cancel(self, reason: str = "") -> None:
         self._children.cancel(self._child, reason)

@@ -86,3 +86,26 @@ def test_a_condition_and_a_replayed_run_say_the_same() -> None:
     main = stacks(executor)[0]
     assert main.awaiting.startswith("all of: timer timer/1 due"), main.awaiting
     assert task.activity_seq == 1
+
+
+@workflow.defn(name="unit.kid")
+async def kid(ctx: workflow.WorkflowContext) -> str:
+    return "kid"
+
+
+@workflow.defn(name="unit.parent")
+async def parent(ctx: workflow.WorkflowContext) -> str:
+    handle = await ctx.start_child_workflow(kid, id="kid-1")
+    return await handle  # LINE-HANDLE
+
+
+def test_a_wait_on_a_child_handle_names_the_child() -> None:
+    start = inputs.StartWorkflow(workflow_id="p", run_id="r", workflow_type="unit.parent")
+    executor = WorkflowExecutor(definition_of(parent))
+    executor.apply([start], 1)
+    [main] = stacks(executor)
+    assert main.awaiting == "start of child workflow unit.kid kid-1"
+    executor.apply([inputs.ChildStarted(child_seq=1, run_id="k")], 2)
+    [main] = stacks(executor)
+    assert main.location is not None and main.location.line == line_of("LINE-HANDLE")
+    assert main.awaiting == "child workflow unit.kid kid-1", main.awaiting
