@@ -77,4 +77,4 @@ def metric_names() -> set[str]:
 
 
 class _Zero:
-    records_in = records_out = forwarded = aborted = transactions = 0
+    records_in = records_out = forwarded = aborted = stuck_fenced = transactions = 0

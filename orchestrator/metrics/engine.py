@@ -37,6 +37,8 @@ class ProcessorCounters(Protocol):
     @property
     def aborted(self) -> int: ...
     @property
+    def stuck_fenced(self) -> int: ...
+    @property
     def transactions(self) -> int: ...
 
 
@@ -68,6 +70,12 @@ class _ProcessorCollector(Collector):
                 "saga_engine_transactions_aborted",
                 "Failed transactions (each rebuilds the owned shards from history).",
                 c.aborted,
+            ),
+            (
+                "saga_engine_stuck_commits_fenced",
+                "Of the aborted transactions: commits stuck inside the Kafka client, ended "
+                "by a new producer under the worker's transactional id.",
+                c.stuck_fenced,
             ),
         ):
             yield CounterMetricFamily(name, doc, value=value)

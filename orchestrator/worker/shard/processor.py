@@ -164,6 +164,8 @@ class ProcessorMetrics:
     forwarded: int = 0
     dead_lettered: int = 0
     aborted: int = 0
+    #: of ``aborted``: commits stuck in librdkafka, fenced by a new producer
+    stuck_fenced: int = 0
     restores: list[RestoreStats] = field(default_factory=list)
     commit_ms_total: float = 0.0
     commit_ms_max: float = 0.0
@@ -184,7 +186,8 @@ class ProcessorMetrics:
         return (
             f"cycles={self.cycles} transactions={self.transactions} in={self.records_in} "
             f"out={self.records_out} forwarded={self.forwarded} dlq={self.dead_lettered} "
-            f"aborted={self.aborted} decide_ms_avg={self.decide_ms_total / n:.1f} "
+            f"aborted={self.aborted} (stuck {self.stuck_fenced}) "
+            f"decide_ms_avg={self.decide_ms_total / n:.1f} "
             f"store_ms_avg={self.store_ms_total / n:.1f} "
             f"commit_ms_avg={self.commit_ms_total / n:.1f} "
             f"(offsets {self.offsets_ms_total / n:.1f}, end {self.end_ms_total / n:.1f}) "
@@ -283,7 +286,6 @@ class ShardProcessor:
         self._in_flight: Future[dict[int, int]] | None = None
         self._commit_started = 0.0
         self._failure: KafkaException | None = None  # a background commit failed
-        self.stuck_commits_fenced = 0
         #: monotonic time the current cycle started; a watchdog reads it (see stalled_for)
         self.cycle_started = time.monotonic()
 
@@ -976,7 +978,7 @@ class ShardProcessor:
         self._failure = KafkaException(
             KafkaError(KafkaError._TIMED_OUT, f"{stuck}: fenced and aborted")
         )
-        self.stuck_commits_fenced += 1
+        self.metrics.stuck_fenced += 1
         self.cycle_started = time.monotonic()
         log.warning("stuck transaction fenced; rebuilding owned shards from history")
 
