@@ -1,9 +1,7 @@
-"""The one way the shard's parts drive a run: apply engine inputs to it and get the
-records of its decision (:meth:`EngineShard._apply
-<orchestrator.worker.shard.engine_shard.EngineShard>`), and get its live executor.
-
-Starts, continue-as-new chains, resets and recovery take these as callables, so each
-part names what it needs of the shard and nothing more.
+"""How the shard's parts drive a run: apply engine inputs to it and get the records of
+its decision, or get its live executor. The engine shard implements both; starts,
+continue-as-new chains, resets and recovery take them as callables, so each part
+names what it needs of the shard and nothing more.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 their timers indexed (read off their events, or by a replay), parked runs that this
 build replays are unparked, and a continue-as-new whose next run never started starts.
 
-The runs to recover are the store's ``v`` set (the restore fills it, and adds the
-parked runs of the ``k`` set).
+The runs to recover are the store's ``v`` set: the restore fills it, and
+:meth:`Recovery.begin` adds the parked runs (the ``k`` set).
 """
 
 from __future__ import annotations
