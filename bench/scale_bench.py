@@ -68,8 +68,8 @@ from orchestrator.log.reading import read_committed
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import EncodedRecord, WireFormat
-from orchestrator.worker.shard import engine_shard
 from orchestrator.worker.shard.records import HistoryEntry
+from orchestrator.worker.shard.starts import RUN_ID_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the bench package importable
@@ -81,10 +81,6 @@ from bench.sleepers import SLEEP  # noqa: E402
 WIRE = WireFormat()  # what the engine worker builds: ce_source /saga, no traceparent
 CONV = DataConverter()
 TASK_QUEUE = "bench"
-#: the run-id namespace of the engine (a run id is uuid5 of "<id>/<partition>/<offset>")
-RUN_ID_NAMESPACE: uuid.UUID = getattr(
-    engine_shard, "_RUN_ID_NAMESPACE", uuid.UUID("5b0f9a43-58c3-4d4e-9a55-3c4c2b7f6e10")
-)
 WORKFLOW_TYPES = {"sleep": "bench.sleep_30d", "storm": "bench.sleep_until", "closed": "bench.noop"}
 GIB = 1024**3
 

@@ -84,7 +84,7 @@ def test_restart_on_the_same_disk_reads_only_the_tail(
     with engine(kafka_config, layout, tmp_path / "fresh", "e2") as rebuilt:
         wait_for(lambda: len(rebuilt.processor.owned_shards) == SHARDS, 30, "all shards")
         assert restored_records(rebuilt) >= 40 * 3, "a new disk must rebuild from the log"
-        wait_for(lambda: not any(s._recovering for s in rebuilt.shards.values()), 30,
+        wait_for(lambda: not any(s.recovery.pending for s in rebuilt.shards.values()), 30,
                  "the rebuilt runs to be recovered")
         time.sleep(0.5)  # a cycle or two: what recovery wrote reaches the stores
     # what the recovery found (each sleeping run's timer) was written to disk although

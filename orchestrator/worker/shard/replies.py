@@ -1,28 +1,48 @@
 """Replies a shard writes to ``<prefix>.replies``, built from the command they answer.
 
-Pure functions. A reply's correlation id is the command's ``request_id`` (or
-``update_id`` / ``query_id``), else its CloudEvents id; the RESULT reply of a closed
-run has ``result/<workflow_id>``.
+Functions with no I/O (a query runs its handler in the run's executor). A reply's
+correlation id is the command's ``request_id`` (or ``update_id`` / ``query_id``), else
+its CloudEvents id; the RESULT reply of a closed run has ``result/<workflow_id>``.
 """
 
 from __future__ import annotations
 
 import logging
 
+from orchestrator.converter import Payload
+from orchestrator.engine import commands as cmd
 from orchestrator.engine.events import Failure
+from orchestrator.engine.executor import WorkflowExecutor
+from orchestrator.engine.status import WorkflowStatus
 from orchestrator.serde import records as rec
+from orchestrator.worker.shard.executions import Execution
 from orchestrator.worker.shard.translate import reply_kind
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ACKNOWLEDGED",
+    "acknowledgement",
     "existing_run_reply",
+    "query_reply",
     "refusal",
     "reset_reply",
     "result_correlation_id",
+    "result_reply",
     "started_reply",
     "unknown_type_reply",
+    "update_reply",
 ]
+
+#: commands whose sender hears "ok" (or why not) once the run took them
+ACKNOWLEDGED = (
+    rec.SignalWorkflow,
+    rec.CancelWorkflow,
+    rec.TerminateWorkflow,
+    rec.PauseWorkflow,
+    rec.UnpauseWorkflow,
+    rec.RepairWorkflow,
+)
 
 
 def result_correlation_id(workflow_id: str) -> str:
@@ -128,4 +148,89 @@ def reset_reply(
         error=None
         if refused is None
         else Failure(message=f"reset refused: {refused}", type="ResetRefused", non_retryable=True),
+    )
+
+
+def acknowledgement(
+    command: rec.SignalWorkflow
+    | rec.CancelWorkflow
+    | rec.TerminateWorkflow
+    | rec.PauseWorkflow
+    | rec.UnpauseWorkflow
+    | rec.RepairWorkflow,
+    correlation: str,
+    execution: Execution,
+    rejected: list[str],
+) -> rec.Reply:
+    """The answer to an :data:`ACKNOWLEDGED` command the run's decision took. A command
+    the run refused (``rejected``: say, signal arguments its handler cannot read) left
+    no trace in history: the reply says so, never "ok"."""
+    refused = "; ".join(rejected)
+    return rec.Reply(
+        correlation_id=command.request_id or correlation,
+        kind=reply_kind(command),
+        workflow_id=execution.workflow_id,
+        run_id=execution.run_id,
+        ok=not refused,
+        error=Failure(message=refused, type="CommandRejected") if refused else None,
+    )
+
+
+def update_reply(command: cmd.RespondUpdate, execution: Execution) -> rec.Reply:
+    """The outcome of an update, as the run's update handler decided it."""
+    return rec.Reply(
+        correlation_id=command.update_id,
+        kind=rec.ReplyKind.UPDATE,
+        workflow_id=execution.workflow_id,
+        run_id=execution.run_id,
+        ok=command.failure is None,
+        result=command.result,
+        error=command.failure,
+    )
+
+
+def result_reply(
+    execution: Execution, result: Payload | None, failure: Failure | None
+) -> rec.Reply:
+    """The RESULT reply of a run that closed (ok only when it completed)."""
+    return rec.Reply(
+        correlation_id=result_correlation_id(execution.workflow_id),
+        kind=rec.ReplyKind.RESULT,
+        workflow_id=execution.workflow_id,
+        run_id=execution.run_id,
+        ok=execution.status is WorkflowStatus.COMPLETED,
+        result=result,
+        error=failure,
+    )
+
+
+def query_reply(
+    execution: Execution, executor: WorkflowExecutor | None, query: rec.QueryWorkflow
+) -> rec.Reply:
+    """The answer to a query: its handler's result in the open run's ``executor``, or
+    why there is none (a closed run, a parked run: ``executor`` None, or the handler
+    raised)."""
+    error: Failure | None = None
+    result: Payload | None = None
+    if not execution.is_open:
+        error = Failure(
+            message=f"workflow {execution.workflow_id!r} is {execution.status.name}; "
+            "queries are answered by open runs (`saga history` shows a closed one)",
+            type="WorkflowClosed",
+        )
+    elif executor is None:
+        error = Failure(message=execution.parked or "cannot be replayed", type="WorkflowParked")
+    else:
+        try:
+            result = executor.query(query.query_name, list(query.args))
+        except Exception as exc:  # noqa: BLE001 - a failing query handler only fails the query
+            error = Failure(message=str(exc), type=type(exc).__name__)
+    return rec.Reply(
+        correlation_id=query.query_id,
+        kind=rec.ReplyKind.QUERY,
+        workflow_id=execution.workflow_id,
+        run_id=execution.run_id,
+        ok=error is None,
+        result=result,
+        error=error,
     )

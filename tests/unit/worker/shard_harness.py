@@ -19,9 +19,14 @@ from orchestrator.serde import records as rec
 from orchestrator.serde.history_page import HISTORY_QUERY, after_seq_arg
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.engine_worker import definitions
+from orchestrator.worker.shard.due import TimerIndex
 from orchestrator.worker.shard.engine_shard import EngineShard, ShardTuning
+from orchestrator.worker.shard.executions import ExecutionTable
+from orchestrator.worker.shard.output import ShardOutput
 from orchestrator.worker.shard.records import HistoryEntry, InRecord, OutRecord
+from orchestrator.worker.shard.stats import ShardStats
 from orchestrator.worker.shard.store import ShardStore, StoreMemory, StoreOptions
+from orchestrator.worker.shard.view import StoreView
 
 LAYOUT = TopicLayout(prefix="unit", shards=1)
 WIRE = WireFormat()
@@ -223,3 +228,26 @@ class Harness:
                 names.append(type(event).__name__)
         return names
 
+
+
+@dataclass
+class Parts:
+    """A shard's indexes and output over a fresh store (partition 0), to test one of the
+    engine shard's parts on its own."""
+
+    view: StoreView
+    executions: ExecutionTable
+    timers: TimerIndex
+    stats: ShardStats
+    output: ShardOutput
+
+
+def open_parts(state_dir: Path) -> Parts:
+    view = StoreView(ShardStore.open(StoreMemory(StoreOptions(state_dir)), LAYOUT.history, 0))
+    executions = ExecutionTable(view, WIRE, 100)
+    stats = ShardStats()
+    output = ShardOutput(
+        layout=LAYOUT, partition=0, wire=WIRE, executions=executions, stats=stats,
+        task_topic=LAYOUT.task_queue,
+    )
+    return Parts(view, executions, TimerIndex(view), stats, output)

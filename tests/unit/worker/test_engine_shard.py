@@ -112,7 +112,7 @@ def test_a_fresh_disk_rebuilds_everything_from_the_log(
     assert len(read) == len(h.history)
     left = len(list(other.shard.store.scan(b"v")))
     assert 0 < left < 21, "runs whose history a slice held whole have their timers already"
-    with caplog.at_level("INFO", logger="orchestrator.worker.shard.engine_shard"):
+    with caplog.at_level("INFO", logger="orchestrator.worker.shard.recovery"):
         other.run()  # recovery: the others' timers are found
     assert f"shard 0: runs to recover after the restore all recovered ({left} in " in caplog.text
     other.send(rec.SignalWorkflow(workflow_id="w", signal_name="go", args=[CONV.to_payload("x")]))
