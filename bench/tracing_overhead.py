@@ -40,7 +40,7 @@ def _check() -> None:
     tracing.recording()
 
 
-def _activity_hop() -> None:  # as orchestrator/worker/activity_worker.py runs it
+def _activity_hop() -> None:  # as orchestrator/worker/activity_attempts.py runs it
     if tracing.recording():
         raise AssertionError("an SDK is installed")
     attributes: dict[str, str | int | bool] = {}

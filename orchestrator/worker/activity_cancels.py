@@ -14,11 +14,14 @@ backlog. So the worker remembers the cancels of its queue in a
 :class:`CancelRegistry`, bounded in size and in age, and skips a task found there
 when it comes to start it. At start-up the reader first reads back
 ``lookback_s`` of the topic (by timestamp), so that the cancels of tasks waiting
-for this worker are known before it starts any of them.
+for this worker are known before it starts any of them. :class:`AttemptCancels`
+takes each cancel read where it goes: to the attempts running here, and into the
+registry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -32,10 +35,14 @@ from orchestrator.log.headers import headers_of
 from orchestrator.serde.errors import RecordDecodeError
 from orchestrator.serde.records import ActivityCancel, ActivityTask
 from orchestrator.serde.wire import WireFormat
+from orchestrator.worker.activity_metrics import ActivityCounts
+from orchestrator.worker.activity_runner import AttemptCancel
 
-__all__ = ["AttemptKey", "CancelReader", "CancelRegistry", "attempt_key"]
+__all__ = ["AttemptCancels", "AttemptKey", "CancelReader", "CancelRegistry", "attempt_key"]
 
 log = logging.getLogger(__name__)
+#: the activity worker's logger: what it does about a cancel is logged under its name
+worker_log = logging.getLogger("orchestrator.worker.activity_worker")
 
 AttemptKey = tuple[str, str, int, int]
 """One attempt: workflow id, run id, activity seq, attempt (a task token's fields)."""
@@ -197,3 +204,66 @@ class CancelReader:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+
+
+class AttemptCancels:
+    """The attempts a cancel can reach at one worker: those running here, which it
+    stops, and the tasks not started yet, which the ``registry`` remembers for the
+    worker to skip. Not thread-safe: the worker's event loop thread only."""
+
+    def __init__(self, registry: CancelRegistry, counts: ActivityCounts) -> None:
+        self.registry = registry
+        self._counts = counts
+        #: attempts started here and not finished (a re-delivered task may run twice)
+        self._running: dict[AttemptKey, list[AttemptCancel]] = {}
+
+    def __contains__(self, key: object) -> bool:
+        """Whether attempt ``key`` was cancelled (recently enough to be remembered)."""
+        return key in self.registry
+
+    def started(self, key: AttemptKey) -> AttemptCancel:
+        """Attempt ``key`` starts here: the handle a cancel will pull."""
+        cancel = AttemptCancel()
+        self._running.setdefault(key, []).append(cancel)
+        return cancel
+
+    def finished(self, key: AttemptKey, cancel: AttemptCancel) -> None:
+        """The attempt given ``cancel`` at :meth:`started` is over."""
+        twins = self._running.get(key, [])
+        if cancel in twins:
+            twins.remove(cancel)
+        if not twins:
+            self._running.pop(key, None)
+
+    def running(self, key: AttemptKey) -> int:
+        """How many attempts ``key`` runs here now."""
+        return len(self._running.get(key, []))
+
+    def apply(self, cancels: list[ActivityCancel]) -> None:
+        """Remember each cancel, and stop the attempt it names if it is running here."""
+        for cancel in cancels:
+            key = attempt_key(cancel)
+            self.registry.add(key)
+            self._counts.cancel_received()
+            for running in self._running.get(key, []):
+                if running.requested:
+                    continue
+                worker_log.info("cancelling activity %s attempt %d (%s)",
+                                cancel.activity_type, cancel.attempt, "/".join(map(str, key[:3])))
+                running.cancel()
+                self._counts.cancel_stopped()
+
+    async def catch_up(self, reader: CancelReader, within_s: float) -> None:
+        """Apply the recent cancels ``reader`` reads back, before any task starts; past
+        ``within_s``, give up with a warning."""
+        deadline = time.monotonic() + within_s
+        while not reader.caught_up():
+            self.apply(reader.poll(timeout_s=0.05))
+            if time.monotonic() >= deadline:
+                worker_log.warning(
+                    "cancels of the last %.0fs not all read in %.0fs; starting anyway",
+                    reader.lookback_s, within_s,
+                )
+                return
+            await asyncio.sleep(0)
+        self.apply(reader.poll())

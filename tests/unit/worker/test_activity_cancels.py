@@ -15,7 +15,8 @@ from orchestrator import activity
 from orchestrator.converter import DataConverter
 from orchestrator.exceptions import ActivityCancelledError
 from orchestrator.serde.records import ActivityCancel, ActivityTask, ActivityTaskFailed
-from orchestrator.worker.activity_cancels import CancelRegistry, attempt_key
+from orchestrator.worker.activity_cancels import AttemptCancels, CancelRegistry, attempt_key
+from orchestrator.worker.activity_metrics import ActivityCounts
 from orchestrator.worker.activity_runner import (
     CANCELLED_TYPE,
     AttemptCancel,
@@ -99,6 +100,45 @@ def test_a_task_and_its_cancel_name_the_same_attempt() -> None:
         activity_type="nap", requested_time=0,
     )  # fmt: skip
     assert attempt_key(t) == attempt_key(cancel) == ("wf", "r", 3, 2)
+
+
+def cancel_of(seq: int, attempt: int = 1) -> ActivityCancel:
+    return ActivityCancel(
+        workflow_id="wf", run_id="run", activity_seq=seq, attempt=attempt, task_queue="q",
+        activity_type="nap", requested_time=0,
+    )  # fmt: skip
+
+
+def test_a_cancel_stops_every_twin_of_its_attempt_running_here_once() -> None:
+    counts = ActivityCounts("q", None)
+    cancels = AttemptCancels(CancelRegistry(), counts)
+    first, twin, other = cancels.started(key(1)), cancels.started(key(1)), cancels.started(key(2))
+    cancels.apply([cancel_of(1)])
+    assert (first.requested, twin.requested, other.requested) == (True, True, False)
+    assert key(1) in cancels  # remembered, for a re-delivery of its task
+    assert key(2) not in cancels
+    cancels.apply([cancel_of(1)])  # read again (e.g. the catch-up overlapped)
+    assert counts.stats.cancels_received == 2
+
+
+def test_an_attempt_is_forgotten_once_all_its_twins_finished() -> None:
+    cancels = AttemptCancels(CancelRegistry(), ActivityCounts("q", None))
+    first, twin = cancels.started(key(1)), cancels.started(key(1))
+    cancels.finished(key(1), first)
+    assert cancels.running(key(1)) == 1
+    cancels.finished(key(1), first)  # twice: no harm
+    cancels.finished(key(1), twin)
+    assert cancels.running(key(1)) == 0
+    cancels.apply([cancel_of(1)])  # nothing running to stop: only remembered
+    assert not first.requested
+    assert key(1) in cancels
+
+
+def test_a_cancel_names_one_attempt_not_the_next() -> None:
+    cancels = AttemptCancels(CancelRegistry(), ActivityCounts("q", None))
+    retry = cancels.started(("wf", "run", 1, 2))
+    cancels.apply([cancel_of(1, attempt=1)])
+    assert not retry.requested
 
 
 # --- attempts stopped by their cancel ------------------------------------------------------
