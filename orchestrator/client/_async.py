@@ -640,6 +640,9 @@ class AsyncWorkflowHandle(Generic[R]):
         # set by start(): how many RESULT replies the client had dropped then (None: not
         # started here); unchanged at result() time means this run's reply cannot be lost
         self._evicted_at_start: int | None = None
+        # RESULT replies the client had seen when this handle was made: a kept one that
+        # came before may be an earlier run's (the id started again, or reset since)
+        self._results_seen_at_creation = client._replies.results_seen
 
     async def signal(
         self,
@@ -816,10 +819,12 @@ class AsyncWorkflowHandle(Generic[R]):
         started = time.monotonic()
         correlation = result_correlation_id(self.workflow_id)
         client._replies.want(correlation)
-        reply = client._replies.take(correlation)
-        if reply is not None:
+        reply, fresh = client._replies.take_result(correlation, self._results_seen_at_creation)
+        if reply is not None and not fresh:  # kept from before this handle: maybe an
+            client._replies.drop_result(correlation)  # earlier run's; ask the owner (below)
+        elif reply is not None:
             return b.reply_value(reply, result_type)
-        if self._evicted_at_start == client._replies.evicted:
+        elif self._evicted_at_start == client._replies.evicted:
             return b.reply_value(await client._wait(correlation, timeout, "result"), result_type)
         # the run may have closed before this client saw it: ask the owner for the
         # snapshot, and take whichever comes first, that answer or the RESULT reply

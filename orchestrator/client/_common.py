@@ -678,6 +678,10 @@ class ReplyBuffer:
         self._traces: dict[int, str] = {}
         self.evicted = 0
         """RESULT replies dropped so far to keep the buffer bounded."""
+        self.results_seen = 0
+        """RESULT replies offered so far: a handle notes it when made, to tell a kept
+        RESULT that came before it (maybe an earlier run's) from one that came after."""
+        self._arrival: dict[int, int] = {}  # id(kept RESULT) -> results_seen when it came
 
     def want(self, correlation_id: str) -> None:
         """Keep the reply with this correlation id when it arrives."""
@@ -692,11 +696,18 @@ class ReplyBuffer:
         it ever touched.
         """
         if reply.kind is ReplyKind.RESULT:
+            replaced = self._results.get(reply.correlation_id)
+            if replaced is not None:
+                self._arrival.pop(id(replaced), None)
+                self._traces.pop(id(replaced), None)
+            self.results_seen += 1
+            self._arrival[id(reply)] = self.results_seen
             self._results[reply.correlation_id] = reply
             self._results.move_to_end(reply.correlation_id)
             while len(self._results) > self.keep_results:
                 _, dropped = self._results.popitem(last=False)
                 self._traces.pop(id(dropped), None)
+                self._arrival.pop(id(dropped), None)
                 self.evicted += 1
         elif reply.correlation_id in self._wanted:
             self._got[reply.correlation_id] = reply
@@ -706,13 +717,34 @@ class ReplyBuffer:
             self._traces[id(reply)] = traceparent
         return True
 
+    def take_result(self, correlation_id: str, since: int) -> tuple[Reply | None, bool]:
+        """A kept RESULT reply, and whether it came after ``since`` (a
+        :attr:`results_seen`): one that came before may close an earlier run of the
+        workflow id than the one now asked about. It stays kept (bounded by
+        ``keep_results``), so every handle of the run gets it, not only the first."""
+        kept = self._results.get(correlation_id)
+        if kept is None:
+            return None, False
+        self._wanted.discard(correlation_id)
+        parent = self._traces.pop(id(kept), None)
+        if tracing.recording():
+            self._received(kept, parent)
+        return kept, self._arrival.get(id(kept), 0) > since
+
+    def drop_result(self, correlation_id: str) -> None:
+        """Forget a kept RESULT reply (one that may close an earlier run)."""
+        dropped = self._results.pop(correlation_id, None)
+        if dropped is not None:
+            self._arrival.pop(id(dropped), None)
+            self._traces.pop(id(dropped), None)
+
     def take(self, correlation_id: str) -> Reply | None:
-        """The reply if it arrived (it is forgotten); None otherwise. With a tracing
-        SDK, taking it is the reply's hop: a span, child of the decision that sent it."""
-        reply = self._got.pop(correlation_id, None) or self._results.pop(correlation_id, None)
+        """The reply if it arrived; None otherwise. Other replies are then forgotten; a
+        RESULT stays kept (bounded), for every handle of its run. With a tracing SDK,
+        taking it is the reply's hop: a span, child of the decision that sent it."""
+        reply = self._got.pop(correlation_id, None) or self._results.get(correlation_id)
         if reply is not None:
             self._wanted.discard(correlation_id)
-            self._results.pop(correlation_id, None)
             parent = self._traces.pop(id(reply), None)
             if tracing.recording():
                 self._received(reply, parent)

@@ -348,7 +348,10 @@ def test_result_from_the_result_reply(
     t.join(20)
     assert got == [{"receipt": 9}]
 
-    # a failed run: WorkflowFailedError with the cause
+    # a failed run: WorkflowFailedError with the cause (the handle is made first: a
+    # RESULT kept from before a handle was made is checked with the owner, and there
+    # is no engine here)
+    bad = client.get_handle("wf-bad")
     produce_reply(
         kafka_config,
         layout,
@@ -361,7 +364,7 @@ def test_result_from_the_result_reply(
         ),
     )
     with pytest.raises(WorkflowFailedError, match="CardDeclined") as info:
-        client.get_handle("wf-bad").result(timeout=10)
+        bad.result(timeout=10)
     assert info.value.status == "FAILED"
     assert isinstance(info.value.cause, ApplicationError)
     assert info.value.cause.type == "CardDeclined"

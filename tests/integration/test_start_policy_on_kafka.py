@@ -5,6 +5,7 @@ the replies topic (what each send was told)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from orchestrator import workflow
 from orchestrator.cli import main
+from orchestrator.client import AsyncClient, Client
 from orchestrator.converter import DataConverter
 from orchestrator.engine import events as ev
 from orchestrator.log.partitioner import shard_for
@@ -241,3 +243,42 @@ def test_an_execution_timeout_closes_the_run_timed_out(
     assert isinstance(started, ev.WorkflowStarted) and started.execution_deadline is not None
     assert isinstance(cancel, ev.WorkflowCancelRequested) and cancel.timed_out
     assert 1500 <= cancel.time - started.time < 15_000
+
+
+def _kept_result_of(wire: Wire, workflow_id: str, run_id: str) -> None:
+    """Wait until the run's RESULT reply is on the topic, and a moment more for the
+    clients' reply listeners to have kept it."""
+    wire.wait_replies(lambda rs: any(
+        r.kind is rec.ReplyKind.RESULT and r.run_id == run_id for r in rs
+    ), timeout_s=30)  # fmt: skip
+    time.sleep(1.0)
+
+
+def test_result_of_an_id_started_again_is_the_new_runs_not_a_kept_one(
+    kafka_config: dict[str, Any], layout: TopicLayout
+) -> None:
+    """A client keeps the RESULT replies it sees, asked for or not. When the same id
+    runs again (a new start, a reset), ``result()`` must give the new run's outcome,
+    not the earlier run's kept reply: a handle from ``start`` and one from
+    ``get_handle`` alike, in both clients."""
+    wire = Wire(kafka_config, layout)
+    with engine(kafka_config, layout, [double, rest]), Client(kafka_config, layout=layout) as c:
+        first = c.start(double, 4, id="again", task_queue="q", wait_started=30)
+        assert first.run_id is not None
+        _kept_result_of(wire, "again", first.run_id)  # 8, kept: nobody asked for it
+        second = c.start(rest, 1500, id="again", task_queue="q", wait_started=30)
+        assert second.run_id != first.run_id
+        assert c.get_handle("again").result(timeout=30) == 1500
+        assert second.result(timeout=30) == 1500
+
+        async def in_the_async_client() -> tuple[int, int]:
+            async with await AsyncClient.connect(kafka_config, layout=layout) as ac:
+                third = await ac.start(double, 21, id="again2", task_queue="q", wait_started=30)
+                assert third.run_id is not None
+                _kept_result_of(wire, "again2", third.run_id)  # 42, kept
+                fourth = await ac.start(rest, 700, id="again2", task_queue="q", wait_started=30)
+                return await ac.get_handle("again2").result(timeout=30), await fourth.result(
+                    timeout=30
+                )
+
+        assert asyncio.run(in_the_async_client()) == (700, 700)

@@ -22,7 +22,7 @@ def test_result_replies_stay_bounded_even_when_wanted() -> None:
         assert buffer.offer(result(f"w-{n}"))
     assert buffer.take("result/w-0") is None  # evicted: only the latest 3 are kept
     assert buffer.take("result/w-999") == result("w-999")
-    assert buffer.take("result/w-999") is None  # taken once
+    assert buffer.take("result/w-999") == result("w-999")  # for every handle of the run
 
 
 def test_other_replies_are_kept_only_when_wanted() -> None:
@@ -42,3 +42,18 @@ def test_evictions_are_counted_so_result_knows_when_to_look_at_history() -> None
     assert buffer.evicted == 0  # a handle started now can trust the buffer
     buffer.offer(result("w-2"))
     assert buffer.evicted == 1  # one reply dropped: result() must read the snapshot instead
+
+
+def test_a_result_kept_from_before_a_handle_is_not_fresh_for_it() -> None:
+    buffer = ReplyBuffer()
+    buffer.offer(result("w"))  # an earlier run closed; nobody asked
+    made_at = buffer.results_seen  # a handle is made now
+    reply, fresh = buffer.take_result("result/w", made_at)
+    assert reply == result("w") and not fresh  # maybe that earlier run's: ask the owner
+    buffer.drop_result("result/w")
+    assert buffer.take_result("result/w", made_at) == (None, False)
+    later = Reply(correlation_id="result/w", kind=ReplyKind.RESULT, workflow_id="w",
+                  ok=True, run_id="r2")  # fmt: skip
+    buffer.offer(later)  # the new run closes after the handle was made
+    assert buffer.take_result("result/w", made_at) == (later, True)
+    assert buffer.take_result("result/w", made_at) == (later, True)  # and again
