@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
@@ -132,10 +133,18 @@ class ReplyWatcher(threading.Thread):
     """Records when each workflow's first reply of ``kind`` (default: RESULT) was seen."""
 
     def __init__(
-        self, bootstrap: str, topic: str, kind: rec.ReplyKind = rec.ReplyKind.RESULT
+        self,
+        bootstrap: str,
+        topic: str,
+        kind: rec.ReplyKind = rec.ReplyKind.RESULT,
+        counted: Collection[str] = (),
     ) -> None:
+        """``counted``: workflow ids whose replies :attr:`counted` counts as they come,
+        so a bench waiting for many need not scan them all at each poll."""
         super().__init__(daemon=True)
         self.kind = kind
+        self._counted = set(counted)
+        self.counted = 0
         self.done: dict[str, float] = {}
         self.done_wall_ms: dict[str, float] = {}
         self.stop = threading.Event()
@@ -173,6 +182,8 @@ class ReplyWatcher(threading.Thread):
                 if workflow_id not in self.done:
                     self.done[workflow_id] = time.monotonic()
                     self.done_wall_ms[workflow_id] = time.time() * 1000
+                    if workflow_id in self._counted:
+                        self.counted += 1
         self.consumer.close()
 
 
