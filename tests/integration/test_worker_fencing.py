@@ -124,6 +124,19 @@ def test_a_fenced_consumer_fails_fast_and_closes_at_once(
         second.close()
 
 
+def _patched_worker(
+    module: str, kafka_config: dict[str, Any], prefix: str, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """``saga worker`` (engine and activity worker) run through a test module that
+    patches the engine (``tests.integration.<module>``), logging to ``log_path``."""
+    args = ["-m", f"tests.integration.{module}", "worker"]
+    args += ["--sagas", "tests.integration.restart_sagas", "--task-queue", QUEUE]
+    args += ["--worker-id", f"{prefix}-{module}"]
+    env = saga_env(kafka_config["bootstrap.servers"], prefix, SHARDS)
+    with log_path.open("ab") as out:
+        return subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=out)
+
+
 def _start(producer: Producer, layout: TopicLayout, wf_id: str) -> None:
     produce_start(producer, layout, wf_id, "restart.one_step", QUEUE, [wf_id])
     producer.flush(10)
@@ -199,12 +212,7 @@ def test_a_worker_stuck_in_a_commit_still_stops_on_sigterm(
     layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
     ensure_topics(admin, layout, [QUEUE])
     log_path = tmp_path / "held.log"
-    args = ["-m", "tests.integration.held_commit_worker", "worker"]
-    args += ["--sagas", "tests.integration.restart_sagas", "--task-queue", QUEUE]
-    args += ["--worker-id", f"{topic_prefix}-held"]
-    env = saga_env(kafka_config["bootstrap.servers"], topic_prefix, SHARDS)
-    with log_path.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=out)
+    proc = _patched_worker("held_commit_worker", kafka_config, topic_prefix, log_path)
     producer = Producer({**kafka_config, "linger.ms": 0})
     try:
         deadline = time.monotonic() + 60
@@ -255,12 +263,7 @@ def test_a_commit_stuck_in_librdkafka_is_fenced_and_the_worker_serves_on(
     layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
     ensure_topics(admin, layout, [QUEUE])
     log_path = tmp_path / "stuck.log"
-    args = ["-m", "tests.integration.stuck_offsets_worker", "worker"]
-    args += ["--sagas", "tests.integration.restart_sagas", "--task-queue", QUEUE]
-    args += ["--worker-id", f"{topic_prefix}-stuck"]
-    env = saga_env(kafka_config["bootstrap.servers"], topic_prefix, SHARDS)
-    with log_path.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=out)
+    proc = _patched_worker("stuck_offsets_worker", kafka_config, topic_prefix, log_path)
     producer = Producer({**kafka_config, "linger.ms": 0})
     try:
         deadline = time.monotonic() + 60
