@@ -14,7 +14,7 @@ from orchestrator.lazy import lazy_attributes
 if TYPE_CHECKING:
     from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
     from orchestrator.worker.engine_worker import EngineWorker
-    from orchestrator.worker.shard.processor import ProcessorOptions
+    from orchestrator.worker.shard.processor_options import ProcessorOptions
 
 __all__ = ["ActivityWorker", "ActivityWorkerOptions", "EngineWorker", "ProcessorOptions"]
 
@@ -23,7 +23,7 @@ _MODULES = {
     "ActivityWorker": "orchestrator.worker.activity_worker",
     "ActivityWorkerOptions": "orchestrator.worker.activity_worker",
     "EngineWorker": "orchestrator.worker.engine_worker",
-    "ProcessorOptions": "orchestrator.worker.shard.processor",
+    "ProcessorOptions": "orchestrator.worker.shard.processor_options",
 }
 
 
