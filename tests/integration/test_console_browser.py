@@ -97,8 +97,14 @@ def wait_status_in_list(driver: WebDriver, workflow_id: str, status: str) -> Non
 
 
 def run_status(driver: WebDriver) -> str | None:
-    found = driver.find_elements(By.CSS_SELECTOR, "#run-status .badge")
-    return found[0].get_attribute("data-status") if found else None
+    """The run page's status badge, read again if the live refresh replaced it while
+    it was read (a CI run once failed on that)."""
+
+    def read(d: WebDriver) -> tuple[str | None]:
+        found = d.find_elements(By.CSS_SELECTOR, "#run-status .badge")
+        return (found[0].get_attribute("data-status") if found else None,)
+
+    return waiting(driver).until(read)[0]
 
 
 def open_run(driver: WebDriver, workflow_id: str) -> None:

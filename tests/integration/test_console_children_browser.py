@@ -97,8 +97,10 @@ def test_cancel_a_child_from_its_parent_and_reset_before_a_build(
     waiting(browser).until(lambda d: d.find_element(By.ID, "run-of").text not in ("", before))
     # the new run kept only WorkflowStarted and decided everything again
     wait_for(browser, "#timeline li[data-type=TimerStarted]")
-    started = browser.find_element(By.CSS_SELECTOR, "#timeline li[data-seq='1']")
-    assert started.get_attribute("data-type") == "WorkflowStarted"
+    first = waiting(browser).until(lambda d: (d.find_element(
+        By.CSS_SELECTOR, "#timeline li[data-seq='1']"
+    ).get_attribute("data-type"),))[0]  # fmt: skip
+    assert first == "WorkflowStarted"
     assert run_status(browser) == "RUNNING"
     shot(browser, "12-run-reset-before-build")
 
