@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from orchestrator import activity, workflow
 
 
@@ -16,6 +18,17 @@ async def three_step(ctx: workflow.WorkflowContext, n: int) -> int:
     """Three sequential no-op activities: the peers' reference workload."""
     for step in ("bench.step", "bench.step", "bench.step"):
         n = await ctx.execute_activity(step, n, task_queue="bench", result_type=int)
+    return n
+
+
+@workflow.defn(name="bench.three_step_timed")
+async def three_step_timed(ctx: workflow.WorkflowContext, n: int) -> int:
+    """The three task-queue steps, each with a start-to-close timeout: what an engine
+    worker that serves the queue itself may hand to its own activity worker."""
+    for step in ("bench.step", "bench.step", "bench.step"):
+        n = await ctx.execute_activity(
+            step, n, task_queue="bench", result_type=int, start_to_close=timedelta(seconds=30)
+        )
     return n
 
 

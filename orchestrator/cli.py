@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the worker's modules load only when a worker runs
     from orchestrator.worker.batch_worker import BatchWorker
     from orchestrator.worker.discovery import Discovered
     from orchestrator.worker.engine_worker import EngineWorker
+    from orchestrator.worker.task_handoff import TaskHandoff
 
 log = logging.getLogger("orchestrator.cli")
 
@@ -217,6 +218,15 @@ def _operation_activities() -> list[Any]:
     "decision again: the activity may run twice with one idempotency key.",
 )
 @click.option(
+    "--task-handoff/--no-task-handoff",
+    default=True,
+    show_default=True,
+    help="With the engine and --task-queue in one process: hand a task of a served queue "
+    "whose activity has a start-to-close timeout straight to this process's activity "
+    "worker, without the queue's Kafka round trip. If the process dies with it, the "
+    "engine's start-to-close timer retries the attempt.",
+)
+@click.option(
     "--cache-size",
     default=DEFAULT_CACHE_SIZE,
     show_default=True,
@@ -275,16 +285,16 @@ def worker(
     state_dir: Path,
     standby: bool,
     early_dispatch: bool,
+    task_handoff: bool,
     cache_size: int,
     store_cache_mb: int,
     metrics_port: int,
     metrics_host: str,
 ) -> None:
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
-    from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
     from orchestrator.worker.discovery import discover
     from orchestrator.worker.gc_policy import settle_heap
-    from orchestrator.worker.membership import instance_id
+    from orchestrator.worker.task_handoff import TaskHandoff
 
     settings = Settings.from_env()
     log.info("settings: %s", settings.redacted())
@@ -298,6 +308,7 @@ def worker(
     os_signal.signal(os_signal.SIGINT, lambda *_: stop.set())
     metrics, close_metrics = _metrics_endpoint(metrics_host, metrics_port)
     running: list[EngineWorker] = []
+    handoff = TaskHandoff() if engine and task_queues and task_handoff else None
     if engine:
         if not found.workflows:
             raise click.UsageError(f"no @workflow.defn found in {', '.join(modules)}")
@@ -310,6 +321,7 @@ def worker(
                 build_id=build_id,
                 standby=standby,
                 early_dispatch=early_dispatch,
+                handoff=handoff,
                 retention_hours=retention_hours,
                 state_dir=state_dir,
                 cache_size=cache_size,
@@ -318,24 +330,15 @@ def worker(
             ).start()
         )
         log.info("engine worker running workflows %s", found.workflows.describe())
-    activity_workers: list[ActivityWorker] = []
-    for queue in task_queues:
-        if not found.activities:
-            raise click.UsageError(f"no @activity.defn found in {', '.join(modules)}")
-        activity_workers.append(
-            ActivityWorker(
-                settings.kafka_config(),
-                queue,
-                found.activities,
-                layout=layout,
-                options=ActivityWorkerOptions(
-                    max_in_flight=max_in_flight,
-                    group_instance_id=instance_id(worker_id, f"tasks.{queue}"),
-                ),
-                metrics=metrics.activities if metrics is not None else None,
-            ).start()
+    if task_queues and not found.activities:
+        raise click.UsageError(f"no @activity.defn found in {', '.join(modules)}")
+    activity_workers = [
+        _activity_worker(
+            settings, layout, found, queue,
+            max_in_flight=max_in_flight, worker_id=worker_id, metrics=metrics, handoff=handoff,
         )
-        log.info("activity worker on queue %r running %d activities", queue, len(found.activities))
+        for queue in task_queues
+    ]
     batch_workers = _batch_workers(settings, layout, worker_id) if batch_queue else []
     projectors: list[BackgroundRunner] = []
     if projector:
@@ -415,6 +418,37 @@ def _metrics_endpoint(host: str, port: int) -> tuple[SagaMetrics | None, Callabl
         raise click.UsageError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
 
 
+def _activity_worker(
+    settings: Settings,
+    layout: TopicLayout,
+    found: Discovered,
+    queue: str,
+    *,
+    max_in_flight: int,
+    worker_id: str | None,
+    metrics: SagaMetrics | None,
+    handoff: TaskHandoff | None,
+) -> ActivityWorker:
+    """A started activity worker of ``queue``, as ``saga worker --task-queue`` runs it."""
+    from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
+    from orchestrator.worker.membership import instance_id
+
+    started = ActivityWorker(
+        settings.kafka_config(),
+        queue,
+        found.activities,
+        layout=layout,
+        options=ActivityWorkerOptions(
+            max_in_flight=max_in_flight,
+            group_instance_id=instance_id(worker_id, f"tasks.{queue}"),
+        ),
+        metrics=metrics.activities if metrics is not None else None,
+        handoff=handoff,
+    ).start()
+    log.info("activity worker on queue %r running %d activities", queue, len(found.activities))
+    return started
+
+
 def _engine_worker(
     settings: Settings,
     layout: TopicLayout,
@@ -424,6 +458,7 @@ def _engine_worker(
     build_id: str,
     standby: bool,
     early_dispatch: bool = True,
+    handoff: TaskHandoff | None = None,
     retention_hours: float,
     state_dir: Path,
     cache_size: int,
@@ -452,6 +487,7 @@ def _engine_worker(
         metrics=metrics.engine if metrics is not None else None,
         flow_control=True,
         task_token_key=settings.task_token_key.encode() or None,
+        handoff=handoff,
     )
 
 

@@ -52,6 +52,14 @@ def encode_outcome(
     return wire.encode_command(outcome, ce_id=ce_id, traceparent=traceparent)
 
 
+def _position(partition: int, offset: int) -> dict[str, str | int | bool]:
+    """Where the task was read; a task handed over by the engine of this process
+    (negative partition, orchestrator/worker/task_handoff.py) was never on the queue."""
+    if partition < 0:
+        return {"saga.task_handed": True}
+    return {"messaging.destination.partition.id": str(partition), "messaging.kafka.offset": offset}
+
+
 async def run_attempt(
     task: ActivityTask,
     runner: AttemptRunner,
@@ -69,9 +77,8 @@ async def run_attempt(
         tracing.kafka_attributes(
             topic,
             "process",
+            **_position(partition, offset),
             **{
-                "messaging.destination.partition.id": str(partition),
-                "messaging.kafka.offset": offset,
                 "saga.workflow_id": task.workflow_id,
                 "saga.run_id": task.run_id,
                 "saga.activity_type": task.activity_type,

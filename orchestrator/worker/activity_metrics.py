@@ -27,6 +27,10 @@ class ActivityWorkerStats:
     """Counters, for tests and metrics."""
 
     received: int = 0
+    """Tasks fetched from the queue, and tasks handed by the engine of this process."""
+    handed: int = 0
+    """Of ``received``: tasks the engine of this process handed over, not through the
+    queue (orchestrator/worker/task_handoff.py)."""
     started: int = 0
     completed: int = 0
     failed: int = 0

@@ -48,11 +48,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from orchestrator.config import Settings
 from orchestrator.converter import DataConverter
+from orchestrator.log.partitioner import shard_for
 from orchestrator.log.producing import PROMPT_PRODUCER
 from orchestrator.log.topics import TopicLayout
 from orchestrator.metrics import ActivityMetrics
 from orchestrator.serde.errors import RecordDecodeError
-from orchestrator.serde.wire import WireFormat
+from orchestrator.serde.wire import EncodedRecord, WireFormat
 from orchestrator.worker.activity_attempts import RunningAttempts
 from orchestrator.worker.activity_buffer import TaskBuffer
 from orchestrator.worker.activity_cancels import (
@@ -72,7 +73,8 @@ from orchestrator.worker.activity_outcomes import OutcomeSender, partitions_of_c
 from orchestrator.worker.activity_pauses import PauseReader
 from orchestrator.worker.activity_runner import AttemptRunner, activity_definitions
 from orchestrator.worker.group_watch import GroupWatch
-from orchestrator.worker.shard.records import headers_of
+from orchestrator.worker.shard.records import OutRecord, headers_of
+from orchestrator.worker.task_handoff import HANDED, HandoffInbox, TaskHandoff
 
 __all__ = ["ActivityWorker", "ActivityWorkerOptions", "ActivityWorkerStats"]
 
@@ -83,6 +85,8 @@ _IDLE_SLEEP_S = (0.0005, 0.002)  # adaptive sleep between empty polls: min, max 
 #: task that arrives wakes it at once, and an idle worker costs no CPU (spinning on the
 #: adaptive sleep cost 5% of a core per idle worker)
 _IDLE_BLOCK_S = 0.1
+#: ... and while the engine of this process may hand a task over (task_handoff.py)
+_AWAKE_BLOCK_S = 0.001
 _SAMPLE_INTERVAL_S = 2.0  # lag and in-flight gauges, when metrics are exported
 
 
@@ -94,6 +98,8 @@ class ActivityWorker:
     ``activities`` are callables (``@activity.defn`` names them) or a name → callable
     mapping. ``group_id`` defaults to ``<prefix>.activities.<queue>``. ``metrics``: the
     process's activity metrics to update (``SagaMetrics().activities``), or None.
+    ``handoff``: join it so that an engine worker of this process may hand this
+    queue's tasks over without the queue (orchestrator/worker/task_handoff.py).
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class ActivityWorker:
         wire: WireFormat | None = None,
         identity: str | None = None,
         metrics: ActivityMetrics | None = None,
+        handoff: TaskHandoff | None = None,
     ) -> None:
         if isinstance(config, Settings):
             self._kafka = config.kafka_config()
@@ -145,6 +152,10 @@ class ActivityWorker:
             CancelRegistry(opts.cancel_memory, opts.cancel_ttl_s), self._counts
         )
         self._pauses: PauseReader | None = None
+        self._running = 0  # attempts running, as last seen by the loop
+        #: the engine of this process hands this queue's tasks here (task_handoff.py)
+        self._handoff = handoff
+        self._inbox = HandoffInbox(self.topic, self._free_slots)
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
@@ -218,15 +229,14 @@ class ActivityWorker:
         )
         attempts = RunningAttempts(
             runner,
-            sender.outcome,
+            self._outcome_to(sender),
             self._cancels,
             self._counts,
             wire=self.wire,
             topic=self.topic,
             finished=self._queue.offsets.finish,
         )
-        self._queue.subscribe()
-        log.info("activity worker %s consuming %s", self.identity, self.topic)
+        self._subscribe(loop)
         watch = None
         if opts.group_watch_interval_s is not None:
             watch = GroupWatch(
@@ -235,8 +245,10 @@ class ActivityWorker:
             watch.start()
         try:
             await self._consume(producer, attempts, sender, cancels)
+            self._leave_handoff(producer)
             await self._drain(producer, attempts, cancels)
         finally:
+            self._leave_handoff(producer)
             if watch is not None:
                 await loop.run_in_executor(None, watch.stop)
             attempts.cancel_all()
@@ -303,8 +315,11 @@ class ActivityWorker:
             producer.poll(0)  # delivery callbacks: finished offsets
             self._cancels.apply(cancels.poll())  # before starting what they may cancel
             self._apply_pauses()
+            for handed in self._inbox.take():
+                self._launch_handed(handed, attempts, sender, producer)
             while len(buffer) and attempts.running < opts.max_in_flight:
                 self._launch(buffer.next(), attempts, sender)
+            self._running = attempts.running
             # a resumed partition costs a fetch round trip: pause only when a whole
             # buffer is waiting, resume while half of it is still there; a full held
             # buffer stops fetching until an unpause empties it
@@ -314,8 +329,10 @@ class ActivityWorker:
                 queue.resume()
             # also serves rebalances; with nothing running, nothing else needs the loop
             waiting = not attempts.tasks and not len(buffer) and not self._stop.is_set()
-            messages = self._wait_for_tasks(consumer) if waiting else []
+            messages = await self._wait_for_tasks(consumer) if waiting else []
             messages += consumer.consume(opts.fetch_batch - len(messages), 0)
+            if messages:
+                self._inbox.wake()
             for msg in messages:
                 if self._rejoin_if_fenced(msg):
                     break  # what else the fenced consumer fetched is not ours any more
@@ -334,13 +351,58 @@ class ActivityWorker:
                 await asyncio.sleep(idle)
                 idle = min(idle * 2, _IDLE_SLEEP_S[1])
 
-    @staticmethod
-    def _wait_for_tasks(consumer: Consumer) -> list[Message]:
+    async def _wait_for_tasks(self, consumer: Consumer) -> list[Message]:
         """Block in librdkafka until a record arrives or :data:`_IDLE_BLOCK_S` passes.
         ``poll`` returns at the first record; ``consume(n, timeout)`` would wait to fill
-        its batch of n."""
+        its batch of n. While the engine of this process may hand a task over, wait on
+        the loop instead, which an offer wakes (nothing wakes a wait inside the Kafka
+        client), and look for fetched tasks every :data:`_AWAKE_BLOCK_S`."""
+        if self._inbox.awake():
+            await self._inbox.wait(_AWAKE_BLOCK_S)
+            return []
         first = consumer.poll(_IDLE_BLOCK_S)
         return [] if first is None else [first]
+
+    def _outcome_to(
+        self, sender: OutcomeSender
+    ) -> Callable[[str, EncodedRecord, tuple[int, int]], None]:
+        """Where an attempt's outcome goes: a handed task's back to the engine of this
+        process in memory if it still serves the run's shard, any other to Kafka."""
+        handoff = self._handoff
+        if handoff is None:
+            return sender.outcome
+
+        def send(workflow_id: str, record: EncodedRecord, finishes: tuple[int, int]) -> None:
+            handed = finishes[0] == HANDED
+            if not handed or not handoff.give_back(shard_for(workflow_id, sender.shards), record):
+                sender.outcome(workflow_id, record, finishes)
+
+        return send
+
+    def _subscribe(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start consuming the queue, and take tasks handed over by the engine."""
+        self._queue.subscribe()
+        if self._handoff is not None:
+            self._inbox.bind(loop)
+            self._handoff.join(self._inbox)
+        log.info("activity worker %s consuming %s", self.identity, self.topic)
+
+    def _free_slots(self) -> int:
+        """Attempts this worker would start now (read by the engine's thread)."""
+        return self.options.max_in_flight - self._running - len(self._buffer)
+
+    def _leave_handoff(self, producer: Producer) -> None:
+        """Take no more handed tasks; send those not started to the queue."""
+        if self._handoff is None:
+            return
+        self._handoff.leave(self._inbox)
+        for record in self._inbox.close():
+            self._to_queue(producer, record)
+
+    def _to_queue(self, producer: Producer, record: OutRecord) -> None:
+        """Send a handed task through the queue after all (any worker of it may run it)."""
+        headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+        producer.produce(record.topic, key=record.key, value=record.value, headers=headers)
 
     async def _drain(
         self, producer: Producer, attempts: RunningAttempts, cancels: CancelReader
@@ -403,6 +465,37 @@ class ActivityWorker:
         self._queue.offsets.start(partition, offset)
         self.stats.received += 1
         self._buffer.add(msg)
+
+    def _launch_handed(
+        self,
+        handed: OutRecord,
+        attempts: RunningAttempts,
+        sender: OutcomeSender,
+        producer: Producer,
+    ) -> None:
+        """Start a task the engine of this process handed over, as :meth:`_launch` does
+        a fetched one; it has no offset. One of a paused type goes to the queue, to be
+        held there in order with the others."""
+        self.stats.received += 1
+        self.stats.handed += 1
+        try:
+            decoded = self.wire.decode_task(handed.headers, handed.value)
+        except RecordDecodeError:  # the engine encoded it: not expected
+            log.exception("handed task on %s not decodable: sent to the queue", self.topic)
+            self._to_queue(producer, handed)
+            return
+        record = decoded.record
+        if attempt_key(record) in self._cancels:
+            self._counts.skipped()
+            return
+        pauses = self._pauses
+        if pauses is not None and pauses.table.is_paused(self.task_queue, record.activity_type):
+            self._to_queue(producer, handed)
+            return
+        attempts.start(
+            record, partition=HANDED, offset=HANDED,
+            traceparent=decoded.cloud_event.traceparent,
+        )
 
     def _launch(self, msg: Message, attempts: RunningAttempts, sender: OutcomeSender) -> None:
         """Start a buffered task, or skip it (cancelled), hold it (its type is paused) or

@@ -31,6 +31,7 @@ from orchestrator.worker.shard.gauges import EngineShardGauges
 from orchestrator.worker.shard.local_activities import DEFAULT_MAX_ATTEMPT_S, LocalActivities
 from orchestrator.worker.shard.processor import MetricsExporter, ProcessorOptions, ShardProcessor
 from orchestrator.worker.shard.store import ShardStore, StoreMemory, StoreOptions
+from orchestrator.worker.task_handoff import TaskHandoff
 from orchestrator.workflow import WorkflowDefinition
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class EngineWorker(BackgroundRunner):
         metrics: EngineMetrics | None = None,
         flow_control: bool = False,
         task_token_key: bytes | None = None,
+        handoff: TaskHandoff | None = None,
     ) -> None:
         """``activities``: those this process may run itself when a workflow calls
         ``ctx.execute_local_activity``; local calls to any other go to the task queue.
@@ -87,7 +89,10 @@ class EngineWorker(BackgroundRunner):
         ``task_token_key``: sign every dispatched attempt (its task token then names
         that attempt only) and refuse outcomes whose signature does not match
         (docs/concepts.md, "Completing an activity later"); every engine worker of a
-        deployment needs the same key. None: unsigned tokens, as before."""
+        deployment needs the same key. None: unsigned tokens, as before.
+
+        ``handoff``: activity workers of this process that joined it may be handed the
+        tasks of their queue without the queue (orchestrator/worker/task_handoff.py)."""
         super().__init__()
         self._temporary: Path | None = None
         if store is None:
@@ -143,7 +148,9 @@ class EngineWorker(BackgroundRunner):
             return shard
 
         exporter = MetricsExporter(metrics, EngineShardGauges()) if metrics is not None else None
-        self.processor = ShardProcessor(kafka_config, layout, factory, options, exporter=exporter)
+        self.processor = ShardProcessor(
+            kafka_config, layout, factory, options, exporter=exporter, handoff=handoff
+        )
 
     def run(self, stop: threading.Event) -> None:
         try:

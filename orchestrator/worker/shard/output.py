@@ -8,6 +8,7 @@ the one it follows.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from orchestrator.engine.events import Event
@@ -67,8 +68,12 @@ class ShardOutput:
         return self.out(self.layout.history, encoded, self.partition)
 
     def task(self, task: rec.ActivityTask) -> OutRecord:
-        """An activity attempt, on its task queue's topic."""
-        return self.out(self.task_topic(task.task_queue), self.wire.encode_task(task))
+        """An activity attempt, on its task queue's topic; one with a start-to-close
+        timeout may be handed to a worker of this process instead (task_handoff.py)."""
+        record = self.out(self.task_topic(task.task_queue), self.wire.encode_task(task))
+        if task.start_to_close_timeout_ms is None:
+            return record
+        return dataclasses.replace(record, handoff=True)
 
     def reply(self, reply: rec.Reply) -> OutRecord:
         return self.out(self.layout.replies, self.wire.encode_reply(reply))

@@ -44,6 +44,7 @@ from orchestrator.log.dlq_tools import REASON_HEADER
 from orchestrator.log.partitioner import shard_for
 from orchestrator.log.retrying import retried
 from orchestrator.log.topics import TopicLayout
+from orchestrator.serde.wire import EncodedRecord
 from orchestrator.worker.fencing import (
     FenceLimit,
     close_in_background,
@@ -70,6 +71,7 @@ from orchestrator.worker.shard.processor_options import (
 from orchestrator.worker.shard.records import InRecord, OutRecord, ShardStateLost
 from orchestrator.worker.shard.restore import HistoryReader, RestoreStats
 from orchestrator.worker.shard.trim import release_free_memory
+from orchestrator.worker.task_handoff import TaskHandoff
 
 #: how long a cycle may spend reading history for shards being restored
 _RESTORE_SLICE_S = 0.2
@@ -93,6 +95,14 @@ _GATHER_POLL_S = 0.002
 #: the longest a cached copy of the consumer's group metadata is used (see
 #: ShardProcessor._group_metadata)
 _GROUP_METADATA_TTL_S = 1.0
+#: for this long after handing a task to a worker of this process, the engine waits for
+#: commands at most _HANDOFF_POLL_S at a time: the task's outcome comes back in memory,
+#: which does not wake a wait inside the Kafka client
+_HANDOFF_WATCH_S = 0.05
+_HANDOFF_POLL_S = 0.001  # the Kafka client waits in whole milliseconds
+#: a batch whose handed tasks have not come back yet waits for them this long at most
+#: before it commits, so that a run's next steps join the same transaction
+_HANDOFF_HOLD_S = 0.005
 
 
 def now_ms() -> int:
@@ -122,8 +132,12 @@ class ShardProcessor:
         options: ProcessorOptions | None = None,
         *,
         exporter: MetricsExporter | None = None,
+        handoff: TaskHandoff | None = None,
     ) -> None:
-        """``exporter``: Prometheus metrics to update (None: only :attr:`metrics`)."""
+        """``exporter``: Prometheus metrics to update (None: only :attr:`metrics`);
+        ``handoff``: the activity workers of this process that may take tasks decided
+        here without the queue (orchestrator/worker/task_handoff.py; early dispatch
+        only)."""
         self.layout = layout
         self.options = options or ProcessorOptions()
         self.metrics = ProcessorMetrics()
@@ -169,6 +183,17 @@ class ShardProcessor:
             if self.options.early_dispatch
             else None
         )
+        self._handoff = handoff
+        #: outcomes handed back in memory, in the batch being gathered and in the one
+        #: being committed: sent through Kafka if their transaction fails
+        self._returned_gathering: list[tuple[int, EncodedRecord]] = []
+        self._returned_in_flight: list[tuple[int, EncodedRecord]] = []
+        #: runs (workflow id) with tasks handed since the last hand-over whose outcome
+        #: has not come back, and when the gathered batch began to wait for them
+        self._awaiting: dict[bytes, int] = {}
+        self._hold_since: float | None = None
+        if handoff is not None:
+            handoff.serve(self._takes_outcomes_of)
         self._in_transaction = False
         self._failed_in_a_row = 0
         # the transaction being committed in the background, and when it started
@@ -608,8 +633,10 @@ class ShardProcessor:
             wait = min(wait, _GATHER_POLL_S)
         if self._committing():
             wait = _GATHER_POLL_S
-        elif self._gathered():
-            return 0.0  # a batch is ready and nothing is being committed: go
+        if self._handoff is not None and self._handoff.has_returned():
+            return 0.0
+        if not self._committing() and self._gathered():
+            return self._hold_left()  # a batch is ready and nothing is being committed: go
         if len(self._pending) >= self.options.due_backlog_records:
             return wait  # due work waits for the commit in flight (see _fire_due)
         due = [d for d in (h.next_due_ms() for h in self._shards.values()) if d is not None]
@@ -628,7 +655,19 @@ class ShardProcessor:
             if self._in_flight is not None:
                 futures.wait([self._in_flight], self.options.idle_poll_s)
             return []
-        return consume_available(self._consumer, room, self._poll_timeout())
+        timeout = self._poll_timeout()
+        handoff = self._handoff
+        if handoff is None or timeout <= 0 or not handoff.handed_within(_HANDOFF_WATCH_S):
+            return consume_available(self._consumer, room, timeout)
+        # an outcome given back in memory does not wake a wait inside the Kafka client:
+        # wait for one in short slices, looking at the commands between them
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = consume_available(self._consumer, room, 0)
+            left = deadline - time.monotonic()
+            if msgs or handoff.has_returned() or left <= 0:
+                return msgs
+            handoff.wait_returned(min(left, _HANDOFF_POLL_S))
 
     def cycle(self) -> int:
         """One consume-decide round. Its output joins the batch gathered while the
@@ -654,6 +693,7 @@ class ShardProcessor:
         now = now_ms()
         try:
             self._take_in(msgs, now)
+            self._take_returned(now)
             self._fire_due(now)
             self._check_stores()
             self.metrics.decide_ms_total += (time.monotonic() - began) * 1000
@@ -662,6 +702,8 @@ class ShardProcessor:
             self._settle()
             if self._failure is not None:
                 raise self._failure  # the batch was decided on state that is now undone
+            if self._hold_left() > 0 and not self._rebuild:
+                return 0  # the outcomes of tasks handed in this process are coming
             handed = self._hand_over()
         except (KafkaException, ShardStateLost) as exc:
             self._recover(exc)
@@ -725,15 +767,74 @@ class ShardProcessor:
             self.metrics.records_in += 1
             self._gather(self._route(InRecord.of(msg), partition, now))
 
+    def _hold_left(self) -> float:
+        """How much longer the gathered batch waits for the outcomes of the tasks it
+        handed to a worker of this process (0: commit now). Bounded by
+        :data:`_HANDOFF_HOLD_S`; a stopping processor does not wait."""
+        if not self._awaiting or (self._stopping is not None and self._stopping.is_set()):
+            return 0.0
+        now = time.monotonic()
+        if self._hold_since is None:
+            self._hold_since = now
+        return max(0.0, self._hold_since + _HANDOFF_HOLD_S - now)
+
+    def _takes_outcomes_of(self, partition: int) -> bool:
+        """Whether an outcome of ``partition`` may come back in memory (called from an
+        activity worker's thread): the shard is served here, not being restored."""
+        return partition in self._shards and partition not in self._restoring
+
+    def _take_returned(self, now: int) -> None:
+        """Decide the outcomes of handed tasks given back in memory as if read from
+        their shard's commands (they have no offset); one of a shard no longer served
+        here goes through Kafka."""
+        if self._handoff is None:
+            return
+        for partition, outcome in self._handoff.returned():
+            if not self._takes_outcomes_of(partition):
+                self._resend([(partition, outcome)])
+                continue
+            self._returned_gathering.append((partition, outcome))
+            left = self._awaiting.get(outcome.key, 0) - 1
+            if left > 0:
+                self._awaiting[outcome.key] = left
+            else:
+                self._awaiting.pop(outcome.key, None)
+            self._batch_in += 1
+            self.metrics.records_in += 1
+            self.metrics.outcomes_returned += 1
+            record = InRecord(
+                self.layout.commands, partition, -1, outcome.key, outcome.value,
+                list(outcome.headers),
+            )
+            self._gather(self._route(record, partition, now))
+
+    def _resend(self, outcomes: list[tuple[int, EncodedRecord]]) -> None:
+        """Send outcomes given back in memory through their shard's commands after all
+        (ahead of the next transaction, like an early task)."""
+        if not outcomes:
+            return
+        assert self._dispatch is not None  # tasks are handed only with early dispatch
+        for partition, outcome in outcomes:
+            self._dispatch.send(
+                OutRecord(self.layout.commands, outcome.key, outcome.value, partition,
+                          list(outcome.headers))
+            )
+
     def _gather(self, records: list[OutRecord]) -> None:
         """Add decided records to the next transaction's batch; activity tasks go out
         at once when early dispatch is on (they count in the batch all the same)."""
         if self._dispatch is None or len(self._pending) >= self.options.early_dispatch_below:
             self._pending += records
             return
+        handoff = self._handoff
         for rec in records:
             if self._dispatch.is_task(rec):
-                self._dispatch.send(rec)
+                if rec.handoff and handoff is not None and handoff.offer(rec):
+                    self.metrics.tasks_handed += 1
+                    if rec.key is not None:
+                        self._awaiting[rec.key] = self._awaiting.get(rec.key, 0) + 1
+                else:
+                    self._dispatch.send(rec)
             else:
                 self._pending.append(rec)
 
@@ -741,6 +842,8 @@ class ShardProcessor:
         out, offsets = self._pending, self._offsets
         self._pending, self._offsets, self._batch_in = [], {}, 0
         early = self._dispatch.take() if self._dispatch is not None else None
+        self._returned_in_flight, self._returned_gathering = self._returned_gathering, []
+        self._awaiting, self._hold_since = {}, None
         return out, offsets, early
 
     def _gathered(self) -> bool:
@@ -821,6 +924,7 @@ class ShardProcessor:
         except KafkaException as exc:
             self._failure = exc
             return
+        self._returned_in_flight = []
         self._apply_seals(seals, ends)
 
     def _wait_for(self, in_flight: Future[dict[int, int]]) -> None:
@@ -1047,7 +1151,10 @@ class ShardProcessor:
         self._shards.clear()
         self._restoring.clear()
         self._in_flight_seals = {}
+        returned = self._returned_in_flight + self._returned_gathering
         self._take_batch()  # decided on state that is gone; the rewind reads it again
+        self._returned_in_flight = []
+        self._resend(returned)  # read again after the rewind, as the commands are
         self._rebuild.clear()
         if err is not None and fences_the_consumer(err):
             self._replace_fenced_consumer(err)  # its assignment restores the shards

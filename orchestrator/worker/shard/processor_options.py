@@ -114,6 +114,10 @@ class ProcessorMetrics:
     #: transaction had to carry itself (not acknowledged in time)
     early_tasks: int = 0
     early_fallbacks: int = 0
+    #: activity tasks handed to a worker of this process instead of the queue, and
+    #: outcomes such workers gave back in memory
+    tasks_handed: int = 0
+    outcomes_returned: int = 0
 
     def summary(self) -> str:
         n = self.transactions or 1
@@ -127,7 +131,8 @@ class ProcessorMetrics:
             f"(offsets {self.offsets_ms_total / n:.1f}, end {self.end_ms_total / n:.1f}) "
             f"commit_ms_max={self.commit_ms_max:.1f} "
             f"cycle_ms_max={self.cycle_ms_max:.1f} "
-            f"early_tasks={self.early_tasks} (fallbacks {self.early_fallbacks})"
+            f"early_tasks={self.early_tasks} (fallbacks {self.early_fallbacks}) "
+            f"handed={self.tasks_handed} (returned {self.outcomes_returned})"
         )
 
 
