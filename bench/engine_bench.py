@@ -251,6 +251,13 @@ def main() -> None:
         help="activity worker processes (for bench.three_step)",
     )
     parser.add_argument(
+        "--colocated",
+        action="store_true",
+        help="the engine workers also serve the bench queue (`saga worker --task-queue "
+        "bench`): tasks of activities with a start-to-close timeout (bench.three_step_timed) "
+        "are handed over in process (orchestrator/worker/task_handoff.py)",
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
         default=1000,
@@ -305,7 +312,11 @@ def main() -> None:
                 args.shards,
                 f"engine-{i}",
                 logs,
-                [*metrics_flags(i), *args.engine_arg],
+                [
+                    *metrics_flags(i),
+                    *(["--task-queue", "bench"] if args.colocated else []),
+                    *args.engine_arg,
+                ],
             )
             for i in range(args.workers)
         ]
@@ -356,7 +367,7 @@ def main() -> None:
             print(
                 f"workflow={args.workflow} sagas={args.sagas} completed={len(finished)} "
                 f"engine_workers={args.workers} shards={args.shards} rate={args.rate or 'max'} "
-                f"engine_args={args.engine_arg} "
+                f"engine_args={args.engine_arg} colocated={args.colocated} "
                 f"tracing={args.tracing}"
             )
             print(f"throughput: {len(finished) / elapsed:.0f} sagas/s over {elapsed:.1f}s")

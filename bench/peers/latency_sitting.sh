@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Issue 17's latency comparison in one sitting: our three-step saga (task-queue steps)
-# at 50/s and 250/s beside DBOS at 50/s and LittleHorse at 50/s and 20/s, REPEAT rounds
+# at 50/s and 250/s, with a separate activity worker process (bench.three_step) and
+# with the engine process serving the queue itself (bench.three_step_timed, tasks
+# handed over in process), beside DBOS at 50/s and LittleHorse at 50/s and 20/s, REPEAT rounds
 # (default 2), round-robin, one run at a time, `uptime` before each. Needs the peers'
 # packages (`make bench-peers` installs them and sets LittleHorse up); a peer that is
 # missing is reported as SKIPPED and the others still run.
@@ -22,8 +24,10 @@ lh=1; have littlehorse || { echo "SKIPPED littlehorse: python client missing"; l
 dbos=1; have dbos || { echo "SKIPPED dbos: package missing"; dbos=0; }
 for i in $(seq "$REPEAT"); do
     run "ours 50/s ($i)" $PY bench/engine_bench.py --sagas 1000 --workflow bench.three_step --task-queue-workers 1 --rate 50
+    run "ours co-located 50/s ($i)" $PY bench/engine_bench.py --sagas 1000 --workflow bench.three_step_timed --colocated --rate 50
     [ $dbos = 1 ] && run "dbos 50/s ($i)" $PY bench/peers/dbos_bench.py --workflows 1500 --rate 50
     [ $lh = 1 ] && run "littlehorse 50/s ($i)" $PY bench/peers/littlehorse_bench.py --workflows 750 --rate 50
     [ $lh = 1 ] && run "littlehorse 20/s ($i)" $PY bench/peers/littlehorse_bench.py --workflows 600 --rate 20
     run "ours 250/s ($i)" $PY bench/engine_bench.py --sagas 3000 --workflow bench.three_step --task-queue-workers 1 --rate 250
+    run "ours co-located 250/s ($i)" $PY bench/engine_bench.py --sagas 3000 --workflow bench.three_step_timed --colocated --rate 250
 done
