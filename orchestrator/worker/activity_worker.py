@@ -348,7 +348,7 @@ class ActivityWorker:
                 idle = _IDLE_SLEEP_S[0]
                 await asyncio.sleep(0)
             else:
-                await asyncio.sleep(idle)
+                await self._inbox.wait(idle)  # a task handed over ends it at once
                 idle = min(idle * 2, _IDLE_SLEEP_S[1])
 
     async def _wait_for_tasks(self, consumer: Consumer) -> list[Message]:

@@ -580,6 +580,13 @@ class ShardProcessor:
         if not stuck:  # else the producer is busy in the stuck call
             self._producer.flush(10)
         if self._dispatch is not None:
+            if self._handoff is not None:
+                # outcomes given back after the last cycle, or in a transaction that
+                # failed: through the commands topic, for the shards' next owner
+                left = self._handoff.returned()
+                if self._failure is not None:
+                    left = self._returned_in_flight + self._returned_gathering + left
+                self._resend(left)
             self._dispatch.close()
 
     def _sample(self, exporter: MetricsExporter) -> None:
