@@ -258,6 +258,41 @@ def test_wait_returned_wakes_when_another_thread_gives_an_outcome_back() -> None
     assert time.monotonic() - began >= 0.19, "taken: nothing to wake for"
 
 
+def test_after_the_engine_stops_serving_outcomes_go_through_kafka() -> None:
+    handoff = TaskHandoff()
+    handoff.serve(lambda shard: True)
+    assert handoff.give_back(0, _outcome(1))
+    handoff.stop_serving()
+    assert not handoff.give_back(0, _outcome(2)), "nothing would take it back"
+    assert handoff.returned() == [(0, _outcome(1))], "given back before: still there"
+
+
+def test_no_outcome_is_kept_after_the_stop_while_a_worker_gives_back() -> None:
+    handoff = TaskHandoff()
+    handoff.serve(lambda shard: True)
+    accepted: list[EncodedRecord] = []
+    going = threading.Event()
+
+    def give() -> None:
+        n = 0
+        while True:
+            outcome = _outcome(n)
+            if not handoff.give_back(0, outcome):
+                return
+            accepted.append(outcome)
+            going.set()
+            n += 1
+
+    thread = threading.Thread(target=give)
+    thread.start()
+    assert going.wait(10.0)
+    handoff.stop_serving()
+    taken = [outcome for _, outcome in handoff.returned()]  # the engine's last take
+    thread.join(10.0)
+    assert handoff.returned() == [], "given back after the last take: lost"
+    assert taken == accepted
+
+
 # --- which tasks may be handed ---------------------------------------------------------
 
 
