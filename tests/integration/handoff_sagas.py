@@ -35,7 +35,7 @@ def blocking(label: str) -> str:
         out.write(f"{info.idempotency_key} {info.attempt}\n")
     release = Path(os.environ["HANDOFF_RELEASE_FILE"])
     while not release.exists():
-        time.sleep(0.05)
+        time.sleep(0.01)
     return f"{label} released"
 
 
@@ -56,6 +56,13 @@ async def mixed(ctx: workflow.WorkflowContext, label: str) -> str:
     first = await ctx.execute_activity(step, label, task_queue=QUEUE, start_to_close=_TIMED)
     second = await ctx.execute_activity(untimed, first, task_queue=QUEUE)
     return await ctx.execute_activity(step, second, task_queue=QUEUE, start_to_close=_TIMED)
+
+
+@workflow.defn(name="handoff.stop")
+async def stop(ctx: workflow.WorkflowContext, label: str) -> str:
+    """As ``handoff.crash``, with a start-to-close timeout no test waits for."""
+    first = await ctx.execute_activity(step, label, task_queue=QUEUE, start_to_close=_TIMED)
+    return await ctx.execute_activity(blocking, first, task_queue=QUEUE, start_to_close=_TIMED)
 
 
 @workflow.defn(name="handoff.crash")

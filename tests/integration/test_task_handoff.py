@@ -38,15 +38,19 @@ SHARDS = 2
 SAGAS = "tests.integration.handoff_sagas"
 WIRE = WireFormat()
 Outcome = rec.ActivityTaskCompleted | rec.ActivityTaskFailed
+#: what a ``saga worker`` logs when its batch jobs' worker stopped: its engine stops next
+_BATCH_STOPPED = "stopped: ActivityWorkerStats(received=0"
 
 
-def _wait(what: str, check: Callable[[], bool], timeout_s: float, logs: Path) -> None:
+def _wait(
+    what: str, check: Callable[[], bool], timeout_s: float, logs: Path, every_s: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
             tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs.glob("*.log"))
             raise AssertionError(f"{what}: not after {timeout_s}s\n{tails}")
-        time.sleep(0.1)
+        time.sleep(every_s)
 
 
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -270,3 +274,54 @@ def test_an_attempt_lost_with_its_process_is_retried_by_the_start_to_close_timer
     results = _results(kafka_config, layout, "crash")
     assert len(results) == 1
     assert results[0].ok and results[0].result == ends[0].result
+
+
+@pytest.mark.timeout(300)
+def test_a_graceful_stop_keeps_the_outcome_of_a_handed_attempt(
+    kafka_config: dict[str, Any],
+    layout: TopicLayout,
+    env: dict[str, str],
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    runs, release = Path(env["HANDOFF_RUNS_FILE"]), Path(env["HANDOFF_RELEASE_FILE"])
+    runs.touch()
+    args = ["worker", "--sagas", SAGAS, "--task-queue", QUEUE,
+            "--worker-id", f"{topic_prefix}-w"]
+    first = spawn_saga(args, env, tmp_path / "first.log")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        _start(kafka_config, layout, "stop", "handoff.stop")
+        _wait("the blocking step started", lambda: runs.read_text() != "", 120, tmp_path)
+        _wait(
+            "the blocking step's schedule committed",
+            lambda: any(isinstance(e, ev.ActivityScheduled) and e.activity_seq == 2
+                        for e in _history(kafka_config, layout, "stop")),
+            60,
+            tmp_path,
+        )
+        assert not [t for t in _tasks(kafka_config, layout, "stop") if t.activity_seq == 2]
+        # the attempt ends while the engine stops (the activity worker drains it): just
+        # after the process's other activity worker, the batch jobs', stopped
+        first.send_signal(signal.SIGTERM)
+        log = tmp_path / "first.log"
+        _wait("the batch worker stopped", lambda: _BATCH_STOPPED in log.read_text(), 60,
+              tmp_path, every_s=0.002)
+        release.touch()
+        assert first.wait(90) == 0
+        decided = [e for e in _history(kafka_config, layout, "stop")
+                   if isinstance(e, ev.ActivityCompleted) and e.activity_seq == 2]
+        sent = [o for o in _outcomes(kafka_config, layout, "stop") if o.activity_seq == 2]
+        assert len(decided) + len(sent) >= 1, "the attempt's outcome was lost in the stop"
+
+        second = spawn_saga(args, env, tmp_path / "second.log")
+        assert _result(kafka_config, layout, "stop") == "stop+ released"
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+    history = _history(kafka_config, layout, "stop")
+    assert [line.split()[1] for line in runs.read_text().splitlines()] == ["1"], "ran once"
+    assert not [e for e in history if isinstance(e, ev.ActivityAttemptFailed)]
+    assert [type(e).__name__ for e in history].count("WorkflowCompleted") == 1
