@@ -133,6 +133,7 @@ class TaskHandoff:
         self._inboxes: dict[str, HandoffInbox] = {}
         self._lock = threading.Lock()
         self._owns: Callable[[int], bool] | None = None
+        self._serving = threading.Lock()
         self._returned: deque[tuple[int, EncodedRecord]] = deque()
         self._returned_event = threading.Event()
         self._last_offer = 0.0
@@ -141,13 +142,20 @@ class TaskHandoff:
         """The engine takes outcomes back for the shards ``owns`` says it serves now."""
         self._owns = owns
 
+    def stop_serving(self) -> None:
+        """The engine stops: no outcome comes back in memory any more (all go through
+        Kafka). One given back before this call is still in :meth:`returned`."""
+        with self._serving:
+            self._owns = None
+
     def give_back(self, shard: int, outcome: EncodedRecord) -> bool:
         """Return a handed task's outcome (a command of ``shard``) to the engine of this
         process, if it still serves that shard; False: send it through Kafka."""
-        owns = self._owns
-        if owns is None or not owns(shard):
-            return False
-        self._returned.append((shard, outcome))
+        with self._serving:  # not after stop_serving: nothing would take it
+            owns = self._owns
+            if owns is None or not owns(shard):
+                return False
+            self._returned.append((shard, outcome))
         self._returned_event.set()
         return True
 

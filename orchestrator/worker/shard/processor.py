@@ -549,6 +549,7 @@ class ShardProcessor:
         """Commit what is gathered, leave the group, close shards, stores and clients;
         every step that waits on the cluster is bounded."""
         try:
+            self._take_last_returned()
             self._commit_now()
         except CommitStuckError as exc:
             # its transaction stays open until the broker aborts it (transaction.timeout.ms)
@@ -814,6 +815,17 @@ class ShardProcessor:
                 list(outcome.headers),
             )
             self._gather(self._route(record, partition, now))
+
+    def _take_last_returned(self) -> None:
+        """Stopping: outcomes of handed tasks go through Kafka from now on; those given
+        back already (no cycle will take them) join the last batch."""
+        if self._handoff is None:
+            return
+        self._handoff.stop_serving()
+        try:
+            self._take_returned(now_ms())
+        except KafkaException as exc:  # their attempts' start-to-close timers retry them
+            log.warning("outcomes given back at the stop not decided: %s", exc)
 
     def _resend(self, outcomes: list[tuple[int, EncodedRecord]]) -> None:
         """Send outcomes given back in memory through their shard's commands after all

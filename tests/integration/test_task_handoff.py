@@ -1,0 +1,327 @@
+"""Task handoff (orchestrator/worker/task_handoff.py) on real Kafka: a ``saga worker``
+process that runs the engine and serves the task queue hands a task with a start-to-close
+timeout to its own activity worker, and takes the outcome back, without either record
+travelling through Kafka; when the process dies with a handed attempt, the engine's
+start-to-close timer retries it on the next owner.
+
+What a user checks: the run's result, the records on ``<prefix>.tasks.<queue>`` and on
+``<prefix>.commands``, the run's history and its replies.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from orchestrator.client import Client
+from orchestrator.engine import events as ev
+from orchestrator.engine.failures import TIMEOUT_TYPE
+from orchestrator.log.topics import TopicLayout, ensure_topics
+from orchestrator.serde import records as rec
+from orchestrator.serde.wire import WireFormat
+from orchestrator.worker.shard.records import headers_of
+from tests.integration.handoff_sagas import QUEUE
+from tests.integration.kafka_reading import read_topic
+from tests.integration.raw_commands import produce_start
+from tests.integration.saga_process import saga_env, spawn_saga
+
+pytestmark = pytest.mark.integration
+SHARDS = 2
+SAGAS = "tests.integration.handoff_sagas"
+WIRE = WireFormat()
+Outcome = rec.ActivityTaskCompleted | rec.ActivityTaskFailed
+#: what a ``saga worker`` logs when its batch jobs' worker stopped: its engine stops next
+_BATCH_STOPPED = "stopped: ActivityWorkerStats(received=0"
+
+
+def _wait(
+    what: str, check: Callable[[], bool], timeout_s: float, logs: Path, every_s: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs.glob("*.log"))
+            raise AssertionError(f"{what}: not after {timeout_s}s\n{tails}")
+        time.sleep(every_s)
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
+
+
+def _tasks(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> list[rec.ActivityTask]:
+    """The run's task records on the queue's topic."""
+    tasks = [
+        WIRE.decode_task(headers_of(m), m.value()).record
+        for m in read_topic(config, layout.task_queue(QUEUE), SHARDS)
+    ]
+    return [t for t in tasks if t.workflow_id == workflow_id]
+
+
+def _outcomes(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> list[Outcome]:
+    """The run's activity outcome records on the commands topic."""
+    commands = [
+        WIRE.decode_command(headers_of(m), m.value()).record
+        for m in read_topic(config, layout.commands, SHARDS)
+    ]
+    return [
+        c for c in commands
+        if isinstance(c, Outcome) and c.workflow_id == workflow_id
+    ]
+
+
+def _history(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> list[ev.Event]:
+    events = []
+    for msg in read_topic(config, layout.history, SHARDS):
+        key = msg.key() or b""
+        if not key.startswith(f"{workflow_id}/".encode()) or b"/snapshot" in key:
+            continue
+        events.append(WIRE.decode_event(headers_of(msg), msg.value()).record.event)
+    return events
+
+
+def _results(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> list[rec.Reply]:
+    replies = [
+        WIRE.decode_reply(headers_of(m), m.value()).record
+        for m in read_topic(config, layout.replies, SHARDS)
+    ]
+    return [r for r in replies if r.workflow_id == workflow_id and r.kind is rec.ReplyKind.RESULT]
+
+
+def _start(config: dict[str, Any], layout: TopicLayout, workflow_id: str, saga: str) -> None:
+    producer = Producer({**config, "linger.ms": 0})
+    produce_start(producer, layout, workflow_id, saga, QUEUE, [workflow_id])
+    assert producer.flush(10) == 0
+
+
+def _result(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> Any:
+    with Client(config, layout=layout) as client:
+        return client.get_handle(workflow_id).result(timeout=120)
+
+
+@pytest.fixture
+def layout(admin: AdminClient, topic_prefix: str) -> TopicLayout:
+    made = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    ensure_topics(admin, made, [QUEUE])
+    return made
+
+
+@pytest.fixture
+def env(kafka_config: dict[str, Any], topic_prefix: str, tmp_path: Path) -> dict[str, str]:
+    return saga_env(
+        kafka_config["bootstrap.servers"], topic_prefix, SHARDS,
+        HANDOFF_RUNS_FILE=str(tmp_path / "runs.txt"),
+        HANDOFF_RELEASE_FILE=str(tmp_path / "release"),
+    )
+
+
+@pytest.fixture
+def colocated(
+    env: dict[str, str], topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[bool]:
+    """One ``saga worker`` process: the engine and the activity worker of the queue;
+    ``--no-task-handoff`` when parametrized (indirectly) with False. Yields whether
+    handoff is on."""
+    handoff: bool = getattr(request, "param", True)
+    args = ["worker", "--sagas", SAGAS, "--task-queue", QUEUE,
+            "--worker-id", f"{topic_prefix}-w"]
+    if not handoff:
+        args.append("--no-task-handoff")
+    proc = spawn_saga(args, env, tmp_path / "worker.log")
+    try:
+        yield handoff
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("colocated", [True, False], ids=["handoff", "no-handoff"], indirect=True)
+def test_a_colocated_worker_runs_timed_steps_without_the_queue_or_the_commands_topic(
+    kafka_config: dict[str, Any], layout: TopicLayout, colocated: bool
+) -> None:
+    handoff = colocated
+    # a first run wakes the activity worker: one that fetched nothing for a second is
+    # blocked in the Kafka client, so the engine sends it the next task through the queue
+    _start(kafka_config, layout, "warm", "handoff.three_steps")
+    assert _result(kafka_config, layout, "warm") == "warm+++"
+    _start(kafka_config, layout, "run", "handoff.three_steps")
+    assert _result(kafka_config, layout, "run") == "run+++"
+
+    on_queue = sorted((t.activity_seq, t.attempt) for t in _tasks(kafka_config, layout, "run"))
+    outcomes = _outcomes(kafka_config, layout, "run")
+    history = _history(kafka_config, layout, "run")
+    kinds = [type(e).__name__ for e in history]
+    assert kinds.count("ActivityCompleted") == 3
+    assert kinds.count("WorkflowCompleted") == 1
+    assert all(isinstance(o, rec.ActivityTaskCompleted) for o in outcomes)
+    through_commands = sorted((o.activity_seq, o.attempt) for o in outcomes)
+    if not handoff:
+        assert on_queue == [(1, 1), (2, 1), (3, 1)]
+        assert through_commands == [(1, 1), (2, 1), (3, 1)]
+        return
+    # steps 2 and 3 follow a step the worker just ran: handed over in memory, and their
+    # outcomes taken back in memory; step 1 went through the queue only if the worker
+    # had fallen asleep since the warm run (then its outcome went through Kafka too)
+    assert on_queue in ([], [(1, 1)]), on_queue
+    assert through_commands == on_queue, "an outcome goes back the way its task came"
+
+
+@pytest.mark.timeout(240)
+def test_a_step_without_start_to_close_goes_through_the_queue_between_handed_steps(
+    kafka_config: dict[str, Any], layout: TopicLayout, colocated: bool
+) -> None:
+    _start(kafka_config, layout, "warm", "handoff.three_steps")
+    assert _result(kafka_config, layout, "warm") == "warm+++"
+    _start(kafka_config, layout, "mixed", "handoff.mixed")
+    assert _result(kafka_config, layout, "mixed") == "mixed+~+"
+
+    on_queue = {t.activity_seq: t for t in _tasks(kafka_config, layout, "mixed")}
+    assert 2 in on_queue, "its attempt could be lost without a trace: never handed"
+    assert on_queue[2].activity_type == "handoff.untimed"
+    assert on_queue[2].start_to_close_timeout_ms is None
+    assert 3 not in on_queue, "the timed step after it is handed"
+    through_commands = {o.activity_seq for o in _outcomes(kafka_config, layout, "mixed")}
+    assert through_commands == set(on_queue)
+
+
+@pytest.mark.timeout(300)
+def test_an_attempt_lost_with_its_process_is_retried_by_the_start_to_close_timer(
+    kafka_config: dict[str, Any],
+    layout: TopicLayout,
+    env: dict[str, str],
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    runs, release = Path(env["HANDOFF_RUNS_FILE"]), Path(env["HANDOFF_RELEASE_FILE"])
+    runs.touch()
+    args = ["worker", "--sagas", SAGAS, "--task-queue", QUEUE,
+            "--worker-id", f"{topic_prefix}-w"]
+    first = spawn_saga(args, env, tmp_path / "first.log")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        _start(kafka_config, layout, "crash", "handoff.crash")
+        _wait("the blocking step started", lambda: runs.read_text() != "", 120, tmp_path)
+
+        def scheduled() -> bool:
+            history = _history(kafka_config, layout, "crash")
+            return any(isinstance(e, ev.ActivityScheduled) and e.activity_seq == 2
+                       for e in history)
+
+        _wait("the blocking step's schedule committed", scheduled, 60, tmp_path)
+        assert not [t for t in _tasks(kafka_config, layout, "crash") if t.activity_seq == 2], (
+            "the blocking step was handed over, not sent through the queue"
+        )
+        assert _results(kafka_config, layout, "crash") == []
+
+        first.kill()  # with the handed attempt running: nothing on Kafka says it ran
+        first.wait(30)
+        release.touch()
+        second = spawn_saga(args, env, tmp_path / "second.log")
+
+        # read replies, then history: a RESULT reply is visible only with its run's end
+        seen: list[rec.Reply] = []
+
+        def answered() -> bool:
+            seen[:] = _results(kafka_config, layout, "crash")
+            if seen:
+                history = _history(kafka_config, layout, "crash")
+                assert any(isinstance(e, ev.WorkflowCompleted) for e in history), (
+                    "a RESULT reply before the completion was written"
+                )
+            return bool(seen)
+
+        _wait("the run's result", answered, 150, tmp_path)
+        assert _result(kafka_config, layout, "crash") == "crash+ released"
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+
+    # attempt 1 died with the first process; the retry ran on the second: twice in all
+    attempts = [line.split() for line in runs.read_text().splitlines()]
+    assert len(attempts) == 2, attempts
+    assert len({key for key, _ in attempts}) == 1, "every run under one idempotency key"
+    key = attempts[0][0]
+    assert key.startswith("crash/") and key.endswith("/2"), key
+
+    history = _history(kafka_config, layout, "crash")
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))
+    timed_out = [e for e in history if isinstance(e, ev.ActivityAttemptFailed)]
+    assert [(e.activity_seq, e.attempt) for e in timed_out] == [(2, 1)]
+    assert timed_out[0].failure.type == TIMEOUT_TYPE
+    assert ev.START_TO_CLOSE in timed_out[0].failure.message
+    completed = [e for e in history if isinstance(e, ev.ActivityCompleted)]
+    assert [(e.activity_seq, e.attempt >= 2) for e in completed] == [(1, False), (2, True)]
+    assert [n for _, n in attempts] == ["1", str(completed[1].attempt)]
+    ends = [e for e in history if isinstance(e, ev.WorkflowCompleted)]
+    assert len(ends) == 1
+    results = _results(kafka_config, layout, "crash")
+    assert len(results) == 1
+    assert results[0].ok and results[0].result == ends[0].result
+
+
+@pytest.mark.timeout(300)
+def test_a_graceful_stop_keeps_the_outcome_of_a_handed_attempt(
+    kafka_config: dict[str, Any],
+    layout: TopicLayout,
+    env: dict[str, str],
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    runs, release = Path(env["HANDOFF_RUNS_FILE"]), Path(env["HANDOFF_RELEASE_FILE"])
+    runs.touch()
+    args = ["worker", "--sagas", SAGAS, "--task-queue", QUEUE,
+            "--worker-id", f"{topic_prefix}-w"]
+    first = spawn_saga(args, env, tmp_path / "first.log")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        _start(kafka_config, layout, "stop", "handoff.stop")
+        _wait("the blocking step started", lambda: runs.read_text() != "", 120, tmp_path)
+        _wait(
+            "the blocking step's schedule committed",
+            lambda: any(isinstance(e, ev.ActivityScheduled) and e.activity_seq == 2
+                        for e in _history(kafka_config, layout, "stop")),
+            60,
+            tmp_path,
+        )
+        assert not [t for t in _tasks(kafka_config, layout, "stop") if t.activity_seq == 2]
+        # the attempt ends while the engine stops (the activity worker drains it): just
+        # after the process's other activity worker, the batch jobs', stopped
+        first.send_signal(signal.SIGTERM)
+        log = tmp_path / "first.log"
+        _wait("the batch worker stopped", lambda: _BATCH_STOPPED in log.read_text(), 60,
+              tmp_path, every_s=0.002)
+        release.touch()
+        assert first.wait(90) == 0
+        decided = [e for e in _history(kafka_config, layout, "stop")
+                   if isinstance(e, ev.ActivityCompleted) and e.activity_seq == 2]
+        sent = [o for o in _outcomes(kafka_config, layout, "stop") if o.activity_seq == 2]
+        assert len(decided) + len(sent) >= 1, "the attempt's outcome was lost in the stop"
+
+        second = spawn_saga(args, env, tmp_path / "second.log")
+        assert _result(kafka_config, layout, "stop") == "stop+ released"
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+    history = _history(kafka_config, layout, "stop")
+    assert [line.split()[1] for line in runs.read_text().splitlines()] == ["1"], "ran once"
+    assert not [e for e in history if isinstance(e, ev.ActivityAttemptFailed)]
+    assert [type(e).__name__ for e in history].count("WorkflowCompleted") == 1
