@@ -23,11 +23,12 @@ async def three_step(ctx: workflow.WorkflowContext, n: int) -> int:
 
 @workflow.defn(name="bench.three_step_timed")
 async def three_step_timed(ctx: workflow.WorkflowContext, n: int) -> int:
-    """The three task-queue steps, each with a start-to-close timeout: what an engine
-    worker that serves the queue itself may hand to its own activity worker."""
+    """The three task-queue steps, each with a start-to-close timeout (10 s, the longest
+    a handed task may have): what an engine worker that serves the queue itself may
+    hand to its own activity worker."""
     for step in ("bench.step", "bench.step", "bench.step"):
         n = await ctx.execute_activity(
-            step, n, task_queue="bench", result_type=int, start_to_close=timedelta(seconds=30)
+            step, n, task_queue="bench", result_type=int, start_to_close=timedelta(seconds=10)
         )
     return n
 

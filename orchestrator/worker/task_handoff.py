@@ -9,10 +9,11 @@ calls eager activity execution. It saves a task's two Kafka trips (produce, fetc
 on each step of a saga.
 
 Only a task that can be lost without harm is handed: one whose attempt has a
-start-to-close timeout. The engine's timer for it is in history with the schedule,
-so if the process dies with the attempt, the next owner of the shard times it out
-and retries it under its policy (the task was never on the queue for another worker
-to pick up). Any other task goes through the queue.
+start-to-close timeout of at most :data:`MAX_START_TO_CLOSE_MS`. The engine's timer
+for it is in history with the schedule, so if the process dies with the attempt,
+the next owner of the shard times it out and retries it under its policy (the task
+was never on the queue for another worker to pick up), no later than a queued task
+of a dead worker is redelivered. Any other task goes through the queue.
 
 A worker takes a task only while it is awake (it fetched or was handed a task in
 the last second, so its loop polls briefly and sees the inbox within a millisecond)
@@ -40,11 +41,16 @@ from collections.abc import Callable
 from orchestrator.serde.wire import EncodedRecord
 from orchestrator.worker.shard.records import OutRecord
 
-__all__ = ["HANDED", "HandoffInbox", "TaskHandoff"]
+__all__ = ["HANDED", "MAX_START_TO_CLOSE_MS", "HandoffInbox", "TaskHandoff"]
 
 #: the partition and offset a handed task runs under (it was never on the queue)
 HANDED = -1
 
+#: the longest start-to-close timeout of a task that may be handed over: a handed
+#: attempt lost with its process is retried when that timeout runs out, so this keeps
+#: the wait no longer than a queued task of a dead worker waits for its redelivery
+#: (the activity group's session timeout, 10 s)
+MAX_START_TO_CLOSE_MS = 10_000
 #: how long a worker stays awake (polling briefly) after its last task
 AWAKE_S = 1.0
 #: an offer within this much of the end of the awake window goes through the queue:

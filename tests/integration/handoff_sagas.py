@@ -15,7 +15,7 @@ from orchestrator import activity, workflow
 QUEUE = "handoff"
 #: short, so that an attempt lost with its process is retried quickly
 BLOCKING_START_TO_CLOSE = timedelta(seconds=4)
-_TIMED = timedelta(seconds=30)
+_TIMED = timedelta(seconds=10)  # the longest a handed task may have
 
 
 @activity.defn(name="handoff.step")

@@ -21,6 +21,7 @@ from orchestrator.worker.shard.executions import Execution, ExecutionTable, trac
 from orchestrator.worker.shard.records import OutRecord
 from orchestrator.worker.shard.snapshots import snapshot_of
 from orchestrator.worker.shard.stats import ShardStats
+from orchestrator.worker.task_handoff import MAX_START_TO_CLOSE_MS
 
 __all__ = ["ShardOutput"]
 
@@ -68,10 +69,12 @@ class ShardOutput:
         return self.out(self.layout.history, encoded, self.partition)
 
     def task(self, task: rec.ActivityTask) -> OutRecord:
-        """An activity attempt, on its task queue's topic; one with a start-to-close
-        timeout may be handed to a worker of this process instead (task_handoff.py)."""
+        """An activity attempt, on its task queue's topic; one with a short enough
+        start-to-close timeout may be handed to a worker of this process instead
+        (orchestrator/worker/task_handoff.py)."""
         record = self.out(self.task_topic(task.task_queue), self.wire.encode_task(task))
-        if task.start_to_close_timeout_ms is None:
+        timeout = task.start_to_close_timeout_ms
+        if timeout is None or timeout > MAX_START_TO_CLOSE_MS:
             return record
         return dataclasses.replace(record, handoff=True)
 

@@ -48,9 +48,9 @@ class OutRecord:
     value: bytes | None
     partition: int | None = None
     headers: Headers = field(default_factory=list)
-    #: an activity task whose attempt has an engine timer that retries it if the task
-    #: is lost: the engine may hand it to a worker of its own process instead of the
-    #: queue (orchestrator/worker/task_handoff.py)
+    #: an activity task whose attempt has a short engine timer that retries it if the
+    #: task is lost: the engine may hand it to a worker of its own process instead of
+    #: the queue (orchestrator/worker/task_handoff.py)
     handoff: bool = False
 
 

@@ -304,7 +304,7 @@ def _schedule(start_to_close_ms: int | None) -> cmd.ScheduleActivityTask:
     )
 
 
-def test_only_a_task_with_a_start_to_close_timeout_may_be_handed(tmp_path: Path) -> None:
+def test_only_a_task_with_a_short_start_to_close_timeout_may_be_handed(tmp_path: Path) -> None:
     parts = open_parts(tmp_path)
     records = DecisionRecords(
         output=parts.output, layout=LAYOUT, wire=parts.output.wire, timers=parts.timers,
@@ -324,3 +324,12 @@ def test_only_a_task_with_a_start_to_close_timeout_may_be_handed(tmp_path: Path)
         workflow_id="wf", run_id="r1", activity_seq=1, activity_type="a", attempt=1,
         task_queue="q", scheduled_time=1,
     )).handoff is False
+    # a lost attempt is retried when its timeout runs out: a long one goes to the queue
+    assert not parts.output.task(rec.ActivityTask(
+        workflow_id="wf", run_id="r1", activity_seq=1, activity_type="a", attempt=1,
+        task_queue="q", scheduled_time=1, start_to_close_timeout_ms=10_001,
+    )).handoff
+    assert parts.output.task(rec.ActivityTask(
+        workflow_id="wf", run_id="r1", activity_seq=1, activity_type="a", attempt=1,
+        task_queue="q", scheduled_time=1, start_to_close_timeout_ms=10_000,
+    )).handoff
