@@ -222,9 +222,9 @@ def _operation_activities() -> list[Any]:
     default=True,
     show_default=True,
     help="With the engine and --task-queue in one process: hand a task of a served queue "
-    "whose activity has a start-to-close timeout straight to this process's activity "
-    "worker, without the queue's Kafka round trip. If the process dies with it, the "
-    "engine's start-to-close timer retries the attempt.",
+    "whose activity has a start-to-close timeout of at most 10 s straight to this "
+    "process's activity worker, without the queue's Kafka round trip. If the process dies "
+    "with it, the engine's start-to-close timer retries the attempt.",
 )
 @click.option(
     "--cache-size",
