@@ -62,6 +62,7 @@ from orchestrator.worker.shard.commit_thread import CommitThread
 from orchestrator.worker.shard.contract import HandlerFactory, ShardHandler
 from orchestrator.worker.shard.dispatch import EarlyBatch, EarlyDispatch
 from orchestrator.worker.shard.dlq import dead_letter
+from orchestrator.worker.shard.handoff_batches import HandoffBatches
 from orchestrator.worker.shard.processor_options import (
     MetricsExporter,
     ProcessorMetrics,
@@ -100,9 +101,6 @@ _GROUP_METADATA_TTL_S = 1.0
 #: which does not wake a wait inside the Kafka client
 _HANDOFF_WATCH_S = 0.05
 _HANDOFF_POLL_S = 0.001  # the Kafka client waits in whole milliseconds
-#: a batch whose handed tasks have not come back yet waits for them this long at most
-#: before it commits, so that a run's next steps join the same transaction
-_HANDOFF_HOLD_S = 0.005
 
 
 def now_ms() -> int:
@@ -184,14 +182,8 @@ class ShardProcessor:
             else None
         )
         self._handoff = handoff
-        #: outcomes handed back in memory, in the batch being gathered and in the one
-        #: being committed: sent through Kafka if their transaction fails
-        self._returned_gathering: list[tuple[int, EncodedRecord]] = []
-        self._returned_in_flight: list[tuple[int, EncodedRecord]] = []
-        #: runs (workflow id) with tasks handed since the last hand-over whose outcome
-        #: has not come back, and when the gathered batch began to wait for them
-        self._awaiting: dict[bytes, int] = {}
-        self._hold_since: float | None = None
+        #: outcomes given back in memory per batch, and the wait for them
+        self._handed = HandoffBatches()
         if handoff is not None:
             handoff.serve(self._takes_outcomes_of)
         self._in_transaction = False
@@ -586,7 +578,7 @@ class ShardProcessor:
                 # failed: through the commands topic, for the shards' next owner
                 left = self._handoff.returned()
                 if self._failure is not None:
-                    left = self._returned_in_flight + self._returned_gathering + left
+                    left = self._handed.uncommitted() + left
                 self._resend(left)
             self._dispatch.close()
 
@@ -777,14 +769,11 @@ class ShardProcessor:
 
     def _hold_left(self) -> float:
         """How much longer the gathered batch waits for the outcomes of the tasks it
-        handed to a worker of this process (0: commit now). Bounded by
-        :data:`_HANDOFF_HOLD_S`; a stopping processor does not wait."""
-        if not self._awaiting or (self._stopping is not None and self._stopping.is_set()):
+        handed to a worker of this process (0: commit now); a stopping processor does
+        not wait (handoff_batches.py)."""
+        if self._stopping is not None and self._stopping.is_set():
             return 0.0
-        now = time.monotonic()
-        if self._hold_since is None:
-            self._hold_since = now
-        return max(0.0, self._hold_since + _HANDOFF_HOLD_S - now)
+        return self._handed.hold_left()
 
     def _takes_outcomes_of(self, partition: int) -> bool:
         """Whether an outcome of ``partition`` may come back in memory (called from an
@@ -801,12 +790,7 @@ class ShardProcessor:
             if not self._takes_outcomes_of(partition):
                 self._resend([(partition, outcome)])
                 continue
-            self._returned_gathering.append((partition, outcome))
-            left = self._awaiting.get(outcome.key, 0) - 1
-            if left > 0:
-                self._awaiting[outcome.key] = left
-            else:
-                self._awaiting.pop(outcome.key, None)
+            self._handed.returned((partition, outcome))
             self._batch_in += 1
             self.metrics.records_in += 1
             self.metrics.outcomes_returned += 1
@@ -850,8 +834,7 @@ class ShardProcessor:
             if self._dispatch.is_task(rec):
                 if rec.handoff and handoff is not None and handoff.offer(rec):
                     self.metrics.tasks_handed += 1
-                    if rec.key is not None:
-                        self._awaiting[rec.key] = self._awaiting.get(rec.key, 0) + 1
+                    self._handed.handed(rec.key)
                 else:
                     self._dispatch.send(rec)
             else:
@@ -861,8 +844,7 @@ class ShardProcessor:
         out, offsets = self._pending, self._offsets
         self._pending, self._offsets, self._batch_in = [], {}, 0
         early = self._dispatch.take() if self._dispatch is not None else None
-        self._returned_in_flight, self._returned_gathering = self._returned_gathering, []
-        self._awaiting, self._hold_since = {}, None
+        self._handed.hand_over()
         return out, offsets, early
 
     def _gathered(self) -> bool:
@@ -943,7 +925,7 @@ class ShardProcessor:
         except KafkaException as exc:
             self._failure = exc
             return
-        self._returned_in_flight = []
+        self._handed.committed()
         self._apply_seals(seals, ends)
 
     def _wait_for(self, in_flight: Future[dict[int, int]]) -> None:
@@ -1170,9 +1152,9 @@ class ShardProcessor:
         self._shards.clear()
         self._restoring.clear()
         self._in_flight_seals = {}
-        returned = self._returned_in_flight + self._returned_gathering
+        returned = self._handed.uncommitted()
         self._take_batch()  # decided on state that is gone; the rewind reads it again
-        self._returned_in_flight = []
+        self._handed.drop()
         self._resend(returned)  # read again after the rewind, as the commands are
         self._rebuild.clear()
         if err is not None and fences_the_consumer(err):
