@@ -106,16 +106,19 @@ class HandoffInbox:
         return True
 
     def take(self) -> list[OutRecord]:
-        """The tasks handed since the last call (the worker's loop)."""
+        """The tasks handed since the last call (the worker's loop, every turn: no lock
+        while there is none)."""
+        if not self._tasks:
+            return []
         with self._lock:
             out = list(self._tasks)
             self._tasks.clear()
         return out
 
     def wake(self) -> None:
-        """The worker got a task: it polls briefly for the next second."""
-        with self._lock:
-            self._awake_until = time.monotonic() + AWAKE_S
+        """The worker got a task: it polls briefly for the next second (a float store:
+        no lock, an offer racing with it extends the window either way)."""
+        self._awake_until = time.monotonic() + AWAKE_S
 
     def awake(self) -> bool:
         """Whether the worker should poll briefly (a handed task may come any time)."""

@@ -26,7 +26,7 @@ from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
 from orchestrator.worker.shard.records import headers_of
 from tests.integration.early_sagas import QUEUE
-from tests.integration.kafka_reading import read_topic
+from tests.integration.kafka_reading import read_topic, run_history
 from tests.integration.raw_commands import produce_start
 from tests.integration.saga_process import saga_env, spawn_saga
 
@@ -46,13 +46,7 @@ def _wait(what: str, check: Any, timeout_s: float, logs: Path) -> None:
 
 
 def _history(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> list[ev.Event]:
-    events = []
-    for msg in read_topic(config, layout.history, SHARDS):
-        key = msg.key() or b""
-        if not key.startswith(f"{workflow_id}/".encode()) or b"/snapshot" in key:
-            continue
-        events.append(WIRE.decode_event(headers_of(msg), msg.value()).record.event)
-    return events
+    return run_history(config, layout, workflow_id, wire=WIRE)
 
 
 def _replies(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> list[rec.Reply]:
