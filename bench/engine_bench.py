@@ -374,7 +374,7 @@ def main() -> None:
             if scraper is not None:
                 print(f"metrics: {scraper.scrapes} scrapes, {scraper.bytes} bytes")
             print(
-                f"latency start->complete: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, "
+                f"latency start->complete: p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, "
                 f"max {latencies[-1]:.0f} ms"
             )
             if args.breakdown:

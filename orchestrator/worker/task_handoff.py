@@ -51,6 +51,9 @@ HANDED = -1
 #: the wait no longer than a queued task of a dead worker waits for its redelivery
 #: (the activity group's session timeout, 10 s)
 MAX_START_TO_CLOSE_MS = 10_000
+#: an outcome of a task handed over comes back within this long of the offer, or in
+#: memory never (its attempt timed out, or it went through Kafka)
+_OUTCOME_WINDOW_S = MAX_START_TO_CLOSE_MS / 1000 + 1.0
 #: how long a worker stays awake (polling briefly) after its last task
 AWAKE_S = 1.0
 #: an offer within this much of the end of the awake window goes through the queue:
@@ -146,6 +149,8 @@ class TaskHandoff:
         self._returned: deque[tuple[int, EncodedRecord]] = deque()
         self._returned_event = threading.Event()
         self._last_offer = 0.0
+        #: tasks handed whose outcome has not come back in memory (the engine's thread)
+        self._outstanding = 0
 
     def serve(self, owns: Callable[[int], bool]) -> None:
         """The engine takes outcomes back for the shards ``owns`` says it serves now."""
@@ -174,6 +179,7 @@ class TaskHandoff:
         self._returned_event.clear()  # before taking: a later give_back sets it again
         while self._returned:
             out.append(self._returned.popleft())
+        self._outstanding = max(0, self._outstanding - len(out))
         return out
 
     def has_returned(self) -> bool:
@@ -184,9 +190,18 @@ class TaskHandoff:
         self._returned_event.wait(timeout_s)
 
     def handed_within(self, seconds: float) -> bool:
-        """Whether a task was handed over in the last ``seconds`` (its outcome may come
-        back any moment: the engine then polls briefly)."""
+        """Whether a task was handed over in the last ``seconds``."""
         return time.monotonic() - self._last_offer < seconds
+
+    def awaiting_outcomes(self) -> bool:
+        """Whether an outcome of a task handed over may come back any moment (the
+        engine then polls Kafka briefly, waiting for it between polls). A task's outcome
+        that went through Kafka instead (its shard moved, its worker stopped) is not
+        counted as back: it stops counting once no task has been handed for longer than
+        an attempt may run."""
+        if self._outstanding and not self.handed_within(_OUTCOME_WINDOW_S):
+            self._outstanding = 0
+        return self._outstanding > 0
 
     def join(self, inbox: HandoffInbox) -> None:
         """Let the engine hand ``inbox``'s topic's tasks to it."""
@@ -205,4 +220,5 @@ class TaskHandoff:
         if inbox is None or not inbox.offer(record):
             return False
         self._last_offer = time.monotonic()
+        self._outstanding += 1
         return True

@@ -96,10 +96,9 @@ _GATHER_POLL_S = 0.002
 #: the longest a cached copy of the consumer's group metadata is used (see
 #: ShardProcessor._group_metadata)
 _GROUP_METADATA_TTL_S = 1.0
-#: for this long after handing a task to a worker of this process, the engine waits for
-#: commands at most _HANDOFF_POLL_S at a time: the task's outcome comes back in memory,
-#: which does not wake a wait inside the Kafka client
-_HANDOFF_WATCH_S = 0.05
+#: while a task handed to a worker of this process has not given its outcome back, the
+#: engine waits for commands at most this long at a time: the outcome comes back in
+#: memory, which does not wake a wait inside the Kafka client
 _HANDOFF_POLL_S = 0.001  # the Kafka client waits in whole milliseconds
 
 
@@ -657,7 +656,7 @@ class ShardProcessor:
             return []
         timeout = self._poll_timeout()
         handoff = self._handoff
-        if handoff is None or timeout <= 0 or not handoff.handed_within(_HANDOFF_WATCH_S):
+        if handoff is None or timeout <= 0 or not handoff.awaiting_outcomes():
             return consume_available(self._consumer, room, timeout)
         # an outcome given back in memory does not wake a wait inside the Kafka client:
         # wait for one in short slices, looking at the commands between them

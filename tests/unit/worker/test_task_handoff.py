@@ -19,7 +19,7 @@ from orchestrator.worker import task_handoff
 from orchestrator.worker.shard.decision_records import DecisionRecords
 from orchestrator.worker.shard.executions import Execution
 from orchestrator.worker.shard.records import OutRecord
-from orchestrator.worker.task_handoff import HandoffInbox, TaskHandoff
+from orchestrator.worker.task_handoff import MAX_START_TO_CLOSE_MS, HandoffInbox, TaskHandoff
 from tests.unit.worker.shard_harness import LAYOUT, open_parts
 
 TOPIC = LAYOUT.task_queue("q")
@@ -225,6 +225,37 @@ def test_handed_within_tells_whether_a_task_was_handed_lately(clock: Clock) -> N
 
 def _outcome(n: int) -> EncodedRecord:
     return EncodedRecord(f"wf-{n}".encode(), f"outcome {n}".encode(), [])
+
+
+def test_the_engine_awaits_outcomes_only_while_a_handed_task_is_out(clock: Clock) -> None:
+    handoff = TaskHandoff()
+    handoff.serve(lambda shard: True)
+    inbox = _inbox()
+    handoff.join(inbox)
+    inbox.wake()
+    assert not handoff.awaiting_outcomes(), "nothing handed: the engine blocks in Kafka"
+    assert handoff.offer(_task(1))
+    assert handoff.offer(_task(2))
+    assert handoff.awaiting_outcomes()
+    assert handoff.give_back(0, _outcome(1))
+    assert handoff.returned() == [(0, _outcome(1))]
+    assert handoff.awaiting_outcomes(), "task 2 is still out"
+    assert handoff.give_back(0, _outcome(2))
+    handoff.returned()
+    assert not handoff.awaiting_outcomes(), "all back: between runs the engine blocks"
+
+
+def test_an_outcome_that_never_comes_back_in_memory_stops_counting(clock: Clock) -> None:
+    handoff = TaskHandoff()
+    inbox = _inbox()
+    handoff.join(inbox)
+    inbox.wake()
+    assert handoff.offer(_task(1))  # its outcome goes through Kafka (no engine serves)
+    assert not handoff.give_back(0, _outcome(1))
+    clock.now += MAX_START_TO_CLOSE_MS / 1000 / 2
+    assert handoff.awaiting_outcomes(), "it may still be running"
+    clock.now += MAX_START_TO_CLOSE_MS / 1000
+    assert not handoff.awaiting_outcomes(), "longer than an attempt may run: not coming"
 
 
 def test_an_outcome_comes_back_only_for_a_shard_the_engine_serves() -> None:
