@@ -176,6 +176,36 @@ def test_a_colocated_worker_runs_timed_steps_without_the_queue_or_the_commands_t
 
 
 @pytest.mark.timeout(240)
+def test_a_burst_too_large_to_send_tasks_early_still_hands_them_over(
+    kafka_config: dict[str, Any], layout: TopicLayout, colocated: bool
+) -> None:
+    # 150 runs started at once: a batch that large sends its tasks in its transaction
+    # rather than early, but a task the process's own worker takes is handed all the same
+    _start(kafka_config, layout, "warm", "handoff.three_steps")
+    assert _result(kafka_config, layout, "warm") == "warm+++"
+    burst = [f"burst-{n}" for n in range(150)]
+    producer = Producer({**kafka_config, "linger.ms": 50})
+    for workflow_id in burst:
+        produce_start(producer, layout, workflow_id, "handoff.three_steps", QUEUE, [workflow_id])
+    assert producer.flush(10) == 0
+    with Client(kafka_config, layout=layout) as client:
+        for workflow_id in burst:
+            assert client.get_handle(workflow_id).result(timeout=120) == f"{workflow_id}+++"
+
+    on_queue = [
+        (t.workflow_id, t.activity_seq)
+        for t in (
+            WIRE.decode_task(headers_of(m), m.value()).record
+            for m in read_topic(kafka_config, layout.task_queue(QUEUE), SHARDS)
+        )
+        if t.workflow_id.startswith("burst-")
+    ]
+    # a step after one the worker just ran finds it awake with free slots: handed
+    later = [(w, seq) for w, seq in on_queue if seq > 1]
+    assert later == [], f"{len(later)} later steps went through the queue: {later[:5]}"
+
+
+@pytest.mark.timeout(240)
 def test_a_step_without_start_to_close_goes_through_the_queue_between_handed_steps(
     kafka_config: dict[str, Any], layout: TopicLayout, colocated: bool
 ) -> None:

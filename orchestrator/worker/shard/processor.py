@@ -823,21 +823,25 @@ class ShardProcessor:
             )
 
     def _gather(self, records: list[OutRecord]) -> None:
-        """Add decided records to the next transaction's batch; activity tasks go out
-        at once when early dispatch is on (they count in the batch all the same)."""
-        if self._dispatch is None or len(self._pending) >= self.options.early_dispatch_below:
+        """Add decided records to the next transaction's batch. With early dispatch on,
+        activity tasks go out at once (they count in the batch all the same) while the
+        batch is small; a task a worker of this process takes is handed over whatever
+        the batch's size: in memory it costs less than any way through Kafka."""
+        dispatch, handoff = self._dispatch, self._handoff
+        early = dispatch is not None and len(self._pending) < self.options.early_dispatch_below
+        if dispatch is None or (not early and handoff is None):
             self._pending += records
             return
-        handoff = self._handoff
         for rec in records:
-            if self._dispatch.is_task(rec):
+            if dispatch.is_task(rec):
                 if rec.handoff and handoff is not None and handoff.offer(rec):
                     self.metrics.tasks_handed += 1
                     self._handed.handed(rec.key)
-                else:
-                    self._dispatch.send(rec)
-            else:
-                self._pending.append(rec)
+                    continue
+                if early:
+                    dispatch.send(rec)
+                    continue
+            self._pending.append(rec)
 
     def _take_batch(self) -> tuple[list[OutRecord], dict[int, int], EarlyBatch | None]:
         out, offsets = self._pending, self._offsets
