@@ -64,13 +64,25 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(30)
 
 
-def _tasks(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> list[rec.ActivityTask]:
-    """The run's task records on the queue's topic."""
-    tasks = [
+def _queued(config: dict[str, Any], layout: TopicLayout) -> list[rec.ActivityTask]:
+    """Every task record on the queue's topic."""
+    return [
         WIRE.decode_task(headers_of(m), m.value()).record
         for m in read_topic(config, layout.task_queue(QUEUE), SHARDS)
     ]
-    return [t for t in tasks if t.workflow_id == workflow_id]
+
+
+def _tasks(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> list[rec.ActivityTask]:
+    """The run's task records on the queue's topic."""
+    return [t for t in _queued(config, layout) if t.workflow_id == workflow_id]
+
+
+def _warm(config: dict[str, Any], layout: TopicLayout) -> None:
+    """Run a first saga to its end: it wakes the activity worker (one that fetched
+    nothing for a second is blocked in the Kafka client, so the engine sends it the
+    next task through the queue)."""
+    _start(config, layout, "warm", "handoff.three_steps")
+    assert _result(config, layout, "warm") == "warm+++"
 
 
 def _outcomes(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> list[Outcome]:
@@ -149,10 +161,7 @@ def test_a_colocated_worker_runs_timed_steps_without_the_queue_or_the_commands_t
     kafka_config: dict[str, Any], layout: TopicLayout, colocated: bool
 ) -> None:
     handoff = colocated
-    # a first run wakes the activity worker: one that fetched nothing for a second is
-    # blocked in the Kafka client, so the engine sends it the next task through the queue
-    _start(kafka_config, layout, "warm", "handoff.three_steps")
-    assert _result(kafka_config, layout, "warm") == "warm+++"
+    _warm(kafka_config, layout)
     _start(kafka_config, layout, "run", "handoff.three_steps")
     assert _result(kafka_config, layout, "run") == "run+++"
 
@@ -181,8 +190,7 @@ def test_a_burst_too_large_to_send_tasks_early_still_hands_them_over(
 ) -> None:
     # 150 runs started at once: a batch that large sends its tasks in its transaction
     # rather than early, but a task the process's own worker takes is handed all the same
-    _start(kafka_config, layout, "warm", "handoff.three_steps")
-    assert _result(kafka_config, layout, "warm") == "warm+++"
+    _warm(kafka_config, layout)
     burst = [f"burst-{n}" for n in range(150)]
     producer = Producer({**kafka_config, "linger.ms": 50})
     for workflow_id in burst:
@@ -192,16 +200,12 @@ def test_a_burst_too_large_to_send_tasks_early_still_hands_them_over(
         for workflow_id in burst:
             assert client.get_handle(workflow_id).result(timeout=120) == f"{workflow_id}+++"
 
-    on_queue = [
-        (t.workflow_id, t.activity_seq)
-        for t in (
-            WIRE.decode_task(headers_of(m), m.value()).record
-            for m in read_topic(kafka_config, layout.task_queue(QUEUE), SHARDS)
-        )
-        if t.workflow_id.startswith("burst-")
-    ]
     # a step after one the worker just ran finds it awake with free slots: handed
-    later = [(w, seq) for w, seq in on_queue if seq > 1]
+    later = [
+        (t.workflow_id, t.activity_seq)
+        for t in _queued(kafka_config, layout)
+        if t.workflow_id.startswith("burst-") and t.activity_seq > 1
+    ]
     assert later == [], f"{len(later)} later steps went through the queue: {later[:5]}"
 
 
@@ -209,8 +213,7 @@ def test_a_burst_too_large_to_send_tasks_early_still_hands_them_over(
 def test_a_step_without_start_to_close_goes_through_the_queue_between_handed_steps(
     kafka_config: dict[str, Any], layout: TopicLayout, colocated: bool
 ) -> None:
-    _start(kafka_config, layout, "warm", "handoff.three_steps")
-    assert _result(kafka_config, layout, "warm") == "warm+++"
+    _warm(kafka_config, layout)
     _start(kafka_config, layout, "mixed", "handoff.mixed")
     assert _result(kafka_config, layout, "mixed") == "mixed+~+"
 
