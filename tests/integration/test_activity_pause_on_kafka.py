@@ -36,6 +36,7 @@ from orchestrator.metrics import SagaMetrics
 from orchestrator.worker.activity_worker import ActivityWorker, ActivityWorkerOptions
 from orchestrator.worker.engine_worker import EngineWorker
 from orchestrator.worker.shard.processor import ProcessorOptions
+from orchestrator.worker.task_handoff import TaskHandoff
 from tests.integration.http_helpers import ADMIN_TOKEN, READ_TOKEN, bearer, running_api
 
 pytestmark = pytest.mark.integration
@@ -302,3 +303,45 @@ def test_describe_marks_the_pending_activity_a_pause_holds(deployment: Deploymen
         d.client.unpause_activity_type(queue, "actpause.a")
         assert handle.result(timeout=15) == f"b:{tag} a:{tag}"
     assert pending() == []  # closed: nothing pending
+
+
+def test_a_task_handed_over_in_process_is_held_like_a_fetched_one(
+    kafka: providers.KafkaHandle,
+) -> None:
+    """An engine and an activity worker in one process (task handoff,
+    orchestrator/worker/task_handoff.py): the engine hands a task of the paused type to
+    the awake worker, which sends it to the queue to be held in order with the others;
+    it starts on unpause, once, with no retry spent."""
+    config: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers}
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    layout = TopicLayout(prefix=prefix, shards=SHARDS)
+    queue = "pausable-handed"
+    ensure_topics(AdminClient(config), layout, [queue])
+    options = ProcessorOptions(worker_id=f"{prefix}-engine", transaction_timeout_ms=5000)
+    handoff = TaskHandoff()
+    with (
+        EngineWorker(config, layout, [flow], options=options, handoff=handoff),
+        ActivityWorker(config, queue, [a, b], layout=layout, options=FAST,
+                       handoff=handoff) as worker,
+        Client(config, layout=layout) as client,
+    ):
+        client.pause_activity_type(queue, "actpause.a", reason="handed")
+        _wait(lambda: worker._pauses is not None
+              and worker._pauses.table.is_paused(queue, "actpause.a"), 10, "the worker saw it")
+        tag = uuid.uuid4().hex[:8]
+        # B goes through the queue (the worker fetched nothing lately) and wakes the
+        # worker; A, decided as B's outcome comes back, is handed to it
+        handle = client.start(flow, Req(tag, queue), id=f"handed-{tag}", task_queue=queue)
+        _wait(lambda: worker.held().get("actpause.a") == 1, 15, "A held")
+        assert worker.stats.handed >= 1, "A went through the queue, not handed over"
+        time.sleep(3.0)  # past A's 2 s start-to-close: still no attempt, nothing failed
+        assert calls(f"b/{tag}") == 1 and calls(f"a/{tag}") == 0
+        events = client.fetch_history(f"handed-{tag}", timeout=15).events
+        assert not [e for e in events if isinstance(e, ev.ActivityAttemptFailed)]
+
+        client.unpause_activity_type(queue, "actpause.a")
+        assert handle.result(timeout=15) == f"b:{tag} a:{tag}"
+        assert calls(f"a/{tag}") == 1
+        events = client.fetch_history(f"handed-{tag}", timeout=15).events
+        assert not [e for e in events if isinstance(e, ev.ActivityAttemptFailed)]
+        assert worker.held() == {}

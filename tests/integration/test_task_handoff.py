@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -352,3 +353,59 @@ def test_a_graceful_stop_keeps_the_outcome_of_a_handed_attempt(
     assert [line.split()[1] for line in runs.read_text().splitlines()] == ["1"], "ran once"
     assert not [e for e in history if isinstance(e, ev.ActivityAttemptFailed)]
     assert [type(e).__name__ for e in history].count("WorkflowCompleted") == 1
+
+
+@pytest.mark.timeout(300)
+def test_an_outcome_given_back_whose_transaction_fails_is_read_again_from_the_commands(
+    kafka_config: dict[str, Any],
+    layout: TopicLayout,
+    env: dict[str, str],
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """The transaction that would commit a handed attempt's outcome fails: the outcome
+    has no offset for the rewind to read again, so the engine sends it through the
+    commands topic. The attempt is not run again, nor retried by its start-to-close
+    timer (tests/integration/handoff_failing_commit_worker.py fails the commit)."""
+    runs, release = Path(env["HANDOFF_RUNS_FILE"]), Path(env["HANDOFF_RELEASE_FILE"])
+    runs.touch()
+    log = tmp_path / "worker.log"
+    args = ["-m", "tests.integration.handoff_failing_commit_worker", "worker",
+            "--sagas", SAGAS, "--task-queue", QUEUE, "--worker-id", f"{topic_prefix}-w"]
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=out)
+    try:
+        _start(kafka_config, layout, "victim", "handoff.stop")
+        _wait("the blocking step started", lambda: runs.read_text() != "", 120, tmp_path)
+        _wait(
+            "the blocking step's schedule committed",
+            lambda: any(isinstance(e, ev.ActivityScheduled) and e.activity_seq == 2
+                        for e in _history(kafka_config, layout, "victim")),
+            60,
+            tmp_path,
+        )
+        assert not [t for t in _tasks(kafka_config, layout, "victim") if t.activity_seq == 2], (
+            "the blocking step was sent through the queue, not handed over"
+        )
+        released = time.monotonic()
+        release.touch()  # its outcome comes back in memory; the commit carrying it fails
+        assert _result(kafka_config, layout, "victim") == "victim+ released"
+        took = time.monotonic() - released
+        assert "commit fails once" in log.read_text(), log.read_text()[-3000:]
+        assert proc.poll() is None, log.read_text()[-3000:]
+    finally:
+        _stop(proc)
+
+    # the rewind found the schedule in history, so nothing dispatched the attempt again;
+    # the outcome sent through the commands topic is what completed it
+    assert [line.split()[1] for line in runs.read_text().splitlines()] == ["1"], "ran once"
+    resent = [(o.activity_seq, o.attempt) for o in _outcomes(kafka_config, layout, "victim")]
+    assert (2, 1) in resent, resent
+    history = _history(kafka_config, layout, "victim")
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))
+    assert not [e for e in history if isinstance(e, ev.ActivityAttemptFailed)]
+    completed = [e for e in history if isinstance(e, ev.ActivityCompleted)]
+    assert [(e.activity_seq, e.attempt) for e in completed] == [(1, 1), (2, 1)]
+    assert [type(e).__name__ for e in history].count("WorkflowCompleted") == 1
+    assert len(_results(kafka_config, layout, "victim")) == 1
+    print(f"the run ended {took:.1f}s after the release")  # with -s
