@@ -17,15 +17,17 @@ _commit = processor.ShardProcessor._commit
 
 
 def _held(
-    self: processor.ShardProcessor, producer: Any, out: Any, offsets: Any, group: Any, early: Any
+    self: processor.ShardProcessor, producer: Any, out: Any, offsets: Any, group: Any,
+    **kwargs: Any,
 ) -> Any:
+    early = kwargs.get("early")
     if early is not None and len(early):
         print("early tasks sent; commit held", flush=True)
         time.sleep(3600)
-    return _commit(self, producer, out, offsets, group, early)
+    return _commit(self, producer, out, offsets, group, **kwargs)
 
 
-processor.ShardProcessor._commit = _held  # type: ignore[method-assign,assignment]
+processor.ShardProcessor._commit = _held  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     main()

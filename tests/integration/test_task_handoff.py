@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from orchestrator.client import Client
@@ -409,3 +409,95 @@ def test_an_outcome_given_back_whose_transaction_fails_is_read_again_from_the_co
     assert [type(e).__name__ for e in history].count("WorkflowCompleted") == 1
     assert len(_results(kafka_config, layout, "victim")) == 1
     print(f"the run ended {took:.1f}s after the release")  # with -s
+
+
+def _read_uncommitted(config: dict[str, Any], topic: str, partitions: int) -> list[Message]:
+    """Every record of ``topic`` up to its end, those of open transactions included."""
+    consumer = Consumer({**config, "group.id": "uncommitted-reader",
+                         "isolation.level": "read_uncommitted", "enable.auto.commit": False})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
+                for p in range(partitions)}
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        got: list[Message] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+            consumer.position([TopicPartition(topic, p)])[0].offset < end
+            for p, end in ends.items() if end > 0
+        ):
+            got += [m for m in consumer.consume(500, 0.2) if m.error() is None]
+        return got
+    finally:
+        consumer.close()
+
+
+def _events_of(messages: list[Message], workflow_id: str) -> list[ev.Event]:
+    """The history events of ``workflow_id`` among ``messages`` (snapshots left out)."""
+    prefix = f"{workflow_id}/".encode()
+    return [
+        WIRE.decode_event(headers_of(m), m.value()).record.event
+        for m in messages
+        if (m.key() or b"").startswith(prefix) and b"/snapshot" not in (m.key() or b"")
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_records_sent_ahead_of_their_commit_stay_invisible_and_a_crash_aborts_them(
+    kafka_config: dict[str, Any],
+    layout: TopicLayout,
+    env: dict[str, str],
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """A batch waiting for a handed outcome has its records produced into its open
+    transaction (tests/integration/handoff_long_hold_worker.py makes it wait a minute).
+    Read committed, nothing of them shows; the process is killed with the transaction
+    open; the next worker under the same id aborts it, reads the step's outcome command
+    again, and the run completes once with a gapless history."""
+    runs, release = Path(env["HANDOFF_RUNS_FILE"]), Path(env["HANDOFF_RELEASE_FILE"])
+    runs.touch()
+    log = tmp_path / "first.log"
+    worker_id = ["--worker-id", f"{topic_prefix}-w"]
+    common = ["worker", "--sagas", SAGAS, "--task-queue", QUEUE, *worker_id]
+    with log.open("ab") as out:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.handoff_long_hold_worker", *common],
+            env=env, stdout=out, stderr=out,
+        )
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        _start(kafka_config, layout, "ahead", "handoff.stop")
+        _wait("the blocking step started", lambda: runs.read_text() != "", 120, tmp_path)
+        _wait("the held batch sent ahead", lambda: "sent ahead" in log.read_text(), 30, tmp_path)
+
+        # step 1's completion and step 2's schedule are in the log, in a transaction
+        # still open: read committed, the run has not got past step 1's schedule
+        sent = _events_of(_read_uncommitted(kafka_config, layout.history, SHARDS), "ahead")
+        assert any(isinstance(e, ev.ActivityScheduled) and e.activity_seq == 2 for e in sent)
+        committed = _events_of(read_topic(kafka_config, layout.history, SHARDS, 3), "ahead")
+        assert committed, "the run's start was committed before"
+        assert not [e for e in committed if isinstance(e, ev.ActivityCompleted)], committed
+        assert _results(kafka_config, layout, "ahead") == []
+
+        first.kill()
+        first.wait(30)
+        release.touch()
+        second = spawn_saga(common, env, tmp_path / "second.log")
+        assert _result(kafka_config, layout, "ahead") == "ahead+ released"
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+
+    history = _history(kafka_config, layout, "ahead")
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))
+    completed = [(e.activity_seq, e.attempt) for e in history
+                 if isinstance(e, ev.ActivityCompleted)]
+    assert completed == [(1, 1), (2, 1)], completed
+    assert [type(e).__name__ for e in history].count("WorkflowCompleted") == 1
+    assert len(_results(kafka_config, layout, "ahead")) == 1
+    # the schedule of step 2 was aborted with the kill: decided again, it ran again
+    # under the same idempotency key (at most twice, as activities are)
+    keys = {line.split()[0] for line in runs.read_text().splitlines()}
+    assert len(keys) == 1 and len(runs.read_text().splitlines()) <= 2

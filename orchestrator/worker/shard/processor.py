@@ -27,6 +27,7 @@ from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from confluent_kafka import (
@@ -71,6 +72,7 @@ from orchestrator.worker.shard.processor_options import (
 )
 from orchestrator.worker.shard.records import InRecord, OutRecord, ShardStateLost
 from orchestrator.worker.shard.restore import HistoryReader, RestoreStats
+from orchestrator.worker.shard.sent_ahead import SentAhead
 from orchestrator.worker.shard.trim import release_free_memory
 from orchestrator.worker.task_handoff import TaskHandoff
 
@@ -186,6 +188,7 @@ class ShardProcessor:
         if handoff is not None:
             handoff.serve(self._takes_outcomes_of)
         self._in_transaction = False
+        self._ahead = SentAhead()  # the gathered batch's records already in its transaction
         self._failed_in_a_row = 0
         # the transaction being committed in the background, and when it started
         self._committer = CommitThread("engine-commit")
@@ -702,6 +705,7 @@ class ShardProcessor:
             if self._failure is not None:
                 raise self._failure  # the batch was decided on state that is now undone
             if self._hold_left() > 0 and not self._rebuild:
+                self._send_ahead()
                 return 0  # the outcomes of tasks handed in this process are coming
             handed = self._hand_over()
         except (KafkaException, ShardStateLost) as exc:
@@ -843,12 +847,36 @@ class ShardProcessor:
                     continue
             self._pending.append(rec)
 
-    def _take_batch(self) -> tuple[list[OutRecord], dict[int, int], EarlyBatch | None]:
-        out, offsets = self._pending, self._offsets
+    def _send_ahead(self) -> None:
+        """Produce the gathered records into their transaction now (sent_ahead.py): the
+        batch waits for handed outcomes and no commit is in flight, so the round trips
+        that would follow ``send_offsets_to_transaction`` at the commit overlap the wait.
+        A large batch's rest is produced at its commit, in one go."""
+        pending, ahead = self._pending, self._ahead
+        if (
+            self._in_flight is not None
+            or ahead.count >= len(pending)
+            or len(pending) > self.options.early_dispatch_below
+        ):
+            return
+        producer, history = self._producer, self.layout.history
+        if not ahead.begun:
+            producer.begin_transaction()
+            self._in_transaction = ahead.begun = True
+        for rec in pending[ahead.count :]:
+            self._produce(producer, rec, ahead.delivered if rec.topic == history else None)
+        self.metrics.sent_ahead += len(pending) - ahead.count
+        ahead.count = len(pending)
+
+    def _take_batch(
+        self,
+    ) -> tuple[list[OutRecord], dict[int, int], EarlyBatch | None, SentAhead]:
+        out, offsets, ahead = self._pending, self._offsets, self._ahead
         self._pending, self._offsets, self._batch_in = [], {}, 0
+        self._ahead = SentAhead()
         early = self._dispatch.take() if self._dispatch is not None else None
         self._handed.hand_over()
-        return out, offsets, early
+        return out, offsets, early, ahead
 
     def _gathered(self) -> bool:
         """Whether anything waits for the next transaction."""
@@ -865,11 +893,11 @@ class ShardProcessor:
                 self._apply_seals(self._seal(), {})
             return 0
         group = self._group_metadata() if self._offsets else None
-        out, offsets, early = self._take_batch()
+        out, offsets, early, ahead = self._take_batch()
         self._commit_started = time.monotonic()
         self._in_flight_seals = self._seal()
         self._in_flight = self._committer.submit(
-            self._commit, self._producer, out, offsets, group, early
+            partial(self._commit, early=early, ahead=ahead), self._producer, out, offsets, group
         )
         return len(out)
 
@@ -1023,22 +1051,21 @@ class ShardProcessor:
         out: list[OutRecord],
         offsets: dict[int, int],
         group: Any,
+        *,
         early: EarlyBatch | None = None,
+        ahead: SentAhead | None = None,
     ) -> dict[int, int]:
         """Write one batch and its consumed offsets in one transaction (commit thread).
         The tasks of ``early``, sent ahead, must be acknowledged first; those that are
-        not go in the transaction. Returns, per history partition written, the offset
-        after its last record. ``producer``: the one current when the batch was handed
-        over (a stuck commit keeps its own after it is fenced)."""
+        not go in the transaction. ``ahead``: the batch's transaction may have begun,
+        with its first records in it. Returns, per history partition written, the
+        offset after its last record. ``producer``: the one current when the batch was
+        handed over (a stuck commit keeps its own after it is fenced)."""
         began = time.monotonic()
-        producer.begin_transaction()
+        ahead = ahead if ahead is not None else SentAhead()
+        if not ahead.begun:
+            producer.begin_transaction()
         self._in_transaction = True
-        ends: dict[int, int] = {}
-
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            partition, offset = msg.partition(), msg.offset()
-            if err is None and partition is not None and offset is not None:
-                ends[partition] = max(ends.get(partition, 0), offset + 1)
 
         # one delivery report per history partition, for its last record: a transactional
         # producer delivers a partition's records in order, so that offset is the end
@@ -1048,13 +1075,13 @@ class ShardProcessor:
         dead: list[OutRecord] = []
         for i, rec in enumerate(out):
             if rec.topic == history:
-                if rec.partition is not None:
+                if rec.partition is not None and i >= ahead.count:
                     last[rec.partition] = i
             elif rec.topic == dlq:
                 dead.append(rec)
         reported = set(last.values())
-        for i, rec in enumerate(out):
-            self._produce(producer, rec, delivered if i in reported else None)
+        for i in range(ahead.count, len(out)):
+            self._produce(producer, out[i], ahead.delivered if i in reported else None)
         if early is not None and self._dispatch is not None and len(early):
             self.metrics.early_tasks += len(early)
             missing = self._dispatch.settle(early, self.options.call_timeout_s / 2)
@@ -1084,7 +1111,7 @@ class ShardProcessor:
             self._exporter.metrics.commit_seconds.observe(spent / 1000)
             if dead:
                 self._exporter.metrics.dead_lettered(_reasons(dead))
-        return ends
+        return ahead.ends
 
     @staticmethod
     def _produce(

@@ -118,6 +118,9 @@ class ProcessorMetrics:
     #: outcomes such workers gave back in memory
     tasks_handed: int = 0
     outcomes_returned: int = 0
+    #: records produced into their transaction while their batch waited for handed
+    #: outcomes (sent_ahead.py)
+    sent_ahead: int = 0
 
     def summary(self) -> str:
         n = self.transactions or 1
@@ -132,7 +135,8 @@ class ProcessorMetrics:
             f"commit_ms_max={self.commit_ms_max:.1f} "
             f"cycle_ms_max={self.cycle_ms_max:.1f} "
             f"early_tasks={self.early_tasks} (fallbacks {self.early_fallbacks}) "
-            f"handed={self.tasks_handed} (returned {self.outcomes_returned})"
+            f"handed={self.tasks_handed} (returned {self.outcomes_returned}) "
+            f"sent_ahead={self.sent_ahead}"
         )
 
 
