@@ -65,6 +65,13 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(30)
 
 
+def _kill(*procs: subprocess.Popen[bytes] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
 def _queued(config: dict[str, Any], layout: TopicLayout) -> list[rec.ActivityTask]:
     """Every task record on the queue's topic."""
     return [
@@ -119,6 +126,35 @@ def _start(config: dict[str, Any], layout: TopicLayout, workflow_id: str, saga: 
 def _result(config: dict[str, Any], layout: TopicLayout, workflow_id: str) -> Any:
     with Client(config, layout=layout) as client:
         return client.get_handle(workflow_id).result(timeout=120)
+
+
+def _blocking_step_handed(
+    config: dict[str, Any], layout: TopicLayout, workflow_id: str, runs: Path, logs: Path
+) -> None:
+    """Wait until the run's blocking step (its step 2) has started and its schedule is
+    committed, and check that it was handed over, not sent through the queue."""
+    _wait("the blocking step started", lambda: runs.read_text() != "", 120, logs)
+    _wait(
+        "the blocking step's schedule committed",
+        lambda: any(isinstance(e, ev.ActivityScheduled) and e.activity_seq == 2
+                    for e in _history(config, layout, workflow_id)),
+        60,
+        logs,
+    )
+    assert not [t for t in _tasks(config, layout, workflow_id) if t.activity_seq == 2], (
+        "the blocking step was sent through the queue, not handed over"
+    )
+
+
+def _spawn_patched(
+    module: str, args: list[str], env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """``python -m tests.integration.<module> *args`` (a ``saga`` patched for a test)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", f"tests.integration.{module}", *args],
+            env=env, stdout=out, stderr=out,
+        )
 
 
 @pytest.fixture
@@ -243,17 +279,7 @@ def test_an_attempt_lost_with_its_process_is_retried_by_the_start_to_close_timer
     second: subprocess.Popen[bytes] | None = None
     try:
         _start(kafka_config, layout, "crash", "handoff.crash")
-        _wait("the blocking step started", lambda: runs.read_text() != "", 120, tmp_path)
-
-        def scheduled() -> bool:
-            history = _history(kafka_config, layout, "crash")
-            return any(isinstance(e, ev.ActivityScheduled) and e.activity_seq == 2
-                       for e in history)
-
-        _wait("the blocking step's schedule committed", scheduled, 60, tmp_path)
-        assert not [t for t in _tasks(kafka_config, layout, "crash") if t.activity_seq == 2], (
-            "the blocking step was handed over, not sent through the queue"
-        )
+        _blocking_step_handed(kafka_config, layout, "crash", runs, tmp_path)
         assert _results(kafka_config, layout, "crash") == []
 
         first.kill()  # with the handed attempt running: nothing on Kafka says it ran
@@ -276,10 +302,7 @@ def test_an_attempt_lost_with_its_process_is_retried_by_the_start_to_close_timer
         _wait("the run's result", answered, 150, tmp_path)
         assert _result(kafka_config, layout, "crash") == "crash+ released"
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+        _kill(first, second)
 
     # attempt 1 died with the first process; the retry ran on the second: twice in all
     attempts = [line.split() for line in runs.read_text().splitlines()]
@@ -320,15 +343,7 @@ def test_a_graceful_stop_keeps_the_outcome_of_a_handed_attempt(
     second: subprocess.Popen[bytes] | None = None
     try:
         _start(kafka_config, layout, "stop", "handoff.stop")
-        _wait("the blocking step started", lambda: runs.read_text() != "", 120, tmp_path)
-        _wait(
-            "the blocking step's schedule committed",
-            lambda: any(isinstance(e, ev.ActivityScheduled) and e.activity_seq == 2
-                        for e in _history(kafka_config, layout, "stop")),
-            60,
-            tmp_path,
-        )
-        assert not [t for t in _tasks(kafka_config, layout, "stop") if t.activity_seq == 2]
+        _blocking_step_handed(kafka_config, layout, "stop", runs, tmp_path)
         # the attempt ends while the engine stops (the activity worker drains it): just
         # after the process's other activity worker, the batch jobs', stopped
         first.send_signal(signal.SIGTERM)
@@ -345,10 +360,7 @@ def test_a_graceful_stop_keeps_the_outcome_of_a_handed_attempt(
         second = spawn_saga(args, env, tmp_path / "second.log")
         assert _result(kafka_config, layout, "stop") == "stop+ released"
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+        _kill(first, second)
     history = _history(kafka_config, layout, "stop")
     assert [line.split()[1] for line in runs.read_text().splitlines()] == ["1"], "ran once"
     assert not [e for e in history if isinstance(e, ev.ActivityAttemptFailed)]
@@ -370,23 +382,12 @@ def test_an_outcome_given_back_whose_transaction_fails_is_read_again_from_the_co
     runs, release = Path(env["HANDOFF_RUNS_FILE"]), Path(env["HANDOFF_RELEASE_FILE"])
     runs.touch()
     log = tmp_path / "worker.log"
-    args = ["-m", "tests.integration.handoff_failing_commit_worker", "worker",
-            "--sagas", SAGAS, "--task-queue", QUEUE, "--worker-id", f"{topic_prefix}-w"]
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=out)
+    args = ["worker", "--sagas", SAGAS, "--task-queue", QUEUE,
+            "--worker-id", f"{topic_prefix}-w"]
+    proc = _spawn_patched("handoff_failing_commit_worker", args, env, log)
     try:
         _start(kafka_config, layout, "victim", "handoff.stop")
-        _wait("the blocking step started", lambda: runs.read_text() != "", 120, tmp_path)
-        _wait(
-            "the blocking step's schedule committed",
-            lambda: any(isinstance(e, ev.ActivityScheduled) and e.activity_seq == 2
-                        for e in _history(kafka_config, layout, "victim")),
-            60,
-            tmp_path,
-        )
-        assert not [t for t in _tasks(kafka_config, layout, "victim") if t.activity_seq == 2], (
-            "the blocking step was sent through the queue, not handed over"
-        )
+        _blocking_step_handed(kafka_config, layout, "victim", runs, tmp_path)
         released = time.monotonic()
         release.touch()  # its outcome comes back in memory; the commit carrying it fails
         assert _result(kafka_config, layout, "victim") == "victim+ released"
@@ -459,11 +460,7 @@ def test_records_sent_ahead_of_their_commit_stay_invisible_and_a_crash_aborts_th
     log = tmp_path / "first.log"
     worker_id = ["--worker-id", f"{topic_prefix}-w"]
     common = ["worker", "--sagas", SAGAS, "--task-queue", QUEUE, *worker_id]
-    with log.open("ab") as out:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.handoff_long_hold_worker", *common],
-            env=env, stdout=out, stderr=out,
-        )
+    first = _spawn_patched("handoff_long_hold_worker", common, env, log)
     second: subprocess.Popen[bytes] | None = None
     try:
         _start(kafka_config, layout, "ahead", "handoff.stop")
@@ -485,10 +482,7 @@ def test_records_sent_ahead_of_their_commit_stay_invisible_and_a_crash_aborts_th
         second = spawn_saga(common, env, tmp_path / "second.log")
         assert _result(kafka_config, layout, "ahead") == "ahead+ released"
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+        _kill(first, second)
 
     history = _history(kafka_config, layout, "ahead")
     assert [e.seq for e in history] == list(range(1, len(history) + 1))

@@ -3,12 +3,13 @@
 A batch that waits for the outcomes of tasks handed over in process (handoff_batches.py)
 is gathered for a few milliseconds while the commit thread has nothing to do. Its
 transaction can begin then, and its records go into it as they are decided: librdkafka
-registers their partitions with the transaction coordinator (a round trip, started
-1 ms after a partition's first record) and sends them while the outcomes are still
-coming, instead of after ``send_offsets_to_transaction`` at the commit. What the commit
-has left is the offsets and the end. Nothing is visible earlier: readers read
-committed, and the transaction still commits or aborts as a whole
-(docs/architecture.md, "A waiting batch's records go into its transaction early").
+registers their partitions with the transaction coordinator (a round trip it starts
+1 ms after a partition's first record) while the outcomes are still coming, instead of
+after ``send_offsets_to_transaction`` at the commit; the records then leave at the
+commit's flush (or once ``linger.ms`` has passed), to partitions already registered.
+Nothing is visible earlier: readers read committed, and the transaction still commits
+or aborts as a whole (docs/architecture.md, "A waiting batch's records go into its
+transaction early").
 """
 
 from __future__ import annotations
