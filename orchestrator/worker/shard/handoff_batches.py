@@ -58,7 +58,7 @@ class HandoffBatches:
         now = time.monotonic()
         if self._hold_since is None:
             self._hold_since = now
-        return max(0.0, self._hold_since + self.hold_s - now)
+        return max(0.0, self.hold_s - (now - self._hold_since))  # exact at the first look
 
     def hand_over(self) -> None:
         """The gathered batch goes to be committed; a new one starts."""
