@@ -13,7 +13,8 @@ from orchestrator.worker.shard import handoff_batches, processor
 
 HOLD_S = 60.0
 
-handoff_batches.HandoffBatches.__init__.__defaults__ = (HOLD_S,)
+_defaults = handoff_batches.HandoffBatches.__init__.__defaults__ or ()
+handoff_batches.HandoffBatches.__init__.__defaults__ = (HOLD_S, *_defaults[1:])
 _send_ahead = processor.ShardProcessor._send_ahead
 
 

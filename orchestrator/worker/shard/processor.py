@@ -183,7 +183,7 @@ class ShardProcessor:
             else None
         )
         self._handoff = handoff
-        #: outcomes given back in memory per batch, and the wait for them
+        #: outcomes given back in memory per batch, and the wait for outcomes on their way
         self._handed = HandoffBatches()
         if handoff is not None:
             handoff.serve(self._takes_outcomes_of)
@@ -706,7 +706,7 @@ class ShardProcessor:
                 raise self._failure  # the batch was decided on state that is now undone
             if self._hold_left() > 0 and not self._rebuild:
                 self._send_ahead()
-                return 0  # the outcomes of tasks handed in this process are coming
+                return 0  # the outcomes of tasks handed over or sent early are coming
             handed = self._hand_over()
         except (KafkaException, ShardStateLost) as exc:
             self._recover(exc)
@@ -766,14 +766,15 @@ class ShardProcessor:
             if partition not in self._shards:
                 continue  # revoked in this very consume call; the new owner reads it
             self._offsets[partition] = offset + 1
+            self._handed.heard_from(msg.key())
             self._batch_in += 1
             self.metrics.records_in += 1
             self._gather(self._route(InRecord.of(msg), partition, now))
 
     def _hold_left(self) -> float:
         """How much longer the gathered batch waits for the outcomes of the tasks it
-        handed to a worker of this process (0: commit now); a stopping processor does
-        not wait (handoff_batches.py)."""
+        handed to a worker of this process or sent through a queue early (0: commit
+        now); a stopping processor does not wait (handoff_batches.py)."""
         if self._stopping is not None and self._stopping.is_set():
             return 0.0
         return self._handed.hold_left()
@@ -830,12 +831,16 @@ class ShardProcessor:
         """Add decided records to the next transaction's batch. With early dispatch on,
         activity tasks go out at once (they count in the batch all the same) while the
         batch is small; a task a worker of this process takes is handed over whatever
-        the batch's size: in memory it costs less than any way through Kafka."""
+        the batch's size: in memory it costs less than any way through Kafka. The
+        batch notes what it may wait for (handoff_batches.py)."""
         dispatch, handoff = self._dispatch, self._handoff
         early = dispatch is not None and len(self._pending) < self.options.early_dispatch_below
         if dispatch is None or (not early and handoff is None):
+            if dispatch is not None:
+                self._handed.answering = True  # a large batch does not wait
             self._pending += records
             return
+        awaited = (self.layout.replies, self.layout.commands)
         for rec in records:
             if dispatch.is_task(rec):
                 if rec.handoff and handoff is not None and handoff.offer(rec):
@@ -844,7 +849,10 @@ class ShardProcessor:
                     continue
                 if early:
                     dispatch.send(rec)
+                    self._handed.queued(rec.key)
                     continue
+            elif rec.topic in awaited:
+                self._handed.answering = True  # a client or another run waits for it
             self._pending.append(rec)
 
     def _send_ahead(self) -> None:
