@@ -104,7 +104,12 @@ def test_a_handed_task_a_stopping_worker_had_not_started_runs_on_another(
             held = client.start(holder, tag, id=f"holder-{tag}", task_queue=QUEUE)
             assert _loop_held.wait(30), "the first task did not start"
             handle = client.start(one_step, tag, id=second, task_queue=QUEUE)
-            _wait(lambda: first._inbox.handed == 1, 10, "the second run's task handed over")
+
+            def handed() -> bool:
+                first._inbox.wake()  # awake as if its loop ran: however slow the engine is
+                return first._inbox.handed == 1
+
+            _wait(handed, 10, "the second run's task handed over")
             first.stop()  # while its loop is held: the handed task is still in the inbox
         finally:
             _release_loop.set()
