@@ -368,11 +368,14 @@ class ActivityWorker:
     ) -> Callable[[str, EncodedRecord, tuple[int, int]], None]:
         """Where an attempt's outcome goes: a handed task's back to the engine of this
         process in memory if it still serves the run's shard, any other to Kafka."""
-        handoff = self._handoff
+        handoff, inbox = self._handoff, self._inbox
         if handoff is None:
             return sender.outcome
 
         def send(workflow_id: str, record: EncodedRecord, finishes: tuple[int, int]) -> None:
+            # the run's next step comes right after this outcome: stay awake for it,
+            # however long this attempt ran since the worker last fetched or took a task
+            inbox.wake()
             handed = finishes[0] == HANDED
             if not handed or not handoff.give_back(shard_for(workflow_id, sender.shards), record):
                 sender.outcome(workflow_id, record, finishes)

@@ -15,8 +15,9 @@ the next owner of the shard times it out and retries it under its policy (the ta
 was never on the queue for another worker to pick up), no later than a queued task
 of a dead worker is redelivered. Any other task goes through the queue.
 
-A worker takes a task only while it is awake (it fetched or was handed a task in
-the last second, so its loop polls briefly and sees the inbox within a millisecond)
+A worker takes a task only while it is awake (it fetched, was handed or finished a
+task in the last second, so its loop polls briefly and sees the inbox within a
+millisecond)
 and has a free slot; otherwise the engine sends the task through the queue as
 before, whose arrival wakes the worker. A worker that stops sends what it was handed
 and had not started to the queue.
@@ -119,7 +120,7 @@ class HandoffInbox:
         return out
 
     def wake(self) -> None:
-        """The worker got a task: it polls briefly for the next second (a float store:
+        """The worker got or finished a task: it polls briefly for the next second (a float store:
         no lock, an offer racing with it extends the window either way)."""
         self._awake_until = time.monotonic() + AWAKE_S
 
