@@ -120,8 +120,8 @@ class HandoffInbox:
         return out
 
     def wake(self) -> None:
-        """The worker got or finished a task: it polls briefly for the next second (a float store:
-        no lock, an offer racing with it extends the window either way)."""
+        """The worker got or finished a task: it polls briefly for the next second (a
+        float store: no lock, an offer racing with it extends the window either way)."""
         self._awake_until = time.monotonic() + AWAKE_S
 
     def awake(self) -> bool:

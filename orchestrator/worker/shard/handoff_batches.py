@@ -71,13 +71,8 @@ class HandoffBatches:
         """A command of the run keyed ``key`` was read from Kafka: most likely the
         outcome of a task it sent through a queue (a heartbeat ends the wait as well:
         early rather than late)."""
-        if key is None or key not in self._queued:
-            return
-        left = self._queued[key] - 1
-        if left > 0:
-            self._queued[key] = left
-        else:
-            del self._queued[key]
+        if key is not None:
+            _count_down(self._queued, key)
 
     def handed(self, key: bytes | None) -> None:
         """A task of the run keyed ``key`` was handed over for the batch being gathered."""
@@ -88,11 +83,8 @@ class HandoffBatches:
         """``outcome`` joins the batch being gathered."""
         self._gathering.append(outcome)
         key = outcome[1].key
-        left = self._awaiting.get(key, 0) - 1
-        if left > 0:
-            self._awaiting[key] = left
-        else:
-            self._awaiting.pop(key, None)
+        if key is not None:
+            _count_down(self._awaiting, key)
 
     def hold_left(self) -> float:
         """How much longer the gathered batch waits for the outcomes of the tasks it
@@ -131,3 +123,12 @@ class HandoffBatches:
         self._gathering, self._in_flight = [], []
         self._awaiting, self._hold_since = {}, None
         self._queued, self.answering = {}, False
+
+
+def _count_down(counts: dict[bytes, int], key: bytes) -> None:
+    """One fewer outcome awaited for the run keyed ``key`` (none left: forgotten)."""
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
