@@ -26,9 +26,15 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
-__all__ = ["FenceLimit", "close_in_background", "fences_the_consumer", "finish_within"]
+__all__ = [
+    "FenceLimit",
+    "close_in_background",
+    "fences_the_consumer",
+    "fencing_error",
+    "finish_within",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,17 @@ def fences_the_consumer(err: KafkaError) -> bool:
     if err.code() == KafkaError.FENCED_INSTANCE_ID:
         return True
     return err.code() == KafkaError._FATAL and "consumer" in err.str().lower()
+
+
+def fencing_error(msgs: list[Message]) -> KafkaError | None:
+    """The error among fetched ``msgs`` that says the group fenced the consumer, if any.
+    A fenced consumer serves it once: a caller that drops a fetched batch (to read it
+    again after a rewind) must look for it first, or keep a dead consumer for good."""
+    for msg in msgs:
+        err = msg.error()
+        if err is not None and fences_the_consumer(err):
+            return err
+    return None
 
 
 class FenceLimit:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,13 @@ from orchestrator.engine import events as ev
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde import records as rec
 from orchestrator.serde.wire import WireFormat
+from orchestrator.worker.shard.processor import ProcessorOptions, ShardProcessor
+from tests.integration.counter_shard_app import CounterShard
 from tests.integration.kafka_reading import read_topic
 from tests.integration.raw_commands import produce_start
 from tests.integration.restart_sagas import QUEUE
 from tests.integration.saga_process import saga_env
+from tests.integration.test_shard_processor import history_by_key
 from tests.integration.test_worker_restart import Worker, logs_of, outcomes, wait_for
 
 pytestmark = pytest.mark.integration
@@ -296,3 +301,97 @@ def test_a_commit_stuck_in_librdkafka_is_fenced_and_the_worker_serves_on(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+class _CommitFailsWhenLetGo:
+    """The engine's producer, whose next commit waits to be let go, then fails as it did
+    when a broker restart took the group's member ids (UNKNOWN_MEMBER_ID)."""
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+        self.let_go = threading.Event()
+        self.waiting = threading.Event()
+
+    def commit_transaction(self, *args: Any) -> Any:
+        self.waiting.set()
+        self.let_go.wait(60)
+        raise KafkaException(KafkaError(KafkaError.UNKNOWN_MEMBER_ID, "injected: unknown member"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+
+def _cycle_for(processor: ShardProcessor, seconds: float) -> None:
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        processor.cycle()
+
+
+def _cycle_until(processor: ShardProcessor, done: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, what
+        processor.cycle()
+
+
+@pytest.mark.timeout(180)
+def test_a_fence_served_with_a_failed_commit_is_not_lost(
+    kafka_config: dict[str, Any], admin: AdminClient, topic_prefix: str
+) -> None:
+    """The fence and the failed commit came in one cycle in the broker-failover fault
+    test (the coordinator restarted while a commit hung): the cycle dropped what it had
+    fetched, to read it again after the rewind, and with it the fatal error a fenced
+    consumer serves only once. The worker kept its dead consumer and owned no shard
+    again. Here the engine's commit is held while another client fences its consumer,
+    then fails; the next cycle fetches the fence. The processor must join again with a
+    new consumer, take its shards back and decide the command once."""
+    layout = TopicLayout(prefix=topic_prefix, shards=SHARDS)
+    ensure_topics(admin, layout)
+    worker_id = f"{topic_prefix}-fenced"
+    processor = ShardProcessor(
+        kafka_config,
+        layout,
+        lambda p: CounterShard(layout, p),
+        ProcessorOptions(
+            worker_id=worker_id,
+            transaction_timeout_ms=10_000,
+            heartbeat_interval_ms=500,
+            group_watch_interval_s=None,
+        ),
+    )
+    held = _CommitFailsWhenLetGo(processor._producer)
+    processor._producer = held  # type: ignore[assignment]
+    processor._subscribe()
+    try:
+        owns_all = lambda: processor.owned_shards == list(range(SHARDS))  # noqa: E731
+        _cycle_until(processor, owns_all, 60, "never owned its shards")
+        producer = Producer({**kafka_config, "linger.ms": 0})
+        producer.produce(layout.commands, key=b"k", value=b"v", partition=0)
+        producer.flush(10)
+        _cycle_until(processor, held.waiting.is_set, 30, "the command was never committed")
+
+        bootstrap = kafka_config["bootstrap.servers"]
+        intruder = _member(bootstrap, f"{topic_prefix}.engine", f"{worker_id}.engine")
+        intruder.subscribe([layout.commands])
+        deadline = time.monotonic() + 30
+        while not intruder.assignment():  # the group gave it the engine's member
+            assert time.monotonic() < deadline, "the intruder never joined"
+            intruder.poll(0.1)
+        time.sleep(3.0)  # six heartbeats: the engine's consumer has been told it is fenced
+        intruder.close()
+        held.let_go.set()
+        future = processor._in_flight
+        assert future is not None
+        futures.wait([future], 30)
+        processor._producer = held._producer  # type: ignore[assignment]
+
+        _cycle_until(processor, owns_all, 60, "the fenced processor never took its shards back")
+        deadline = time.monotonic() + 30
+        history: dict[bytes, list[tuple[int, bytes]]] = {}
+        while b"k" not in history:  # read again after the rewind, committed this time
+            assert time.monotonic() < deadline, "the command was never decided again"
+            _cycle_for(processor, 0.5)
+            history = history_by_key(kafka_config, layout)
+        assert history[b"k"] == [(1, b"v")]
+    finally:
+        processor._shut_down()

@@ -50,6 +50,7 @@ from orchestrator.worker.fencing import (
     FenceLimit,
     close_in_background,
     fences_the_consumer,
+    fencing_error,
     finish_within,
 )
 from orchestrator.worker.group_watch import GroupWatch
@@ -687,8 +688,13 @@ class ShardProcessor:
         msgs = self._fetch()
         if self._in_flight is not None and (self._in_flight.done() or self._commit_overdue()):
             self._settle()  # an overdue one is fenced: see stuck_commit_s
-        if self._failure is not None:
-            self._recover(self._failure)  # what was just fetched is read again after the rewind
+        # A fence is served once: were it dropped with a batch read again after a failed
+        # commit (a revocation can settle that commit inside this very fetch), the worker
+        # would keep a dead consumer and own no shard again.
+        fenced = fencing_error(msgs)
+        failure = KafkaException(fenced) if fenced is not None else self._failure
+        if failure is not None:
+            self._recover(failure)  # what was just fetched is read again after the rewind
             return 0
         began = time.monotonic()
         self.metrics.cycles += 1
