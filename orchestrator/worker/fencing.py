@@ -16,7 +16,9 @@ empty; ``commit`` and ``unsubscribe`` raise ``_FATAL`` at once; its assignment i
 dropped without a revocation callback; ``close`` returns at once. Even so the closing
 is done off the caller's thread (:func:`close_in_background`): a librdkafka close can
 block on a broker that is down (confluent-kafka-python #1667, librdkafka #1002), and a
-worker's deciding thread must never wait on a consumer it no longer uses.
+worker's deciding thread must never wait on a consumer it no longer uses. Served only
+once, the fatal error must not be lost with a fetched batch that is dropped to be read
+again after a failed commit: :func:`fencing_error` finds it among what was fetched.
 """
 
 from __future__ import annotations
