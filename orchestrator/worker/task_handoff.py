@@ -17,9 +17,8 @@ of a dead worker is redelivered. Any other task goes through the queue.
 
 A worker takes a task only while it is awake (it fetched, was handed or finished a
 task in the last second, so its loop polls briefly and sees the inbox within a
-millisecond)
-and has a free slot; otherwise the engine sends the task through the queue as
-before, whose arrival wakes the worker. A worker that stops sends what it was handed
+millisecond) and has a free slot; otherwise the engine sends the task through the
+queue as before, whose arrival wakes the worker. A worker that stops sends what it was handed
 and had not started to the queue.
 
 The outcome comes back the same way: the worker gives it to the engine, which decides
