@@ -5,8 +5,9 @@ One consumer (group per task queue, cooperative-sticky) reads the queue's topic 
 its outcome is acknowledged; only the contiguous finished prefix of each partition is
 committed (:class:`~orchestrator.worker.offsets.ContiguousOffsetTracker`), on an
 interval, on revocation and on close. When the group fences the consumer
-(orchestrator/worker/fencing.py) it is replaced by a new one that joins again; the
-fenced one's callbacks are ignored from then on.
+(orchestrator/worker/fencing.py), or the group watch finds it gone from the group
+(orchestrator/worker/group_watch.py), it is replaced by a new one that joins again;
+the old one's callbacks are ignored from then on.
 
 Used on the worker's event loop thread, except for the close: the last commit and
 the close run on a helper thread, bounded, while the loop thread waits for them.
@@ -141,15 +142,21 @@ class TaskQueueConsumer:
         if error is None or not fences_the_consumer(error):
             return False
         self._fences.fenced(error)  # raises if fenced over and over
+        self.replace()
+        return True
+
+    def replace(self) -> None:
+        """Join the group again with a new consumer (the old one is fenced, or no longer
+        a member: orchestrator/worker/group_watch.py). What the old one had fetched and
+        not finished is read again by the partitions' next owner."""
         old = self.current
         if old is None:
-            return True
+            return
         self._forget(sorted(self.offsets.assigned))
         self.current = self._new_consumer()  # from now on, old's callbacks are ignored
         self.subscribe()
-        # not waited for: see ShardProcessor._replace_fenced_consumer
-        close_in_background(old, "fenced-consumer-close")
-        return True
+        # not waited for: see ShardProcessor._replace_consumer
+        close_in_background(old, "replaced-consumer-close")
 
     def commit(self, *, sync: bool, only: Iterable[int] | None = None) -> None:
         """Commit what is due (a failed commit is retried at the next one)."""

@@ -157,6 +157,7 @@ class ActivityWorker:
         self._handoff = handoff
         self._inbox = HandoffInbox(self.topic, self._free_slots)
         self._thread: threading.Thread | None = None
+        self._watch: GroupWatch | None = None  # on the queue's group, while running
         self.error: BaseException | None = None
 
     # --- lifecycle ---------------------------------------------------------------
@@ -237,10 +238,14 @@ class ActivityWorker:
             finished=self._queue.offsets.finish,
         )
         self._subscribe(loop)
-        watch = None
+        watch = self._watch = None
         if opts.group_watch_interval_s is not None:
-            watch = GroupWatch(
-                self._kafka, self.group_id, self.topic, interval_s=opts.group_watch_interval_s
+            watch = self._watch = GroupWatch(
+                self._kafka,
+                self.group_id,
+                self.topic,
+                interval_s=opts.group_watch_interval_s,
+                member_grace_s=2 * opts.session_timeout_ms / 1000,
             )
             watch.start()
         try:
@@ -340,6 +345,7 @@ class ActivityWorker:
             now = time.monotonic()
             if now >= next_commit:
                 queue.commit(sync=False)
+                self._look_after_member(consumer)  # as often as it commits
                 next_commit = now + opts.commit_interval_s
             if self.metrics is not None and now >= next_sample:
                 self._sample(consumer, attempts.running)
@@ -445,6 +451,18 @@ class ActivityWorker:
             log.info("activity type %s unpaused: starting %d held task(s)",
                      activity_type, len(released))
             self.stats.released += len(released)
+
+    def _look_after_member(self, consumer: Consumer) -> None:
+        """Tell the group watch the queue consumer's member id (from this thread only:
+        see group_watch.py); replace the consumer if the watch found it gone from the
+        group. What it fetched and did not finish is read again by the next owner."""
+        watch = self._watch
+        if watch is None:
+            return
+        watch.note_member(consumer.memberid())
+        if watch.member_lost.is_set():
+            watch.member_lost.clear()
+            self._queue.replace()
 
     def _rejoin_if_fenced(self, msg: Message) -> bool:
         """If ``msg`` says the group fenced the queue's consumer, replace it (see

@@ -1,4 +1,5 @@
-"""Partitions a stable consumer group gives to no member: found, and handed out again.
+"""A worker's look at its consumer group: partitions no member owns are handed out
+again, and the worker's own consumer, gone from the group, is replaced.
 
 Kafka's coordinator does not rebalance when a static member rejoins a stable group
 (KIP-345: the member gets its previous assignment back, which is the point). With
@@ -17,12 +18,25 @@ dynamic member joins with the same subscription and leaves again once it has an
 assignment. The group's leader then assigns every partition; the partitions the
 short-lived member was given for that moment are handed on when it leaves (it never
 consumes or commits).
+
+The same looks catch a worker whose own consumer is no longer a member. A consumer
+fenced by the group is dead for good, and librdkafka says so once (a fatal error the
+worker acts on: orchestrator/worker/fencing.py); should that word ever be lost, or the
+consumer stop being a member in some way not yet seen, the worker would keep a consumer
+that fetches nothing, and own nothing, for good. The worker tells its watch the member
+id its consumer has (:meth:`GroupWatch.note_member`, from the consumer's own thread: a
+``memberid()`` from another thread waited up to 36 s on the consumer's fetches); a watch
+that finds the group settled (stable or empty) without that member in looks
+``member_grace_s`` apart sets :attr:`GroupWatch.member_lost`, and the worker joins again
+with a new consumer. While the group rebalances nothing is concluded: a member joining
+a slow rebalance has no id until it ends.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -57,7 +71,11 @@ class GroupWatch:
         *,
         interval_s: float = 15.0,
         kick_timeout_s: float = 20.0,
+        member_grace_s: float | None = None,
     ) -> None:
+        """``member_grace_s``: how long the settled group may go without the member
+        last given to :meth:`note_member` before :attr:`member_lost` is set (None:
+        the worker's membership is not watched)."""
         self._config = dict(kafka_config)
         self.group_id = group_id
         self.topic = topic
@@ -68,6 +86,16 @@ class GroupWatch:
         self._suspect: frozenset[int] = frozenset()
         self.kicks = 0
         """How many times this watch made the group rebalance."""
+        self.member_grace_s = member_grace_s
+        self._ours = ""  # the member id the worker's consumer has, as last told
+        self._absent: tuple[str, float] | None = None  # our member id, missing since
+        self.member_lost = threading.Event()
+        """Set when the worker's consumer has not been a member of the settled group
+        for ``member_grace_s``; the worker clears it as it replaces the consumer."""
+
+    def note_member(self, member_id: str | None) -> None:
+        """The member id the worker's consumer has now (None: none), from its thread."""
+        self._ours = member_id or ""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"group-watch-{self.topic}")
@@ -103,6 +131,8 @@ class GroupWatch:
             for tp in member.assignment.topic_partitions
             if tp.topic == self.topic
         ]
+        if self.member_grace_s is not None:
+            self._look_for_member(description.state, {m.member_id for m in description.members})
         orphans: frozenset[int] = frozenset()  # a group with no member: nobody to give to
         if description.members:
             orphans = unowned(description.state, assigned, partitions)
@@ -119,6 +149,33 @@ class GroupWatch:
             orphans = frozenset()
         self._suspect = orphans
         return orphans
+
+    def _look_for_member(self, state: ConsumerGroupState, members: set[str]) -> None:
+        """Note whether the worker's consumer is a member; set :attr:`member_lost` once
+        the settled group has gone without it for ``member_grace_s``."""
+        if state not in (ConsumerGroupState.STABLE, ConsumerGroupState.EMPTY):
+            self._absent = None  # members come and go during a rebalance
+            return
+        ours = self._ours
+        if ours in members:
+            self._absent = None
+            return
+        now = time.monotonic()
+        if self._absent is None or self._absent[0] != ours:
+            self._absent = (ours, now)  # a new id is judged from its first look
+            return
+        missing_s = now - self._absent[1]
+        grace_s = self.member_grace_s
+        if grace_s is not None and missing_s >= grace_s and not self._stop.is_set():
+            log.error(
+                "this worker's consumer (member id %r) has not been a member of group %s "
+                "for %.0f s: joining again with a new one",
+                ours,
+                self.group_id,
+                missing_s,
+            )
+            self._absent = None
+            self.member_lost.set()
 
     def kick(self) -> None:
         """Join the group with a short-lived dynamic member and leave it again."""

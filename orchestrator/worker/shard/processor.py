@@ -105,6 +105,10 @@ _GROUP_METADATA_TTL_S = 1.0
 _HANDOFF_POLL_S = 0.001  # the Kafka client waits in whole milliseconds
 
 
+#: how often the processor tells its group watch the member id its consumer has
+_MEMBER_NOTE_S = 1.0
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -176,6 +180,7 @@ class ShardProcessor:
             "the engine's consumer", instance_id(self.options.worker_id, "engine")
         )
         self._stopping: threading.Event | None = None  # run()'s stop, once running
+        self._watch: GroupWatch | None = None  # run()'s watch on the group, once running
         self._abandoned = False  # a stopping processor gave up waiting for its consumer
         self._producer = self._new_producer()
         self._dispatch = (
@@ -244,11 +249,15 @@ class ShardProcessor:
             on_lost=self._on_revoke,
         )
 
-    def _replace_fenced_consumer(self, err: KafkaError) -> None:
-        """The group fenced our static member (orchestrator/worker/fencing.py): that
-        consumer is dead for good, so join again with a new one. Fenced over and over
-        means another live worker has this worker id: stop rather than fence it back."""
-        self._fences.fenced(err)
+    def _replace_consumer(self, fence: KafkaError | None) -> None:
+        """Join the group again with a new consumer: the group fenced our static member
+        (``fence``: orchestrator/worker/fencing.py), which is dead for good, or the
+        group watch found our consumer gone from the group (group_watch.py). Fenced
+        over and over means another live worker has this worker id: stop rather than
+        fence it back."""
+        if fence is not None:
+            self._fences.fenced(fence)
+        self.metrics.consumers_replaced += 1
         self._group_meta = None
         old = self._consumer
         self._consumer = self._new_consumer()  # from now on, old's callbacks are ignored
@@ -256,7 +265,7 @@ class ShardProcessor:
         # has returned at once in every test, but librdkafka's close can block on a broker
         # that is down, and this thread has shards to serve. Not closing it at all would
         # leak its threads and sockets for good.
-        close_in_background(old, "fenced-consumer-close")
+        close_in_background(old, "replaced-consumer-close")
         self._subscribe()
 
     def _new_producer(self, init_timeout_s: float = 30.0) -> Producer:
@@ -514,14 +523,11 @@ class ShardProcessor:
         """Process until ``stop`` is set, then leave the group cleanly."""
         self._stopping = stop
         self._subscribe()
-        watch = None
-        if self.options.group_watch_interval_s is not None:
-            group = f"{self.layout.prefix}.engine"
-            interval = self.options.group_watch_interval_s
-            watch = GroupWatch(self._config, group, self.layout.commands, interval_s=interval)
+        watch = self._watch = self._new_watch()
+        if watch is not None:
             watch.start()
         report_at = time.monotonic() + self.options.metrics_interval_s
-        sample_at = time.monotonic()
+        sample_at = member_at = time.monotonic()
         if self.options.switch_interval_s is not None:
             sys.setswitchinterval(self.options.switch_interval_s)
         try:
@@ -530,6 +536,9 @@ class ShardProcessor:
                 if self._exporter is not None and time.monotonic() >= sample_at:
                     self._sample(self._exporter)
                     sample_at = time.monotonic() + self.options.gauge_interval_s
+                if watch is not None and time.monotonic() >= member_at:
+                    watch.note_member(self._consumer.memberid())  # from this thread only
+                    member_at = time.monotonic() + _MEMBER_NOTE_S
                 if time.monotonic() >= report_at:
                     log.info("shards %s: %s", self.owned_shards, self.metrics.summary())
                     self.metrics.commit_ms_max = self.metrics.cycle_ms_max = 0.0
@@ -539,6 +548,20 @@ class ShardProcessor:
             if watch is not None:
                 watch.stop()
             self._shut_down()
+
+    def _new_watch(self) -> GroupWatch | None:
+        """The watch on the engine's group (group_watch.py): shards nobody owns, and
+        this processor's consumer gone from the group for two session timeouts."""
+        interval = self.options.group_watch_interval_s
+        if interval is None:
+            return None
+        return GroupWatch(
+            self._config,
+            f"{self.layout.prefix}.engine",
+            self.layout.commands,
+            interval_s=interval,
+            member_grace_s=2 * self.options.session_timeout_ms / 1000,
+        )
 
     def _shut_down(self) -> None:
         """Commit what is gathered, leave the group, close shards, stores and clients;
@@ -688,11 +711,7 @@ class ShardProcessor:
         msgs = self._fetch()
         if self._in_flight is not None and (self._in_flight.done() or self._commit_overdue()):
             self._settle()  # an overdue one is fenced: see stuck_commit_s
-        # A fence is served once: were it dropped with a batch read again after a failed
-        # commit (a revocation can settle that commit inside this very fetch), the worker
-        # would keep a dead consumer and own no shard again.
-        fenced = fencing_error(msgs)
-        failure = KafkaException(fenced) if fenced is not None else self._failure
+        failure = self._to_recover_from(msgs)
         if failure is not None:
             self._recover(failure)  # what was just fetched is read again after the rewind
             return 0
@@ -734,6 +753,22 @@ class ShardProcessor:
                 )
                 self._begin_restore(rebuild)
         return handed
+
+    def _to_recover_from(self, msgs: list[Message]) -> Exception | None:
+        """What this cycle must recover from before it decides anything: a fence among
+        what it fetched, the group watch's word that the consumer is gone from the
+        group, or a failed commit."""
+        # A fence is served once: were it dropped with a batch read again after a failed
+        # commit (a revocation can settle that commit inside this very fetch), the worker
+        # would keep a dead consumer and own no shard again.
+        fenced = fencing_error(msgs)
+        if fenced is not None:
+            return KafkaException(fenced)
+        watch = self._watch
+        if watch is not None and watch.member_lost.is_set():
+            watch.member_lost.clear()
+            return ConsumerLostError("the engine's consumer is no longer in its group")
+        return self._failure
 
     def _check_stores(self) -> None:
         if self._lost:
@@ -1177,8 +1212,10 @@ class ShardProcessor:
         self._group_meta = None
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
         log.warning("%s; rebuilding owned shards from history", exc)
-        self.metrics.aborted += 1
-        self._failed_in_a_row += 1
+        gone = isinstance(exc, ConsumerLostError)  # not a failed transaction
+        if not gone:
+            self.metrics.aborted += 1
+            self._failed_in_a_row += 1
         if self._failed_in_a_row > self.options.max_failed_transactions:
             raise RuntimeError(
                 f"{self._failed_in_a_row} transactions failed in a row, the last with: {exc}"
@@ -1201,8 +1238,8 @@ class ShardProcessor:
         self._handed.drop()
         self._resend(returned)  # read again after the rewind, as the commands are
         self._rebuild.clear()
-        if err is not None and fences_the_consumer(err):
-            self._replace_fenced_consumer(err)  # its assignment restores the shards
+        if gone or (err is not None and fences_the_consumer(err)):
+            self._replace_consumer(None if gone else err)  # its assignment restores the shards
             return
         committed = self._committed_offsets(owned)
         # A failed transaction often comes with a rebalance (ILLEGAL_GENERATION), and
@@ -1246,6 +1283,10 @@ class ShardProcessor:
 
 class CommitStuckError(RuntimeError):
     """The transaction in flight overran every timeout of its calls: stuck in librdkafka."""
+
+
+class ConsumerLostError(RuntimeError):
+    """The group watch found the engine's consumer no longer in its group."""
 
 
 def _reasons(dead: list[OutRecord]) -> list[str]:

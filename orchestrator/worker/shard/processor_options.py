@@ -121,6 +121,9 @@ class ProcessorMetrics:
     #: records produced into their transaction while their batch waited for handed
     #: outcomes (sent_ahead.py)
     sent_ahead: int = 0
+    #: commands consumers replaced by new ones: fenced by the group, or found gone from
+    #: it by the group watch
+    consumers_replaced: int = 0
 
     def summary(self) -> str:
         n = self.transactions or 1
@@ -136,7 +139,7 @@ class ProcessorMetrics:
             f"cycle_ms_max={self.cycle_ms_max:.1f} "
             f"early_tasks={self.early_tasks} (fallbacks {self.early_fallbacks}) "
             f"handed={self.tasks_handed} (returned {self.outcomes_returned}) "
-            f"sent_ahead={self.sent_ahead}"
+            f"sent_ahead={self.sent_ahead} consumers_replaced={self.consumers_replaced}"
         )
 
 
