@@ -25,7 +25,7 @@ import importlib
 import json
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -136,6 +136,10 @@ def _to_jsonable(value: Any, path: str) -> Any:  # noqa: PLR0911
     )
 
 
+#: containers a bare hint names (``tuple``, ``Sequence``): decoded as if ``[Any]``
+_BARE_CONTAINERS = (tuple, set, frozenset, Sequence, Mapping)
+
+
 def _type_name(hint: Any) -> str:
     return getattr(hint, "__qualname__", None) or repr(hint)
 
@@ -147,7 +151,7 @@ def _from_jsonable(value: Any, hint: Any, path: str) -> Any:  # noqa: PLR0911, P
         if value is not None:
             raise PayloadConversionError(f"{path}: expected null, got {value!r}")
         return None
-    origin = get_origin(hint)
+    origin = get_origin(hint) or (hint if hint in _BARE_CONTAINERS else None)
     if origin is Union or origin is types.UnionType:
         args = get_args(hint)
         if value is None and type(None) in args:
@@ -179,7 +183,7 @@ def _from_jsonable(value: Any, hint: Any, path: str) -> Any:  # noqa: PLR0911, P
         if origin in (tuple, set, frozenset):
             return origin(items)
         return items
-    if origin is dict:
+    if origin in (dict, Mapping):
         if not isinstance(value, dict):
             raise PayloadConversionError(f"{path}: expected an object, got {type(value).__name__}")
         args = get_args(hint)

@@ -33,7 +33,7 @@
         │                               original error and every compensation error
         ├── WorkflowFailedError ....... seen by callers: the run did not complete
         ├── ReplyTimeoutError ......... no reply in time (also a TimeoutError)
-        ├── UpdateRejectedError ....... an update's validator (or lookup) refused it
+        ├── UpdateRejectedError ....... an update was refused or its handler failed
         ├── QueryError ................ a query handler is missing or failed
         ├── DefinitionError ........... @workflow.defn / @activity.defn found problems
         ├── NotFoundError ............. unknown workflow, activity, signal or update name
@@ -248,7 +248,7 @@ class WorkflowFailedError(OrchestratorError):
     """Raised to a caller waiting for a result when the run did not complete.
 
     ``status`` is the final status name (FAILED, CANCELLED, COMPENSATION_FAILED,
-    TERMINATED); ``__cause__`` is the workflow's error when there is one, and
+    TERMINATED, TIMED_OUT); ``__cause__`` is the workflow's error when there is one, and
     ``compensation_errors`` are the compensations' errors after COMPENSATION_FAILED.
     """
 
@@ -329,7 +329,9 @@ class ReplyTimeoutError(OrchestratorError, TimeoutError):
 
 
 class UpdateRejectedError(OrchestratorError):
-    """An update was refused before it touched history (validator or unknown name)."""
+    """An update did not succeed: its validator or lookup refused it (nothing was
+    recorded), or its handler raised. ``__cause__`` is the validator's or handler's
+    error when there is one."""
 
 
 class QueryError(OrchestratorError):

@@ -77,6 +77,7 @@ from orchestrator.exceptions import (
     NonDeterminismError,
     NotFoundError,
     PayloadConversionError,
+    QueryError,
     UpdateRejectedError,
     WorkflowFailedError,
 )
@@ -160,7 +161,9 @@ class WorkflowEnvironment:
         self._guard: GuardMode = guard
         self._check_replay = check_replay
         self._runs: dict[str, _Run] = {}
-        self._first_run: dict[str, str] = {}
+        # workflow id -> first run of its current chain (the latest start's run, and
+        # the runs that continued it as new)
+        self._chain: dict[str, str] = {}
         self._tasks: collections.deque[tuple[str, ScheduleActivityTask]] = collections.deque()
         self._cancelled: set[tuple[str, int, int]] = set()
         self._timers = _Timers()
@@ -218,17 +221,21 @@ class WorkflowEnvironment:
         not accepted here: pass the definition whose version you mean). ``priority``
         and ``fairness_key`` are the run's, as ``Client.start`` gives them (recorded in
         its ``WorkflowStarted``; its activities and children that name none take
-        them)."""
+        them). As on Kafka, starting an id whose latest run is open starts nothing and
+        returns a handle to that run; an id whose runs have closed gets a new run."""
         d = definition_of(workflow)
         if self._defs.get_version(d.name, d.version) is None:
             self._defs.add(d)
         wid = id or f"{d.name}-{next(self._ids)}"
+        running = self._open_run(wid)
+        if running is not None:
+            return WorkflowHandle(self, wid, self._chain[wid], running.executor.definition)
         start = StartWorkflow(
             workflow_id=wid, run_id=f"{wid}-run-{next(self._ids)}", workflow_type=d.name,
             task_queue=task_queue, args=self._conv.to_payloads(args), workflow_version=d.version,
             priority=priority, fairness_key=fairness_key,
         )
-        self._start(start, None)
+        self._start(start, None, new_chain=True)
         return WorkflowHandle(self, wid, start.run_id, d)
 
     @overload
@@ -247,7 +254,11 @@ class WorkflowEnvironment:
         handle = await self.start_workflow(workflow, *args, id=id)
         return await handle.result()
 
-    def _start(self, start: StartWorkflow, parent: tuple[str, int] | None) -> None:
+    def _start(
+        self, start: StartWorkflow, parent: tuple[str, int] | None, *, new_chain: bool
+    ) -> None:
+        """Start a run: a new chain of ``start.workflow_id`` (it becomes the id's
+        current one), or the next run of the current chain (continue-as-new)."""
         d = self._defs.get_version(start.workflow_type, start.workflow_version)
         if d is None:
             wanted = start.workflow_type
@@ -261,7 +272,8 @@ class WorkflowEnvironment:
                               guard=self._guard, newest_version=newest)
         run = _Run(ex, parent)
         self._runs[start.run_id] = run
-        self._first_run.setdefault(start.workflow_id, start.run_id)
+        if new_chain:
+            self._chain[start.workflow_id] = start.run_id
         self._apply(run, [start])
 
     # --- driving ------------------------------------------------------------------------
@@ -281,23 +293,41 @@ class WorkflowEnvironment:
             elif isinstance(cmd, RespondUpdate):
                 self._replies[cmd.update_id] = cmd
             elif isinstance(cmd, StartChildWorkflow):
-                self._start(cmd.start, (run_id, cmd.child_seq))
-                self._apply(run, [ChildStarted(child_seq=cmd.child_seq, run_id=cmd.start.run_id)])
+                self._start_child(run, cmd)
             elif isinstance(cmd, StopChildWorkflow):
                 self._stop_child(run_id, cmd)
             elif isinstance(cmd, ContinueAsNewRun):
                 run.next_run_id = cmd.start.run_id
-                self._start(cmd.start, run.parent)
+                self._start(cmd.start, run.parent, new_chain=False)
         if d.status.is_terminal and any(
             isinstance(e, ev.TERMINAL_EVENTS) for e in d.events
         ):
             self._closed(run, d)
         return d
 
+    def _start_child(self, parent: _Run, cmd: StartChildWorkflow) -> None:
+        """Start a child's run, or refuse it as the child's shard does: an id whose
+        latest run is open is not started again (the parent gets ChildFailed with type
+        ``WorkflowAlreadyStarted``; the running run is not touched)."""
+        wid = cmd.start.workflow_id
+        running = self._open_run(wid)
+        if running is not None:
+            failure = ev.Failure(
+                message=f"workflow id {wid!r} is running as run "
+                f"{running.executor.started.run_id}",
+                type="WorkflowAlreadyStarted",
+                non_retryable=True,
+            )
+            self._apply(parent, [ChildFailed(child_seq=cmd.child_seq, failure=failure)])
+            return
+        parent_run_id = parent.executor.started.run_id
+        self._start(cmd.start, (parent_run_id, cmd.child_seq), new_chain=True)
+        self._apply(parent, [ChildStarted(child_seq=cmd.child_seq, run_id=cmd.start.run_id)])
+
     def _stop_child(self, parent_run_id: str, cmd: StopChildWorkflow) -> None:
         """A parent cancels or terminates its child: the child's current run, if the
         parent's start began its chain and it is still open (as on Kafka)."""
-        if cmd.workflow_id not in self._first_run:
+        if cmd.workflow_id not in self._chain:
             return
         child = self._latest(cmd.workflow_id)
         if child.parent != (parent_run_id, cmd.child_seq) or child.executor.status.is_terminal:
@@ -415,10 +445,18 @@ class WorkflowEnvironment:
     # --- used by handles ---------------------------------------------------------------
 
     def _latest(self, workflow_id: str) -> _Run:
-        run = self._runs[self._first_run[workflow_id]]
+        """The latest run of the id's current chain."""
+        run = self._runs[self._chain[workflow_id]]
         while run.next_run_id is not None:
             run = self._runs[run.next_run_id]
         return run
+
+    def _open_run(self, workflow_id: str) -> _Run | None:
+        """The id's latest run if it is open (running or compensating), else None."""
+        if workflow_id not in self._chain:
+            return None
+        run = self._latest(workflow_id)
+        return None if run.executor.status.is_terminal else run
 
 
 _NO_ASYNC_COMPLETION = ev.Failure(
@@ -452,7 +490,8 @@ class WorkflowHandle(Generic[R]):
 
     @property
     def run_histories(self) -> list[list[ev.Event]]:
-        """Histories of every run of this workflow id, first to latest."""
+        """Histories of the handle's runs: its first run and the runs that continued
+        it as new, first to latest."""
         env, out = self._env, []
         run: _Run | None = env._runs[self.first_run_id]
         while run is not None:
@@ -501,8 +540,8 @@ class WorkflowHandle(Generic[R]):
     async def update(self, name: str, *args: Any, result_type: Any = None) -> Any:
         """Send an update and run until it is answered; its result.
 
-        Raises UpdateRejectedError if the validator (or lookup) refused it, or the
-        handler's error.
+        Raises UpdateRejectedError, as the Kafka client does, if the validator (or
+        lookup) refused it or the handler raised; ``__cause__`` is that error.
         """
         env = self._env
         update_id = f"update-{next(env._ids)}"
@@ -513,19 +552,29 @@ class WorkflowHandle(Generic[R]):
         reply = env._replies.pop(update_id, None)
         if reply is None:
             raise UpdateRejectedError(f"update {name!r}: the run closed before answering")
-        if reply.rejected:
-            msg = reply.failure.message if reply.failure else "rejected"
-            raise UpdateRejectedError(f"update {name!r} rejected: {msg}")
         if reply.failure is not None:
-            raise from_failure(reply.failure, env._conv)
+            f = reply.failure
+            error = UpdateRejectedError(f"update on {self.id!r}: {f.type}: {f.message}")
+            raise error from from_failure(f, env._conv)
         if reply.result is None:
             return None
         return env._conv.from_payload(reply.result, result_type)
 
     async def query(self, name: str, *args: Any, result_type: Any = None) -> Any:
-        """Ask a query of the latest run (no history is written)."""
+        """Ask a query of the latest run (no history is written). As on Kafka, only an
+        open run answers: QueryError (cause type ``WorkflowClosed``) for a closed one."""
         env = self._env
-        payload = env._latest(self.id).executor.query(name, env._conv.to_payloads(args))
+        run = env._latest(self.id)
+        if self._closed():
+            status = run.executor.status.name
+            f = ev.Failure(
+                message=f"workflow {self.id!r} is {status}; queries are answered by open "
+                "runs (`saga history` shows a closed one)",
+                type="WorkflowClosed",
+            )
+            error = QueryError(f"query on {self.id!r}: {f.type}: {f.message}")
+            raise error from from_failure(f, env._conv)
+        payload = run.executor.query(name, env._conv.to_payloads(args))
         return env._conv.from_payload(payload, result_type)
 
     async def cancel(self, reason: str = "") -> None:

@@ -137,6 +137,7 @@ class AsyncClient:
         self.builder = builder
         self._replies = ReplyBuffer(topic=self.layout.replies)
         self._arrived = asyncio.Condition()
+        self._closed = False
         self._task = asyncio.get_running_loop().create_task(self._listen(), name="saga-replies")
 
     @classmethod
@@ -409,13 +410,17 @@ class AsyncClient:
         queue must run, or its tasks wait in the backlog."""
         from orchestrator.flow.configs import configure_queue
 
-        await asyncio.to_thread(configure_queue, self._kafka, self.layout, config)
+        await asyncio.to_thread(
+            configure_queue, self._kafka, self.layout, config, wire=self.builder.wire
+        )
 
     async def remove_task_queue_flow_control(self, queue: str) -> None:
         """Send ``queue``'s new tasks straight to its topic again."""
         from orchestrator.flow.configs import write_config
 
-        await asyncio.to_thread(write_config, self._kafka, self.layout, None, queue)
+        await asyncio.to_thread(
+            write_config, self._kafka, self.layout, None, queue, wire=self.builder.wire
+        )
 
     async def describe_task_queue(
         self, queue: str
@@ -503,10 +508,16 @@ class AsyncClient:
         return AsyncWorkflowHandle(self, workflow_id, run_id, result_type=result_type)
 
     async def close(self) -> None:
-        """Flush pending commands and stop following replies."""
+        """Flush pending commands and stop following replies. Calls still waiting for
+        a reply raise ReplyTimeoutError."""
+        if self._closed:
+            return
+        self._closed = True
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        async with self._arrived:
+            self._arrived.notify_all()
         await self._listener.stop()
         await self._producer.stop()
 
@@ -564,10 +575,14 @@ class AsyncClient:
                         reply = self._replies.take(wanted)
                         if reply is not None:
                             return reply
+                    if self._closed:
+                        raise ReplyTimeoutError("client closed while waiting for a reply")
                     await self._arrived.wait()
 
         try:
             return await asyncio.wait_for(arrival(), timeout)
+        except ReplyTimeoutError:
+            raise
         except TimeoutError:
             raise ReplyTimeoutError(
                 f"no {what} for {correlation_id!r} on {self.layout.replies} within "
@@ -804,13 +819,20 @@ class AsyncWorkflowHandle(Generic[R]):
     ) -> T: ...
     async def result(self, timeout: float | None = None, *, result_type: Any = None) -> Any:  # noqa: ASYNC109
         """Wait for the run to close: its result, or WorkflowFailedError (after
-        COMPENSATION_FAILED, with the compensations' errors in ``compensation_errors``)."""
+        COMPENSATION_FAILED, with the compensations' errors in ``compensation_errors``,
+        read from history in the time ``timeout`` leaves, 30 s without one: empty
+        when that read got no answer in time)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             hint = self.result_type if result_type is None else result_type
             return await self._result(timeout, hint)
         except WorkflowFailedError as exc:
             if exc.status == "COMPENSATION_FAILED":
-                found = await self.client.fetch_history(self.workflow_id, self.run_id)
+                left = _TIMEOUT_S if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    found = await self.client.fetch_history(self.workflow_id, self.run_id, left)
+                except ReplyTimeoutError:
+                    raise exc from exc.__cause__  # no time left to read the errors
                 exc.compensation_errors = self.client.builder.compensation_errors(found)
             raise
 

@@ -335,16 +335,18 @@ class Client:
     def configure_task_queue(self, config: FlowConfig) -> None:
         """Put ``config.queue`` under flow control, or change its settings: creates its
         backlog and state topics and writes the config. A ``saga dispatcher`` for the
-        queue must run, or its tasks wait in the backlog."""
+        queue must run, or its tasks wait in the backlog. KafkaException if Kafka
+        refused the write."""
         from orchestrator.flow.configs import configure_queue
 
-        configure_queue(self._kafka, self.layout, config)
+        configure_queue(self._kafka, self.layout, config, wire=self.builder.wire)
 
     def remove_task_queue_flow_control(self, queue: str) -> None:
-        """Send ``queue``'s new tasks straight to its topic again."""
+        """Send ``queue``'s new tasks straight to its topic again (KafkaException if
+        Kafka refused the write)."""
         from orchestrator.flow.configs import write_config
 
-        write_config(self._kafka, self.layout, None, queue)
+        write_config(self._kafka, self.layout, None, queue, wire=self.builder.wire)
 
     def describe_task_queue(self, queue: str) -> tuple[FlowConfig | None, FlowState | None]:
         """``queue``'s flow control (None: none) and its dispatcher's last committed
@@ -362,13 +364,14 @@ class Client:
     ) -> ActivityPause:
         """Pause ``activity_type`` on ``task_queue``: its workers hold its tasks (no
         attempt starts, none fails) until :meth:`unpause_activity_type`. Returns the
-        record written, once Kafka has it. ``operator`` defaults to the login name."""
+        record written, once Kafka has it (KafkaException if Kafka refused it).
+        ``operator`` defaults to the login name."""
         from orchestrator.worker.activity_pauses import write_pause
 
         record = pause_record(
             task_queue, activity_type, paused=True, reason=reason, operator=operator
         )
-        write_pause(self._kafka, self.layout, record)
+        write_pause(self._kafka, self.layout, record, self.builder.wire)
         return record
 
     def unpause_activity_type(
@@ -381,7 +384,7 @@ class Client:
         record = pause_record(
             task_queue, activity_type, paused=False, reason=reason, operator=operator
         )
-        write_pause(self._kafka, self.layout, record)
+        write_pause(self._kafka, self.layout, record, self.builder.wire)
         return record
 
     def paused_activity_types(self, task_queue: str | None = None) -> list[ActivityPause]:
@@ -714,16 +717,23 @@ class WorkflowHandle(Generic[R]):
     def result(self, timeout: float | None = None, *, result_type: type[T]) -> T: ...
     def result(self, timeout: float | None = None, *, result_type: Any = None) -> Any:
         """Wait for the run to close: its result, or WorkflowFailedError (after
-        COMPENSATION_FAILED, with the compensations' errors in ``compensation_errors``).
+        COMPENSATION_FAILED, with the compensations' errors in ``compensation_errors``,
+        read from history in the time ``timeout`` leaves, 30 s without one: empty
+        when that read got no answer in time).
 
         A run that closed before this call is found through its snapshot.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             hint = self.result_type if result_type is None else result_type
             return self._result(timeout, hint)
         except WorkflowFailedError as exc:
             if exc.status == "COMPENSATION_FAILED":
-                found = self.client.fetch_history(self.workflow_id, self.run_id)
+                left = _TIMEOUT_S if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    found = self.client.fetch_history(self.workflow_id, self.run_id, left)
+                except ReplyTimeoutError:
+                    raise exc from exc.__cause__  # no time left to read the errors
                 exc.compensation_errors = self.client.builder.compensation_errors(found)
             raise
 

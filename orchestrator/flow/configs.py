@@ -83,29 +83,50 @@ def to_record(config: FlowConfig) -> FlowControl:
 
 
 def write_config(
-    kafka_config: Mapping[str, Any], layout: TopicLayout, config: FlowConfig | None, queue: str
+    kafka_config: Mapping[str, Any],
+    layout: TopicLayout,
+    config: FlowConfig | None,
+    queue: str,
+    *,
+    wire: WireFormat | None = None,
 ) -> None:
-    """Set (or with None remove) the flow control of ``queue``; waits for the broker."""
+    """Set (or with None remove) the flow control of ``queue``, encoded by ``wire``
+    (default: a new WireFormat); waits for the broker, KafkaException if it refused."""
     producer = Producer({**kafka_config, "enable.idempotence": True})
+    refused: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            refused.append(err)
+
     if config is None:
-        producer.produce(layout.flow_control, key=queue.encode(), value=None)
-    else:
-        encoded = WireFormat().encode_flow(to_record(config), uuid.uuid4().hex)
         producer.produce(
-            layout.flow_control, key=encoded.key, value=encoded.value, headers=list(encoded.headers)
+            layout.flow_control, key=queue.encode(), value=None, on_delivery=delivered
+        )
+    else:
+        encoded = (wire or WireFormat()).encode_flow(to_record(config), uuid.uuid4().hex)
+        producer.produce(
+            layout.flow_control, key=encoded.key, value=encoded.value,
+            headers=list(encoded.headers), on_delivery=delivered,
         )
     if producer.flush(30) != 0:
         raise RuntimeError(f"flow control of {queue!r} not acknowledged by Kafka in 30 s")
+    if refused:
+        raise KafkaException(refused[0])
 
 
 def configure_queue(
-    kafka_config: Mapping[str, Any], layout: TopicLayout, config: FlowConfig
+    kafka_config: Mapping[str, Any],
+    layout: TopicLayout,
+    config: FlowConfig,
+    *,
+    wire: WireFormat | None = None,
 ) -> None:
     """Put ``config.queue`` under flow control (or change it): create the queue's
     topics, its backlog and state topics and the config topic, then write the config."""
     admin = AdminClient(dict(kafka_config))
     ensure_topics(admin, layout, [config.queue], layout.flow_specs(config.queue))
-    write_config(kafka_config, layout, config, config.queue)
+    write_config(kafka_config, layout, config, config.queue, wire=wire)
 
 
 def describe_queue(

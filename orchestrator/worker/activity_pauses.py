@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -316,22 +317,37 @@ class PauseFollower:
             self._reader.close()
 
 
-def write_pause(kafka: Mapping[str, Any], layout: TopicLayout, record: ActivityPause) -> None:
-    """Write a pause or unpause; returns once the broker has acknowledged it."""
+def write_pause(
+    kafka: Mapping[str, Any],
+    layout: TopicLayout,
+    record: ActivityPause,
+    wire: WireFormat | None = None,
+) -> None:
+    """Write a pause or unpause, encoded by ``wire`` (default: a new WireFormat);
+    returns once the broker has acknowledged it, KafkaException if it refused it."""
     producer = Producer({**kafka, "enable.idempotence": True})
-    encoded = WireFormat().encode_pause(record)
+    encoded = (wire or WireFormat()).encode_pause(record)
+    refused: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            refused.append(err)
+
     producer.produce(
         layout.activity_pauses,
         key=encoded.key,
         value=encoded.value,
         headers=list[tuple[str, str | bytes | None]](encoded.headers),
         partition=0,
+        on_delivery=delivered,
     )
     if producer.flush(30) != 0:
         raise RuntimeError(
             f"pause of {record.activity_type!r} on {record.task_queue!r} not acknowledged "
             "by Kafka in 30 s"
         )
+    if refused:
+        raise KafkaException(refused[0])
 
 
 def read_pauses(
