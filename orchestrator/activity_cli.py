@@ -13,9 +13,10 @@ from typing import Any
 import click
 
 from orchestrator.cli_client import env_client
+from orchestrator.config import Settings
 from orchestrator.exceptions import ApplicationError
 from orchestrator.serde.records import ActivityPause
-from orchestrator.task_token import InvalidTaskTokenError, TaskToken
+from orchestrator.task_token import InvalidTaskTokenError, TaskToken, attempt_signature
 
 __all__ = ["register"]
 
@@ -42,8 +43,9 @@ def _json(text: str | None, option: str, *, as_list: bool = False) -> Any:
     return value
 
 
-def _send(t: TaskToken, what: str, call: Callable[[], None]) -> None:
-    """Send an outcome and print the engine's answer; a refusal exits with status 1."""
+def _send(t: TaskToken, what: str, call: Callable[[], None], *, answered: bool = True) -> None:
+    """Send an outcome and print the engine's answer; a refusal exits with status 1.
+    ``answered`` False (``--wait 0``): only sent, so say that much."""
     try:
         call()
     except ApplicationError as exc:  # a refusal: not running, closed, bad signature
@@ -52,14 +54,15 @@ def _send(t: TaskToken, what: str, call: Callable[[], None]) -> None:
             f"hint: `saga history {t.workflow_id}` shows how the attempt ended"
         ) from exc
     click.echo(
-        f"{what}: workflow {t.workflow_id} run {t.run_id} activity {t.activity_seq} "
-        f"attempt {t.attempt}"
+        f"{what if answered else 'sent, not waited for'}: workflow {t.workflow_id} "
+        f"run {t.run_id} activity {t.activity_seq} attempt {t.attempt}"
     )
 
 
 _WAIT = click.option(
-    "--wait", type=float, default=10.0, show_default=True,
-    help="Seconds to wait for the engine's answer (no answer: exit status 1).",
+    "--wait", type=click.FloatRange(min=0), default=10.0, show_default=True,
+    help="Seconds to wait for the engine's answer (no answer: exit status 1; "
+    "0: send and return).",
 )
 
 
@@ -78,7 +81,8 @@ def complete(token: str, result_json: str | None, wait: float) -> None:
     t = _token(token)
     result = _json(result_json, "--result")
     with _client() as client:
-        _send(t, "completed", lambda: client.complete_activity(token, result, wait=wait))
+        _send(t, "completed", lambda: client.complete_activity(token, result, wait=wait or None),
+              answered=bool(wait))
 
 
 @activity.command()
@@ -100,8 +104,8 @@ def fail(
     with _client() as client:
         _send(t, "failed", lambda: client.fail_activity(
             token, message, error_type=error_type, non_retryable=non_retryable,
-            details=details, wait=wait,
-        ))
+            details=details, wait=wait or None,
+        ), answered=bool(wait))
 
 
 @activity.command()
@@ -114,7 +118,9 @@ def heartbeat(token: str, details_json: str | None, wait: float) -> None:
     t = _token(token)
     details = _json(details_json, "--details", as_list=True)
     with _client() as client:
-        _send(t, "heartbeat sent", lambda: client.heartbeat_activity(token, *details, wait=wait))
+        _send(t, "heartbeat sent", lambda: client.heartbeat_activity(
+            token, *details, wait=wait or None
+        ), answered=bool(wait))
 
 
 @activity.command()
@@ -132,9 +138,15 @@ def decode(token: str) -> None:
 @click.argument("activity_seq", type=int)
 @click.argument("attempt", type=int)
 def token(workflow_id: str, run_id: str, activity_seq: int, attempt: int) -> None:
-    """Print the token of an attempt read from `saga history` (no Kafka needed)."""
+    """Print the token of an attempt read from `saga history` (no Kafka needed), signed
+    with $SAGA_TASK_TOKEN_KEY when it is set, as the engine workers that have the key
+    require."""
+    key = Settings.from_env().task_token_key.encode()
     try:
-        click.echo(TaskToken(workflow_id, run_id, activity_seq, attempt).encode())
+        signature = (
+            attempt_signature(key, workflow_id, run_id, activity_seq, attempt) if key else ""
+        )
+        click.echo(TaskToken(workflow_id, run_id, activity_seq, attempt, signature).encode())
     except InvalidTaskTokenError as exc:
         raise click.BadParameter(str(exc)) from None
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import faulthandler
+import itertools
 import json
 import logging
 import os
+import re
 import signal as os_signal
 import sys
 import threading
@@ -34,7 +36,7 @@ from orchestrator.config import (
     Settings,
     default_state_dir,
 )
-from orchestrator.exceptions import OrchestratorError, WorkflowFailedError
+from orchestrator.exceptions import WorkflowFailedError
 from orchestrator.log.retrying import retried
 from orchestrator.log.topics import TopicLayout, ensure_topics
 from orchestrator.serde.records import IdReusePolicy
@@ -198,7 +200,8 @@ def _operation_activities() -> list[Any]:
     type=click.Path(file_okay=False, path_type=Path),
     default=default_state_dir,
     envvar="SAGA_STATE_DIR",
-    show_default="$SAGA_STATE_DIR or ~/.cache/saga-orchestrator/state",
+    show_default="$SAGA_STATE_DIR, else $SAGA_CACHE_DIR/state, else "
+    "~/.cache/saga-orchestrator/state",
     help="Where the engine keeps its shard stores (RocksDB). A restart on the same "
     "folder reads only the history written since; a new folder rebuilds from the topic.",
 )
@@ -292,26 +295,24 @@ def worker(
     metrics_host: str,
 ) -> None:
     """Run the engine worker and/or activity workers until SIGTERM or Ctrl-C."""
-    from orchestrator.worker.discovery import discover
     from orchestrator.worker.gc_policy import settle_heap
     from orchestrator.worker.task_handoff import TaskHandoff
 
+    if not engine and not task_queues and not projector:
+        raise click.UsageError("--no-engine without --task-queue or --projector runs nothing")
     settings = Settings.from_env()
     log.info("settings: %s", settings.redacted())
-    found = discover(modules)
-    found.activities.extend(_operation_activities())
+    found = _discovered(modules, workflows=engine, activities=bool(task_queues))
     layout = _layout(settings)
     batch_queue = [BATCH_TASK_QUEUE] if engine and batches else []
+    metrics, close_metrics = _metrics_endpoint(metrics_host, metrics_port)  # port taken: refused
     _ensure_topics_retried(settings, layout, (*task_queues, *batch_queue))
     stop = threading.Event()
     os_signal.signal(os_signal.SIGTERM, lambda *_: stop.set())
     os_signal.signal(os_signal.SIGINT, lambda *_: stop.set())
-    metrics, close_metrics = _metrics_endpoint(metrics_host, metrics_port)
     running: list[EngineWorker] = []
     handoff = TaskHandoff() if engine and task_queues and task_handoff else None
     if engine:
-        if not found.workflows:
-            raise click.UsageError(f"no @workflow.defn found in {', '.join(modules)}")
         running.append(
             _engine_worker(
                 settings,
@@ -330,8 +331,6 @@ def worker(
             ).start()
         )
         log.info("engine worker running workflows %s", found.workflows.describe())
-    if task_queues and not found.activities:
-        raise click.UsageError(f"no @activity.defn found in {', '.join(modules)}")
     activity_workers = [
         _activity_worker(
             settings, layout, found, queue,
@@ -403,6 +402,23 @@ def _batch_workers(
     ).start()
     log.info("batch worker on queue %r", started.activity_worker.task_queue)
     return [started]
+
+
+def _discovered(modules: tuple[str, ...], *, workflows: bool, activities: bool) -> Discovered:
+    """What ``modules`` define, checked before anything starts (a worker refused later
+    would leave its group, and its shards, behind it)."""
+    from orchestrator.worker.discovery import discover
+
+    try:
+        found = discover(modules)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import it: {exc}", param_hint="--sagas") from exc
+    if workflows and not found.workflows:
+        raise click.UsageError(f"no @workflow.defn found in {', '.join(modules)}")
+    if activities and not found.activities:
+        raise click.UsageError(f"no @activity.defn found in {', '.join(modules)}")
+    found.activities.extend(_operation_activities())
+    return found
 
 
 def _metrics_endpoint(host: str, port: int) -> tuple[SagaMetrics | None, Callable[[], None]]:
@@ -497,22 +513,25 @@ def dlq() -> None:
 
 
 @dlq.command("show")
-@click.option("--from-offset", default=0, show_default=True)
-@click.option("--limit", default=50, show_default=True)
+@click.option("--from-offset", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 def dlq_show(from_offset: int, limit: int) -> None:
     """Print dead letters with their reason and origin."""
-    from orchestrator.log.dlq_tools import read_dead_letters
+    from orchestrator.log.dlq_tools import DeadLettersNotReadError, read_dead_letters
 
     settings = Settings.from_env()
     letters = read_dead_letters(settings.kafka_config(), _layout(settings).dlq, from_offset)
-    for shown, letter in enumerate(letters, start=1):
-        key = letter.key.decode(errors="replace") if letter.key else "-"
-        click.echo(
-            f"{letter.offset}\t{letter.source_topic}/{letter.source_partition}/"
-            f"{letter.source_offset}\tkey={key}\t{letter.reason}"
-        )
-        if shown >= limit:
-            break
+    try:
+        for letter in itertools.islice(letters, limit):
+            key = letter.key.decode(errors="replace") if letter.key else "-"
+            click.echo(
+                f"{letter.offset}\t{letter.source_topic}/{letter.source_partition}/"
+                f"{letter.source_offset}\tkey={key}\t{letter.reason}"
+            )
+    except DeadLettersNotReadError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        letters.close()
 
 
 @dlq.command("redrive")
@@ -521,16 +540,25 @@ def dlq_show(from_offset: int, limit: int) -> None:
 @click.option("--to-offset", default=None, type=int, help="Exclusive end offset.")
 def dlq_redrive(reason_pattern: str, from_offset: int, to_offset: int | None) -> None:
     """Send matching dead letters back to where they came from."""
-    from orchestrator.log.dlq_tools import redrive
+    from orchestrator.log.dlq_tools import DeadLettersNotReadError, redrive
 
+    try:
+        re.compile(reason_pattern)
+    except re.error as exc:
+        raise click.BadParameter(
+            f"not a regular expression: {exc}", param_hint="--reason"
+        ) from None
     settings = Settings.from_env()
-    sent = redrive(
-        settings.kafka_config(),
-        _layout(settings).dlq,
-        reason_pattern=reason_pattern,
-        start_offset=from_offset,
-        end_offset=to_offset,
-    )
+    try:
+        sent = redrive(
+            settings.kafka_config(),
+            _layout(settings).dlq,
+            reason_pattern=reason_pattern,
+            start_offset=from_offset,
+            end_offset=to_offset,
+        )
+    except DeadLettersNotReadError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"redriven: {sent}")
 
 
@@ -615,8 +643,15 @@ def start(
     wait: bool,
 ) -> None:
     """Start a workflow (a no-op if one with this id is already running)."""
-    from orchestrator.cli_ops import key_values
+    from orchestrator.cli_ops import json_list, key_values
 
+    if input_json is not None and args_json is not None:
+        raise click.UsageError("give the input as --input or as --args, not both")
+    inputs: dict[str, Any] = {}  # neither: the workflow is started with no argument
+    if args_json is not None:
+        inputs["args"] = json_list(args_json)
+    elif input_json is not None:
+        inputs["input"] = _json_arg(input_json)
     policy = IdReusePolicy[id_reuse_policy.upper()]
     options: dict[str, Any] = {
         "id": workflow_id,
@@ -635,10 +670,7 @@ def start(
     }
     client = _client()
     try:
-        if args_json is not None:
-            handle = client.start(workflow_type, args=list(_json_arg(args_json)), **options)
-        else:
-            handle = client.start(workflow_type, _json_arg(input_json), **options)
+        handle = client.start(workflow_type, **inputs, **options)
         click.echo(f"started {workflow_id}")
         if wait:
             try:
@@ -666,10 +698,13 @@ def signal_command(
     workflow_id: str, name: str, args_json: str, wait: float, request_id: str | None
 ) -> None:
     """Send a signal to a running workflow."""
+    from orchestrator.cli_ops import json_list
+
+    args = json_list(args_json)
     client = _client()
     try:
         client.get_handle(workflow_id).signal(
-            name, *(_json_arg(args_json) or []), wait=wait or None, request_id=request_id
+            name, *args, wait=wait or None, request_id=request_id
         )
     finally:
         client.close()
@@ -719,35 +754,35 @@ def _operator(given: str | None) -> str:
 @click.argument("workflow_id")
 @click.option("--reason", default="", help="Why, recorded in the run's history.")
 @click.option("--operator", default=None, help="Who asks (default: user@host).")
-@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for the shard.")
+@click.option("--wait", default=10.0, show_default=True, help=_WAIT_HELP)
 def pause(workflow_id: str, reason: str, operator: str | None, wait: float) -> None:
     """Pause a running workflow: it decides nothing until unpaused; signals, activity
     results and timers that come meanwhile are recorded and applied on unpause."""
     client = _client()
     try:
-        client.get_handle(workflow_id).pause(reason, operator=_operator(operator), wait=wait)
-    except OrchestratorError as exc:  # refused (no such run, closed) or no answer in time
-        raise click.ClickException(f"pause {workflow_id}: {exc}") from exc
-    finally:
+        client.get_handle(workflow_id).pause(
+            reason, operator=_operator(operator), wait=wait or None
+        )
+    finally:  # a refusal or no answer in time: reported with a hint (cli_errors.py)
         client.close()
-    click.echo(f"paused {workflow_id}")
+    click.echo(f"paused {workflow_id}" if wait else f"pause of {workflow_id} sent")
 
 
 @main.command()
 @click.argument("workflow_id")
 @click.option("--reason", default="", help="Why, recorded in the run's history.")
 @click.option("--operator", default=None, help="Who asks (default: user@host).")
-@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for the shard.")
+@click.option("--wait", default=10.0, show_default=True, help=_WAIT_HELP)
 def unpause(workflow_id: str, reason: str, operator: str | None, wait: float) -> None:
     """Unpause a paused workflow: what it held is applied, in order, and it goes on."""
     client = _client()
     try:
-        client.get_handle(workflow_id).unpause(reason, operator=_operator(operator), wait=wait)
-    except OrchestratorError as exc:  # refused (no such run, closed) or no answer in time
-        raise click.ClickException(f"unpause {workflow_id}: {exc}") from exc
-    finally:
+        client.get_handle(workflow_id).unpause(
+            reason, operator=_operator(operator), wait=wait or None
+        )
+    finally:  # a refusal or no answer in time: reported with a hint (cli_errors.py)
         client.close()
-    click.echo(f"unpaused {workflow_id}")
+    click.echo(f"unpaused {workflow_id}" if wait else f"unpause of {workflow_id} sent")
 
 
 @main.command()
@@ -797,6 +832,9 @@ def reset(  # noqa: PLR0917 - click passes the options by position
     run build B decided for."""
     if event_seq is not None and bad_build is not None:
         raise click.UsageError("give either --to-event or --bad-build, not both")
+    if workflow_id is not None:
+        _refuse_given(("dry_run", "rate", "follow", "database_url"), "with a WORKFLOW_ID: "
+                      "they apply to a build's runs (--bad-build without a WORKFLOW_ID)")
     if workflow_id is None:
         if bad_build is None:
             raise click.UsageError("give a WORKFLOW_ID, or --bad-build to reset a build's runs")
@@ -815,11 +853,21 @@ def reset(  # noqa: PLR0917 - click passes the options by position
             operator=_operator(operator),
             timeout=wait,
         )
-    except OrchestratorError as exc:  # refused (bad point, no such run) or no answer
-        raise click.ClickException(f"reset {workflow_id}: {exc}") from exc
-    finally:
+    finally:  # a refusal (bad point, no such run) or no answer: reported with a hint
         client.close()
     click.echo(f"reset {workflow_id}: new run {new_run}")
+
+
+def _refuse_given(names: tuple[str, ...], why: str) -> None:
+    """A UsageError if any of the current command's options ``names`` was given."""
+    ctx = click.get_current_context()
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in names
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+    ]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} cannot be given {why}")
 
 
 def _reset_bad_build(  # noqa: PLR0917 - the command's options, passed on

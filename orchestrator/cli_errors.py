@@ -3,7 +3,9 @@
 The ``saga`` group is an :class:`ExpectedErrors` group: an error of the
 orchestrator's own taxonomy (:mod:`orchestrator.exceptions`) that a command lets
 escape (an unknown workflow id, a closed run, no reply in time, a run that did not
-complete) is printed as ``Error: <what>`` and ``hint: <what to do>``, exit status 1.
+complete), or a bad setting in the environment (:class:`~orchestrator.config.
+SettingsError`), is printed as ``Error: <what>`` and ``hint: <what to do>``, exit
+status 1.
 Anything else is a bug and keeps its traceback.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 import click
 
 from orchestrator.cli_text import failed_run_text
+from orchestrator.config import SettingsError
 from orchestrator.exceptions import (
     OrchestratorError,
     QueryError,
@@ -72,6 +75,9 @@ class ExpectedErrors(click.Group):
         except OrchestratorError as exc:
             text = expected_error_text(exc, self._workflow_id(ctx))
             raise click.ClickException(text) from exc
+        except SettingsError as exc:  # read from the environment by most commands
+            hint = "set it to a valid value, or unset it for the default (docs/operations.md)"
+            raise click.ClickException(f"{exc}\nhint: {hint}") from exc
 
     def _workflow_id(self, ctx: click.Context) -> str | None:
         """The WORKFLOW_ID argument of the subcommand that ran, if it has one."""

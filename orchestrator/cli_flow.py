@@ -220,7 +220,12 @@ def _register_dispatcher(main: click.Group, layout_of: Callable[[Settings], Topi
         if metrics_port:
             registry = SagaMetrics().registry
             observe = FlowMetrics(registry).observe
-            close = serve(registry, metrics_host, metrics_port).close
+            try:
+                close = serve(registry, metrics_host, metrics_port).close
+            except OSError as exc:
+                raise click.UsageError(
+                    f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}"
+                ) from exc
         runner = Dispatcher(
             settings.kafka_config(),
             layout_of(settings),

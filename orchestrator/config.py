@@ -10,6 +10,7 @@ Secrets are never printed: :meth:`Settings.redacted` masks them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ def default_state_dir() -> Path:
     cache = os.environ.get("SAGA_CACHE_DIR")
     base = Path(cache) if cache else Path.home() / ".cache" / "saga-orchestrator"
     return base / "state"
+
 
 KAFKA_PASSTHROUGH_PREFIX = "SAGA_KAFKA_"
 ENV_NAMES = (
@@ -65,6 +67,10 @@ MIN_TOKEN_KEY_CHARS = 32
 """A task-token key shorter than this is refused (an HMAC key worth the name)."""
 
 
+class SettingsError(ValueError):
+    """An environment variable the settings read holds a value they cannot take."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the orchestrator's infrastructure is and how its topics are named."""
@@ -87,12 +93,12 @@ class Settings:
             shards = int(env.get("SAGA_SHARDS", DEFAULT_SHARDS))
             http_port = int(env.get("SAGA_HTTP_PORT", DEFAULT_HTTP_PORT))
         except ValueError as exc:
-            raise ValueError(f"SAGA_SHARDS and SAGA_HTTP_PORT must be integers: {exc}") from exc
+            raise SettingsError(f"SAGA_SHARDS and SAGA_HTTP_PORT must be integers: {exc}") from exc
         if shards < 1:
-            raise ValueError(f"SAGA_SHARDS must be at least 1, got {shards}")
+            raise SettingsError(f"SAGA_SHARDS must be at least 1, got {shards}")
         token_key = env.get("SAGA_TASK_TOKEN_KEY", "")
         if token_key and len(token_key) < MIN_TOKEN_KEY_CHARS:
-            raise ValueError(
+            raise SettingsError(
                 f"SAGA_TASK_TOKEN_KEY must have at least {MIN_TOKEN_KEY_CHARS} characters "
                 "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
             )
@@ -127,7 +133,14 @@ class Settings:
         return f"Settings({self.redacted()!r})"
 
 
+#: a ``password=`` term of a key/value DSN (quoted or not) or of a URI's query string
+_PASSWORD_TERM = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", re.IGNORECASE)
+
+
 def _mask_dsn_password(dsn: str) -> str:
+    """``dsn`` with its password masked, in every form libpq takes: ``user:pass@`` in a
+    URI, ``password=`` in its query string, or a key/value term."""
+    dsn = _PASSWORD_TERM.sub(r"\1***", dsn)
     scheme, sep, rest = dsn.partition("://")
     userinfo, at, host = rest.rpartition("@")
     if not sep or not at or ":" not in userinfo:

@@ -157,6 +157,14 @@ def dev_command(
 ) -> None:
     """Run the whole stack for MODULE until Ctrl-C: Kafka, PostgreSQL, an engine and
     activity worker, the visibility projector, the HTTP API and the web console."""
+    from orchestrator.http.auth import is_loopback
+
+    if not is_loopback(http_host):  # refused by `saga http` too, once all had started
+        raise click.BadParameter(
+            f"the dev server serves plain HTTP on a loopback host only (127.0.0.1, ::1), "
+            f"not {http_host!r}; run `saga http` with TLS to serve others",
+            param_hint="--http-host",
+        )
     if demo_bank and importlib.util.find_spec("orchestrator.devstack.bank") is None:
         raise click.UsageError(
             "--demo-bank runs the demo bank of a checkout of the repository (it backs the "

@@ -82,7 +82,8 @@ class DevProcesses:
 
     @property
     def url(self) -> str:
-        return f"http://{self.http_host}:{self.http_port}"
+        host = f"[{self.http_host}]" if ":" in self.http_host else self.http_host  # IPv6
+        return f"http://{host}:{self.http_port}"
 
     def _saga(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "orchestrator.cli", *args]

@@ -43,24 +43,44 @@ class DeadLetter:
     headers: list[tuple[str, bytes | None]]
 
 
+class DeadLettersNotReadError(TimeoutError):
+    """The dead-letter topic was not read up to its end within the time given."""
+
+    def __init__(self, message: str, position: int, sent: int = 0) -> None:
+        super().__init__(message)
+        self.position = position
+        """The first offset not read: where to start again."""
+        self.sent = sent
+        """Dead letters already redriven when the read stopped."""
+
+
 def read_dead_letters(
     kafka_config: dict[str, Any], dlq_topic: str, start_offset: int = 0, timeout_s: float = 30.0
 ) -> Generator[DeadLetter, None, None]:
-    """Every dead letter from ``start_offset`` to the current end (the DLQ has one partition)."""
+    """Every dead letter from ``start_offset`` (or the oldest the topic still keeps, past
+    its retention) to the current end (the DLQ has one partition). Raises
+    :class:`DeadLettersNotReadError` if the end is not reached within ``timeout_s``."""
     consumer = Consumer(
         {
             **kafka_config,
             "group.id": f"{dlq_topic}.reader",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
         }
     )
     try:
-        _, end = consumer.get_watermark_offsets(TopicPartition(dlq_topic, 0), timeout=10)
-        consumer.assign([TopicPartition(dlq_topic, 0, start_offset)])
+        low, end = consumer.get_watermark_offsets(TopicPartition(dlq_topic, 0), timeout=10)
+        position = max(start_offset, low)  # retention deletes the oldest letters
+        consumer.assign([TopicPartition(dlq_topic, 0, position)])
         deadline = time.monotonic() + timeout_s
-        position = start_offset
-        while position < end and time.monotonic() < deadline:
+        while position < end:
+            if time.monotonic() >= deadline:
+                raise DeadLettersNotReadError(
+                    f"{dlq_topic} read up to offset {position} of {end} within "
+                    f"{timeout_s:.0f}s; go on from offset {position}",
+                    position,
+                )
             for msg in consume_available(consumer, 500, 0.2):
                 if msg.error() is not None:
                     continue
@@ -101,32 +121,60 @@ def redrive(
     """Re-publish dead letters whose reason matches ``reason_pattern``; returns how many."""
     pattern = re.compile(reason_pattern)
     producer = Producer({**kafka_config, "enable.idempotence": True})
-    sent = 0
-    for letter in read_dead_letters(kafka_config, dlq_topic, start_offset):
-        if end_offset is not None and letter.offset >= end_offset:
-            break
-        if not pattern.search(letter.reason) or letter.source_topic == "?":
-            continue
-        if any(name == OMITTED_HEADER for name, _ in letter.headers):
-            # too large to copy: the original is still at letter.source_* on its topic
-            log.warning(
-                "dead letter %d has no value (original at %s/%d/%d); not redriven",
-                letter.offset,
-                letter.source_topic,
-                letter.source_partition,
-                letter.source_offset,
-            )
-            continue
-        # same partition as before: commands are routed by the shard processor anyway
-        headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
-        producer.produce(
-            letter.source_topic,
-            key=letter.key,
-            value=letter.value,
-            headers=headers,
-            partition=letter.source_partition,
-        )
-        sent += 1
+    letters = read_dead_letters(kafka_config, dlq_topic, start_offset)
+    try:
+        sent = _redrive(producer, letters, pattern, end_offset)
+    except DeadLettersNotReadError as exc:
+        producer.flush(30)
+        raise DeadLettersNotReadError(
+            f"{exc}; {exc.sent} redriven before it stopped", exc.position, exc.sent
+        ) from None
     if producer.flush(30) != 0:
         raise RuntimeError("redrive: some records were not acknowledged; nothing is lost, retry")
     return sent
+
+
+def _redrive(
+    producer: Producer,
+    letters: Generator[DeadLetter, None, None],
+    pattern: re.Pattern[str],
+    end_offset: int | None,
+) -> int:
+    sent = 0
+    try:
+        for letter in letters:
+            if end_offset is not None and letter.offset >= end_offset:
+                break
+            sent += _send_back(producer, letter, pattern)
+    except DeadLettersNotReadError as exc:
+        exc.sent = sent
+        raise
+    finally:
+        letters.close()
+    return sent
+
+
+def _send_back(producer: Producer, letter: DeadLetter, pattern: re.Pattern[str]) -> int:
+    """Re-publish one dead letter if it matches and can be; 1 if it was, else 0."""
+    if not pattern.search(letter.reason) or letter.source_topic == "?":
+        return 0
+    if any(name == OMITTED_HEADER for name, _ in letter.headers):
+        # too large to copy: the original is still at letter.source_* on its topic
+        log.warning(
+            "dead letter %d has no value (original at %s/%d/%d); not redriven",
+            letter.offset,
+            letter.source_topic,
+            letter.source_partition,
+            letter.source_offset,
+        )
+        return 0
+    # same partition as before: commands are routed by the shard processor anyway
+    headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
+    producer.produce(
+        letter.source_topic,
+        key=letter.key,
+        value=letter.value,
+        headers=headers,
+        partition=letter.source_partition,
+    )
+    return 1

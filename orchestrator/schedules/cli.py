@@ -190,11 +190,16 @@ def list_command(as_json: bool, database_url: str | None) -> None:
     dsn = database_url or Settings.from_env().database_url
 
     async def ids() -> list[str]:
+        found: list[str] = []
+        after: str | None = None
         async with VisibilityStore(dsn) as store:
-            rows, _ = await store.list_runs(
-                status="running", workflow_type=SCHEDULE_WORKFLOW, limit=1000
-            )
-        return sorted(r.workflow_id.removeprefix("schedule:") for r in rows)
+            while True:  # every page: a deployment may have more schedules than one holds
+                rows, after = await store.list_runs(
+                    status="running", workflow_type=SCHEDULE_WORKFLOW, limit=1000, after=after
+                )
+                found += (r.workflow_id.removeprefix("schedule:") for r in rows)
+                if after is None:
+                    return sorted(found)
 
     import psycopg
 

@@ -50,6 +50,30 @@ def test_secrets_are_masked_in_repr_and_redacted_view() -> None:
     assert "postgresql://app:***@db:5432/app" in shown
 
 
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        (
+            "host=db user=app password=hunter2 dbname=app",
+            "host=db user=app password=*** dbname=app",
+        ),
+        ("host=db password='hun ter2' dbname=app", "host=db password=*** dbname=app"),
+        (
+            "postgresql://db/app?password=hunter2&sslmode=require",
+            "postgresql://db/app?password=***&sslmode=require",
+        ),
+        (
+            "postgresql://app:hunter2@db/app?PASSWORD=hunter2",
+            "postgresql://app:***@db/app?PASSWORD=***",
+        ),
+    ],
+)
+def test_every_form_of_dsn_password_is_masked(dsn: str, shown: str) -> None:
+    redacted = Settings.from_env({"DATABASE_URL": dsn}).redacted()
+    assert redacted["database_url"] == shown
+    assert "hunter2" not in repr(Settings.from_env({"DATABASE_URL": dsn}))
+
+
 @pytest.mark.parametrize("env", [{"SAGA_SHARDS": "zero"}, {"SAGA_SHARDS": "0"}])
 def test_bad_shard_count_is_a_clear_error(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="SAGA_SHARDS"):
