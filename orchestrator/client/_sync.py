@@ -371,7 +371,7 @@ class Client:
         record = pause_record(
             task_queue, activity_type, paused=True, reason=reason, operator=operator
         )
-        write_pause(self._kafka, self.layout, record, self.builder.wire)
+        write_pause(self._kafka, self.layout, record, self.builder.wire, self._producer)
         return record
 
     def unpause_activity_type(
@@ -384,7 +384,7 @@ class Client:
         record = pause_record(
             task_queue, activity_type, paused=False, reason=reason, operator=operator
         )
-        write_pause(self._kafka, self.layout, record, self.builder.wire)
+        write_pause(self._kafka, self.layout, record, self.builder.wire, self._producer)
         return record
 
     def paused_activity_types(self, task_queue: str | None = None) -> list[ActivityPause]:

@@ -322,10 +322,14 @@ def write_pause(
     layout: TopicLayout,
     record: ActivityPause,
     wire: WireFormat | None = None,
+    producer: Producer | None = None,
 ) -> None:
-    """Write a pause or unpause, encoded by ``wire`` (default: a new WireFormat);
-    returns once the broker has acknowledged it, KafkaException if it refused it."""
-    producer = Producer({**kafka, "enable.idempotence": True})
+    """Write a pause or unpause, encoded by ``wire`` (default: a new WireFormat), with
+    ``producer`` (default: a new one; a caller's connected producer saves the half
+    second a new one can take to send its first record); returns once the broker has
+    acknowledged it, KafkaException if it refused it."""
+    if producer is None:
+        producer = Producer({**kafka, "enable.idempotence": True})
     encoded = (wire or WireFormat()).encode_pause(record)
     refused: list[KafkaError] = []
 

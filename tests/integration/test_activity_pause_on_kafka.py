@@ -255,7 +255,9 @@ def test_a_full_held_buffer_stops_fetching_until_the_unpause(deployment: Deploym
         one = d.client.start(flow, Req(first, queue), id=f"bounded-{first}", task_queue=queue)
         _wait(lambda: worker.held().get("actpause.a") == 1, 15, "the first run's A held")
         two = d.client.start(flow, Req(second, queue), id=f"bounded-{second}", task_queue=queue)
-        time.sleep(1.5)
+        # long enough to see a fetch, well inside B's 2 s start-to-close, which runs from
+        # its dispatch (B is not paused: only the full buffer keeps it in the queue)
+        time.sleep(1.0)
         assert calls(f"b/{second}") == 0  # max_held reached: the queue is not fetched
         d.client.unpause_activity_type(queue, "actpause.a")
         assert one.result(timeout=15) == f"b:{first} a:{first}"

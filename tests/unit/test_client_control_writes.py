@@ -78,6 +78,7 @@ def client_with(wire: WireFormat) -> Client:
     client._kafka = {"bootstrap.servers": "unused:9092"}
     client.layout = TopicLayout(prefix="t")
     client.builder = CommandBuilder(wire, DataConverter(), 1, source="/test/client")
+    client._producer = FakeProducer({})  # type: ignore[assignment]  # its own, for pauses
     return client
 
 
