@@ -123,14 +123,12 @@ async def _pause_or_unpause(request: web.Request, *, pausing: bool) -> web.Respo
     body = await v.json_body(
         request, required=("task_queue", "activity_type"), optional=("reason", "operator")
     )
-    queue = v.text(body["task_queue"], "task_queue", _MAX_TYPE_CHARS)
+    queue = v.task_queue(body["task_queue"])
     activity_type = v.text(body["activity_type"], "activity_type", _MAX_TYPE_CHARS)
     reason = v.text(body.get("reason", ""), "reason", MAX_REASON_CHARS)
     operator = v.text(body.get("operator", ""), "operator", MAX_OPERATOR_CHARS)
     if not operator:
         operator = f"http {request.remote or 'unknown'}"
-    if not queue or "/" in queue:
-        raise v.bad(f"invalid task queue name {queue!r}")
     if not activity_type:
         raise v.bad("activity_type must not be empty")
     client = request.app[SERVICES].kafka.require()
@@ -153,7 +151,8 @@ async def unpause(request: web.Request) -> web.Response:
 async def paused(request: web.Request) -> web.Response:
     """``GET /v1/activities/paused[?task_queue=Q]``: the paused activity types."""
     v.check_query(request, ("task_queue",))
-    queue = request.query.get("task_queue") or None
+    given = request.query.get("task_queue") or None  # empty: every queue, as absent
+    queue = None if given is None else v.task_queue(given)
     found = await request.app[SERVICES].kafka.require().paused_activity_types(queue)
     return web.json_response({"paused": [_pause_json(p) for p in found]})
 
@@ -166,5 +165,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/v1/activities/heartbeat", heartbeat),
         web.post("/v1/activities/pause", pause),
         web.post("/v1/activities/unpause", unpause),
-        web.get("/v1/activities/paused", paused),
+        web.get("/v1/activities/paused", paused, allow_head=False),
     ]

@@ -12,6 +12,7 @@ Bodies use the JSON shape of the records in ``orchestrator.batch.spec``:
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -23,14 +24,14 @@ from orchestrator.batch.spec import (
     BATCH_WORKFLOW,
     BatchFilter,
     BatchOperation,
+    BatchState,
     check_batch_id,
 )
 from orchestrator.client import AsyncBatchHandle
 from orchestrator.exceptions import PayloadConversionError
 from orchestrator.http import validation as v
-from orchestrator.http.errors import ApiError
 from orchestrator.http.limits import MAX_OPERATOR_CHARS, QUERY_TIMEOUT_S, UPDATE_TIMEOUT_S
-from orchestrator.http.services import SERVICES
+from orchestrator.http.services import SERVICES, database_down, visibility_error
 from orchestrator.schedules.forms import from_json, to_json
 from orchestrator.visibility.store import MAX_LIMIT, RunRow
 
@@ -64,7 +65,22 @@ def _number(body: dict[str, Any], key: str, default: float) -> float:
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise v.bad(f"{key} must be a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a float's range
+        raise v.bad(f"{key} is out of range") from None
+    if not math.isfinite(number):
+        raise v.bad(f"{key} is out of range")
+    return number
+
+
+def _check_filter(filter_: BatchFilter) -> None:
+    """Refuse values PostgreSQL cannot take (NUL characters, numbers out of range)."""
+    for key in ("workflow_type", "status", "build_id"):
+        value = getattr(filter_, key)
+        if value is not None:
+            v.no_nul(value, f"filter.{key}")
+    v.plain_json(filter_.search, "filter.search")
 
 
 async def _dry_run(request: web.Request, filter_: BatchFilter, op: str) -> web.Response:
@@ -83,7 +99,7 @@ async def _dry_run(request: web.Request, filter_: BatchFilter, op: str) -> web.R
             if after is None:
                 break
     except psycopg.Error as exc:
-        raise ApiError(503, "visibility_unavailable", f"visibility store: {exc}") from None
+        raise visibility_error(exc) from None
     runs = [{"workflow_id": r.workflow_id, "run_id": r.run_id, "status": r.status}
             for r in found[:_DRY_RUN_MAX]]
     return web.json_response({"dry_run": True, "op": op, "runs": runs, "count": len(runs),
@@ -107,20 +123,28 @@ async def start(request: web.Request) -> web.Response:
     allow_all, dry_run = body.get("allow_all", False), body.get("dry_run", False)
     if not isinstance(allow_all, bool) or not isinstance(dry_run, bool):
         raise v.bad("allow_all and dry_run must be true or false")
-    if dry_run:
-        problems = operation.problems()
-        if problems:
-            raise v.bad("; ".join(problems))
-        return await _dry_run(request, filter_, operation.op.value)
+    if operation.event_seq is not None:
+        v.int64(operation.event_seq, "operation.event_seq", minimum=1)
+    _check_filter(filter_)
     default_id = f"{operation.op.value}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}"
     batch_id = _batch_id(body.get("batch_id", default_id))
     page_size = _number(body, "page_size", 100)
     if page_size != int(page_size):
         raise v.bad("page_size must be a whole number")
+    rate = _number(body, "rate", 10.0)
+    # a dry run is checked as a start is, so one that passes can be started as it is
+    state = BatchState(batch_id, operation, filter_, rate=rate, page_size=int(page_size))
+    found = state.problems()
+    if filter_.is_empty() and not allow_all:
+        found.append("the filter matches every run; pass allow_all: true if that is meant")
+    if found:
+        raise v.bad("; ".join(found))
+    if dry_run:
+        return await _dry_run(request, filter_, operation.op.value)
     client = request.app[SERVICES].kafka.require()
     try:
         handle = await client.start_batch(
-            batch_id, operation, filter_, rate=_number(body, "rate", 10.0),
+            batch_id, operation, filter_, rate=rate,
             page_size=int(page_size), allow_all=allow_all, timeout=UPDATE_TIMEOUT_S,
         )
     except ValueError as exc:
@@ -141,7 +165,7 @@ async def list_batches(request: web.Request) -> web.Response:
     try:
         rows, _ = await store.list_runs(workflow_type=BATCH_WORKFLOW, limit=_LIST_LIMIT)
     except psycopg.Error as exc:
-        raise ApiError(503, "visibility_unavailable", f"visibility store: {exc}") from None
+        raise database_down(exc) from None
     seen: dict[str, dict[str, Any]] = {}
     for r in rows:
         batch_id = r.workflow_id.removeprefix("batch:")

@@ -202,14 +202,14 @@ async def reset(request: web.Request) -> web.Response:
         required=("reason",),
         optional=("event_seq", "before_build", "exclude_signals", "operator", "wait"),
     )
-    wait = v.seconds(body.get("wait"), "wait", default=RESET_WAIT_S, maximum=MAX_WAIT_S)
+    wait = v.seconds(
+        body.get("wait"), "wait", default=RESET_WAIT_S, maximum=MAX_WAIT_S, positive=True
+    )
     reason = v.text(body["reason"], "reason", MAX_REASON_CHARS)
     operator = v.text(body.get("operator", ""), "operator", MAX_OPERATOR_CHARS)
     event_seq = body.get("event_seq")
-    if event_seq is not None and (
-        isinstance(event_seq, bool) or not isinstance(event_seq, int) or event_seq < 1
-    ):
-        raise v.bad("event_seq must be a positive integer (an event's seq)")
+    if event_seq is not None:
+        v.int64(event_seq, "event_seq (an event's seq)", minimum=1)
     before_build = body.get("before_build")
     if before_build is not None:
         before_build = v.text(before_build, "before_build", MAX_OPERATOR_CHARS)
@@ -235,7 +235,8 @@ async def update(request: web.Request) -> web.Response:
     name = v.name(request.match_info["name"], "update name")
     body = await v.json_body(request, optional=("args", "timeout"), allow_empty=True)
     timeout = v.seconds(
-        body.get("timeout"), "timeout", default=UPDATE_TIMEOUT_S, maximum=MAX_WAIT_S
+        body.get("timeout"), "timeout", default=UPDATE_TIMEOUT_S, maximum=MAX_WAIT_S,
+        positive=True,
     )
     args = v.json_list(body.get("args"), "args")
     result = await handle.update(
@@ -255,11 +256,14 @@ async def query(request: web.Request) -> web.Response:
         body = await v.json_body(request, optional=("args", "timeout"), allow_empty=True)
         args = v.json_list(body.get("args"), "args")
         timeout = v.seconds(
-            body.get("timeout"), "timeout", default=QUERY_TIMEOUT_S, maximum=MAX_WAIT_S
+            body.get("timeout"), "timeout", default=QUERY_TIMEOUT_S, maximum=MAX_WAIT_S,
+            positive=True,
         )
     else:
         args = []
-        timeout = v.query_seconds(request, "timeout", default=QUERY_TIMEOUT_S, maximum=MAX_WAIT_S)
+        timeout = v.query_seconds(
+            request, "timeout", default=QUERY_TIMEOUT_S, maximum=MAX_WAIT_S, positive=True
+        )
     result = await handle.query(
         name, *args, timeout=timeout, traceparent=v.traceparent(request.headers)
     )

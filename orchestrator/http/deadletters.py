@@ -18,7 +18,12 @@ from confluent_kafka import KafkaException
 from orchestrator.http import validation as v
 from orchestrator.http.errors import ApiError
 from orchestrator.http.services import SERVICES
-from orchestrator.log.dlq_tools import DeadLetter, read_dead_letters, redrive
+from orchestrator.log.dlq_tools import (
+    DeadLetter,
+    DeadLettersNotReadError,
+    read_dead_letters,
+    redrive,
+)
 from orchestrator.log.topics import TopicLayout
 
 __all__ = ["routes"]
@@ -55,14 +60,14 @@ def _dlq_topic(request: web.Request) -> str:
     return TopicLayout(prefix=request.app[SERVICES].options.topic_prefix).dlq
 
 
-def _offset(raw: Any, what: str) -> int:
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise v.bad(f"{what} must be an integer") from None
-    if value < 0:
-        raise v.bad(f"{what} must be 0 or more")
-    return value
+def _query_number(request: web.Request, key: str, default: int) -> int:
+    """A whole number from the query string: ASCII digits only, at most 64 bits."""
+    raw = request.query.get(key)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(v.MAX_INT64))):
+        raise v.bad(f"{key} must be a whole number from 0 to {v.MAX_INT64}")
+    return v.int64(int(raw), key, minimum=0)
 
 
 def _kafka_down(exc: KafkaException) -> ApiError:
@@ -71,12 +76,18 @@ def _kafka_down(exc: KafkaException) -> ApiError:
     )
 
 
+def _not_read(exc: DeadLettersNotReadError) -> ApiError:
+    return ApiError(503, "unavailable", str(exc), {"Retry-After": "2"})
+
+
 def _read(config: dict[str, Any], topic: str, start: int, limit: int) -> list[DeadLetter]:
     letters = read_dead_letters(config, topic, start, timeout_s=_READ_TIMEOUT_S)
     try:
         return list(itertools.islice(letters, limit))
     except KafkaException as exc:
         raise _kafka_down(exc) from None
+    except DeadLettersNotReadError as exc:
+        raise _not_read(exc) from None
     finally:
         letters.close()  # closes the consumer when the page ends early
 
@@ -84,8 +95,8 @@ def _read(config: dict[str, Any], topic: str, start: int, limit: int) -> list[De
 async def list_dead_letters(request: web.Request) -> web.Response:
     """``GET /v1/dead-letters?from_offset=&limit=``: dead letters, oldest first."""
     v.check_query(request, ("from_offset", "limit"))
-    start = _offset(request.query.get("from_offset", 0), "from_offset")
-    limit = _offset(request.query.get("limit", 50), "limit")
+    start = _query_number(request, "from_offset", 0)
+    limit = _query_number(request, "limit", 50)
     if not 1 <= limit <= MAX_LETTERS:
         raise v.bad(f"limit must be between 1 and {MAX_LETTERS}")
     config = dict(request.app[SERVICES].options.kafka_config)
@@ -104,8 +115,8 @@ async def redrive_dead_letters(request: web.Request) -> web.Response:
     """``POST /v1/dead-letters/redrive``: send the chosen dead letters back to their topic."""
     v.check_query(request, ())
     body = await v.json_body(request, required=("from_offset", "to_offset"), optional=("reason",))
-    start = _offset(body["from_offset"], "from_offset")
-    end = _offset(body["to_offset"], "to_offset")
+    start = v.int64(body["from_offset"], "from_offset", minimum=0)
+    end = v.int64(body["to_offset"], "to_offset", minimum=0)
     if end <= start:
         raise v.bad("to_offset (exclusive) must be greater than from_offset")
     pattern = v.text(body.get("reason", ""), "reason", 500)
@@ -123,6 +134,8 @@ async def redrive_dead_letters(request: web.Request) -> web.Response:
         )
     except KafkaException as exc:
         raise _kafka_down(exc) from None
+    except DeadLettersNotReadError as exc:  # some may have been sent: the message says how many
+        raise _not_read(exc) from None
     return web.json_response({"redriven": sent})
 
 

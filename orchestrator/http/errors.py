@@ -21,6 +21,7 @@ from orchestrator.exceptions import (
     UpdateRejectedError,
 )
 from orchestrator.http.limits import MAX_BODY_BYTES
+from orchestrator.serde.errors import RecordEncodeError
 
 __all__ = ["ApiError", "error_middleware", "error_response", "from_client_error"]
 
@@ -79,14 +80,24 @@ def _refusal_type(exc: BaseException) -> str | None:
     return None
 
 
+def _unsendable(exc: PayloadConversionError | RecordEncodeError) -> ApiError:
+    """A request whose values cannot become a command: nothing was sent."""
+    if isinstance(exc, PayloadConversionError):
+        return ApiError(400, "bad_request", f"value cannot be converted: {exc}")
+    # the wire format names its size limit ("over the N-byte limit") when that is why
+    if "-byte limit" in str(exc):
+        return ApiError(413, "payload_too_large", f"the command would be too large: {exc}")
+    return ApiError(400, "bad_request", f"a value does not fit the command's record: {exc}")
+
+
 def from_client_error(exc: Exception) -> ApiError | None:
     """The HTTP error for an exception the client raised; None if it is not one."""
     if isinstance(exc, ReplyTimeoutError):
         return ApiError(504, "timeout", f"{exc} (the command was sent and may still take effect)")
     if isinstance(exc, WorkflowNotFoundError):
         return ApiError(404, "workflow_not_found", str(exc))
-    if isinstance(exc, PayloadConversionError):
-        return ApiError(400, "bad_request", f"value cannot be converted: {exc}")
+    if isinstance(exc, PayloadConversionError | RecordEncodeError):
+        return _unsendable(exc)
     if isinstance(exc, UpdateRejectedError | QueryError | ApplicationError):
         status, code = _REFUSALS.get(_refusal_type(exc) or "", (422, "rejected"))
         if isinstance(exc, QueryError) and code == "rejected":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -20,6 +21,10 @@ from orchestrator.metrics import HttpMetrics
 __all__ = ["METRICS", "http_metrics", "metrics_middleware", "routes"]
 
 METRICS = web.AppKey("metrics", HttpMetrics)
+
+#: the methods counted by name; any other is counted as ``other``, because aiohttp
+#: accepts any method token and the middleware runs before authentication
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,8 +42,14 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def _method(request: web.Request) -> str:
+    """The request's method when it is a standard one, else ``other`` (bounded)."""
+    return request.method if request.method in _METHODS else "other"
+
+
 def metrics_middleware(metrics: HttpMetrics) -> Middleware:
-    """Count every request by method, route pattern and status, and time it."""
+    """Count every request by method (standard ones by name, the rest as ``other``),
+    route pattern and status, and time it."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -53,9 +64,9 @@ def metrics_middleware(metrics: HttpMetrics) -> Middleware:
             status = response.status
             return response
         finally:
-            route = _route(request)
-            metrics.requests.labels(request.method, route, str(status)).inc()
-            metrics.seconds.labels(request.method, route).observe(time.perf_counter() - began)
+            route, method = _route(request), _method(request)
+            metrics.requests.labels(method, route, str(status)).inc()
+            metrics.seconds.labels(method, route).observe(time.perf_counter() - began)
 
     return middleware
 

@@ -9,7 +9,6 @@ second behind).
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import psycopg
@@ -28,13 +27,11 @@ from orchestrator.http.limits import (
     MAX_ID_CHARS,
     MAX_WAIT_S,
 )
-from orchestrator.http.services import SERVICES
+from orchestrator.http.services import SERVICES, database_down, visibility_error
 from orchestrator.visibility.store import MAX_LIMIT
 from orchestrator.visibility.windows import MAX_MINUTES, last_minutes
 
 __all__ = ["routes"]
-
-log = logging.getLogger(__name__)
 
 _STATUSES = frozenset(s.name for s in WorkflowStatus)
 
@@ -60,7 +57,7 @@ async def describe(request: web.Request) -> web.Response:
         try:
             found = await visibility.store.get_run(handle.workflow_id, handle.run_id)
         except psycopg.Error as exc:
-            _database_down(exc)  # logged; describe goes on with the snapshot alone
+            database_down(exc)  # logged; describe goes on with the snapshot alone
         else:
             row = found.to_json() if found is not None else None
     try:
@@ -72,16 +69,6 @@ async def describe(request: web.Request) -> web.Response:
             raise
         snapshot = None  # retention ended in Kafka; the projection still has the run
     return web.json_response({"workflow": snapshot, "visibility": row})
-
-
-def _database_down(exc: psycopg.Error) -> ApiError:
-    log.warning("visibility query failed: %s: %s", type(exc).__name__, exc)
-    return ApiError(
-        503,
-        "visibility_unavailable",
-        "the visibility database did not answer (see the server log)",
-        {"Retry-After": "5"},
-    )
 
 
 def _failure(exc: WorkflowFailedError) -> dict[str, Any] | None:
@@ -133,6 +120,12 @@ async def history(request: web.Request) -> web.Response:
     )
     if found.snapshot is None and not found.events:
         raise ApiError(404, "workflow_not_found", f"no history of workflow {handle.workflow_id!r}")
+    if handle.run_id is not None and not found.events:
+        raise ApiError(
+            404,
+            "workflow_not_found",
+            f"workflow {handle.workflow_id!r} has no run {handle.run_id!r}",
+        )
     if replay_format == "replay":
         from orchestrator.engine.replayer import history_to_json
 
@@ -141,7 +134,10 @@ async def history(request: web.Request) -> web.Response:
             content_type="application/json",
             headers={"Content-Disposition": f'attachment; filename="{found.run_id}.json"'},
         )
-    snapshot = found.snapshot
+    # the snapshot is the latest run's: its status says nothing about an earlier run
+    snapshot = found.snapshot if (
+        found.snapshot is not None and found.snapshot.run_id == found.run_id
+    ) else None
     converter = services.options.converter
     return web.json_response(
         {
@@ -157,17 +153,28 @@ async def history(request: web.Request) -> web.Response:
     )
 
 
+def _text_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: searched for as text
+
+
 def _search(values: list[str]) -> dict[str, Any]:
-    """``key:value`` terms; a value that is JSON (``42``, ``true``, ``"x"``) keeps its type."""
+    """``key:value`` terms; a value that is JSON (``42``, ``true``, ``"x"``) keeps its type.
+    Each key may be given once: the terms are ANDed as one JSONB containment."""
     terms: dict[str, Any] = {}
     for term in values:
         key, sep, raw = term.partition(":")
         if not sep or not key:
             raise v.bad(f"search terms are key:value, got {term!r}")
+        v.no_nul(key, "search key")
+        if key in terms:
+            raise v.bad(f"search key {key!r} is given twice; give each key once")
         try:
-            terms[key] = json.loads(raw)
+            value: Any = json.loads(raw, parse_constant=_text_constant)
+        except RecursionError:
+            raise v.bad(f"search value of {key!r} is nested too deeply") from None
         except ValueError:
-            terms[key] = raw
+            value = raw
+        terms[key] = v.plain_json(value, f"search value of {key!r}")
     return terms
 
 
@@ -196,7 +203,7 @@ async def list_workflows(request: web.Request) -> web.Response:
     search = _search(request.query.getall("search", []))
     build_id = request.query.get("build_id")
     if build_id is not None:
-        v.text(build_id, "build_id", MAX_ID_CHARS)
+        v.no_nul(v.text(build_id, "build_id", MAX_ID_CHARS), "build_id")
     started_after = v.query_time(request, "started_after")
     started_before = v.query_time(request, "started_before")
     parked_text = request.query.get("parked")
@@ -219,7 +226,7 @@ async def list_workflows(request: web.Request) -> web.Response:
     except ValueError as exc:  # a malformed cursor
         raise v.bad(str(exc)) from None
     except psycopg.Error as exc:
-        raise _database_down(exc) from None
+        raise visibility_error(exc) from None
     return web.json_response({"workflows": [r.to_json() for r in rows], "next": cursor})
 
 
@@ -229,23 +236,28 @@ async def stats(request: web.Request) -> web.Response:
     status and start-to-close percentiles."""
     v.check_query(request, ("minutes", "type"))
     minutes = _minutes(request.query.get("minutes"))
+    workflow_type = request.query.get("type")
+    if workflow_type is not None:
+        v.name(workflow_type, "type")
     store = request.app[SERVICES].visibility.require()
     try:
         counts = await store.counts()
         body: dict[str, Any] = {"counts": counts, "total": sum(counts.values())}
         if minutes is not None:
             since, until = last_minutes(minutes)
-            found = await store.minute_stats(since, until, request.query.get("type"))
+            found = await store.minute_stats(since, until, workflow_type)
             body["minutes"] = [m.to_json() for m in found]
     except psycopg.Error as exc:
-        raise _database_down(exc) from None
+        raise visibility_error(exc) from None
     return web.json_response(body)
 
 
 def _minutes(text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= MAX_MINUTES:
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not (
+        1 <= int(text) <= MAX_MINUTES
+    ):
         raise v.bad(f"minutes must be a whole number from 1 to {MAX_MINUTES}")
     return int(text)
 

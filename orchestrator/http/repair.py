@@ -31,9 +31,8 @@ def retry_from_json(value: Any) -> RetryPolicy:
     unknown = sorted(set(value) - _POLICY_FIELDS)
     if unknown:
         raise v.bad(f"retry: unknown fields {unknown}; known: {sorted(_POLICY_FIELDS)}")
-    attempts = value.get("max_attempts", 0)
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
-        raise v.bad("retry.max_attempts must be an integer >= 0 (0: unlimited)")
+    attempts = v.int64(value.get("max_attempts", 0), "retry.max_attempts (0: unlimited)",
+                       minimum=0)
     backoff = value.get("backoff", 2.0)
     if isinstance(backoff, bool) or not isinstance(backoff, int | float):
         raise v.bad("retry.backoff must be a number")
@@ -63,7 +62,9 @@ async def repair(request: web.Request) -> web.Response:
     body = await v.json_body(
         request, required=("reason",), optional=("skip", "retry", "operator", "wait")
     )
-    wait = v.seconds(body.get("wait"), "wait", default=RESET_WAIT_S, maximum=MAX_WAIT_S)
+    wait = v.seconds(
+        body.get("wait"), "wait", default=RESET_WAIT_S, maximum=MAX_WAIT_S, positive=True
+    )
     reason = v.text(body["reason"], "reason", MAX_REASON_CHARS)
     operator = v.text(body.get("operator", ""), "operator", MAX_OPERATOR_CHARS)
     skip = body.get("skip")

@@ -20,9 +20,8 @@ from aiohttp import web
 
 from orchestrator.client import AsyncScheduleHandle
 from orchestrator.http import validation as v
-from orchestrator.http.errors import ApiError
 from orchestrator.http.limits import MAX_WAIT_S, QUERY_TIMEOUT_S, UPDATE_TIMEOUT_S
-from orchestrator.http.services import SERVICES
+from orchestrator.http.services import SERVICES, database_down
 from orchestrator.schedules.forms import from_json, parse_overlap, parse_time, to_json
 from orchestrator.schedules.spec import (
     SCHEDULE_WORKFLOW,
@@ -58,8 +57,11 @@ def _record(body: dict[str, Any], key: str, hint: Any) -> Any:
 
 
 def _overlap(body: dict[str, Any]) -> Any:
+    value = body.get("overlap")
+    if value is not None and not isinstance(value, str):
+        raise v.bad("overlap must be a string (a policy name such as skip)")
     try:
-        return parse_overlap(body.get("overlap"))
+        return parse_overlap(value)
     except ValueError as exc:
         raise v.bad(str(exc)) from None
 
@@ -104,7 +106,7 @@ async def list_schedules(request: web.Request) -> web.Response:
             status="running", workflow_type=SCHEDULE_WORKFLOW, limit=_LIST_LIMIT
         )
     except psycopg.Error as exc:
-        raise ApiError(503, "visibility_unavailable", f"visibility store: {exc}") from None
+        raise database_down(exc) from None
     client = request.app[SERVICES].kafka.require()
     ids = sorted(r.workflow_id.removeprefix("schedule:") for r in rows)
 

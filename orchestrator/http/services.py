@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import psycopg
 from aiohttp import web
 
 from orchestrator.client import AsyncClient
@@ -27,7 +28,15 @@ from orchestrator.log.topics import TopicLayout
 from orchestrator.operations.config import OperationsConfig
 from orchestrator.visibility import VisibilityStore
 
-__all__ = ["SERVICES", "ApiOptions", "KafkaAccess", "Services", "VisibilityAccess"]
+__all__ = [
+    "SERVICES",
+    "ApiOptions",
+    "KafkaAccess",
+    "Services",
+    "VisibilityAccess",
+    "database_down",
+    "visibility_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +201,31 @@ class VisibilityAccess:
         if self.store is not None:
             await self.store.close()
             self.store = None
+
+
+def database_down(exc: psycopg.Error) -> ApiError:
+    """The 503 for a failed visibility query; the error is logged, never answered (its
+    text may name the database's host and user)."""
+    log.warning("visibility query failed: %s: %s", type(exc).__name__, exc)
+    return ApiError(
+        503,
+        "visibility_unavailable",
+        "the visibility database did not answer (see the server log)",
+        {"Retry-After": "5"},
+    )
+
+
+def visibility_error(exc: psycopg.Error) -> ApiError:
+    """The answer for a failed visibility query whose values came from the request: 400
+    when PostgreSQL refused one of them (a ``DataError``: retrying cannot help), else
+    :func:`database_down`."""
+    if isinstance(exc, psycopg.DataError):
+        log.info("visibility query refused a value: %s", exc)
+        why = (str(exc).strip().splitlines() or ["no detail"])[0]
+        return ApiError(
+            400, "bad_request", f"the visibility database refused a value of the request: {why}"
+        )
+    return database_down(exc)
 
 
 class Services:

@@ -15,7 +15,9 @@ async def stack(request: web.Request) -> web.Response:
     """The engine's answer to the reserved ``__stack`` query: per task, its
     workflow-code frames (outermost first) and what it awaits."""
     handle = handle_of(request, ("run_id", "timeout"))
-    timeout = v.query_seconds(request, "timeout", default=QUERY_TIMEOUT_S, maximum=MAX_WAIT_S)
+    timeout = v.query_seconds(
+        request, "timeout", default=QUERY_TIMEOUT_S, maximum=MAX_WAIT_S, positive=True
+    )
     tasks = await handle.stack(timeout=timeout)
     return web.json_response(
         {"workflow_id": handle.workflow_id, "tasks": [t.to_json() for t in tasks]}

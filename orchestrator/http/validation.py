@@ -20,11 +20,15 @@ from orchestrator.http.errors import ApiError
 from orchestrator.http.limits import MAX_BODY_BYTES, MAX_ID_CHARS
 
 __all__ = [
+    "MAX_INT64",
     "check_query",
+    "int64",
     "json_body",
     "json_list",
     "json_object",
     "name",
+    "no_nul",
+    "plain_json",
     "query_seconds",
     "query_time",
     "run_id",
@@ -39,6 +43,8 @@ _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
 _QUEUE: Final = re.compile(r"^[A-Za-z0-9._\-]{1,200}$")
 _RUN_ID: Final = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _TRACEPARENT: Final = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+MAX_INT64: Final = 2**63 - 1
+"""The largest integer a record field of Avro type ``long`` (or a Kafka offset) holds."""
 
 
 def bad(message: str) -> ApiError:
@@ -48,6 +54,17 @@ def bad(message: str) -> ApiError:
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+class _NotFiniteError(ValueError):
+    """A JSON number too large for a float (``1e400``)."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFiniteError(f"the number {text[:40]} is too large")
+    return value
 
 
 async def json_body(
@@ -69,11 +86,13 @@ async def json_body(
             return {}
         raise bad(f"a JSON object body is required (fields: {', '.join(required)})")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constants, parse_float=_finite)
     except UnicodeDecodeError:
         raise bad("body is not UTF-8") from None
     except RecursionError:
         raise bad("body is nested too deeply") from None
+    except _NotFiniteError as exc:
+        raise bad(f"body has a number out of range: {exc}") from None
     except ValueError as exc:
         raise bad(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -155,19 +174,36 @@ def priority(value: Any) -> int:
     return value
 
 
-def seconds(value: Any, what: str, *, default: float, maximum: float) -> float:
-    """A number of seconds in ``[0, maximum]`` (``default`` when absent)."""
+def int64(value: Any, what: str, *, minimum: int) -> int:
+    """A JSON integer (not a boolean) from ``minimum`` to :data:`MAX_INT64`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_INT64:
+        raise bad(f"{what} must be a whole number from {minimum} to {MAX_INT64}")
+    return value
+
+
+def seconds(
+    value: Any, what: str, *, default: float, maximum: float, positive: bool = False
+) -> float:
+    """A number of seconds in ``[0, maximum]`` (``default`` when absent); with
+    ``positive``, 0 is refused too (for routes whose answer needs the shard's reply)."""
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise bad(f"{what} must be a number of seconds")
+    if positive and not 0 < value <= maximum:
+        raise bad(
+            f"{what} must be more than 0 and at most {maximum:g} seconds "
+            "(this route answers with the shard's reply, so it has to wait for it)"
+        )
     if not 0 <= value <= maximum:
         raise bad(f"{what} must be between 0 and {maximum:g} seconds")
     return float(value)
 
 
-def query_seconds(request: web.Request, key: str, *, default: float, maximum: float) -> float:
-    """Seconds from the query string (``?wait=5``)."""
+def query_seconds(
+    request: web.Request, key: str, *, default: float, maximum: float, positive: bool = False
+) -> float:
+    """Seconds from the query string (``?wait=5``); ``positive`` as for :func:`seconds`."""
     raw = request.query.get(key)
     if raw is None:
         return default
@@ -175,7 +211,32 @@ def query_seconds(request: web.Request, key: str, *, default: float, maximum: fl
         value = float(raw)
     except ValueError:
         raise bad(f"{key} must be a number of seconds") from None
-    return seconds(value, key, default=default, maximum=maximum)
+    return seconds(value, key, default=default, maximum=maximum, positive=positive)
+
+
+def plain_json(value: Any, what: str) -> Any:
+    """``value`` (parsed JSON) when PostgreSQL can hold it as JSONB: no NUL character in
+    a string or key, no number beyond a float's range; a 400 otherwise."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            raise bad(f"{what} contains a NUL character")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise bad(f"{what} has a number out of range")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+def no_nul(value: str, what: str) -> str:
+    """``value`` when it has no NUL character (PostgreSQL text cannot hold one)."""
+    if "\x00" in value:
+        raise bad(f"{what} contains a NUL character")
+    return value
 
 
 def json_list(value: Any, what: str) -> list[Any]:

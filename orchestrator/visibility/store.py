@@ -121,11 +121,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         micros, workflow_id, run_id = json.loads(raw)
         valid = isinstance(micros, int) and isinstance(workflow_id, str) and isinstance(run_id, str)
-    except (binascii.Error, ValueError, TypeError) as exc:
+        if valid:  # a forged number may lie outside the datetime range
+            return _EPOCH + timedelta(microseconds=micros), workflow_id, run_id
+    except (binascii.Error, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise ValueError("invalid cursor") from exc
-    if not valid:
-        raise ValueError("invalid cursor")
-    return _EPOCH + timedelta(microseconds=micros), workflow_id, run_id
+    raise ValueError("invalid cursor")
 
 
 class VisibilityStore:
