@@ -151,14 +151,19 @@ class VisibilityStore:
             kwargs={"autocommit": True},
             name=f"visibility-{self.table}",
         )
-        await pool.open(wait=True, timeout=timeout_s)
-        self._pool = pool
         try:
-            async with pool.connection() as conn, conn.transaction():
-                await conn.execute(lock_statement(self.table))
-                await conn.execute(ddl(self.table))
-        except psycopg.errors.InsufficientPrivilege:
-            log.warning("visibility: no privilege to create %s; reading as is", self.table)
+            await pool.open(wait=True, timeout=timeout_s)
+            try:
+                async with pool.connection() as conn, conn.transaction():
+                    await conn.execute(lock_statement(self.table))
+                    await conn.execute(ddl(self.table))
+            except psycopg.errors.InsufficientPrivilege:
+                log.warning("visibility: no privilege to create %s; reading as is", self.table)
+        except BaseException:
+            # The caller gets no store to close (``async with`` skips __aexit__).
+            await pool.close()
+            raise
+        self._pool = pool
 
     async def close(self) -> None:
         """Close the pool."""

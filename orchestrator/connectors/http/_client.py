@@ -14,6 +14,7 @@ from orchestrator.connectors.http._errors import (
     DEFAULT_RETRYABLE_STATUSES,
     error_for_exception,
     error_for_response,
+    request_build_error,
     secret_header_values,
 )
 from orchestrator.exceptions import ApplicationError
@@ -33,8 +34,9 @@ class HttpConnector:
     running activity's key (stable across attempts). Failures are raised as
     :class:`~orchestrator.exceptions.ApplicationError`: retryable for 5xx, 408, 429,
     timeouts and network errors (429/503 ``Retry-After`` becomes ``next_retry_delay``),
-    terminal for other 4xx and for requests that cannot succeed. Credentials in
-    headers never appear in error messages.
+    terminal for other 4xx and for requests that cannot succeed or cannot even be
+    built (bad URL, unencodable body, non-ASCII header). Credentials in headers and
+    query values never appear in error messages.
 
     Use one connector per worker process (it owns a connection pool)::
 
@@ -109,20 +111,31 @@ class HttpConnector:
         ``timeout`` overrides the connector's for this call. With
         ``raise_for_status=False`` any status is returned (see :meth:`error_for`).
         """
-        merged = httpx.Headers(self._client.headers)
-        merged.update(headers or {})
         key = idempotency_key
         if key is None and activity.in_activity():
             key = activity.info().idempotency_key
-        if key is not None:
-            merged[IDEMPOTENCY_HEADER] = key
-        secrets = secret_header_values(merged)
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = timeout
-        request = self._client.build_request(
-            method, url, json=json, content=content, params=params, headers=merged, **extra
-        )
+        secrets = secret_header_values(self._client.headers)
+        try:
+            secrets += secret_header_values(headers or {})
+            merged = httpx.Headers(self._client.headers)
+            merged.update(headers or {})
+            if key is not None:
+                merged[IDEMPOTENCY_HEADER] = key
+            request = self._client.build_request(
+                method, url, json=json, content=content, params=params, headers=merged, **extra
+            )
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            # A request that cannot be built never will be: terminal, not retried.
+            raise request_build_error(
+                exc,
+                method=method,
+                url=str(url),
+                headers=headers,
+                secrets=secrets,
+            ) from None
         try:
             response = await self._client.send(request)
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict) as exc:

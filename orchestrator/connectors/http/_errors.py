@@ -28,7 +28,9 @@ __all__ = [
     "error_for_exception",
     "error_for_response",
     "parse_retry_after",
+    "query_secrets",
     "redact",
+    "request_build_error",
 ]
 
 DEFAULT_RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 429, *range(500, 600)})
@@ -121,24 +123,49 @@ def secret_header_values(headers: httpx.Headers | Mapping[str, str]) -> list[str
     ]
 
 
+def query_secrets(url: httpx.URL) -> list[str]:
+    """The raw query string and every query value, raw and decoded, of ``url``.
+
+    Query strings carry API keys often enough that they are treated as secrets: a
+    server that echoes the URL in its body must not leak them into a message.
+    """
+    raw = url.query.decode("ascii", "replace")
+    if not raw:
+        return []
+    found = {raw}
+    for pair in raw.split("&"):
+        found.add(pair.partition("=")[2])
+    found.update(value for _, value in url.params.multi_items())
+    return sorted(found)
+
+
 def _safe_url(url: httpx.URL) -> str:
     # Query strings carry API keys often enough that they never appear in errors.
     return str(url.copy_with(query=None, fragment=None, password=None))
 
 
+def _safe_raw_url(url: str) -> str:
+    # A URL httpx could not parse: cut the query and fragment off by hand.
+    return redact(re.split(r"[?#]", url, maxsplit=1)[0])
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> timedelta | None:
     """The delay a ``Retry-After`` header asks for (delta-seconds or HTTP-date); None if bad.
 
-    A date in the past means "now" (zero delay).
+    A date in the past means "now" (zero delay). Delta-seconds must be ASCII digits;
+    a number too large for a ``timedelta`` is ignored like any unparseable value.
     """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        try:
+            return timedelta(seconds=int(value))
+        except OverflowError:  # beyond timedelta's range (999,999,999 days): nonsense
+            return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # RFC 850 / asctime forms parse naive; HTTP dates are GMT.
         when = when.replace(tzinfo=UTC)
@@ -166,12 +193,14 @@ def error_for_response(
     """None for a 1xx-3xx answer, else the error that a failed status stands for.
 
     The message names method, URL (without query or password), status and a bounded,
-    redacted body excerpt; ``details[0]`` is ``{"status", "method", "url"}``.
+    redacted body excerpt; ``details[0]`` is ``{"status", "method", "url"}``. Besides
+    ``secrets``, the request's query values are redacted (see :func:`query_secrets`).
     """
     status = response.status_code
     if status < 400:
         return None
     request = response.request
+    secrets = [*secrets, *query_secrets(request.url)]
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -215,11 +244,56 @@ def error_for_exception(
         if err is not None:
             return err
     rule = _rule_for(exc)
-    where = f"{request.method} {_safe_url(request.url)}: " if request is not None else ""
+    where = ""
+    if request is not None:
+        where = f"{request.method} {_safe_url(request.url)}: "
+        secrets = [*secrets, *query_secrets(request.url)]
     message = redact(f"{where}{type(exc).__name__}: {str(exc) or rule.why}", secrets)
     return ApplicationError(
         message,
         {"exception": type(exc).__name__},
         type=rule.type,
         non_retryable=not rule.retryable,
+    )
+
+
+def _non_ascii_header(headers: Mapping[str, str]) -> str | None:
+    for name, value in headers.items():
+        if not (str(name).isascii() and str(value).isascii()):
+            return name
+    return None
+
+
+def request_build_error(
+    exc: Exception,
+    *,
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+) -> ApplicationError:
+    """The terminal error for a request that could not even be built.
+
+    ``exc`` is what httpx raised while building it: ``InvalidURL``, a ``TypeError`` or
+    ``ValueError`` from encoding the body, a ``UnicodeEncodeError`` from a non-ASCII
+    header. No retry can fix any of them. ``headers`` are the call's own headers (to
+    name the one at fault, never its value); ``secrets`` are redacted.
+    """
+    where = f"{method} {_safe_raw_url(url)}: "
+    if isinstance(exc, httpx.InvalidURL):
+        what = f"invalid URL: {exc}"
+    elif isinstance(exc, UnicodeEncodeError):
+        name = _non_ascii_header(headers or {})
+        header = f"header {name!r}" if name is not None else "a header"
+        what = (
+            f"{header} is not ASCII; HTTP header names and values must be ASCII "
+            "(percent-encode the value or send it in the body)"
+        )
+    else:
+        what = f"cannot encode the request: {type(exc).__name__}: {exc}"
+    return ApplicationError(
+        redact(where + what, secrets)[:1000],
+        {"exception": type(exc).__name__},
+        type=_TERMINAL.type,
+        non_retryable=True,
     )

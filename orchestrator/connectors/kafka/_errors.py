@@ -18,7 +18,13 @@ from confluent_kafka import KafkaError, KafkaException
 
 from orchestrator.exceptions import ApplicationError
 
-__all__ = ["EXCEPTION_RULES", "TERMINAL_CODES", "error_for_kafka", "schema_error"]
+__all__ = [
+    "EXCEPTION_RULES",
+    "TERMINAL_CODES",
+    "delivery_unknown_error",
+    "error_for_kafka",
+    "schema_error",
+]
 
 TERMINAL_CODES: frozenset[int] = frozenset(
     {
@@ -99,3 +105,19 @@ def error_for_kafka(exc: BaseException | KafkaError) -> ApplicationError:
 def schema_error(message: str) -> ApplicationError:
     """A terminal error for an event that does not fit its schema."""
     return ApplicationError(message[:500], type="EventSchemaError", non_retryable=True)
+
+
+def delivery_unknown_error(topic: str, waited_s: float) -> ApplicationError:
+    """A retryable error for an event whose delivery report never came.
+
+    The event may or may not have reached the brokers; a retry publishes it again
+    with the same idempotency key, which consumers dedupe.
+    """
+    return ApplicationError(
+        f"no delivery report for the event to {topic!r} after {waited_s:g} s (most "
+        "likely the publisher was closed or restarted while it was in flight); it may "
+        "or may not have been written, a retry publishes it again with the same "
+        "idempotency key",
+        {"topic": topic},
+        type="KafkaDeliveryUnknown",
+    )

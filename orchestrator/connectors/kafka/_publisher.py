@@ -18,7 +18,11 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from fastavro.validation import ValidationError
 
 from orchestrator import activity
-from orchestrator.connectors.kafka._errors import error_for_kafka, schema_error
+from orchestrator.connectors.kafka._errors import (
+    delivery_unknown_error,
+    error_for_kafka,
+    schema_error,
+)
 
 __all__ = ["CONNECTOR_SCHEMAS", "IDEMPOTENCY_HEADER", "EventPublisher", "Published"]
 
@@ -26,6 +30,10 @@ CONNECTOR_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 """Folder of the example event schemas shipped with the connectors."""
 
 IDEMPOTENCY_HEADER = "idempotency-key"
+
+_MAX_TIMEOUT_S = 2_147_483.647  # librdkafka's largest message.timeout.ms
+_DELIVERY_MARGIN_S = 5.0
+"""How long past ``delivery_timeout`` publish() waits for a delivery report."""
 
 _PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,  # no duplicates or reordering from producer retries
@@ -71,6 +79,15 @@ class EventPublisher:
         source: str = "/connectors/kafka",
         delivery_timeout: float = 30.0,
     ) -> None:
+        number = isinstance(delivery_timeout, int | float)
+        if isinstance(delivery_timeout, bool) or not (
+            number and 0.001 <= delivery_timeout <= _MAX_TIMEOUT_S
+        ):
+            # 0 would mean "no limit" to librdkafka, and publish() waits on this bound.
+            raise ValueError(
+                f"delivery_timeout must be between 0.001 and {_MAX_TIMEOUT_S} seconds, "
+                f"got {delivery_timeout!r}"
+            )
         path = Path(schema_path)
         try:
             self._schema: Any = fastavro.parse_schema(json.loads(path.read_text("utf-8")))
@@ -78,6 +95,7 @@ class EventPublisher:
             raise ValueError(f"cannot load event schema {path}: {exc}") from exc
         self.ce_type = path.name.removesuffix(".avsc")
         self._source = source
+        self._delivery_timeout = float(delivery_timeout)
         self._config = {
             **_PRODUCER_DEFAULTS,
             **dict(config),
@@ -147,7 +165,9 @@ class EventPublisher:
         """Publish one event and wait until the brokers acknowledged it.
 
         ``idempotency_key`` defaults to the running activity's key; outside an
-        activity it is required. Failures raise a classified ApplicationError.
+        activity it is required. Failures raise a classified ApplicationError; with no
+        delivery report ``delivery_timeout`` + 5 s after producing (the publisher was
+        closed or restarted meanwhile), a retryable ``KafkaDeliveryUnknown``.
         """
         if idempotency_key is None:
             if not activity.in_activity():
@@ -197,4 +217,10 @@ class EventPublisher:
             )
         except (BufferError, TypeError, ValueError, RuntimeError, KafkaException) as exc:
             raise error_for_kafka(exc) from None
-        return await done
+        # librdkafka reports every message by message.timeout.ms, but only while the
+        # poller runs: close() or a restart after a fatal error may stop it first.
+        wait = self._delivery_timeout + _DELIVERY_MARGIN_S
+        try:
+            return await asyncio.wait_for(done, wait)
+        except TimeoutError:
+            raise delivery_unknown_error(topic, wait) from None
