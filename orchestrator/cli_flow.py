@@ -206,7 +206,8 @@ def _register_dispatcher(main: click.Group, layout_of: Callable[[Settings], Topi
     def dispatcher(name: str, cycle_ms: int, metrics_port: int, metrics_host: str) -> None:
         """Release task queue NAME's backlog to its workers under its flow control.
 
-        Run one or more (one is active, the others take over if it stops)."""
+        Run one per queue, under a supervisor that restarts it: starting another
+        fences the running one (it exits), so there is no standby."""
         from orchestrator.flow.dispatcher import Dispatcher
         from orchestrator.metrics import SagaMetrics, serve
         from orchestrator.metrics.flow import FlowMetrics

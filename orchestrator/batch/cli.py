@@ -25,6 +25,7 @@ from orchestrator.batch.spec import (
     BatchOp,
     BatchOperation,
     BatchStatus,
+    parked_filter,
 )
 from orchestrator.cli_client import env_client
 from orchestrator.config import Settings
@@ -52,8 +53,11 @@ def progress_line(d: BatchDescription) -> str:
             f"failed={t.failed}{doubt} {d.status.value}")
 
 
-def dry_run_rows(dsn: str, filter: BatchFilter, table: str = DEFAULT_TABLE) -> list[RunRow]:
-    """Every run a batch with ``filter`` started now would deal with, in its order."""
+def dry_run_rows(
+    dsn: str, filter: BatchFilter, table: str = DEFAULT_TABLE, *, op: BatchOp = BatchOp.RESET
+) -> list[RunRow]:
+    """Every run a batch of ``op`` with ``filter`` started now would deal with, in its
+    order (parked runs only for a reset, as the batch lists them)."""
     from orchestrator.visibility.store import VisibilityStore
 
     now = datetime.now(UTC)
@@ -65,7 +69,9 @@ def dry_run_rows(dsn: str, filter: BatchFilter, table: str = DEFAULT_TABLE) -> l
         after: str | None = None
         async with VisibilityStore(dsn, table=table) as store:
             while True:
-                page, after = await store.list_runs(**filter.store_args(), limit=1000, after=after)
+                page, after = await store.list_runs(
+                    **filter.store_args(), parked=parked_filter(op), limit=1000, after=after
+                )
                 rows += page
                 if after is None:
                     return rows
@@ -214,7 +220,7 @@ def register(main: click.Group, operator_of: Callable[[str | None], str]) -> Non
             raise click.UsageError("; ".join(problems))
         if dry_run:
             dsn = database_url or Settings.from_env().database_url
-            rows = dry_run_rows(dsn, filter_)
+            rows = dry_run_rows(dsn, filter_, op=operation.op)
             for row in rows:
                 click.echo(f"would {op} {row.workflow_id} run {row.run_id} ({row.status})")
             click.echo(f"{len(rows)} run(s) would be touched")

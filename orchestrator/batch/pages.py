@@ -42,6 +42,7 @@ from orchestrator.batch.spec import (
     BatchOperation,
     BatchTotals,
     PageResult,
+    parked_filter,
 )
 from orchestrator.client import Client
 from orchestrator.exceptions import ApplicationError, OrchestratorError, ReplyTimeoutError
@@ -197,7 +198,7 @@ class BatchPages:
 
         async def go() -> int:
             async with VisibilityStore(self._dsn, table=self._table) as store:
-                return await store.count_runs(**filter.store_args(), parked=_parked(op))
+                return await store.count_runs(**filter.store_args(), parked=parked_filter(op))
 
         return asyncio.run(go())
 
@@ -211,7 +212,7 @@ class BatchPages:
         async def go() -> tuple[list[RunRow], str | None]:
             async with VisibilityStore(self._dsn, table=self._table) as store:
                 return await store.list_runs(
-                    **filter.store_args(), parked=_parked(op), limit=page_size, after=cursor
+                    **filter.store_args(), parked=parked_filter(op), limit=page_size, after=cursor
                 )
 
         return asyncio.run(go())
@@ -293,10 +294,6 @@ class BatchPages:
             ).format(table),
             [outcome, detail, *key],
         )
-
-
-def _parked(op: BatchOp) -> bool | None:
-    return None if op is BatchOp.RESET else False
 
 
 def ledger_totals(conn: psycopg.Connection[Any], ledger_id: str) -> BatchTotals:

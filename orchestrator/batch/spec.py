@@ -30,6 +30,7 @@ __all__ = [
     "PageResult",
     "batch_workflow_id",
     "check_batch_id",
+    "parked_filter",
 ]
 
 BATCH_WORKFLOW = "saga.batch"
@@ -102,6 +103,12 @@ class BatchOperation:
         if self.op is BatchOp.TERMINATE and not self.reason:
             found.append("terminate needs a reason")
         return found
+
+
+def parked_filter(op: BatchOp) -> bool | None:
+    """The ``parked`` argument of the batch's listing: parked runs only take a reset
+    (their shard dead-letters any other command), so every other op leaves them out."""
+    return None if op is BatchOp.RESET else False
 
 
 @dataclass(frozen=True, slots=True)

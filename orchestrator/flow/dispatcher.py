@@ -91,15 +91,16 @@ class _Task:
 class PendingOffsets:
     """Unreleased backlog offsets as a flat sorted list of runs: ``[s0, e0, s1, e1, ...]``.
 
-    Offsets arrive in increasing order; a run extends over offsets that hold no task
-    (transaction markers), which a restore then finds empty."""
+    Offsets arrive in increasing order. A run holds only offsets added and not yet
+    removed: offsets that hold no task (transaction markers) break a run rather than
+    join it, so none of them is left pending after every task is released."""
 
     def __init__(self, runs: list[int] | None = None) -> None:
         self.runs: list[int] = list(runs or [])
 
-    def add(self, offset: int, previous_end: int) -> None:
-        """``offset`` is pending; ``previous_end``: the offset after the record read before."""
-        if self.runs and self.runs[-1] == previous_end:
+    def add(self, offset: int) -> None:
+        """``offset`` is pending (greater than every offset added before)."""
+        if self.runs and self.runs[-1] == offset:
             self.runs[-1] = offset + 1
         else:
             self.runs += [offset, offset + 1]
@@ -334,7 +335,7 @@ class Dispatcher:
             self._done_unread(offset, restored)  # cancelled before its turn: never released
             return
         if not restored:
-            self.pending.add(offset, self.position)
+            self.pending.add(offset)
             self.position = offset + 1
         self._ce_ids.add(ce_id)
         assert value is not None

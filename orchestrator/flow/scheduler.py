@@ -145,17 +145,20 @@ class FlowScheduler(Generic[T]):
         self._count = 0
         self._queue_bucket: TokenBucket | None = None
         self._key_buckets: dict[str, TokenBucket] = {}
-        self._restored_keys = dict(key_tokens or {})
         self.reconfigure(config, now, queue_tokens=queue_tokens)
+        if config.key_rate is not None:
+            # stamped at the state's time (``now``), so they refill for the downtime
+            for key, level in (key_tokens or {}).items():
+                self._key_buckets[key] = TokenBucket(config.key_rate, config.key_burst, level, now)
 
     def reconfigure(
         self, config: FlowConfig, now: float, *, queue_tokens: float | None = None
     ) -> None:
         """Apply a new configuration; bucket levels carry over (capped by the new bursts)."""
         old = self._queue_bucket
-        tokens = queue_tokens if queue_tokens is not None else old.tokens if old else None
         if old is not None:
-            old.refill(now)
+            old.refill(now)  # the tokens earned up to the change carry over too
+        tokens = queue_tokens if queue_tokens is not None else old.tokens if old else None
         self.config = config
         self._queue_bucket = (
             TokenBucket(config.rate, config.burst, tokens, now) if config.rate is not None else None
@@ -263,9 +266,7 @@ class FlowScheduler(Generic[T]):
             return None
         bucket = self._key_buckets.get(key)
         if bucket is None:
-            bucket = TokenBucket(
-                rate, self.config.key_burst, self._restored_keys.pop(key, None), now
-            )
+            bucket = TokenBucket(rate, self.config.key_burst, None, now)
             self._key_buckets[key] = bucket
         return bucket
 

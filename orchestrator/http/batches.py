@@ -23,9 +23,11 @@ from aiohttp import web
 from orchestrator.batch.spec import (
     BATCH_WORKFLOW,
     BatchFilter,
+    BatchOp,
     BatchOperation,
     BatchState,
     check_batch_id,
+    parked_filter,
 )
 from orchestrator.client import AsyncBatchHandle
 from orchestrator.exceptions import PayloadConversionError
@@ -83,7 +85,7 @@ def _check_filter(filter_: BatchFilter) -> None:
     v.plain_json(filter_.search, "filter.search")
 
 
-async def _dry_run(request: web.Request, filter_: BatchFilter, op: str) -> web.Response:
+async def _dry_run(request: web.Request, filter_: BatchFilter, op: BatchOp) -> web.Response:
     store = request.app[SERVICES].visibility.require()
     now = datetime.now(UTC)
     if filter_.started_before is None or filter_.started_before > now:
@@ -93,7 +95,7 @@ async def _dry_run(request: web.Request, filter_: BatchFilter, op: str) -> web.R
     try:
         while len(found) < _DRY_RUN_MAX:
             page, after = await store.list_runs(
-                **filter_.store_args(), limit=MAX_LIMIT, after=after
+                **filter_.store_args(), parked=parked_filter(op), limit=MAX_LIMIT, after=after
             )
             found += page
             if after is None:
@@ -102,7 +104,7 @@ async def _dry_run(request: web.Request, filter_: BatchFilter, op: str) -> web.R
         raise visibility_error(exc) from None
     runs = [{"workflow_id": r.workflow_id, "run_id": r.run_id, "status": r.status}
             for r in found[:_DRY_RUN_MAX]]
-    return web.json_response({"dry_run": True, "op": op, "runs": runs, "count": len(runs),
+    return web.json_response({"dry_run": True, "op": op.value, "runs": runs, "count": len(runs),
                               "truncated": after is not None})
 
 
@@ -140,7 +142,7 @@ async def start(request: web.Request) -> web.Response:
     if found:
         raise v.bad("; ".join(found))
     if dry_run:
-        return await _dry_run(request, filter_, operation.op.value)
+        return await _dry_run(request, filter_, operation.op)
     client = request.app[SERVICES].kafka.require()
     try:
         handle = await client.start_batch(

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from orchestrator.schedules.spec import ScheduleSpec
 
@@ -36,6 +36,7 @@ __all__ = [
 
 _CRON_FIELDS = 5
 _MAX_STEPS = 5000  # cron candidates tried per call: a repeated hour skips up to 60
+_PROBE_FROM = datetime(2000, 1, 1)  # cron has no year: one that ever matches does by 2008
 
 
 def to_ms(moment: datetime) -> int:
@@ -54,6 +55,10 @@ def cron_problem(expr: str) -> str | None:
         return f"cron {expr!r}: expected 5 fields (minute hour day month weekday)"
     if not croniter.is_valid(expr):
         return f"cron {expr!r}: not a valid cron expression"
+    try:
+        croniter(expr, _PROBE_FROM).get_next(datetime)
+    except CroniterBadDateError:
+        return f"cron {expr!r}: matches no date (e.g. a day the month never has)"
     return None
 
 
@@ -62,7 +67,10 @@ def _cron_next(expr: str, zone: ZoneInfo, after_ms: int) -> int | None:
     wall = datetime.fromtimestamp(after_ms / 1000, zone).replace(tzinfo=None)
     it = croniter(expr, wall)
     for _ in range(_MAX_STEPS):
-        candidate: datetime = it.get_next(datetime)
+        try:
+            candidate: datetime = it.get_next(datetime)
+        except CroniterBadDateError:
+            return None  # matches no date (refused at create/update; kept for old specs)
         # fold=0: a repeated wall time is its first occurrence; a missing one gets
         # the offset before the jump, i.e. the instant it would have been
         ms = to_ms(candidate.replace(tzinfo=zone, fold=0))

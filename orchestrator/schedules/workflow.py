@@ -17,6 +17,7 @@ no firing runs or waits, so its history stays bounded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -118,6 +119,9 @@ class ScheduleWorkflow:
         self._running: dict[str, Firing] = {}
         self._stopping: dict[str, str] = {}  # workflow id -> "cancel" | "terminate"
         self._tasks: set[asyncio.Future[None]] = set()
+        #: a pause holds buffered scheduled firings (runs recorded before this change
+        #: replay without it: they started such firings during a pause)
+        self._pause_holds_buffered = False
 
     @property
     def state(self) -> ScheduleState:
@@ -137,6 +141,7 @@ class ScheduleWorkflow:
     @workflow.run
     async def run(self, ctx: workflow.WorkflowContext, state: ScheduleState) -> None:
         self._ctx, self._state = ctx, state
+        self._pause_holds_buffered = ctx.patched("schedule.pause-holds-buffered-firings")
         if state.created_ms == 0:
             state.created_ms = state.cursor_ms = self._now_ms()
         wakes = 0
@@ -185,11 +190,23 @@ class ScheduleWorkflow:
             else:
                 self._offer(firing)
 
+    def _held(self, firing: Firing) -> bool:
+        """A buffered scheduled firing waits while the schedule is paused."""
+        return (
+            self._pause_holds_buffered
+            and self.state.paused
+            and firing.kind is FiringKind.SCHEDULED
+        )
+
     def _drain(self) -> None:
-        """Start buffered firings once nothing runs (one at a time)."""
+        """Start buffered firings once nothing runs (one at a time, in order, passing
+        over the ones held by a pause)."""
         s = self.state
-        while s.buffered and not self._running:
-            self._start(s.buffered.pop(0))
+        while not self._running:
+            at = next((i for i, f in enumerate(s.buffered) if not self._held(f)), None)
+            if at is None:
+                return
+            self._start(s.buffered.pop(at))
 
     def _offer(self, firing: Firing) -> None:
         """Put a due firing through the overlap policy."""
@@ -198,7 +215,8 @@ class ScheduleWorkflow:
             s.skipped += 1
             self._record(firing, "skipped")
             return
-        verdict = decide(firing.overlap, len(self._running), len(s.buffered))
+        waiting = sum(1 for f in s.buffered if not self._held(f))
+        verdict = decide(firing.overlap, len(self._running), waiting)
         for wid in list(self._running):
             if verdict.cancel_running:
                 self._stop(wid, "cancel", firing)
@@ -338,10 +356,13 @@ class ScheduleWorkflow:
         """Refuse an empty, reversed or too large range."""
         if end <= start:
             raise ValueError("backfill: end must be after start")
-        count = sum(1 for _ in times_between(self.state.spec, to_ms(start), to_ms(end)))
+        times = times_between(self.state.spec, to_ms(start), to_ms(end))
+        # counted no further than the limit: a long range must not stall the worker
+        count = sum(1 for _ in itertools.islice(times, MAX_BACKFILL_FIRINGS + 1))
         if count > MAX_BACKFILL_FIRINGS:
             raise ValueError(
-                f"backfill: {count} firings in range; at most {MAX_BACKFILL_FIRINGS} at once"
+                f"backfill: more than {MAX_BACKFILL_FIRINGS} firings in range; "
+                f"at most {MAX_BACKFILL_FIRINGS} at once"
             )
 
     @workflow.update(name="backfill")

@@ -123,6 +123,31 @@ def test_reconfigure_keeps_the_bucket_level() -> None:
     assert len(s.next_batch(0.1, None)) == 10
 
 
+def test_reconfigure_keeps_the_tokens_an_idle_queue_earned() -> None:
+    s: FlowScheduler[str] = FlowScheduler(FlowConfig(queue="q", rate=1.0, burst=10), 0.0)
+    for _ in range(10):
+        s.add(_task())
+    assert len(s.next_batch(0.0, None)) == 10  # the bucket is empty
+    # idle for 100 s: the bucket is full again, then the config changes
+    s.reconfigure(FlowConfig(queue="q", rate=1.0, burst=10, window=8), 100.0)
+    for _ in range(20):
+        s.add(_task())
+    assert len(s.next_batch(100.0, None)) == 10
+
+
+def test_restored_key_levels_refill_for_the_downtime() -> None:
+    config = FlowConfig(queue="q", key_rate=1.0, key_burst=10)
+    # the state was written at 100 s with key a's bucket empty; the first task of a
+    # comes 5 s after
+    s: FlowScheduler[str] = FlowScheduler(config, 100.0, key_tokens={"a": 0.0})
+    for _ in range(20):
+        s.add(_task(0, "a"))
+    assert len(s.next_batch(105.0, None)) == 5  # earned since the state, not 0 nor 10
+    # and a state written before the key is used keeps its level
+    s2: FlowScheduler[str] = FlowScheduler(config, 100.0, key_tokens={"a": 0.0})
+    assert s2.bucket_state(103.0)[1] == {"a": 3.0}
+
+
 def test_config_rejects_nonsense_with_every_problem() -> None:
     with pytest.raises(ValueError, match=r"rate must be > 0.*bursts must be >= 1"):
         FlowConfig(queue="q", rate=0.0, burst=0)
@@ -130,21 +155,41 @@ def test_config_rejects_nonsense_with_every_problem() -> None:
 
 def test_pending_offsets_runs() -> None:
     p = PendingOffsets()
-    position = 0
-    for o in [0, 1, 2, 4, 5]:  # 3 is a transaction marker: the run goes over it
-        p.add(o, position)
-        position = o + 1
-    assert p.runs == [0, 6]
+    for o in [0, 1, 2, 4, 5]:  # 3 is a transaction marker: not pending
+        p.add(o)
+    assert p.runs == [0, 3, 4, 6]
+    assert 3 not in p
     p.remove(2)
-    assert p.runs == [0, 2, 3, 6]
+    assert p.runs == [0, 2, 4, 6]
     p.remove(0)
     p.remove(5)
-    assert p.runs == [1, 2, 3, 5]
+    assert p.runs == [1, 2, 4, 5]
     assert 4 in p and 2 not in p and 1 in p
     assert p.low(99) == 1
     p.remove(1)
     p.remove(4)
-    assert p.runs == [] or all(o not in p for o in range(6)) or p.runs == [3, 4]
+    assert p.runs == []
+    assert p.low(6) == 6
+
+
+def test_pending_offsets_leave_no_transaction_marker_behind() -> None:
+    # every task in its own transaction: task, marker, task, marker, ...; five wait
+    # unreleased at a time, released out of order
+    p = PendingOffsets()
+    waiting: list[int] = []
+    longest = 0
+    for n in range(1_000):
+        offset = 2 * n
+        p.add(offset)
+        waiting.append(offset)
+        if len(waiting) > 5:
+            p.remove(waiting.pop(len(waiting) // 2))
+        longest = max(longest, len(p.runs))
+    for offset in waiting:
+        p.remove(offset)
+    assert p.runs == []  # nothing pending once every task is released
+    assert p.low(2_000) == 2_000  # a restore starts after the last task
+    assert longest <= 2 * 6  # the state holds the waiting tasks, not every marker seen
 
 
 def test_state_maps_are_bounded() -> None:

@@ -133,11 +133,27 @@ def test_firing_id_is_the_schedule_id_and_the_nominal_second_in_utc() -> None:
         ("* * * *", "expected 5 fields"),
         ("*/5 * * * * *", "expected 5 fields"),
         ("61 * * * *", "not a valid cron expression"),
+        ("0 0 29 2 *", None),  # every leap year
+        ("0 0 30 2 *", "matches no date"),
+        ("0 0 31 4 *", "matches no date"),
     ],
 )
 def test_cron_expressions_are_checked(expr: str, problem: str | None) -> None:
     found = cron_problem(expr)
     assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_a_cron_that_never_matches_has_no_next_time_and_leaves_the_others() -> None:
+    # a spec stored before such a cron was refused: no error, just no time from it
+    never = ScheduleSpec(cron=["0 0 30 2 *"])
+    assert next_after(never, at(2026, 1, 1)) is None
+    assert list(times_between(never, at(2026, 1, 1), at(2027, 1, 1))) == []
+    both = ScheduleSpec(cron=["0 0 30 2 *", "0 12 * * *"])
+    assert following(both, at(2026, 1, 1), 2) == [utc(at(2026, 1, 1, 12)),
+                                                  utc(at(2026, 1, 2, 12))]
+    assert ScheduleSpec(cron=["0 0 30 2 *"]).problems() == [
+        "cron '0 0 30 2 *': matches no date (e.g. a day the month never has)"
+    ]
 
 
 def test_spec_problems_list_everything_wrong() -> None:

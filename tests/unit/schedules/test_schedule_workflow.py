@@ -198,6 +198,35 @@ async def test_backfill_queues_every_nominal_time_of_its_range(env: WorkflowEnvi
         await handle.update("backfill", T0 - timedelta(days=30), T0, None)
 
 
+async def test_a_backfill_far_over_the_limit_is_refused(env: WorkflowEnvironment) -> None:
+    handle = await schedule(env, spec=ScheduleSpec(cron=["* * * * *"]), paused=True)
+    with pytest.raises(UpdateRejectedError, match="more than 1000 firings in range"):
+        await handle.update("backfill", T0 - timedelta(days=365), T0, None)
+    d = await describe(handle)
+    assert (d.started, d.running, d.buffered) == (0, [], [])  # nothing queued
+
+
+async def test_a_firing_buffered_before_a_pause_waits_for_the_unpause(
+    env: WorkflowEnvironment,
+) -> None:
+    handle = await schedule(env, OverlapPolicy.BUFFER_ONE, seconds=2.5)
+    await env.sleep(timedelta(seconds=2.5))  # 1 runs until 3.5, 2 is buffered
+    await handle.update("pause", "maintenance")
+    await env.sleep(timedelta(seconds=3))  # 1 has closed
+    d = await describe(handle)
+    assert (d.started, d.running, d.buffered) == (1, [], [T0 + timedelta(seconds=2)])
+    fired = await handle.update("trigger", None, result_type=str)  # a trigger still runs
+    await env.sleep(timedelta(seconds=0.1))
+    d = await describe(handle)
+    assert (d.started, d.running, d.buffered) == (2, [fired], [T0 + timedelta(seconds=2)])
+    await env.sleep(timedelta(seconds=3))
+    await handle.update("unpause", "")
+    await env.sleep(timedelta(seconds=0.1))
+    d = await describe(handle)
+    assert d.running == ["s-20260101T000002Z"] and d.buffered == []
+    assert d.started == 3
+
+
 async def test_backfill_under_skip_starts_only_the_first(env: WorkflowEnvironment) -> None:
     handle = await schedule(env, seconds=3600, spec=ScheduleSpec(interval_s=600), paused=True)
     await handle.update("backfill", T0 - timedelta(hours=1), T0, None)
