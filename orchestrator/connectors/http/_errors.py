@@ -39,6 +39,10 @@ DEFAULT_RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 429, *range(500, 60
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 REDACTED = "[REDACTED]"
 _SECRET_HEADER = re.compile(r"authorization|cookie|api[-_]?key|token|secret|password", re.I)
+#: query parameter names whose values are treated as credentials
+_SECRET_PARAM = re.compile(
+    r"key|token|secret|password|passwd|pwd|sig|auth|credential|session", re.I
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +128,20 @@ def secret_header_values(headers: httpx.Headers | Mapping[str, str]) -> list[str
 
 
 def query_secrets(url: httpx.URL) -> list[str]:
-    """The raw query string and every query value, raw and decoded, of ``url``.
-
-    Query strings carry API keys often enough that they are treated as secrets: a
-    server that echoes the URL in its body must not leak them into a message.
+    """The raw query string of ``url``, and the values (raw and decoded) of its query
+    parameters whose names say they carry credentials (``api_key``, ``token``,
+    ``sig``, ...): a server that echoes the URL in its body must not leak them into a
+    message. Other values (ids, page numbers) stay: error bodies quote them usefully.
     """
     raw = url.query.decode("ascii", "replace")
     if not raw:
         return []
     found = {raw}
     for pair in raw.split("&"):
-        found.add(pair.partition("=")[2])
-    found.update(value for _, value in url.params.multi_items())
+        name, _, value = pair.partition("=")
+        if _SECRET_PARAM.search(name):
+            found.add(value)
+    found.update(value for name, value in url.params.multi_items() if _SECRET_PARAM.search(name))
     return sorted(found)
 
 
