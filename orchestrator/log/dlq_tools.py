@@ -122,24 +122,6 @@ def redrive(
     pattern = re.compile(reason_pattern)
     producer = Producer({**kafka_config, "enable.idempotence": True})
     letters = read_dead_letters(kafka_config, dlq_topic, start_offset)
-    try:
-        sent = _redrive(producer, letters, pattern, end_offset)
-    except DeadLettersNotReadError as exc:
-        producer.flush(30)
-        raise DeadLettersNotReadError(
-            f"{exc}; {exc.sent} redriven before it stopped", exc.position, exc.sent
-        ) from None
-    if producer.flush(30) != 0:
-        raise RuntimeError("redrive: some records were not acknowledged; nothing is lost, retry")
-    return sent
-
-
-def _redrive(
-    producer: Producer,
-    letters: Generator[DeadLetter, None, None],
-    pattern: re.Pattern[str],
-    end_offset: int | None,
-) -> int:
     sent = 0
     try:
         for letter in letters:
@@ -147,10 +129,14 @@ def _redrive(
                 break
             sent += _send_back(producer, letter, pattern)
     except DeadLettersNotReadError as exc:
-        exc.sent = sent
-        raise
+        producer.flush(30)
+        raise DeadLettersNotReadError(
+            f"{exc}; {sent} redriven before it stopped", exc.position, sent
+        ) from None
     finally:
         letters.close()
+    if producer.flush(30) != 0:
+        raise RuntimeError("redrive: some records were not acknowledged; nothing is lost, retry")
     return sent
 
 
